@@ -1,0 +1,35 @@
+"""Named errors: each maps to an `error` frame code of PROTOCOL.md."""
+
+
+class ExecutorError(Exception):
+    """An error the engine is told about by name; `code` is PROTOCOL.md's error code."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadFrame(ExecutorError):
+    code = "bad_frame"
+
+
+class BadMessage(ExecutorError):
+    code = "bad_message"
+
+
+class UnknownAdapter(ExecutorError):
+    code = "unknown_adapter"
+
+
+class AdapterInvalid(ExecutorError):
+    code = "adapter_invalid"
+
+
+class PageOutOfRange(ExecutorError):
+    code = "page_out_of_range"
+
+
+class CapacityExceeded(ExecutorError):
+    code = "capacity"
