@@ -87,9 +87,13 @@ function systemHasCudaTorch() {
     { stdio: "ignore" },
   );
   if (probe.status === 0) {
-    process.env.LORAFLEET_PYTHON = spawnSync("python3", ["-c", "import sys; print(sys.executable)"], {
-      encoding: "utf8",
-    }).stdout.trim();
+    process.env.LORAFLEET_PYTHON = spawnSync(
+      "python3",
+      ["-c", "import sys; print(sys.executable)"],
+      {
+        encoding: "utf8",
+      },
+    ).stdout.trim();
     return true;
   }
   return false;
@@ -105,17 +109,31 @@ function pythonEnv() {
     const python = process.env.PYTHON ?? "python3";
     const probe = spawnSync(python, ["-c", "import sys; assert sys.version_info >= (3, 11)"]);
     if (probe.status !== 0) {
-      throw new SetupError(`Python >= 3.11 is needed as \`${python}\` (or set PYTHON=/path/to/python3).`);
+      throw new SetupError(
+        `Python >= 3.11 is needed as \`${python}\` (or set PYTHON=/path/to/python3).`,
+      );
     }
-    if (!existsSync(join(venvDir, "bin", "python"))) run(python, ["-m", "venv", venvDir], "python venv");
+    if (!existsSync(join(venvDir, "bin", "python")))
+      run(python, ["-m", "venv", venvDir], "python venv");
     const pip = [join(venvDir, "bin", "python"), "-m", "pip", "--disable-pip-version-check"];
-    const hint = "Check that PyPI is reachable; torch==2.13.0 must be the CPU build (never unpinned).";
-    run(pip[0], [...pip.slice(1), "install", "--progress-bar", "on", "-r", files[0]], "python packages", {
-      hint,
-    });
-    run(pip[0], [...pip.slice(1), "install", "-q", "--no-deps", "-e", "gpu-backend/executor"], "executor package", {
-      hint,
-    });
+    const hint =
+      "Check that PyPI is reachable; torch==2.13.0 must be the CPU build (never unpinned).";
+    run(
+      pip[0],
+      [...pip.slice(1), "install", "--progress-bar", "on", "-r", files[0]],
+      "python packages",
+      {
+        hint,
+      },
+    );
+    run(
+      pip[0],
+      [...pip.slice(1), "install", "-q", "--no-deps", "-e", "gpu-backend/executor"],
+      "executor package",
+      {
+        hint,
+      },
+    );
   });
 }
 
@@ -132,9 +150,14 @@ function fixtures() {
   );
   stamped(join(fixturesDir, ".lorafleet-stamp"), hash, "model fixtures", () => {
     rmSync(join(fixturesDir, ".lorafleet-stamp"), { force: true });
-    run(pythonPath(), ["-m", "lorafleet_executor.fixtures", "--out", fixturesDir], "model fixtures", {
-      hint: "See the messages above; `npm run models` retries.",
-    });
+    run(
+      pythonPath(),
+      ["-m", "lorafleet_executor.fixtures", "--out", fixturesDir],
+      "model fixtures",
+      {
+        hint: "See the messages above; `npm run models` retries.",
+      },
+    );
   });
 }
 

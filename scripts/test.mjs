@@ -25,7 +25,14 @@ function runVitest(suite) {
   const output = join(resultsDir, `${suite.name}.json`);
   const result = spawnSync(
     join(binDir, "vitest"),
-    ["run", "--config", suite.config, "--reporter=default", "--reporter=json", `--outputFile.json=${output}`],
+    [
+      "run",
+      "--config",
+      suite.config,
+      "--reporter=default",
+      "--reporter=json",
+      `--outputFile.json=${output}`,
+    ],
     { cwd: root, stdio: "inherit" },
   );
   if (!existsSync(output)) return { passed: 0, failed: 0, skipped: 0, crashed: result.status ?? 1 };
@@ -41,10 +48,14 @@ function runVitest(suite) {
 
 function runPytest(suite) {
   const output = join(resultsDir, `${suite.name}.xml`);
-  const result = spawnSync(pythonPath(), ["-m", "pytest", suite.dir, `--junitxml=${output}`, "-q"], {
-    cwd: root,
-    stdio: "inherit",
-  });
+  const result = spawnSync(
+    pythonPath(),
+    ["-m", "pytest", suite.dir, `--junitxml=${output}`, "-q"],
+    {
+      cwd: root,
+      stdio: "inherit",
+    },
+  );
   if (!existsSync(output)) return { passed: 0, failed: 0, skipped: 0, crashed: result.status ?? 1 };
   const head = readFileSync(output, "utf8").match(/<testsuite [^>]*>/)?.[0] ?? "";
   const count = (name) => Number(head.match(new RegExp(`\\b${name}="(\\d+)"`))?.[1] ?? 0);
@@ -72,7 +83,10 @@ function main() {
   const lines = [];
   for (const suite of suites) {
     if (only.length > 0 && !only.includes(suite.name)) continue;
-    const present = suite.kind === "pytest" ? existsSync(join(root, suite.dir)) : existsSync(join(root, suite.config));
+    const present =
+      suite.kind === "pytest"
+        ? existsSync(join(root, suite.dir))
+        : existsSync(join(root, suite.config));
     if (!present) continue;
     process.stderr.write(`\n[test] ── ${suite.name} ──\n`);
     const started = Date.now();
@@ -83,10 +97,14 @@ function main() {
     totals.failed += counts.failed;
     totals.skipped += counts.skipped;
     const crash = counts.crashed ? ` (runner exited with ${counts.crashed})` : "";
-    lines.push(`${suite.name}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped, ${seconds} s${crash}`);
+    lines.push(
+      `${suite.name}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped, ${seconds} s${crash}`,
+    );
   }
   process.stdout.write(`\n${lines.join("\n")}\n`);
-  process.stdout.write(`${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
+  process.stdout.write(
+    `${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`,
+  );
   process.exit(totals.failed > 0 ? 1 : 0);
 }
 

@@ -1,0 +1,127 @@
+// The records that cross the engine <-> executor boundary, mirroring PROTOCOL.md and
+// executor/lorafleet_executor/plan.py. The engine produces StepPlans and consumes
+// StepResults; protocol.ts turns them into frames and back.
+
+export const PROTOCOL_VERSION = 1;
+
+export const StepFlag = {
+  /** sample a token after this seq's last new token */
+  sample: 1,
+  /** first step of this sequence: executor state starts empty */
+  new: 2,
+  /** the seq's first new token is the one the executor sampled last step (token_ids has -1) */
+  useLastSampled: 4,
+} as const;
+
+export interface InitConfig {
+  modelPath: string;
+  dtype: "auto" | "bfloat16" | "float16" | "float32";
+  device: "auto" | "cpu" | "cuda";
+  /** pages in the pool; 0 = derive from memoryFraction */
+  numPages: number;
+  memoryFraction: number;
+  maxRank: number;
+  maxNumSeqs: number;
+  /** per step */
+  maxNumTokens: number;
+  hostCacheBytes: number;
+  loraBackend: "triton" | "torch";
+  cudaGraphs: boolean;
+}
+
+export interface ModelInfo {
+  numPages: number;
+  /** W, elements per page */
+  pageWidth: number;
+  numLayers: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPosition: number;
+  dtype: string;
+  device: string;
+  /** module name (q k v o gate up down) -> [in, out] features */
+  modules: Record<string, [number, number]>;
+  eosTokenIds: number[];
+}
+
+export interface StagedAdapter {
+  adapterId: number;
+  rank: number;
+  /** alpha / r, or alpha / sqrt(r) with rsLoRA */
+  scale: number;
+  targets: string[];
+  /** pages it needs in the pool */
+  numPages: number;
+  hostBytes: number;
+}
+
+/** One iteration: seqs in order, their new tokens contiguous in tokenIds. */
+export interface StepPlan {
+  stepId: number;
+  /** sequences whose executor state is dropped before this step */
+  freeSeqIds: Uint32Array;
+  seqIds: Uint32Array;
+  /** StepFlag bits */
+  flags: Uint8Array;
+  numNewTokens: Int32Array;
+  /** tokens already in the KV cache */
+  numCached: Int32Array;
+  numPrompt: Int32Array;
+  /** -1 = base model */
+  adapterIds: Int32Array;
+  /** 0 = greedy */
+  temperature: Float32Array;
+  topP: Float32Array;
+  /** 0 = off */
+  topK: Int32Array;
+  minP: Float32Array;
+  presencePenalty: Float32Array;
+  frequencyPenalty: Float32Array;
+  /** 1 = off */
+  repetitionPenalty: Float32Array;
+  /** -1 = none */
+  seed: BigInt64Array;
+  /** -1 none, 0 sampled token only, n = also the top n */
+  logprobs: Int32Array;
+  /** -1 where StepFlag.useLastSampled stands in */
+  tokenIds: Int32Array;
+  /** K page then V page per new token */
+  kvPages: Int32Array;
+}
+
+/** One row per seq that sampled, in step order. */
+export interface StepResult {
+  stepId: number;
+  seqIds: Uint32Array;
+  tokens: Int32Array;
+  /** NaN when not asked */
+  logprobs: Float32Array;
+  topCounts: Int32Array;
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+  forwardMs: number;
+  sampleMs: number;
+}
+
+export interface ExecutorStats {
+  hostCacheBytes: number;
+  hostCacheAdapters: number;
+  poolAdapters: number;
+  liveSeqs: number;
+  steps: number;
+  deviceMemoryBytes: number;
+}
+
+/** PROTOCOL.md's error codes. */
+export type ExecutorErrorCode =
+  | "bad_frame"
+  | "bad_message"
+  | "unknown_adapter"
+  | "adapter_invalid"
+  | "page_out_of_range"
+  | "capacity"
+  | "internal";
