@@ -1,0 +1,78 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { parseJsonBody } from "../validation.ts";
+
+const dim = z.number().int().positive();
+
+/** Field names follow the model's HF config.json, so its values can be posted as they are. */
+const baseModelSchema = z
+  .object({
+    name: z.string().min(1).max(200),
+    hidden_size: dim,
+    intermediate_size: dim,
+    num_hidden_layers: dim,
+    num_attention_heads: dim,
+    num_key_value_heads: dim.optional(),
+    head_dim: dim.optional(),
+    max_lora_rank: dim.default(64),
+  })
+  .refine((m) => m.head_dim !== undefined || m.hidden_size % m.num_attention_heads === 0, {
+    message: "hidden_size must divide by num_attention_heads when head_dim is not given",
+  });
+
+export type BaseModel = {
+  name: string;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim: number;
+  max_lora_rank: number;
+  created_at: number;
+};
+
+/** /admin/base-models: the models backends serve and adapters are checked against. */
+export function baseModelRoutes() {
+  const app = new Hono<AppEnv>();
+
+  app.put("/", async (c) => {
+    const m = await parseJsonBody(c, baseModelSchema);
+    const headDim = m.head_dim ?? m.hidden_size / m.num_attention_heads;
+    await c.env.DB.prepare(
+      `INSERT INTO base_models (name, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+         num_key_value_heads, head_dim, max_lora_rank, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET hidden_size = excluded.hidden_size, intermediate_size = excluded.intermediate_size,
+         num_hidden_layers = excluded.num_hidden_layers, num_attention_heads = excluded.num_attention_heads,
+         num_key_value_heads = excluded.num_key_value_heads, head_dim = excluded.head_dim, max_lora_rank = excluded.max_lora_rank`,
+    )
+      .bind(
+        m.name,
+        m.hidden_size,
+        m.intermediate_size,
+        m.num_hidden_layers,
+        m.num_attention_heads,
+        m.num_key_value_heads ?? m.num_attention_heads,
+        headDim,
+        m.max_lora_rank,
+        Date.now(),
+      )
+      .run();
+    return c.json(await getBaseModel(c.env.DB, m.name));
+  });
+
+  app.get("/", async (c) => {
+    const { results } = await c.env.DB.prepare("SELECT * FROM base_models ORDER BY name").all<BaseModel>();
+    return c.json({ object: "list", data: results });
+  });
+
+  return app;
+}
+
+export async function getBaseModel(db: D1Database, name: string): Promise<BaseModel> {
+  const row = await db.prepare("SELECT * FROM base_models WHERE name = ?").bind(name).first<BaseModel>();
+  if (row === null) throw new ApiError(404, "base_model_not_found", `No base model ${name}`);
+  return row;
+}

@@ -1,0 +1,57 @@
+import { Hono } from "hono";
+import { backendRoutes } from "./admin/backends.ts";
+import { baseModelRoutes } from "./admin/base-models.ts";
+import { keyRoutes } from "./admin/keys.ts";
+import { tenantRoutes } from "./admin/tenants.ts";
+import { usageAdminRoutes } from "./admin/usage.ts";
+import { KeyResolver } from "./auth/key-resolver.ts";
+import { adminAuth } from "./auth/middleware.ts";
+import type { AppEnv } from "./env.ts";
+import { ApiError } from "./errors.ts";
+import { requestContext } from "./middleware/request-context.ts";
+import { BackendDirectory } from "./routing/backend-directory.ts";
+
+/** The per-isolate state the app keeps between requests; tests build their own. */
+export type GatewayState = {
+  keys: KeyResolver;
+  backends: BackendDirectory;
+  now: () => number;
+};
+
+export function createGatewayState(now: () => number = Date.now): GatewayState {
+  return { keys: new KeyResolver(now), backends: new BackendDirectory(now), now };
+}
+
+/**
+ * The gateway's HTTP surface.
+ *
+ * @example export default { fetch: createApp(createGatewayState()).fetch };
+ */
+export function createApp(state: GatewayState) {
+  const app = new Hono<AppEnv>();
+  app.use(requestContext(state.now));
+
+  const admin = new Hono<AppEnv>();
+  admin.use(adminAuth());
+  admin.route("/tenants", tenantRoutes(state.keys));
+  admin.route("/", keyRoutes(state.keys));
+  admin.route("/base-models", baseModelRoutes());
+  admin.route("/backends", backendRoutes(state.backends));
+  admin.route("/usage", usageAdminRoutes());
+  app.route("/admin", admin);
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  app.notFound(() => {
+    throw new ApiError(404, "not_found", "No such route");
+  });
+  app.onError((error, c) => {
+    if (error instanceof ApiError) {
+      for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+      return c.json(error.body(), error.status);
+    }
+    console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: String(error) }));
+    return c.json(new ApiError(500, "internal_error", "The gateway failed on this request").body(), 500);
+  });
+  return app;
+}

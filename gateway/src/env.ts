@@ -1,0 +1,29 @@
+import type { TenantLimiter } from "./limits/tenant-limiter.ts";
+import type { Principal } from "./auth/principal.ts";
+
+/** The Worker's bindings, as declared in wrangler.toml plus its secrets. */
+export type Env = {
+  DB: D1Database;
+  CACHE: KVNamespace;
+  FILES: R2Bucket;
+  LIMITER: DurableObjectNamespace<TenantLimiter>;
+  /** Secret: bearer token of the admin API. */
+  ADMIN_TOKEN: string;
+  /** Secret: HMAC key of the signed adapter download URLs. */
+  URL_SIGNING_KEY: string;
+  /** Secret: sent to backends as `authorization: Bearer ...`. */
+  BACKEND_SECRET: string;
+  /** Origin written into signed URLs; empty means the serving request's origin. */
+  PUBLIC_URL?: string;
+};
+
+/** Per-request values set by middleware. */
+export type Variables = {
+  requestId: string;
+  startedAt: number;
+  /** Milliseconds spent waiting on a backend, subtracted from the gateway's own time. */
+  upstreamMs: number;
+  principal: Principal;
+};
+
+export type AppEnv = { Bindings: Env; Variables: Variables };

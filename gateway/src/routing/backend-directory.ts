@@ -1,0 +1,70 @@
+import type { Env } from "../env.ts";
+import { LruCache } from "../lru.ts";
+import type { RoutableBackend } from "./rendezvous.ts";
+
+export type Backend = RoutableBackend & { url: string; baseModel: string };
+
+type BackendRow = { id: string; url: string; base_model: string; capacity: number; load: number };
+
+/** How long an isolate reuses the backend list before reading D1 again. */
+export const backendListTtlMs = 5_000;
+/** How long an isolate avoids a backend after a failed call to it. */
+export const failedBackendPauseMs = 30_000;
+
+/**
+ * The isolate's view of the backends that can take requests for a base model:
+ * active (not draining) and healthy in D1, not recently failed here, with the
+ * load they last reported plus this isolate's in-flight requests to them.
+ */
+export class BackendDirectory {
+  readonly #lists: LruCache<BackendRow[]>;
+  readonly #failed: LruCache<true>;
+  readonly #inFlight = new Map<string, number>();
+
+  constructor(now: () => number = Date.now) {
+    this.#lists = new LruCache(100, backendListTtlMs, now);
+    this.#failed = new LruCache(1000, failedBackendPauseMs, now);
+  }
+
+  async candidates(env: Env, baseModel: string): Promise<Backend[]> {
+    let rows = this.#lists.get(baseModel);
+    if (rows === undefined) {
+      const { results } = await env.DB.prepare(
+        "SELECT id, url, base_model, capacity, load FROM backends WHERE base_model = ? AND status = 'active' AND healthy = 1",
+      )
+        .bind(baseModel)
+        .all<BackendRow>();
+      rows = results;
+      this.#lists.set(baseModel, rows);
+    }
+    return rows
+      .filter((r) => this.#failed.get(r.id) === undefined)
+      .map((r) => ({
+        id: r.id,
+        url: r.url,
+        baseModel: r.base_model,
+        capacity: r.capacity,
+        load: r.load + (this.#inFlight.get(r.id) ?? 0),
+      }));
+  }
+
+  /** Marks a backend failed in this isolate; the next health check updates D1. */
+  markFailed(id: string): void {
+    this.#failed.set(id, true);
+  }
+
+  begin(id: string): void {
+    this.#inFlight.set(id, (this.#inFlight.get(id) ?? 0) + 1);
+  }
+
+  end(id: string): void {
+    const left = (this.#inFlight.get(id) ?? 1) - 1;
+    if (left <= 0) this.#inFlight.delete(id);
+    else this.#inFlight.set(id, left);
+  }
+
+  invalidate(): void {
+    this.#lists.clear();
+    this.#failed.clear();
+  }
+}

@@ -1,0 +1,131 @@
+// TEST PEER, not the real backend: a tiny Node HTTP server that speaks the
+// OpenAI chat/completions shape the way gpu-backend does at its edge, so the
+// Worker under test forwards over real HTTP. The real backend is exercised
+// end to end in the repo's test/ suite.
+//
+// One server hosts many virtual backends, each under /b/<name>/..., so test
+// files running at the same time never share one. Tests steer a virtual
+// backend through /__control/<name> (its mode) and read what it received
+// from /__control/<name>/requests.
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { testSecrets } from "./constants.ts";
+
+/**
+ * ok: answer normally. error: answer 503 before any body. reset: drop the
+ * connection. cut: start a 200 stream, send two chunks, then drop it.
+ * slow: stream with `delayMs` between tokens.
+ */
+export type PeerMode = { mode: "ok" | "error" | "reset" | "cut" | "slow"; delayMs?: number; load?: number };
+
+type Received = { path: string; headers: Record<string, string | string[] | undefined>; body: unknown };
+
+type OpenAiBody = {
+  model?: string;
+  messages?: { content?: string }[];
+  prompt?: string;
+  max_tokens?: number;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+};
+
+function words(text: string): number {
+  return text.split(/\s+/).filter((w) => w.length > 0).length;
+}
+
+function promptTokens(body: OpenAiBody): number {
+  if (typeof body.prompt === "string") return words(body.prompt);
+  return (body.messages ?? []).reduce((sum, m) => sum + words(String(m.content ?? "")), 0);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(value));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function startTestPeer(): Promise<{ url: string; close: () => Promise<void> }> {
+  const modes = new Map<string, PeerMode>();
+  const received = new Map<string, Received[]>();
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://peer");
+    const control = url.pathname.match(/^\/__control\/([^/]+)(\/requests)?$/);
+    if (control?.[1]) {
+      if (control[2]) return json(res, 200, received.get(control[1]) ?? []);
+      modes.set(control[1], JSON.parse(await readBody(req)) as PeerMode);
+      return json(res, 200, { ok: true });
+    }
+    const route = url.pathname.match(/^\/b\/([^/]+)(\/.*)$/);
+    if (!route?.[1] || !route[2]) return json(res, 404, { error: { message: "no such virtual backend" } });
+    const [name, path] = [route[1], route[2]];
+    const mode = modes.get(name) ?? { mode: "ok" };
+    if (mode.mode === "reset") return req.socket.destroy();
+    if (path === "/health" && req.method === "GET") {
+      return mode.mode === "error" ? json(res, 503, { ok: false }) : json(res, 200, { ok: true, load: mode.load ?? 0 });
+    }
+    if (req.headers.authorization !== `Bearer ${testSecrets.backendSecret}`) {
+      return json(res, 401, { error: { message: "bad backend secret", type: "authentication_error" } });
+    }
+    const text = await readBody(req);
+    const body = JSON.parse(text) as OpenAiBody;
+    const list = received.get(name) ?? [];
+    list.push({ path, headers: req.headers, body });
+    received.set(name, list);
+    if (mode.mode === "error") return json(res, 503, { error: { message: "peer told to fail", type: "server_error" } });
+    const chat = path === "/v1/chat/completions";
+    if (!chat && path !== "/v1/completions") return json(res, 404, { error: { message: `no route ${path}` } });
+
+    const completion = Math.min(body.max_tokens ?? 4, 1000);
+    const usage = {
+      prompt_tokens: promptTokens(body),
+      completion_tokens: completion,
+      total_tokens: promptTokens(body) + completion,
+    };
+    const base = { id: `cmpl-${name}-${list.length}`, created: 1_700_000_000, model: body.model };
+    if (!body.stream) {
+      const content = "tok ".repeat(completion).trim();
+      const choice = chat
+        ? { index: 0, message: { role: "assistant", content }, finish_reason: "length" }
+        : { index: 0, text: content, finish_reason: "length" };
+      return json(res, 200, {
+        ...base,
+        object: chat ? "chat.completion" : "text_completion",
+        choices: [choice],
+        usage,
+        backend: name,
+      });
+    }
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const object = chat ? "chat.completion.chunk" : "text_completion";
+    for (let i = 0; i < completion; i += 1) {
+      if (mode.mode === "cut" && i === 2) return req.socket.destroy();
+      const choice = chat ? { index: 0, delta: { content: "tok " } } : { index: 0, text: "tok " };
+      res.write(`data: ${JSON.stringify({ ...base, object, choices: [choice] })}\n\n`);
+      if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
+      if (res.destroyed) return;
+    }
+    if (body.stream_options?.include_usage) {
+      res.write(`data: ${JSON.stringify({ ...base, object, choices: [], usage })}\n\n`);
+    }
+    res.end("data: [DONE]\n\n");
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("test peer has no port");
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
