@@ -1,0 +1,140 @@
+// The model's tokenizer, loaded from an HF-format directory (tokenizer.json +
+// tokenizer_config.json, plus config.json / generation_config.json for the eos ids).
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { ChatTemplate } from "./chat-template.ts";
+
+export class TokenizerLoadError extends Error {
+  override name = "TokenizerLoadError";
+}
+
+/** The subset of tokenizer_config.json we read; HF writes special tokens as a string or an AddedToken object. */
+interface TokenizerConfig {
+  bos_token?: unknown;
+  eos_token?: unknown;
+  pad_token?: unknown;
+  unk_token?: unknown;
+  chat_template?: unknown;
+  [key: string]: unknown;
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch (error) {
+    throw new TokenizerLoadError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+function tokenContent(token: unknown): string | null {
+  if (typeof token === "string") return token;
+  if (token && typeof token === "object" && "content" in token) {
+    const content = (token as { content: unknown }).content;
+    if (typeof content === "string") return content;
+  }
+  return null;
+}
+
+/** config.json and generation_config.json write eos_token_id as a number or a list. */
+function idsOf(value: unknown): number[] {
+  if (typeof value === "number") return [value];
+  if (Array.isArray(value)) return value.filter((id): id is number => typeof id === "number");
+  return [];
+}
+
+/**
+ * Picks the chat template: tokenizer_config.json's `chat_template` (a string, or a list of
+ * named templates of which "default" is used), else the `chat_template.jinja` file that
+ * transformers >= 4.43 writes beside it.
+ */
+function chatTemplateSource(dir: string, config: TokenizerConfig): string | null {
+  const inline = config.chat_template;
+  if (typeof inline === "string") return inline;
+  if (Array.isArray(inline)) {
+    const named = inline.find(
+      (entry): entry is { name: string; template: string } =>
+        entry && typeof entry.template === "string" && entry.name === "default",
+    );
+    if (named) return named.template;
+  }
+  const file = join(dir, "chat_template.jinja");
+  return existsSync(file) ? readFileSync(file, "utf8") : null;
+}
+
+export class ModelTokenizer {
+  readonly eosTokenIds: readonly number[];
+  readonly chatTemplate: ChatTemplate | null;
+  readonly vocabSize: number;
+  readonly #tokenizer: Tokenizer;
+
+  constructor(
+    tokenizerJson: object,
+    config: TokenizerConfig,
+    chatTemplateText: string | null,
+    extraEosIds: readonly number[] = [],
+  ) {
+    try {
+      this.#tokenizer = new Tokenizer(tokenizerJson, config);
+    } catch (error) {
+      throw new TokenizerLoadError(`tokenizer.json is not usable: ${(error as Error).message}`);
+    }
+    this.vocabSize = this.#tokenizer.get_vocab(true).size;
+    const eos = tokenContent(config.eos_token);
+    const eosId = eos === null ? undefined : this.#tokenizer.token_to_id(eos);
+    this.eosTokenIds = [...new Set([...(eosId === undefined ? [] : [eosId]), ...extraEosIds])];
+    const specialTokens: Record<string, string> = {};
+    for (const key of ["bos_token", "eos_token", "pad_token", "unk_token"]) {
+      const content = tokenContent(config[key]);
+      if (content !== null) specialTokens[key] = content;
+    }
+    this.chatTemplate =
+      chatTemplateText === null ? null : new ChatTemplate(chatTemplateText, specialTokens);
+  }
+
+  /**
+   * Loads `dir`/tokenizer.json and tokenizer_config.json; eos ids also come from config.json
+   * and generation_config.json when present (Llama 3 lists several there).
+   *
+   * @example const tokenizer = ModelTokenizer.fromDirectory(".cache/fixtures/tiny-llama");
+   */
+  static fromDirectory(dir: string): ModelTokenizer {
+    const tokenizerPath = join(dir, "tokenizer.json");
+    if (!existsSync(tokenizerPath)) {
+      throw new TokenizerLoadError(`${tokenizerPath} does not exist`);
+    }
+    const configPath = join(dir, "tokenizer_config.json");
+    const config = (existsSync(configPath) ? readJson(configPath) : {}) as TokenizerConfig;
+    const extraEos: number[] = [];
+    for (const name of ["config.json", "generation_config.json"]) {
+      const path = join(dir, name);
+      if (existsSync(path)) {
+        extraEos.push(...idsOf((readJson(path) as { eos_token_id?: unknown }).eos_token_id));
+      }
+    }
+    return new ModelTokenizer(
+      readJson(tokenizerPath) as object,
+      config,
+      chatTemplateSource(dir, config),
+      extraEos,
+    );
+  }
+
+  /** Chat prompts are rendered with their special tokens already in, so they pass `false`. */
+  encode(text: string, addSpecialTokens: boolean): number[] {
+    return this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(ids: readonly number[], skipSpecialTokens = true): string {
+    if (ids.length === 0) return "";
+    return this.#tokenizer.decode([...ids], {
+      skip_special_tokens: skipSpecialTokens,
+      clean_up_tokenization_spaces: false,
+    });
+  }
+
+  /** The token's string in the vocabulary, as OpenAI's logprobs `token` field carries it. */
+  tokenText(id: number): string {
+    return this.decode([id], false);
+  }
+}
