@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
+
+describe("parseServerConfig", () => {
+  it("takes flags over env over defaults", () => {
+    const config = parseServerConfig(["--model", "/m/tiny", "--port", "9001"], {
+      LORAFLEET_PORT: "9002",
+      LORAFLEET_MAX_LORA_RANK: "16",
+    });
+    expect(config.port).toBe(9001);
+    expect(config.maxLoraRank).toBe(16);
+    expect(config.maxNumSeqs).toBe(128);
+    expect(config.servedModelName).toBe("tiny");
+    expect(config.socket).toMatch(/lorafleet-\d+\.sock$/);
+  });
+
+  it("names every bad value with its flag and env variable", () => {
+    expect(() => parseServerConfig(["--model", "m", "--port=-1"], {})).toThrow(
+      /--port \(LORAFLEET_PORT\)/,
+    );
+    expect(() => parseServerConfig(["--port", "80"], {})).toThrow(/--model \(LORAFLEET_MODEL\)/);
+    expect(() => parseServerConfig(["--gpu-memory-utilization", "2", "--model", "m"], {})).toThrow(
+      ConfigError,
+    );
+  });
+
+  it("refuses unknown flags and short secrets", () => {
+    expect(() => parseServerConfig(["--model", "m", "--bogus", "1"], {})).toThrow(ConfigError);
+    expect(() =>
+      parseServerConfig(["--model", "m"], { LORAFLEET_BACKEND_SECRET: "short" }),
+    ).toThrow(/backend-secret/);
+  });
+
+  it("never prints the secret", () => {
+    const secret = "s".repeat(32);
+    const config = parseServerConfig(["--model", "m", "--backend-secret", secret], {});
+    expect(config.backendSecret).toBe(secret);
+    expect(JSON.stringify(describeConfig(config))).not.toContain(secret);
+  });
+});

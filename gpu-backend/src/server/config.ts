@@ -1,0 +1,114 @@
+// The backend's one typed config: command-line flags over LORAFLEET_* environment
+// variables over defaults, validated with zod at start and passed down; nothing below
+// main.ts reads the environment.
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
+const flag = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
+  .transform((value) => value === true || value === "true" || value === "1");
+
+export const ServerConfigSchema = z.object({
+  /** HF-format model directory (config.json, *.safetensors, tokenizer.json) */
+  model: z.string().min(1),
+  /** the name clients put in `model` for the base model; default the directory's name */
+  servedModelName: z.string().min(1).optional(),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: z.coerce.number().int().min(0).max(65535).default(8000),
+  /** the Unix socket the executor connects to; default one per process in the temp dir */
+  socket: z.string().min(1).optional(),
+  /** the executor's Python (LORAFLEET_PYTHON, as scripts/setup.mjs names it) */
+  python: z
+    .string()
+    .min(1)
+    .default(join(import.meta.dirname, "../../../.venv/bin/python")),
+  device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
+  dtype: z.enum(["auto", "bfloat16", "float16", "float32"]).default("auto"),
+  /** share of GPU memory the executor may use in all (vLLM's --gpu-memory-utilization) */
+  gpuMemoryUtilization: z.coerce.number().gt(0).max(1).default(0.9),
+  /** pages in the unified pool; 0 = derive from gpuMemoryUtilization */
+  numPages: nonNegativeInt.default(0),
+  maxLoraRank: positiveInt.default(64),
+  /** adapters resident in the GPU pool at once */
+  maxLoras: positiveInt.default(32),
+  /** adapters kept in the executor's host tier */
+  maxCpuLoras: positiveInt.default(256),
+  /** bound of the executor's host tier in bytes */
+  hostCacheBytes: nonNegativeInt.default(8 * 1024 ** 3),
+  /** tokens per step (the scheduler's token budget) */
+  maxNumBatchedTokens: positiveInt.default(2048),
+  maxNumSeqs: positiveInt.default(128),
+  /** longest prompt + completion; 0 = the model's max_position_embeddings */
+  maxModelLen: nonNegativeInt.default(0),
+  /** requests waiting beyond this are refused with 429 */
+  maxQueuedRequests: positiveInt.default(1024),
+  /** where adapters named by the store live (one PEFT directory per adapter name) and URL downloads are cached */
+  adapterDir: z.string().min(1).default(".cache/adapters"),
+  /** shared secret of /internal/* and the gateway's `lorafleet` field; unset = those are refused */
+  backendSecret: z.string().min(16).optional(),
+  loraBackend: z.enum(["triton", "torch"]).default("triton"),
+  cudaGraphs: flag.default(true),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
+export type ServerConfig = z.output<typeof ServerConfigSchema> & {
+  servedModelName: string;
+  socket: string;
+};
+
+/** `maxLoraRank` -> `max-lora-rank` (flag) and `LORAFLEET_MAX_LORA_RANK` (env). */
+const keys = Object.keys(ServerConfigSchema.shape) as (keyof ServerConfigInput)[];
+const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const envName = (key: string) => `LORAFLEET_${flagName(key).replaceAll("-", "_").toUpperCase()}`;
+
+/**
+ * @example parseServerConfig(["--model", "m", "--port", "9000"], process.env)
+ */
+export function parseServerConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ServerConfig {
+  const options = Object.fromEntries(
+    keys.map((key) => [flagName(key), { type: key === "cudaGraphs" ? "boolean" : "string" }]),
+  ) as Record<string, { type: "string" | "boolean" }>;
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of keys) {
+    raw[key] = values[flagName(key)] ?? env[envName(key)];
+  }
+  const parsed = ServerConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue) =>
+        `--${flagName(String(issue.path[0]))} (${envName(String(issue.path[0]))}): ${issue.message}`,
+    );
+    throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+  const config = parsed.data;
+  return {
+    ...config,
+    model: resolve(config.model),
+    adapterDir: resolve(config.adapterDir),
+    servedModelName: config.servedModelName ?? basename(resolve(config.model)),
+    socket: config.socket ?? join(tmpdir(), `lorafleet-${process.pid}.sock`),
+  };
+}
+
+/** The config as printed at start; the secret never appears. */
+export function describeConfig(config: ServerConfig): Record<string, unknown> {
+  return { ...config, backendSecret: config.backendSecret === undefined ? "(unset)" : "(set)" };
+}
