@@ -1,0 +1,72 @@
+/**
+ * Figures of one run from its request records, as the S-LoRA paper reports them:
+ * throughput over the run's span, first-token latency (from the request's
+ * scheduled arrival, so client lag counts against the server, never for it),
+ * per-token latency after the first, end-to-end latency, SLO attainment.
+ */
+import type { RequestRecord } from "./request-record.ts";
+import { type Distribution, distribution } from "./stats.ts";
+
+export interface RunMetrics {
+  requests: number;
+  ok: number;
+  aborted: number;
+  failed: number;
+  /** first scheduled arrival to the last request's end, seconds */
+  durationS: number;
+  /** completed (ok) requests per second */
+  requestsPerS: number;
+  /** output tokens of ok requests per second */
+  outputTokensPerS: number;
+  /** prompt + output tokens of ok requests per second */
+  totalTokensPerS: number;
+  /** seconds from scheduled arrival to the first streamed token, ok requests */
+  firstTokenS: Distribution;
+  /** seconds per output token after the first: (end − first) / (tokens − 1), ok requests */
+  perTokenS: Distribution;
+  /** seconds from scheduled arrival to the stream's end, ok requests */
+  endToEndS: Distribution;
+  sloFirstTokenS: number;
+  /** share of all requests (failed and aborted count as misses) whose first token came within the bound */
+  sloAttainment: number;
+  /** ok requests that returned fewer tokens than asked (the server stopped early, e.g. at EOS) */
+  shortOutputs: number;
+  /** worst lateness of a send against its schedule: a large value means the client, not the server, was the bottleneck */
+  maxSendLagS: number;
+}
+
+export function summarize(records: readonly RequestRecord[], sloFirstTokenS: number): RunMetrics {
+  const ok = records.filter((r) => r.status === "ok");
+  const start = Math.min(...records.map((r) => r.scheduledS));
+  const end = Math.max(...records.map((r) => r.endS));
+  const durationS = records.length === 0 ? 0 : end - start;
+  const rate = (x: number) => (durationS > 0 ? x / durationS : 0);
+  const outputTokens = ok.reduce((sum, r) => sum + r.outputTokens, 0);
+  const inputTokens = ok.reduce((sum, r) => sum + r.inputTokens, 0);
+  const withFirst = ok.filter((r) => r.firstTokenS !== null);
+  const inSlo = records.filter(
+    (r) =>
+      r.status === "ok" && r.firstTokenS !== null && r.firstTokenS - r.scheduledS <= sloFirstTokenS,
+  );
+  return {
+    requests: records.length,
+    ok: ok.length,
+    aborted: records.filter((r) => r.status === "aborted").length,
+    failed: records.filter((r) => r.status === "failed").length,
+    durationS,
+    requestsPerS: rate(ok.length),
+    outputTokensPerS: rate(outputTokens),
+    totalTokensPerS: rate(outputTokens + inputTokens),
+    firstTokenS: distribution(withFirst.map((r) => (r.firstTokenS as number) - r.scheduledS)),
+    perTokenS: distribution(
+      withFirst
+        .filter((r) => r.outputTokens > 1)
+        .map((r) => (r.endS - (r.firstTokenS as number)) / (r.outputTokens - 1)),
+    ),
+    endToEndS: distribution(ok.map((r) => r.endS - r.scheduledS)),
+    sloFirstTokenS,
+    sloAttainment: records.length === 0 ? 0 : inSlo.length / records.length,
+    shortOutputs: ok.filter((r) => r.outputTokens < r.requestedTokens).length,
+    maxSendLagS: records.length === 0 ? 0 : Math.max(...records.map((r) => r.sentS - r.scheduledS)),
+  };
+}
