@@ -1,0 +1,178 @@
+"""Triton LoRA kernels for decode (MBGMV-style): one program per row, adapter per row.
+
+Each program serves one row t, one module m and one block of rank rows (shrink) or
+one column chunk of one page (expand), and reads its adapter's rows straight from
+the pool pages: every page row is W contiguous elements, loaded as wide vectors.
+Rows on the same adapter read the same pages; those hits come from L2, so HBM sees
+each adapter's pages about once per step. Work is fp32 throughout.
+"""
+
+import triton
+import triton.language as tl
+
+from .triton_common import next_pow2
+
+
+@triton.jit
+def module_columns(m, OUT0, OUT1, OUT2, OUT3):
+    """(out_features[m], first column of module m in y) for up to 4 fused modules."""
+    out = tl.where(m == 0, OUT0, tl.where(m == 1, OUT1, tl.where(m == 2, OUT2, OUT3)))
+    col = tl.where(
+        m == 0, 0, tl.where(m == 1, OUT0, tl.where(m == 2, OUT0 + OUT1, OUT0 + OUT1 + OUT2))
+    )
+    return out, col
+
+
+@triton.jit
+def shrink_decode_kernel(
+    x_ptr,
+    x_stride,
+    pool_ptr,
+    a_pages_ptr,
+    ranks_ptr,
+    row_slot_ptr,
+    h_ptr,
+    num_rows,
+    IN_FEATURES: tl.constexpr,
+    PAGE_WIDTH: tl.constexpr,
+    num_slots,
+    MAX_RANK: tl.constexpr,
+    PAGES_PER_ROW: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    t = tl.program_id(0)
+    m = tl.program_id(1)
+    j0 = tl.program_id(2) * BLOCK_R
+    j = j0 + tl.arange(0, BLOCK_R)
+    slot = tl.load(row_slot_ptr + t)
+    rank = tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+    acc = tl.zeros([BLOCK_R, BLOCK_K], dtype=tl.float32)
+    if j0 < rank:
+        j_mask = j < rank
+        page_row = a_pages_ptr + ((m * num_slots + slot) * MAX_RANK + j) * PAGES_PER_ROW
+        for p in range(PAGES_PER_ROW):
+            page = tl.load(page_row + p, mask=j_mask, other=0).to(tl.int64)
+            for c in range(0, PAGE_WIDTH, BLOCK_K):
+                off = c + tl.arange(0, BLOCK_K)
+                k = p * PAGE_WIDTH + off
+                k_mask = (off < PAGE_WIDTH) & (k < IN_FEATURES)
+                xv = tl.load(x_ptr + t * x_stride + k, mask=k_mask, other=0.0).to(tl.float32)
+                a = tl.load(
+                    pool_ptr + page[:, None] * PAGE_WIDTH + off[None, :],
+                    mask=j_mask[:, None] & k_mask[None, :],
+                    other=0.0,
+                ).to(tl.float32)
+                acc += a * xv[None, :]
+    h = tl.sum(acc, axis=1)
+    tl.store(h_ptr + (m * num_rows + t) * MAX_RANK + j, h, mask=j < MAX_RANK)
+
+
+@triton.jit
+def expand_decode_kernel(
+    y_ptr,
+    y_stride,
+    h_ptr,
+    pool_ptr,
+    b_pages_ptr,
+    ranks_ptr,
+    row_slot_ptr,
+    num_rows,
+    PAGE_WIDTH: tl.constexpr,
+    num_slots,
+    MAX_RANK: tl.constexpr,
+    PAGES_PER_ROW: tl.constexpr,
+    CHUNKS_PER_PAGE: tl.constexpr,
+    OUT0,
+    OUT1,
+    OUT2,
+    OUT3,
+    BLOCK_R: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    t = tl.program_id(0)
+    m = tl.program_id(1)
+    p = tl.program_id(2) // CHUNKS_PER_PAGE
+    off = (tl.program_id(2) % CHUNKS_PER_PAGE) * BLOCK_N + tl.arange(0, BLOCK_N)
+    out, col = module_columns(m, OUT0, OUT1, OUT2, OUT3)
+    n = p * PAGE_WIDTH + off
+    n_mask = (off < PAGE_WIDTH) & (n < out)
+    slot = tl.load(row_slot_ptr + t)
+    rank = tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+    if (rank > 0) & (p * PAGE_WIDTH < out):
+        acc = tl.zeros([BLOCK_R, BLOCK_N], dtype=tl.float32)
+        # A constexpr bound (the interpreter of triton 3.6 on numpy >= 2.4
+        # cannot loop to a tensor); blocks past the rank skip their loads.
+        for j0 in range(0, MAX_RANK, BLOCK_R):
+            if j0 < rank:
+                j = j0 + tl.arange(0, BLOCK_R)
+                j_mask = j < rank
+                hv = tl.load(h_ptr + (m * num_rows + t) * MAX_RANK + j, mask=j_mask, other=0.0)
+                page = tl.load(
+                    b_pages_ptr + ((m * num_slots + slot) * MAX_RANK + j) * PAGES_PER_ROW + p,
+                    mask=j_mask,
+                    other=0,
+                ).to(tl.int64)
+                b = tl.load(
+                    pool_ptr + page[:, None] * PAGE_WIDTH + off[None, :],
+                    mask=j_mask[:, None] & n_mask[None, :],
+                    other=0.0,
+                ).to(tl.float32)
+                acc += b * hv[:, None]
+        y = y_ptr + t * y_stride + col + n
+        total = tl.load(y, mask=n_mask, other=0.0).to(tl.float32) + tl.sum(acc, axis=0)
+        tl.store(y, total.to(y_ptr.dtype.element_ty), mask=n_mask)
+
+
+def shrink_decode(x, pool, a_pages, ranks, row_slot, h) -> None:
+    num_modules, _, max_rank, pages_per_row = a_pages.shape
+    num_rows, in_features = x.shape
+    page_width = pool.shape[1]
+    block_r = min(8, next_pow2(max_rank))
+    block_k = min(512, next_pow2(page_width))
+    grid = (num_rows, num_modules, triton.cdiv(max_rank, block_r))
+    shrink_decode_kernel[grid](
+        x,
+        x.stride(0),
+        pool,
+        a_pages,
+        ranks,
+        row_slot,
+        h,
+        num_rows,
+        in_features,
+        page_width,
+        a_pages.shape[1],
+        max_rank,
+        pages_per_row,
+        BLOCK_R=block_r,
+        BLOCK_K=block_k,
+    )
+
+
+def expand_decode(y, h, pool, b_pages, ranks, row_slot, out_features: list[int]) -> None:
+    num_modules, num_slots, max_rank, pages_per_row = b_pages.shape
+    page_width = pool.shape[1]
+    block_r = min(16, next_pow2(max_rank))
+    block_n = min(256, next_pow2(page_width))
+    chunks_per_page = triton.cdiv(page_width, block_n)
+    outs = list(out_features) + [0] * (4 - len(out_features))
+    grid = (y.shape[0], num_modules, pages_per_row * chunks_per_page)
+    expand_decode_kernel[grid](
+        y,
+        y.stride(0),
+        h,
+        pool,
+        b_pages,
+        ranks,
+        row_slot,
+        y.shape[0],
+        page_width,
+        num_slots,
+        max_rank,
+        pages_per_row,
+        chunks_per_page,
+        *outs,
+        BLOCK_R=block_r,
+        BLOCK_N=block_n,
+    )
