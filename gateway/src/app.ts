@@ -1,4 +1,7 @@
 import { Hono } from "hono";
+import { AdapterResolver } from "./adapters/adapter-resolver.ts";
+import { adapterRoutes } from "./adapters/adapter-routes.ts";
+import { internalRoutes } from "./adapters/internal-routes.ts";
 import { backendRoutes } from "./admin/backends.ts";
 import { baseModelRoutes } from "./admin/base-models.ts";
 import { keyRoutes } from "./admin/keys.ts";
@@ -9,17 +12,29 @@ import { adminAuth } from "./auth/middleware.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
 import { requestContext } from "./middleware/request-context.ts";
+import { accountRoutes } from "./openai/account-routes.ts";
+import { inferenceRoutes } from "./openai/inference-routes.ts";
+import { ModelResolver } from "./openai/resolve-model.ts";
 import { BackendDirectory } from "./routing/backend-directory.ts";
 
 /** The per-isolate state the app keeps between requests; tests build their own. */
 export type GatewayState = {
   keys: KeyResolver;
+  adapters: AdapterResolver;
+  models: ModelResolver;
   backends: BackendDirectory;
   now: () => number;
 };
 
 export function createGatewayState(now: () => number = Date.now): GatewayState {
-  return { keys: new KeyResolver(now), backends: new BackendDirectory(now), now };
+  const adapters = new AdapterResolver(now);
+  return {
+    keys: new KeyResolver(now),
+    adapters,
+    models: new ModelResolver(adapters, now),
+    backends: new BackendDirectory(now),
+    now,
+  };
 }
 
 /**
@@ -35,10 +50,15 @@ export function createApp(state: GatewayState) {
   admin.use(adminAuth());
   admin.route("/tenants", tenantRoutes(state.keys));
   admin.route("/", keyRoutes(state.keys));
-  admin.route("/base-models", baseModelRoutes());
+  admin.route("/base-models", baseModelRoutes(state.models));
   admin.route("/backends", backendRoutes(state.backends));
   admin.route("/usage", usageAdminRoutes());
   app.route("/admin", admin);
+
+  app.route("/v1", inferenceRoutes(state));
+  app.route("/v1", accountRoutes(state));
+  app.route("/v1/adapters", adapterRoutes(state.keys, state.adapters, state.now));
+  app.route("/internal", internalRoutes(state.now));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 

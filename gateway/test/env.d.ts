@@ -1,9 +1,9 @@
 import type { D1Migration } from "cloudflare:test";
-import type { Env } from "../src/env.ts";
+import type { Env as GatewayEnv } from "../src/env.ts";
 
 declare global {
   namespace Cloudflare {
-    interface Env extends import("../src/env.ts").Env {
+    interface Env extends GatewayEnv {
       TEST_MIGRATIONS: D1Migration[];
       /** [the test peer's base URL, a URL where nothing listens]. */
       TEST_PEER_URLS: [string, string];
@@ -16,5 +16,3 @@ declare module "vitest" {
     peerUrls: [string, string];
   }
 }
-
-export type { Env };

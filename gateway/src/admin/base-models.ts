@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
+import type { ModelResolver } from "../openai/resolve-model.ts";
 import { parseJsonBody } from "../validation.ts";
 
 const dim = z.number().int().positive();
@@ -35,7 +36,7 @@ export type BaseModel = {
 };
 
 /** /admin/base-models: the models backends serve and adapters are checked against. */
-export function baseModelRoutes() {
+export function baseModelRoutes(models: ModelResolver) {
   const app = new Hono<AppEnv>();
 
   app.put("/", async (c) => {
@@ -60,6 +61,7 @@ export function baseModelRoutes() {
         Date.now(),
       )
       .run();
+    models.invalidate();
     return c.json(await getBaseModel(c.env.DB, m.name));
   });
 

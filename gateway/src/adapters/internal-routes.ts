@@ -1,0 +1,29 @@
+import { Hono } from "hono";
+import type { AppEnv } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { adapterObjectKey } from "./adapter-store.ts";
+import { type AdapterFile, adapterFiles, checkSignedUrl } from "./signed-url.ts";
+
+/**
+ * GET /internal/adapters/<id>/<file>?exp=…&sig=…: backends download adapter
+ * files through URLs the gateway signed; the response carries the sha256 the
+ * gateway recorded at upload in `x-lorafleet-sha256` (for the weights file).
+ */
+export function internalRoutes(now: () => number) {
+  const app = new Hono<AppEnv>();
+  app.get("/adapters/:id/:file", async (c) => {
+    const { id, file } = c.req.param();
+    const refusal = await checkSignedUrl(c.env, id, file, c.req.query("exp"), c.req.query("sig"), now());
+    if (refusal === "expired") throw new ApiError(403, "url_expired", "This signed URL has expired");
+    if (refusal !== null) throw new ApiError(403, "bad_signature", "This URL's signature is not valid");
+    if (!adapterFiles.includes(file as AdapterFile)) throw new ApiError(404, "not_found", `No adapter file ${file}`);
+    const object = await c.env.FILES.get(adapterObjectKey(id, file));
+    if (object === null) throw new ApiError(404, "adapter_not_found", `Adapter ${id} has no ${file}`);
+    const headers = new Headers({ "content-length": String(object.size), etag: object.httpEtag });
+    headers.set("content-type", file.endsWith(".json") ? "application/json" : "application/octet-stream");
+    const sha = object.customMetadata?.sha256;
+    if (sha) headers.set("x-lorafleet-sha256", sha);
+    return new Response(object.body, { headers });
+  });
+  return app;
+}

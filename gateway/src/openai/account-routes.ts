@@ -1,0 +1,42 @@
+import { Hono } from "hono";
+import type { AdapterRow } from "../adapters/adapter-store.ts";
+import type { GatewayState } from "../app.ts";
+import { apiKeyAuth } from "../auth/middleware.ts";
+import type { AppEnv } from "../env.ts";
+import { summarizeUsage } from "../usage/summary.ts";
+
+/** GET /v1/models (allowed base models + the tenant's ready adapters) and GET /v1/usage. */
+export function accountRoutes(state: GatewayState) {
+  const app = new Hono<AppEnv>();
+  const auth = apiKeyAuth(state.keys, "inference", state.now);
+
+  app.get("/models", auth, async (c) => {
+    const principal = c.get("principal");
+    const bases = await state.models.baseModels(c.env, principal);
+    const { results } = await c.env.DB.prepare(
+      "SELECT * FROM adapters WHERE tenant_id = ? AND status = 'ready' ORDER BY name",
+    )
+      .bind(principal.tenantId)
+      .all<AdapterRow>();
+    return c.json({
+      object: "list",
+      data: [
+        ...bases.map((id) => ({ id, object: "model", created: 0, owned_by: "lorafleet", root: id, parent: null })),
+        ...results.map((a) => ({
+          id: a.name,
+          object: "model",
+          created: Math.floor(a.created_at / 1000),
+          owned_by: principal.tenantName,
+          root: a.base_model,
+          parent: a.base_model,
+        })),
+      ],
+    });
+  });
+
+  app.get("/usage", auth, async (c) =>
+    c.json(await summarizeUsage(c.env.DB, c.get("principal").tenantId, c.req.query("start"), c.req.query("end"))),
+  );
+
+  return app;
+}

@@ -1,0 +1,182 @@
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { signAdapterUrl } from "../adapters/signed-url.ts";
+import type { GatewayState } from "../app.ts";
+import { apiKeyAuth } from "../auth/middleware.ts";
+import type { AppEnv } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { admitRequest, settleRequest } from "../limits/limiter-client.ts";
+import { forwardWithFailover } from "../proxy/forward.ts";
+import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
+import { rankBackends } from "../routing/rendezvous.ts";
+import { recordUsage, type UsageRecord } from "../usage/record.ts";
+import type { ModelTarget } from "./resolve-model.ts";
+
+/** Completion tokens reserved for a request that names no max_tokens (corrected at settle). */
+export const defaultCompletionEstimate = 256;
+
+type InferenceBody = Record<string, unknown> & {
+  model: string;
+  stream?: boolean;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  stream_options?: { include_usage?: boolean };
+};
+
+function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBody {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ApiError(400, "invalid_request", "The body must be a JSON object");
+  }
+  const body = raw as Record<string, unknown>;
+  if (typeof body.model !== "string" || body.model === "") {
+    throw new ApiError(400, "invalid_request", "model is required", { param: "model" });
+  }
+  if (endpoint === "chat" && (!Array.isArray(body.messages) || body.messages.length === 0)) {
+    throw new ApiError(400, "invalid_request", "messages must be a non-empty array", { param: "messages" });
+  }
+  if (endpoint === "completions" && typeof body.prompt !== "string") {
+    throw new ApiError(400, "invalid_request", "prompt must be a string", { param: "prompt" });
+  }
+  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+    throw new ApiError(400, "invalid_request", "stream must be a boolean", { param: "stream" });
+  }
+  for (const field of ["max_tokens", "max_completion_tokens"]) {
+    const v = body[field];
+    if (v !== undefined && v !== null && (!Number.isSafeInteger(v) || (v as number) < 1)) {
+      throw new ApiError(400, "invalid_request", `${field} must be a positive integer`, { param: field });
+    }
+  }
+  return body as InferenceBody;
+}
+
+/** About 4 characters per token, plus the completion the request allows. */
+function estimateTokens(body: InferenceBody): { prompt: number; total: number } {
+  const prompt = Math.ceil(JSON.stringify(body.messages ?? body.prompt ?? "").length / 4);
+  return { prompt, total: prompt + (body.max_completion_tokens ?? body.max_tokens ?? defaultCompletionEstimate) };
+}
+
+/** POST /v1/chat/completions and /v1/completions. */
+export function inferenceRoutes(state: GatewayState) {
+  const app = new Hono<AppEnv>();
+  const auth = apiKeyAuth(state.keys, "inference", state.now);
+  app.post("/chat/completions", auth, (c) => handleInference(c, state, "chat"));
+  app.post("/completions", auth, (c) => handleInference(c, state, "completions"));
+  return app;
+}
+
+async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint: "chat" | "completions") {
+  const principal = c.get("principal");
+  const requestId = c.get("requestId");
+  const path = endpoint === "chat" ? "/v1/chat/completions" : "/v1/completions";
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    throw new ApiError(400, "invalid_json", "The request body is not valid JSON");
+  }
+  const body = parseBody(raw, endpoint);
+  const target = await state.models.resolve(c.env, principal, body.model);
+  const stream = body.stream === true;
+  const estimate = estimateTokens(body);
+
+  const usageBase = {
+    requestId,
+    tenantId: principal.tenantId,
+    keyId: principal.keyId,
+    endpoint: path,
+    model: body.model,
+    adapterId: target.adapter?.id ?? null,
+  };
+  const finish = (r: Pick<UsageRecord, "backendId" | "status" | "outcome">, usage: TokenUsage | null, settle: boolean) => {
+    const tokens = usage ?? { promptTokens: 0, completionTokens: 0 };
+    const latencyMs = state.now() - c.get("startedAt");
+    const writes = [recordUsage(c.env.DB, { ...usageBase, ...r, ...tokens, latencyMs }, state.now())];
+    if (settle) writes.push(settleRequest(c.env, principal.tenantId, requestId, tokens.promptTokens + tokens.completionTokens));
+    c.executionCtx.waitUntil(Promise.all(writes));
+  };
+
+  try {
+    await admitRequest(c.env, principal, { requestId, estimatedTokens: estimate.total, stream });
+  } catch (error) {
+    finish({ backendId: null, status: 429, outcome: "rate_limited" }, null, false);
+    throw error;
+  }
+
+  const ranked = rankBackends(target.adapter?.id ?? target.baseModel, await state.backends.candidates(c.env, target.baseModel));
+  const forwarded = await forwardWithFailover(
+    c.env,
+    state.backends,
+    ranked,
+    path,
+    JSON.stringify(await backendBody(c, body, target, stream)),
+    requestId,
+    state.now,
+  );
+  if (forwarded === null) {
+    finish({ backendId: null, status: 503, outcome: "backend_error" }, null, true);
+    throw new ApiError(503, "no_backend_available", `No backend for ${target.baseModel} answered; try again shortly`, {
+      headers: { "retry-after": "1" },
+    });
+  }
+  const { backend, response } = forwarded;
+  c.set("upstreamMs", forwarded.waitedMs);
+
+  if (!response.ok || !stream || response.body === null) {
+    const text = await response.text();
+    state.backends.end(backend.id);
+    let usage: TokenUsage | null = null;
+    try {
+      usage = usageFrom(JSON.parse(text));
+    } catch {
+      // A non-JSON body has no usage; the status tells what happened.
+    }
+    finish({ backendId: backend.id, status: response.status, outcome: response.ok ? "ok" : "invalid" }, usage, true);
+    return new Response(text, {
+      status: response.status,
+      headers: { "content-type": response.headers.get("content-type") ?? "application/json" },
+    });
+  }
+
+  const metered = meterSse(response.body, body.stream_options?.include_usage === true, (end) => {
+    state.backends.end(backend.id);
+    // Without the backend's usage event (a cut or cancelled stream), prompt
+    // tokens are the estimate and completion tokens the events that carried text.
+    const usage = end.usage ?? { promptTokens: estimate.prompt, completionTokens: end.contentEvents };
+    finish({ backendId: backend.id, status: 200, outcome: end.outcome }, usage, true);
+  });
+  return new Response(metered, {
+    status: 200,
+    headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+  });
+}
+
+/**
+ * The body the backend gets: the client's, plus stream usage always on (the
+ * gateway meters it), plus `lorafleet` with the tenant, the request id and, for
+ * an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
+ */
+async function backendBody(c: Context<AppEnv>, body: InferenceBody, target: ModelTarget, stream: boolean) {
+  const origin = c.env.PUBLIC_URL || new URL(c.req.url).origin;
+  const adapter = target.adapter;
+  const now = Date.now();
+  return {
+    ...body,
+    ...(stream ? { stream_options: { ...body.stream_options, include_usage: true } } : {}),
+    lorafleet: {
+      tenant: c.get("principal").tenantId,
+      request_id: c.get("requestId"),
+      base_model: target.baseModel,
+      adapter:
+        adapter === null
+          ? null
+          : {
+              id: adapter.id,
+              name: adapter.name,
+              rank: adapter.rank,
+              sha256: adapter.sha256,
+              config_url: await signAdapterUrl(c.env, origin, adapter.id, "adapter_config.json", now),
+              weights_url: await signAdapterUrl(c.env, origin, adapter.id, "adapter_model.safetensors", now),
+            },
+    },
+  };
+}
