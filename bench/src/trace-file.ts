@@ -2,7 +2,7 @@
  * Traces as JSONL: a header line `{"type":"trace", version, spec, adapters}`,
  * then one `{"type":"request", ...}` line per request, in arrival order. Replay
  * reads the file back, so a run can be repeated on exactly the same requests,
- * also by the Python baselines (bench/gpu/trace.py reads the same format).
+ * also by the Python baselines (bench/gpu/trace_file.py reads the same format).
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Trace, TraceAdapter, TraceRequest, WorkloadSpec } from "./workload.ts";
