@@ -1,0 +1,356 @@
+import type { StagedAdapter } from "../executor/messages.ts";
+import type { PageAllocator } from "./allocator.ts";
+import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
+import type { AdapterRef } from "./request.ts";
+
+/** What the executor client carries out for the engine, in order, before the step plan. */
+export type AdapterOp =
+  | { kind: "stage"; adapterId: number; name: string; path: string }
+  | { kind: "load"; adapterId: number; pages: Int32Array }
+  | { kind: "drop"; adapterId: number; tier: "pool" | "host" };
+
+/**
+ * unknown: not in the executor. staging: stage op sent. staged: in the host tier.
+ * loading: load op sent, pages held. resident: in the pool, usable by steps.
+ */
+export type AdapterState = "unknown" | "staging" | "staged" | "loading" | "resident";
+
+export interface AdapterStats {
+  resident: number;
+  loading: number;
+  staged: number;
+  staging: number;
+  hostBytes: number;
+  loads: number;
+  evictions: number;
+  hostDrops: number;
+  /** requests whose adapter was resident when they arrived */
+  hits: number;
+  misses: number;
+}
+
+interface AdapterEntry {
+  readonly id: number;
+  readonly name: string;
+  path: string;
+  state: AdapterState;
+  staged: StagedAdapter | null;
+  /** unfinished requests that name it */
+  refs: number;
+  /** admitted requests that need it: never evicted while > 0 */
+  pins: number;
+  /** the last step sent that reads its pages: never evicted before that step completes */
+  lastStep: number;
+  /** LRU clock value of its last use */
+  lastUse: number;
+  /** position among adapters queued requests need soonest; Infinity = not needed soon */
+  wantRank: number;
+}
+
+/** The outcome of trying to get an adapter into the pool now. */
+export type Readiness = "resident" | "pending" | "blocked";
+
+/**
+ * The adapter tiers (S-LoRA): host memory (the executor's host cache) and the GPU pool, with
+ * LRU eviction of idle adapters in both. Never evicts an adapter pinned by an admitted
+ * request or read by a step in flight. Queued requests' adapters are ranked (`setWanted`):
+ * bringing in adapter rank r may evict only idle adapters ranked after r.
+ *
+ * Example:
+ *   const adapters = new AdapterManager(config, pages);
+ *   adapters.ref({ name: "a", path: "/lora/a" });
+ *   adapters.ensure("a", 0); // "pending": a stage op is queued
+ *   adapters.takeOps();      // [{ kind: "stage", adapterId: 0, name: "a", path: "/lora/a" }]
+ */
+export class AdapterManager {
+  readonly #limits: { maxResident: number; maxHost: number; hostBytes: number };
+  readonly #pages: PageAllocator;
+  readonly #byName = new Map<string, AdapterEntry>();
+  readonly #byId = new Map<number, AdapterEntry>();
+  #nextId = 0;
+  #clock = 0;
+  #completedStep = -1;
+  /** the largest host size seen: the estimate for an adapter not staged yet */
+  #largestHostBytes = 0;
+  #ops: AdapterOp[] = [];
+  readonly #counts = { loads: 0, evictions: 0, hostDrops: 0, hits: 0, misses: 0 };
+
+  constructor(
+    limits: { maxResident: number; maxHost: number; hostBytes: number },
+    pages: PageAllocator,
+  ) {
+    this.#limits = limits;
+    this.#pages = pages;
+  }
+
+  /** A request naming the adapter arrived; counts a hit when it is resident. */
+  ref(ref: AdapterRef): void {
+    let entry = this.#byName.get(ref.name);
+    if (entry === undefined) {
+      entry = {
+        id: this.#nextId++,
+        name: ref.name,
+        path: ref.path,
+        state: "unknown",
+        staged: null,
+        refs: 0,
+        pins: 0,
+        lastStep: -1,
+        lastUse: 0,
+        wantRank: Number.POSITIVE_INFINITY,
+      };
+      this.#byName.set(ref.name, entry);
+      this.#byId.set(entry.id, entry);
+    }
+    if (entry.state === "unknown") entry.path = ref.path;
+    entry.refs++;
+    if (entry.state === "resident") this.#counts.hits++;
+    else this.#counts.misses++;
+  }
+
+  /** A request naming the adapter finished. */
+  unref(name: string): void {
+    this.#entry(name).refs--;
+  }
+
+  pin(name: string): void {
+    const entry = this.#entry(name);
+    entry.pins++;
+    entry.lastUse = ++this.#clock;
+  }
+
+  unpin(name: string): void {
+    this.#entry(name).pins--;
+  }
+
+  idOf(name: string): number {
+    return this.#entry(name).id;
+  }
+
+  nameOf(adapterId: number): string | null {
+    return this.#byId.get(adapterId)?.name ?? null;
+  }
+
+  isResident(name: string): boolean {
+    return this.#entry(name).state === "resident";
+  }
+
+  /** A step that reads the adapter was sent. */
+  usedInStep(name: string, stepId: number): void {
+    const entry = this.#entry(name);
+    entry.lastStep = stepId;
+    entry.lastUse = ++this.#clock;
+  }
+
+  /** Every step up to `stepId` has completed. */
+  stepCompleted(stepId: number): void {
+    this.#completedStep = stepId;
+  }
+
+  /** Ranks adapters by how soon queued requests need them (first = soonest). */
+  setWanted(names: readonly string[]): void {
+    for (const entry of this.#byName.values()) entry.wantRank = Number.POSITIVE_INFINITY;
+    for (const [rank, name] of names.entries()) {
+      const entry = this.#entry(name);
+      if (entry.wantRank === Number.POSITIVE_INFINITY) entry.wantRank = rank;
+    }
+  }
+
+  /**
+   * Moves the adapter one tier closer to the pool if there is room (making room only from
+   * idle adapters ranked after `rank`). "blocked": no room now; finishing requests make some.
+   */
+  ensure(name: string, rank: number): Readiness {
+    const entry = this.#entry(name);
+    switch (entry.state) {
+      case "resident":
+        return "resident";
+      case "staging":
+      case "loading":
+        return "pending";
+      case "unknown":
+        if (!this.#makeHostRoom(rank)) return "blocked";
+        entry.state = "staging";
+        this.#ops.push({ kind: "stage", adapterId: entry.id, name: entry.name, path: entry.path });
+        return "pending";
+      case "staged":
+        return this.#load(entry, rank) ? "pending" : "blocked";
+    }
+  }
+
+  /** Evicts one idle resident adapter ranked at or after `minRank`; false if there is none. */
+  evictOne(minRank: number): boolean {
+    const victim = this.#idleVictim(minRank, (e) => e.state === "resident");
+    if (victim === null) return false;
+    this.#evictFromPool(victim);
+    return true;
+  }
+
+  /**
+   * The executor staged it. Returns an error message when it can never be loaded (then it is
+   * dropped and its requests should fail), else null.
+   */
+  onStaged(staged: StagedAdapter): string | null {
+    const entry = this.#byId.get(staged.adapterId);
+    if (entry === undefined || entry.state !== "staging") {
+      throw new UnknownAdapterError(`adapter ${staged.adapterId} is not being staged`);
+    }
+    if (staged.numPages > this.#pages.numPages) {
+      entry.state = "unknown";
+      this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "host" });
+      return `adapter ${entry.name} needs ${staged.numPages} pages; the pool has ${this.#pages.numPages}`;
+    }
+    entry.state = "staged";
+    entry.staged = staged;
+    entry.lastUse = ++this.#clock;
+    this.#largestHostBytes = Math.max(this.#largestHostBytes, staged.hostBytes);
+    return null;
+  }
+
+  onLoaded(adapterId: number): void {
+    const entry = this.#byId.get(adapterId);
+    if (entry === undefined || entry.state !== "loading") {
+      throw new UnknownAdapterError(`adapter ${adapterId} is not being loaded`);
+    }
+    entry.state = "resident";
+    this.#counts.loads++;
+  }
+
+  /** A stage or load failed: the adapter is forgotten. Returns its name. */
+  onFailed(adapterId: number): string {
+    const entry = this.#byId.get(adapterId);
+    if (entry === undefined || (entry.state !== "staging" && entry.state !== "loading")) {
+      throw new UnknownAdapterError(`adapter ${adapterId} has no stage or load in flight`);
+    }
+    if (entry.state === "loading") {
+      // The executor may have written some pages; no step reads them, so they are free now.
+      this.#pages.freeAdapter(entry.id, null);
+      this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "host" });
+    }
+    entry.state = "unknown";
+    entry.staged = null;
+    return entry.name;
+  }
+
+  /** Drops an adapter no request names from both tiers (vLLM's unload_lora_adapter). */
+  unload(name: string): void {
+    const entry = this.#byName.get(name);
+    if (entry === undefined) return;
+    if (entry.refs > 0) {
+      throw new AdapterInUseError(`adapter ${name} is named by ${entry.refs} unfinished requests`);
+    }
+    if (entry.state === "staging" || entry.state === "loading") {
+      throw new AdapterInUseError(`adapter ${name} is being ${entry.state.replace("ing", "ed")}`);
+    }
+    if (entry.state === "resident") {
+      const fence = entry.lastStep > this.#completedStep ? entry.lastStep : null;
+      this.#pages.freeAdapter(entry.id, fence);
+    }
+    if (entry.state !== "unknown")
+      this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "host" });
+    this.#byName.delete(name);
+    this.#byId.delete(entry.id);
+  }
+
+  /** The executor restarted: nothing is staged or loaded any more. */
+  reset(): void {
+    for (const entry of this.#byName.values()) {
+      entry.state = "unknown";
+      entry.staged = null;
+      entry.lastStep = -1;
+    }
+    this.#completedStep = -1;
+    this.#ops = [];
+  }
+
+  takeOps(): AdapterOp[] {
+    const ops = this.#ops;
+    this.#ops = [];
+    return ops;
+  }
+
+  stats(): AdapterStats {
+    const s = { resident: 0, loading: 0, staged: 0, staging: 0, hostBytes: 0 };
+    for (const entry of this.#byName.values()) {
+      if (entry.state !== "unknown") s[entry.state]++;
+      s.hostBytes += entry.staged?.hostBytes ?? 0;
+    }
+    return { ...s, ...this.#counts };
+  }
+
+  #entry(name: string): AdapterEntry {
+    const entry = this.#byName.get(name);
+    if (entry === undefined) throw new UnknownAdapterError(`adapter ${name} is not known`);
+    return entry;
+  }
+
+  #isIdle(entry: AdapterEntry): boolean {
+    return entry.pins === 0 && entry.lastStep <= this.#completedStep;
+  }
+
+  /** The idle adapter to give up first: the least wanted, then the least recently used. */
+  #idleVictim(minRank: number, eligible: (e: AdapterEntry) => boolean): AdapterEntry | null {
+    let best: AdapterEntry | null = null;
+    for (const entry of this.#byName.values()) {
+      if (!eligible(entry) || !this.#isIdle(entry) || entry.wantRank < minRank) continue;
+      if (
+        best === null ||
+        entry.wantRank > best.wantRank ||
+        (entry.wantRank === best.wantRank && entry.lastUse < best.lastUse)
+      ) {
+        best = entry;
+      }
+    }
+    return best;
+  }
+
+  #evictFromPool(entry: AdapterEntry): void {
+    this.#pages.freeAdapter(entry.id, null);
+    entry.state = "staged";
+    this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "pool" });
+    this.#counts.evictions++;
+  }
+
+  #load(entry: AdapterEntry, rank: number): boolean {
+    const staged = entry.staged as StagedAdapter;
+    const inPool = (e: AdapterEntry): boolean => e.state === "resident" || e.state === "loading";
+    let numInPool = [...this.#byName.values()].filter(inPool).length;
+    while (numInPool >= this.#limits.maxResident) {
+      if (!this.evictOne(rank + 1)) return false;
+      numInPool--;
+    }
+    while (!this.#pages.canAllocateAdapter(staged.numPages)) {
+      if (!this.evictOne(rank + 1)) return false;
+    }
+    entry.state = "loading";
+    entry.lastUse = ++this.#clock;
+    const pages = this.#pages.allocateAdapter(entry.id, staged.numPages);
+    this.#ops.push({ kind: "load", adapterId: entry.id, pages });
+    return true;
+  }
+
+  /** Room in the host tier for one more adapter of the largest size seen so far. */
+  #makeHostRoom(rank: number): boolean {
+    const inHost = (e: AdapterEntry): boolean => e.state !== "unknown";
+    for (;;) {
+      const entries = [...this.#byName.values()].filter(inHost);
+      const bytes = entries.reduce((sum, e) => sum + (e.staged?.hostBytes ?? 0), 0);
+      if (
+        entries.length < this.#limits.maxHost &&
+        bytes + this.#largestHostBytes <= this.#limits.hostBytes
+      ) {
+        return true;
+      }
+      // Host-only copies go first; an idle resident adapter gives up both tiers.
+      const victim =
+        this.#idleVictim(rank + 1, (e) => e.state === "staged") ??
+        this.#idleVictim(rank + 1, (e) => e.state === "resident");
+      if (victim === null) return false;
+      if (victim.state === "resident") this.#pages.freeAdapter(victim.id, null);
+      victim.state = "unknown";
+      victim.staged = null;
+      this.#ops.push({ kind: "drop", adapterId: victim.id, tier: "host" });
+      this.#counts.hostDrops++;
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { EngineConfigError } from "./errors.ts";
+
+/** Everything the engine's policy depends on; checked once by `validateEngineConfig`. */
+export interface EngineConfig {
+  /** admitted (running) requests at most; also the most seqs in one step */
+  maxNumSeqs: number;
+  /** tokens computed per step at most (decode tokens + prefill chunks) */
+  maxNumTokens: number;
+  /** steps sent but not answered at most; 2 lets step N+1 be planned while N runs */
+  maxInFlightSteps: number;
+  /** adapters in the GPU pool at most */
+  maxResidentAdapters: number;
+  /** adapters in the executor's host tier at most (resident ones count too) */
+  maxHostAdapters: number;
+  /** bytes of the executor's host tier; must equal the executor's `host_cache_bytes` */
+  hostCacheBytes: number;
+  /** queued requests (in fair-share order) whose adapters are staged and loaded ahead */
+  prefetchWindow: number;
+  /** VTC cost of one prompt token (Sheng et al., OSDI 2024: w_p) */
+  vtcPromptWeight: number;
+  /** VTC cost of one output token (w_q) */
+  vtcOutputWeight: number;
+}
+
+/**
+ * A full config from a few overrides.
+ * Example: `defaultEngineConfig({ maxNumSeqs: 64 })`.
+ */
+export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): EngineConfig {
+  return validateEngineConfig({
+    maxNumSeqs: 256,
+    maxNumTokens: 8192,
+    maxInFlightSteps: 2,
+    maxResidentAdapters: 64,
+    maxHostAdapters: 256,
+    hostCacheBytes: 4 << 30,
+    prefetchWindow: 32,
+    vtcPromptWeight: 1,
+    vtcOutputWeight: 2,
+    ...overrides,
+  });
+}
+
+export function validateEngineConfig(config: EngineConfig): EngineConfig {
+  const positiveInts: (keyof EngineConfig)[] = [
+    "maxNumSeqs",
+    "maxNumTokens",
+    "maxInFlightSteps",
+    "maxResidentAdapters",
+    "maxHostAdapters",
+    "hostCacheBytes",
+    "prefetchWindow",
+  ];
+  for (const key of positiveInts) {
+    const value = config[key];
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new EngineConfigError(`${key} must be a positive integer, got ${value}`);
+    }
+  }
+  if (config.maxInFlightSteps > 2) {
+    // One step of lookahead is what StepFlag.useLastSampled can express per seq.
+    throw new EngineConfigError(`maxInFlightSteps must be 1 or 2, got ${config.maxInFlightSteps}`);
+  }
+  if (config.maxHostAdapters < config.maxResidentAdapters) {
+    // A resident adapter keeps its host copy, so the host tier must hold every resident one.
+    throw new EngineConfigError(
+      `maxHostAdapters (${config.maxHostAdapters}) must be at least maxResidentAdapters (${config.maxResidentAdapters})`,
+    );
+  }
+  for (const key of ["vtcPromptWeight", "vtcOutputWeight"] as const) {
+    const value = config[key];
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new EngineConfigError(`${key} must be a positive number, got ${value}`);
+    }
+  }
+  return config;
+}

@@ -1,0 +1,189 @@
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
+import { AdapterManager, type AdapterOp, type AdapterStats } from "./adapters.ts";
+import { PageAllocator, type PageStats } from "./allocator.ts";
+import { type EngineConfig, validateEngineConfig } from "./config.ts";
+import { DuplicateRequestError } from "./errors.ts";
+import { FairShare } from "./fair-share.ts";
+import type { RequestOutput } from "./output.ts";
+import { type EngineRequest, validateRequest } from "./request.ts";
+import { Scheduler } from "./scheduler.ts";
+import { Sequence } from "./sequence.ts";
+
+/** What one `schedule` call asks of the executor client. */
+export interface ScheduledStep {
+  /** send after adapterOps; null = nothing to run now */
+  plan: StepPlan | null;
+  /** send in order; report outcomes with adapterStaged / adapterLoaded / adapterFailed */
+  adapterOps: AdapterOp[];
+  /** requests the engine finished on its own (deadline) */
+  finished: RequestOutput[];
+}
+
+export interface TenantStats {
+  /** VTC counter: weighted tokens served */
+  counter: number;
+  promptTokens: number;
+  outputTokens: number;
+}
+
+export interface EngineStats {
+  waiting: number;
+  running: number;
+  inFlightSteps: number;
+  pages: PageStats;
+  adapters: AdapterStats & { hitRate: number };
+  preemptions: number;
+  deadlineAborts: number;
+  tenants: Record<string, TenantStats>;
+}
+
+/**
+ * The engine: every decision of the backend, no I/O. The server's loop feeds it requests and
+ * executor outcomes and carries its plans out (README.md shows the loop).
+ *
+ * Example:
+ *   const engine = new Engine(defaultEngineConfig(), modelInfo);
+ *   engine.addRequest(request);
+ *   const { plan, adapterOps } = engine.schedule(Date.now());
+ *   // ... executor runs plan ...
+ *   const outputs = engine.update(stepResult, Date.now());
+ */
+export class Engine {
+  readonly config: EngineConfig;
+  readonly #pages: PageAllocator;
+  readonly #adapters: AdapterManager;
+  readonly #fairShare: FairShare;
+  readonly #scheduler: Scheduler;
+  #model: ModelInfo;
+  readonly #requests = new Map<string, Sequence>();
+  /** unfinished requests per tenant: a tenant is active for VTC while it has any */
+  readonly #activeTenants = new Map<string, number>();
+
+  constructor(config: EngineConfig, model: ModelInfo) {
+    this.config = validateEngineConfig(config);
+    this.#model = model;
+    this.#pages = new PageAllocator(model.numPages);
+    this.#adapters = new AdapterManager(
+      {
+        maxResident: config.maxResidentAdapters,
+        maxHost: config.maxHostAdapters,
+        hostBytes: config.hostCacheBytes,
+      },
+      this.#pages,
+    );
+    this.#fairShare = new FairShare(config.vtcPromptWeight, config.vtcOutputWeight);
+    this.#scheduler = new Scheduler(
+      config,
+      model,
+      { pages: this.#pages, adapters: this.#adapters, fairShare: this.#fairShare },
+      (seq) => this.#forget(seq),
+    );
+  }
+
+  addRequest(req: EngineRequest): void {
+    validateRequest(req, this.#model);
+    if (this.#requests.has(req.id)) {
+      throw new DuplicateRequestError(`request ${JSON.stringify(req.id)} is still unfinished`);
+    }
+    const seq = new Sequence(req);
+    const active = this.#activeTenants.get(req.tenant) ?? 0;
+    if (active === 0) this.#fairShare.activate(req.tenant, this.#activeTenants.keys());
+    this.#activeTenants.set(req.tenant, active + 1);
+    this.#requests.set(req.id, seq);
+    if (req.adapter !== null) this.#adapters.ref(req.adapter);
+    this.#scheduler.add(seq);
+  }
+
+  /** Ends a request now (client gone: "abort"; the server matched a stop string: "stop"). */
+  abort(id: string, reason: "abort" | "stop"): RequestOutput | null {
+    const seq = this.#requests.get(id);
+    return seq === undefined ? null : this.#scheduler.finish(seq, reason);
+  }
+
+  canSchedule(): boolean {
+    return this.#scheduler.canSchedule();
+  }
+
+  hasUnfinishedRequests(): boolean {
+    return this.#requests.size > 0;
+  }
+
+  schedule(nowMs: number): ScheduledStep {
+    const { plan, finished } = this.#scheduler.schedule(nowMs, this.#requests.values());
+    return { plan, adapterOps: this.#adapters.takeOps(), finished };
+  }
+
+  update(result: StepResult, nowMs: number): RequestOutput[] {
+    return this.#scheduler.update(result, nowMs, this.#requests.values());
+  }
+
+  stepFailed(stepId: number, message: string): RequestOutput[] {
+    return this.#scheduler.stepFailed(stepId, message);
+  }
+
+  /** The executor staged an adapter; an adapter that can never fit the pool fails its requests. */
+  adapterStaged(staged: StagedAdapter): RequestOutput[] {
+    const problem = this.#adapters.onStaged(staged);
+    return problem === null ? [] : this.#failAdapterRequests(staged.adapterId, problem);
+  }
+
+  adapterLoaded(adapterId: number): void {
+    this.#adapters.onLoaded(adapterId);
+  }
+
+  /** A stage or load failed: the requests that name the adapter finish with "error". */
+  adapterFailed(adapterId: number, message: string): RequestOutput[] {
+    const name = this.#adapters.onFailed(adapterId);
+    return this.#failAdapterRequests(adapterId, `adapter ${name}: ${message}`);
+  }
+
+  unloadAdapter(name: string): void {
+    this.#adapters.unload(name);
+  }
+
+  /** The executor restarted (maybe with another pool size): re-queue everything, forget placements. */
+  executorRestarted(model: ModelInfo): void {
+    this.#model = model;
+    this.#scheduler.reset();
+    this.#pages.reset(model.numPages);
+    this.#adapters.reset();
+  }
+
+  stats(): EngineStats {
+    const adapters = this.#adapters.stats();
+    const lookups = adapters.hits + adapters.misses;
+    const tenants: Record<string, TenantStats> = {};
+    for (const [tenant, served] of this.#scheduler.counters.servedByTenant) {
+      tenants[tenant] = { counter: this.#fairShare.counter(tenant), ...served };
+    }
+    return {
+      waiting: this.#scheduler.waiting.size,
+      running: this.#scheduler.running.length,
+      inFlightSteps: this.#scheduler.numInFlight,
+      pages: this.#pages.stats(),
+      adapters: { ...adapters, hitRate: lookups === 0 ? 0 : adapters.hits / lookups },
+      preemptions: this.#scheduler.counters.preemptions,
+      deadlineAborts: this.#scheduler.counters.deadlineAborts,
+      tenants,
+    };
+  }
+
+  #failAdapterRequests(adapterId: number, message: string): RequestOutput[] {
+    const name = this.#adapters.nameOf(adapterId);
+    const victims = [...this.#requests.values()].filter((s) => s.req.adapter?.name === name);
+    return victims.map((seq) => this.#scheduler.finish(seq, "error", message));
+  }
+
+  /** Called by the scheduler once a request has released its pages and pin. */
+  #forget(seq: Sequence): void {
+    this.#requests.delete(seq.req.id);
+    if (seq.req.adapter !== null) this.#adapters.unref(seq.req.adapter.name);
+    const active = (this.#activeTenants.get(seq.req.tenant) ?? 1) - 1;
+    if (active === 0) {
+      this.#activeTenants.delete(seq.req.tenant);
+      this.#fairShare.deactivate(seq.req.tenant);
+    } else {
+      this.#activeTenants.set(seq.req.tenant, active);
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import type { StepPlan } from "../executor/messages.ts";
+import type { Sequence } from "./sequence.ts";
+
+/** One seq's part of a step. */
+export interface PlannedSeq {
+  seq: Sequence;
+  seqId: number;
+  flags: number;
+  numNewTokens: number;
+  numCached: number;
+  /** -1 = base model */
+  adapterId: number;
+  /** numNewTokens ids, -1 first where StepFlag.useLastSampled */
+  tokenIds: number[];
+  /** 2 × numNewTokens */
+  kvPages: Int32Array;
+}
+
+/** Packs planned seqs into the flat typed arrays of a StepPlan (PROTOCOL.md `step`). */
+export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: PlannedSeq[]): StepPlan {
+  const n = seqs.length;
+  const numTokens = seqs.reduce((sum, s) => sum + s.numNewTokens, 0);
+  const plan: StepPlan = {
+    stepId,
+    freeSeqIds: Uint32Array.from(freeSeqIds),
+    seqIds: new Uint32Array(n),
+    flags: new Uint8Array(n),
+    numNewTokens: new Int32Array(n),
+    numCached: new Int32Array(n),
+    numPrompt: new Int32Array(n),
+    adapterIds: new Int32Array(n),
+    temperature: new Float32Array(n),
+    topP: new Float32Array(n),
+    topK: new Int32Array(n),
+    minP: new Float32Array(n),
+    presencePenalty: new Float32Array(n),
+    frequencyPenalty: new Float32Array(n),
+    repetitionPenalty: new Float32Array(n),
+    seed: new BigInt64Array(n),
+    logprobs: new Int32Array(n),
+    tokenIds: new Int32Array(numTokens),
+    kvPages: new Int32Array(2 * numTokens),
+  };
+  let offset = 0;
+  for (const [i, s] of seqs.entries()) {
+    const sampling = s.seq.req.sampling;
+    plan.seqIds[i] = s.seqId;
+    plan.flags[i] = s.flags;
+    plan.numNewTokens[i] = s.numNewTokens;
+    plan.numCached[i] = s.numCached;
+    plan.numPrompt[i] = s.seq.numPrompt;
+    plan.adapterIds[i] = s.adapterId;
+    plan.temperature[i] = sampling.temperature;
+    plan.topP[i] = sampling.topP;
+    plan.topK[i] = sampling.topK;
+    plan.minP[i] = sampling.minP;
+    plan.presencePenalty[i] = sampling.presencePenalty;
+    plan.frequencyPenalty[i] = sampling.frequencyPenalty;
+    plan.repetitionPenalty[i] = sampling.repetitionPenalty;
+    plan.seed[i] = BigInt(sampling.seed ?? -1);
+    plan.logprobs[i] = sampling.logprobs ?? -1;
+    plan.tokenIds.set(s.tokenIds, offset);
+    plan.kvPages.set(s.kvPages, 2 * offset);
+    offset += s.numNewTokens;
+  }
+  return plan;
+}

@@ -1,0 +1,343 @@
+import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../executor/messages.ts";
+import type { AdapterManager } from "./adapters.ts";
+import type { PageAllocator } from "./allocator.ts";
+import type { EngineConfig } from "./config.ts";
+import { StepOrderError } from "./errors.ts";
+import type { FairShare } from "./fair-share.ts";
+import type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";
+import { buildStepPlan, type PlannedSeq } from "./plan-builder.ts";
+import { WaitingQueue } from "./queue.ts";
+import type { Sequence } from "./sequence.ts";
+
+/** A step sent to the executor and not answered yet. */
+interface InFlightStep {
+  stepId: number;
+  /** every seq in the step, in step order */
+  seqIds: Uint32Array;
+  /** the seqs asked to sample, in step order: the rows the result must have */
+  sampled: number[];
+}
+
+export interface SchedulerCounters {
+  preemptions: number;
+  deadlineAborts: number;
+  /** per tenant: prompt tokens admitted (first admission) and output tokens served */
+  servedByTenant: Map<string, { promptTokens: number; outputTokens: number }>;
+}
+
+/**
+ * Iteration-level continuous batching (Orca; vLLM v1's scheduler shape): each `schedule`
+ * gives running seqs their next tokens first (decode, or the next prefill chunk), then
+ * admits queued requests by fair share while the token budget, the seq limit, the pool and
+ * their adapters allow. `update` applies a step's sampled tokens.
+ *
+ * Up to maxInFlightSteps steps may be unanswered: a seq whose sample is still in flight is
+ * scheduled with StepFlag.useLastSampled, and its KV pages are allocated at planning time.
+ */
+export class Scheduler {
+  readonly #config: EngineConfig;
+  readonly #eosTokenIds: number[];
+  readonly #pages: PageAllocator;
+  readonly #adapters: AdapterManager;
+  readonly #fairShare: FairShare;
+  readonly waiting = new WaitingQueue();
+  /** admitted requests, oldest admission first: preemption takes from the end */
+  readonly running: Sequence[] = [];
+  readonly #bySeqId = new Map<number, Sequence>();
+  readonly #inFlight: InFlightStep[] = [];
+  /** seq ids whose executor state the next plan drops */
+  #toFree: number[] = [];
+  #nextStepId = 0;
+  #nextSeqId = 0;
+  readonly counters: SchedulerCounters = {
+    preemptions: 0,
+    deadlineAborts: 0,
+    servedByTenant: new Map(),
+  };
+  /** called for a request leaving the engine, after its resources are released */
+  readonly #onFinished: (seq: Sequence) => void;
+
+  constructor(
+    config: EngineConfig,
+    model: ModelInfo,
+    parts: { pages: PageAllocator; adapters: AdapterManager; fairShare: FairShare },
+    onFinished: (seq: Sequence) => void,
+  ) {
+    this.#config = config;
+    this.#eosTokenIds = [...model.eosTokenIds];
+    this.#pages = parts.pages;
+    this.#adapters = parts.adapters;
+    this.#fairShare = parts.fairShare;
+    this.#onFinished = onFinished;
+  }
+
+  get numInFlight(): number {
+    return this.#inFlight.length;
+  }
+
+  canSchedule(): boolean {
+    return this.#inFlight.length < this.#config.maxInFlightSteps;
+  }
+
+  /**
+   * Plans the next step (null when nothing can run or too many steps are in flight) and
+   * finishes requests past their deadline.
+   */
+  schedule(
+    nowMs: number,
+    unfinished: Iterable<Sequence>,
+  ): {
+    plan: StepPlan | null;
+    finished: RequestOutput[];
+  } {
+    const finished = this.expire(nowMs, unfinished);
+    const window = this.waiting.fairOrder(this.#fairShare, this.#config.prefetchWindow);
+    const wanted = [...new Set(window.flatMap((s) => (s.req.adapter ? [s.req.adapter.name] : [])))];
+    this.#adapters.setWanted(wanted);
+    let plan: StepPlan | null = null;
+    if (this.canSchedule()) {
+      const planned: PlannedSeq[] = [];
+      const budget = { tokens: this.#config.maxNumTokens };
+      const preempted = this.#scheduleRunning(planned, budget);
+      // As vLLM: a step that had to preempt admits nothing, or it would preempt again.
+      if (!preempted) this.#admit(planned, budget, wanted);
+      if (planned.length > 0) plan = this.#send(planned);
+    }
+    // Prefetch: stage and load the adapters queued requests will need, soonest first.
+    for (const [rank, name] of wanted.entries()) this.#adapters.ensure(name, rank);
+    return { plan, finished };
+  }
+
+  /** Applies the oldest in-flight step's result; returns one output per request it touched. */
+  update(result: StepResult, nowMs: number, unfinished: Iterable<Sequence>): RequestOutput[] {
+    const step = this.#completeOldest(result.stepId);
+    if (
+      result.seqIds.length !== step.sampled.length ||
+      step.sampled.some((seqId, i) => result.seqIds[i] !== seqId)
+    ) {
+      throw new StepOrderError(
+        `step ${step.stepId} result rows [${[...result.seqIds]}] are not its sampled seqs [${step.sampled}]`,
+      );
+    }
+    const outputs: RequestOutput[] = [];
+    let topOffset = 0;
+    for (const [i, seqId] of step.sampled.entries()) {
+      const topCount = result.topCounts[i] ?? 0;
+      const rowTop = topOffset;
+      topOffset += topCount;
+      const seq = this.#bySeqId.get(seqId);
+      // Finished or preempted since this step was sent: the token is not part of its output.
+      if (seq === undefined) continue;
+      const logprobs: TokenLogprobs | null =
+        seq.req.sampling.logprobs === null
+          ? null
+          : {
+              logprob: result.logprobs[i] ?? Number.NaN,
+              top: Array.from({ length: topCount }, (_, k) => ({
+                tokenId: result.topIds[rowTop + k] ?? -1,
+                logprob: result.topLogprobs[rowTop + k] ?? Number.NaN,
+              })),
+            };
+      const reason = seq.appendSample(result.tokens[i] ?? -1, logprobs, this.#eosTokenIds);
+      this.#fairShare.charge(seq.req.tenant, 0, 1);
+      this.#served(seq.req.tenant).outputTokens++;
+      outputs.push(reason === null ? seq.takeOutput(null) : this.finish(seq, reason));
+    }
+    outputs.push(...this.expire(nowMs, unfinished));
+    return outputs;
+  }
+
+  /** The oldest in-flight step failed in the executor: its requests finish with "error". */
+  stepFailed(stepId: number, message: string): RequestOutput[] {
+    const step = this.#completeOldest(stepId);
+    const outputs: RequestOutput[] = [];
+    for (const seqId of step.seqIds) {
+      const seq = this.#bySeqId.get(seqId);
+      if (seq !== undefined) outputs.push(this.finish(seq, "error", `step ${stepId}: ${message}`));
+    }
+    return outputs;
+  }
+
+  add(seq: Sequence): void {
+    this.waiting.push(seq);
+  }
+
+  /** Ends a request wherever it is and releases what it holds; returns its final output. */
+  finish(seq: Sequence, reason: FinishReason, error: string | null = null): RequestOutput {
+    if (seq.status === "running") this.#release(seq);
+    else this.waiting.remove(seq);
+    seq.status = "finished";
+    this.#onFinished(seq);
+    return seq.takeOutput(reason, error);
+  }
+
+  /** Finishes every request whose deadline is at or before `nowMs`. */
+  expire(nowMs: number, unfinished: Iterable<Sequence>): RequestOutput[] {
+    const late = [...unfinished].filter(
+      (s) => s.req.deadlineMs !== null && s.req.deadlineMs <= nowMs,
+    );
+    this.counters.deadlineAborts += late.length;
+    return late.map((seq) => this.finish(seq, "deadline"));
+  }
+
+  /** The executor restarted: nothing is in flight, every running request is queued again. */
+  reset(): void {
+    for (const seq of [...this.running].reverse()) {
+      this.#bySeqId.delete(seq.seqId as number);
+      if (seq.req.adapter) this.#adapters.unpin(seq.req.adapter.name);
+      seq.resetForRecompute();
+      this.waiting.pushFront(seq);
+    }
+    this.running.length = 0;
+    this.#inFlight.length = 0;
+    this.#toFree = [];
+  }
+
+  #completeOldest(stepId: number): InFlightStep {
+    const step = this.#inFlight[0];
+    if (step === undefined || step.stepId !== stepId) {
+      throw new StepOrderError(
+        `result for step ${stepId}, but the oldest step in flight is ${step?.stepId ?? "none"}`,
+      );
+    }
+    this.#inFlight.shift();
+    this.#pages.settle(stepId);
+    this.#adapters.stepCompleted(stepId);
+    return step;
+  }
+
+  #served(tenant: string): { promptTokens: number; outputTokens: number } {
+    let served = this.counters.servedByTenant.get(tenant);
+    if (served === undefined) {
+      served = { promptTokens: 0, outputTokens: 0 };
+      this.counters.servedByTenant.set(tenant, served);
+    }
+    return served;
+  }
+
+  /** Running seqs first, oldest admission first. Returns whether anything was preempted. */
+  #scheduleRunning(planned: PlannedSeq[], budget: { tokens: number }): boolean {
+    let preempted = false;
+    for (const seq of [...this.running]) {
+      if (budget.tokens === 0) break;
+      if (seq.status !== "running") continue; // preempted earlier in this pass
+      const n = Math.min(this.#tokensToCompute(seq), budget.tokens);
+      if (n === 0) continue;
+      while (!this.#pages.canAllocateKv(n)) {
+        // Idle adapters go first (S-LoRA), then the newest admission is recomputed later.
+        if (this.#adapters.evictOne(0)) continue;
+        const victim = this.running.at(-1) as Sequence;
+        this.#preempt(victim);
+        preempted = true;
+        if (victim === seq) break;
+      }
+      if (seq.status !== "running") continue;
+      planned.push(this.#plan(seq, n));
+      budget.tokens -= n;
+    }
+    return preempted;
+  }
+
+  /** Admits queued requests by fair share (VTC) while seqs, tokens, pages and adapters allow. */
+  #admit(planned: PlannedSeq[], budget: { tokens: number }, wanted: string[]): void {
+    const waitingOnAdapter = new Set<string>();
+    while (this.running.length < this.#config.maxNumSeqs && budget.tokens > 0) {
+      const tenant = this.waiting.pickTenant(this.#fairShare, waitingOnAdapter);
+      if (tenant === null) return;
+      const seq = this.waiting.head(tenant) as Sequence;
+      const adapter = seq.req.adapter;
+      if (adapter !== null) {
+        const rank = wanted.indexOf(adapter.name);
+        const readiness = this.#adapters.ensure(adapter.name, rank === -1 ? wanted.length : rank);
+        // No room for the adapter: stop admitting so finishing requests free room for it.
+        if (readiness === "blocked") return;
+        if (readiness === "pending") {
+          waitingOnAdapter.add(tenant);
+          continue;
+        }
+      }
+      const n = Math.min(seq.tokens.length, budget.tokens);
+      while (!this.#pages.canAllocateKv(n)) {
+        if (!this.#adapters.evictOne(Number.POSITIVE_INFINITY)) return;
+      }
+      this.waiting.remove(seq);
+      seq.status = "running";
+      seq.seqId = this.#nextSeqId++;
+      this.#bySeqId.set(seq.seqId, seq);
+      this.running.push(seq);
+      if (adapter !== null) this.#adapters.pin(adapter.name);
+      if (!seq.charged) {
+        seq.charged = true;
+        this.#fairShare.charge(tenant, seq.numPrompt, 0);
+        this.#served(tenant).promptTokens += seq.numPrompt;
+      }
+      planned.push(this.#plan(seq, n));
+      budget.tokens -= n;
+    }
+  }
+
+  /** Tokens the seq could compute now: a prefill chunk's worth, one decode token, or 0. */
+  #tokensToCompute(seq: Sequence): number {
+    if (seq.numKnownUncomputed > 0) return seq.numKnownUncomputed;
+    // Decoding with a sample in flight: one more only if the output budget is not spent.
+    return seq.outputBudgetSpent ? 0 : 1;
+  }
+
+  /** Allocates the seq's KV for n new tokens and advances its accounting. */
+  #plan(seq: Sequence, n: number): PlannedSeq {
+    const seqId = seq.seqId as number;
+    const numCached = seq.numComputed;
+    let flags = numCached === 0 ? StepFlag.new : 0;
+    let tokenIds: number[];
+    if (seq.numKnownUncomputed > 0) {
+      tokenIds = seq.tokens.slice(numCached, numCached + n);
+      if (numCached + n === seq.tokens.length) flags |= StepFlag.sample;
+    } else {
+      tokenIds = [-1];
+      flags |= StepFlag.useLastSampled | StepFlag.sample;
+    }
+    if (flags & StepFlag.sample) seq.pendingSamples++;
+    seq.numComputed += n;
+    if (seq.req.adapter !== null) this.#adapters.usedInStep(seq.req.adapter.name, this.#nextStepId);
+    return {
+      seq,
+      seqId,
+      flags,
+      numNewTokens: n,
+      numCached,
+      adapterId: seq.req.adapter === null ? -1 : this.#adapters.idOf(seq.req.adapter.name),
+      tokenIds,
+      kvPages: this.#pages.allocateKv(seqId, n),
+    };
+  }
+
+  #send(planned: PlannedSeq[]): StepPlan {
+    const plan = buildStepPlan(this.#nextStepId++, this.#toFree, planned);
+    this.#toFree = [];
+    this.#inFlight.push({
+      stepId: plan.stepId,
+      seqIds: plan.seqIds,
+      sampled: planned.filter((p) => p.flags & StepFlag.sample).map((p) => p.seqId),
+    });
+    return plan;
+  }
+
+  /** Gives a running seq's pages, executor state and adapter pin back. */
+  #release(seq: Sequence): void {
+    const seqId = seq.seqId as number;
+    const lastSent = this.#inFlight.at(-1)?.stepId ?? null;
+    this.#pages.freeSeq(seqId, lastSent);
+    this.#toFree.push(seqId);
+    this.#bySeqId.delete(seqId);
+    this.running.splice(this.running.indexOf(seq), 1);
+    if (seq.req.adapter !== null) this.#adapters.unpin(seq.req.adapter.name);
+  }
+
+  /** Preemption by recompute (vLLM): the seq goes back to the front of its tenant's queue. */
+  #preempt(seq: Sequence): void {
+    this.#release(seq);
+    seq.resetForRecompute();
+    this.waiting.pushFront(seq);
+    this.counters.preemptions++;
+  }
+}
