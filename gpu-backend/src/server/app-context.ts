@@ -1,0 +1,21 @@
+// What every route needs, built once in main.ts (or a test) and passed down.
+import type { Logger } from "pino";
+import type { AdapterRegistry } from "../serving/adapter-registry.ts";
+import type { ServingMetrics } from "../serving/metrics.ts";
+import type { ServingLoop } from "../serving/serving-loop.ts";
+import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+
+export interface AppContext {
+  serving: ServingLoop;
+  adapters: AdapterRegistry;
+  tokenizer: ModelTokenizer;
+  metrics: ServingMetrics;
+  logger: Logger;
+  servedModelName: string;
+  /** the shared secret of the gateway and /internal/*; null = those are refused */
+  backendSecret: string | null;
+  /** engine.unloadAdapter: throws while requests still need the adapter */
+  unloadAdapter: (name: string) => void;
+  /** true once the executor is up and the loop runs */
+  ready: () => boolean;
+}

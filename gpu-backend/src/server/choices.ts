@@ -1,0 +1,106 @@
+// The n choices of one request (times the prompts of a multi-prompt completion) as
+// streams: started together (all or none), read together, and cancelled together
+// when the client goes away.
+import type { GenerationDelta, GenerationStream, TokenInfo } from "../serving/generation-stream.ts";
+import type { GenerateRequest, ServingLoop } from "../serving/serving-loop.ts";
+import { choiceRequest } from "./generation-request.ts";
+
+export interface ChoiceStream {
+  index: number;
+  stream: GenerationStream;
+  numPromptTokens: number;
+}
+
+/** Starts n choices per request; if one cannot start, those already started are cancelled. */
+export async function startChoices(
+  serving: ServingLoop,
+  requests: GenerateRequest[],
+  n: number,
+): Promise<ChoiceStream[]> {
+  const started: ChoiceStream[] = [];
+  try {
+    for (const [promptIndex, request] of requests.entries()) {
+      for (let choice = 0; choice < n; choice++) {
+        const stream = await serving.generate(choiceRequest(request, choice));
+        started.push({
+          index: promptIndex * n + choice,
+          stream,
+          numPromptTokens: request.promptIds.length,
+        });
+      }
+    }
+  } catch (error) {
+    cancelChoices(started);
+    throw error;
+  }
+  return started;
+}
+
+export function cancelChoices(choices: ChoiceStream[]): void {
+  for (const { stream } of choices) void stream[Symbol.asyncIterator]().return?.();
+}
+
+export interface CollectedChoice {
+  index: number;
+  text: string;
+  tokens: TokenInfo[];
+  finishReason: string;
+  numOutputTokens: number;
+}
+
+/** Reads one choice to its end. */
+export async function collectChoice(choice: ChoiceStream): Promise<CollectedChoice> {
+  let text = "";
+  const tokens: TokenInfo[] = [];
+  let finishReason = "stop";
+  let numOutputTokens = 0;
+  for await (const delta of choice.stream) {
+    text += delta.text;
+    tokens.push(...delta.tokens);
+    numOutputTokens = delta.numOutputTokens;
+    if (delta.finishReason !== null) finishReason = delta.finishReason;
+  }
+  return { index: choice.index, text, tokens, finishReason, numOutputTokens };
+}
+
+/** Usage as OpenAI counts it: each prompt once, every choice's output. */
+export function usageOf(promptLengths: number[], completionTokens: number) {
+  const promptTokens = promptLengths.reduce((a, b) => a + b, 0);
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/** All choices' deltas interleaved as they come. */
+export async function* mergeChoices(
+  choices: ChoiceStream[],
+): AsyncGenerator<{ index: number; delta: GenerationDelta }> {
+  const iterators = choices.map((choice) => ({
+    index: choice.index,
+    iterator: choice.stream[Symbol.asyncIterator](),
+  }));
+  const pending = new Map<
+    number,
+    Promise<{ slot: number; result: IteratorResult<GenerationDelta> }>
+  >();
+  const pull = (slot: number) => {
+    const entry = iterators[slot];
+    if (entry)
+      pending.set(
+        slot,
+        entry.iterator.next().then((result) => ({ slot, result })),
+      );
+  };
+  iterators.forEach((_, slot) => {
+    pull(slot);
+  });
+  while (pending.size > 0) {
+    const { slot, result } = await Promise.race(pending.values());
+    pending.delete(slot);
+    if (result.done) continue;
+    yield { index: iterators[slot]?.index ?? slot, delta: result.value };
+    pull(slot);
+  }
+}

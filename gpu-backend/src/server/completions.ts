@@ -1,0 +1,117 @@
+// POST /v1/completions: one or many prompts (text or token ids), n choices each;
+// choice index = prompt index × n + choice, as OpenAI numbers them.
+import type { Context } from "hono";
+import { streamSSE } from "hono/streaming";
+import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import type { AppContext } from "./app-context.ts";
+import { cancelChoices, collectChoice, mergeChoices, startChoices, usageOf } from "./choices.ts";
+import { type Caller, generateRequest } from "./generation-request.ts";
+import { toApiError } from "./openai-error.ts";
+import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
+import { callerOf, parseBody } from "./parse-body.ts";
+import { type CompletionRequest, CompletionRequestSchema } from "./request-schemas.ts";
+
+function promptIdsOf(prompt: CompletionRequest["prompt"], tokenizer: ModelTokenizer): number[][] {
+  if (typeof prompt === "string") return [tokenizer.encode(prompt, true)];
+  if (prompt.every((item) => typeof item === "number")) return [prompt as number[]];
+  return (prompt as (string | number[])[]).map((item) =>
+    typeof item === "string" ? tokenizer.encode(item, true) : item,
+  );
+}
+
+async function startCompletion(
+  app: AppContext,
+  body: CompletionRequest,
+  caller: Caller,
+  signal: AbortSignal,
+) {
+  const prompts = promptIdsOf(body.prompt, app.tokenizer);
+  const logprobs = body.logprobs ?? null;
+  // The completions API's default max_tokens is 16.
+  const requests = prompts.map((ids) =>
+    generateRequest(body, caller, ids, body.max_tokens ?? 16, logprobs),
+  );
+  const choices = await startChoices(app.serving, requests, body.n ?? 1);
+  signal.addEventListener("abort", () => cancelChoices(choices));
+  return { promptLengths: prompts.map((ids) => ids.length), logprobs, choices };
+}
+
+/** A whole (non-streamed) text completion; also what /internal/batch answers per item. */
+export async function completionJson(
+  app: AppContext,
+  body: CompletionRequest,
+  caller: Caller,
+  signal: AbortSignal,
+) {
+  const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
+  const collected = await Promise.all(choices.map(collectChoice));
+  const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
+  return {
+    id: completionId("cmpl"),
+    object: "text_completion",
+    created: nowSeconds(),
+    model: body.model,
+    choices: collected.map((choice) => ({
+      index: choice.index,
+      text: choice.text,
+      logprobs: logprobs === null ? null : completionLogprobs(choice.tokens, 0),
+      finish_reason: choice.finishReason,
+    })),
+    usage: usageOf(promptLengths, completionTokens),
+  };
+}
+
+export function completions(app: AppContext) {
+  return async function completionsHandler(c: Context) {
+    const body = await parseBody(c, CompletionRequestSchema);
+    const caller = callerOf(app, body.lorafleet ?? null);
+    const signal = c.req.raw.signal;
+    if (!body.stream) return c.json(await completionJson(app, body, caller, signal));
+
+    const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
+    const id = completionId("cmpl");
+    const created = nowSeconds();
+    const model = body.model;
+    const includeUsage = body.stream_options?.include_usage === true;
+    return streamSSE(c, async (sse) => {
+      sse.onAbort(() => cancelChoices(choices));
+      const chunk = (choicesPart: unknown[], usage: unknown = undefined) =>
+        sse.writeSSE({
+          data: JSON.stringify({
+            id,
+            object: "text_completion",
+            created,
+            model,
+            choices: choicesPart,
+            ...(includeUsage ? { usage: usage ?? null } : {}),
+          }),
+        });
+      const outputTokens = new Map<number, number>();
+      const textLength = new Map<number, number>();
+      try {
+        for await (const { index, delta } of mergeChoices(choices)) {
+          outputTokens.set(index, delta.numOutputTokens);
+          if (delta.text === "" && delta.finishReason === null && logprobs === null) continue;
+          const offset = textLength.get(index) ?? 0;
+          textLength.set(index, offset + delta.text.length);
+          await chunk([
+            {
+              index,
+              text: delta.text,
+              logprobs: logprobs === null ? null : completionLogprobs(delta.tokens, offset),
+              finish_reason: delta.finishReason,
+            },
+          ]);
+        }
+      } catch (error) {
+        await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
+        cancelChoices(choices);
+      }
+      if (includeUsage) {
+        const completionTokens = [...outputTokens.values()].reduce((a, b) => a + b, 0);
+        await chunk([], usageOf(promptLengths, completionTokens));
+      }
+      await sse.writeSSE({ data: "[DONE]" });
+    });
+  };
+}

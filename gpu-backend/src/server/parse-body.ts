@@ -1,0 +1,50 @@
+// Reads a JSON body against a zod schema: malformed JSON and schema violations become
+// OpenAI-style 400s naming the parameter; the gateway's `lorafleet` field is only
+// taken from a caller holding the backend secret.
+import type { Context } from "hono";
+import type { z } from "zod";
+import type { AppContext } from "./app-context.ts";
+import type { Caller } from "./generation-request.ts";
+import { ApiError, fromZodError } from "./openai-error.ts";
+import type { LorafleetField } from "./request-schemas.ts";
+
+export async function parseBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  let json: unknown;
+  try {
+    json = await c.req.json();
+  } catch {
+    throw new ApiError(400, "the request body is not valid JSON", { code: "invalid_json" });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw fromZodError(parsed.error);
+  return parsed.data;
+}
+
+/**
+ * The auth middleware has already checked the secret when one is configured, so a
+ * `lorafleet` field is trusted exactly when a secret exists.
+ */
+export function callerOf(app: AppContext, lorafleet: LorafleetField | null): Caller {
+  if (lorafleet !== null && app.backendSecret === null) {
+    throw new ApiError(
+      401,
+      "the lorafleet field needs the backend secret, which is not configured",
+      {
+        type: "authentication_error",
+        param: "lorafleet",
+        code: "secret_not_configured",
+      },
+    );
+  }
+  if (lorafleet?.base_model != null && lorafleet.base_model !== app.servedModelName) {
+    throw new ApiError(
+      404,
+      `this backend serves ${app.servedModelName}, not ${lorafleet.base_model}`,
+      {
+        param: "lorafleet.base_model",
+        code: "model_not_found",
+      },
+    );
+  }
+  return { servedModelName: app.servedModelName, lorafleet };
+}

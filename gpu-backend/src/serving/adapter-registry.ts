@@ -1,0 +1,59 @@
+// Which adapter names this backend can serve and where their PEFT directories are:
+// names registered through /v1/load_lora_adapter, names the adapter store knows
+// (loaded on first use), and the gateway's content-addressed adapters.
+import type { AdapterRef } from "../engine/index.ts";
+import { AdapterLoadError, UnknownModelError } from "./errors.ts";
+import type { AdapterSource, RemoteAdapter } from "./executor-link.ts";
+
+export class AdapterRegistry {
+  readonly #paths = new Map<string, string>();
+  readonly #source: AdapterSource;
+
+  constructor(source: AdapterSource) {
+    this.#source = source;
+  }
+
+  register(name: string, path: string): void {
+    this.#paths.set(name, path);
+  }
+
+  /** Forgets the name; returns false when it was not registered. */
+  unregister(name: string): boolean {
+    return this.#paths.delete(name);
+  }
+
+  names(): string[] {
+    return [...this.#paths.keys()];
+  }
+
+  /**
+   * The adapter `name` names: a registered one, else one the store knows (registered on
+   * first use). Throws UnknownModelError when neither has it.
+   */
+  async resolve(name: string): Promise<AdapterRef> {
+    const known = this.#paths.get(name);
+    if (known !== undefined) return { name, path: known };
+    const found = await this.#source.find(name);
+    if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
+    this.#paths.set(name, found);
+    return { name, path: found };
+  }
+
+  /**
+   * A gateway adapter, keyed by its sha256 so that re-uploading different weights under
+   * the same name never serves the old ones from the engine's cache.
+   */
+  async resolveRemote(adapter: RemoteAdapter): Promise<AdapterRef> {
+    const key = `${adapter.id}@${adapter.sha256.slice(0, 16)}`;
+    const known = this.#paths.get(key);
+    if (known !== undefined) return { name: key, path: known };
+    let path: string;
+    try {
+      path = await this.#source.fetch(adapter);
+    } catch (error) {
+      throw new AdapterLoadError(`adapter ${adapter.name}: ${(error as Error).message}`);
+    }
+    this.#paths.set(key, path);
+    return { name: key, path };
+  }
+}

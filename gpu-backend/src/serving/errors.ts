@@ -1,0 +1,43 @@
+// Named errors of the serving layer; the server maps each to an HTTP status and
+// OpenAI's error shape (server/openai-error.ts).
+
+/** The queue is at its bound; the client should come back after `retryAfterS`. */
+export class QueueFullError extends Error {
+  override readonly name = "QueueFullError";
+  readonly retryAfterS: number;
+  constructor(message: string, retryAfterS: number) {
+    super(message);
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+/** `model` names neither the base model nor an adapter this backend knows or can fetch. */
+export class UnknownModelError extends Error {
+  override readonly name = "UnknownModelError";
+}
+
+/** The prompt (plus the tokens asked for) does not fit the model's context. */
+export class PromptTooLongError extends Error {
+  override readonly name = "PromptTooLongError";
+}
+
+/** An adapter could not be fetched, verified or staged (bad files, wrong sha256, rank too high). */
+export class AdapterLoadError extends Error {
+  override readonly name = "AdapterLoadError";
+}
+
+/** An adapter is still used by requests and cannot be unloaded. */
+export class AdapterBusyError extends Error {
+  override readonly name = "AdapterBusyError";
+}
+
+/** The executor is down or restarting; the request may be retried. */
+export class BackendUnavailableError extends Error {
+  override readonly name = "BackendUnavailableError";
+  readonly retriable = true;
+}
+
+/** The engine or executor failed this request (a step error). */
+export class GenerationFailedError extends Error {
+  override readonly name = "GenerationFailedError";
+}

@@ -1,0 +1,140 @@
+// Prometheus metrics of the serving loop (prom-client), in one registry per server so
+// tests can run several. Latencies are per request: time to first token from arrival,
+// inter-token latency between consecutive outputs of a request.
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { EngineStats } from "../engine/index.ts";
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+interface Timing {
+  arrivalMs: number;
+  lastTokenMs: number | null;
+}
+
+export class ServingMetrics {
+  readonly registry = new Registry();
+  readonly #timings = new Map<string, Timing>();
+  readonly #queueDepth = new Gauge({
+    name: "lorafleet_queue_depth",
+    help: "requests waiting to be admitted",
+    registers: [this.registry],
+  });
+  readonly #running = new Gauge({
+    name: "lorafleet_running_requests",
+    help: "requests admitted and running",
+    registers: [this.registry],
+  });
+  readonly #poolPages = new Gauge({
+    name: "lorafleet_pool_pages",
+    help: "unified pool pages by use",
+    labelNames: ["use"] as const,
+    registers: [this.registry],
+  });
+  readonly #generated = new Counter({
+    name: "lorafleet_generated_tokens_total",
+    help: "output tokens delivered (rate() gives tokens/s)",
+    registers: [this.registry],
+  });
+  readonly #tokensPerSecond = new Gauge({
+    name: "lorafleet_tokens_per_second",
+    help: "output tokens per second over the last 10 s",
+    registers: [this.registry],
+  });
+  readonly #requests = new Counter({
+    name: "lorafleet_requests_total",
+    help: "finished requests by finish reason",
+    labelNames: ["finish_reason"] as const,
+    registers: [this.registry],
+  });
+  readonly #ttft = new Histogram({
+    name: "lorafleet_time_to_first_token_seconds",
+    help: "from arrival to the first output token",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #itl = new Histogram({
+    name: "lorafleet_inter_token_latency_seconds",
+    help: "between consecutive token outputs of one request",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #stepSeconds = new Histogram({
+    name: "lorafleet_step_forward_seconds",
+    help: "executor forward time per step",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #adapterLoads = new Counter({
+    name: "lorafleet_adapter_loads_total",
+    help: "adapters copied into the GPU pool",
+    registers: [this.registry],
+  });
+  readonly #adapterEvictions = new Counter({
+    name: "lorafleet_adapter_evictions_total",
+    help: "adapters dropped from the GPU pool",
+    registers: [this.registry],
+  });
+  readonly #adapterRequests = new Counter({
+    name: "lorafleet_adapter_requests_total",
+    help: "adapter requests admitted, by whether the adapter was already in the pool (hit rate = hit / all)",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly #restarts = new Counter({
+    name: "lorafleet_executor_restarts_total",
+    help: "executor crashes recovered from (or tried)",
+    registers: [this.registry],
+  });
+  #lastAdapterCounts = { loads: 0, evictions: 0, hits: 0, misses: 0 };
+  /** [ms, tokens] of the last 10 s, for the tokens/s gauge */
+  readonly #recent: [number, number][] = [];
+
+  requestAdmitted(id: string, nowMs: number): void {
+    this.#timings.set(id, { arrivalMs: nowMs, lastTokenMs: null });
+  }
+
+  tokensOut(id: string, count: number, nowMs: number): void {
+    const timing = this.#timings.get(id);
+    if (count === 0 || !timing) return;
+    if (timing.lastTokenMs === null) this.#ttft.observe((nowMs - timing.arrivalMs) / 1000);
+    else this.#itl.observe((nowMs - timing.lastTokenMs) / 1000);
+    timing.lastTokenMs = nowMs;
+    this.#generated.inc(count);
+    this.#recent.push([nowMs, count]);
+    while (this.#recent.length > 0 && (this.#recent[0]?.[0] ?? nowMs) < nowMs - 10_000) {
+      this.#recent.shift();
+    }
+    const total = this.#recent.reduce((sum, [, n]) => sum + n, 0);
+    this.#tokensPerSecond.set(total / 10);
+  }
+
+  requestFinished(id: string, finishReason: string): void {
+    this.#timings.delete(id);
+    this.#requests.inc({ finish_reason: finishReason });
+  }
+
+  stepDone(forwardMs: number, sampleMs: number): void {
+    this.#stepSeconds.observe((forwardMs + sampleMs) / 1000);
+  }
+
+  executorRestarted(): void {
+    this.#restarts.inc();
+  }
+
+  observeEngine(stats: EngineStats): void {
+    this.#queueDepth.set(stats.waiting);
+    this.#running.set(stats.running);
+    this.#poolPages.set({ use: "kv" }, stats.pages.kv);
+    this.#poolPages.set({ use: "adapter" }, stats.pages.adapter);
+    this.#poolPages.set({ use: "free" }, stats.pages.free);
+    this.#poolPages.set({ use: "fenced" }, stats.pages.fenced);
+    // The engine counts these from its start; counters take the increase since last time.
+    const { loads, evictions, hits, misses } = stats.adapters;
+    const last = this.#lastAdapterCounts;
+    if (loads > last.loads) this.#adapterLoads.inc(loads - last.loads);
+    if (evictions > last.evictions) this.#adapterEvictions.inc(evictions - last.evictions);
+    if (hits > last.hits) this.#adapterRequests.inc({ result: "hit" }, hits - last.hits);
+    if (misses > last.misses) this.#adapterRequests.inc({ result: "miss" }, misses - last.misses);
+    this.#lastAdapterCounts = { loads, evictions, hits, misses };
+  }
+}

@@ -1,0 +1,328 @@
+// The async loop that drives the pure engine: schedule -> send adapter ops and the
+// step plan to the executor (up to the engine's maxInFlightSteps steps in flight, so
+// step N+1 is planned while N runs) -> update with each result -> deliver tokens to
+// the per-request streams. An executor crash re-queues everything through
+// engine.executorRestarted once a new executor is up, or fails it with a retriable
+// error when none comes.
+import type { Logger } from "pino";
+import type { AdapterOp, Engine, RequestOutput, SamplingParams } from "../engine/index.ts";
+import { ExecutorRequestError, ExecutorUnavailable } from "../executor/errors.ts";
+import type { ModelInfo, StepPlan } from "../executor/messages.ts";
+import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import type { AdapterRegistry } from "./adapter-registry.ts";
+import {
+  AdapterLoadError,
+  BackendUnavailableError,
+  GenerationFailedError,
+  PromptTooLongError,
+  QueueFullError,
+} from "./errors.ts";
+import type { ExecutorLink, ExecutorRestarter, RemoteAdapter } from "./executor-link.ts";
+import { GenerationStream } from "./generation-stream.ts";
+import type { ServingMetrics } from "./metrics.ts";
+
+export interface GenerateRequest {
+  /** the fair-share unit; "default" for direct callers */
+  tenant: string;
+  /** null = base model, else an adapter name (registered or known to the store) */
+  adapterName: string | null;
+  /** the gateway's adapter (overrides adapterName) */
+  remoteAdapter: RemoteAdapter | null;
+  promptIds: number[];
+  sampling: SamplingParams;
+  /** null = as many as the context allows */
+  maxTokens: number | null;
+  stop: string[];
+  stopTokenIds: number[];
+  ignoreEos: boolean;
+  /** absolute ms, null = none */
+  deadlineMs: number | null;
+}
+
+export interface ServingLimits {
+  /** prompt + completion tokens at most */
+  maxModelLen: number;
+  /** unfinished requests (running + waiting) at most; beyond it QueueFullError */
+  maxUnfinished: number;
+}
+
+/** A waiting loop sleeps at most this long so deadlines are noticed without traffic. */
+const IDLE_TICK_MS = 50;
+/** Attempts to bring a crashed executor back before failing its requests. */
+const RESTART_ATTEMPTS = 3;
+
+export class ServingLoop {
+  readonly #engine: Engine;
+  readonly #executor: ExecutorLink;
+  readonly #restart: ExecutorRestarter;
+  readonly #adapters: AdapterRegistry;
+  readonly #tokenizer: ModelTokenizer;
+  readonly #limits: ServingLimits;
+  readonly #metrics: ServingMetrics;
+  readonly #log: Logger;
+  readonly #streams = new Map<string, GenerationStream>();
+  #nextId = 0;
+  #wake: (() => void) | null = null;
+  #running = false;
+  #stopped: Promise<void> | null = null;
+  /** bumped on each executor restart; outcomes of calls from an older epoch are ignored */
+  #epoch = 0;
+  #recovering: Promise<void> | null = null;
+
+  constructor(deps: {
+    engine: Engine;
+    executor: ExecutorLink;
+    restart: ExecutorRestarter;
+    adapters: AdapterRegistry;
+    tokenizer: ModelTokenizer;
+    limits: ServingLimits;
+    metrics: ServingMetrics;
+    logger: Logger;
+  }) {
+    this.#engine = deps.engine;
+    this.#executor = deps.executor;
+    this.#restart = deps.restart;
+    this.#adapters = deps.adapters;
+    this.#tokenizer = deps.tokenizer;
+    this.#limits = deps.limits;
+    this.#metrics = deps.metrics;
+    this.#log = deps.logger;
+  }
+
+  get unfinished(): number {
+    return this.#streams.size;
+  }
+
+  get available(): boolean {
+    return this.#recovering === null;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#stopped = this.#run();
+  }
+
+  /** Stops scheduling; unfinished requests end with BackendUnavailableError. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#poke();
+    await this.#stopped;
+    this.#failAll(new BackendUnavailableError("the server is shutting down"));
+  }
+
+  /**
+   * Admits a request and returns its stream. Throws QueueFullError, PromptTooLongError,
+   * UnknownModelError, AdapterLoadError, BackendUnavailableError or the engine's
+   * InvalidRequestError before anything is queued.
+   */
+  async generate(request: GenerateRequest): Promise<GenerationStream> {
+    if (!this.available) {
+      throw new BackendUnavailableError("the executor is restarting; retry shortly");
+    }
+    const room = this.#limits.maxModelLen - request.promptIds.length;
+    if (room < 1 || (request.maxTokens !== null && request.maxTokens > room)) {
+      throw new PromptTooLongError(
+        `This model's maximum context length is ${this.#limits.maxModelLen} tokens. However, you requested ${request.promptIds.length + (request.maxTokens ?? 1)} tokens (${request.promptIds.length} in the messages, ${request.maxTokens ?? 1} in the completion). Please reduce the length of the messages or completion.`,
+      );
+    }
+    this.#checkQueue();
+    const adapter = request.remoteAdapter
+      ? await this.#adapters.resolveRemote(request.remoteAdapter)
+      : request.adapterName === null
+        ? null
+        : await this.#adapters.resolve(request.adapterName);
+    // Resolving may have awaited a download: look again.
+    this.#checkQueue();
+    const id = `req-${++this.#nextId}`;
+    const stream = new GenerationStream(id, this.#tokenizer, request.promptIds, request.stop, () =>
+      this.#cancel(id),
+    );
+    const now = Date.now();
+    this.#engine.addRequest({
+      id,
+      tenant: request.tenant,
+      adapter,
+      promptTokenIds: request.promptIds,
+      sampling: request.sampling,
+      maxTokens: request.maxTokens ?? room,
+      stopTokenIds: request.stopTokenIds,
+      ignoreEos: request.ignoreEos,
+      deadlineMs: request.deadlineMs,
+      arrivalMs: now,
+    });
+    this.#streams.set(id, stream);
+    this.#metrics.requestAdmitted(id, now);
+    this.#poke();
+    return stream;
+  }
+
+  #checkQueue(): void {
+    if (this.#streams.size >= this.#limits.maxUnfinished) {
+      throw new QueueFullError(
+        `The server has ${this.#streams.size} requests in progress, its limit; retry later.`,
+        1,
+      );
+    }
+  }
+
+  async #run(): Promise<void> {
+    while (this.#running) {
+      if (this.#recovering === null && this.#engine.canSchedule()) {
+        const { plan, adapterOps, finished } = this.#engine.schedule(Date.now());
+        for (const op of adapterOps) this.#sendAdapterOp(op);
+        if (plan) this.#sendStep(plan);
+        this.#deliver(finished, GenerationFailedError);
+        this.#metrics.observeEngine(this.#engine.stats());
+        if (plan) continue;
+      }
+      await this.#sleep();
+    }
+  }
+
+  #sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, IDLE_TICK_MS);
+      const wake = () => {
+        clearTimeout(timer);
+        done();
+      };
+      function done() {
+        resolve();
+      }
+      this.#wake = wake;
+    });
+  }
+
+  #poke(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #sendStep(plan: StepPlan): void {
+    const epoch = this.#epoch;
+    this.#executor.step(plan).then(
+      (result) => {
+        if (epoch !== this.#epoch) return;
+        this.#metrics.stepDone(result.forwardMs, result.sampleMs);
+        this.#deliver(this.#engine.update(result, Date.now()), GenerationFailedError);
+        this.#poke();
+      },
+      (error: unknown) => {
+        if (epoch !== this.#epoch) return;
+        if (error instanceof ExecutorRequestError) {
+          this.#log.error({ err: error, stepId: plan.stepId }, "step failed");
+          this.#deliver(this.#engine.stepFailed(plan.stepId, error.message), GenerationFailedError);
+          this.#poke();
+        } else {
+          this.#executorLost(error);
+        }
+      },
+    );
+  }
+
+  #sendAdapterOp(op: AdapterOp): void {
+    const epoch = this.#epoch;
+    const failed = (error: unknown) => {
+      if (epoch !== this.#epoch) return;
+      if (error instanceof ExecutorRequestError && op.kind !== "drop") {
+        this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
+        this.#deliver(this.#engine.adapterFailed(op.adapterId, error.message), AdapterLoadError);
+        this.#poke();
+      } else {
+        this.#executorLost(error);
+      }
+    };
+    const settled = (after: () => void) => () => {
+      if (epoch !== this.#epoch) return;
+      after();
+      this.#poke();
+    };
+    switch (op.kind) {
+      case "stage":
+        this.#executor.stageAdapter(op.adapterId, op.path).then((staged) => {
+          if (epoch !== this.#epoch) return;
+          this.#deliver(this.#engine.adapterStaged(staged), AdapterLoadError);
+          this.#poke();
+        }, failed);
+        return;
+      case "load":
+        this.#executor.loadAdapter(op.adapterId, op.pages).then(
+          settled(() => this.#engine.adapterLoaded(op.adapterId)),
+          failed,
+        );
+        return;
+      case "drop":
+        this.#executor.dropAdapter(op.adapterId, op.tier).then(
+          settled(() => {}),
+          failed,
+        );
+        return;
+    }
+  }
+
+  /** Brings the executor back once for all the calls that saw it die. */
+  #executorLost(error: unknown): void {
+    if (this.#recovering !== null) return;
+    const unavailable = error instanceof ExecutorUnavailable;
+    this.#log.error({ err: error }, unavailable ? "executor lost" : "executor call failed");
+    this.#epoch++;
+    this.#metrics.executorRestarted();
+    this.#recovering = this.#recover().finally(() => {
+      this.#recovering = null;
+      this.#poke();
+    });
+  }
+
+  async #recover(): Promise<void> {
+    for (let attempt = 1; attempt <= RESTART_ATTEMPTS; attempt++) {
+      try {
+        const model: ModelInfo = await this.#restart();
+        this.#engine.executorRestarted(model);
+        this.#log.info({ attempt }, "executor restarted; unfinished requests re-queued");
+        return;
+      } catch (error) {
+        this.#log.error({ err: error, attempt }, "executor restart failed");
+      }
+    }
+    this.#failAll(
+      new BackendUnavailableError("the executor crashed and could not be restarted; retry later"),
+    );
+  }
+
+  #failAll(error: Error): void {
+    for (const [id, stream] of this.#streams) {
+      this.#engine.abort(id, "abort");
+      stream.fail(error);
+      this.#metrics.requestFinished(id, "error");
+    }
+    this.#streams.clear();
+  }
+
+  #cancel(id: string): void {
+    if (!this.#streams.delete(id)) return;
+    this.#engine.abort(id, "abort");
+    this.#metrics.requestFinished(id, "abort");
+    this.#poke();
+  }
+
+  #deliver(outputs: RequestOutput[], errorKind: new (message: string) => Error): void {
+    const now = Date.now();
+    for (const output of outputs) {
+      const stream = this.#streams.get(output.id);
+      if (!stream) continue;
+      this.#metrics.tokensOut(output.id, output.newTokenIds.length, now);
+      if (output.finishReason === "error") {
+        stream.fail(new errorKind(output.error ?? "generation failed"));
+      } else if (stream.push(output)) {
+        // A stop string ended it: the engine still thinks it runs.
+        this.#engine.abort(output.id, "stop");
+      }
+      if (stream.finished) {
+        this.#streams.delete(output.id);
+        this.#metrics.requestFinished(output.id, output.finishReason ?? "stop");
+      }
+    }
+  }
+}
