@@ -12,7 +12,7 @@ import math
 import struct
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -547,3 +547,18 @@ def _js_number(x: float) -> str:
     e = n - 1
     mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
     return f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+def read_frame(stream: BinaryIO) -> bytes | None:
+    """The next whole frame from a blocking binary stream, or None at a clean EOF (between
+    frames). A bad header raises BadFrame at once; EOF inside a frame is BadFrame too."""
+    head = stream.read(HEADER.size)
+    if not head:
+        return None
+    header = read_header(head)  # BadFrame "truncated" when fewer than 16 bytes came
+    payload = stream.read(header.payload_length) if header.payload_length else b""
+    if len(payload) < header.payload_length:
+        raise BadFrame(
+            f"truncated frame: EOF after {len(payload)} of {header.payload_length} payload bytes"
+        )
+    return head + payload

@@ -142,7 +142,9 @@ export function decodeFrame(bytes: Uint8Array): RawFrame {
       throw new BadMessage(`array ${name} (${length} × ${dtype}) runs past the payload's end`);
     }
     // A copy: the caller owns its arrays, and the source may not be 8-byte aligned.
-    const data = new Class(payload.slice(offset, offset + byteLength).buffer);
+    // (Not `payload.slice(…).buffer`: on a Node Buffer, slice is a view of the pool.)
+    const data = new Class(length);
+    new Uint8Array(data.buffer).set(payload.subarray(offset, offset + byteLength));
     arrays.push({ name, dtype, data });
     offset += pad8(byteLength);
   }

@@ -43,6 +43,15 @@ describe("shared frame fixtures", () => {
     expect((caught as Error).constructor).toBe(want);
   });
 
+  it("decodes frames that are views into a larger Buffer", () => {
+    // A FrameReader hands out subarrays of one joined Buffer; a bug once read arrays
+    // from the start of that Buffer's memory instead of the frame's.
+    const joined = Buffer.concat([Buffer.alloc(3), fixture("load_adapter")]);
+    const decoded = decodeMessage(joined.subarray(3));
+    if (decoded.type !== "load_adapter") throw new Error(decoded.type);
+    expect([...decoded.body.pages]).toEqual([9, 4, 2 ** 31 - 1, 0, 5]);
+  });
+
   it("step carries its values through", () => {
     const decoded = decodeMessage(fixture("step"));
     if (decoded.type !== "step") throw new Error(decoded.type);
