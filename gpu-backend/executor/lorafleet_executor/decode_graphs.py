@@ -1,0 +1,158 @@
+"""Decode steps replayed from CUDA graphs captured at bucketed batch sizes.
+
+A decode step (one new token per sequence) of B sequences runs the graph of the
+smallest bucket >= B; the extra rows are padding that writes its K/V into the pool's
+scratch page and reads nothing anyone uses. Graphs read static buffers: the step's
+inputs are copied into them, the page tables are gathered from the sequence table
+inside the graph, and the LoRA tables are padded to (max_num_seqs slots, max_rank).
+Prefill and mixed steps run eagerly.
+
+Example:
+    graphs = DecodeGraphs(model, pool, seqs, max_num_seqs=256, max_rank=64)
+    if graphs.can_run(inputs):
+        logits = graphs.run(inputs)
+"""
+
+import numpy as np
+import torch
+
+from .forward_batch import ForwardBatch
+from .lora_batch import LoraBatch, build_lora_batch
+from .model import LlamaModel
+from .pool import UnifiedPool
+from .sequences import SequenceTable
+from .step_inputs import StepInputs
+
+
+def batch_buckets(max_num_seqs: int) -> list[int]:
+    """1, 2, 4, 8, then every 16 up to max_num_seqs (as vLLM's capture sizes).
+
+    >>> batch_buckets(40)
+    [1, 2, 4, 8, 16, 32, 40]
+    """
+    sizes = [b for b in (1, 2, 4, 8) if b < max_num_seqs]
+    sizes += list(range(16, max_num_seqs, 16))
+    return sizes + [max_num_seqs]
+
+
+class DecodeGraphs:
+    def __init__(
+        self,
+        model: LlamaModel,
+        pool: UnifiedPool,
+        seqs: SequenceTable,
+        max_num_seqs: int,
+        max_rank: int,
+    ) -> None:
+        self.model, self.pool, self.seqs = model, pool, seqs
+        self.max_rank = max_rank
+        self.num_slots = max_num_seqs
+        self.buckets = batch_buckets(max_num_seqs)
+        device = pool.data.device
+        size = self.buckets[-1]
+
+        def buffer(dtype: torch.dtype, fill: int = 0) -> torch.Tensor:
+            return torch.full((size,), fill, dtype=dtype, device=device)
+
+        self.token_ids = buffer(torch.int64)
+        self.positions = buffer(torch.int64)
+        self.k_pages = buffer(torch.int32, pool.scratch_page)
+        self.v_pages = buffer(torch.int32, pool.scratch_page)
+        self.seq_rows = buffer(torch.int64)
+        self.ctx_lens = buffer(torch.int32, 1)
+        self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
+        self.rows = torch.arange(size, dtype=torch.int64, device=device)
+        self.lora = self._empty_lora(size)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._capture()
+
+    def can_run(self, inputs: StepInputs) -> bool:
+        return (
+            inputs.max_q == 1
+            and len(inputs.seq_rows) <= self.buckets[-1]
+            and len(inputs.slots) <= self.num_slots
+        )
+
+    def run(self, inputs: StepInputs) -> torch.Tensor:
+        """float32 [N, vocab] logits of the sampling rows."""
+        n = len(inputs.seq_rows)
+        bucket = next(b for b in self.buckets if b >= n)
+        self.seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
+        self._fill(self.token_ids, inputs.token_ids, 0)
+        self._fill(self.positions, inputs.positions, 0)
+        self._fill(self.k_pages, inputs.k_pages, self.pool.scratch_page)
+        self._fill(self.v_pages, inputs.v_pages, self.pool.scratch_page)
+        self._fill(self.seq_rows, inputs.seq_rows, 0)
+        self._fill(self.ctx_lens, inputs.ctx_lens, 1)
+        self._fill(self.lora.row_slot, inputs.row_slot, -1)
+        if inputs.slots:
+            tables = build_lora_batch(
+                inputs.slots,
+                inputs.row_slot,
+                None,
+                self.model.cfg.module_shapes(),
+                self.pool.page_width,
+                self.pool.data.device,
+                num_slots=self.num_slots,
+                max_rank=self.max_rank,
+            )
+            for name, group in tables.groups.items():
+                static = self.lora.groups[name]
+                static.a_pages.copy_(group.a_pages)
+                static.b_pages.copy_(group.b_pages)
+                static.ranks.copy_(group.ranks)
+        else:
+            for group in self.lora.groups.values():
+                group.ranks.zero_()
+        graph, logits = self.graphs[bucket]
+        graph.replay()
+        return logits[torch.from_numpy(inputs.logits_rows).to(logits.device)]
+
+    def _fill(self, static: torch.Tensor, values: np.ndarray, pad: int) -> None:
+        n = len(values)
+        static[:n].copy_(torch.from_numpy(values), non_blocking=True)
+        static[n:].fill_(pad)
+
+    def _empty_lora(self, size: int) -> LoraBatch:
+        shapes = self.model.cfg.module_shapes()
+        batch = build_lora_batch(
+            [],
+            np.full(size, -1, np.int32),
+            None,
+            shapes,
+            self.pool.page_width,
+            self.pool.data.device,
+            num_slots=self.num_slots,
+            max_rank=self.max_rank,
+        )
+        return batch
+
+    def _batch(self, size: int) -> ForwardBatch:
+        k_table, v_table = self.seqs.k_table, self.seqs.v_table
+        rows = self.seq_rows[:size]
+        lora = LoraBatch(self.lora.row_slot[:size], None, self.lora.groups, None)
+        return ForwardBatch(
+            token_ids=self.token_ids[:size],
+            positions=self.positions[:size],
+            k_pages=self.k_pages[:size],
+            v_pages=self.v_pages[:size],
+            k_table=k_table[rows],
+            v_table=v_table[rows],
+            cu_q=self.cu_q[: size + 1],
+            ctx_lens=self.ctx_lens[:size],
+            max_q=1,
+            logits_rows=self.rows[:size],
+            lora=lora,
+        )
+
+    def _capture(self) -> None:
+        memory_pool = None
+        for size in reversed(self.buckets):
+            # Warm up first: Triton compiles on the first launch, which a capture cannot hold.
+            self.model.forward(self.pool, self._batch(size))
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=memory_pool):
+                logits = self.model.forward(self.pool, self._batch(size))
+            memory_pool = graph.pool()
+            self.graphs[size] = (graph, logits)

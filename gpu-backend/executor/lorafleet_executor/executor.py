@@ -1,0 +1,283 @@
+"""The executor: owns the model, the unified pool, the host tier and per-sequence state,
+and carries out the engine's messages (PROTOCOL.md). `server.py` calls it.
+
+Example:
+    ex = Executor(InitConfig(model_path="/models/tiny-llama", num_pages=4096))
+    staged = ex.stage_adapter(1, "/adapters/tiny-r8")
+    ex.load_adapter(1, np.arange(staged.num_pages, dtype=np.int32))
+    result = ex.step(plan)
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from .adapters import parse_adapter
+from .config import ModelConfig
+from .decode_graphs import DecodeGraphs
+from .errors import BadMessage, UnknownAdapter
+from .forward_batch import ForwardBatch
+from .host_cache import HostCache
+from .lora_batch import PlacedAdapter
+from .memory_budget import pages_from_memory
+from .model import LlamaModel
+from .plan import FLAG_NEW, FLAG_USE_LAST_SAMPLED, InitConfig, StagedAdapter, StepPlan, StepResult
+from .plan_checks import StepLimits, check_plan
+from .pool import UnifiedPool
+from .runtime import check_init_config, resolve_device, resolve_dtype
+from .sampling import SamplingParams, TokenHistory, sample
+from .sequences import SequenceState, SequenceTable
+from .step_inputs import StepInputs, step_inputs, to_forward_batch
+from .weights import ModelWeights
+
+
+class Executor:
+    def __init__(self, config: InitConfig) -> None:
+        check_init_config(config)
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        self.cfg = ModelConfig.from_dir(config.model_path)
+        weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
+        on_cuda = self.device.type == "cuda"
+        self.model = LlamaModel(
+            self.cfg,
+            weights,
+            lora_backend=config.lora_backend if on_cuda else "torch",
+            attention_backend="triton" if on_cuda else "torch",
+        )
+        num_pages = config.num_pages or pages_from_memory(
+            self.model,
+            self.cfg,
+            config.memory_fraction,
+            config.max_num_tokens,
+            config.max_num_seqs,
+            config.max_rank,
+            self.dtype,
+            self.device,
+        )
+        self.pool = UnifiedPool(
+            self.cfg.num_layers, num_pages, self.cfg.page_width, self.dtype, self.device
+        )
+        # Each token takes two pages, so no sequence outgrows half the pool.
+        max_context = max(1, min(self.cfg.max_position, num_pages // 2))
+        self.seqs = SequenceTable(config.max_num_seqs, max_context, self.device)
+        self.limits = StepLimits(
+            config.max_num_seqs, config.max_num_tokens, max_context, self.cfg.vocab_size, num_pages
+        )
+        self.host = HostCache(config.host_cache_bytes)
+        self.placed: dict[int, PlacedAdapter] = {}
+        self.load_stream = torch.cuda.Stream(self.device) if on_cuda else None
+        self.graphs = (
+            DecodeGraphs(self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank)
+            if on_cuda and config.cuda_graphs
+            else None
+        )
+        self.steps = 0
+
+    def ready_info(self) -> dict:
+        cfg = self.cfg
+        return {
+            "num_pages": self.pool.num_pages,
+            "page_width": cfg.page_width,
+            "num_layers": cfg.num_layers,
+            "hidden_size": cfg.hidden_size,
+            "intermediate_size": cfg.intermediate_size,
+            "num_heads": cfg.num_heads,
+            "num_kv_heads": cfg.num_kv_heads,
+            "head_dim": cfg.head_dim,
+            "vocab_size": cfg.vocab_size,
+            "max_position": self.limits.max_context,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": self.device.type,
+            "modules": {m: list(shape) for m, shape in cfg.module_shapes().items()},
+            "eos_token_ids": list(cfg.eos_token_ids),
+        }
+
+    def stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
+        adapter = parse_adapter(
+            adapter_id,
+            path,
+            self.cfg,
+            self.config.max_rank,
+            self.dtype,
+            pin=self.device.type == "cuda",
+        )
+        self.host.put(adapter)
+        return StagedAdapter(
+            adapter_id,
+            adapter.rank,
+            adapter.scale,
+            adapter.targets,
+            adapter.num_pages,
+            adapter.host_bytes,
+        )
+
+    def load_adapter(self, adapter_id: int, pages: np.ndarray) -> None:
+        """Host tier -> pool pages; returns once the copy is complete."""
+        adapter = self.host.get(adapter_id)
+        pages = np.asarray(pages, np.int32)
+        if len(pages) != adapter.num_pages:
+            raise BadMessage(
+                f"adapter {adapter_id} needs {adapter.num_pages} pages, got {len(pages)}"
+            )
+        self.pool.check_pages(pages, f"adapter {adapter_id}")
+        index = torch.from_numpy(pages.astype(np.int64))
+        if self.load_stream is None:
+            self.pool.write_pages(index, adapter.rows)
+        else:
+            # A side stream, so the copy overlaps with steps on the main stream; the
+            # engine never hands out pages that a running step reads.
+            with torch.cuda.stream(self.load_stream):
+                self.pool.write_pages(index.to(self.device, non_blocking=True), adapter.rows)
+            self.load_stream.synchronize()
+        self.placed[adapter_id] = PlacedAdapter(adapter_id, adapter.rank, adapter.spans, pages)
+
+    def drop_adapter(self, adapter_id: int, tier: str) -> None:
+        if tier not in ("pool", "host"):
+            raise BadMessage(f"tier must be 'pool' or 'host', got {tier!r}")
+        if adapter_id not in self.placed and adapter_id not in self.host:
+            raise UnknownAdapter(f"adapter {adapter_id} is neither in the pool nor staged")
+        self.placed.pop(adapter_id, None)
+        if tier == "host":
+            self.host.drop(adapter_id)
+
+    def step(self, plan: StepPlan) -> StepResult:
+        started = time.perf_counter()
+        for seq_id in plan.free_seq_ids:
+            self.seqs.free(int(seq_id))
+        check_plan(plan, self.limits, set(self.placed))
+        if plan.num_seqs == 0:
+            self.steps += 1
+            return _empty_result(plan.step_id)
+        created: list[int] = []
+        try:
+            seqs = self._seq_states(plan, created)
+            inputs = step_inputs(plan, seqs, self.placed)
+            logits = self._forward(inputs)
+            forward_done = time.perf_counter()
+            sampled = self._sample(plan, seqs, inputs, logits)
+        except BaseException:
+            for seq_id in created:
+                self.seqs.free(seq_id)
+            raise
+        self._commit(plan, seqs, inputs, sampled.tokens)
+        self.steps += 1
+        sampled.step_id = plan.step_id
+        sampled.forward_ms = (forward_done - started) * 1e3
+        sampled.sample_ms = (time.perf_counter() - forward_done) * 1e3
+        return sampled
+
+    def stats(self) -> dict:
+        if self.device.type == "cuda":
+            device_bytes = torch.cuda.memory_allocated(self.device)
+        else:
+            device_bytes = self.pool.nbytes + self.model.weights.nbytes()
+        return {
+            "host_cache_bytes": self.host.used_bytes,
+            "host_cache_adapters": len(self.host),
+            "pool_adapters": len(self.placed),
+            "live_seqs": len(self.seqs),
+            "steps": self.steps,
+            "device_memory_bytes": device_bytes,
+        }
+
+    def _seq_states(self, plan: StepPlan, created: list[int]) -> list[SequenceState]:
+        seqs = []
+        for i, seq_id in enumerate(plan.seq_ids.tolist()):
+            if plan.flags[i] & FLAG_NEW:
+                if plan.num_cached[i] != 0:
+                    raise BadMessage(f"new sequence {seq_id} has num_cached {plan.num_cached[i]}")
+                seq = self.seqs.create(seq_id, self._generator(int(plan.seed[i])))
+                created.append(seq_id)
+            else:
+                seq = self.seqs.get(seq_id)
+                if seq.num_tokens != plan.num_cached[i]:
+                    raise BadMessage(
+                        f"sequence {seq_id} holds {seq.num_tokens} tokens, "
+                        f"the plan says num_cached {plan.num_cached[i]}"
+                    )
+            if plan.flags[i] & FLAG_USE_LAST_SAMPLED and seq.last_sampled is None:
+                raise BadMessage(f"sequence {seq_id} has no sampled token to use")
+            seqs.append(seq)
+        return seqs
+
+    def _generator(self, seed: int) -> torch.Generator | None:
+        if seed < 0:
+            return None
+        generator = torch.Generator(self.device)
+        generator.manual_seed(seed)
+        return generator
+
+    def _forward(self, inputs: StepInputs) -> torch.Tensor:
+        if self.graphs is not None and self.graphs.can_run(inputs):
+            return self.graphs.run(inputs)
+        batch: ForwardBatch = to_forward_batch(
+            inputs, self.seqs, self.cfg.module_shapes(), self.cfg.page_width, self.device
+        )
+        return self.model.forward(self.pool, batch)
+
+    def _sample(
+        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
+    ) -> StepResult:
+        rows = inputs.sample_seqs
+        starts = inputs.cu_q[:-1]
+        histories = [
+            TokenHistory(
+                np.concatenate([seqs[i].tokens, inputs.token_ids[starts[i] : inputs.cu_q[i + 1]]]),
+                int(plan.num_prompt[i]),
+            )
+            for i in rows
+        ]
+        params = SamplingParams.from_arrays(
+            self.device,
+            [seqs[i].generator for i in rows],
+            **{
+                name: getattr(plan, name)[rows]
+                for name in [
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "min_p",
+                    "presence_penalty",
+                    "frequency_penalty",
+                    "repetition_penalty",
+                    "logprobs",
+                ]
+            },
+        )
+        out = sample(logits, params, histories)
+        counts = np.maximum(params.num_logprobs, 0).astype(np.int32)
+        top_ids, top_logprobs = out.top_ids.cpu().numpy(), out.top_logprobs.cpu().numpy()
+        keep = np.arange(top_ids.shape[1])[None, :] < counts[:, None]
+        return StepResult(
+            step_id=plan.step_id,
+            seq_ids=plan.seq_ids[rows].astype(np.uint32),
+            tokens=out.tokens.cpu().numpy().astype(np.int32),
+            logprobs=out.logprobs.cpu().numpy().astype(np.float32),
+            top_counts=counts,
+            top_ids=top_ids[keep].astype(np.int32),
+            top_logprobs=top_logprobs[keep].astype(np.float32),
+        )
+
+    def _commit(
+        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, tokens: np.ndarray
+    ) -> None:
+        for i, seq in enumerate(seqs):
+            seq.append(inputs.token_ids[inputs.cu_q[i] : inputs.cu_q[i + 1]])
+        for i, token in zip(inputs.sample_seqs, tokens.tolist(), strict=True):
+            seqs[i].last_sampled = token
+
+
+def _empty_result(step_id: int) -> StepResult:
+    none = np.zeros(0, np.int32)
+    return StepResult(
+        step_id,
+        none.astype(np.uint32),
+        none,
+        none.astype(np.float32),
+        none,
+        none,
+        none.astype(np.float32),
+    )

@@ -1,0 +1,109 @@
+"""Per-step LoRA metadata: which slot each token row uses and each slot's page tables.
+
+Built once per step and reused by every layer: a page id names the same row in every
+layer's pool tensor, so the tables do not depend on the layer. Modules are grouped as
+the base GEMMs are fused: (q, k, v), (o), (gate, up), (down).
+
+Example:
+    lora = build_lora_batch([placed_a, placed_b], row_slot, None, cfg.module_shapes(),
+                            cfg.page_width, device)
+    lora.groups["qkv"].a_pages.shape  # [3, 2, max_rank, ceil(hidden / W)]
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .adapter_layout import ModuleSpan, pages_per_row
+
+GROUPS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
+
+
+@dataclass(frozen=True)
+class PlacedAdapter:
+    """An adapter resident in the pool: its rows' layout and the pages the engine gave it."""
+
+    adapter_id: int
+    rank: int
+    spans: dict[str, ModuleSpan]
+    pages: np.ndarray  # int32 [num_pages]
+
+
+@dataclass
+class LoraGroup:
+    a_pages: torch.Tensor  # int32 [M, S, R, ceil(in / W)]
+    b_pages: torch.Tensor  # int32 [M, S, R, ceil(max(out) / W)]
+    ranks: torch.Tensor  # int32 [M, S]; 0 where the slot's adapter skips the module
+    out_features: list[int]  # [M]
+
+
+@dataclass
+class LoraBatch:
+    row_slot: torch.Tensor  # int32 [T]; -1 = base model only
+    segments: tuple[torch.Tensor, torch.Tensor] | None  # (starts int32 [n+1], slot int32 [n])
+    max_segment_len: int | None  # longest run; sizes the segment kernel's grid
+    groups: dict[str, LoraGroup | None]  # None: no slot targets any module of the group
+
+
+def build_lora_batch(
+    slots: list[PlacedAdapter],
+    row_slot: np.ndarray,
+    segments: tuple[np.ndarray, np.ndarray] | None,
+    shapes: dict[str, tuple[int, int]],
+    page_width: int,
+    device: torch.device,
+    num_slots: int | None = None,
+    max_rank: int | None = None,
+) -> LoraBatch:
+    """num_slots / max_rank pad the tables to fixed shapes (CUDA graphs); by default they
+    are as small as this step allows."""
+    num_slots = num_slots or len(slots)
+    rank = max_rank or max(a.rank for a in slots)
+    groups: dict[str, LoraGroup | None] = {}
+    for name, modules in GROUPS.items():
+        if max_rank is None and not any(m in a.spans for a in slots for m in modules):
+            groups[name] = None
+            continue
+        outs = [shapes[m][1] for m in modules]
+        a_pages = np.zeros(
+            (len(modules), num_slots, rank, pages_per_row(shapes[modules[0]][0], page_width)),
+            np.int32,
+        )
+        b_pages = np.zeros(
+            (len(modules), num_slots, rank, pages_per_row(max(outs), page_width)), np.int32
+        )
+        ranks = np.zeros((len(modules), num_slots), np.int32)
+        for s, adapter in enumerate(slots):
+            for m, module in enumerate(modules):
+                span = adapter.spans.get(module)
+                if span is None:
+                    continue
+                ranks[m, s] = span.rank
+                a_pages[m, s, : span.rank] = span.a_pages(adapter.pages)
+                b_pages[m, s, : span.rank, : span.b_row_pages] = span.b_pages(adapter.pages)
+        groups[name] = LoraGroup(
+            a_pages=torch.from_numpy(a_pages).to(device),
+            b_pages=torch.from_numpy(b_pages).to(device),
+            ranks=torch.from_numpy(ranks).to(device),
+            out_features=outs,
+        )
+    return LoraBatch(
+        row_slot=torch.from_numpy(row_slot).to(device),
+        segments=None
+        if segments is None
+        else (torch.from_numpy(segments[0]).to(device), torch.from_numpy(segments[1]).to(device)),
+        groups=groups,
+        max_segment_len=None if segments is None else int(np.diff(segments[0]).max(initial=0)),
+    )
+
+
+def slot_runs(row_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of consecutive rows sharing a slot: (starts int32 [n+1], slot int32 [n]).
+
+    >>> slot_runs(np.array([0, 0, -1, 1, 1], np.int32))
+    (array([0, 2, 3, 5], dtype=int32), array([ 0, -1,  1], dtype=int32))
+    """
+    change = np.flatnonzero(np.diff(row_slot)) + 1
+    starts = np.concatenate([[0], change, [len(row_slot)]]).astype(np.int32)
+    return starts, row_slot[starts[:-1]].astype(np.int32)

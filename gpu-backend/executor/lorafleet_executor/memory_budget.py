@@ -1,0 +1,100 @@
+"""How many pages the pool gets from `memory_fraction`, as vLLM's --gpu-memory-utilization.
+
+On CUDA: the fraction of total GPU memory, minus what is already in use (weights,
+other processes), minus the activation workspace measured by one profiling forward
+over max_num_tokens tokens and one sampling pass over max_num_seqs rows. On CPU: the
+fraction of the memory available now.
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .errors import CapacityExceeded
+from .forward_batch import ForwardBatch
+from .model import LlamaModel
+from .pool import UnifiedPool, pages_for_budget
+from .sampling import SamplingParams, TokenHistory, sample
+
+
+def pages_from_memory(
+    model: LlamaModel,
+    cfg: ModelConfig,
+    memory_fraction: float,
+    max_num_tokens: int,
+    max_num_seqs: int,
+    max_rank: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> int:
+    if device.type == "cuda":
+        workspace = _profile_workspace(model, cfg, max_num_tokens, max_num_seqs, dtype, device)
+        # LoRA's fp32 h buffers ([M, T, R] for q/k/v) are not in the base-only profile.
+        workspace += 2 * 3 * max_num_tokens * max_rank * 4
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info(device)
+        budget = int(total * memory_fraction) - (total - free) - workspace
+    else:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        budget = int(available * memory_fraction)
+    pages = pages_for_budget(budget, cfg.num_layers, cfg.page_width, dtype)
+    if pages < 1:
+        raise CapacityExceeded(
+            f"memory_fraction {memory_fraction} leaves no memory for the pool "
+            f"(budget {budget} bytes after weights and workspace)"
+        )
+    return pages
+
+
+def _profile_workspace(
+    model: LlamaModel,
+    cfg: ModelConfig,
+    num_tokens: int,
+    num_seqs: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> int:
+    """Peak bytes of one forward + sampling at the step limits."""
+    # Every token writes its K/V to pages 0 and 1 of a two-page pool: the values are
+    # garbage, the memory traffic and buffers are those of a real step.
+    pool = UnifiedPool(cfg.num_layers, 2, cfg.page_width, dtype, device)
+    zeros = torch.zeros(num_tokens, dtype=torch.int32, device=device)
+    batch = ForwardBatch(
+        token_ids=zeros.long(),
+        positions=torch.arange(num_tokens, device=device) % cfg.max_position,
+        k_pages=zeros,
+        v_pages=zeros + 1,
+        k_table=zeros[None, :],
+        v_table=zeros[None, :] + 1,
+        cu_q=torch.tensor([0, num_tokens], dtype=torch.int32, device=device),
+        ctx_lens=torch.tensor([num_tokens], dtype=torch.int32, device=device),
+        max_q=num_tokens,
+        logits_rows=torch.arange(num_seqs, device=device) % num_tokens,
+        lora=None,
+    )
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    logits = model.forward(pool, batch)
+    ones = np.ones(num_seqs, np.float32)
+    params = SamplingParams.from_arrays(
+        device,
+        [None] * num_seqs,
+        temperature=ones,
+        top_p=ones * 0.9,
+        top_k=np.full(num_seqs, 50),
+        min_p=ones * 0.05,
+        presence_penalty=ones,
+        frequency_penalty=ones,
+        repetition_penalty=ones * 1.1,
+        logprobs=np.full(num_seqs, 20),
+    )
+    # penalties over one token per row: their buffers are [N, V] regardless
+    histories = [TokenHistory(np.zeros(1, np.int64), 0) for _ in range(num_seqs)]
+    sample(logits, params, histories)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del pool, logits
+    return peak

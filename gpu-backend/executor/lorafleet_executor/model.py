@@ -1,0 +1,126 @@
+"""The Llama-family forward pass over a flattened batch, reading and writing the unified pool.
+
+Per layer: RMSNorm -> fused qkv GEMM (+ LoRA for q/k/v) -> RoPE -> K/V written into
+their pool pages -> paged attention -> o GEMM (+ LoRA) -> residual -> RMSNorm ->
+fused gate_up GEMM (+ LoRA) -> SwiGLU -> down GEMM (+ LoRA) -> residual. Only the rows
+that sample go through the final norm and lm_head.
+
+Example:
+    model = LlamaModel(cfg, weights, lora_backend="torch", attention_backend="torch")
+    logits = model.forward(pool, batch)  # float32 [len(batch.logits_rows), vocab]
+"""
+
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .forward_batch import ForwardBatch
+from .kernels.attention import paged_attention, write_kv
+from .kernels.lora import lora_expand, lora_shrink
+from .lora_batch import LoraBatch, LoraGroup
+from .pool import UnifiedPool
+from .rope import apply_rope, rope_tables
+from .weights import ModelWeights
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # In float32 and cast back before the weight, as HF's LlamaRMSNorm, so bf16 matches it.
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+class LlamaModel:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        weights: ModelWeights,
+        lora_backend: str,
+        attention_backend: str,
+    ) -> None:
+        self.cfg = cfg
+        self.weights = weights
+        self.lora_backend = lora_backend
+        self.attention_backend = attention_backend
+        self.cos, self.sin = rope_tables(
+            cfg.rope, cfg.head_dim, cfg.max_position, weights.embed.device
+        )
+        self.q_size = cfg.num_heads * cfg.head_dim
+        self.kv_size = cfg.num_kv_heads * cfg.head_dim
+        self.scale = cfg.head_dim**-0.5
+
+    def forward(self, pool: UnifiedPool, batch: ForwardBatch) -> torch.Tensor:
+        cfg, w = self.cfg, self.weights
+        num_tokens = batch.token_ids.shape[0]
+        cos, sin = self.cos[batch.positions], self.sin[batch.positions]
+        hidden = w.embed[batch.token_ids]
+        for index, layer in enumerate(w.layers):
+            pool_layer = pool.layer(index)
+            x = rms_norm(hidden, layer.input_norm, cfg.rms_norm_eps)
+            qkv = F.linear(x, layer.qkv, layer.qkv_bias)
+            self._lora(qkv, x, pool_layer, batch.lora, "qkv")
+            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+            q = q.view(num_tokens, cfg.num_heads, cfg.head_dim)
+            k = k.view(num_tokens, cfg.num_kv_heads, cfg.head_dim)
+            q, k = apply_rope(q, k, cos, sin)
+            v = v.reshape(num_tokens, cfg.num_kv_heads, cfg.head_dim)
+            write_kv(pool_layer, k, v, batch.k_pages, batch.v_pages, backend=self.attention_backend)
+            attn = paged_attention(
+                q,
+                pool_layer,
+                batch.k_table,
+                batch.v_table,
+                batch.cu_q,
+                batch.ctx_lens,
+                self.scale,
+                max_q=batch.max_q,
+                backend=self.attention_backend,
+            ).reshape(num_tokens, self.q_size)
+            out = F.linear(attn, layer.o)
+            self._lora(out, attn, pool_layer, batch.lora, "o")
+            hidden = hidden + out
+            x = rms_norm(hidden, layer.post_norm, cfg.rms_norm_eps)
+            gate_up = F.linear(x, layer.gate_up)
+            self._lora(gate_up, x, pool_layer, batch.lora, "gate_up")
+            gate, up = gate_up.chunk(2, dim=-1)
+            act = F.silu(gate) * up
+            out = F.linear(act, layer.down)
+            self._lora(out, act, pool_layer, batch.lora, "down")
+            hidden = hidden + out
+        last = rms_norm(hidden[batch.logits_rows], w.norm, cfg.rms_norm_eps)
+        return F.linear(last, w.lm_head).float()
+
+    def _lora(
+        self,
+        y: torch.Tensor,
+        x: torch.Tensor,
+        pool_layer: torch.Tensor,
+        lora: LoraBatch | None,
+        group_name: str,
+    ) -> None:
+        """y [T, Σout] += per-row-adapter x @ Aᵀ @ (scale · B)ᵀ, in place."""
+        group: LoraGroup | None = None if lora is None else lora.groups[group_name]
+        if group is None:
+            return
+        h = lora_shrink(
+            x.contiguous(),
+            pool_layer,
+            group.a_pages,
+            group.ranks,
+            lora.row_slot,
+            segments=lora.segments,
+            backend=self.lora_backend,
+            max_segment_len=lora.max_segment_len,
+        )
+        lora_expand(
+            y,
+            h,
+            pool_layer,
+            group.b_pages,
+            group.ranks,
+            lora.row_slot,
+            group.out_features,
+            segments=lora.segments,
+            backend=self.lora_backend,
+            max_segment_len=lora.max_segment_len,
+        )

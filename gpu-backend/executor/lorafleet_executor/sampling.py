@@ -1,0 +1,157 @@
+"""Token sampling on the device: penalties, greedy / temperature / top-k / top-p / min-p,
+per-request seeds, and logprobs.
+
+Order, as vLLM v1: repetition penalty (prompt + output tokens, HF semantics), then
+frequency and presence penalties (output tokens, OpenAI semantics), then greedy rows
+take the argmax; the others apply temperature, min-p, top-k, top-p and draw with the
+exponential race (argmax of p / q, q ~ Exp(1)), q drawn from the row's own generator
+when it has a seed, so a seeded request samples the same tokens whatever its batch.
+Logprobs are the raw model's (log-softmax of the logits before any penalty or
+temperature), as vLLM v1's default.
+
+Example:
+    out = sample(logits, params, histories)
+    out.tokens  # int64 [N] on the logits' device
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MAX_TOP_LOGPROBS = 20
+
+
+@dataclass
+class SamplingParams:
+    """One row per sampling sequence; tensors on the logits' device."""
+
+    temperature: torch.Tensor  # f32 [N], 0 = greedy
+    top_p: torch.Tensor  # f32 [N], 1 = off
+    top_k: torch.Tensor  # int64 [N], 0 = off
+    min_p: torch.Tensor  # f32 [N], 0 = off
+    presence_penalty: torch.Tensor  # f32 [N]
+    frequency_penalty: torch.Tensor  # f32 [N]
+    repetition_penalty: torch.Tensor  # f32 [N], 1 = off
+    generators: list[torch.Generator | None]  # [N], None = the default generator
+    num_logprobs: np.ndarray  # int [N]: -1 none, 0 the sampled token's, n also the top n
+
+    @staticmethod
+    def from_arrays(
+        device: torch.device, generators: list, **arrays: np.ndarray
+    ) -> "SamplingParams":
+        def f32(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(arrays[name], np.float32)).to(device)
+
+        return SamplingParams(
+            temperature=f32("temperature"),
+            top_p=f32("top_p"),
+            top_k=torch.from_numpy(arrays["top_k"].astype(np.int64)).to(device),
+            min_p=f32("min_p"),
+            presence_penalty=f32("presence_penalty"),
+            frequency_penalty=f32("frequency_penalty"),
+            repetition_penalty=f32("repetition_penalty"),
+            generators=generators,
+            num_logprobs=np.asarray(arrays["logprobs"]),
+        )
+
+
+@dataclass
+class TokenHistory:
+    """What penalties look at for one row: every token so far, the first num_prompt of
+    which are the prompt."""
+
+    tokens: np.ndarray  # int [n]
+    num_prompt: int
+
+
+@dataclass
+class SampleOutput:
+    tokens: torch.Tensor  # int64 [N]
+    logprobs: torch.Tensor  # f32 [N], NaN where not asked
+    top_ids: torch.Tensor  # int64 [N, n_max]
+    top_logprobs: torch.Tensor  # f32 [N, n_max]; row i's first num_logprobs[i] count
+
+
+def sample(
+    logits: torch.Tensor, params: SamplingParams, histories: list[TokenHistory]
+) -> SampleOutput:
+    """logits float32 [N, V]."""
+    raw_logprobs = torch.log_softmax(logits, dim=-1) if (params.num_logprobs >= 0).any() else None
+    logits = apply_penalties(logits, params, histories)
+    greedy = logits.argmax(dim=-1)
+    if bool((params.temperature > 0).any()):
+        drawn = _draw(_filtered_probs(logits, params), params.generators)
+        tokens = torch.where(params.temperature > 0, drawn, greedy)
+    else:
+        tokens = greedy
+    return _with_logprobs(tokens, raw_logprobs, params.num_logprobs)
+
+
+def apply_penalties(
+    logits: torch.Tensor, params: SamplingParams, histories: list[TokenHistory]
+) -> torch.Tensor:
+    rep, pres, freq = params.repetition_penalty, params.presence_penalty, params.frequency_penalty
+    has_rep = bool((rep != 1).any())
+    if not has_rep and not bool(((pres != 0) | (freq != 0)).any()):
+        return logits
+    n, vocab = logits.shape
+    device = logits.device
+    rows = np.repeat(np.arange(n), [len(h.tokens) for h in histories])
+    all_tokens = np.concatenate([h.tokens for h in histories]).astype(np.int64)
+    is_output = np.concatenate([np.arange(len(h.tokens)) >= h.num_prompt for h in histories])
+    flat = torch.from_numpy(rows * vocab + all_tokens).to(device)
+    logits = logits.clone()
+    if has_rep:
+        seen = torch.zeros(n * vocab, dtype=torch.bool, device=device)
+        seen[flat] = True
+        seen = seen.view(n, vocab)
+        penalized = torch.where(logits > 0, logits / rep[:, None], logits * rep[:, None])
+        logits = torch.where(seen, penalized, logits)
+    out_flat = flat[torch.from_numpy(is_output).to(device)]
+    counts = torch.zeros(n * vocab, dtype=torch.float32, device=device)
+    counts.scatter_add_(0, out_flat, torch.ones_like(out_flat, dtype=torch.float32))
+    counts = counts.view(n, vocab)
+    return logits - freq[:, None] * counts - pres[:, None] * (counts > 0).float()
+
+
+def _filtered_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Softmax after temperature, then min-p, top-k and top-p masks; float32 [N, V]."""
+    temperature = torch.where(params.temperature > 0, params.temperature, 1.0)
+    logits = logits / temperature[:, None]
+    probs = logits.softmax(dim=-1)
+    min_p = params.min_p[:, None] * probs.max(dim=-1, keepdim=True).values
+    logits = logits.masked_fill(probs < min_p, float("-inf"))
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    rank = torch.arange(logits.shape[-1], device=logits.device)[None, :]
+    top_k = torch.where(params.top_k > 0, params.top_k, logits.shape[-1])
+    sorted_logits = sorted_logits.masked_fill(rank >= top_k[:, None], float("-inf"))
+    sorted_probs = sorted_logits.softmax(dim=-1)
+    # A token stays while the mass before it is below top_p, so the first always stays.
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_before >= params.top_p[:, None], 0.0)
+    return torch.zeros_like(sorted_probs).scatter_(-1, order, sorted_probs)
+
+
+def _draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    noise = torch.empty_like(probs).exponential_()
+    for row, generator in enumerate(generators):
+        if generator is not None:
+            noise[row].exponential_(generator=generator)
+    return (probs / noise).argmax(dim=-1)
+
+
+def _with_logprobs(
+    tokens: torch.Tensor, raw_logprobs: torch.Tensor | None, num_logprobs: np.ndarray
+) -> SampleOutput:
+    n = tokens.shape[0]
+    device = tokens.device
+    top_n = int(num_logprobs.max(initial=0))
+    if raw_logprobs is None:
+        nan = torch.full((n,), float("nan"), device=device)
+        empty = torch.zeros((n, 0), device=device)
+        return SampleOutput(tokens, nan, empty.long(), empty)
+    asked = torch.from_numpy(num_logprobs >= 0).to(device)
+    chosen = raw_logprobs.gather(1, tokens[:, None])[:, 0]
+    top = raw_logprobs.topk(top_n, dim=-1)
+    return SampleOutput(tokens, torch.where(asked, chosen, float("nan")), top.indices, top.values)

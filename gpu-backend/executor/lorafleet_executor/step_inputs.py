@@ -1,0 +1,102 @@
+"""A checked step plan turned into the host arrays of one forward pass.
+
+Resolves `use_last_sampled` tokens, positions, slots of the adapters in the step and
+which rows sample. Pure numpy: the device side is `to_forward_batch`.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .forward_batch import ForwardBatch
+from .lora_batch import PlacedAdapter, build_lora_batch, slot_runs
+from .plan import FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan
+from .sequences import SequenceState, SequenceTable
+
+
+@dataclass
+class StepInputs:
+    token_ids: np.ndarray  # int64 [T], -1 entries resolved
+    positions: np.ndarray  # int64 [T]
+    table_rows: np.ndarray  # int64 [T]: each token's sequence row in the page tables
+    k_pages: np.ndarray  # int32 [T]
+    v_pages: np.ndarray  # int32 [T]
+    seq_rows: np.ndarray  # int64 [B]
+    cu_q: np.ndarray  # int32 [B + 1]
+    ctx_lens: np.ndarray  # int32 [B]
+    sample_seqs: np.ndarray  # int64 [N]: which seqs of the step sample
+    logits_rows: np.ndarray  # int64 [N]: their last token's row
+    row_slot: np.ndarray  # int32 [T], -1 = base model
+    slots: list[PlacedAdapter]  # the adapters of the step, by slot
+
+    @property
+    def max_q(self) -> int:
+        return int(np.diff(self.cu_q).max(initial=0))
+
+
+def step_inputs(
+    plan: StepPlan, seqs: list[SequenceState], placed: dict[int, PlacedAdapter]
+) -> StepInputs:
+    new = plan.num_new_tokens.astype(np.int64)
+    cu_q = np.concatenate([[0], np.cumsum(new)]).astype(np.int32)
+    starts = cu_q[:-1].astype(np.int64)
+    token_ids = plan.token_ids.astype(np.int64)
+    for i in np.flatnonzero(plan.flags & FLAG_USE_LAST_SAMPLED):
+        token_ids[starts[i]] = seqs[i].last_sampled
+    positions = np.arange(plan.num_tokens, dtype=np.int64) - np.repeat(
+        starts - plan.num_cached, new
+    )
+    seq_rows = np.array([s.row for s in seqs], np.int64)
+    slot_of: dict[int, int] = {}
+    for adapter_id in plan.adapter_ids:
+        if adapter_id >= 0:
+            slot_of.setdefault(int(adapter_id), len(slot_of))
+    seq_slot = np.array([slot_of.get(int(a), -1) for a in plan.adapter_ids], np.int32)
+    sample_seqs = np.flatnonzero(plan.flags & FLAG_SAMPLE)
+    return StepInputs(
+        token_ids=token_ids,
+        positions=positions,
+        table_rows=np.repeat(seq_rows, new),
+        k_pages=np.ascontiguousarray(plan.kv_pages[0::2], np.int32),
+        v_pages=np.ascontiguousarray(plan.kv_pages[1::2], np.int32),
+        seq_rows=seq_rows,
+        cu_q=cu_q,
+        ctx_lens=(plan.num_cached + new).astype(np.int32),
+        sample_seqs=sample_seqs,
+        logits_rows=cu_q[1:][sample_seqs].astype(np.int64) - 1,
+        row_slot=np.repeat(seq_slot, new),
+        slots=[placed[a] for a in slot_of],
+    )
+
+
+def to_forward_batch(
+    inputs: StepInputs,
+    table: SequenceTable,
+    shapes: dict[str, tuple[int, int]],
+    page_width: int,
+    device: torch.device,
+) -> ForwardBatch:
+    """Writes the new tokens' pages into the sequences' page tables and gathers the batch."""
+    table.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
+    max_ctx = int(inputs.ctx_lens.max(initial=1))
+    rows = torch.from_numpy(inputs.seq_rows).to(device)
+    lora = None
+    if inputs.slots:
+        # Prefill runs (several rows on one slot) go to the segment kernel; decode-only
+        # steps to the one-row-per-program kernel.
+        segments = slot_runs(inputs.row_slot) if inputs.max_q > 1 else None
+        lora = build_lora_batch(inputs.slots, inputs.row_slot, segments, shapes, page_width, device)
+    return ForwardBatch(
+        token_ids=torch.from_numpy(inputs.token_ids).to(device),
+        positions=torch.from_numpy(inputs.positions).to(device),
+        k_pages=torch.from_numpy(inputs.k_pages).to(device),
+        v_pages=torch.from_numpy(inputs.v_pages).to(device),
+        k_table=table.k_table[rows, :max_ctx],
+        v_table=table.v_table[rows, :max_ctx],
+        cu_q=torch.from_numpy(inputs.cu_q).to(device),
+        ctx_lens=torch.from_numpy(inputs.ctx_lens).to(device),
+        max_q=inputs.max_q,
+        logits_rows=torch.from_numpy(inputs.logits_rows).to(device),
+        lora=lora,
+    )
