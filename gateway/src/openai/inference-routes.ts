@@ -143,7 +143,7 @@ async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint
     // tokens are the estimate and completion tokens the events that carried text.
     const usage = end.usage ?? { promptTokens: estimate.prompt, completionTokens: end.contentEvents };
     finish({ backendId: backend.id, status: 200, outcome: end.outcome }, usage, true);
-  });
+  }, c.req.raw.signal);
   return new Response(metered, {
     status: 200,
     headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },

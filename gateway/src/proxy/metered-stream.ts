@@ -23,16 +23,17 @@ export function usageFrom(value: unknown): TokenUsage | null {
  * sent as soon as its blank line arrives; nothing waits for more), reads the
  * usage event on the way, and calls `onEnd` once however the stream ends:
  * finished, cut by the backend, or cancelled by the client (which also cancels
- * the backend call). The usage-only event is dropped unless the client asked
+ * the backend call; seen through `clientGone` or the stream's cancel). The usage-only event is dropped unless the client asked
  * for it with stream_options.include_usage. A backend failure mid-stream ends
  * the client's stream with an OpenAI-shaped error event.
  *
- * @example return new Response(meterSse(upstream.body, keepUsage, (end) => record(end)), { headers })
+ * @example return new Response(meterSse(upstream.body, keepUsage, (end) => record(end), request.signal), { headers })
  */
 export function meterSse(
   upstream: ReadableStream<Uint8Array>,
   keepUsageEvent: boolean,
   onEnd: (end: StreamEnd) => void,
+  clientGone: AbortSignal,
 ): ReadableStream<Uint8Array> {
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
@@ -45,6 +46,13 @@ export function meterSse(
     ended = true;
     onEnd({ outcome, usage, contentEvents });
   };
+
+  // The runtime reports a client disconnect through the request's signal
+  // (compatibility flag enable_request_signal), not always through cancel().
+  clientGone.addEventListener("abort", () => {
+    end("client_disconnect");
+    reader.cancel(clientGone.reason).catch(() => {});
+  });
 
   /** Complete events in `pending`, in order; keeps the unfinished tail. */
   const takeEvents = (): string[] => {

@@ -113,7 +113,7 @@ export async function setPeerMode(virtualBackend: string, mode: PeerMode): Promi
   if (!res.ok) throw new Error(`peer control: ${res.status}`);
 }
 
-export type PeerRequest = { path: string; headers: Record<string, string>; body: Record<string, any> };
+export type PeerRequest = { path: string; headers: Record<string, string>; body: Record<string, any>; aborted?: boolean };
 
 export async function peerRequests(virtualBackend: string): Promise<PeerRequest[]> {
   const res = await fetch(`${env.TEST_PEER_URLS[0]}/__control/${virtualBackend}/requests`);

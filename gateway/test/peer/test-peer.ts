@@ -17,7 +17,13 @@ import { testSecrets } from "./constants.ts";
  */
 export type PeerMode = { mode: "ok" | "error" | "reset" | "cut" | "slow"; delayMs?: number; load?: number };
 
-type Received = { path: string; headers: Record<string, string | string[] | undefined>; body: unknown };
+type Received = {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: unknown;
+  /** Set when the gateway closed the connection before the stream finished. */
+  aborted?: boolean;
+};
 
 type OpenAiBody = {
   model?: string;
@@ -76,7 +82,8 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     const text = await readBody(req);
     const body = JSON.parse(text) as OpenAiBody;
     const list = received.get(name) ?? [];
-    list.push({ path, headers: req.headers, body });
+    const entry: Received = { path, headers: req.headers, body };
+    list.push(entry);
     received.set(name, list);
     if (mode.mode === "error") return json(res, 503, { error: { message: "peer told to fail", type: "server_error" } });
     const chat = path === "/v1/chat/completions";
@@ -105,11 +112,17 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const object = chat ? "chat.completion.chunk" : "text_completion";
     for (let i = 0; i < completion; i += 1) {
-      if (mode.mode === "cut" && i === 2) return req.socket.destroy();
+      if (mode.mode === "cut" && i === 2) {
+        await sleep(100); // let the two chunks reach the gateway before the connection dies
+        return req.socket.destroy();
+      }
       const choice = chat ? { index: 0, delta: { content: "tok " } } : { index: 0, text: "tok " };
       res.write(`data: ${JSON.stringify({ ...base, object, choices: [choice] })}\n\n`);
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
-      if (res.destroyed) return;
+      if (res.destroyed || res.socket?.destroyed) {
+        entry.aborted = true;
+        return;
+      }
     }
     if (body.stream_options?.include_usage) {
       res.write(`data: ${JSON.stringify({ ...base, object, choices: [], usage })}\n\n`);
