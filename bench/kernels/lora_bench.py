@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import triton
-
 from lorafleet_executor.kernels import lora_expand, lora_shrink
 
 
@@ -205,7 +204,6 @@ def run(args) -> dict:
             f" us, bmm {point['bmm_us']:.1f} us, base qkv gemm {point['base_qkv_gemm_us']:.1f} us",
             file=sys.stderr,
         )
-        del case
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
