@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+// End-to-end suites: real server processes, the real Python executor on CPU. Files run
+// one at a time (each starts its own backend; the CI machine has 2 cores).
+export default defineConfig({
+  test: {
+    root: import.meta.dirname,
+    include: ["**/*.test.ts"],
+    exclude: ["**/node_modules/**"],
+    fileParallelism: false,
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+  },
+});
