@@ -1,0 +1,104 @@
+/**
+ * `node bench/src/main.ts <scenario> [flags]` (the root's `npm run bench -- <scenario>`):
+ * runs one benchmark scenario against the real backend and writes its result JSON to
+ * <out>/<device>/<scenario>.json; on a GPU also merges the headline figures into
+ * <out>/summary.json. Progress goes to stderr; the result file's path to stdout.
+ */
+import { join, relative, resolve } from "node:path";
+import { parseCli, USAGE, UsageError } from "./cli-args.ts";
+import { deviceSlug, gpuName, probeEnvironment } from "./environment.ts";
+import {
+  computeRatios,
+  RESULT_SCHEMA,
+  type ScenarioResult,
+  updateSummary,
+  writeJson,
+} from "./results.ts";
+import { BenchToolError, runScenario } from "./run-scenario.ts";
+import { planScenario } from "./scenarios.ts";
+
+const repoRoot = resolve(import.meta.dirname, "..", "..");
+
+function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+/** The command as typed, shell-quoted where needed, to put in the result. */
+function commandLine(argv: string[]): string {
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`);
+  return ["node", "bench/src/main.ts", ...argv].map(quote).join(" ");
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const cli = parseCli(argv, repoRoot, process.env);
+  const startedAt = new Date().toISOString();
+  const environment = probeEnvironment(cli.python, repoRoot);
+  log(`${cli.scenario} on ${environment.device} (git ${environment.gitSha?.slice(0, 10)})`);
+  const plan = planScenario(cli.scenario, cli.plan);
+  const runs = await runScenario(plan, {
+    repoRoot,
+    python: cli.python,
+    workDir: cli.workDir,
+    serverEntry: cli.serverEntry,
+    extraServerArgs: cli.serverArgs,
+    extraBody: cli.body,
+    readyTimeoutS: cli.readyTimeoutS,
+    log,
+  });
+  const result: ScenarioResult = {
+    schema: RESULT_SCHEMA,
+    scenario: cli.scenario,
+    ...environment,
+    command: commandLine(argv),
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    model: {
+      path: runs.modelPath,
+      shape: plan.model.kind === "generated" ? plan.model.shape : null,
+    },
+    sloFirstTokenS: plan.sloFirstTokenS,
+    runs: runs.runs,
+    peftBaseline: runs.peft,
+    ratios: computeRatios(
+      runs.runs,
+      plan.points.map((p) => p.label),
+      runs.peft,
+    ),
+  };
+  const file = join(cli.outDir, deviceSlug(environment.device), `${cli.scenario}.json`);
+  writeJson(file, result);
+  log(`wrote ${file}`);
+  if (cli.summary && environment.device !== "cpu") {
+    const summaryFile = join(cli.outDir, "summary.json");
+    const keys = updateSummary(
+      summaryFile,
+      gpuName(environment.device),
+      result,
+      relative(cli.outDir, file),
+    );
+    if (keys.length > 0) log(`updated ${summaryFile}: ${keys.join(", ")}`);
+  }
+  process.stdout.write(`${file}\n`);
+  const failed = result.runs.filter((r) => r.error !== null || (r.metrics?.ok ?? 0) === 0);
+  for (const r of failed)
+    log(`run ${r.variant} ${r.point} produced no completed requests: ${r.error ?? "all failed"}`);
+  return failed.length > 0 || result.peftBaseline?.error ? 1 : 0;
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof UsageError) {
+    process.stderr.write(`${error.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+  } else if (error instanceof BenchToolError) {
+    log(`error: ${error.message}`);
+    process.exitCode = 1;
+  } else {
+    throw error;
+  }
+}

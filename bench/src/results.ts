@@ -1,0 +1,142 @@
+/**
+ * The result file of one scenario (bench/results/<device>/<scenario>.json), the
+ * headline ratios computed from it, and bench/results/summary.json, which keeps the
+ * issue's headline figures per GPU (each key's source file is recorded next to it).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Environment } from "./environment.ts";
+import type { RunMetrics } from "./metrics.ts";
+
+export const RESULT_SCHEMA = 1;
+
+export interface RunResult {
+  variant: string;
+  point: string;
+  params: Record<string, number>;
+  /** trace file (JSONL) this run replayed, relative to the work dir */
+  trace: string;
+  serverArgs: string[];
+  metrics: RunMetrics | null;
+  /** why the run has no metrics (the server refused its flags, crashed, ...) */
+  error: string | null;
+}
+
+export interface PeftResult {
+  point: string;
+  /** peft_baseline.py's JSON: output_tokens_per_s, seconds, versions ... */
+  result: Record<string, unknown> | null;
+  error: string | null;
+}
+
+export interface ScenarioResult extends Environment {
+  schema: number;
+  scenario: string;
+  /** the exact command line that produced this file */
+  command: string;
+  startedAt: string;
+  finishedAt: string;
+  model: { path: string; shape: string | null };
+  sloFirstTokenS: number;
+  runs: RunResult[];
+  peftBaseline: PeftResult | null;
+  /** headline ratios (see computeRatios), output tokens/s over output tokens/s */
+  ratios: Record<string, number>;
+}
+
+function throughput(runs: RunResult[], variant: string, point: string): number | null {
+  const run = runs.find((r) => r.variant === variant && r.point === point);
+  return run?.metrics && run.metrics.ok > 0 ? run.metrics.outputTokensPerS : null;
+}
+
+/**
+ * Ratios of output tokens/s on the same trace:
+ *   `<variant>_vs_base@<point>`  a LoRA variant over the base model alone (the base run
+ *                                of the same point, or of the first point when the
+ *                                plan ran base once)
+ *   `slora_vs_<variant>@<point>` our engine over bmm / no-unifymem
+ *   `slora_vs_<variant>_min`     the smallest of those over the points
+ *   `slora_vs_peft`              our engine over HF PEFT on the PEFT point's batch
+ */
+export function computeRatios(
+  runs: RunResult[],
+  points: string[],
+  peft: PeftResult | null,
+): Record<string, number> {
+  const ratios: Record<string, number> = {};
+  const set = (key: string, a: number | null, b: number | null) => {
+    if (a !== null && b !== null && b > 0) ratios[key] = a / b;
+  };
+  const variants = [...new Set(runs.map((r) => r.variant))].filter((v) => v !== "base");
+  for (const point of points) {
+    const base = throughput(runs, "base", point) ?? throughput(runs, "base", points[0] ?? "");
+    for (const v of variants) set(`${v}_vs_base@${point}`, throughput(runs, v, point), base);
+    for (const other of variants.filter((v) => v !== "slora")) {
+      set(
+        `slora_vs_${other}@${point}`,
+        throughput(runs, "slora", point),
+        throughput(runs, other, point),
+      );
+    }
+  }
+  for (const other of variants.filter((v) => v !== "slora")) {
+    const values = Object.entries(ratios)
+      .filter(([key]) => key.startsWith(`slora_vs_${other}@`))
+      .map(([, value]) => value);
+    if (values.length > 0) ratios[`slora_vs_${other}_min`] = Math.min(...values);
+  }
+  const peftRate = peft?.result?.output_tokens_per_s;
+  if (peft && typeof peftRate === "number") {
+    set("slora_vs_peft", throughput(runs, "slora", peft.point), peftRate);
+  }
+  return ratios;
+}
+
+export function writeJson(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** summary.json keys this harness fills, from which scenario's ratio. */
+const SUMMARY_KEYS: Record<string, { scenario: string; ratio: string }> = {
+  lora2000_vs_base: { scenario: "sweep-adapters", ratio: "slora_vs_base@n=2000" },
+  lora5000_vs_base: { scenario: "sweep-adapters", ratio: "slora_vs_base@n=5000" },
+  vs_peft: { scenario: "ablations", ratio: "slora_vs_peft" },
+  vs_bmm_min: { scenario: "ablations", ratio: "slora_vs_bmm_min" },
+  vs_no_unifymem_min: { scenario: "ablations", ratio: "slora_vs_no-unifymem_min" },
+};
+
+/**
+ * Merges this result's headline figures into summary.json under the GPU's name,
+ * keeping keys other benchmarks wrote (roofline, kernels, cold load, fragmentation).
+ */
+export function updateSummary(
+  summaryPath: string,
+  gpu: string,
+  result: ScenarioResult,
+  resultFile: string,
+): string[] {
+  const summary: Record<string, Record<string, unknown>> = existsSync(summaryPath)
+    ? JSON.parse(readFileSync(summaryPath, "utf8"))
+    : {};
+  const entry = summary[gpu] ?? {};
+  const sources = (entry.sources ?? {}) as Record<string, string>;
+  const written: string[] = [];
+  for (const [key, { scenario, ratio }] of Object.entries(SUMMARY_KEYS)) {
+    const value = result.ratios[ratio];
+    if (scenario !== result.scenario || value === undefined) continue;
+    entry[key] = value;
+    sources[key] = resultFile;
+    written.push(key);
+  }
+  if (written.length === 0) return written;
+  Object.assign(entry, {
+    command: result.command,
+    git_sha: result.gitSha,
+    device: result.device,
+    sources,
+  });
+  summary[gpu] = entry;
+  writeJson(summaryPath, summary);
+  return written;
+}
