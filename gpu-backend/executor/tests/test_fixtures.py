@@ -5,6 +5,8 @@ Run: cd gpu-backend/executor && ../../.venv/bin/python -m pytest tests/test_fixt
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +16,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lorafleet_executor.fixtures import TINY_LLAMA, build_fixtures, fixtures_root
-from lorafleet_executor.fixtures.adapters import (
-    ALL_LINEAR,
-    AdapterSpec,
-    build_adapter,
-    tiny_adapter_specs,
-)
+from lorafleet_executor.fixtures.adapters import ALL_LINEAR, AdapterSpec
 from lorafleet_executor.fixtures.errors import FixtureSpecError
 from lorafleet_executor.fixtures.fixture_dir import MARKER, file_sha256, finish, read_marker, start
 from lorafleet_executor.fixtures.llama_config import LlamaShape
@@ -153,18 +150,25 @@ def test_every_adapter_loads_in_peft_and_changes_the_output(root: Path, manifest
     assert not torch.allclose(outputs[0], outputs[1]), "distinct adapters, distinct outputs"
 
 
-def test_same_seed_gives_the_same_bytes_as_the_shared_fixtures(
-    tmp_path: Path, root: Path, manifest: dict
+def test_a_fresh_process_makes_the_same_bytes_as_the_shared_fixtures(
+    tmp_path: Path, manifest: dict
 ) -> None:
-    by_name = {e["name"]: e for e in manifest["fixtures"]}
-    (tmp_path / TINY_LLAMA).mkdir()
-    build_tiny_llama(tmp_path / TINY_LLAMA)
-    spec = next(s for s in tiny_adapter_specs(TINY_LLAMA) if s.name == "tiny-r16-rslora")
-    (tmp_path / spec.name).mkdir()
-    build_adapter(spec, tmp_path / TINY_LLAMA, tmp_path / spec.name)
-    for name in (TINY_LLAMA, spec.name):
-        for file, sha in by_name[name]["files"].items():
-            assert file_sha256(tmp_path / name / file) == sha, f"{name}/{file}"
+    """Another process with another string-hash seed: set iteration order once leaked into
+    adapter_config.json (PEFT's target_modules set)."""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    command = [sys.executable, "-m", "lorafleet_executor.fixtures", "--out", str(tmp_path)]
+    subprocess.run([*command, "--only", "tiny"], env=env, check=True, capture_output=True)
+    fresh = json.loads((tmp_path / "manifest.json").read_text())
+
+    def tiny_group(manifest: dict) -> dict[str, dict[str, str]]:
+        return {
+            e["name"]: e["files"]
+            for e in manifest["fixtures"]
+            if TINY_LLAMA in (e["name"], e.get("base"))
+        }
+
+    assert len(tiny_group(fresh)) == 22
+    assert tiny_group(fresh) == tiny_group(manifest)
 
 
 def test_another_seed_gives_other_weights(tmp_path: Path, manifest: dict) -> None:
