@@ -206,7 +206,13 @@ export class ServingLoop {
       (result) => {
         if (epoch !== this.#epoch) return;
         this.#metrics.stepDone(result.forwardMs, result.sampleMs);
-        this.#deliver(this.#engine.update(result, Date.now()), GenerationFailedError);
+        try {
+          this.#deliver(this.#engine.update(result, Date.now()), GenerationFailedError);
+        } catch (error) {
+          // The engine and executor disagree (e.g. StepOrderError): a fresh executor and
+          // re-queued requests put them back in step.
+          this.#executorLost(error);
+        }
         this.#poke();
       },
       (error: unknown) => {
@@ -226,7 +232,11 @@ export class ServingLoop {
     const epoch = this.#epoch;
     const failed = (error: unknown) => {
       if (epoch !== this.#epoch) return;
-      if (error instanceof ExecutorRequestError && op.kind !== "drop") {
+      if (error instanceof ExecutorRequestError && op.kind === "drop") {
+        // The engine has already forgotten the adapter; the executor keeping a copy wastes
+        // host memory but breaks nothing.
+        this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter drop refused");
+      } else if (error instanceof ExecutorRequestError) {
         this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
         this.#deliver(this.#engine.adapterFailed(op.adapterId, error.message), AdapterLoadError);
         this.#poke();
