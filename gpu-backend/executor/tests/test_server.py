@@ -1,0 +1,78 @@
+"""The protocol server as a real process on a real Unix socket, without a model:
+request/reply framing, named errors, and how it ends (shutdown, EOF, bad frame)."""
+
+import struct
+
+import pytest
+from server_link import EngineEnd
+
+from lorafleet_executor.protocol import HEADER, MAGIC, MAX_PAYLOAD_BYTES, StageAdapter
+from lorafleet_executor.server import EXIT_BAD_FRAME, EXIT_OK
+
+
+@pytest.fixture
+def engine(tmp_path):
+    end = EngineEnd(tmp_path)
+    yield end
+    end.close()
+
+
+def test_requests_before_init_are_refused_by_name_and_shutdown_exits_0(engine):
+    engine.send(7, "stats")
+    engine.send(8, "stage_adapter", StageAdapter(1, "/nowhere"))
+    for request_id, name in ((7, "stats"), (8, "stage_adapter")):
+        reply = engine.receive()
+        assert (reply.request_id, reply.name) == (request_id, "error")
+        assert reply.body.code == "bad_message" and reply.body.request_id == request_id
+        assert f"{name} before init" in reply.body.message
+    engine.send(9, "shutdown")
+    reply = engine.receive()
+    assert (reply.request_id, reply.name) == (9, "ok")
+    assert engine.at_eof()
+    assert engine.exit_code() == EXIT_OK
+
+
+def test_a_bad_message_is_answered_and_the_connection_stays(engine):
+    meta = b'{"arrays":[]}'
+    payload = struct.pack("<I", len(meta)) + meta + bytes(-(4 + len(meta)) % 8)
+    engine.send_raw(HEADER.pack(MAGIC, 1, 99, 41, len(payload)) + payload)
+    reply = engine.receive()
+    assert (reply.request_id, reply.body.code) == (41, "bad_message")
+    assert "unknown message type 99" in reply.body.message
+    engine.send(42, "ok")  # a reply, not a request
+    reply = engine.receive()
+    assert (reply.request_id, reply.body.code) == (42, "bad_message")
+    assert "ok is not a request" in reply.body.message
+    engine.send(43, "shutdown")
+    assert engine.receive().name == "ok"
+    assert engine.exit_code() == EXIT_OK
+
+
+def test_bad_magic_is_answered_bad_frame_then_the_connection_closes(engine):
+    engine.send_raw(b"NOPE" + bytes(12))
+    reply = engine.receive()
+    assert (reply.request_id, reply.body.code) == (0, "bad_frame")
+    assert "bad magic" in reply.body.message
+    assert engine.at_eof()
+    assert engine.exit_code() == EXIT_BAD_FRAME
+    assert "bad frame" in engine.stderr()
+
+
+def test_a_frame_over_the_length_limit_carries_its_request_id(engine):
+    engine.send_raw(HEADER.pack(MAGIC, 1, 9, 77, MAX_PAYLOAD_BYTES + 1))
+    reply = engine.receive()
+    assert (reply.request_id, reply.body.code) == (77, "bad_frame")
+    assert "over the limit" in reply.body.message
+    assert engine.exit_code() == EXIT_BAD_FRAME
+
+
+def test_eof_from_the_engine_ends_the_executor(engine):
+    engine.conn.shutdown(2)
+    assert engine.exit_code() == EXIT_OK
+    assert "closed the socket" in engine.stderr()
+
+
+def test_eof_inside_a_frame_ends_the_executor(engine):
+    engine.send_raw(HEADER.pack(MAGIC, 1, 9, 1, 100) + bytes(10))
+    engine.conn.shutdown(2)
+    assert engine.exit_code() == EXIT_OK

@@ -1,0 +1,122 @@
+"""The protocol server with the real Executor and the tiny fixture model: init, adapter
+staging and loading, steps, stats, errors from the executor, shutdown."""
+
+import os
+
+import numpy as np
+import pytest
+from server_link import EngineEnd
+
+from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.plan import FLAG_NEW, FLAG_SAMPLE, InitConfig, StepPlan
+from lorafleet_executor.protocol import DropAdapter, LoadAdapter, StageAdapter
+from lorafleet_executor.server import EXIT_OK
+
+FIXTURES = fixtures_root(os.environ)
+TINY = FIXTURES / "tiny-llama"
+ADAPTER = FIXTURES / "adapters" / "tiny-r8"
+
+pytestmark = pytest.mark.skipif(
+    not (TINY / "config.json").exists() or not ADAPTER.exists(),
+    reason=f"tiny fixture model missing under {FIXTURES} (npm run setup makes it)",
+)
+
+
+def one_seq_plan(step_id: int, adapter_id: int, kv_pages: np.ndarray) -> StepPlan:
+    tokens = np.array([5, 17, 42, 9], np.int32)
+    one = lambda dtype, value: np.array([value], dtype)  # noqa: E731
+    return StepPlan(
+        step_id=step_id,
+        free_seq_ids=np.zeros(0, np.uint32),
+        seq_ids=one(np.uint32, step_id),
+        flags=one(np.uint8, FLAG_SAMPLE | FLAG_NEW),
+        num_new_tokens=one(np.int32, len(tokens)),
+        num_cached=one(np.int32, 0),
+        num_prompt=one(np.int32, len(tokens)),
+        adapter_ids=one(np.int32, adapter_id),
+        temperature=one(np.float32, 0.0),
+        top_p=one(np.float32, 1.0),
+        top_k=one(np.int32, 0),
+        min_p=one(np.float32, 0.0),
+        presence_penalty=one(np.float32, 0.0),
+        frequency_penalty=one(np.float32, 0.0),
+        repetition_penalty=one(np.float32, 1.0),
+        seed=one(np.int64, -1),
+        logprobs=one(np.int32, 2),
+        token_ids=tokens,
+        kv_pages=kv_pages.astype(np.int32),
+    )
+
+
+def test_init_adapter_step_stats_shutdown(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        config = InitConfig(
+            model_path=str(TINY),
+            dtype="float32",
+            device="cpu",
+            num_pages=512,
+            max_rank=16,
+            max_num_seqs=8,
+            max_num_tokens=64,
+            host_cache_bytes=64 << 20,
+            lora_backend="torch",
+            cuda_graphs=False,
+        )
+        engine.send(1, "init", config)
+        ready = engine.receive()
+        assert (ready.request_id, ready.name) == (1, "ready"), ready
+        assert ready.body["num_pages"] == 512 and ready.body["device"] == "cpu"
+
+        engine.send(2, "stage_adapter", StageAdapter(3, str(ADAPTER)))
+        staged = engine.receive()
+        assert (staged.request_id, staged.name) == (2, "adapter_staged"), staged
+        assert staged.body.rank == 8 and staged.body.num_pages > 0
+        adapter_pages = np.arange(staged.body.num_pages, dtype=np.int32)[::-1].copy()
+        free = np.arange(staged.body.num_pages, 512, dtype=np.int32)
+
+        # The load and the steps after it are sent at once; each is answered by id.
+        engine.send(3, "load_adapter", LoadAdapter(3, adapter_pages))
+        engine.send(4, "step", one_seq_plan(4, -1, free[:8]))
+        engine.send(5, "step", one_seq_plan(5, 99, free[8:16]))  # 99 was never loaded
+        engine.send(6, "step", one_seq_plan(6, 3, free[16:24]))
+        replies = {m.request_id: m for m in (engine.receive() for _ in range(4))}
+        assert replies[3].name == "ok"
+        assert replies[4].name == "step_result" and replies[4].body.step_id == 4
+        assert replies[4].body.seq_ids.tolist() == [4]
+        assert replies[4].body.top_counts.tolist() == [2]
+        assert replies[5].name == "error" and replies[5].body.request_id == 5
+        assert "99" in replies[5].body.message
+        assert replies[6].name == "step_result" and len(replies[6].body.tokens) == 1
+
+        engine.send(7, "stats")
+        stats = engine.receive()
+        assert stats.name == "stats_result"
+        assert stats.body["pool_adapters"] == 1 and stats.body["live_seqs"] == 2
+
+        engine.send(8, "drop_adapter", DropAdapter(3, "host"))
+        assert engine.receive().name == "ok"
+        engine.send(9, "drop_adapter", DropAdapter(3, "host"))
+        gone = engine.receive()
+        assert (gone.name, gone.body.code) == ("error", "unknown_adapter")
+
+        engine.send(10, "shutdown")
+        assert engine.receive().name == "ok"
+        assert engine.exit_code() == EXIT_OK
+    finally:
+        engine.close()
+
+
+def test_init_with_a_missing_model_is_an_error_and_the_server_stays(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", InitConfig(model_path=str(tmp_path / "no-model"), device="cpu"))
+        reply = engine.receive()
+        assert (reply.request_id, reply.name) == (1, "error")
+        assert "no-model" in reply.body.message
+        engine.send(2, "stats")
+        assert "before init" in engine.receive().body.message
+        engine.send(3, "shutdown")
+        assert engine.receive().name == "ok"
+    finally:
+        engine.close()
