@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from server_link import EngineEnd
+from test_server import EngineEnd
 
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.plan import FLAG_NEW, FLAG_SAMPLE, InitConfig, StepPlan
