@@ -70,8 +70,13 @@ export function createApp(state: GatewayState) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.body(), error.status);
     }
-    console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: String(error) }));
-    return c.json(new ApiError(500, "internal_error", "The gateway failed on this request").body(), 500);
+    console.error(
+      JSON.stringify({ level: "error", requestId: c.get("requestId"), message: String(error) }),
+    );
+    return c.json(
+      new ApiError(500, "internal_error", "The gateway failed on this request").body(),
+      500,
+    );
   });
   return app;
 }

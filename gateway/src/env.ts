@@ -1,5 +1,5 @@
-import type { TenantLimiter } from "./limits/tenant-limiter.ts";
 import type { Principal } from "./auth/principal.ts";
+import type { TenantLimiter } from "./limits/tenant-limiter.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml plus its secrets. */
 export type Env = {

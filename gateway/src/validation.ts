@@ -6,7 +6,10 @@ import { ApiError } from "./errors.ts";
  * Parses a JSON request body against `schema`; a body that is not JSON, or does
  * not match, is a 400 naming the first offending field.
  */
-export async function parseJsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+export async function parseJsonBody<T extends z.ZodType>(
+  c: Context,
+  schema: T,
+): Promise<z.infer<T>> {
   let body: unknown;
   try {
     body = await c.req.json();
@@ -21,9 +24,14 @@ export function parseWith<T extends z.ZodType>(schema: T, value: unknown): z.inf
   if (!result.success) {
     const issue = result.error.issues[0];
     const param = issue?.path.join(".") ?? "";
-    throw new ApiError(400, "invalid_request", `${param ? `${param}: ` : ""}${issue?.message ?? "invalid"}`, {
-      param,
-    });
+    throw new ApiError(
+      400,
+      "invalid_request",
+      `${param ? `${param}: ` : ""}${issue?.message ?? "invalid"}`,
+      {
+        param,
+      },
+    );
   }
   return result.data;
 }

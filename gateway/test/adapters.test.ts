@@ -4,11 +4,11 @@ import { createApp, createGatewayState } from "../src/app.ts";
 import { sha256Hex } from "../src/crypto.ts";
 import {
   adapterFiles,
-  admin,
   type BaseModelSpec,
   call,
   chat,
   createTenant,
+  defined,
   origin,
   peerRequests,
   registerBaseModel,
@@ -39,16 +39,27 @@ async function stored(): Promise<{ rows: number; objects: number }> {
 
 describe("adapter upload", () => {
   it("stores a valid adapter as ready with its sha256, and lists, gets and deletes it", async () => {
-    const files = buildAdapter(model, { rank: 8, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] });
+    const files = buildAdapter(model, {
+      rank: 8,
+      targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    });
     const res = await upload(tenant.key, uploadForm("support-bot", adapterFiles(files)));
     expect(res.status).toBe(201);
-    const created = (await res.json()) as { id: string; status: string; sha256: string; rank: number; base_model: string };
+    const created = (await res.json()) as {
+      id: string;
+      status: string;
+      sha256: string;
+      rank: number;
+      base_model: string;
+    };
     expect(created).toMatchObject({ status: "ready", rank: 8, base_model: model.name });
     expect(created.sha256).toBe(await sha256Hex(files.weights));
     const object = await env.FILES.get(`adapters/${created.id}/adapter_model.safetensors`);
-    expect(new Uint8Array(await object!.arrayBuffer())).toEqual(files.weights);
+    expect(new Uint8Array(await defined(object).arrayBuffer())).toEqual(files.weights);
 
-    const list = (await (await call(tenant.key, "GET", "/v1/adapters")).json()) as { data: { name: string }[] };
+    const list = (await (await call(tenant.key, "GET", "/v1/adapters")).json()) as {
+      data: { name: string }[];
+    };
     expect(list.data.map((a) => a.name)).toContain("support-bot");
     expect((await call(tenant.key, "GET", "/v1/adapters/support-bot")).status).toBe(200);
     const again = await upload(tenant.key, uploadForm("support-bot", adapterFiles(files)));
@@ -59,65 +70,246 @@ describe("adapter upload", () => {
     expect(await env.FILES.head(`adapters/${created.id}/adapter_model.safetensors`)).toBeNull();
   });
 
-  const malformed: { name: string; status: number; code: string; build: () => { files: { filename: string; content: string | Uint8Array }[]; fields?: Record<string, string> } }[] = [
-    { name: "config is not JSON", status: 400, code: "adapter_config_invalid_json", build: () => {
-      const a = buildAdapter(model);
-      return { files: adapterFiles({ ...a, config: "{not json" }) };
-    } },
-    { name: "not a LoRA", status: 400, code: "adapter_config_invalid", build: () => ({ files: adapterFiles(buildAdapter(model, { config: { peft_type: "IA3" } })) }) },
-    { name: "rank above the tenant's cap", status: 400, code: "rank_too_large", build: () => ({ files: adapterFiles(buildAdapter(model, { rank: 12 })) }) },
-    { name: "unsupported target module", status: 400, code: "unsupported_target_module", build: () => ({ files: adapterFiles(buildAdapter(model, { config: { target_modules: ["lm_head"] } })) }) },
-    { name: "regex target modules", status: 400, code: "adapter_config_invalid", build: () => ({ files: adapterFiles(buildAdapter(model, { config: { target_modules: ".*proj" } })) }) },
-    { name: "DoRA", status: 400, code: "unsupported_adapter_feature", build: () => ({ files: adapterFiles(buildAdapter(model, { config: { use_dora: true } })) }) },
-    { name: "unknown base model", status: 400, code: "unknown_base_model", build: () => ({ files: adapterFiles(buildAdapter(model, { config: { base_model_name_or_path: "meta-llama/Llama-2-7b-hf" } })) }) },
-    { name: "base_model field disagrees with the config", status: 400, code: "base_model_mismatch", build: () => ({ files: adapterFiles(buildAdapter(model)), fields: { base_model: "other/model" } }) },
-    { name: "pickle .bin weights", status: 415, code: "pickle_not_accepted", build: () => {
-      const a = buildAdapter(model);
-      return { files: [{ filename: "adapter_config.json", content: a.config }, { filename: "adapter_model.bin", content: a.weights }] };
-    } },
-    { name: "weights missing", status: 400, code: "missing_file", build: () => ({ files: [{ filename: "adapter_config.json", content: buildAdapter(model).config }] }) },
-    { name: "an extra file", status: 400, code: "unexpected_file", build: () => ({ files: [...adapterFiles(buildAdapter(model)), { filename: "notes.txt", content: "hi" }] }) },
-    { name: "truncated safetensors", status: 400, code: "safetensors_truncated", build: () => {
-      const a = buildAdapter(model);
-      return { files: adapterFiles({ ...a, weights: a.weights.subarray(0, a.weights.length - 10) }) };
-    } },
-    { name: "file shorter than the header length", status: 400, code: "safetensors_truncated", build: () => ({ files: adapterFiles({ ...buildAdapter(model), weights: new Uint8Array([1, 2, 3]) }) }) },
-    { name: "header length beyond the file", status: 400, code: "safetensors_truncated", build: () => {
-      const weights = new Uint8Array(64);
-      new DataView(weights.buffer).setBigUint64(0, 1000n, true);
-      return { files: adapterFiles({ ...buildAdapter(model), weights }) };
-    } },
-    { name: "header is not JSON", status: 400, code: "safetensors_bad_header", build: () => {
-      const weights = new Uint8Array(8 + 4);
-      new DataView(weights.buffer).setBigUint64(0, 4n, true);
-      weights.set(new TextEncoder().encode("{{{{"), 8);
-      return { files: adapterFiles({ ...buildAdapter(model), weights }) };
-    } },
-    { name: "header lies about a tensor's offsets", status: 400, code: "safetensors_offsets_mismatch", build: () => {
-      const weights = buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"]), (h) => {
-        const first = h["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"] as { data_offsets: number[] };
-        first.data_offsets = [0, 16]; // claims fewer bytes than its shape needs
-      });
-      return { files: adapterFiles({ ...buildAdapter(model), weights }) };
-    } },
-    { name: "overlapping tensors", status: 400, code: "safetensors_offsets_mismatch", build: () => {
-      const weights = buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"]), (h) => {
-        const a = h["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"] as { data_offsets: number[] };
-        const b = h["base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight"] as { data_offsets: number[]; shape: number[] };
-        b.data_offsets = [...a.data_offsets];
-        b.shape = [4, 64];
-      });
-      return { files: adapterFiles({ ...buildAdapter(model), weights }) };
-    } },
-    { name: "wrong shapes for the base model", status: 400, code: "shape_mismatch", build: () => {
-      const wrong = { ...model, hidden_size: 128 };
-      return { files: adapterFiles({ ...buildAdapter(model), weights: buildSafetensors(loraTensors(wrong, 4, ["q_proj", "v_proj"])) }) };
-    } },
-    { name: "rank of the tensors differs from r", status: 400, code: "shape_mismatch", build: () => ({ files: adapterFiles({ ...buildAdapter(model, { rank: 4 }), weights: buildSafetensors(loraTensors(model, 2, ["q_proj", "v_proj"])) }) }) },
-    { name: "a layer's tensors missing", status: 400, code: "missing_tensor", build: () => ({ files: adapterFiles({ ...buildAdapter(model), weights: buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"]).slice(0, -1)) }) }) },
-    { name: "tensors for a module target_modules does not list", status: 400, code: "unexpected_tensor", build: () => ({ files: adapterFiles({ ...buildAdapter(model), weights: buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj", "o_proj"])) }) }) },
-    { name: "integer weights", status: 400, code: "unsupported_dtype", build: () => ({ files: adapterFiles({ ...buildAdapter(model), weights: buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"], "I8")) }) }) },
-    { name: "weights over the tenant's size limit", status: 413, code: "adapter_too_large", build: () => ({ files: adapterFiles({ ...buildAdapter(model), weights: new Uint8Array(200_001) }) }) },
+  const malformed: {
+    name: string;
+    status: number;
+    code: string;
+    build: () => {
+      files: { filename: string; content: string | Uint8Array }[];
+      fields?: Record<string, string>;
+    };
+  }[] = [
+    {
+      name: "config is not JSON",
+      status: 400,
+      code: "adapter_config_invalid_json",
+      build: () => {
+        const a = buildAdapter(model);
+        return { files: adapterFiles({ ...a, config: "{not json" }) };
+      },
+    },
+    {
+      name: "not a LoRA",
+      status: 400,
+      code: "adapter_config_invalid",
+      build: () => ({ files: adapterFiles(buildAdapter(model, { config: { peft_type: "IA3" } })) }),
+    },
+    {
+      name: "rank above the tenant's cap",
+      status: 400,
+      code: "rank_too_large",
+      build: () => ({ files: adapterFiles(buildAdapter(model, { rank: 12 })) }),
+    },
+    {
+      name: "unsupported target module",
+      status: 400,
+      code: "unsupported_target_module",
+      build: () => ({
+        files: adapterFiles(buildAdapter(model, { config: { target_modules: ["lm_head"] } })),
+      }),
+    },
+    {
+      name: "regex target modules",
+      status: 400,
+      code: "adapter_config_invalid",
+      build: () => ({
+        files: adapterFiles(buildAdapter(model, { config: { target_modules: ".*proj" } })),
+      }),
+    },
+    {
+      name: "DoRA",
+      status: 400,
+      code: "unsupported_adapter_feature",
+      build: () => ({ files: adapterFiles(buildAdapter(model, { config: { use_dora: true } })) }),
+    },
+    {
+      name: "unknown base model",
+      status: 400,
+      code: "unknown_base_model",
+      build: () => ({
+        files: adapterFiles(
+          buildAdapter(model, { config: { base_model_name_or_path: "meta-llama/Llama-2-7b-hf" } }),
+        ),
+      }),
+    },
+    {
+      name: "base_model field disagrees with the config",
+      status: 400,
+      code: "base_model_mismatch",
+      build: () => ({
+        files: adapterFiles(buildAdapter(model)),
+        fields: { base_model: "other/model" },
+      }),
+    },
+    {
+      name: "pickle .bin weights",
+      status: 415,
+      code: "pickle_not_accepted",
+      build: () => {
+        const a = buildAdapter(model);
+        return {
+          files: [
+            { filename: "adapter_config.json", content: a.config },
+            { filename: "adapter_model.bin", content: a.weights },
+          ],
+        };
+      },
+    },
+    {
+      name: "weights missing",
+      status: 400,
+      code: "missing_file",
+      build: () => ({
+        files: [{ filename: "adapter_config.json", content: buildAdapter(model).config }],
+      }),
+    },
+    {
+      name: "an extra file",
+      status: 400,
+      code: "unexpected_file",
+      build: () => ({
+        files: [...adapterFiles(buildAdapter(model)), { filename: "notes.txt", content: "hi" }],
+      }),
+    },
+    {
+      name: "truncated safetensors",
+      status: 400,
+      code: "safetensors_truncated",
+      build: () => {
+        const a = buildAdapter(model);
+        return {
+          files: adapterFiles({ ...a, weights: a.weights.subarray(0, a.weights.length - 10) }),
+        };
+      },
+    },
+    {
+      name: "file shorter than the header length",
+      status: 400,
+      code: "safetensors_truncated",
+      build: () => ({
+        files: adapterFiles({ ...buildAdapter(model), weights: new Uint8Array([1, 2, 3]) }),
+      }),
+    },
+    {
+      name: "header length beyond the file",
+      status: 400,
+      code: "safetensors_truncated",
+      build: () => {
+        const weights = new Uint8Array(64);
+        new DataView(weights.buffer).setBigUint64(0, 1000n, true);
+        return { files: adapterFiles({ ...buildAdapter(model), weights }) };
+      },
+    },
+    {
+      name: "header is not JSON",
+      status: 400,
+      code: "safetensors_bad_header",
+      build: () => {
+        const weights = new Uint8Array(8 + 4);
+        new DataView(weights.buffer).setBigUint64(0, 4n, true);
+        weights.set(new TextEncoder().encode("{{{{"), 8);
+        return { files: adapterFiles({ ...buildAdapter(model), weights }) };
+      },
+    },
+    {
+      name: "header lies about a tensor's offsets",
+      status: 400,
+      code: "safetensors_offsets_mismatch",
+      build: () => {
+        const weights = buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"]), (h) => {
+          const first = h["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"] as {
+            data_offsets: number[];
+          };
+          first.data_offsets = [0, 16]; // claims fewer bytes than its shape needs
+        });
+        return { files: adapterFiles({ ...buildAdapter(model), weights }) };
+      },
+    },
+    {
+      name: "overlapping tensors",
+      status: 400,
+      code: "safetensors_offsets_mismatch",
+      build: () => {
+        const weights = buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"]), (h) => {
+          const a = h["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"] as {
+            data_offsets: number[];
+          };
+          const b = h["base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight"] as {
+            data_offsets: number[];
+            shape: number[];
+          };
+          b.data_offsets = [...a.data_offsets];
+          b.shape = [4, 64];
+        });
+        return { files: adapterFiles({ ...buildAdapter(model), weights }) };
+      },
+    },
+    {
+      name: "wrong shapes for the base model",
+      status: 400,
+      code: "shape_mismatch",
+      build: () => {
+        const wrong = { ...model, hidden_size: 128 };
+        return {
+          files: adapterFiles({
+            ...buildAdapter(model),
+            weights: buildSafetensors(loraTensors(wrong, 4, ["q_proj", "v_proj"])),
+          }),
+        };
+      },
+    },
+    {
+      name: "rank of the tensors differs from r",
+      status: 400,
+      code: "shape_mismatch",
+      build: () => ({
+        files: adapterFiles({
+          ...buildAdapter(model, { rank: 4 }),
+          weights: buildSafetensors(loraTensors(model, 2, ["q_proj", "v_proj"])),
+        }),
+      }),
+    },
+    {
+      name: "a layer's tensors missing",
+      status: 400,
+      code: "missing_tensor",
+      build: () => ({
+        files: adapterFiles({
+          ...buildAdapter(model),
+          weights: buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"]).slice(0, -1)),
+        }),
+      }),
+    },
+    {
+      name: "tensors for a module target_modules does not list",
+      status: 400,
+      code: "unexpected_tensor",
+      build: () => ({
+        files: adapterFiles({
+          ...buildAdapter(model),
+          weights: buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj", "o_proj"])),
+        }),
+      }),
+    },
+    {
+      name: "integer weights",
+      status: 400,
+      code: "unsupported_dtype",
+      build: () => ({
+        files: adapterFiles({
+          ...buildAdapter(model),
+          weights: buildSafetensors(loraTensors(model, 4, ["q_proj", "v_proj"], "I8")),
+        }),
+      }),
+    },
+    {
+      name: "weights over the tenant's size limit",
+      status: 413,
+      code: "adapter_too_large",
+      build: () => ({
+        files: adapterFiles({ ...buildAdapter(model), weights: new Uint8Array(200_001) }),
+      }),
+    },
   ];
 
   for (const testCase of malformed) {
@@ -126,7 +318,10 @@ describe("adapter upload", () => {
       const { files, fields } = testCase.build();
       const res = await upload(tenant.key, uploadForm(unique("bad"), files, fields));
       const body = (await res.json()) as ErrorBody;
-      expect({ status: res.status, code: body.error.code }).toEqual({ status: testCase.status, code: testCase.code });
+      expect({ status: res.status, code: body.error.code }).toEqual({
+        status: testCase.status,
+        code: testCase.code,
+      });
       expect(body.error.message.length).toBeGreaterThan(10);
       expect(await stored()).toEqual(before);
     });
@@ -148,7 +343,10 @@ describe("tenant isolation", () => {
     const owner = await createTenant();
     const other = await createTenant();
     await registerPeerBackend(model.name);
-    expect((await upload(owner.key, uploadForm("secret-sauce", adapterFiles(buildAdapter(model))))).status).toBe(201);
+    expect(
+      (await upload(owner.key, uploadForm("secret-sauce", adapterFiles(buildAdapter(model)))))
+        .status,
+    ).toBe(201);
     expect((await chat(owner.key, "secret-sauce")).status).toBe(200);
     expect((await chat(owner.key, `${owner.name}/secret-sauce`)).status).toBe(200);
 
@@ -157,16 +355,25 @@ describe("tenant isolation", () => {
       call(other.key, "DELETE", "/v1/adapters/secret-sauce"),
       chat(other.key, "secret-sauce"),
       chat(other.key, `${owner.name}/secret-sauce`),
-      call(other.key, "POST", "/v1/completions", { model: `${owner.name}/secret-sauce`, prompt: "hi" }),
+      call(other.key, "POST", "/v1/completions", {
+        model: `${owner.name}/secret-sauce`,
+        prompt: "hi",
+      }),
     ];
     for (const res of await Promise.all(attempts)) {
       expect(res.status).toBe(404);
     }
-    const models = (await (await call(other.key, "GET", "/v1/models")).json()) as { data: { id: string }[] };
+    const models = (await (await call(other.key, "GET", "/v1/models")).json()) as {
+      data: { id: string }[];
+    };
     expect(models.data.map((m) => m.id)).not.toContain("secret-sauce");
-    const list = (await (await call(other.key, "GET", "/v1/adapters")).json()) as { data: unknown[] };
+    const list = (await (await call(other.key, "GET", "/v1/adapters")).json()) as {
+      data: unknown[];
+    };
     expect(list.data).toEqual([]);
-    const usage = (await (await call(other.key, "GET", "/v1/usage")).json()) as { requests: number };
+    const usage = (await (await call(other.key, "GET", "/v1/usage")).json()) as {
+      requests: number;
+    };
     expect(usage.requests).toBe(0); // 404s before admission are not billed
     expect((await call(owner.key, "GET", "/v1/adapters/secret-sauce")).status).toBe(200);
   });
@@ -181,7 +388,11 @@ describe("signed adapter URLs", () => {
     expect((await upload(owner.key, uploadForm("signed", adapterFiles(files)))).status).toBe(201);
     expect((await chat(owner.key, "signed")).status).toBe(200);
     const [forwarded] = await peerRequests(backend);
-    const adapter = forwarded?.body.lorafleet.adapter as { weights_url: string; config_url: string; sha256: string };
+    const adapter = forwarded?.body.lorafleet.adapter as {
+      weights_url: string;
+      config_url: string;
+      sha256: string;
+    };
     expect(adapter.sha256).toBe(await sha256Hex(files.weights));
 
     const app = createApp(createGatewayState());
@@ -204,7 +415,10 @@ describe("signed adapter URLs", () => {
     tampered.searchParams.set("sig", `${sig.slice(0, -1)}${sig.endsWith("A") ? "B" : "A"}`);
     expect((await get(tampered.href)).status).toBe(403);
     const otherFile = new URL(url);
-    otherFile.pathname = otherFile.pathname.replace("adapter_model.safetensors", "adapter_config.json");
+    otherFile.pathname = otherFile.pathname.replace(
+      "adapter_model.safetensors",
+      "adapter_config.json",
+    );
     expect((await get(otherFile.href)).status).toBe(403);
     const later = new URL(url);
     later.searchParams.set("exp", String(Number(url.searchParams.get("exp")) + 60));

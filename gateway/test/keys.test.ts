@@ -3,8 +3,15 @@ import { describe, expect, it } from "vitest";
 import { createApp, createGatewayState } from "../src/app.ts";
 import { keyCacheTtl } from "../src/auth/key-resolver.ts";
 import { sha256Hex } from "../src/crypto.ts";
+import {
+  admin,
+  adminCall,
+  call,
+  createTenant,
+  issueKey,
+  origin,
+} from "./helpers/gateway-client.ts";
 import { testSecrets } from "./peer/constants.ts";
-import { admin, adminCall, call, createTenant, issueKey, origin } from "./helpers/gateway-client.ts";
 
 /** An isolate of its own: a separate app with its own caches and a clock the test moves. */
 function isolate(start: number) {
@@ -13,7 +20,10 @@ function isolate(start: number) {
   const fetch = async (path: string, key: string, init: RequestInit = {}) => {
     const ctx = createExecutionContext();
     const res = await app.fetch(
-      new Request(`${origin}${path}`, { ...init, headers: { authorization: `Bearer ${key}`, ...init.headers } }),
+      new Request(`${origin}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${key}`, ...init.headers },
+      }),
       env,
       ctx,
     );
@@ -26,12 +36,19 @@ function isolate(start: number) {
 describe("API keys", () => {
   it("shows a key once and stores only its SHA-256 hash", async () => {
     const tenant = await admin<{ id: string }>("POST", "/tenants", { name: "keys-once" });
-    const issued = await admin<{ id: string; key: string; prefix: string }>("POST", `/tenants/${tenant.id}/keys`, {
-      scopes: ["inference"],
-    });
+    const issued = await admin<{ id: string; key: string; prefix: string }>(
+      "POST",
+      `/tenants/${tenant.id}/keys`,
+      {
+        scopes: ["inference"],
+      },
+    );
     expect(issued.key).toMatch(/^lf_live_[0-9A-Za-z]{40}$/);
     expect(issued.key.startsWith(issued.prefix)).toBe(true);
-    const listed = await admin<{ data: Record<string, unknown>[] }>("GET", `/tenants/${tenant.id}/keys`);
+    const listed = await admin<{ data: Record<string, unknown>[] }>(
+      "GET",
+      `/tenants/${tenant.id}/keys`,
+    );
     expect(JSON.stringify(listed)).not.toContain(issued.key);
     const row = await env.DB.prepare("SELECT * FROM api_keys WHERE id = ?").bind(issued.id).first();
     expect(row?.hash).toBe(await sha256Hex(issued.key));
@@ -41,17 +58,30 @@ describe("API keys", () => {
   it("accepts a valid key, records last use, and refuses missing, malformed and unknown keys in OpenAI's shape", async () => {
     const tenant = await createTenant();
     expect((await call(tenant.key, "GET", "/v1/models")).status).toBe(200);
-    const used = await env.DB.prepare("SELECT last_used_at FROM api_keys WHERE tenant_id = ?").bind(tenant.id).first<{ last_used_at: number | null }>();
+    const used = await env.DB.prepare("SELECT last_used_at FROM api_keys WHERE tenant_id = ?")
+      .bind(tenant.id)
+      .first<{ last_used_at: number | null }>();
     expect(used?.last_used_at).toBeGreaterThan(0);
 
     const missing = await call("", "GET", "/v1/models", undefined, { authorization: "" });
     expect(missing.status).toBe(401);
-    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("missing_api_key");
-    for (const bad of ["lf_live_short", `lf_live_${"x".repeat(40)}`, tenant.key.slice(0, -1) + (tenant.key.endsWith("a") ? "b" : "a")]) {
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe(
+      "missing_api_key",
+    );
+    for (const bad of [
+      "lf_live_short",
+      `lf_live_${"x".repeat(40)}`,
+      tenant.key.slice(0, -1) + (tenant.key.endsWith("a") ? "b" : "a"),
+    ]) {
       const res = await call(bad, "GET", "/v1/models");
       expect(res.status).toBe(401);
       expect(await res.json()).toEqual({
-        error: { message: "Incorrect API key provided", type: "authentication_error", param: null, code: "invalid_api_key" },
+        error: {
+          message: "Incorrect API key provided",
+          type: "authentication_error",
+          param: null,
+          code: "invalid_api_key",
+        },
       });
     }
   });
@@ -87,7 +117,9 @@ describe("API keys", () => {
     const res = await gateway.fetch("/v1/models", key);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("expired_api_key");
-    expect((await adminCall("POST", `/tenants/${tenant.id}/keys`, { expires_at: start - 1 })).status).toBe(400);
+    expect(
+      (await adminCall("POST", `/tenants/${tenant.id}/keys`, { expires_at: start - 1 })).status,
+    ).toBe(400);
   });
 
   it("scopes: inference keys cannot upload, adapter keys cannot infer, admin-scoped keys can do both", async () => {
@@ -97,7 +129,9 @@ describe("API keys", () => {
     const upload = (key: string) => call(key, "POST", "/v1/adapters", {});
     const denied = await upload(tenant.key);
     expect(denied.status).toBe(403);
-    expect(((await denied.json()) as { error: { code: string } }).error.code).toBe("insufficient_scope");
+    expect(((await denied.json()) as { error: { code: string } }).error.code).toBe(
+      "insufficient_scope",
+    );
     expect((await call(writer, "GET", "/v1/models")).status).toBe(403);
     expect((await upload(writer)).status).toBe(415); // past auth: not multipart
     expect((await upload(owner)).status).toBe(415);
@@ -120,23 +154,31 @@ describe("admin API", () => {
   it("needs the admin token, compared whole", async () => {
     const wrong = await call(`${testSecrets.adminToken}x`, "GET", "/admin/tenants");
     expect(wrong.status).toBe(401);
-    expect((await call(testSecrets.adminToken.slice(0, -1), "GET", "/admin/tenants")).status).toBe(401);
+    expect((await call(testSecrets.adminToken.slice(0, -1), "GET", "/admin/tenants")).status).toBe(
+      401,
+    );
     const tenant = await createTenant();
     expect((await call(tenant.key, "GET", "/admin/tenants")).status).toBe(401); // tenant keys are not admin tokens
   });
 
   it("creates, lists and limits tenants, refusing bad input with the field named", async () => {
-    const created = await admin<{ id: string; name: string; requests_per_minute: number | null }>("POST", "/tenants", {
-      name: "acme-admin",
-      requests_per_minute: 5,
-    });
+    const created = await admin<{ id: string; name: string; requests_per_minute: number | null }>(
+      "POST",
+      "/tenants",
+      {
+        name: "acme-admin",
+        requests_per_minute: 5,
+      },
+    );
     expect(created.requests_per_minute).toBe(5);
     const dup = await adminCall("POST", "/tenants", { name: "acme-admin" });
     expect(dup.status).toBe(409);
     const bad = await adminCall("POST", "/tenants", { name: "Bad Name!" });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("name");
-    const patched = await admin<{ tokens_per_minute: number }>("PATCH", `/tenants/${created.id}`, { tokens_per_minute: 900 });
+    const patched = await admin<{ tokens_per_minute: number }>("PATCH", `/tenants/${created.id}`, {
+      tokens_per_minute: 900,
+    });
     expect(patched.tokens_per_minute).toBe(900);
     const list = await admin<{ data: { name: string }[] }>("GET", "/tenants");
     expect(list.data.map((t) => t.name)).toContain("acme-admin");
@@ -144,10 +186,27 @@ describe("admin API", () => {
   });
 
   it("registers and drains backends; a backend needs a known base model", async () => {
-    expect((await adminCall("POST", "/backends", { id: "b1", url: "http://x", base_model: "nope/none" })).status).toBe(404);
-    expect((await adminCall("POST", "/backends", { id: "b1", url: "not a url", base_model: "x" })).status).toBe(400);
-    await admin("PUT", "/base-models", { name: "org/admin-model", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4 });
-    await admin("POST", "/backends", { id: "b1", url: "http://127.0.0.1:9/", base_model: "org/admin-model", capacity: 4 });
+    expect(
+      (await adminCall("POST", "/backends", { id: "b1", url: "http://x", base_model: "nope/none" }))
+        .status,
+    ).toBe(404);
+    expect(
+      (await adminCall("POST", "/backends", { id: "b1", url: "not a url", base_model: "x" }))
+        .status,
+    ).toBe(400);
+    await admin("PUT", "/base-models", {
+      name: "org/admin-model",
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+    });
+    await admin("POST", "/backends", {
+      id: "b1",
+      url: "http://127.0.0.1:9/",
+      base_model: "org/admin-model",
+      capacity: 4,
+    });
     const drained = await admin<{ status: string; url: string }>("POST", "/backends/b1/drain");
     expect(drained).toMatchObject({ status: "draining", url: "http://127.0.0.1:9" });
     expect((await adminCall("POST", "/backends/nope/drain")).status).toBe(404);

@@ -6,6 +6,7 @@ import {
   type BaseModelSpec,
   chat,
   createTenant,
+  defined,
   eventually,
   peerRequests,
   registerBaseModel,
@@ -16,7 +17,12 @@ import {
   usageRows,
 } from "./helpers/gateway-client.ts";
 
-const unlimited: TenantLimits = { requestsPerMinute: null, tokensPerMinute: null, concurrentStreams: null, monthlyTokenQuota: null };
+const unlimited: TenantLimits = {
+  requestsPerMinute: null,
+  tokensPerMinute: null,
+  concurrentStreams: null,
+  monthlyTokenQuota: null,
+};
 
 /** Runs `body`; if a UTC minute boundary passed meanwhile (windows reset), runs it once more. */
 async function withinOneMinute(body: () => Promise<void>): Promise<void> {
@@ -43,11 +49,13 @@ describe("limits through the gateway, 100 concurrent requests", () => {
     await withinOneMinute(async () => {
       const backend = await registerPeerBackend(model.name);
       const tenant = await createTenant({ requests_per_minute: 10 });
-      const responses = await Promise.all(Array.from({ length: 100 }, () => chat(tenant.key, model.name)));
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, () => chat(tenant.key, model.name)),
+      );
       const statuses = responses.map((r) => r.status);
       expect(statuses.filter((s) => s === 200)).toHaveLength(10);
       expect(statuses.filter((s) => s === 429)).toHaveLength(90);
-      const refused = responses.find((r) => r.status === 429)!;
+      const refused = defined(responses.find((r) => r.status === 429));
       const retryAfter = Number(refused.headers.get("retry-after"));
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       expect(retryAfter).toBeLessThanOrEqual(60);
@@ -72,15 +80,25 @@ describe("limits through the gateway, 100 concurrent requests", () => {
     const backend = await registerPeerBackend(model.name);
     await setPeerMode(backend, { mode: "slow", delayMs: 20 });
     const tenant = await createTenant({ concurrent_streams: 5 });
-    const responses = await Promise.all(Array.from({ length: 100 }, () => chat(tenant.key, model.name, { stream: true, max_tokens: 3 })));
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () =>
+        chat(tenant.key, model.name, { stream: true, max_tokens: 3 }),
+      ),
+    );
     const open = responses.filter((r) => r.status === 200);
     expect(open).toHaveLength(5); // no stream can finish before its body is read
     const refused = responses.filter((r) => r.status === 429);
     expect(refused).toHaveLength(95);
-    expect(((await refused[0]!.json()) as { error: { code: string } }).error.code).toBe("concurrent_streams");
+    expect(((await defined(refused[0]).json()) as { error: { code: string } }).error.code).toBe(
+      "concurrent_streams",
+    );
     await Promise.all(open.map((r) => r.text()));
     await Promise.all(refused.slice(1).map((r) => r.text()));
-    await eventually(async () => expect((await chat(tenant.key, model.name, { stream: true, max_tokens: 1 })).status).toBe(200));
+    await eventually(async () =>
+      expect((await chat(tenant.key, model.name, { stream: true, max_tokens: 1 })).status).toBe(
+        200,
+      ),
+    );
   });
 });
 
@@ -96,14 +114,16 @@ describe("TenantLimiter Durable Object, 100 concurrent admissions", () => {
     await withinOneMinute(async () => {
       const stub = limiter();
       const limits = { ...unlimited, tokensPerMinute: 1000 };
-      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => stub.admit(request(i, 100, limits))));
+      const results = await Promise.all(
+        Array.from({ length: 100 }, (_, i) => stub.admit(request(i, 100, limits))),
+      );
       const admitted = results.flatMap((r, i) => (r.ok ? [`r${i}`] : []));
       expect(admitted).toHaveLength(10);
       expect(results.find((r) => !r.ok)).toMatchObject({ ok: false, code: "tokens_per_minute" });
       // Two requests used only 30 tokens each: 140 tokens come back, one more request fits.
-      expect(await stub.settle(admitted[0]!, 30)).toBe(true);
-      expect(await stub.settle(admitted[1]!, 30)).toBe(true);
-      expect(await stub.settle(admitted[1]!, 30)).toBe(false); // settling twice changes nothing
+      expect(await stub.settle(defined(admitted[0]), 30)).toBe(true);
+      expect(await stub.settle(defined(admitted[1]), 30)).toBe(true);
+      expect(await stub.settle(defined(admitted[1]), 30)).toBe(false); // settling twice changes nothing
       expect((await stub.snapshot()).minuteTokens).toBe(860);
       expect((await stub.admit(request(100, 100, limits))).ok).toBe(true);
       expect((await stub.admit(request(101, 100, limits))).ok).toBe(false);
@@ -113,13 +133,18 @@ describe("TenantLimiter Durable Object, 100 concurrent admissions", () => {
   it("holds the monthly token quota exactly and says when it resets", async () => {
     const stub = limiter();
     const limits = { ...unlimited, monthlyTokenQuota: 2500 };
-    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => stub.admit(request(i, 100, limits))));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => stub.admit(request(i, 100, limits))),
+    );
     expect(results.filter((r) => r.ok)).toHaveLength(25);
     const refusal = results.find((r) => !r.ok);
     expect(refusal).toMatchObject({ code: "monthly_token_quota" });
     const now = new Date();
     const nextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
-    expect(refusal && !refusal.ok && refusal.retryAfterSeconds).toBeCloseTo((nextMonth - Date.now()) / 1000, -2);
+    expect(refusal && !refusal.ok && refusal.retryAfterSeconds).toBeCloseTo(
+      (nextMonth - Date.now()) / 1000,
+      -2,
+    );
   });
 
   it("keeps its counts across an eviction (state is in storage)", async () => {
@@ -143,14 +168,20 @@ describe("limit state (pure)", () => {
   it("starts a fresh minute window and month", () => {
     const state = emptyLimitState(t0);
     const limits = { ...unlimited, requestsPerMinute: 1, monthlyTokenQuota: 100 };
-    expect(admit(state, { requestId: "a", estimatedTokens: 60, stream: false, limits }, t0).ok).toBe(true);
-    expect(admit(state, { requestId: "b", estimatedTokens: 10, stream: false, limits }, t0 + 1_000)).toMatchObject({
+    expect(
+      admit(state, { requestId: "a", estimatedTokens: 60, stream: false, limits }, t0).ok,
+    ).toBe(true);
+    expect(
+      admit(state, { requestId: "b", estimatedTokens: 10, stream: false, limits }, t0 + 1_000),
+    ).toMatchObject({
       ok: false,
       code: "requests_per_minute",
       retryAfterSeconds: 29,
     });
     const nextMonth = t0 + 30_000;
-    expect(admit(state, { requestId: "c", estimatedTokens: 100, stream: false, limits }, nextMonth).ok).toBe(true);
+    expect(
+      admit(state, { requestId: "c", estimatedTokens: 100, stream: false, limits }, nextMonth).ok,
+    ).toBe(true);
   });
 
   it("charges an overrun to the current window but refunds only the window it reserved in", () => {
@@ -169,8 +200,14 @@ describe("limit state (pure)", () => {
   it("releases a stream slot whose settle never came after the lease", () => {
     const state = emptyLimitState(t0);
     const limits = { ...unlimited, concurrentStreams: 1 };
-    expect(admit(state, { requestId: "s1", estimatedTokens: 1, stream: true, limits }, t0).ok).toBe(true);
-    expect(admit(state, { requestId: "s2", estimatedTokens: 1, stream: true, limits }, t0 + 1).ok).toBe(false);
-    expect(admit(state, { requestId: "s3", estimatedTokens: 1, stream: true, limits }, t0 + leaseMs).ok).toBe(true);
+    expect(admit(state, { requestId: "s1", estimatedTokens: 1, stream: true, limits }, t0).ok).toBe(
+      true,
+    );
+    expect(
+      admit(state, { requestId: "s2", estimatedTokens: 1, stream: true, limits }, t0 + 1).ok,
+    ).toBe(false);
+    expect(
+      admit(state, { requestId: "s3", estimatedTokens: 1, stream: true, limits }, t0 + leaseMs).ok,
+    ).toBe(true);
   });
 });

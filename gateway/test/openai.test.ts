@@ -1,7 +1,6 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { rankBackends } from "../src/routing/rendezvous.ts";
-import { testSecrets } from "./peer/constants.ts";
 import {
   adapterFiles,
   admin,
@@ -9,6 +8,7 @@ import {
   call,
   chat,
   createTenant,
+  defined,
   eventually,
   peerRequests,
   peerUrl,
@@ -22,6 +22,7 @@ import {
   usageRows,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter } from "./helpers/safetensors-builder.ts";
+import { testSecrets } from "./peer/constants.ts";
 
 /** A base model with `count` fresh peer backends of its own. */
 async function fleet(count: number): Promise<{ model: BaseModelSpec; backends: string[] }> {
@@ -43,50 +44,86 @@ describe("chat and completions", () => {
   let model: BaseModelSpec;
   let backend: string;
   beforeAll(async () => {
-    ({ model, backends: [backend = ""] } = await fleet(1));
+    ({
+      model,
+      backends: [backend = ""],
+    } = await fleet(1));
   });
 
   it("forwards to the backend with the contract fields and returns its answer, timing and request id", async () => {
     const tenant = await createTenant();
-    const res = await chat(tenant.key, model.name, { max_tokens: 3 }, { "x-request-id": "req-contract-1" });
+    const res = await chat(
+      tenant.key,
+      model.name,
+      { max_tokens: 3 },
+      { "x-request-id": "req-contract-1" },
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get("x-request-id")).toBe("req-contract-1");
     expect(Number(res.headers.get("x-lorafleet-gateway-ms"))).toBeGreaterThanOrEqual(0);
-    const body = (await res.json()) as { choices: { message: { content: string } }[]; usage: { completion_tokens: number } };
+    const body = (await res.json()) as {
+      choices: { message: { content: string } }[];
+      usage: { completion_tokens: number };
+    };
     expect(body.choices[0]?.message.content).toBe("tok tok tok");
-    const received = (await peerRequests(backend)).find((r) => r.headers["x-request-id"] === "req-contract-1");
+    const received = (await peerRequests(backend)).find(
+      (r) => r.headers["x-request-id"] === "req-contract-1",
+    );
     expect(received?.path).toBe("/v1/chat/completions");
     expect(received?.headers.authorization).toBe(`Bearer ${testSecrets.backendSecret}`);
     expect(received?.body).toMatchObject({
       model: model.name,
       max_tokens: 3,
-      lorafleet: { tenant: tenant.id, request_id: "req-contract-1", base_model: model.name, adapter: null },
+      lorafleet: {
+        tenant: tenant.id,
+        request_id: "req-contract-1",
+        base_model: model.name,
+        adapter: null,
+      },
     });
     const [row] = await eventually(async () => {
       const rows = await usageRows(tenant.id);
       expect(rows).toHaveLength(1);
       return rows;
     });
-    expect(row).toMatchObject({ outcome: "ok", status: 200, prompt_tokens: 2, completion_tokens: 3, backend_id: backend });
+    expect(row).toMatchObject({
+      outcome: "ok",
+      status: 200,
+      prompt_tokens: 2,
+      completion_tokens: 3,
+      backend_id: backend,
+    });
   });
 
   it("serves /v1/completions and generates a request id when the client sends none", async () => {
     const tenant = await createTenant();
-    const res = await call(tenant.key, "POST", "/v1/completions", { model: model.name, prompt: "one two three", max_tokens: 2 });
+    const res = await call(tenant.key, "POST", "/v1/completions", {
+      model: model.name,
+      prompt: "one two three",
+      max_tokens: 2,
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
-    expect(((await res.json()) as { choices: { text: string }[] }).choices[0]?.text).toBe("tok tok");
+    expect(((await res.json()) as { choices: { text: string }[] }).choices[0]?.text).toBe(
+      "tok tok",
+    );
   });
 
   it("sends an adapter's id, sha256 and signed URLs; the model name stays the client's", async () => {
     const tenant = await createTenant();
-    expect((await upload(tenant.key, uploadForm("poet", adapterFiles(buildAdapter(model))))).status).toBe(201);
+    expect(
+      (await upload(tenant.key, uploadForm("poet", adapterFiles(buildAdapter(model))))).status,
+    ).toBe(201);
     const res = await chat(tenant.key, "poet", {}, { "x-request-id": "req-adapter-1" });
     expect(res.status).toBe(200);
-    const received = (await peerRequests(backend)).find((r) => r.headers["x-request-id"] === "req-adapter-1");
+    const received = (await peerRequests(backend)).find(
+      (r) => r.headers["x-request-id"] === "req-adapter-1",
+    );
     expect(received?.body.model).toBe("poet");
     expect(received?.body.lorafleet.adapter).toMatchObject({ name: "poet", rank: 4 });
-    expect(received?.body.lorafleet.adapter.weights_url).toMatch(/\/internal\/adapters\/ad_\w+\/adapter_model\.safetensors\?exp=\d+&sig=/);
+    expect(received?.body.lorafleet.adapter?.weights_url).toMatch(
+      /\/internal\/adapters\/ad_\w+\/adapter_model\.safetensors\?exp=\d+&sig=/,
+    );
   });
 
   it("refuses bad requests in OpenAI's error shape without billing them", async () => {
@@ -94,27 +131,47 @@ describe("chat and completions", () => {
     const cases: [unknown, number, string][] = [
       [{ messages: [{ role: "user", content: "x" }] }, 400, "invalid_request"],
       [{ model: model.name, messages: [] }, 400, "invalid_request"],
-      [{ model: model.name, messages: [{ role: "user", content: "x" }], max_tokens: -1 }, 400, "invalid_request"],
-      [{ model: "no-such-model", messages: [{ role: "user", content: "x" }] }, 404, "model_not_found"],
+      [
+        { model: model.name, messages: [{ role: "user", content: "x" }], max_tokens: -1 },
+        400,
+        "invalid_request",
+      ],
+      [
+        { model: "no-such-model", messages: [{ role: "user", content: "x" }] },
+        404,
+        "model_not_found",
+      ],
     ];
     for (const [body, status, code] of cases) {
       const res = await call(tenant.key, "POST", "/v1/chat/completions", body);
       expect(res.status).toBe(status);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
     }
-    const notJson = await call(tenant.key, "POST", "/v1/chat/completions", undefined, { "content-type": "application/json" });
+    const notJson = await call(tenant.key, "POST", "/v1/chat/completions", undefined, {
+      "content-type": "application/json",
+    });
     expect(notJson.status).toBe(400);
     expect(await usageRows(tenant.id)).toEqual([]);
   });
 
   it("lists the allowed base models and the tenant's adapters in /v1/models", async () => {
     const tenant = await createTenant();
-    expect((await upload(tenant.key, uploadForm("lister", adapterFiles(buildAdapter(model))))).status).toBe(201);
-    const models = (await (await call(tenant.key, "GET", "/v1/models")).json()) as { data: { id: string; owned_by: string; root: string }[] };
-    expect(models.data).toContainEqual(expect.objectContaining({ id: model.name, owned_by: "lorafleet" }));
-    expect(models.data).toContainEqual(expect.objectContaining({ id: "lister", owned_by: tenant.name, root: model.name }));
+    expect(
+      (await upload(tenant.key, uploadForm("lister", adapterFiles(buildAdapter(model))))).status,
+    ).toBe(201);
+    const models = (await (await call(tenant.key, "GET", "/v1/models")).json()) as {
+      data: { id: string; owned_by: string; root: string }[];
+    };
+    expect(models.data).toContainEqual(
+      expect.objectContaining({ id: model.name, owned_by: "lorafleet" }),
+    );
+    expect(models.data).toContainEqual(
+      expect.objectContaining({ id: "lister", owned_by: tenant.name, root: model.name }),
+    );
     const narrow = await createTenant({ allowed_base_models: ["org/other"] });
-    const none = (await (await call(narrow.key, "GET", "/v1/models")).json()) as { data: unknown[] };
+    const none = (await (await call(narrow.key, "GET", "/v1/models")).json()) as {
+      data: unknown[];
+    };
     expect(none.data).toEqual([]);
     expect((await chat(narrow.key, model.name)).status).toBe(404);
   });
@@ -122,9 +179,8 @@ describe("chat and completions", () => {
 
 describe("streaming", () => {
   let model: BaseModelSpec;
-  let backend: string;
   beforeAll(async () => {
-    ({ model, backends: [backend = ""] } = await fleet(1));
+    ({ model } = await fleet(1));
   });
 
   it("passes SSE through event by event and meters usage even when the client did not ask for it", async () => {
@@ -133,7 +189,9 @@ describe("streaming", () => {
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     const events = await sseEvents(res);
     expect(events.at(-1)).toBe("[DONE]");
-    expect(events.slice(0, -1).map((e) => JSON.parse(e).choices[0].delta.content)).toEqual(Array(5).fill("tok "));
+    expect(events.slice(0, -1).map((e) => JSON.parse(e).choices[0].delta.content)).toEqual(
+      Array(5).fill("tok "),
+    );
     const [row] = await eventually(async () => {
       const rows = await usageRows(tenant.id);
       expect(rows).toHaveLength(1);
@@ -144,18 +202,29 @@ describe("streaming", () => {
 
   it("keeps the usage event when the client asks for include_usage", async () => {
     const tenant = await createTenant();
-    const res = await chat(tenant.key, model.name, { stream: true, max_tokens: 2, stream_options: { include_usage: true } });
+    const res = await chat(tenant.key, model.name, {
+      stream: true,
+      max_tokens: 2,
+      stream_options: { include_usage: true },
+    });
     const events = await sseEvents(res);
-    expect(JSON.parse(events.at(-2) ?? "{}").usage).toEqual({ prompt_tokens: 2, completion_tokens: 2, total_tokens: 4 });
+    expect(JSON.parse(events.at(-2) ?? "{}").usage).toEqual({
+      prompt_tokens: 2,
+      completion_tokens: 2,
+      total_tokens: 4,
+    });
   });
 
   it("delivers the first event before the backend has finished (no buffering)", async () => {
     const tenant = await createTenant();
-    const { model: slowModel, backends: [slow = ""] } = await fleet(1);
+    const {
+      model: slowModel,
+      backends: [slow = ""],
+    } = await fleet(1);
     await setPeerMode(slow, { mode: "slow", delayMs: 300 });
     const started = Date.now();
     const res = await chat(tenant.key, slowModel.name, { stream: true, max_tokens: 5 });
-    const reader = res.body!.getReader();
+    const reader = defined(res.body).getReader();
     const first = await reader.read();
     const firstAt = Date.now() - started;
     expect(new TextDecoder().decode(first.value)).toContain("tok ");
@@ -166,10 +235,13 @@ describe("streaming", () => {
 
   it("records a client disconnect exactly once and stops the backend stream", async () => {
     const tenant = await createTenant();
-    const { model: slowModel, backends: [slow = ""] } = await fleet(1);
+    const {
+      model: slowModel,
+      backends: [slow = ""],
+    } = await fleet(1);
     await setPeerMode(slow, { mode: "slow", delayMs: 100 });
     const res = await chat(tenant.key, slowModel.name, { stream: true, max_tokens: 50 });
-    const reader = res.body!.getReader();
+    const reader = defined(res.body).getReader();
     await reader.read();
     await reader.read();
     await reader.cancel();
@@ -188,12 +260,18 @@ describe("streaming", () => {
 
   it("ends the client's stream with an error event when the backend dies mid-stream, recorded once", async () => {
     const tenant = await createTenant();
-    const { model: cutModel, backends: [cut = ""] } = await fleet(1);
+    const {
+      model: cutModel,
+      backends: [cut = ""],
+    } = await fleet(1);
     await setPeerMode(cut, { mode: "cut" });
     const res = await chat(tenant.key, cutModel.name, { stream: true, max_tokens: 10 });
     expect(res.status).toBe(200);
     const events = await sseEvents(res);
-    expect(events.slice(0, 2).map((e) => JSON.parse(e).choices[0].delta.content)).toEqual(["tok ", "tok "]);
+    expect(events.slice(0, 2).map((e) => JSON.parse(e).choices[0].delta.content)).toEqual([
+      "tok ",
+      "tok ",
+    ]);
     expect(JSON.parse(events.at(-1) ?? "{}").error.code).toBe("backend_stream_failed");
     const [row] = await eventually(async () => {
       const rows = await usageRows(tenant.id);
@@ -208,7 +286,9 @@ describe("routing and failover", () => {
   it("keeps one adapter's requests on one backend (rendezvous affinity)", async () => {
     const { model, backends } = await fleet(3);
     const tenant = await createTenant();
-    expect((await upload(tenant.key, uploadForm("sticky", adapterFiles(buildAdapter(model))))).status).toBe(201);
+    expect(
+      (await upload(tenant.key, uploadForm("sticky", adapterFiles(buildAdapter(model))))).status,
+    ).toBe(201);
     for (let i = 0; i < 6; i += 1) expect((await chat(tenant.key, "sticky")).status).toBe(200);
     const counts = await Promise.all(backends.map(async (b) => (await peerRequests(b)).length));
     expect(counts.sort()).toEqual([0, 0, 6]);
@@ -218,7 +298,10 @@ describe("routing and failover", () => {
     for (const mode of ["error", "reset"] as const) {
       const { model, backends } = await fleet(2);
       const tenant = await createTenant();
-      const order = rankBackends(model.name, backends.map((id) => ({ id, capacity: 32, load: 0 }))).map((b) => b.id);
+      const order = rankBackends(
+        model.name,
+        backends.map((id) => ({ id, capacity: 32, load: 0 })),
+      ).map((b) => b.id);
       await setPeerMode(order[0] ?? "", { mode });
       const res = await chat(tenant.key, model.name, {}, { "x-request-id": `failover-${mode}` });
       expect(res.status).toBe(200);
@@ -235,11 +318,17 @@ describe("routing and failover", () => {
   it("skips a backend where nothing listens, and answers 503 when no backend is left", async () => {
     const model = await registerBaseModel(tinyModel());
     const dead = unique("dead");
-    await admin("POST", "/backends", { id: dead, url: env.TEST_PEER_URLS[1], base_model: model.name });
+    await admin("POST", "/backends", {
+      id: dead,
+      url: env.TEST_PEER_URLS[1],
+      base_model: model.name,
+    });
     const tenant = await createTenant();
     const down = await chat(tenant.key, model.name);
     expect(down.status).toBe(503);
-    expect(((await down.json()) as { error: { code: string } }).error.code).toBe("no_backend_available");
+    expect(((await down.json()) as { error: { code: string } }).error.code).toBe(
+      "no_backend_available",
+    );
     const live = await registerPeerBackend(model.name);
     const up = await chat(tenant.key, model.name);
     expect(up.status).toBe(200);
@@ -257,7 +346,9 @@ describe("routing and failover", () => {
     const tenant = await createTenant();
     await admin("POST", `/backends/${backends[0]}/drain`);
     for (let i = 0; i < 4; i += 1) {
-      const res = await chat(tenant.key, model.name, { messages: [{ role: "user", content: `n ${i}` }] });
+      const res = await chat(tenant.key, model.name, {
+        messages: [{ role: "user", content: `n ${i}` }],
+      });
       expect(((await res.json()) as { backend: string }).backend).toBe(backends[1]);
     }
   });
@@ -275,7 +366,12 @@ describe("routing and failover", () => {
       expect(rows).toHaveLength(1);
       return rows;
     });
-    expect(row).toMatchObject({ status: 404, outcome: "invalid", prompt_tokens: 0, completion_tokens: 0 });
+    expect(row).toMatchObject({
+      status: 404,
+      outcome: "invalid",
+      prompt_tokens: 0,
+      completion_tokens: 0,
+    });
   });
 });
 
@@ -283,9 +379,15 @@ describe("usage endpoint", () => {
   it("sums the tenant's own usage per model", async () => {
     const { model } = await fleet(1);
     const tenant = await createTenant();
-    for (const max of [2, 3]) expect((await chat(tenant.key, model.name, { max_tokens: max })).status).toBe(200);
+    for (const max of [2, 3])
+      expect((await chat(tenant.key, model.name, { max_tokens: max })).status).toBe(200);
     const usage = await eventually(async () => {
-      const u = (await (await call(tenant.key, "GET", "/v1/usage")).json()) as { requests: number; completion_tokens: number; total_tokens: number; data: { model: string }[] };
+      const u = (await (await call(tenant.key, "GET", "/v1/usage")).json()) as {
+        requests: number;
+        completion_tokens: number;
+        total_tokens: number;
+        data: { model: string }[];
+      };
       expect(u.requests).toBe(2);
       return u;
     });

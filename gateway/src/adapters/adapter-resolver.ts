@@ -3,7 +3,13 @@ import { LruCache } from "../lru.ts";
 import type { AdapterRow } from "./adapter-store.ts";
 
 /** What the hot path needs to route to an adapter and tell a backend how to fetch it. */
-export type AdapterMeta = { id: string; name: string; baseModel: string; rank: number; sha256: string };
+export type AdapterMeta = {
+  id: string;
+  name: string;
+  baseModel: string;
+  rank: number;
+  sha256: string;
+};
 
 /**
  * Adapter name -> metadata per tenant: isolate LRU (10 s), KV (60 s), D1.
@@ -27,11 +33,19 @@ export class AdapterResolver {
       this.#local.set(key, cached);
       return cached;
     }
-    const row = await env.DB.prepare("SELECT * FROM adapters WHERE tenant_id = ? AND name = ? AND status = 'ready'")
+    const row = await env.DB.prepare(
+      "SELECT * FROM adapters WHERE tenant_id = ? AND name = ? AND status = 'ready'",
+    )
       .bind(tenantId, name)
       .first<AdapterRow>();
     if (row === null) return null;
-    const meta = { id: row.id, name: row.name, baseModel: row.base_model, rank: row.rank, sha256: row.weights_sha256 };
+    const meta = {
+      id: row.id,
+      name: row.name,
+      baseModel: row.base_model,
+      rank: row.rank,
+      sha256: row.weights_sha256,
+    };
     await env.CACHE.put(key, JSON.stringify(meta), { expirationTtl: 60 });
     this.#local.set(key, meta);
     return meta;

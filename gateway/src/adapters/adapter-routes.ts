@@ -3,7 +3,12 @@ import type { KeyResolver } from "../auth/key-resolver.ts";
 import { apiKeyAuth } from "../auth/middleware.ts";
 import type { AppEnv } from "../env.ts";
 import type { AdapterResolver } from "./adapter-resolver.ts";
-import { type AdapterRow, adapterObjectKey, adapterView, findTenantAdapter } from "./adapter-store.ts";
+import {
+  type AdapterRow,
+  adapterObjectKey,
+  adapterView,
+  findTenantAdapter,
+} from "./adapter-store.ts";
 import { adapterFiles } from "./signed-url.ts";
 import { readUploadForm, storeAdapter } from "./upload.ts";
 
@@ -21,14 +26,20 @@ export function adapterRoutes(keys: KeyResolver, adapters: AdapterResolver, now:
   });
 
   app.get("/", read, async (c) => {
-    const { results } = await c.env.DB.prepare("SELECT * FROM adapters WHERE tenant_id = ? ORDER BY created_at")
+    const { results } = await c.env.DB.prepare(
+      "SELECT * FROM adapters WHERE tenant_id = ? ORDER BY created_at",
+    )
       .bind(c.get("principal").tenantId)
       .all<AdapterRow>();
     return c.json({ object: "list", data: results.map(adapterView) });
   });
 
   app.get("/:name", read, async (c) => {
-    return c.json(adapterView(await findTenantAdapter(c.env.DB, c.get("principal").tenantId, c.req.param("name"))));
+    return c.json(
+      adapterView(
+        await findTenantAdapter(c.env.DB, c.get("principal").tenantId, c.req.param("name")),
+      ),
+    );
   });
 
   app.delete("/:name", write, async (c) => {

@@ -44,11 +44,16 @@ export function adapterObjectKey(adapterId: string, file: string): string {
  * A tenant's adapter by name. Another tenant's adapter of that name is
  * invisible: the same 404 as a name nobody uses.
  */
-export async function findTenantAdapter(db: D1Database, tenantId: string, name: string): Promise<AdapterRow> {
+export async function findTenantAdapter(
+  db: D1Database,
+  tenantId: string,
+  name: string,
+): Promise<AdapterRow> {
   const row = await db
     .prepare("SELECT * FROM adapters WHERE tenant_id = ? AND name = ?")
     .bind(tenantId, name)
     .first<AdapterRow>();
-  if (row === null) throw new ApiError(404, "adapter_not_found", `The adapter \`${name}\` does not exist`);
+  if (row === null)
+    throw new ApiError(404, "adapter_not_found", `The adapter \`${name}\` does not exist`);
   return row;
 }

@@ -13,14 +13,28 @@ export function internalRoutes(now: () => number) {
   const app = new Hono<AppEnv>();
   app.get("/adapters/:id/:file", async (c) => {
     const { id, file } = c.req.param();
-    const refusal = await checkSignedUrl(c.env, id, file, c.req.query("exp"), c.req.query("sig"), now());
-    if (refusal === "expired") throw new ApiError(403, "url_expired", "This signed URL has expired");
-    if (refusal !== null) throw new ApiError(403, "bad_signature", "This URL's signature is not valid");
-    if (!adapterFiles.includes(file as AdapterFile)) throw new ApiError(404, "not_found", `No adapter file ${file}`);
+    const refusal = await checkSignedUrl(
+      c.env,
+      id,
+      file,
+      c.req.query("exp"),
+      c.req.query("sig"),
+      now(),
+    );
+    if (refusal === "expired")
+      throw new ApiError(403, "url_expired", "This signed URL has expired");
+    if (refusal !== null)
+      throw new ApiError(403, "bad_signature", "This URL's signature is not valid");
+    if (!adapterFiles.includes(file as AdapterFile))
+      throw new ApiError(404, "not_found", `No adapter file ${file}`);
     const object = await c.env.FILES.get(adapterObjectKey(id, file));
-    if (object === null) throw new ApiError(404, "adapter_not_found", `Adapter ${id} has no ${file}`);
+    if (object === null)
+      throw new ApiError(404, "adapter_not_found", `Adapter ${id} has no ${file}`);
     const headers = new Headers({ "content-length": String(object.size), etag: object.httpEtag });
-    headers.set("content-type", file.endsWith(".json") ? "application/json" : "application/octet-stream");
+    headers.set(
+      "content-type",
+      file.endsWith(".json") ? "application/json" : "application/octet-stream",
+    );
     const sha = object.customMetadata?.sha256;
     if (sha) headers.set("x-lorafleet-sha256", sha);
     return new Response(object.body, { headers });

@@ -40,23 +40,40 @@ export function projectionDims(m: BaseModel, module: TargetModule): [number, num
  * the configured target modules, A = [r, in] and B = [out, r] for that
  * projection, and every layer x target module present exactly as a pair.
  */
-export function checkLoraTensors(tensors: TensorInfo[], config: LoraConfig, model: BaseModel): void {
-  const bad = (code: string, why: string) => adapterError(code, `adapter_model.safetensors: ${why}`);
+export function checkLoraTensors(
+  tensors: TensorInfo[],
+  config: LoraConfig,
+  model: BaseModel,
+): void {
+  const bad = (code: string, why: string) =>
+    adapterError(code, `adapter_model.safetensors: ${why}`);
   const seen = new Set<string>();
   for (const t of tensors) {
     const match = t.name.match(tensorName);
-    if (!match) throw bad("unexpected_tensor", `tensor ${t.name} is not a LoRA A/B weight of a supported projection`);
+    if (!match)
+      throw bad(
+        "unexpected_tensor",
+        `tensor ${t.name} is not a LoRA A/B weight of a supported projection`,
+      );
     const [, layerText, parent, moduleText, side] = match;
     const module = moduleText as TargetModule;
     const layer = Number(layerText);
-    if (parentOf[module] !== parent) throw bad("unexpected_tensor", `tensor ${t.name}: ${module} is not under ${parent}`);
+    if (parentOf[module] !== parent)
+      throw bad("unexpected_tensor", `tensor ${t.name}: ${module} is not under ${parent}`);
     if (!config.targetModules.includes(module)) {
-      throw bad("unexpected_tensor", `tensor ${t.name} is for ${module}, which target_modules does not list`);
+      throw bad(
+        "unexpected_tensor",
+        `tensor ${t.name} is for ${module}, which target_modules does not list`,
+      );
     }
     if (layer >= model.num_hidden_layers) {
-      throw bad("shape_mismatch", `tensor ${t.name} is for layer ${layer}; ${model.name} has ${model.num_hidden_layers} layers`);
+      throw bad(
+        "shape_mismatch",
+        `tensor ${t.name} is for layer ${layer}; ${model.name} has ${model.num_hidden_layers} layers`,
+      );
     }
-    if (!weightDtypes.has(t.dtype)) throw bad("unsupported_dtype", `tensor ${t.name} is ${t.dtype}; use F32, F16 or BF16`);
+    if (!weightDtypes.has(t.dtype))
+      throw bad("unsupported_dtype", `tensor ${t.name} is ${t.dtype}; use F32, F16 or BF16`);
     const [inFeatures, outFeatures] = projectionDims(model, module);
     const expected = side === "A" ? [config.rank, inFeatures] : [outFeatures, config.rank];
     if (t.shape.length !== 2 || t.shape[0] !== expected[0] || t.shape[1] !== expected[1]) {

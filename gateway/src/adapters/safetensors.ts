@@ -2,7 +2,18 @@ import { adapterError } from "./adapter-error.ts";
 
 /** Bytes per element of each safetensors dtype. */
 const dtypeBytes: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 export type TensorInfo = {
@@ -28,18 +39,29 @@ export const maxHeaderBytes = 8 * 1024 * 1024;
  */
 export function parseSafetensors(bytes: Uint8Array): TensorInfo[] {
   const file = "adapter_model.safetensors";
-  if (bytes.byteLength < 8) throw adapterError("safetensors_truncated", `${file} is shorter than its 8-byte header length`);
+  if (bytes.byteLength < 8)
+    throw adapterError("safetensors_truncated", `${file} is shorter than its 8-byte header length`);
   const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLength > BigInt(maxHeaderBytes)) {
-    throw adapterError("safetensors_header_too_large", `${file} declares a ${headerLength}-byte header (at most ${maxHeaderBytes})`);
+    throw adapterError(
+      "safetensors_header_too_large",
+      `${file} declares a ${headerLength}-byte header (at most ${maxHeaderBytes})`,
+    );
   }
   const dataStart = 8 + Number(headerLength);
   if (dataStart > bytes.byteLength) {
-    throw adapterError("safetensors_truncated", `${file} declares a ${headerLength}-byte header but has ${bytes.byteLength - 8} bytes after the length`);
+    throw adapterError(
+      "safetensors_truncated",
+      `${file} declares a ${headerLength}-byte header but has ${bytes.byteLength - 8} bytes after the length`,
+    );
   }
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes.subarray(8, dataStart)));
+    header = JSON.parse(
+      new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
+        bytes.subarray(8, dataStart),
+      ),
+    );
   } catch {
     throw adapterError("safetensors_bad_header", `${file}'s header is not UTF-8 JSON`);
   }
@@ -55,13 +77,21 @@ export function parseSafetensors(bytes: Uint8Array): TensorInfo[] {
 
 function tensorInfo(name: string, entry: unknown): TensorInfo {
   const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-  const bad = (why: string) => adapterError("safetensors_bad_tensor", `Tensor ${name} in adapter_model.safetensors: ${why}`);
+  const bad = (why: string) =>
+    adapterError("safetensors_bad_tensor", `Tensor ${name} in adapter_model.safetensors: ${why}`);
   if (typeof e !== "object" || e === null) throw bad("entry is not an object");
-  if (typeof e.dtype !== "string" || !(e.dtype in dtypeBytes)) throw bad(`unknown dtype ${JSON.stringify(e.dtype)}`);
+  if (typeof e.dtype !== "string" || !(e.dtype in dtypeBytes))
+    throw bad(`unknown dtype ${JSON.stringify(e.dtype)}`);
   const isDim = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
-  if (!Array.isArray(e.shape) || !e.shape.every(isDim)) throw bad("shape is not a list of non-negative integers");
+  if (!Array.isArray(e.shape) || !e.shape.every(isDim))
+    throw bad("shape is not a list of non-negative integers");
   const offsets = e.data_offsets;
-  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isDim) || (offsets[0] as number) > (offsets[1] as number)) {
+  if (
+    !Array.isArray(offsets) ||
+    offsets.length !== 2 ||
+    !offsets.every(isDim) ||
+    (offsets[0] as number) > (offsets[1] as number)
+  ) {
     throw bad("data_offsets is not [begin, end] with begin <= end");
   }
   const [begin, end] = offsets as [number, number];

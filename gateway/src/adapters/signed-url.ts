@@ -13,13 +13,17 @@ function signingKey(env: Env): Promise<CryptoKey> {
   if (!env.URL_SIGNING_KEY || env.URL_SIGNING_KEY.length < 16) {
     throw new Error("URL_SIGNING_KEY is not set (or shorter than 16 characters)");
   }
-  return crypto.subtle.importKey("raw", encoder.encode(env.URL_SIGNING_KEY), { name: "HMAC", hash: "SHA-256" }, false, [
-    "sign",
-    "verify",
-  ]);
+  return crypto.subtle.importKey(
+    "raw",
+    encoder.encode(env.URL_SIGNING_KEY),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
 }
 
-const message = (adapterId: string, file: string, exp: number) => encoder.encode(`${adapterId}/${file}/${exp}`);
+const message = (adapterId: string, file: string, exp: number) =>
+  encoder.encode(`${adapterId}/${file}/${exp}`);
 
 function base64url(bytes: ArrayBuffer): string {
   return btoa(String.fromCharCode(...new Uint8Array(bytes)))
@@ -40,9 +44,17 @@ function fromBase64url(text: string): Uint8Array | null {
  *
  * @example await signAdapterUrl(env, "https://gw.example", "ad_x", "adapter_model.safetensors", Date.now())
  */
-export async function signAdapterUrl(env: Env, origin: string, adapterId: string, file: AdapterFile, now: number): Promise<string> {
+export async function signAdapterUrl(
+  env: Env,
+  origin: string,
+  adapterId: string,
+  file: AdapterFile,
+  now: number,
+): Promise<string> {
   const exp = Math.floor(now / 1000) + signedUrlTtlSeconds;
-  const sig = base64url(await crypto.subtle.sign("HMAC", await signingKey(env), message(adapterId, file, exp)));
+  const sig = base64url(
+    await crypto.subtle.sign("HMAC", await signingKey(env), message(adapterId, file, exp)),
+  );
   return `${origin}/internal/adapters/${adapterId}/${file}?exp=${exp}&sig=${sig}`;
 }
 
@@ -58,7 +70,12 @@ export async function checkSignedUrl(
   const exp = Number(expText);
   const sig = fromBase64url(sigText ?? "");
   if (!Number.isSafeInteger(exp) || sig === null) return "bad_signature";
-  const valid = await crypto.subtle.verify("HMAC", await signingKey(env), sig, message(adapterId, file, exp));
+  const valid = await crypto.subtle.verify(
+    "HMAC",
+    await signingKey(env),
+    sig,
+    message(adapterId, file, exp),
+  );
   if (!valid) return "bad_signature";
   // Checked after the signature, so an expiry can't be probed without a valid URL.
   if (exp * 1000 <= now || exp * 1000 > now + 2 * signedUrlTtlSeconds * 1000) return "expired";

@@ -6,21 +6,30 @@ import { ApiError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { adapterError } from "./adapter-error.ts";
 import { type AdapterRow, adapterObjectKey } from "./adapter-store.ts";
-import { checkLoraTensors } from "./lora-shapes.ts";
 import { maxConfigBytes, parseLoraConfig } from "./lora-config.ts";
+import { checkLoraTensors } from "./lora-shapes.ts";
 import { parseSafetensors } from "./safetensors.ts";
 
 const adapterName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Pickle-based checkpoint formats: loading one can run arbitrary code. */
 const pickleFile = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
 
-type UploadForm = { name: string; baseModel: string | null; config: Uint8Array; weights: Uint8Array };
+type UploadForm = {
+  name: string;
+  baseModel: string | null;
+  config: Uint8Array;
+  weights: Uint8Array;
+};
 
 /** Reads the multipart body: a `name` field, optional `base_model`, and the two files by filename. */
 export async function readUploadForm(request: Request, maxBytes: number): Promise<UploadForm> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (declared > maxBytes + maxConfigBytes + 64 * 1024) {
-    throw adapterError("adapter_too_large", `The upload is ${declared} bytes; this tenant's adapter limit is ${maxBytes}`, 413);
+    throw adapterError(
+      "adapter_too_large",
+      `The upload is ${declared} bytes; this tenant's adapter limit is ${maxBytes}`,
+      413,
+    );
   }
   if (!request.headers.get("content-type")?.startsWith("multipart/form-data")) {
     throw adapterError("invalid_upload", "Send the adapter as multipart/form-data", 415);
@@ -33,7 +42,10 @@ export async function readUploadForm(request: Request, maxBytes: number): Promis
   }
   const name = form.get("name");
   if (typeof name !== "string" || !adapterName.test(name)) {
-    throw adapterError("invalid_adapter_name", "name must be 1-64 letters, digits, dots, dashes or underscores");
+    throw adapterError(
+      "invalid_adapter_name",
+      "name must be 1-64 letters, digits, dots, dashes or underscores",
+    );
   }
   const baseModel = form.get("base_model");
   let config: Uint8Array | null = null;
@@ -42,23 +54,44 @@ export async function readUploadForm(request: Request, maxBytes: number): Promis
     if (typeof value === "string") continue;
     const file = value as File;
     if (pickleFile.test(file.name)) {
-      throw adapterError("pickle_not_accepted", `${file.name} is a pickle checkpoint; upload adapter_model.safetensors instead`, 415);
+      throw adapterError(
+        "pickle_not_accepted",
+        `${file.name} is a pickle checkpoint; upload adapter_model.safetensors instead`,
+        415,
+      );
     }
     if (file.name === "adapter_config.json") {
-      if (file.size > maxConfigBytes) throw adapterError("adapter_too_large", `adapter_config.json is over ${maxConfigBytes} bytes`, 413);
+      if (file.size > maxConfigBytes)
+        throw adapterError(
+          "adapter_too_large",
+          `adapter_config.json is over ${maxConfigBytes} bytes`,
+          413,
+        );
       config = new Uint8Array(await file.arrayBuffer());
     } else if (file.name === "adapter_model.safetensors") {
       if (file.size > maxBytes) {
-        throw adapterError("adapter_too_large", `adapter_model.safetensors is ${file.size} bytes; this tenant's limit is ${maxBytes}`, 413);
+        throw adapterError(
+          "adapter_too_large",
+          `adapter_model.safetensors is ${file.size} bytes; this tenant's limit is ${maxBytes}`,
+          413,
+        );
       }
       weights = new Uint8Array(await file.arrayBuffer());
     } else {
-      throw adapterError("unexpected_file", `Unexpected file ${file.name}: send adapter_config.json and adapter_model.safetensors`);
+      throw adapterError(
+        "unexpected_file",
+        `Unexpected file ${file.name}: send adapter_config.json and adapter_model.safetensors`,
+      );
     }
   }
   if (config === null) throw adapterError("missing_file", "adapter_config.json is missing");
   if (weights === null) throw adapterError("missing_file", "adapter_model.safetensors is missing");
-  return { name, baseModel: typeof baseModel === "string" && baseModel !== "" ? baseModel : null, config, weights };
+  return {
+    name,
+    baseModel: typeof baseModel === "string" && baseModel !== "" ? baseModel : null,
+    config,
+    weights,
+  };
 }
 
 /**
@@ -66,7 +99,12 @@ export async function readUploadForm(request: Request, maxBytes: number): Promis
  * writes its files. Nothing is stored for an adapter that fails validation;
  * a storage failure after that leaves a `failed` row with the reason and no files.
  */
-export async function storeAdapter(env: Env, principal: Principal, form: UploadForm, now: number): Promise<AdapterRow> {
+export async function storeAdapter(
+  env: Env,
+  principal: Principal,
+  form: UploadForm,
+  now: number,
+): Promise<AdapterRow> {
   let configText: string;
   try {
     configText = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(form.config);
@@ -82,23 +120,37 @@ export async function storeAdapter(env: Env, principal: Principal, form: UploadF
   }
   const allowed = principal.allowedBaseModels;
   if (allowed.length > 0 && !allowed.includes(config.baseModel)) {
-    throw adapterError("base_model_not_allowed", `This tenant may not use base model ${config.baseModel}`);
+    throw adapterError(
+      "base_model_not_allowed",
+      `This tenant may not use base model ${config.baseModel}`,
+    );
   }
   const model = await getBaseModel(env.DB, config.baseModel).catch(() => {
-    throw adapterError("unknown_base_model", `adapter_config.json names base model ${config.baseModel}, which no backend serves`);
+    throw adapterError(
+      "unknown_base_model",
+      `adapter_config.json names base model ${config.baseModel}, which no backend serves`,
+    );
   });
   const maxRank = Math.min(model.max_lora_rank, principal.adapterQuota.maxRank);
-  if (config.rank > maxRank) throw adapterError("rank_too_large", `Rank ${config.rank} is above the limit of ${maxRank}`);
+  if (config.rank > maxRank)
+    throw adapterError("rank_too_large", `Rank ${config.rank} is above the limit of ${maxRank}`);
   checkLoraTensors(parseSafetensors(form.weights), config, model);
 
   const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM adapters WHERE tenant_id = ?")
     .bind(principal.tenantId)
     .first<{ n: number }>();
   if ((count?.n ?? 0) >= principal.adapterQuota.maxAdapters) {
-    throw adapterError("adapter_quota_exceeded", `This tenant already has its maximum of ${principal.adapterQuota.maxAdapters} adapters`, 403);
+    throw adapterError(
+      "adapter_quota_exceeded",
+      `This tenant already has its maximum of ${principal.adapterQuota.maxAdapters} adapters`,
+      403,
+    );
   }
   const id = newId("ad_");
-  const [configSha, weightsSha] = await Promise.all([sha256Hex(form.config), sha256Hex(form.weights)]);
+  const [configSha, weightsSha] = await Promise.all([
+    sha256Hex(form.config),
+    sha256Hex(form.weights),
+  ]);
   const inserted = await env.DB.prepare(
     `INSERT OR IGNORE INTO adapters (id, tenant_id, name, base_model, status, rank, lora_alpha, target_modules,
        config_bytes, weights_bytes, weights_sha256, config_sha256, created_at)
@@ -119,24 +171,36 @@ export async function storeAdapter(env: Env, principal: Principal, form: UploadF
       now,
     )
     .run();
-  if (inserted.meta.changes === 0) throw adapterError("adapter_exists", `An adapter named ${form.name} exists`, 409);
+  if (inserted.meta.changes === 0)
+    throw adapterError("adapter_exists", `An adapter named ${form.name} exists`, 409);
 
   try {
     // R2 checks the sha256 of what it stored against the one we computed.
-    await env.FILES.put(adapterObjectKey(id, "adapter_config.json"), form.config, { sha256: configSha });
+    await env.FILES.put(adapterObjectKey(id, "adapter_config.json"), form.config, {
+      sha256: configSha,
+    });
     await env.FILES.put(adapterObjectKey(id, "adapter_model.safetensors"), form.weights, {
       sha256: weightsSha,
       customMetadata: { sha256: weightsSha },
     });
   } catch (error) {
-    await env.FILES.delete([adapterObjectKey(id, "adapter_config.json"), adapterObjectKey(id, "adapter_model.safetensors")]);
+    await env.FILES.delete([
+      adapterObjectKey(id, "adapter_config.json"),
+      adapterObjectKey(id, "adapter_model.safetensors"),
+    ]);
     await env.DB.prepare("UPDATE adapters SET status = 'failed', failure_reason = ? WHERE id = ?")
       .bind(`storing the files failed: ${String(error)}`, id)
       .run();
-    throw new ApiError(502, "adapter_storage_failed", "Storing the adapter's files failed; delete it and upload again");
+    throw new ApiError(
+      502,
+      "adapter_storage_failed",
+      "Storing the adapter's files failed; delete it and upload again",
+    );
   }
   await env.DB.prepare("UPDATE adapters SET status = 'ready' WHERE id = ?").bind(id).run();
-  const row = await env.DB.prepare("SELECT * FROM adapters WHERE id = ?").bind(id).first<AdapterRow>();
+  const row = await env.DB.prepare("SELECT * FROM adapters WHERE id = ?")
+    .bind(id)
+    .first<AdapterRow>();
   if (row === null) throw new ApiError(500, "adapter_not_stored", "The adapter row vanished");
   return row;
 }

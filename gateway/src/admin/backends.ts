@@ -7,7 +7,9 @@ import { parseJsonBody } from "../validation.ts";
 import { getBaseModel } from "./base-models.ts";
 
 const registerSchema = z.strictObject({
-  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 letters, digits, dots, dashes or underscores"),
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 letters, digits, dots, dashes or underscores"),
   url: z.url({ protocol: /^https?$/ }),
   base_model: z.string().min(1),
   capacity: z.number().int().positive().default(32),

@@ -66,7 +66,9 @@ export function baseModelRoutes(models: ModelResolver) {
   });
 
   app.get("/", async (c) => {
-    const { results } = await c.env.DB.prepare("SELECT * FROM base_models ORDER BY name").all<BaseModel>();
+    const { results } = await c.env.DB.prepare(
+      "SELECT * FROM base_models ORDER BY name",
+    ).all<BaseModel>();
     return c.json({ object: "list", data: results });
   });
 
@@ -74,7 +76,10 @@ export function baseModelRoutes(models: ModelResolver) {
 }
 
 export async function getBaseModel(db: D1Database, name: string): Promise<BaseModel> {
-  const row = await db.prepare("SELECT * FROM base_models WHERE name = ?").bind(name).first<BaseModel>();
+  const row = await db
+    .prepare("SELECT * FROM base_models WHERE name = ?")
+    .bind(name)
+    .first<BaseModel>();
   if (row === null) throw new ApiError(404, "base_model_not_found", `No base model ${name}`);
   return row;
 }

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { generateApiKey } from "../auth/api-key.ts";
-import { keyCacheKey, type KeyResolver } from "../auth/key-resolver.ts";
+import { type KeyResolver, keyCacheKey } from "../auth/key-resolver.ts";
 import { scopes } from "../auth/principal.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -41,16 +41,29 @@ export function keyRoutes(resolver: KeyResolver) {
     await getTenant(c.env.DB, tenantId);
     const input = await parseJsonBody(c, issueSchema);
     if (input.expires_at !== undefined && input.expires_at <= Date.now()) {
-      throw new ApiError(400, "invalid_request", "expires_at is in the past", { param: "expires_at" });
+      throw new ApiError(400, "invalid_request", "expires_at is in the past", {
+        param: "expires_at",
+      });
     }
     const id = newId("key_");
     const key = await generateApiKey();
     await c.env.DB.prepare(
       "INSERT INTO api_keys (id, tenant_id, hash, prefix, scopes, name, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
-      .bind(id, tenantId, key.hash, key.display, JSON.stringify(input.scopes), input.name ?? null, input.expires_at ?? null, Date.now())
+      .bind(
+        id,
+        tenantId,
+        key.hash,
+        key.display,
+        JSON.stringify(input.scopes),
+        input.name ?? null,
+        input.expires_at ?? null,
+        Date.now(),
+      )
       .run();
-    const row = await c.env.DB.prepare("SELECT * FROM api_keys WHERE id = ?").bind(id).first<KeyRow>();
+    const row = await c.env.DB.prepare("SELECT * FROM api_keys WHERE id = ?")
+      .bind(id)
+      .first<KeyRow>();
     if (row === null) throw new ApiError(500, "key_not_stored", "The key was not stored");
     // The only time the secret leaves the gateway.
     return c.json({ ...keyView(row), key: key.secret }, 201);
@@ -69,7 +82,9 @@ export function keyRoutes(resolver: KeyResolver) {
 
   app.post("/keys/:id/revoke", async (c) => {
     const id = c.req.param("id");
-    const row = await c.env.DB.prepare("SELECT hash FROM api_keys WHERE id = ?").bind(id).first<{ hash: string }>();
+    const row = await c.env.DB.prepare("SELECT hash FROM api_keys WHERE id = ?")
+      .bind(id)
+      .first<{ hash: string }>();
     if (row === null) throw new ApiError(404, "key_not_found", `No API key ${id}`);
     await c.env.DB.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
       .bind(Date.now(), id)

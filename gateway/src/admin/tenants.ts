@@ -47,7 +47,10 @@ export function tenantView(row: TenantRow) {
 }
 
 /** Column updates for the fields present in `input` (absent fields are left as they are). */
-function limitAssignments(input: LimitsInput): { sql: string[]; values: (string | number | null)[] } {
+function limitAssignments(input: LimitsInput): {
+  sql: string[];
+  values: (string | number | null)[];
+} {
   const sql: string[] = [];
   const values: (string | number | null)[] = [];
   for (const [column, value] of Object.entries(input)) {
@@ -65,8 +68,11 @@ export function tenantRoutes(resolver: KeyResolver) {
   app.post("/", async (c) => {
     const input = await parseJsonBody(c, createSchema);
     const id = newId("tn_");
-    const taken = await c.env.DB.prepare("SELECT 1 FROM tenants WHERE name = ?").bind(input.name).first();
-    if (taken !== null) throw new ApiError(409, "tenant_exists", `A tenant named ${input.name} exists`);
+    const taken = await c.env.DB.prepare("SELECT 1 FROM tenants WHERE name = ?")
+      .bind(input.name)
+      .first();
+    if (taken !== null)
+      throw new ApiError(409, "tenant_exists", `A tenant named ${input.name} exists`);
     await c.env.DB.prepare("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
       .bind(id, input.name, Date.now())
       .run();
@@ -80,7 +86,9 @@ export function tenantRoutes(resolver: KeyResolver) {
   });
 
   app.get("/", async (c) => {
-    const { results } = await c.env.DB.prepare("SELECT * FROM tenants ORDER BY created_at").all<TenantRow>();
+    const { results } = await c.env.DB.prepare(
+      "SELECT * FROM tenants ORDER BY created_at",
+    ).all<TenantRow>();
     return c.json({ object: "list", data: results.map(tenantView) });
   });
 

@@ -8,8 +8,11 @@ export function usageAdminRoutes() {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {
     const tenantId = c.req.query("tenant_id");
-    if (!tenantId) throw new ApiError(400, "invalid_request", "tenant_id is required", { param: "tenant_id" });
-    return c.json(await summarizeUsage(c.env.DB, tenantId, c.req.query("start"), c.req.query("end")));
+    if (!tenantId)
+      throw new ApiError(400, "invalid_request", "tenant_id is required", { param: "tenant_id" });
+    return c.json(
+      await summarizeUsage(c.env.DB, tenantId, c.req.query("start"), c.req.query("end")),
+    );
   });
   return app;
 }

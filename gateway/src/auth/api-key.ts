@@ -14,7 +14,11 @@ const keyPattern = /^lf_live_[0-9A-Za-z]{40}$/;
  */
 export async function generateApiKey(): Promise<{ secret: string; hash: string; display: string }> {
   const secret = `${apiKeyPrefix}${randomToken(secretLength)}`;
-  return { secret, hash: await sha256Hex(secret), display: secret.slice(0, apiKeyPrefix.length + 4) };
+  return {
+    secret,
+    hash: await sha256Hex(secret),
+    display: secret.slice(0, apiKeyPrefix.length + 4),
+  };
 }
 
 /** True when text has the shape of one of our keys (checked before any lookup). */

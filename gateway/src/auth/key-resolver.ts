@@ -81,7 +81,11 @@ export class KeyResolver {
 }
 
 /** Deletes the KV copies of every key of a tenant, after its row changed. */
-export async function invalidateTenantKeys(env: Env, resolver: KeyResolver, tenantId: string): Promise<void> {
+export async function invalidateTenantKeys(
+  env: Env,
+  resolver: KeyResolver,
+  tenantId: string,
+): Promise<void> {
   const { results } = await env.DB.prepare("SELECT hash FROM api_keys WHERE tenant_id = ?")
     .bind(tenantId)
     .all<{ hash: string }>();

@@ -9,7 +9,11 @@ import type { Scope } from "./principal.ts";
 function bearer(header: string | undefined): string {
   const match = header?.match(/^Bearer\s+(\S+)$/i);
   if (!match?.[1]) {
-    throw new ApiError(401, "missing_api_key", "Send your API key as `Authorization: Bearer lf_live_...`");
+    throw new ApiError(
+      401,
+      "missing_api_key",
+      "Send your API key as `Authorization: Bearer lf_live_...`",
+    );
   }
   return match[1];
 }
@@ -47,7 +51,11 @@ export function adminAuth() {
     const token = bearer(c.req.header("authorization"));
     const expected = c.env.ADMIN_TOKEN;
     if (!expected || expected.length < 16) {
-      throw new ApiError(503, "admin_disabled", "ADMIN_TOKEN is not set (or shorter than 16 characters)");
+      throw new ApiError(
+        503,
+        "admin_disabled",
+        "ADMIN_TOKEN is not set (or shorter than 16 characters)",
+      );
     }
     if (!(await constantTimeEqual(token, expected))) {
       throw new ApiError(401, "invalid_admin_token", "Incorrect admin token");

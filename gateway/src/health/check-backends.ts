@@ -9,7 +9,10 @@ const timeoutMs = 5_000;
  * given); anything else, or no answer in 5 s, marks it unhealthy with the reason.
  */
 export async function checkBackends(env: Env, directory: BackendDirectory): Promise<void> {
-  const { results } = await env.DB.prepare("SELECT id, url FROM backends").all<{ id: string; url: string }>();
+  const { results } = await env.DB.prepare("SELECT id, url FROM backends").all<{
+    id: string;
+    url: string;
+  }>();
   await Promise.all(
     results.map(async (backend) => {
       const { healthy, load, error } = await probe(env, backend.url);
@@ -23,7 +26,10 @@ export async function checkBackends(env: Env, directory: BackendDirectory): Prom
   directory.invalidate();
 }
 
-async function probe(env: Env, url: string): Promise<{ healthy: boolean; load: number; error: string | null }> {
+async function probe(
+  env: Env,
+  url: string,
+): Promise<{ healthy: boolean; load: number; error: string | null }> {
   try {
     const response = await fetch(`${url}/health`, {
       headers: { authorization: `Bearer ${env.BACKEND_SECRET}` },
@@ -31,7 +37,10 @@ async function probe(env: Env, url: string): Promise<{ healthy: boolean; load: n
     });
     if (!response.ok) return { healthy: false, load: 0, error: `HTTP ${response.status}` };
     const body = (await response.json().catch(() => ({}))) as { load?: unknown };
-    const load = typeof body.load === "number" && Number.isFinite(body.load) ? Math.max(0, Math.round(body.load)) : 0;
+    const load =
+      typeof body.load === "number" && Number.isFinite(body.load)
+        ? Math.max(0, Math.round(body.load))
+        : 0;
     return { healthy: true, load, error: null };
   } catch (error) {
     return { healthy: false, load: 0, error: String(error) };

@@ -32,7 +32,11 @@ export type AdmissionRequest = {
   limits: TenantLimits;
 };
 
-export type LimitCode = "requests_per_minute" | "tokens_per_minute" | "concurrent_streams" | "monthly_token_quota";
+export type LimitCode =
+  | "requests_per_minute"
+  | "tokens_per_minute"
+  | "concurrent_streams"
+  | "monthly_token_quota";
 
 export type Admission =
   | { ok: true }
@@ -42,7 +46,14 @@ export type Admission =
 export const leaseMs = 15 * 60_000;
 
 export function emptyLimitState(now: number): LimitState {
-  return { minute: minuteOf(now), minuteRequests: 0, minuteTokens: 0, month: monthOf(now), monthTokens: 0, open: {} };
+  return {
+    minute: minuteOf(now),
+    minuteRequests: 0,
+    minuteTokens: 0,
+    month: monthOf(now),
+    monthTokens: 0,
+    open: {},
+  };
 }
 
 /**
@@ -55,24 +66,42 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
   const { limits } = request;
   const minuteLeft = Math.max(1, Math.ceil(((state.minute + 1) * 60_000 - now) / 1000));
   if (limits.requestsPerMinute !== null && state.minuteRequests + 1 > limits.requestsPerMinute) {
-    return refuse("requests_per_minute", `Rate limit reached: ${limits.requestsPerMinute} requests per minute`, minuteLeft);
+    return refuse(
+      "requests_per_minute",
+      `Rate limit reached: ${limits.requestsPerMinute} requests per minute`,
+      minuteLeft,
+    );
   }
-  if (limits.tokensPerMinute !== null && state.minuteTokens + request.estimatedTokens > limits.tokensPerMinute) {
+  if (
+    limits.tokensPerMinute !== null &&
+    state.minuteTokens + request.estimatedTokens > limits.tokensPerMinute
+  ) {
     return refuse(
       "tokens_per_minute",
       `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request needs about ${request.estimatedTokens})`,
       minuteLeft,
     );
   }
-  if (limits.monthlyTokenQuota !== null && state.monthTokens + request.estimatedTokens > limits.monthlyTokenQuota) {
+  if (
+    limits.monthlyTokenQuota !== null &&
+    state.monthTokens + request.estimatedTokens > limits.monthlyTokenQuota
+  ) {
     return refuse(
       "monthly_token_quota",
       `Monthly token quota of ${limits.monthlyTokenQuota} reached`,
       Math.ceil((nextMonthStart(now) - now) / 1000),
     );
   }
-  if (request.stream && limits.concurrentStreams !== null && openStreams(state, now) >= limits.concurrentStreams) {
-    return refuse("concurrent_streams", `At most ${limits.concurrentStreams} concurrent streams`, 1);
+  if (
+    request.stream &&
+    limits.concurrentStreams !== null &&
+    openStreams(state, now) >= limits.concurrentStreams
+  ) {
+    return refuse(
+      "concurrent_streams",
+      `At most ${limits.concurrentStreams} concurrent streams`,
+      1,
+    );
   }
   state.minuteRequests += 1;
   state.minuteTokens += request.estimatedTokens;
@@ -92,7 +121,12 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
  * when the request is not open (already settled, or never admitted), so a
  * second settle changes nothing.
  */
-export function settle(state: LimitState, requestId: string, actualTokens: number, now: number): boolean {
+export function settle(
+  state: LimitState,
+  requestId: string,
+  actualTokens: number,
+  now: number,
+): boolean {
   roll(state, now);
   const reservation = state.open[requestId];
   if (reservation === undefined) return false;
@@ -100,8 +134,10 @@ export function settle(state: LimitState, requestId: string, actualTokens: numbe
   const difference = actualTokens - reservation.tokens;
   // A refund only applies to the window that was charged; an overrun is
   // charged to the current one, so real usage is never lost.
-  if (reservation.minute === state.minute || difference > 0) state.minuteTokens = Math.max(0, state.minuteTokens + difference);
-  if (reservation.month === state.month || difference > 0) state.monthTokens = Math.max(0, state.monthTokens + difference);
+  if (reservation.minute === state.minute || difference > 0)
+    state.minuteTokens = Math.max(0, state.minuteTokens + difference);
+  if (reservation.month === state.month || difference > 0)
+    state.monthTokens = Math.max(0, state.monthTokens + difference);
   return true;
 }
 

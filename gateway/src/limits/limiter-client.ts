@@ -16,7 +16,10 @@ export async function admitRequest(
   principal: Principal,
   request: { requestId: string; estimatedTokens: number; stream: boolean },
 ): Promise<void> {
-  const result = await limiterFor(env, principal.tenantId).admit({ ...request, limits: principal.limits });
+  const result = await limiterFor(env, principal.tenantId).admit({
+    ...request,
+    limits: principal.limits,
+  });
   if (!result.ok) {
     throw new ApiError(429, result.code, result.message, {
       headers: { "retry-after": String(result.retryAfterSeconds) },
@@ -25,6 +28,11 @@ export async function admitRequest(
 }
 
 /** Replaces the reservation by the real token count and frees the stream slot. */
-export async function settleRequest(env: Env, tenantId: string, requestId: string, actualTokens: number): Promise<void> {
+export async function settleRequest(
+  env: Env,
+  tenantId: string,
+  requestId: string,
+  actualTokens: number,
+): Promise<void> {
   await limiterFor(env, tenantId).settle(requestId, actualTokens);
 }

@@ -1,6 +1,13 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
-import { type Admission, type AdmissionRequest, admit, emptyLimitState, type LimitState, settle } from "./limit-state.ts";
+import {
+  type Admission,
+  type AdmissionRequest,
+  admit,
+  emptyLimitState,
+  type LimitState,
+  settle,
+} from "./limit-state.ts";
 
 const stateKey = "state";
 

@@ -21,7 +21,14 @@ export function accountRoutes(state: GatewayState) {
     return c.json({
       object: "list",
       data: [
-        ...bases.map((id) => ({ id, object: "model", created: 0, owned_by: "lorafleet", root: id, parent: null })),
+        ...bases.map((id) => ({
+          id,
+          object: "model",
+          created: 0,
+          owned_by: "lorafleet",
+          root: id,
+          parent: null,
+        })),
         ...results.map((a) => ({
           id: a.name,
           object: "model",
@@ -35,7 +42,14 @@ export function accountRoutes(state: GatewayState) {
   });
 
   app.get("/usage", auth, async (c) =>
-    c.json(await summarizeUsage(c.env.DB, c.get("principal").tenantId, c.req.query("start"), c.req.query("end"))),
+    c.json(
+      await summarizeUsage(
+        c.env.DB,
+        c.get("principal").tenantId,
+        c.req.query("start"),
+        c.req.query("end"),
+      ),
+    ),
   );
 
   return app;

@@ -1,5 +1,5 @@
-import { Hono } from "hono";
 import type { Context } from "hono";
+import { Hono } from "hono";
 import { signAdapterUrl } from "../adapters/signed-url.ts";
 import type { GatewayState } from "../app.ts";
 import { apiKeyAuth } from "../auth/middleware.ts";
@@ -32,7 +32,9 @@ function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBod
     throw new ApiError(400, "invalid_request", "model is required", { param: "model" });
   }
   if (endpoint === "chat" && (!Array.isArray(body.messages) || body.messages.length === 0)) {
-    throw new ApiError(400, "invalid_request", "messages must be a non-empty array", { param: "messages" });
+    throw new ApiError(400, "invalid_request", "messages must be a non-empty array", {
+      param: "messages",
+    });
   }
   if (endpoint === "completions" && typeof body.prompt !== "string") {
     throw new ApiError(400, "invalid_request", "prompt must be a string", { param: "prompt" });
@@ -43,7 +45,9 @@ function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBod
   for (const field of ["max_tokens", "max_completion_tokens"]) {
     const v = body[field];
     if (v !== undefined && v !== null && (!Number.isSafeInteger(v) || (v as number) < 1)) {
-      throw new ApiError(400, "invalid_request", `${field} must be a positive integer`, { param: field });
+      throw new ApiError(400, "invalid_request", `${field} must be a positive integer`, {
+        param: field,
+      });
     }
   }
   return body as InferenceBody;
@@ -52,7 +56,10 @@ function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBod
 /** About 4 characters per token, plus the completion the request allows. */
 function estimateTokens(body: InferenceBody): { prompt: number; total: number } {
   const prompt = Math.ceil(JSON.stringify(body.messages ?? body.prompt ?? "").length / 4);
-  return { prompt, total: prompt + (body.max_completion_tokens ?? body.max_tokens ?? defaultCompletionEstimate) };
+  return {
+    prompt,
+    total: prompt + (body.max_completion_tokens ?? body.max_tokens ?? defaultCompletionEstimate),
+  };
 }
 
 /** POST /v1/chat/completions and /v1/completions. */
@@ -64,7 +71,11 @@ export function inferenceRoutes(state: GatewayState) {
   return app;
 }
 
-async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint: "chat" | "completions") {
+async function handleInference(
+  c: Context<AppEnv>,
+  state: GatewayState,
+  endpoint: "chat" | "completions",
+) {
   const principal = c.get("principal");
   const requestId = c.get("requestId");
   const path = endpoint === "chat" ? "/v1/chat/completions" : "/v1/completions";
@@ -87,11 +98,25 @@ async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint
     model: body.model,
     adapterId: target.adapter?.id ?? null,
   };
-  const finish = (r: Pick<UsageRecord, "backendId" | "status" | "outcome">, usage: TokenUsage | null, settle: boolean) => {
+  const finish = (
+    r: Pick<UsageRecord, "backendId" | "status" | "outcome">,
+    usage: TokenUsage | null,
+    settle: boolean,
+  ) => {
     const tokens = usage ?? { promptTokens: 0, completionTokens: 0 };
     const latencyMs = state.now() - c.get("startedAt");
-    const writes = [recordUsage(c.env.DB, { ...usageBase, ...r, ...tokens, latencyMs }, state.now())];
-    if (settle) writes.push(settleRequest(c.env, principal.tenantId, requestId, tokens.promptTokens + tokens.completionTokens));
+    const writes = [
+      recordUsage(c.env.DB, { ...usageBase, ...r, ...tokens, latencyMs }, state.now()),
+    ];
+    if (settle)
+      writes.push(
+        settleRequest(
+          c.env,
+          principal.tenantId,
+          requestId,
+          tokens.promptTokens + tokens.completionTokens,
+        ),
+      );
     c.executionCtx.waitUntil(Promise.all(writes));
   };
 
@@ -102,7 +127,10 @@ async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint
     throw error;
   }
 
-  const ranked = rankBackends(target.adapter?.id ?? target.baseModel, await state.backends.candidates(c.env, target.baseModel));
+  const ranked = rankBackends(
+    target.adapter?.id ?? target.baseModel,
+    await state.backends.candidates(c.env, target.baseModel),
+  );
   const forwarded = await forwardWithFailover(
     c.env,
     state.backends,
@@ -114,9 +142,14 @@ async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint
   );
   if (forwarded === null) {
     finish({ backendId: null, status: 503, outcome: "backend_error" }, null, true);
-    throw new ApiError(503, "no_backend_available", `No backend for ${target.baseModel} answered; try again shortly`, {
-      headers: { "retry-after": "1" },
-    });
+    throw new ApiError(
+      503,
+      "no_backend_available",
+      `No backend for ${target.baseModel} answered; try again shortly`,
+      {
+        headers: { "retry-after": "1" },
+      },
+    );
   }
   const { backend, response } = forwarded;
   c.set("upstreamMs", forwarded.waitedMs);
@@ -130,20 +163,32 @@ async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint
     } catch {
       // A non-JSON body has no usage; the status tells what happened.
     }
-    finish({ backendId: backend.id, status: response.status, outcome: response.ok ? "ok" : "invalid" }, usage, true);
+    finish(
+      { backendId: backend.id, status: response.status, outcome: response.ok ? "ok" : "invalid" },
+      usage,
+      true,
+    );
     return new Response(text, {
       status: response.status,
       headers: { "content-type": response.headers.get("content-type") ?? "application/json" },
     });
   }
 
-  const metered = meterSse(response.body, body.stream_options?.include_usage === true, (end) => {
-    state.backends.end(backend.id);
-    // Without the backend's usage event (a cut or cancelled stream), prompt
-    // tokens are the estimate and completion tokens the events that carried text.
-    const usage = end.usage ?? { promptTokens: estimate.prompt, completionTokens: end.contentEvents };
-    finish({ backendId: backend.id, status: 200, outcome: end.outcome }, usage, true);
-  }, c.req.raw.signal);
+  const metered = meterSse(
+    response.body,
+    body.stream_options?.include_usage === true,
+    (end) => {
+      state.backends.end(backend.id);
+      // Without the backend's usage event (a cut or cancelled stream), prompt
+      // tokens are the estimate and completion tokens the events that carried text.
+      const usage = end.usage ?? {
+        promptTokens: estimate.prompt,
+        completionTokens: end.contentEvents,
+      };
+      finish({ backendId: backend.id, status: 200, outcome: end.outcome }, usage, true);
+    },
+    c.req.raw.signal,
+  );
   return new Response(metered, {
     status: 200,
     headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
@@ -155,7 +200,12 @@ async function handleInference(c: Context<AppEnv>, state: GatewayState, endpoint
  * gateway meters it), plus `lorafleet` with the tenant, the request id and, for
  * an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
  */
-async function backendBody(c: Context<AppEnv>, body: InferenceBody, target: ModelTarget, stream: boolean) {
+async function backendBody(
+  c: Context<AppEnv>,
+  body: InferenceBody,
+  target: ModelTarget,
+  stream: boolean,
+) {
   const origin = c.env.PUBLIC_URL || new URL(c.req.url).origin;
   const adapter = target.adapter;
   const now = Date.now();
@@ -174,8 +224,20 @@ async function backendBody(c: Context<AppEnv>, body: InferenceBody, target: Mode
               name: adapter.name,
               rank: adapter.rank,
               sha256: adapter.sha256,
-              config_url: await signAdapterUrl(c.env, origin, adapter.id, "adapter_config.json", now),
-              weights_url: await signAdapterUrl(c.env, origin, adapter.id, "adapter_model.safetensors", now),
+              config_url: await signAdapterUrl(
+                c.env,
+                origin,
+                adapter.id,
+                "adapter_config.json",
+                now,
+              ),
+              weights_url: await signAdapterUrl(
+                c.env,
+                origin,
+                adapter.id,
+                "adapter_model.safetensors",
+                now,
+              ),
             },
     },
   };

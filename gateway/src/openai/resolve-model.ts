@@ -24,7 +24,9 @@ export class ModelResolver {
   async baseModels(env: Env, principal: Principal): Promise<string[]> {
     let all = this.#baseModels.get("all");
     if (all === undefined) {
-      const { results } = await env.DB.prepare("SELECT name FROM base_models").all<{ name: string }>();
+      const { results } = await env.DB.prepare("SELECT name FROM base_models").all<{
+        name: string;
+      }>();
       all = results.map((r) => r.name);
       this.#baseModels.set("all", all);
     }
@@ -38,14 +40,22 @@ export class ModelResolver {
   }
 
   async resolve(env: Env, principal: Principal, model: string): Promise<ModelTarget> {
-    if ((await this.baseModels(env, principal)).includes(model)) return { baseModel: model, adapter: null };
+    if ((await this.baseModels(env, principal)).includes(model))
+      return { baseModel: model, adapter: null };
     const ownPrefix = `${principal.tenantName}/`;
     const name = model.startsWith(ownPrefix) ? model.slice(ownPrefix.length) : model;
-    const adapter = name.includes("/") ? null : await this.#adapters.resolve(env, principal.tenantId, name);
+    const adapter = name.includes("/")
+      ? null
+      : await this.#adapters.resolve(env, principal.tenantId, name);
     if (adapter === null) {
-      throw new ApiError(404, "model_not_found", `The model \`${model}\` does not exist or you do not have access to it.`, {
-        param: "model",
-      });
+      throw new ApiError(
+        404,
+        "model_not_found",
+        `The model \`${model}\` does not exist or you do not have access to it.`,
+        {
+          param: "model",
+        },
+      );
     }
     return { baseModel: adapter.baseModel, adapter };
   }

@@ -13,7 +13,8 @@ export type StreamEnd = {
 const encoder = new TextEncoder();
 
 export function usageFrom(value: unknown): TokenUsage | null {
-  const u = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)?.usage;
+  const u = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)
+    ?.usage;
   if (typeof u?.prompt_tokens !== "number" || typeof u.completion_tokens !== "number") return null;
   return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
 }
@@ -96,7 +97,14 @@ export function meterSse(
           try {
             chunk = await reader.read();
           } catch (error) {
-            const body = { error: { message: `The backend failed mid-stream: ${String(error)}`, type: "server_error", param: null, code: "backend_stream_failed" } };
+            const body = {
+              error: {
+                message: `The backend failed mid-stream: ${String(error)}`,
+                type: "server_error",
+                param: null,
+                code: "backend_stream_failed",
+              },
+            };
             controller.enqueue(encoder.encode(`data: ${JSON.stringify(body)}\n\n`));
             controller.close();
             end("backend_error");

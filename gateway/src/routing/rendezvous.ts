@@ -29,7 +29,8 @@ export function rankBackends<B extends RoutableBackend>(key: string, backends: r
     .map((s) => s.backend);
   const totalLoad = backends.reduce((sum, b) => sum + b.load, 0);
   const totalCapacity = backends.reduce((sum, b) => sum + b.capacity, 0);
-  const withRoom = (b: B) => b.load < Math.ceil(((1 + loadSlack) * (totalLoad + 1) * b.capacity) / totalCapacity);
+  const withRoom = (b: B) =>
+    b.load < Math.ceil(((1 + loadSlack) * (totalLoad + 1) * b.capacity) / totalCapacity);
   return [...byPreference.filter(withRoom), ...byPreference.filter((b) => !withRoom(b))];
 }
 

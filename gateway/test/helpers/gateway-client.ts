@@ -25,13 +25,20 @@ export function unique(prefix: string): string {
 export async function adminCall(method: string, path: string, body?: unknown): Promise<Response> {
   return SELF.fetch(`${origin}/admin${path}`, {
     method,
-    headers: { authorization: `Bearer ${testSecrets.adminToken}`, "content-type": "application/json" },
+    headers: {
+      authorization: `Bearer ${testSecrets.adminToken}`,
+      "content-type": "application/json",
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
 
 /** Admin call that must succeed; returns the JSON body. */
-export async function admin<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
+export async function admin<T = Record<string, unknown>>(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
   const res = await adminCall(method, path, body);
   if (!res.ok) throw new Error(`${method} /admin${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
@@ -49,7 +56,9 @@ export function tinyModel(name = unique("org/tiny")): BaseModelSpec {
   };
 }
 
-export async function registerBaseModel(model: BaseModelSpec = tinyModel()): Promise<BaseModelSpec> {
+export async function registerBaseModel(
+  model: BaseModelSpec = tinyModel(),
+): Promise<BaseModelSpec> {
   await admin("PUT", "/base-models", model);
   return model;
 }
@@ -61,17 +70,33 @@ export async function createTenant(
   limits: Record<string, unknown> = {},
   scopes: string[] = ["inference", "adapters:write"],
 ): Promise<Tenant> {
-  const tenant = await admin<{ id: string; name: string }>("POST", "/tenants", { name: unique("tenant"), ...limits });
+  const tenant = await admin<{ id: string; name: string }>("POST", "/tenants", {
+    name: unique("tenant"),
+    ...limits,
+  });
   return { id: tenant.id, name: tenant.name, key: await issueKey(tenant.id, scopes) };
 }
 
-export async function issueKey(tenantId: string, scopes: string[], extra: Record<string, unknown> = {}): Promise<string> {
-  const issued = await admin<{ key: string }>("POST", `/tenants/${tenantId}/keys`, { scopes, ...extra });
+export async function issueKey(
+  tenantId: string,
+  scopes: string[],
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  const issued = await admin<{ key: string }>("POST", `/tenants/${tenantId}/keys`, {
+    scopes,
+    ...extra,
+  });
   return issued.key;
 }
 
 /** A request to the gateway with a tenant's key. */
-export function call(key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+export function call(
+  key: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
   return SELF.fetch(`${origin}${path}`, {
     method,
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
@@ -79,11 +104,26 @@ export function call(key: string, method: string, path: string, body?: unknown, 
   });
 }
 
-export function chat(key: string, model: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
-  return call(key, "POST", "/v1/chat/completions", { model, messages: [{ role: "user", content: "hello there" }], ...extra }, headers);
+export function chat(
+  key: string,
+  model: string,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+) {
+  return call(
+    key,
+    "POST",
+    "/v1/chat/completions",
+    { model, messages: [{ role: "user", content: "hello there" }], ...extra },
+    headers,
+  );
 }
 
-export function uploadForm(name: string, files: { filename: string; content: string | Uint8Array }[], fields: Record<string, string> = {}): FormData {
+export function uploadForm(
+  name: string,
+  files: { filename: string; content: string | Uint8Array }[],
+  fields: Record<string, string> = {},
+): FormData {
   const form = new FormData();
   form.set("name", name);
   for (const [k, v] of Object.entries(fields)) form.set(k, v);
@@ -99,7 +139,11 @@ export function adapterFiles(a: AdapterFiles) {
 }
 
 export function upload(key: string, form: FormData) {
-  return SELF.fetch(`${origin}/v1/adapters`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form });
+  return SELF.fetch(`${origin}/v1/adapters`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    body: form,
+  });
 }
 
 // ── the test peer (a Node HTTP server standing in for backends; see peer/test-peer.ts) ──
@@ -109,11 +153,37 @@ export function peerUrl(virtualBackend: string): string {
 }
 
 export async function setPeerMode(virtualBackend: string, mode: PeerMode): Promise<void> {
-  const res = await fetch(`${env.TEST_PEER_URLS[0]}/__control/${virtualBackend}`, { method: "POST", body: JSON.stringify(mode) });
+  const res = await fetch(`${env.TEST_PEER_URLS[0]}/__control/${virtualBackend}`, {
+    method: "POST",
+    body: JSON.stringify(mode),
+  });
   if (!res.ok) throw new Error(`peer control: ${res.status}`);
 }
 
-export type PeerRequest = { path: string; headers: Record<string, string>; body: Record<string, any>; aborted?: boolean };
+/** The `lorafleet` field the gateway adds to a forwarded body (see gateway/README.md). */
+export type ForwardedAdapter = {
+  id: string;
+  name: string;
+  rank: number;
+  sha256: string;
+  config_url: string;
+  weights_url: string;
+};
+
+export type PeerRequest = {
+  path: string;
+  headers: Record<string, string>;
+  body: Record<string, unknown> & {
+    model: string;
+    lorafleet: {
+      tenant: string;
+      request_id: string;
+      base_model: string;
+      adapter: ForwardedAdapter | null;
+    };
+  };
+  aborted?: boolean;
+};
 
 export async function peerRequests(virtualBackend: string): Promise<PeerRequest[]> {
   const res = await fetch(`${env.TEST_PEER_URLS[0]}/__control/${virtualBackend}/requests`);
@@ -121,17 +191,45 @@ export async function peerRequests(virtualBackend: string): Promise<PeerRequest[
 }
 
 /** Registers a backend at a fresh virtual backend of the test peer; returns its id (= virtual name). */
-export async function registerPeerBackend(baseModel: string, capacity = 32, url?: string): Promise<string> {
+export async function registerPeerBackend(
+  baseModel: string,
+  capacity = 32,
+  url?: string,
+): Promise<string> {
   const id = unique("peer");
-  await admin("POST", "/backends", { id, url: url ?? peerUrl(id), base_model: baseModel, capacity });
+  await admin("POST", "/backends", {
+    id,
+    url: url ?? peerUrl(id),
+    base_model: baseModel,
+    capacity,
+  });
   return id;
 }
 
-export type UsageRow = { request_id: string; tenant_id: string; outcome: string; status: number; prompt_tokens: number; completion_tokens: number; backend_id: string | null; adapter_id: string | null };
+export type UsageRow = {
+  request_id: string;
+  tenant_id: string;
+  outcome: string;
+  status: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  backend_id: string | null;
+  adapter_id: string | null;
+};
 
 export async function usageRows(tenantId: string): Promise<UsageRow[]> {
-  const { results } = await env.DB.prepare("SELECT * FROM usage WHERE tenant_id = ? ORDER BY created_at").bind(tenantId).all<UsageRow>();
+  const { results } = await env.DB.prepare(
+    "SELECT * FROM usage WHERE tenant_id = ? ORDER BY created_at",
+  )
+    .bind(tenantId)
+    .all<UsageRow>();
   return results;
+}
+
+/** The value, or a thrown error naming what was missing (instead of a `!` assertion). */
+export function defined<T>(value: T | undefined | null, what = "value"): T {
+  if (value === undefined || value === null) throw new Error(`expected a ${what}`);
+  return value;
 }
 
 /** Waits until `check` stops throwing (usage rows are written after the response, in waitUntil). */

@@ -5,7 +5,10 @@ export type TensorSpec = { name: string; dtype: string; shape: number[] };
 const dtypeBytes: Record<string, number> = { F32: 4, F16: 2, BF16: 2, I8: 1 };
 
 /** A safetensors file whose tensors hold deterministic bytes, laid out back to back. */
-export function buildSafetensors(tensors: TensorSpec[], header?: (h: Record<string, unknown>) => void): Uint8Array {
+export function buildSafetensors(
+  tensors: TensorSpec[],
+  header?: (h: Record<string, unknown>) => void,
+): Uint8Array {
   const entries: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let offset = 0;
   for (const t of tensors) {
@@ -46,7 +49,12 @@ function dims(m: BaseModelSpec, module: Module): [number, number] {
 }
 
 /** The tensor list PEFT saves for a LoRA on every layer of `model`. */
-export function loraTensors(model: BaseModelSpec, rank: number, targets: Module[], dtype = "F32"): TensorSpec[] {
+export function loraTensors(
+  model: BaseModelSpec,
+  rank: number,
+  targets: Module[],
+  dtype = "F32",
+): TensorSpec[] {
   const out: TensorSpec[] = [];
   for (let layer = 0; layer < model.num_hidden_layers; layer += 1) {
     for (const module of targets) {
@@ -85,5 +93,8 @@ export function buildAdapter(
     use_dora: false,
     ...options.config,
   };
-  return { config: JSON.stringify(config), weights: buildSafetensors(loraTensors(model, rank, targets)) };
+  return {
+    config: JSON.stringify(config),
+    weights: buildSafetensors(loraTensors(model, rank, targets)),
+  };
 }

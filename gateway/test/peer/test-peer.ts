@@ -15,7 +15,11 @@ import { testSecrets } from "./constants.ts";
  * connection. cut: start a 200 stream, send two chunks, then drop it.
  * slow: stream with `delayMs` between tokens.
  */
-export type PeerMode = { mode: "ok" | "error" | "reset" | "cut" | "slow"; delayMs?: number; load?: number };
+export type PeerMode = {
+  mode: "ok" | "error" | "reset" | "cut" | "slow";
+  delayMs?: number;
+  load?: number;
+};
 
 type Received = {
   path: string;
@@ -69,15 +73,20 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
       return json(res, 200, { ok: true });
     }
     const route = url.pathname.match(/^\/b\/([^/]+)(\/.*)$/);
-    if (!route?.[1] || !route[2]) return json(res, 404, { error: { message: "no such virtual backend" } });
+    if (!route?.[1] || !route[2])
+      return json(res, 404, { error: { message: "no such virtual backend" } });
     const [name, path] = [route[1], route[2]];
     const mode = modes.get(name) ?? { mode: "ok" };
     if (mode.mode === "reset") return req.socket.destroy();
     if (path === "/health" && req.method === "GET") {
-      return mode.mode === "error" ? json(res, 503, { ok: false }) : json(res, 200, { ok: true, load: mode.load ?? 0 });
+      return mode.mode === "error"
+        ? json(res, 503, { ok: false })
+        : json(res, 200, { ok: true, load: mode.load ?? 0 });
     }
     if (req.headers.authorization !== `Bearer ${testSecrets.backendSecret}`) {
-      return json(res, 401, { error: { message: "bad backend secret", type: "authentication_error" } });
+      return json(res, 401, {
+        error: { message: "bad backend secret", type: "authentication_error" },
+      });
     }
     const text = await readBody(req);
     const body = JSON.parse(text) as OpenAiBody;
@@ -85,9 +94,11 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     const entry: Received = { path, headers: req.headers, body };
     list.push(entry);
     received.set(name, list);
-    if (mode.mode === "error") return json(res, 503, { error: { message: "peer told to fail", type: "server_error" } });
+    if (mode.mode === "error")
+      return json(res, 503, { error: { message: "peer told to fail", type: "server_error" } });
     const chat = path === "/v1/chat/completions";
-    if (!chat && path !== "/v1/completions") return json(res, 404, { error: { message: `no route ${path}` } });
+    if (!chat && path !== "/v1/completions")
+      return json(res, 404, { error: { message: `no route ${path}` } });
 
     const completion = Math.min(body.max_tokens ?? 4, 1000);
     const usage = {
