@@ -167,8 +167,14 @@ def _read_weights(
         with safe_open(path, framework="pt") as st:
             for key in st.keys():  # noqa: SIM118 - safe_open has no __iter__
                 match = _KEY.match(key)
-                if not match or match[2] not in targets or int(match[1]) >= cfg.num_layers:
+                if not match:
                     raise AdapterInvalid(f"unexpected tensor {key}")
+                if match[2] not in targets:
+                    raise AdapterInvalid(f"tensor {key}: target_modules does not list it")
+                if int(match[1]) >= cfg.num_layers:
+                    raise AdapterInvalid(
+                        f"tensor {key}: the base model has {cfg.num_layers} layers"
+                    )
                 weights[(int(match[1]), match[2], match[3])] = st.get_tensor(key)
     except SafetensorError as e:
         raise AdapterInvalid(f"{path} is not a valid safetensors file: {e}") from e

@@ -1,0 +1,232 @@
+"""PEFT adapter parsing: accepted forms, and every bad adapter refused by name while the
+pool and the host cache stay exactly as they were."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from lorafleet_executor.adapter_layout import adapter_layout
+from lorafleet_executor.errors import AdapterInvalid, CapacityExceeded
+from lorafleet_executor.executor import Executor
+from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.host_cache import HostCache
+from lorafleet_executor.plan import InitConfig
+
+ROOT = fixtures_root(os.environ)
+TINY = ROOT / "tiny-llama"
+ADAPTERS = ROOT / "adapters"
+Q_A = "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
+DOWN_B = "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight"
+
+
+@pytest.fixture(scope="module")
+def executor():
+    if not (TINY / ".fixture.json").exists():
+        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    return Executor(InitConfig(model_path=str(TINY), num_pages=2000, max_rank=64))
+
+
+def manifest_entry(name: str) -> dict:
+    return json.loads((ADAPTERS / name / ".fixture.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "name", ["tiny-r4", "tiny-r8", "tiny-r64", "tiny-r16-rslora", "tiny-mix-13"]
+)
+def test_staged_metadata_matches_the_fixture(executor, name):
+    entry = manifest_entry(name)
+    staged = executor.stage_adapter(1000, str(ADAPTERS / name))
+    assert staged.rank == entry["rank"]
+    assert staged.scale == pytest.approx(entry["scale"])
+    assert staged.targets == [t.removesuffix("_proj") for t in entry["targets"]]
+    _, pages = adapter_layout(
+        staged.rank, staged.targets, executor.cfg.module_shapes(), executor.cfg.page_width
+    )
+    assert staged.num_pages == pages
+    assert staged.host_bytes == executor.cfg.num_layers * pages * executor.cfg.page_width * 4
+
+
+def test_packed_rows_are_a_and_scaled_b_transposed(executor):
+    executor.stage_adapter(1001, str(ADAPTERS / "tiny-r16-rslora"))
+    adapter = executor.host.get(1001)
+    raw = load_file(str(ADAPTERS / "tiny-r16-rslora" / "adapter_model.safetensors"))
+    w = executor.cfg.page_width
+    span = adapter.spans["k"]
+    rows = adapter.rows[1].reshape(-1)  # layer 1, page list flattened
+    a = rows[span.a_start * w : span.b_start * w].view(16, span.a_row_pages * w)
+    bt = rows[span.b_start * w : (span.b_start + 16 * span.b_row_pages) * w].view(16, -1)
+    prefix = "base_model.model.model.layers.1.self_attn.k_proj"
+    torch.testing.assert_close(a[:, :64], raw[f"{prefix}.lora_A.weight"])
+    assert bool((a[:, 64:] == 0).all())
+    scale = 16 / math.sqrt(16)
+    torch.testing.assert_close(bt[:, :32], raw[f"{prefix}.lora_B.weight"].t() * scale)
+
+
+def test_all_linear_and_regex_targets(executor, tmp_path):
+    for spec, expected in [
+        ("all-linear", ["q", "k", "v", "o", "gate", "up", "down"]),
+        (r".*\.(q|k|v|o|gate|up|down)_proj", ["q", "k", "v", "o", "gate", "up", "down"]),
+    ]:
+        path = copy_adapter(tmp_path / "spec", "tiny-r8")
+        edit_config(path, target_modules=spec)
+        assert executor.stage_adapter(1002, str(path)).targets == expected
+        shutil.rmtree(path)
+
+
+def copy_adapter(dest, name="tiny-r8"):
+    shutil.copytree(ADAPTERS / name, dest)
+    return dest
+
+
+def edit_config(path, **changes):
+    config = json.loads((path / "adapter_config.json").read_text())
+    config.update(changes)
+    (path / "adapter_config.json").write_text(json.dumps(config))
+
+
+def edit_tensors(path, change):
+    file = path / "adapter_model.safetensors"
+    tensors = load_file(str(file))
+    change(tensors)
+    save_file(tensors, str(file))
+
+
+def _set(key, value):
+    def change(t):
+        t[key] = value(t[key]) if callable(value) else value
+
+    return change
+
+
+def _poison(value):
+    return lambda t: t.index_fill(0, torch.tensor([1]), value)
+
+
+def _without(key):
+    return lambda t: t.pop(key)
+
+
+BAD = {
+    "missing config": (
+        lambda p: (p / "adapter_config.json").unlink(),
+        "adapter_config.json is missing",
+    ),
+    "config not json": (
+        lambda p: (p / "adapter_config.json").write_text("{r: 8"),
+        "not valid JSON",
+    ),
+    "not lora": (lambda p: edit_config(p, peft_type="IA3"), "only LORA"),
+    "dora": (lambda p: edit_config(p, use_dora=True), "use_dora"),
+    "bias training": (lambda p: edit_config(p, bias="all"), "bias"),
+    "modules_to_save": (lambda p: edit_config(p, modules_to_save=["lm_head"]), "modules_to_save"),
+    "rank pattern": (lambda p: edit_config(p, rank_pattern={"q_proj": 4}), "rank_pattern"),
+    "rank over max": (lambda p: edit_config(p, r=65), "exceeds max_rank 64"),
+    "rank not int": (lambda p: edit_config(p, r="8"), "positive integer"),
+    "alpha not number": (lambda p: edit_config(p, lora_alpha=None), "lora_alpha"),
+    "rslora not bool": (lambda p: edit_config(p, use_rslora="yes"), "use_rslora"),
+    "unknown target": (lambda p: edit_config(p, target_modules=["q_proj", "lm_head"]), "'lm_head'"),
+    "regex target embed": (
+        lambda p: edit_config(p, target_modules=r".*(embed_tokens|q_proj)"),
+        "embed_tokens",
+    ),
+    "pickle only": (
+        lambda p: (p / "adapter_model.safetensors").rename(p / "adapter_model.bin"),
+        "pickle",
+    ),
+    "weights missing": (lambda p: (p / "adapter_model.safetensors").unlink(), "is missing"),
+    "not safetensors": (
+        lambda p: (p / "adapter_model.safetensors").write_bytes(b"\x10\x00garbage"),
+        "not a valid safetensors",
+    ),
+    "tensor missing": (
+        lambda p: edit_tensors(p, _without(DOWN_B)),
+        "layer 2 down_proj lora_B is missing",
+    ),
+    "other base shape": (
+        lambda p: edit_tensors(p, _set(Q_A, torch.zeros(8, 96))),
+        r"layer 1 q_proj lora_A has shape \(8, 96\), the base model needs \(8, 64\)",
+    ),
+    "rank mismatch": (
+        lambda p: edit_tensors(p, _set(DOWN_B, torch.zeros(64, 4))),
+        "lora_B has shape",
+    ),
+    "integer dtype": (
+        lambda p: edit_tensors(p, _set(Q_A, lambda t: t.to(torch.int32))),
+        "not floating point",
+    ),
+    "nan": (lambda p: edit_tensors(p, _set(Q_A, _poison(float("nan")))), "non-finite"),
+    "inf": (lambda p: edit_tensors(p, _set(DOWN_B, _poison(float("inf")))), "non-finite"),
+    "extra tensor": (
+        lambda p: edit_tensors(
+            p, _set("base_model.model.lm_head.lora_A.weight", torch.zeros(8, 64))
+        ),
+        "unexpected tensor base_model.model.lm_head",
+    ),
+    "layer beyond base": (
+        lambda p: edit_tensors(p, _set(Q_A.replace("layers.1", "layers.7"), torch.zeros(8, 64))),
+        "the base model has 3 layers",
+    ),
+    "untargeted module": (
+        lambda p: edit_config(p, target_modules=["q_proj", "k_proj"]),
+        "target_modules does not list it",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_adapter_is_refused_by_name_and_changes_nothing(executor, tmp_path, case):
+    breaker, message = BAD[case]
+    good = executor.stage_adapter(7, str(ADAPTERS / "tiny-r4"))
+    executor.load_adapter(7, np.arange(good.num_pages, dtype=np.int32))
+    pool_before = executor.pool.data.clone()
+    host_before = (len(executor.host), executor.host.used_bytes, 7 in executor.host)
+    placed_before = dict(executor.placed)
+
+    path = copy_adapter(tmp_path / case.replace(" ", "_"))
+    breaker(path)
+    with pytest.raises(AdapterInvalid, match=message):
+        executor.stage_adapter(8, str(path))
+
+    assert torch.equal(executor.pool.data, pool_before)
+    assert (len(executor.host), executor.host.used_bytes, 7 in executor.host) == host_before
+    assert 8 not in executor.host
+    assert executor.placed == placed_before
+
+
+def test_not_a_directory(executor, tmp_path):
+    with pytest.raises(AdapterInvalid, match="not a directory"):
+        executor.stage_adapter(9, str(tmp_path / "nowhere"))
+
+
+def test_fp16_overflow_after_scaling_is_refused(tmp_path):
+    if not (TINY / ".fixture.json").exists():
+        pytest.skip("fixture tiny-llama is missing")
+    ex = Executor(InitConfig(model_path=str(TINY), num_pages=500, dtype="float16"))
+    path = copy_adapter(tmp_path / "big")
+    edit_tensors(path, _set(DOWN_B, lambda t: t * 0 + 60000.0))  # x scale 2 > fp16 max
+    with pytest.raises(AdapterInvalid, match="overflow"):
+        ex.stage_adapter(1, str(path))
+
+
+def test_host_cache_is_a_byte_bounded_lru(executor):
+    one = executor.stage_adapter(20, str(ADAPTERS / "tiny-r4")).host_bytes
+    cache = HostCache(capacity_bytes=3 * one)
+    parsed = {i: executor.host.get(20) for i in range(4)}
+    for i in range(3):
+        parsed[i] = type(parsed[i])(**{**vars(parsed[i]), "adapter_id": i})
+        assert cache.put(parsed[i]) == []
+    cache.get(0)  # 0 is now the most recently used, 1 the least
+    parsed[3] = type(parsed[3])(**{**vars(parsed[3]), "adapter_id": 3})
+    assert cache.put(parsed[3]) == [1]
+    assert (0 in cache, 1 in cache, 2 in cache, 3 in cache) == (True, False, True, True)
+    assert cache.used_bytes == 3 * one
+    tiny = HostCache(capacity_bytes=one - 1)
+    with pytest.raises(CapacityExceeded):
+        tiny.put(parsed[0])
+    assert len(tiny) == 0 and tiny.used_bytes == 0
