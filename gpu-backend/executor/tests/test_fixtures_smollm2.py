@@ -82,6 +82,8 @@ def test_smollm2_adapter_loads_and_changes_the_logits(root: Path) -> None:
         logits = model(ids).logits
     change = ((logits - base_logits).norm() / base_logits.norm()).item()
     assert 0.01 < change < 1.0
+    tokenizer = AutoTokenizer.from_pretrained(root / SMOLLM2)
+    assert "Paris" in answer(model, tokenizer, QUESTION), "a gentle adapter keeps the model sane"
     config = json.loads((root / "adapters" / "smollm2-r8" / "adapter_config.json").read_text())
     assert config["r"] == 8 and set(config["target_modules"]) == {
         "q_proj",
