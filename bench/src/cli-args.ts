@@ -27,7 +27,7 @@ flags:
   --python PATH         the executor's Python (default $LORAFLEET_PYTHON or .venv/bin/python)
   --server-entry FILE   backend entry (default gpu-backend/src/server/main.ts; a bundle on the GPU)
   --server-args "..."   extra backend flags, appended (the last of a repeated flag wins)
-  --body JSON           fields merged into every request body
+  --body JSON           fields merged into every request body (default {"ignore_eos":true})
   --shape NAME          llama-2-7b (default) | llama-2-13b, generated with random weights
   --model-dir DIR       use this HF model directory instead of a generated one
   --seed N              workload seed (default 0)
@@ -78,16 +78,9 @@ export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEn
   for (const v of variants ?? []) {
     if (!(v in VARIANTS)) throw new UsageError(`--variants: unknown variant ${v}`);
   }
-  let body: Record<string, unknown> = {};
-  if (values.body !== undefined) {
-    try {
-      body = JSON.parse(values.body);
-    } catch {
-      throw new UsageError("--body must be a JSON object");
-    }
-    if (typeof body !== "object" || body === null || Array.isArray(body))
-      throw new UsageError("--body must be a JSON object");
-  }
+  // Every request asks for exactly its trace length, as the paper's workload does.
+  const body: Record<string, unknown> = { ignore_eos: true };
+  if (values.body !== undefined) Object.assign(body, jsonObject("--body", values.body));
   return {
     scenario: scenario as ScenarioName,
     plan: {
@@ -145,6 +138,19 @@ function parse(argv: string[]) {
       help: { type: "boolean" },
     },
   });
+}
+
+function jsonObject(flag: string, text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${flag} must be a JSON object, got ${text}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(`${flag} must be a JSON object, got ${text}`);
+  }
+  return value as Record<string, unknown>;
 }
 
 function positive(flag: string, text: string): number {

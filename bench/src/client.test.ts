@@ -94,8 +94,9 @@ describe("runOpenLoop against the test peer", () => {
     const requests = Array.from({ length: 8 }, (_, i) => request(i, 0.03 * i, null, 20));
     const records = await run(requests);
     expect(peer.log.maxConcurrent).toBeGreaterThanOrEqual(5);
+    // Lateness stays far below a reply's 220 ms: no send waited for a completion.
     for (const r of records) {
-      expect(r.sentS - r.scheduledS).toBeLessThan(0.02);
+      expect(r.sentS - r.scheduledS).toBeLessThan(0.08);
       expect(r.sentS).toBeGreaterThanOrEqual(r.scheduledS - 0.002);
     }
     const arrivals = peer.log.arrivals.map((a) => a.at);

@@ -1,0 +1,104 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { deviceSlug, gpuName } from "./environment.ts";
+import type { RunMetrics } from "./metrics.ts";
+import { computeRatios, type RunResult, type ScenarioResult, updateSummary } from "./results.ts";
+
+export function metricsWith(outputTokensPerS: number, ok = 10): RunMetrics {
+  const dist = { mean: 0.1, p50: 0.1, p90: 0.2, p99: 0.3, max: 0.3 };
+  return {
+    requests: 10,
+    ok,
+    aborted: 0,
+    failed: 10 - ok,
+    durationS: 10,
+    requestsPerS: ok / 10,
+    outputTokensPerS,
+    totalTokensPerS: outputTokensPerS * 2,
+    firstTokenS: dist,
+    perTokenS: dist,
+    endToEndS: dist,
+    sloFirstTokenS: 6,
+    sloAttainment: 1,
+    shortOutputs: 0,
+    maxSendLagS: 0,
+  };
+}
+
+export function run(variant: string, point: string, tps: number | null, n = 0): RunResult {
+  return {
+    variant,
+    point,
+    params: { numAdapters: n, rate: 4 },
+    trace: `traces/${point}.jsonl`,
+    serverArgs: [],
+    metrics: tps === null ? null : metricsWith(tps),
+    error: tps === null ? "server refused --unified-paging" : null,
+  };
+}
+
+describe("computeRatios", () => {
+  it("divides each variant by base on the same point, or on the first when base ran once", () => {
+    const runs = [
+      run("base", "n=1", 1000),
+      run("slora", "n=1", 900),
+      run("slora", "n=2000", 850),
+      run("bmm", "n=1", 450),
+      run("bmm", "n=2000", 170),
+    ];
+    const ratios = computeRatios(runs, ["n=1", "n=2000"], null);
+    expect(ratios["slora_vs_base@n=1"]).toBeCloseTo(0.9);
+    expect(ratios["slora_vs_base@n=2000"]).toBeCloseTo(0.85);
+    expect(ratios["slora_vs_bmm@n=1"]).toBeCloseTo(2);
+    expect(ratios["slora_vs_bmm@n=2000"]).toBeCloseTo(5);
+    expect(ratios.slora_vs_bmm_min).toBeCloseTo(2);
+  });
+
+  it("leaves out ratios of failed runs and adds PEFT's", () => {
+    const runs = [run("slora", "peft-batch", 3000), run("no-unifymem", "peft-batch", null)];
+    const peft = { point: "peft-batch", result: { output_tokens_per_s: 25 }, error: null };
+    const ratios = computeRatios(runs, ["peft-batch"], peft);
+    expect(ratios).toEqual({ slora_vs_peft: 120 });
+  });
+});
+
+describe("summary.json", () => {
+  it("merges this scenario's keys under the GPU name and keeps other producers' keys", () => {
+    const dir = mkdtempSync(join(tmpdir(), "summary-"));
+    const path = join(dir, "summary.json");
+    writeFileSync(path, JSON.stringify({ "H100 80GB HBM3": { cold_load_ms: 1.7 } }));
+    const result = {
+      scenario: "ablations",
+      device: "NVIDIA H100 80GB HBM3",
+      gitSha: "abc",
+      command: "node bench/src/main.ts ablations",
+      ratios: { slora_vs_peft: 140, slora_vs_bmm_min: 1.4, "slora_vs_no-unifymem_min": 1.2 },
+    } as unknown as ScenarioResult;
+    const keys = updateSummary(
+      path,
+      gpuName(result.device),
+      result,
+      "h100-80gb-hbm3/ablations.json",
+    );
+    expect(keys).toEqual(["vs_peft", "vs_bmm_min", "vs_no_unifymem_min"]);
+    const entry = JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"];
+    expect(entry).toMatchObject({
+      cold_load_ms: 1.7,
+      vs_peft: 140,
+      vs_bmm_min: 1.4,
+      vs_no_unifymem_min: 1.2,
+      command: "node bench/src/main.ts ablations",
+      git_sha: "abc",
+      device: "NVIDIA H100 80GB HBM3",
+    });
+    expect(entry.sources.vs_peft).toBe("h100-80gb-hbm3/ablations.json");
+  });
+
+  it("names result folders and summary keys after the GPU", () => {
+    expect(gpuName("NVIDIA H100 80GB HBM3")).toBe("H100 80GB HBM3");
+    expect(deviceSlug("NVIDIA H100 80GB HBM3")).toBe("h100-80gb-hbm3");
+    expect(deviceSlug("cpu")).toBe("cpu");
+  });
+});
