@@ -33,7 +33,7 @@ export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): Engi
     maxInFlightSteps: 2,
     maxResidentAdapters: 64,
     maxHostAdapters: 256,
-    hostCacheBytes: 4 << 30,
+    hostCacheBytes: 4 * 1024 ** 3,
     prefetchWindow: 32,
     vtcPromptWeight: 1,
     vtcOutputWeight: 2,

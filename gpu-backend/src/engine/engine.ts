@@ -1,8 +1,8 @@
 import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
 import { AdapterManager, type AdapterOp, type AdapterStats } from "./adapters.ts";
-import { PageAllocator, type PageStats } from "./allocator.ts";
+import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
 import { type EngineConfig, validateEngineConfig } from "./config.ts";
-import { DuplicateRequestError } from "./errors.ts";
+import { DuplicateRequestError, InvalidRequestError } from "./errors.ts";
 import { FairShare } from "./fair-share.ts";
 import type { RequestOutput } from "./output.ts";
 import { type EngineRequest, validateRequest } from "./request.ts";
@@ -82,6 +82,13 @@ export class Engine {
 
   addRequest(req: EngineRequest): void {
     validateRequest(req, this.#model);
+    const kvPages = this.#kvPagesAtMost(req);
+    if (kvPages > this.#pages.numPages) {
+      // It could never run to its end even alone: it would preempt itself forever.
+      throw new InvalidRequestError(
+        `request ${JSON.stringify(req.id)}: prompt + maxTokens need ${kvPages} KV pages; the pool has ${this.#pages.numPages}`,
+      );
+    }
     if (this.#requests.has(req.id)) {
       throw new DuplicateRequestError(`request ${JSON.stringify(req.id)} is still unfinished`);
     }
@@ -121,10 +128,26 @@ export class Engine {
     return this.#scheduler.stepFailed(stepId, message);
   }
 
-  /** The executor staged an adapter; an adapter that can never fit the pool fails its requests. */
+  /**
+   * The executor staged an adapter. An adapter that can never fit the pool fails its requests,
+   * and so does each request that could not run to its end beside it in an empty pool.
+   */
   adapterStaged(staged: StagedAdapter): RequestOutput[] {
     const problem = this.#adapters.onStaged(staged);
-    return problem === null ? [] : this.#failAdapterRequests(staged.adapterId, problem);
+    if (problem !== null) return this.#failAdapterRequests(staged.adapterId, problem);
+    const name = this.#adapters.nameOf(staged.adapterId);
+    const tooBig = [...this.#requests.values()].filter(
+      (s) =>
+        s.req.adapter?.name === name &&
+        staged.numPages + this.#kvPagesAtMost(s.req) > this.#pages.numPages,
+    );
+    return tooBig.map((seq) =>
+      this.#scheduler.finish(
+        seq,
+        "error",
+        `adapter ${name} (${staged.numPages} pages) and the request's ${this.#kvPagesAtMost(seq.req)} KV pages exceed the pool's ${this.#pages.numPages}`,
+      ),
+    );
   }
 
   adapterLoaded(adapterId: number): void {
@@ -166,6 +189,10 @@ export class Engine {
       deadlineAborts: this.#scheduler.counters.deadlineAborts,
       tenants,
     };
+  }
+
+  #kvPagesAtMost(req: EngineRequest): number {
+    return PAGES_PER_TOKEN * (req.promptTokenIds.length + req.maxTokens);
   }
 
   #failAdapterRequests(adapterId: number, message: string): RequestOutput[] {

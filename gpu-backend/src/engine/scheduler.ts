@@ -246,9 +246,11 @@ export class Scheduler {
       if (tenant === null) return;
       const seq = this.waiting.head(tenant) as Sequence;
       const adapter = seq.req.adapter;
+      // How soon its adapter is wanted; a base-model request outranks every adapter.
+      const found = adapter === null ? -1 : wanted.indexOf(adapter.name);
+      const rank = adapter === null ? -1 : found === -1 ? wanted.length : found;
       if (adapter !== null) {
-        const rank = wanted.indexOf(adapter.name);
-        const readiness = this.#adapters.ensure(adapter.name, rank === -1 ? wanted.length : rank);
+        const readiness = this.#adapters.ensure(adapter.name, rank);
         // No room for the adapter: stop admitting so finishing requests free room for it.
         if (readiness === "blocked") return;
         if (readiness === "pending") {
@@ -257,15 +259,19 @@ export class Scheduler {
         }
       }
       const n = Math.min(seq.tokens.length, budget.tokens);
+      // Pinned first, so that making room for its KV cannot evict its own adapter.
+      if (adapter !== null) this.#adapters.pin(adapter.name);
       while (!this.#pages.canAllocateKv(n)) {
-        if (!this.#adapters.evictOne(Number.POSITIVE_INFINITY)) return;
+        // Idle adapters that queued requests behind this one want may go; they load again.
+        if (this.#adapters.evictOne(rank + 1)) continue;
+        if (adapter !== null) this.#adapters.unpin(adapter.name);
+        return;
       }
       this.waiting.remove(seq);
       seq.status = "running";
       seq.seqId = this.#nextSeqId++;
       this.#bySeqId.set(seq.seqId, seq);
       this.running.push(seq);
-      if (adapter !== null) this.#adapters.pin(adapter.name);
       if (!seq.charged) {
         seq.charged = true;
         this.#fairShare.charge(tenant, seq.numPrompt, 0);

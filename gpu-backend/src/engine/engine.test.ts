@@ -1,0 +1,366 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { StepFlag, type StepPlan } from "../executor/messages.ts";
+import { DuplicateRequestError, InvalidRequestError, StepOrderError } from "./errors.ts";
+import type { RequestOutput } from "./output.ts";
+import type { EngineRequest } from "./request.ts";
+import {
+  createEngine,
+  createRequests,
+  drive,
+  EOS,
+  referenceTokens,
+  SimulatedExecutor,
+  testModel,
+  tokensOf,
+} from "./testing.ts";
+
+/** Every request got its reference tokens and exactly one finishing output. */
+function expectServedAlone(
+  requests: ReturnType<typeof createRequests>,
+  outputs: Map<string, RequestOutput[]>,
+  model = testModel(),
+): void {
+  for (const req of requests) {
+    const outs = outputs.get(req.id) ?? [];
+    const reference = referenceTokens(req, model);
+    expect(tokensOf(outs), req.id).toEqual(reference);
+    expect(outs.filter((o) => o.finishReason !== null)).toHaveLength(1);
+    const last = outs.at(-1) as RequestOutput;
+    const stopped = reference.length < req.maxTokens || reference.at(-1) === EOS;
+    expect(last.finishReason).toBe(stopped && !req.ignoreEos ? "stop" : "length");
+    expect(last.numOutputTokens).toBe(reference.length);
+  }
+}
+
+describe("Engine", () => {
+  it("gives each request what it yields alone, under pipelining, preemption and adapter churn", () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          maxNumSeqs: fc.integer({ min: 1, max: 8 }),
+          maxNumTokens: fc.integer({ min: 1, max: 48 }),
+          maxInFlightSteps: fc.integer({ min: 1, max: 2 }),
+          maxResidentAdapters: fc.integer({ min: 1, max: 4 }),
+          prefetchWindow: fc.integer({ min: 1, max: 8 }),
+        }),
+        fc.integer({ min: 90, max: 400 }),
+        fc.array(
+          fc.record({
+            promptLength: fc.integer({ min: 1, max: 24 }),
+            maxTokens: fc.integer({ min: 1, max: 12 }),
+            adapter: fc.option(fc.integer({ min: 0, max: 5 }), { nil: null }),
+            tenant: fc.integer({ min: 0, max: 2 }),
+            ignoreEos: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 16 },
+        ),
+        (config, numPages, shapes) => {
+          const model = testModel({ numPages });
+          const engine = createEngine(
+            { ...config, maxHostAdapters: config.maxResidentAdapters + 1 },
+            { numPages },
+          );
+          const requests = createRequests({
+            numRequests: shapes.length,
+            promptLength: (i) => shapes[i]?.promptLength ?? 1,
+            maxTokens: (i) => shapes[i]?.maxTokens ?? 1,
+            adapter: (i) => {
+              const a = shapes[i]?.adapter ?? null;
+              return a === null ? null : `lora${a}`;
+            },
+            tenant: (i) => `t${shapes[i]?.tenant}`,
+          }).map((req, i) => ({ ...req, ignoreEos: shapes[i]?.ignoreEos ?? true }));
+          for (const req of requests) engine.addRequest(req);
+          const sim = new SimulatedExecutor(model, (name) => 4 + Number(name.slice(4)) * 3);
+          const outputs = drive(engine, sim, {
+            afterSchedule: ({ plan }) => {
+              if (plan === null) return;
+              expect(plan.seqIds.length).toBeLessThanOrEqual(config.maxNumSeqs);
+              expect(plan.tokenIds.length).toBeLessThanOrEqual(config.maxNumTokens);
+              const pages = engine.stats().pages;
+              expect(pages.free + pages.fenced + pages.kv + pages.adapter).toBe(numPages);
+            },
+          });
+          expectServedAlone(requests, outputs, model);
+          expect(sim.maxStaged).toBeLessThanOrEqual(config.maxResidentAdapters + 1);
+          expect(sim.maxLoaded).toBeLessThanOrEqual(config.maxResidentAdapters);
+          const end = engine.stats();
+          expect(end).toMatchObject({ waiting: 0, running: 0, inFlightSteps: 0 });
+          expect(end.pages.kv).toBe(0);
+          expect(end.pages.fenced).toBe(0);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it("pipelines: step N+1 feeds each decoding seq the token step N samples", () => {
+    const model = testModel();
+    const engine = createEngine({ maxInFlightSteps: 2 });
+    const requests = createRequests({ numRequests: 4, maxTokens: (i) => 5 + i });
+    for (const req of requests) engine.addRequest(req);
+    const sim = new SimulatedExecutor(model);
+    const outputs = drive(engine, sim);
+    expectServedAlone(requests, outputs, model);
+    // Every step after the prefill had a seq fed from the step before it.
+    expect(sim.pipelinedSteps).toBeGreaterThanOrEqual(sim.stepsRun - 2);
+  });
+
+  it("plans while a step is in flight with useLastSampled and KV pages for the token in flight", () => {
+    const engine = createEngine({ maxInFlightSteps: 2 });
+    engine.addRequest(createRequests({ numRequests: 1, promptLength: () => 3 })[0] as never);
+    const first = engine.schedule(0).plan;
+    expect(first?.flags[0]).toBe(StepFlag.new | StepFlag.sample);
+    const second = engine.schedule(1).plan;
+    expect(second).not.toBeNull();
+    expect(second?.flags[0]).toBe(StepFlag.useLastSampled | StepFlag.sample);
+    expect([...(second?.tokenIds ?? [])]).toEqual([-1]);
+    expect(second?.numCached[0]).toBe(3);
+    expect(second?.kvPages.length).toBe(2);
+    expect(engine.canSchedule()).toBe(false);
+    expect(engine.schedule(2).plan).toBeNull();
+    expect(engine.stats().pages.kv).toBe(8);
+  });
+
+  it("discards a token sampled in flight for a request that finished meanwhile", () => {
+    const model = testModel();
+    const engine = createEngine({ maxInFlightSteps: 2 });
+    const [req] = createRequests({ numRequests: 1, maxTokens: () => 1 });
+    engine.addRequest(req as never);
+    const sim = new SimulatedExecutor(model);
+    const step0 = engine.schedule(0).plan;
+    sim.submit(step0 as never);
+    // maxTokens 1 is spent by step 0's sample: nothing more to plan for it.
+    expect(engine.schedule(0).plan).toBeNull();
+    const outs = engine.update(sim.runNext(), 1);
+    expect(outs).toHaveLength(1);
+    expect(outs[0]?.finishReason).toBe("length");
+    expect(engine.hasUnfinishedRequests()).toBe(false);
+  });
+
+  it("respects the token budget with chunked prefill, decode first", () => {
+    const engine = createEngine({ maxNumTokens: 10, maxInFlightSteps: 1 });
+    const requests = createRequests({ numRequests: 2, promptLength: () => 14, maxTokens: () => 4 });
+    for (const req of requests) engine.addRequest(req);
+    const model = testModel();
+    const sim = new SimulatedExecutor(model);
+    const plans: { seqs: number[]; tokens: number[] }[] = [];
+    const outputs = drive(engine, sim, {
+      afterSchedule: ({ plan }) => {
+        if (plan) plans.push({ seqs: [...plan.seqIds], tokens: [...plan.numNewTokens] });
+      },
+    });
+    expectServedAlone(requests, outputs, model);
+    // 14-token prompts in chunks of at most 10; the running seq goes before the new one.
+    expect(plans[0]).toEqual({ seqs: [0], tokens: [10] });
+    expect(plans[1]).toEqual({ seqs: [0, 1], tokens: [4, 6] });
+    expect(plans[2]).toEqual({ seqs: [0, 1], tokens: [1, 8] });
+    expect(plans[3]).toEqual({ seqs: [0, 1], tokens: [1, 1] });
+  });
+
+  it("respects maxNumSeqs", () => {
+    const engine = createEngine({ maxNumSeqs: 3, maxInFlightSteps: 1 });
+    const requests = createRequests({ numRequests: 7 });
+    for (const req of requests) engine.addRequest(req);
+    const sim = new SimulatedExecutor(testModel());
+    drive(engine, sim, {
+      afterSchedule: () => expect(engine.stats().running).toBeLessThanOrEqual(3),
+    });
+    expect(sim.maxSeqsInStep).toBe(3);
+  });
+
+  it("preempts the newest admission first and recomputes it from prompt + output", () => {
+    // 3 prompts of 4 tokens take 24 of 26 pages; each decode token takes 2 more.
+    const model = testModel({ numPages: 26 });
+    const engine = createEngine({ maxInFlightSteps: 1 }, { numPages: 26 });
+    const requests = createRequests({ numRequests: 3, promptLength: () => 4, maxTokens: () => 3 });
+    for (const req of requests) engine.addRequest(req);
+    const sim = new SimulatedExecutor(model);
+    const run = (nowMs: number): StepPlan => {
+      const plan = engine.schedule(nowMs).plan as StepPlan;
+      sim.submit(plan);
+      engine.update(sim.runNext(), nowMs);
+      return plan;
+    };
+    expect([...run(0).seqIds]).toEqual([0, 1, 2]);
+    // Seq 0 takes the last 2 pages; seq 1 needs 2 more: the newest, seq 2, gives its pages up.
+    const step1 = run(1);
+    expect([...step1.seqIds]).toEqual([0, 1]);
+    expect([...step1.freeSeqIds]).toEqual([2]);
+    expect(engine.stats().preemptions).toBe(1);
+    // Nothing is admitted in a step that preempted; seq 2 does not fit beside 0 and 1 yet.
+    const step2 = run(2);
+    expect([...step2.seqIds]).toEqual([0, 1]);
+    // Requests 0 and 1 are done; request 2 comes back as seq 3: prompt + its first token.
+    const step3 = engine.schedule(3).plan as StepPlan;
+    const r2 = requests[2] as EngineRequest;
+    expect([...step3.seqIds]).toEqual([3]);
+    expect(step3.flags[0]).toBe(StepFlag.new | StepFlag.sample);
+    expect(step3.numPrompt[0]).toBe(4);
+    expect([...step3.tokenIds]).toEqual([...r2.promptTokenIds, referenceTokens(r2, model)[0]]);
+    sim.submit(step3);
+    const outputs = drive(engine, sim);
+    expect(tokensOf(outputs.get("r2"))).toEqual(referenceTokens(r2, model).slice(1));
+  });
+
+  it("early-aborts only requests past their deadline", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.option(fc.integer({ min: 0, max: 300 }), { nil: null }), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        fc.integer({ min: 1, max: 2 }),
+        (deadlines, maxInFlightSteps) => {
+          const model = testModel();
+          const engine = createEngine({ maxNumSeqs: 2, maxInFlightSteps });
+          const requests = createRequests({
+            numRequests: deadlines.length,
+            maxTokens: () => 6,
+            deadlineMs: (i) => deadlines[i] ?? null,
+          });
+          for (const req of requests) engine.addRequest(req);
+          const finishedAt = new Map<string, number>();
+          const outputs = drive(engine, new SimulatedExecutor(model), {
+            onOutput: (out, now) => {
+              if (out.finishReason) finishedAt.set(out.id, now);
+            },
+          });
+          for (const req of requests) {
+            const outs = outputs.get(req.id) ?? [];
+            const last = outs.at(-1) as RequestOutput;
+            const at = finishedAt.get(req.id) as number;
+            const reference = referenceTokens(req, model);
+            if (last.finishReason === "deadline") {
+              expect(at).toBeGreaterThanOrEqual(req.deadlineMs as number);
+              expect(reference.slice(0, tokensOf(outs).length)).toEqual(tokensOf(outs));
+            } else {
+              // Finished normally: at the latest by the step that crossed its deadline (10 ms).
+              expect(req.deadlineMs === null || at < req.deadlineMs + 10).toBe(true);
+              expect(tokensOf(outs)).toEqual(reference);
+            }
+          }
+          expect(engine.stats().pages.kv).toBe(0);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it("cancels a running request; tokens in flight for it are dropped", () => {
+    const model = testModel();
+    const engine = createEngine({ maxInFlightSteps: 2 });
+    const requests = createRequests({ numRequests: 3, maxTokens: () => 10 });
+    for (const req of requests) engine.addRequest(req);
+    const sim = new SimulatedExecutor(model);
+    let aborted: RequestOutput | null = null;
+    const outputs = drive(engine, sim, {
+      onOutput: (out) => {
+        if (out.id === "r1" && out.numOutputTokens === 3 && aborted === null) {
+          aborted = engine.abort("r1", "abort");
+        }
+      },
+    });
+    expect(aborted).toMatchObject({ id: "r1", finishReason: "abort", newTokenIds: [] });
+    expect(tokensOf(outputs.get("r1"))).toEqual(
+      referenceTokens(requests[1] as never, model).slice(0, 3),
+    );
+    expect(tokensOf(outputs.get("r0"))).toEqual(referenceTokens(requests[0] as never, model));
+    expect(engine.abort("r1", "abort")).toBeNull();
+    expect(engine.stats().pages.kv).toBe(0);
+  });
+
+  it("finishes on EOS, on stop tokens, and with 'stop' when the server matched a stop string", () => {
+    const model = testModel();
+    const base = createRequests({ numRequests: 40, maxTokens: () => 30, ignoreEos: false });
+    const withEos = base.find(
+      (r) => referenceTokens(r, model).at(-1) === EOS && referenceTokens(r, model).length < 30,
+    );
+    expect(withEos).toBeDefined();
+    const eosReq = withEos as (typeof base)[number];
+    const engine = createEngine();
+    const eosTokens = referenceTokens(eosReq, model);
+    const stopAt = eosTokens[0] as number;
+    engine.addRequest(eosReq);
+    engine.addRequest({ ...eosReq, id: "stop", stopTokenIds: [stopAt] });
+    engine.addRequest({ ...eosReq, id: "abort-stop", ignoreEos: true, maxTokens: 20 });
+    const outputs = drive(engine, new SimulatedExecutor(model), {
+      onOutput: (out) => {
+        if (out.id === "abort-stop" && out.numOutputTokens === 2 && !out.finishReason) {
+          expect(engine.abort("abort-stop", "stop")).toMatchObject({
+            finishReason: "stop",
+            stopTokenId: null,
+          });
+        }
+      },
+    });
+    expect(outputs.get(eosReq.id)?.at(-1)).toMatchObject({
+      finishReason: "stop",
+      stopTokenId: EOS,
+    });
+    expect(tokensOf(outputs.get("stop"))).toEqual([stopAt]);
+    expect(outputs.get("stop")?.at(-1)).toMatchObject({
+      finishReason: "stop",
+      stopTokenId: stopAt,
+    });
+  });
+
+  it("reports logprobs when asked, parallel to the tokens", () => {
+    const engine = createEngine();
+    const [req] = createRequests({ numRequests: 1, maxTokens: () => 3 });
+    engine.addRequest({
+      ...(req as never),
+      sampling: { ...(req as never as { sampling: object }).sampling, logprobs: 0 },
+    } as never);
+    const outputs = drive(engine, new SimulatedExecutor(testModel()));
+    const outs = outputs.get("r0") ?? [];
+    expect(outs.flatMap((o) => o.logprobs ?? [])).toEqual([
+      { logprob: -0.5, top: [] },
+      { logprob: -0.5, top: [] },
+      { logprob: -0.5, top: [] },
+    ]);
+  });
+
+  it("survives an executor restart: running requests are recomputed, nothing is emitted twice", () => {
+    const model = testModel({ numPages: 200 });
+    const engine = createEngine({ maxResidentAdapters: 2, maxHostAdapters: 3 }, { numPages: 200 });
+    const requests = createRequests({
+      numRequests: 8,
+      maxTokens: () => 10,
+      adapter: (i) => (i % 3 === 0 ? null : `lora${i % 3}`),
+    });
+    for (const req of requests) engine.addRequest(req);
+    const outputs = drive(engine, new SimulatedExecutor(model), { crashAtStep: 5 });
+    expectServedAlone(requests, outputs, model);
+  });
+
+  it("rejects bad requests with named errors", () => {
+    const engine = createEngine({}, { numPages: 100, maxPosition: 64 });
+    const [req] = createRequests({ numRequests: 1 });
+    const ok = req as NonNullable<typeof req>;
+    engine.addRequest(ok);
+    expect(() => engine.addRequest(ok)).toThrow(DuplicateRequestError);
+    const bad = [
+      { ...ok, id: "a", promptTokenIds: [] },
+      { ...ok, id: "b", promptTokenIds: [1, 64] },
+      { ...ok, id: "c", maxTokens: 0 },
+      { ...ok, id: "d", maxTokens: 60 },
+      { ...ok, id: "e", sampling: { ...ok.sampling, topP: 0 } },
+      { ...ok, id: "f", sampling: { ...ok.sampling, logprobs: 21 } },
+      { ...ok, id: "g", tenant: "" },
+      { ...ok, id: "h", promptTokenIds: Array(30).fill(2), maxTokens: 30 }, // 120 KV pages > 100
+    ];
+    for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);
+  });
+
+  it("refuses step results out of order", () => {
+    const engine = createEngine({ maxInFlightSteps: 2 });
+    for (const req of createRequests({ numRequests: 2 })) engine.addRequest(req);
+    const sim = new SimulatedExecutor(testModel());
+    sim.submit(engine.schedule(0).plan as never);
+    sim.submit(engine.schedule(0).plan as never);
+    sim.runNext();
+    expect(() => engine.update(sim.runNext(), 1)).toThrow(StepOrderError);
+  });
+});

@@ -1,0 +1,409 @@
+// Test helpers (vLLM's create_scheduler / create_requests): build engines and requests, and
+// a simulated executor that honours PROTOCOL.md's contract and computes tokens with a
+// deterministic function of each sequence's history, so engine tests need no GPU.
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
+import { StepFlag } from "../executor/messages.ts";
+import type { AdapterOp } from "./adapters.ts";
+import { defaultEngineConfig, type EngineConfig } from "./config.ts";
+import { Engine } from "./engine.ts";
+import type { RequestOutput } from "./output.ts";
+import type { EngineRequest, SamplingParams } from "./request.ts";
+
+export const EOS = 1;
+
+export function testModel(overrides: Partial<ModelInfo> = {}): ModelInfo {
+  return {
+    numPages: 4096,
+    pageWidth: 64,
+    numLayers: 2,
+    hiddenSize: 128,
+    intermediateSize: 256,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 32,
+    vocabSize: 64,
+    maxPosition: 2048,
+    dtype: "float32",
+    device: "cpu",
+    modules: { q: [128, 128], k: [128, 64], v: [128, 64], o: [128, 128] },
+    eosTokenIds: [EOS],
+    ...overrides,
+  };
+}
+
+export function createEngine(
+  config: Partial<EngineConfig> = {},
+  model: Partial<ModelInfo> = {},
+): Engine {
+  return new Engine(defaultEngineConfig(config), testModel(model));
+}
+
+export const greedy: SamplingParams = {
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  seed: null,
+  logprobs: null,
+};
+
+export interface RequestShape {
+  numRequests: number;
+  /** tenant of request i */
+  tenant?: (i: number) => string;
+  /** adapter name of request i, null = base model */
+  adapter?: (i: number) => string | null;
+  promptLength?: (i: number) => number;
+  maxTokens?: (i: number) => number;
+  ignoreEos?: boolean;
+  deadlineMs?: (i: number) => number | null;
+  idPrefix?: string;
+}
+
+/** Requests with prompts of tokens >= 2 (never EOS), ids `${idPrefix}${i}`. */
+export function createRequests(shape: RequestShape): EngineRequest[] {
+  return Array.from({ length: shape.numRequests }, (_, i) => {
+    const adapter = shape.adapter?.(i) ?? null;
+    const promptLength = shape.promptLength?.(i) ?? 8;
+    return {
+      id: `${shape.idPrefix ?? "r"}${i}`,
+      tenant: shape.tenant?.(i) ?? "t0",
+      adapter: adapter === null ? null : { name: adapter, path: `/adapters/${adapter}` },
+      promptTokenIds: Array.from({ length: promptLength }, (_, k) => 2 + ((i * 7 + k * 3) % 60)),
+      sampling: greedy,
+      maxTokens: shape.maxTokens?.(i) ?? 8,
+      stopTokenIds: [],
+      ignoreEos: shape.ignoreEos ?? true,
+      deadlineMs: shape.deadlineMs?.(i) ?? null,
+      arrivalMs: 0,
+    };
+  });
+}
+
+/** The simulated model: the next token is a hash of the adapter and the whole history. */
+export function nextToken(history: readonly number[], adapter: string | null, vocab: number) {
+  let h = 2166136261;
+  for (const ch of adapter ?? "") h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
+  for (const t of history) h = Math.imul(h ^ t, 16777619);
+  return (h >>> 0) % vocab;
+}
+
+/** What a request yields when it runs alone: the reference for every scheduling. */
+export function referenceTokens(req: EngineRequest, model: ModelInfo): number[] {
+  const history = [...req.promptTokenIds];
+  const out: number[] = [];
+  while (out.length < req.maxTokens) {
+    const token = nextToken(history, req.adapter?.name ?? null, model.vocabSize);
+    history.push(token);
+    out.push(token);
+    if (req.stopTokenIds.includes(token) || (!req.ignoreEos && model.eosTokenIds.includes(token))) {
+      break;
+    }
+  }
+  return out;
+}
+
+export class ContractViolation extends Error {
+  override name = "ContractViolation";
+}
+
+interface SimSeq {
+  history: number[];
+  adapterId: number;
+  /** K, V page per token of its KV */
+  pages: number[];
+  lastSampled: number | null;
+}
+
+/**
+ * Executes plans as PROTOCOL.md says and fails loudly where the engine breaks the contract:
+ * a seq reading a page someone else wrote since (a page reused too early), a load into pages
+ * a step in flight reads, numCached not matching, an unknown or unloaded adapter, a free of
+ * an unknown seq, rows of a step out of order.
+ */
+export class SimulatedExecutor {
+  readonly model: ModelInfo;
+  /** pages an adapter of this name needs */
+  readonly adapterPages: (name: string) => number;
+  readonly #seqs = new Map<number, SimSeq>();
+  /** who last wrote each page: `s${seqId}` or `a${adapterId}` */
+  readonly #writer = new Map<number, string>();
+  readonly #staged = new Map<number, string>();
+  readonly #loaded = new Map<number, Int32Array>();
+  readonly #queued: StepPlan[] = [];
+  stepsRun = 0;
+  maxSeqsInStep = 0;
+  maxTokensInStep = 0;
+  maxStaged = 0;
+  maxLoaded = 0;
+  /** steps with a seq fed its own in-flight sample (StepFlag.useLastSampled) */
+  pipelinedSteps = 0;
+
+  constructor(model: ModelInfo, adapterPages: (name: string) => number = () => 16) {
+    this.model = model;
+    this.adapterPages = adapterPages;
+  }
+
+  get numQueued(): number {
+    return this.#queued.length;
+  }
+
+  stage(op: Extract<AdapterOp, { kind: "stage" }>): StagedAdapter {
+    this.#staged.set(op.adapterId, op.name);
+    this.maxStaged = Math.max(this.maxStaged, this.#staged.size);
+    return {
+      adapterId: op.adapterId,
+      rank: 8,
+      scale: 2,
+      targets: ["q", "v"],
+      numPages: this.adapterPages(op.name),
+      hostBytes: 1000,
+    };
+  }
+
+  /** Runs on a side stream at once: its pages must not be touched by any step in flight. */
+  load(op: Extract<AdapterOp, { kind: "load" }>): void {
+    if (!this.#staged.has(op.adapterId)) {
+      throw new ContractViolation(`load of adapter ${op.adapterId} that is not staged`);
+    }
+    const busy = this.#pagesReadByQueuedSteps();
+    for (const page of op.pages) {
+      if (busy.has(page)) {
+        throw new ContractViolation(
+          `load of adapter ${op.adapterId} into page ${page}, in use by a step in flight`,
+        );
+      }
+      this.#writer.set(page, `a${op.adapterId}`);
+    }
+    this.#loaded.set(op.adapterId, op.pages);
+    this.maxLoaded = Math.max(this.maxLoaded, this.#loaded.size);
+  }
+
+  drop(op: Extract<AdapterOp, { kind: "drop" }>): void {
+    for (const plan of this.#queued) {
+      if (plan.adapterIds.includes(op.adapterId)) {
+        throw new ContractViolation(
+          `drop of adapter ${op.adapterId} used by step ${plan.stepId} in flight`,
+        );
+      }
+    }
+    this.#loaded.delete(op.adapterId);
+    if (op.tier === "host") this.#staged.delete(op.adapterId);
+  }
+
+  submit(plan: StepPlan): void {
+    this.#queued.push(plan);
+  }
+
+  /** Runs the oldest submitted step. */
+  runNext(): StepResult {
+    const plan = this.#queued.shift();
+    if (plan === undefined) throw new ContractViolation("no step to run");
+    for (const seqId of plan.freeSeqIds) {
+      if (!this.#seqs.delete(seqId)) throw new ContractViolation(`free of unknown seq ${seqId}`);
+    }
+    this.stepsRun++;
+    this.maxSeqsInStep = Math.max(this.maxSeqsInStep, plan.seqIds.length);
+    this.maxTokensInStep = Math.max(this.maxTokensInStep, plan.tokenIds.length);
+    const rows: { seqId: number; token: number }[] = [];
+    let offset = 0;
+    let pipelined = false;
+    for (let i = 0; i < plan.seqIds.length; i++) {
+      const seqId = plan.seqIds[i] as number;
+      const flags = plan.flags[i] as number;
+      const n = plan.numNewTokens[i] as number;
+      const seq = this.#seqFor(seqId, flags, plan.adapterIds[i] as number);
+      if (plan.numCached[i] !== seq.history.length) {
+        throw new ContractViolation(
+          `step ${plan.stepId} seq ${seqId}: numCached ${plan.numCached[i]}, executor has ${seq.history.length}`,
+        );
+      }
+      this.#checkReads(seqId, seq);
+      for (let k = 0; k < n; k++) {
+        let token = plan.tokenIds[offset + k] as number;
+        if (k === 0 && flags & StepFlag.useLastSampled) {
+          if (token !== -1 || seq.lastSampled === null) {
+            throw new ContractViolation(`step ${plan.stepId} seq ${seqId}: bad useLastSampled`);
+          }
+          token = seq.lastSampled;
+          pipelined = true;
+        }
+        if (token < 0 || token >= this.model.vocabSize) {
+          throw new ContractViolation(`step ${plan.stepId} seq ${seqId}: token ${token}`);
+        }
+        seq.history.push(token);
+        for (const page of plan.kvPages.subarray(2 * (offset + k), 2 * (offset + k) + 2)) {
+          seq.pages.push(page);
+          this.#writer.set(page, `s${seqId}`);
+        }
+      }
+      offset += n;
+      if (flags & StepFlag.sample) {
+        const name = seq.adapterId === -1 ? null : (this.#staged.get(seq.adapterId) ?? null);
+        seq.lastSampled = nextToken(seq.history, name, this.model.vocabSize);
+        rows.push({ seqId, token: seq.lastSampled });
+      }
+    }
+    if (pipelined) this.pipelinedSteps++;
+    return {
+      stepId: plan.stepId,
+      seqIds: Uint32Array.from(rows.map((r) => r.seqId)),
+      tokens: Int32Array.from(rows.map((r) => r.token)),
+      logprobs: Float32Array.from(rows.map(() => -0.5)),
+      topCounts: new Int32Array(rows.length),
+      topIds: new Int32Array(0),
+      topLogprobs: new Float32Array(0),
+      forwardMs: 1,
+      sampleMs: 0,
+    };
+  }
+
+  /** The executor died: every queued step and all state are gone. */
+  crash(): void {
+    this.#seqs.clear();
+    this.#writer.clear();
+    this.#staged.clear();
+    this.#loaded.clear();
+    this.#queued.length = 0;
+  }
+
+  #seqFor(seqId: number, flags: number, adapterId: number): SimSeq {
+    if (flags & StepFlag.new) {
+      if (this.#seqs.has(seqId)) throw new ContractViolation(`new seq ${seqId} already exists`);
+      const seq: SimSeq = { history: [], adapterId, pages: [], lastSampled: null };
+      this.#seqs.set(seqId, seq);
+    }
+    const seq = this.#seqs.get(seqId);
+    if (seq === undefined) throw new ContractViolation(`unknown seq ${seqId}`);
+    if (seq.adapterId !== adapterId) throw new ContractViolation(`seq ${seqId} changed adapter`);
+    if (adapterId !== -1 && !this.#loaded.has(adapterId)) {
+      throw new ContractViolation(`seq ${seqId} uses adapter ${adapterId}, not loaded`);
+    }
+    return seq;
+  }
+
+  /** Everything the seq reads must still hold what its owner wrote. */
+  #checkReads(seqId: number, seq: SimSeq): void {
+    for (const page of seq.pages) {
+      if (this.#writer.get(page) !== `s${seqId}`) {
+        throw new ContractViolation(
+          `seq ${seqId} reads page ${page}, overwritten by ${this.#writer.get(page)}`,
+        );
+      }
+    }
+    const adapterPages = this.#loaded.get(seq.adapterId) ?? [];
+    for (const page of adapterPages) {
+      if (this.#writer.get(page) !== `a${seq.adapterId}`) {
+        throw new ContractViolation(
+          `adapter ${seq.adapterId} page ${page} overwritten by ${this.#writer.get(page)}`,
+        );
+      }
+    }
+  }
+
+  #pagesReadByQueuedSteps(): Set<number> {
+    const busy = new Set<number>();
+    for (const plan of this.#queued) {
+      for (const seqId of plan.seqIds)
+        for (const page of this.#seqs.get(seqId)?.pages ?? []) busy.add(page);
+      for (const page of plan.kvPages) busy.add(page);
+      for (const adapterId of plan.adapterIds)
+        for (const page of this.#loaded.get(adapterId) ?? []) busy.add(page);
+    }
+    return busy;
+  }
+}
+
+export interface DriveOptions {
+  /** steps answered before giving up */
+  maxSteps?: number;
+  /** ms per step */
+  stepMs?: number;
+  /** called after every schedule, for invariant checks */
+  afterSchedule?: (step: { plan: StepPlan | null }) => void;
+  /** steps between a load op and its `ok` */
+  loadSteps?: number;
+  /** the executor dies before running this step; the engine is told it restarted */
+  crashAtStep?: number;
+  /** every output as it is emitted, with the engine time it was emitted at */
+  onOutput?: (output: RequestOutput, nowMs: number) => void;
+}
+
+/**
+ * The server's loop in miniature: schedule while the engine allows (pipelining when its
+ * config allows 2 steps in flight), run the oldest step, feed results back. Returns every
+ * output per request id, in order.
+ */
+export function drive(
+  engine: Engine,
+  sim: SimulatedExecutor,
+  options: DriveOptions = {},
+): Map<string, RequestOutput[]> {
+  const outputs = new Map<string, RequestOutput[]>();
+  const record = (list: RequestOutput[]): void => {
+    for (const out of list) {
+      options.onOutput?.(out, now);
+      const seen = outputs.get(out.id) ?? [];
+      if (seen.at(-1)?.finishReason)
+        throw new ContractViolation(`output for ${out.id} after it finished`);
+      seen.push(out);
+      outputs.set(out.id, seen);
+    }
+  };
+  const stepMs = options.stepMs ?? 10;
+  const loadSteps = options.loadSteps ?? 1;
+  let now = 0;
+  let steps = 0;
+  let crashAt = options.crashAtStep;
+  const pendingLoads: { adapterId: number; dueStep: number }[] = [];
+  while (engine.hasUnfinishedRequests()) {
+    if (steps > (options.maxSteps ?? 10_000)) throw new ContractViolation("engine did not finish");
+    if (steps === crashAt) {
+      crashAt = undefined;
+      sim.crash();
+      pendingLoads.length = 0;
+      engine.executorRestarted(sim.model);
+    }
+    for (const load of pendingLoads.filter((l) => l.dueStep <= steps)) {
+      pendingLoads.splice(pendingLoads.indexOf(load), 1);
+      engine.adapterLoaded(load.adapterId);
+    }
+    let planned = false;
+    if (engine.canSchedule()) {
+      const step = engine.schedule(now);
+      for (const op of step.adapterOps) {
+        if (op.kind === "stage") record(engine.adapterStaged(sim.stage(op)));
+        else if (op.kind === "load") {
+          sim.load(op);
+          pendingLoads.push({ adapterId: op.adapterId, dueStep: steps + loadSteps });
+        } else sim.drop(op);
+      }
+      record(step.finished);
+      options.afterSchedule?.(step);
+      if (step.plan !== null) {
+        sim.submit(step.plan);
+        planned = true;
+      }
+    }
+    if (sim.numQueued > 0 && (!planned || !engine.canSchedule())) {
+      now += stepMs;
+      steps++;
+      record(engine.update(sim.runNext(), now));
+    } else if (!planned) {
+      // Nothing runs: waiting on an adapter load only.
+      now += stepMs;
+      steps++;
+    }
+  }
+  // Steps planned ahead of the last finish: their tokens belong to no request any more.
+  while (sim.numQueued > 0) record(engine.update(sim.runNext(), now));
+  return outputs;
+}
+
+/** The token ids a request produced over all its outputs. */
+export function tokensOf(outputs: RequestOutput[] | undefined): number[] {
+  return (outputs ?? []).flatMap((o) => o.newTokenIds);
+}
