@@ -1,0 +1,199 @@
+"""The Executor's message handling: ready meta, step plan checks and their named errors,
+per-sequence state across steps, and stats."""
+
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from lorafleet_executor.config import ModelInvalid
+from lorafleet_executor.driver import Driver, Request
+from lorafleet_executor.errors import BadMessage, CapacityExceeded, PageOutOfRange, UnknownAdapter
+from lorafleet_executor.executor import Executor
+from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.plan import (
+    FLAG_NEW,
+    FLAG_SAMPLE,
+    FLAG_USE_LAST_SAMPLED,
+    InitConfig,
+    StepPlan,
+)
+
+ROOT = fixtures_root(os.environ)
+TINY = ROOT / "tiny-llama"
+
+
+@pytest.fixture
+def executor():
+    if not (TINY / ".fixture.json").exists():
+        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    return Executor(InitConfig(model_path=str(TINY), num_pages=400, max_num_seqs=4,
+                               max_num_tokens=32))  # fmt: skip
+
+
+def plan(step_id, seqs, free=()):
+    """seqs: (seq_id, flags, tokens, num_cached, first KV page); greedy, base model."""
+    n = len(seqs)
+    tokens = [t for s in seqs for t in s[2]]
+    pages = [p for s in seqs for p in range(s[4], s[4] + 2 * len(s[2]))]
+    return StepPlan(
+        step_id=step_id,
+        free_seq_ids=np.array(free, np.uint32),
+        seq_ids=np.array([s[0] for s in seqs], np.uint32),
+        flags=np.array([s[1] for s in seqs], np.uint8),
+        num_new_tokens=np.array([len(s[2]) for s in seqs], np.int32),
+        num_cached=np.array([s[3] for s in seqs], np.int32),
+        num_prompt=np.array([len(s[2]) if s[3] == 0 else s[3] for s in seqs], np.int32),
+        adapter_ids=np.full(n, -1, np.int32),
+        temperature=np.zeros(n, np.float32),
+        top_p=np.ones(n, np.float32),
+        top_k=np.zeros(n, np.int32),
+        min_p=np.zeros(n, np.float32),
+        presence_penalty=np.zeros(n, np.float32),
+        frequency_penalty=np.zeros(n, np.float32),
+        repetition_penalty=np.ones(n, np.float32),
+        seed=np.full(n, -1, np.int64),
+        logprobs=np.full(n, -1, np.int32),
+        token_ids=np.array(tokens, np.int32),
+        kv_pages=np.array(pages, np.int32),
+    )
+
+
+NEW = FLAG_NEW | FLAG_SAMPLE
+
+
+def test_ready_info_describes_model_and_pool(executor):
+    info = executor.ready_info()
+    assert info["num_pages"] == 400 and info["page_width"] == 32
+    assert info["modules"]["q"] == [64, 64] and info["modules"]["down"] == [160, 64]
+    assert info["eos_token_ids"] == [2]
+    assert info["dtype"] == "float32" and info["device"] == "cpu"
+    assert info["max_position"] == 200  # two pages per token: the pool caps the context
+
+
+def test_use_last_sampled_and_explicit_token_agree(executor):
+    first = executor.step(plan(0, [(1, NEW, [5, 6, 7], 0, 0), (2, NEW, [5, 6, 7], 0, 10)]))
+    t1, t2 = first.tokens.tolist()
+    assert t1 == t2
+    second = executor.step(
+        plan(
+            1,
+            [(1, FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED, [-1], 3, 20), (2, FLAG_SAMPLE, [t2], 3, 22)],
+        )
+    )
+    assert second.tokens[0] == second.tokens[1]
+    assert list(second.seq_ids) == [1, 2]
+    assert executor.stats()["live_seqs"] == 2
+    executor.step(plan(2, [], free=[1, 2]))
+    assert executor.stats()["live_seqs"] == 0
+
+
+def test_only_sampling_rows_are_returned(executor):
+    result = executor.step(plan(0, [(1, FLAG_NEW, [5, 6], 0, 0), (2, NEW, [9], 0, 10)]))
+    assert list(result.seq_ids) == [2] and len(result.tokens) == 1
+
+
+def one_seq(**fields):
+    return replace(plan(0, [(1, NEW, [5], 0, 0)]), **fields)
+
+
+BAD_PLANS = {
+    "unknown seq": (lambda: plan(0, [(9, FLAG_SAMPLE, [5], 3, 0)]), BadMessage, "not live"),
+    "new with cache": (lambda: plan(0, [(1, NEW, [5], 2, 0)]), BadMessage, "num_cached"),
+    "token out of vocab": (lambda: plan(0, [(1, NEW, [512], 0, 0)]), BadMessage, "token_ids"),
+    "-1 without flag": (lambda: plan(0, [(1, NEW, [-1], 0, 0)]), BadMessage, "token_ids"),
+    "last sampled never sampled": (
+        lambda: plan(0, [(1, NEW | FLAG_USE_LAST_SAMPLED, [-1], 0, 0)]),
+        BadMessage,
+        "no sampled token",
+    ),
+    "too many seqs": (
+        lambda: plan(0, [(i, NEW, [5], 0, 10 * i) for i in range(5)]),
+        CapacityExceeded,
+        "max_num_seqs",
+    ),
+    "too many tokens": (
+        lambda: plan(0, [(1, NEW, [5] * 33, 0, 0)]),
+        CapacityExceeded,
+        "max_num_tokens",
+    ),
+    "page out of range": (lambda: plan(0, [(1, NEW, [5], 0, 399)]), PageOutOfRange, "kv_pages"),
+    "repeated seq": (
+        lambda: plan(0, [(1, NEW, [5], 0, 0), (1, NEW, [5], 0, 4)]),
+        BadMessage,
+        "repeat",
+    ),
+    "short array": (lambda: one_seq(top_p=np.ones(2, np.float32)), BadMessage, "top_p"),
+    "bad top_p": (lambda: one_seq(top_p=np.zeros(1, np.float32)), BadMessage, "top_p"),
+    "too many logprobs": (
+        lambda: one_seq(logprobs=np.array([21], np.int32)),
+        BadMessage,
+        "logprobs",
+    ),
+    "unknown adapter": (
+        lambda: one_seq(adapter_ids=np.array([3], np.int32)),
+        UnknownAdapter,
+        "adapter 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PLANS))
+def test_bad_plan_fails_by_name_and_keeps_state(executor, case):
+    executor.step(plan(0, [(7, NEW, [5, 6], 0, 100)]))
+    before = executor.seqs.get(7).num_tokens, executor.seqs.get(7).last_sampled
+    make, error, message = BAD_PLANS[case]
+    with pytest.raises(error, match=message):
+        executor.step(make())
+    assert executor.stats()["live_seqs"] == 1
+    assert (executor.seqs.get(7).num_tokens, executor.seqs.get(7).last_sampled) == before
+    # the executor still serves the next good step
+    executor.step(plan(1, [(7, FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED, [-1], 2, 110)]))
+
+
+def test_failed_step_discards_its_new_sequences(executor):
+    good_new = (1, NEW, [5, 6], 0, 0)
+    mismatched = (7, FLAG_SAMPLE, [5], 99, 10)  # 7 is not live
+    with pytest.raises(BadMessage):
+        executor.step(plan(0, [good_new, mismatched]))
+    assert 1 not in executor.seqs and executor.stats()["live_seqs"] == 0
+
+
+def test_seeded_sampling_is_reproducible_across_batches(executor):
+    def run(others):
+        driver = Driver(executor)
+        reqs = [Request([5, 6, 7], max_new_tokens=6, temperature=1.0, seed=11)] + [
+            Request([9, 10], max_new_tokens=4, temperature=1.0) for _ in range(others)
+        ]
+        return driver.generate(reqs)[0].tokens
+
+    assert run(0) == run(3)
+
+
+def test_stats_count_adapters_seqs_and_steps(executor):
+    staged = executor.stage_adapter(4, str(ROOT / "adapters" / "tiny-r4"))
+    executor.load_adapter(4, np.arange(staged.num_pages, dtype=np.int32) + 200)
+    executor.step(plan(0, [(1, NEW, [5], 0, 0)]))
+    stats = executor.stats()
+    assert stats["host_cache_adapters"] == 1 and stats["pool_adapters"] == 1
+    assert stats["host_cache_bytes"] == staged.host_bytes
+    assert stats["live_seqs"] == 1 and stats["steps"] == 1
+    assert stats["device_memory_bytes"] >= executor.pool.nbytes
+    executor.drop_adapter(4, "pool")
+    assert executor.stats()["pool_adapters"] == 0 and executor.stats()["host_cache_adapters"] == 1
+    executor.drop_adapter(4, "host")
+    assert executor.stats()["host_cache_adapters"] == 0
+    with pytest.raises(UnknownAdapter):
+        executor.drop_adapter(4, "host")
+    with pytest.raises(BadMessage, match="tier"):
+        executor.drop_adapter(4, "disk")
+
+
+def test_init_refuses_bad_config_by_name(tmp_path):
+    with pytest.raises(BadMessage, match="dtype"):
+        Executor(InitConfig(model_path=str(TINY), dtype="int8"))
+    with pytest.raises(BadMessage, match="memory_fraction"):
+        Executor(InitConfig(model_path=str(TINY), memory_fraction=1.5))
+    with pytest.raises(ModelInvalid, match="config.json is missing"):
+        Executor(InitConfig(model_path=str(tmp_path), num_pages=10))
