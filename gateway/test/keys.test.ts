@@ -45,6 +45,7 @@ describe("API keys", () => {
     );
     expect(issued.key).toMatch(/^lf_live_[0-9A-Za-z]{40}$/);
     expect(issued.key.startsWith(issued.prefix)).toBe(true);
+    expect(issued).not.toHaveProperty("hash");
     const listed = await admin<{ data: Record<string, unknown>[] }>(
       "GET",
       `/tenants/${tenant.id}/keys`,

@@ -18,6 +18,7 @@ const issueSchema = z.strictObject({
 
 type KeyRow = {
   id: string;
+  hash?: string;
   tenant_id: string;
   prefix: string;
   scopes: string;
@@ -28,8 +29,10 @@ type KeyRow = {
   created_at: number;
 };
 
+/** A key as the admin API shows it: never its hash, never its secret. */
 function keyView(row: KeyRow) {
-  return { object: "api_key", ...row, scopes: JSON.parse(row.scopes) as string[] };
+  const { hash: _hash, ...shown } = row;
+  return { object: "api_key", ...shown, scopes: JSON.parse(row.scopes) as string[] };
 }
 
 /** /admin/tenants/:tenant/keys and /admin/keys/:id/revoke. */
