@@ -41,6 +41,9 @@ export async function startBackend(
       "torch",
       "--cuda-graphs",
       "false",
+      // On CPU a pool sized by memory fraction would take most of the host's RAM.
+      "--num-pages",
+      "16384",
       ...extraArgs,
     ],
     {

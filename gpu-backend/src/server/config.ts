@@ -13,8 +13,8 @@ export class ConfigError extends Error {
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeInt = z.coerce.number().int().nonnegative();
 const flag = z
-  .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
-  .transform((value) => value === true || value === "true" || value === "1");
+  .enum(["true", "false", "1", "0"])
+  .transform((value) => value === "true" || value === "1");
 
 export const ServerConfigSchema = z.object({
   /** HF-format model directory (config.json, *.safetensors, tokenizer.json) */
@@ -55,7 +55,7 @@ export const ServerConfigSchema = z.object({
   /** shared secret of /internal/* and the gateway's `lorafleet` field; unset = those are refused */
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
-  cudaGraphs: flag.default(true),
+  cudaGraphs: flag.default("true"),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -77,9 +77,11 @@ export function parseServerConfig(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): ServerConfig {
-  const options = Object.fromEntries(
-    keys.map((key) => [flagName(key), { type: key === "cudaGraphs" ? "boolean" : "string" }]),
-  ) as Record<string, { type: "string" | "boolean" }>;
+  // Every flag takes a value (`--cuda-graphs false`), as its env twin does.
+  const options = Object.fromEntries(keys.map((key) => [flagName(key), { type: "string" }])) as Record<
+    string,
+    { type: "string" }
+  >;
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
