@@ -16,6 +16,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lorafleet_executor.fixtures import TINY_LLAMA, build_fixtures, fixtures_root
+from lorafleet_executor.fixtures.__main__ import main
 from lorafleet_executor.fixtures.adapters import ALL_LINEAR, AdapterSpec
 from lorafleet_executor.fixtures.errors import FixtureSpecError
 from lorafleet_executor.fixtures.fixture_dir import MARKER, file_sha256, finish, read_marker, start
@@ -200,3 +201,22 @@ def test_bad_specs_are_named_errors() -> None:
         AdapterSpec("bad", TINY_LLAMA, 4, 8, ("qkv_proj",), seed=1)
     with pytest.raises(FixtureSpecError, match="positive"):
         AdapterSpec("bad", TINY_LLAMA, 0, 8, ("q_proj",), seed=1)
+
+
+def test_a_second_build_rewrites_nothing(root: Path) -> None:
+    weights = root / TINY_LLAMA / "model.safetensors"
+    marker = root / "adapters" / "tiny-r4" / MARKER
+    before = (weights.stat().st_mtime_ns, marker.stat().st_mtime_ns)
+    build_fixtures(root, only="tiny")
+    assert (weights.stat().st_mtime_ns, marker.stat().st_mtime_ns) == before
+
+
+def test_cli_failure_is_one_named_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    assert main(["--out", str(not_a_folder), "--only", "tiny"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().splitlines()[-1].startswith("[fixtures] error: FileExistsError")
