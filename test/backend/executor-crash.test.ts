@@ -27,13 +27,18 @@ describe.skipIf(!haveFixtures)("executor crash", () => {
     } as OpenAI.CompletionCreateParamsNonStreaming);
 
   it("is survived", async () => {
-    const reference = (await complete("survive this", 48)).choices[0]?.text;
+    const reference = (await complete("survive this", 200)).choices[0]?.text;
     const executors = backend.childPids();
     expect(executors.length).toBeGreaterThan(0);
 
-    const inFlight = Array.from({ length: 8 }, () => complete("survive this", 48));
+    let settledBeforeKill = 0;
+    const inFlight = Array.from({ length: 8 }, () =>
+      complete("survive this", 200).finally(() => settledBeforeKill++),
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const pid of executors) process.kill(pid, "SIGKILL");
+    // the kill did land mid-run
+    expect(settledBeforeKill).toBeLessThan(8);
 
     const outcomes = await Promise.allSettled(inFlight);
     for (const outcome of outcomes) {
@@ -50,8 +55,10 @@ describe.skipIf(!haveFixtures)("executor crash", () => {
     while (Date.now() < deadline && !(await fetch(`${backend.url}/ready`)).ok) {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    const after = await complete("survive this", 48);
+    const after = await complete("survive this", 200);
     expect(after.choices[0]?.text).toBe(reference);
     expect(backend.childPids().some((pid) => !executors.includes(pid))).toBe(true);
+    const metrics = await (await fetch(`${backend.url}/metrics`)).text();
+    expect(metrics).toMatch(/lorafleet_executor_restarts_total [1-9]/);
   });
 });
