@@ -24,6 +24,8 @@ export interface TenantStats {
   counter: number;
   promptTokens: number;
   outputTokens: number;
+  waiting: number;
+  running: number;
 }
 
 export interface EngineStats {
@@ -176,8 +178,19 @@ export class Engine {
     const adapters = this.#adapters.stats();
     const lookups = adapters.hits + adapters.misses;
     const tenants: Record<string, TenantStats> = {};
-    for (const [tenant, served] of this.#scheduler.counters.servedByTenant) {
-      tenants[tenant] = { counter: this.#fairShare.counter(tenant), ...served };
+    const tenantNames = new Set([
+      ...this.#scheduler.counters.servedByTenant.keys(),
+      ...this.#activeTenants.keys(),
+    ]);
+    for (const tenant of tenantNames) {
+      tenants[tenant] = {
+        counter: this.#fairShare.counter(tenant),
+        promptTokens: 0,
+        outputTokens: 0,
+        ...this.#scheduler.counters.servedByTenant.get(tenant),
+        waiting: this.#scheduler.waiting.countOf(tenant),
+        running: this.#scheduler.running.filter((s) => s.req.tenant === tenant).length,
+      };
     }
     return {
       waiting: this.#scheduler.waiting.size,

@@ -3,11 +3,14 @@
  * OSDI 2024): each tenant's counter grows by the weighted tokens it was served, and the next
  * admission goes to the active tenant with the smallest counter.
  *
- * Bound (the paper's Theorem 4.4, in our units): for two tenants backlogged over an interval,
- * their served costs differ by at most 2 × max over requests of
- * (promptWeight × prompt tokens + outputWeight × maxTokens) × maxNumSeqs; the extra
- * maxNumSeqs factor is because up to maxNumSeqs admitted requests of one tenant keep
- * earning after its counter passed the other's. fair-share.test.ts checks it.
+ * Bound: while two tenants A and B are both backlogged (and both were active from the same
+ * moment, so no lift intervenes), their served costs differ by at most
+ *   promptWeight × longest prompt + maxNumSeqs × outputWeight × largest maxTokens.
+ * Why: A is admitted only when its counter is not above B's, and the admission adds at most
+ * the first term; after A's last admission only its at most maxNumSeqs running requests
+ * earn, each at most outputWeight × maxTokens. (The paper's Theorem 4.4 has the same shape.)
+ * Prompt cost is charged at first admission, output cost per token served; recomputation
+ * after preemption is not charged. fair-share.test.ts checks the bound under skewed loads.
  *
  * Example:
  *   const vtc = new FairShare(1, 2);

@@ -32,6 +32,10 @@ export class WaitingQueue {
     this.#size--;
   }
 
+  countOf(tenant: string): number {
+    return this.#byTenant.get(tenant)?.length ?? 0;
+  }
+
   head(tenant: string): Sequence | undefined {
     return this.#byTenant.get(tenant)?.[0];
   }
