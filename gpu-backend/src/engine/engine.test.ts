@@ -109,7 +109,9 @@ describe("Engine", () => {
 
   it("plans while a step is in flight with useLastSampled and KV pages for the token in flight", () => {
     const engine = createEngine({ maxInFlightSteps: 2 });
-    engine.addRequest(createRequests({ numRequests: 1, promptLength: () => 3 })[0] as never);
+    engine.addRequest(
+      createRequests({ numRequests: 1, promptLength: () => 3 })[0] as EngineRequest,
+    );
     const first = engine.schedule(0).plan;
     expect(first?.flags[0]).toBe(StepFlag.new | StepFlag.sample);
     const second = engine.schedule(1).plan;
@@ -126,11 +128,10 @@ describe("Engine", () => {
   it("discards a token sampled in flight for a request that finished meanwhile", () => {
     const model = testModel();
     const engine = createEngine({ maxInFlightSteps: 2 });
-    const [req] = createRequests({ numRequests: 1, maxTokens: () => 1 });
-    engine.addRequest(req as never);
+    engine.addRequest(createRequests({ numRequests: 1, maxTokens: () => 1 })[0] as EngineRequest);
     const sim = new SimulatedExecutor(model);
     const step0 = engine.schedule(0).plan;
-    sim.submit(step0 as never);
+    sim.submit(step0 as StepPlan);
     // maxTokens 1 is spent by step 0's sample: nothing more to plan for it.
     expect(engine.schedule(0).plan).toBeNull();
     const outs = engine.update(sim.runNext(), 1);
@@ -264,9 +265,11 @@ describe("Engine", () => {
     });
     expect(aborted).toMatchObject({ id: "r1", finishReason: "abort", newTokenIds: [] });
     expect(tokensOf(outputs.get("r1"))).toEqual(
-      referenceTokens(requests[1] as never, model).slice(0, 3),
+      referenceTokens(requests[1] as EngineRequest, model).slice(0, 3),
     );
-    expect(tokensOf(outputs.get("r0"))).toEqual(referenceTokens(requests[0] as never, model));
+    expect(tokensOf(outputs.get("r0"))).toEqual(
+      referenceTokens(requests[0] as EngineRequest, model),
+    );
     expect(engine.abort("r1", "abort")).toBeNull();
     expect(engine.stats().pages.kv).toBe(0);
   });
@@ -308,18 +311,23 @@ describe("Engine", () => {
 
   it("reports logprobs when asked, parallel to the tokens", () => {
     const engine = createEngine();
-    const [req] = createRequests({ numRequests: 1, maxTokens: () => 3 });
-    engine.addRequest({
-      ...(req as never),
-      sampling: { ...(req as never as { sampling: object }).sampling, logprobs: 0 },
-    } as never);
+    const req = createRequests({ numRequests: 2, maxTokens: () => 3 });
+    const [top2, none] = req as [EngineRequest, EngineRequest];
+    engine.addRequest({ ...top2, sampling: { ...top2.sampling, logprobs: 2 } });
+    engine.addRequest(none);
     const outputs = drive(engine, new SimulatedExecutor(testModel()));
-    const outs = outputs.get("r0") ?? [];
-    expect(outs.flatMap((o) => o.logprobs ?? [])).toEqual([
-      { logprob: -0.5, top: [] },
-      { logprob: -0.5, top: [] },
-      { logprob: -0.5, top: [] },
-    ]);
+    const tokens = tokensOf(outputs.get("r0"));
+    // The simulated executor's top list is the sampled token, then the token after it.
+    expect(outputs.get("r0")?.flatMap((o) => o.logprobs ?? [])).toEqual(
+      tokens.map((t) => ({
+        logprob: -0.5,
+        top: [
+          { tokenId: t, logprob: -0.5 },
+          { tokenId: (t + 1) % 64, logprob: -1.5 },
+        ],
+      })),
+    );
+    expect(outputs.get("r1")?.every((o) => o.logprobs === null)).toBe(true);
   });
 
   it("survives an executor restart: running requests are recomputed, nothing is emitted twice", () => {
@@ -358,8 +366,8 @@ describe("Engine", () => {
     const engine = createEngine({ maxInFlightSteps: 2 });
     for (const req of createRequests({ numRequests: 2 })) engine.addRequest(req);
     const sim = new SimulatedExecutor(testModel());
-    sim.submit(engine.schedule(0).plan as never);
-    sim.submit(engine.schedule(0).plan as never);
+    sim.submit(engine.schedule(0).plan as StepPlan);
+    sim.submit(engine.schedule(0).plan as StepPlan);
     sim.runNext();
     expect(() => engine.update(sim.runNext(), 1)).toThrow(StepOrderError);
   });

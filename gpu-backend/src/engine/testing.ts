@@ -208,7 +208,7 @@ export class SimulatedExecutor {
     this.stepsRun++;
     this.maxSeqsInStep = Math.max(this.maxSeqsInStep, plan.seqIds.length);
     this.maxTokensInStep = Math.max(this.maxTokensInStep, plan.tokenIds.length);
-    const rows: { seqId: number; token: number }[] = [];
+    const rows: { seqId: number; token: number; topCount: number }[] = [];
     let offset = 0;
     let pipelined = false;
     for (let i = 0; i < plan.seqIds.length; i++) {
@@ -244,7 +244,7 @@ export class SimulatedExecutor {
       if (flags & StepFlag.sample) {
         const name = seq.adapterId === -1 ? null : (this.#staged.get(seq.adapterId) ?? null);
         seq.lastSampled = nextToken(seq.history, name, this.model.vocabSize);
-        rows.push({ seqId, token: seq.lastSampled });
+        rows.push({ seqId, token: seq.lastSampled, topCount: Math.max(0, plan.logprobs[i] ?? 0) });
       }
     }
     if (pipelined) this.pipelinedSteps++;
@@ -252,10 +252,17 @@ export class SimulatedExecutor {
       stepId: plan.stepId,
       seqIds: Uint32Array.from(rows.map((r) => r.seqId)),
       tokens: Int32Array.from(rows.map((r) => r.token)),
+      // The sampled token at -0.5, then the tokens after it at -1.5, -2.5, ...
       logprobs: Float32Array.from(rows.map(() => -0.5)),
-      topCounts: new Int32Array(rows.length),
-      topIds: new Int32Array(0),
-      topLogprobs: new Float32Array(0),
+      topCounts: Int32Array.from(rows.map((r) => r.topCount)),
+      topIds: Int32Array.from(
+        rows.flatMap((r) =>
+          Array.from({ length: r.topCount }, (_, k) => (r.token + k) % this.model.vocabSize),
+        ),
+      ),
+      topLogprobs: Float32Array.from(
+        rows.flatMap((r) => Array.from({ length: r.topCount }, (_, k) => -0.5 - k)),
+      ),
       forwardMs: 1,
       sampleMs: 0,
     };
