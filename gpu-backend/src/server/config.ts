@@ -1,7 +1,6 @@
 // The backend's one typed config: command-line flags over LORAFLEET_* environment
 // variables over defaults, validated with zod at start and passed down; nothing below
 // main.ts reads the environment.
-import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -23,7 +22,7 @@ export const ServerConfigSchema = z.object({
   servedModelName: z.string().min(1).optional(),
   host: z.string().min(1).default("127.0.0.1"),
   port: z.coerce.number().int().min(0).max(65535).default(8000),
-  /** the Unix socket the executor connects to; default one per process in the temp dir */
+  /** the Unix socket the executor connects to; default a fresh temp dir's, removed at exit */
   socket: z.string().min(1).optional(),
   /** the executor's Python (LORAFLEET_PYTHON, as scripts/setup.mjs names it) */
   python: z
@@ -55,15 +54,12 @@ export const ServerConfigSchema = z.object({
   /** shared secret of /internal/* and the gateway's `lorafleet` field; unset = those are refused */
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
-  cudaGraphs: flag.default("true"),
+  cudaGraphs: flag.default(true),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
 export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
-export type ServerConfig = z.output<typeof ServerConfigSchema> & {
-  servedModelName: string;
-  socket: string;
-};
+export type ServerConfig = z.output<typeof ServerConfigSchema> & { servedModelName: string };
 
 /** `maxLoraRank` -> `max-lora-rank` (flag) and `LORAFLEET_MAX_LORA_RANK` (env). */
 const keys = Object.keys(ServerConfigSchema.shape) as (keyof ServerConfigInput)[];
@@ -78,10 +74,9 @@ export function parseServerConfig(
   env: Readonly<Record<string, string | undefined>>,
 ): ServerConfig {
   // Every flag takes a value (`--cuda-graphs false`), as its env twin does.
-  const options = Object.fromEntries(keys.map((key) => [flagName(key), { type: "string" }])) as Record<
-    string,
-    { type: "string" }
-  >;
+  const options = Object.fromEntries(
+    keys.map((key) => [flagName(key), { type: "string" }]),
+  ) as Record<string, { type: "string" }>;
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
@@ -106,7 +101,6 @@ export function parseServerConfig(
     model: resolve(config.model),
     adapterDir: resolve(config.adapterDir),
     servedModelName: config.servedModelName ?? basename(resolve(config.model)),
-    socket: config.socket ?? join(tmpdir(), `lorafleet-${process.pid}.sock`),
   };
 }
 
