@@ -334,7 +334,11 @@ export class AdapterManager {
     const inHost = (e: AdapterEntry): boolean => e.state !== "unknown";
     for (;;) {
       const entries = [...this.#byName.values()].filter(inHost);
-      const bytes = entries.reduce((sum, e) => sum + (e.staged?.hostBytes ?? 0), 0);
+      // One being staged will take about as much as the largest seen.
+      const bytes = entries.reduce(
+        (sum, e) => sum + (e.staged?.hostBytes ?? this.#largestHostBytes),
+        0,
+      );
       if (
         entries.length < this.#limits.maxHost &&
         bytes + this.#largestHostBytes <= this.#limits.hostBytes

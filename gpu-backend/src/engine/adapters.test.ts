@@ -1,0 +1,246 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { StagedAdapter } from "../executor/messages.ts";
+import { AdapterManager, type AdapterOp } from "./adapters.ts";
+import { PageAllocator } from "./allocator.ts";
+import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
+import type { EngineRequest } from "./request.ts";
+import { createEngine, createRequests, SimulatedExecutor, testModel } from "./testing.ts";
+
+const limits = { maxResident: 2, maxHost: 3, hostBytes: 10_000 };
+
+function staged(adapterId: number, numPages = 10, hostBytes = 1000): StagedAdapter {
+  return { adapterId, rank: 8, scale: 2, targets: ["q", "v"], numPages, hostBytes };
+}
+
+/** Refs the adapter and drives it to resident, answering its ops. */
+function makeResident(adapters: AdapterManager, name: string, numPages = 10): number {
+  adapters.ref({ name, path: `/a/${name}` });
+  expect(adapters.ensure(name, 0)).toBe("pending");
+  const id = adapters.idOf(name);
+  expect(adapters.onStaged(staged(id, numPages))).toBeNull();
+  expect(adapters.ensure(name, 0)).toBe("pending");
+  adapters.onLoaded(id);
+  expect(adapters.ensure(name, 0)).toBe("resident");
+  return id;
+}
+
+describe("AdapterManager", () => {
+  it("walks unknown -> staging -> staged -> loading -> resident with one op per move", () => {
+    const pages = new PageAllocator(100);
+    const adapters = new AdapterManager(limits, pages);
+    adapters.ref({ name: "a", path: "/a" });
+    expect(adapters.ensure("a", 0)).toBe("pending");
+    expect(adapters.takeOps()).toEqual([{ kind: "stage", adapterId: 0, name: "a", path: "/a" }]);
+    expect(adapters.ensure("a", 0)).toBe("pending"); // still staging: nothing new
+    expect(adapters.takeOps()).toEqual([]);
+    adapters.onStaged(staged(0, 7));
+    expect(adapters.ensure("a", 0)).toBe("pending");
+    const [load] = adapters.takeOps();
+    expect(load).toMatchObject({ kind: "load", adapterId: 0 });
+    expect((load as Extract<AdapterOp, { kind: "load" }>).pages).toHaveLength(7);
+    expect(pages.stats().adapter).toBe(7);
+    adapters.onLoaded(0);
+    expect(adapters.isResident("a")).toBe(true);
+    expect(adapters.stats()).toMatchObject({ resident: 1, loads: 1, misses: 1, hits: 0 });
+    adapters.ref({ name: "a", path: "/a" });
+    expect(adapters.stats().hits).toBe(1);
+  });
+
+  it("never evicts a pinned adapter or one a step in flight reads", () => {
+    type Op =
+      | { kind: "pin" | "unpin" | "use"; adapter: number }
+      | { kind: "complete" }
+      | { kind: "evict"; minRank: number }
+      | { kind: "ensure"; adapter: number; rank: number };
+    const names = ["a0", "a1", "a2", "a3", "a4"];
+    const opArb: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ kind: fc.constantFrom("pin", "unpin", "use"), adapter: fc.nat(4) }),
+      fc.record({ kind: fc.constant("complete") }),
+      fc.record({ kind: fc.constant("evict"), minRank: fc.nat(5) }),
+      fc.record({ kind: fc.constant("ensure"), adapter: fc.nat(4), rank: fc.nat(5) }),
+    ) as fc.Arbitrary<Op>;
+    fc.assert(
+      fc.property(
+        fc.array(opArb, { maxLength: 120 }),
+        fc.integer({ min: 10, max: 60 }),
+        (ops, numPages) => {
+          const pages = new PageAllocator(numPages);
+          const adapters = new AdapterManager(
+            { maxResident: 3, maxHost: 4, hostBytes: 1e9 },
+            pages,
+          );
+          const pins = new Map<number, number>();
+          const lastStep = new Map<number, number>();
+          let sent = 0;
+          let completed = -1;
+          for (const name of names) adapters.ref({ name, path: `/${name}` });
+          for (const op of ops) {
+            if (op.kind === "pin" || op.kind === "unpin" || op.kind === "use") {
+              const name = names[op.adapter] as string;
+              // Only a resident adapter can be pinned (admitted) or read by a step.
+              if (!adapters.isResident(name)) continue;
+              const id = adapters.idOf(name);
+              if (op.kind === "pin") {
+                adapters.pin(name);
+                pins.set(id, (pins.get(id) ?? 0) + 1);
+              } else if (op.kind === "unpin") {
+                if ((pins.get(id) ?? 0) === 0) continue;
+                adapters.unpin(name);
+                pins.set(id, (pins.get(id) ?? 0) - 1);
+              } else {
+                adapters.usedInStep(name, sent);
+                lastStep.set(id, sent++);
+              }
+            } else if (op.kind === "complete") {
+              if (completed + 1 >= sent) continue;
+              completed++;
+              adapters.stepCompleted(completed);
+              pages.settle(completed);
+            } else if (op.kind === "evict") {
+              adapters.evictOne(op.minRank);
+            } else {
+              adapters.setWanted(names.slice(op.rank));
+              adapters.ensure(names[op.adapter] as string, op.rank);
+            }
+            for (const o of adapters.takeOps()) {
+              if (o.kind === "stage")
+                expect(adapters.onStaged(staged(o.adapterId, 5 + o.adapterId))).toBeNull();
+              if (o.kind === "load") adapters.onLoaded(o.adapterId);
+              if (o.kind === "drop") {
+                expect(pins.get(o.adapterId) ?? 0, `drop of pinned adapter ${o.adapterId}`).toBe(0);
+                expect(lastStep.get(o.adapterId) ?? -1).toBeLessThanOrEqual(completed);
+              }
+            }
+            pages.checkInvariants();
+            const s = adapters.stats();
+            expect(s.resident + s.loading).toBeLessThanOrEqual(3);
+            expect(s.resident + s.loading + s.staged + s.staging).toBeLessThanOrEqual(4);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("brings in adapter rank r by evicting only idle adapters ranked after r", () => {
+    const pages = new PageAllocator(20);
+    const adapters = new AdapterManager({ maxResident: 4, maxHost: 8, hostBytes: 1e9 }, pages);
+    makeResident(adapters, "soon");
+    makeResident(adapters, "later");
+    adapters.ref({ name: "next", path: "/next" });
+    adapters.setWanted(["soon", "next", "later"]);
+    adapters.ensure("next", 1);
+    adapters.onStaged(staged(adapters.idOf("next")));
+    adapters.takeOps();
+    expect(adapters.ensure("next", 1)).toBe("pending");
+    expect(adapters.takeOps()).toEqual([
+      { kind: "drop", adapterId: adapters.idOf("later"), tier: "pool" },
+      expect.objectContaining({ kind: "load", adapterId: adapters.idOf("next") }),
+    ]);
+    expect(adapters.isResident("soon")).toBe(true);
+  });
+
+  it("keeps the host tier within its adapter count and byte budget, dropping host LRU first", () => {
+    const pages = new PageAllocator(1000);
+    const adapters = new AdapterManager({ maxResident: 1, maxHost: 3, hostBytes: 2500 }, pages);
+    makeResident(adapters, "a");
+    adapters.ref({ name: "b", path: "/b" });
+    adapters.ensure("b", 5);
+    adapters.onStaged(staged(adapters.idOf("b")));
+    adapters.takeOps();
+    // 2000 bytes held, 1000 is the largest seen: a third would pass 2500. "b" is only staged,
+    // so it leaves the host first; resident "a" stays.
+    adapters.ref({ name: "c", path: "/c" });
+    adapters.setWanted(["c"]);
+    expect(adapters.ensure("c", 0)).toBe("pending");
+    expect(adapters.takeOps()).toEqual([
+      { kind: "drop", adapterId: adapters.idOf("b"), tier: "host" },
+      { kind: "stage", adapterId: adapters.idOf("c"), name: "c", path: "/c" },
+    ]);
+    expect(adapters.stats()).toMatchObject({ hostDrops: 1, resident: 1, staging: 1 });
+    // A pinned resident adapter never leaves: no room for "d" while "a" is pinned and "c" staging.
+    adapters.pin("a");
+    adapters.ref({ name: "d", path: "/d" });
+    expect(adapters.ensure("d", 0)).toBe("blocked");
+  });
+
+  it("refuses an adapter bigger than the pool and frees pages of a failed load", () => {
+    const pages = new PageAllocator(50);
+    const adapters = new AdapterManager(limits, pages);
+    adapters.ref({ name: "huge", path: "/huge" });
+    adapters.ensure("huge", 0);
+    expect(adapters.onStaged(staged(0, 51))).toMatch(/needs 51 pages; the pool has 50/);
+    adapters.ref({ name: "bad", path: "/bad" });
+    adapters.ensure("bad", 0);
+    adapters.onStaged(staged(1, 20));
+    adapters.ensure("bad", 0);
+    expect(pages.stats().adapter).toBe(20);
+    expect(adapters.onFailed(1)).toBe("bad");
+    expect(pages.stats().adapter).toBe(0);
+    expect(() => adapters.onLoaded(1)).toThrow(UnknownAdapterError);
+    expect(() => adapters.onStaged(staged(7))).toThrow(UnknownAdapterError);
+  });
+
+  it("unloads only adapters no request names", () => {
+    const pages = new PageAllocator(50);
+    const adapters = new AdapterManager(limits, pages);
+    makeResident(adapters, "a");
+    expect(() => adapters.unload("a")).toThrow(AdapterInUseError);
+    adapters.unref("a");
+    adapters.takeOps();
+    adapters.unload("a");
+    expect(adapters.takeOps()).toEqual([{ kind: "drop", adapterId: 0, tier: "host" }]);
+    expect(pages.stats().adapter).toBe(0);
+  });
+});
+
+describe("Engine adapter flow", () => {
+  it("prefetches a queued request's adapter while running requests keep stepping", () => {
+    const engine = createEngine({ maxNumSeqs: 1, maxInFlightSteps: 1 });
+    const [base, lora] = createRequests({
+      numRequests: 2,
+      maxTokens: () => 6,
+      adapter: (i) => (i === 1 ? "x" : null),
+    }) as [EngineRequest, EngineRequest];
+    engine.addRequest(base);
+    engine.addRequest(lora);
+    const sim = new SimulatedExecutor(testModel());
+    // Step 0 runs the base request and stages "x" for the queued one at the same time.
+    const s0 = engine.schedule(0);
+    expect(s0.plan?.seqIds.length).toBe(1);
+    expect(s0.adapterOps).toEqual([
+      { kind: "stage", adapterId: 0, name: "x", path: "/adapters/x" },
+    ]);
+    sim.submit(s0.plan as NonNullable<typeof s0.plan>);
+    engine.adapterStaged(sim.stage(s0.adapterOps[0] as Extract<AdapterOp, { kind: "stage" }>));
+    engine.update(sim.runNext(), 1);
+    // Step 1 decodes the base request while "x" loads into the pool.
+    const s1 = engine.schedule(1);
+    expect(s1.plan?.seqIds.length).toBe(1);
+    expect(s1.adapterOps).toEqual([expect.objectContaining({ kind: "load", adapterId: 0 })]);
+    expect(engine.stats().adapters).toMatchObject({ loading: 1, misses: 1 });
+  });
+
+  it("fails the requests of an adapter that cannot be staged, or cannot fit beside them", () => {
+    const engine = createEngine({}, { numPages: 100 });
+    const requests = createRequests({
+      numRequests: 3,
+      promptLength: () => 10,
+      maxTokens: () => 10, // 40 KV pages each
+      adapter: (i) => (i < 2 ? "broken" : "big"),
+    });
+    for (const req of requests) engine.addRequest(req);
+    const { adapterOps } = engine.schedule(0);
+    expect(adapterOps.map((o) => o.kind)).toEqual(["stage", "stage"]);
+    const broken = engine.adapterFailed(0, "adapter_invalid: r exceeds max_rank");
+    expect(broken.map((o) => [o.id, o.finishReason, o.error])).toEqual([
+      ["r0", "error", "adapter broken: adapter_invalid: r exceeds max_rank"],
+      ["r1", "error", "adapter broken: adapter_invalid: r exceeds max_rank"],
+    ]);
+    const big = engine.adapterStaged(staged(1, 61)); // 61 + 40 > 100
+    expect(big.map((o) => [o.id, o.finishReason])).toEqual([["r2", "error"]]);
+    expect(big[0]?.error).toMatch(/exceed the pool's 100/);
+    expect(engine.hasUnfinishedRequests()).toBe(false);
+  });
+});
