@@ -1,0 +1,340 @@
+// ExecutorClient: the engine's handle on the Python executor. It spawns the executor on
+// a Unix socket, does the init handshake, correlates requests and replies, and
+// supervises: a crash (exit), a hang (no reply in time; a `stats` heartbeat covers idle
+// times) or a protocol violation kills the process, fails every call in flight with the
+// retriable ExecutorUnavailable, and starts a new one with exponential backoff.
+// Nothing waits forever: every call has a timeout, and calls made while no executor is
+// ready fail at once.
+//
+//   const client = new ExecutorClient({ logger });
+//   const model = await client.init(config);        // spawn + handshake
+//   const result = await client.step(plan);         // ExecutorUnavailable -> re-queue
+//   await client.restart();                         // resolves once a fresh one is ready
+//   await client.shutdown();
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ExecutorUnavailable } from "./errors.ts";
+import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
+import type {
+  ExecutorStats,
+  InitConfig,
+  ModelInfo,
+  StagedAdapter,
+  StepPlan,
+  StepResult,
+} from "./messages.ts";
+import type { Decoded, Message, MessageBodies } from "./protocol.ts";
+import { defaultPythonPath } from "./python-path.ts";
+import type { MessageName } from "./schema.ts";
+
+export interface ExecutorTimeouts {
+  /** spawn -> the executor connects to the socket (Python + imports) */
+  connectMs: number;
+  /** init -> ready (model loading; minutes for a large model) */
+  initMs: number;
+  /** step -> step_result, counted from sending (steps queue behind each other) */
+  stepMs: number;
+  /** stage_adapter / load_adapter / drop_adapter -> reply */
+  adapterMs: number;
+  /** a `stats` heartbeat goes out this often when the executor is ready */
+  heartbeatIntervalMs: number;
+  /** stats -> stats_result (the executor answers stats even during a step) */
+  statsMs: number;
+  /** shutdown -> ok and exit, before the process is killed */
+  shutdownMs: number;
+}
+
+export interface RestartPolicy {
+  /** the wait before the first restart; doubles with each failure in a row */
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  /** starts tried in one restart before the client gives up (state "failed") */
+  maxAttempts: number;
+  /** an executor that ran this long before dying resets the backoff */
+  stableAfterMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
+  connectMs: 60_000,
+  initMs: 600_000,
+  stepMs: 60_000,
+  adapterMs: 300_000,
+  heartbeatIntervalMs: 5_000,
+  statsMs: 30_000,
+  shutdownMs: 30_000,
+};
+
+export const DEFAULT_RESTART: RestartPolicy = {
+  initialBackoffMs: 500,
+  maxBackoffMs: 30_000,
+  maxAttempts: 5,
+  stableAfterMs: 60_000,
+};
+
+export interface ExecutorClientOptions {
+  /** default: LORAFLEET_PYTHON, else the repo's .venv */
+  pythonPath?: string;
+  /** default: executor.sock in a fresh temp dir, removed at shutdown */
+  socketPath?: string;
+  /** added to process.env for the child */
+  env?: NodeJS.ProcessEnv;
+  /** receives the client's events and the child's stdout/stderr lines */
+  logger?: ExecutorLogger;
+  timeouts?: Partial<ExecutorTimeouts>;
+  restart?: Partial<RestartPolicy>;
+}
+
+export type ExecutorState = "idle" | "starting" | "ready" | "restarting" | "failed" | "closed";
+
+const stderrLogger: ExecutorLogger = {
+  info: (_, message) => process.stderr.write(`executor: ${message}\n`),
+  warn: (_, message) => process.stderr.write(`executor: ${message}\n`),
+  error: (_, message) => process.stderr.write(`executor: ${message}\n`),
+};
+
+export class ExecutorClient {
+  readonly #pythonPath: string;
+  readonly #socketPath: string;
+  readonly #tempDir: string | undefined;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #log: ExecutorLogger;
+  readonly #timeouts: ExecutorTimeouts;
+  readonly #policy: RestartPolicy;
+  #state: ExecutorState = "idle";
+  #config: InitConfig | undefined;
+  #process: ExecutorProcess | undefined;
+  #model: ModelInfo | undefined;
+  #restarting: Promise<ModelInfo> | undefined;
+  /** ready and not yet asked anything: restart() can hand it out as it is */
+  #fresh = false;
+  #readyAt = 0;
+  /** crashes in a row of executors that never became stable */
+  #crashes = 0;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #heartbeatInFlight = false;
+
+  constructor(options: ExecutorClientOptions = {}) {
+    this.#pythonPath = options.pythonPath ?? defaultPythonPath();
+    if (options.socketPath === undefined) {
+      this.#tempDir = mkdtempSync(join(tmpdir(), "lorafleet-"));
+      this.#socketPath = join(this.#tempDir, "executor.sock");
+    } else {
+      this.#socketPath = options.socketPath;
+    }
+    this.#env = { ...process.env, PYTHONUNBUFFERED: "1", ...options.env };
+    this.#log = options.logger ?? stderrLogger;
+    this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.#policy = { ...DEFAULT_RESTART, ...options.restart };
+  }
+
+  get state(): ExecutorState {
+    return this.#state;
+  }
+
+  /** The ready executor's model, as its last `ready` said. */
+  get model(): ModelInfo | undefined {
+    return this.#model;
+  }
+
+  /** The executor's pid while one runs (for logs and tests). */
+  get pid(): number | undefined {
+    return this.#process?.alive ? this.#process.pid : undefined;
+  }
+
+  /** Spawns the executor and does the handshake; rejects without retrying on failure. */
+  async init(config: InitConfig): Promise<ModelInfo> {
+    if (this.#state !== "idle") {
+      throw new Error(
+        `init is called once (state ${this.#state}); restart() brings a new executor`,
+      );
+    }
+    this.#config = config;
+    this.#state = "starting";
+    try {
+      return await this.#launch();
+    } catch (error) {
+      if (this.#state === "starting") this.#state = "failed";
+      throw error;
+    }
+  }
+
+  /**
+   * Resolves once a fresh executor is ready: joins a restart under way, hands out one
+   * that has not served a request yet, or else replaces the running one. Rejects with
+   * ExecutorUnavailable when no executor comes up within the restart policy.
+   */
+  restart(config?: InitConfig): Promise<ModelInfo> {
+    if (config !== undefined) this.#config = config;
+    switch (this.#state) {
+      case "closed":
+        return Promise.reject(new ExecutorUnavailable("the executor client is shut down"));
+      case "idle":
+      case "starting":
+        return Promise.reject(new Error(`restart before init finished (state ${this.#state})`));
+      case "restarting":
+        return this.#restarting as Promise<ModelInfo>;
+      case "ready":
+        if (this.#fresh) return Promise.resolve(this.#model as ModelInfo);
+        this.#lost(this.#process as ExecutorProcess, "restart requested");
+        return this.#restarting as Promise<ModelInfo>;
+      case "failed":
+        return this.#beginRestart();
+    }
+  }
+
+  async stageAdapter(adapterId: number, path: string): Promise<StagedAdapter> {
+    const message = { type: "stage_adapter", body: { adapterId, path } } as const;
+    return this.#reply(await this.#call(message, this.#timeouts.adapterMs), "adapter_staged");
+  }
+
+  async loadAdapter(adapterId: number, pages: Int32Array): Promise<void> {
+    const message = { type: "load_adapter", body: { adapterId, pages } } as const;
+    this.#reply(await this.#call(message, this.#timeouts.adapterMs), "ok");
+  }
+
+  async dropAdapter(adapterId: number, tier: "pool" | "host"): Promise<void> {
+    const message = { type: "drop_adapter", body: { adapterId, tier } } as const;
+    this.#reply(await this.#call(message, this.#timeouts.adapterMs), "ok");
+  }
+
+  async step(plan: StepPlan): Promise<StepResult> {
+    const reply = await this.#call({ type: "step", body: plan }, this.#timeouts.stepMs);
+    return this.#reply(reply, "step_result");
+  }
+
+  async stats(): Promise<ExecutorStats> {
+    const reply = await this.#call({ type: "stats", body: {} }, this.#timeouts.statsMs);
+    return this.#reply(reply, "stats_result");
+  }
+
+  /** Asks the executor to finish and exit; kills it if it does not in time. Idempotent. */
+  async shutdown(): Promise<void> {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    clearInterval(this.#heartbeat);
+    const proc = this.#process;
+    if (proc?.alive) {
+      const timeout = this.#timeouts.shutdownMs;
+      await proc.request({ type: "shutdown", body: {} }, timeout).catch(() => {});
+      await Promise.race([proc.ended, sleep(timeout, undefined, { ref: false })]);
+      proc.kill("shut down");
+    }
+    if (this.#tempDir !== undefined) rmSync(this.#tempDir, { recursive: true, force: true });
+  }
+
+  #call(message: Message, timeoutMs: number): Promise<Decoded> {
+    const proc = this.#process;
+    if (this.#state !== "ready" || proc === undefined) {
+      return Promise.reject(new ExecutorUnavailable(`the executor is ${this.#state}`));
+    }
+    this.#fresh = false;
+    return proc.request(message, timeoutMs);
+  }
+
+  #reply<K extends MessageName>(reply: Decoded, type: K): MessageBodies[K] {
+    // ExecutorProcess already refused a reply of the wrong type; this narrows it.
+    if (reply.type !== type) throw new Error(`expected ${type}, got ${reply.type}`);
+    return reply.body as MessageBodies[K];
+  }
+
+  async #launch(): Promise<ModelInfo> {
+    const proc = await ExecutorProcess.start({
+      pythonPath: this.#pythonPath,
+      socketPath: this.#socketPath,
+      env: this.#env,
+      connectTimeoutMs: this.#timeouts.connectMs,
+      logger: this.#log,
+    });
+    this.#process = proc;
+    let reply: Decoded;
+    try {
+      if (this.#state === "closed")
+        throw new ExecutorUnavailable("the executor client is shut down");
+      const init = { type: "init", body: this.#config as InitConfig } as const;
+      reply = await proc.request(init, this.#timeouts.initMs);
+    } catch (error) {
+      proc.kill(`init failed: ${(error as Error).message}`);
+      throw error;
+    }
+    const model = this.#reply(reply, "ready");
+    if (this.#isClosed()) {
+      proc.kill("the executor client is shut down");
+      throw new ExecutorUnavailable("the executor client is shut down");
+    }
+    this.#model = model;
+    this.#state = "ready";
+    this.#fresh = true;
+    this.#readyAt = Date.now();
+    void proc.ended.then((reason) => this.#lost(proc, reason));
+    this.#startHeartbeat();
+    this.#log.info({ pid: proc.pid, model }, "executor ready");
+    return model;
+  }
+
+  /** A ready executor is gone (or is being replaced): fail its calls, start a new one. */
+  #lost(proc: ExecutorProcess, reason: string): void {
+    if (proc !== this.#process || this.#state !== "ready") return;
+    proc.kill(reason);
+    if (Date.now() - this.#readyAt >= this.#policy.stableAfterMs) this.#crashes = 0;
+    this.#log.error({ pid: proc.pid }, `executor lost (${reason}); restarting`);
+    void this.#beginRestart().catch(() => {}); // callers see it through restart()
+  }
+
+  #beginRestart(): Promise<ModelInfo> {
+    this.#state = "restarting";
+    this.#restarting = this.#restartLoop();
+    return this.#restarting;
+  }
+
+  async #restartLoop(): Promise<ModelInfo> {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.#policy.maxAttempts; attempt++) {
+      const backoff = Math.min(
+        this.#policy.maxBackoffMs,
+        this.#policy.initialBackoffMs * 2 ** this.#crashes,
+      );
+      this.#crashes++;
+      await sleep(backoff);
+      if (this.#isClosed()) break;
+      try {
+        return await this.#launch();
+      } catch (error) {
+        lastError = error;
+        this.#log.error({ attempt }, `executor restart failed: ${(error as Error).message}`);
+      }
+    }
+    if (!this.#isClosed()) this.#state = "failed";
+    throw new ExecutorUnavailable(
+      this.#isClosed()
+        ? "the executor client is shut down"
+        : `the executor did not come back after ${this.#policy.maxAttempts} attempts: ${
+            (lastError as Error | undefined)?.message
+          }`,
+    );
+  }
+
+  /** A method, not a field check, so TS does not narrow it away across awaits. */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  #startHeartbeat(): void {
+    if (this.#heartbeat !== undefined) return;
+    this.#heartbeat = setInterval(() => {
+      const proc = this.#process;
+      if (this.#state !== "ready" || proc === undefined || this.#heartbeatInFlight) return;
+      this.#heartbeatInFlight = true;
+      // A reply-less heartbeat kills the process through the request timeout.
+      proc
+        .request({ type: "stats", body: {} }, this.#timeouts.statsMs)
+        .catch(() => {})
+        .finally(() => {
+          this.#heartbeatInFlight = false;
+        });
+    }, this.#timeouts.heartbeatIntervalMs);
+    this.#heartbeat.unref();
+  }
+}

@@ -1,0 +1,74 @@
+// Test support: the tiny fixture model (made by `npm run setup`), a plan builder and a
+// logger that keeps what it is told.
+
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ExecutorLogger } from "./executor-process.ts";
+import { type InitConfig, StepFlag, type StepPlan } from "./messages.ts";
+
+export const FIXTURES =
+  process.env.LORAFLEET_FIXTURES ||
+  fileURLToPath(new URL("../../../.cache/fixtures", import.meta.url));
+export const TINY_MODEL = join(FIXTURES, "tiny-llama");
+export const TINY_ADAPTER = join(FIXTURES, "adapters", "tiny-r8");
+export const HAVE_TINY = existsSync(join(TINY_MODEL, "config.json")) && existsSync(TINY_ADAPTER);
+
+export const tinyConfig = (modelPath = TINY_MODEL): InitConfig => ({
+  modelPath,
+  dtype: "float32",
+  device: "cpu",
+  numPages: 1024,
+  memoryFraction: 0.9,
+  maxRank: 16,
+  maxNumSeqs: 8,
+  maxNumTokens: 64,
+  hostCacheBytes: 64 << 20,
+  loraBackend: "torch",
+  cudaGraphs: false,
+});
+
+/** A new sequence's greedy prefill of `tokens`, its KV in pages from `firstPage` on. */
+export function prefillPlan(
+  stepId: number,
+  seqId: number,
+  tokens: number[],
+  firstPage: number,
+  adapterId = -1,
+): StepPlan {
+  const n = tokens.length;
+  return {
+    stepId,
+    freeSeqIds: new Uint32Array(0),
+    seqIds: Uint32Array.of(seqId),
+    flags: Uint8Array.of(StepFlag.sample | StepFlag.new),
+    numNewTokens: Int32Array.of(n),
+    numCached: Int32Array.of(0),
+    numPrompt: Int32Array.of(n),
+    adapterIds: Int32Array.of(adapterId),
+    temperature: Float32Array.of(0),
+    topP: Float32Array.of(1),
+    topK: Int32Array.of(0),
+    minP: Float32Array.of(0),
+    presencePenalty: Float32Array.of(0),
+    frequencyPenalty: Float32Array.of(0),
+    repetitionPenalty: Float32Array.of(1),
+    seed: BigInt64Array.of(-1n),
+    logprobs: Int32Array.of(-1),
+    tokenIds: Int32Array.from(tokens),
+    kvPages: Int32Array.from({ length: 2 * n }, (_, i) => firstPage + i),
+  };
+}
+
+export class RecordingLogger implements ExecutorLogger {
+  readonly lines: string[] = [];
+  info(_: object, message: string): void {
+    this.lines.push(message);
+  }
+  warn(_: object, message: string): void {
+    this.lines.push(message);
+  }
+  error(_: object, message: string): void {
+    this.lines.push(message);
+  }
+}
