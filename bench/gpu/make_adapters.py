@@ -82,6 +82,14 @@ def adapter_weights(shape: LlamaShape, rank: int, targets: list[str], seed: int,
     return tensors
 
 
+def _is_complete(folder: Path, config: dict) -> bool:
+    """An adapter left by an earlier run with the same config is kept (seeds aside)."""
+    config_path = folder / "adapter_config.json"
+    if not (config_path.is_file() and (folder / "adapter_model.safetensors").is_file()):
+        return False
+    return json.loads(config_path.read_text()) == config
+
+
 def make_adapters(
     shape: LlamaShape,
     adapters: list[tuple[str, int]],
@@ -97,26 +105,32 @@ def make_adapters(
         raise MakeAdaptersError(f"unknown target modules {unknown}")
     out.mkdir(parents=True, exist_ok=True)
     written: dict[int, list[Path]] = {}
+    skipped = 0
     for index, (name, rank) in enumerate(adapters):
         folder = out / name
-        folder.mkdir(exist_ok=True)
-        (folder / "adapter_config.json").write_text(
-            json.dumps(adapter_config(rank, targets, base_name), indent=2) + "\n"
-        )
+        config = adapter_config(rank, targets, base_name)
         weights = folder / "adapter_model.safetensors"
-        weights.unlink(missing_ok=True)
         copies = written.setdefault(rank, [])
+        if _is_complete(folder, config):
+            skipped += 1
+            continue
+        folder.mkdir(exist_ok=True)
+        weights.unlink(missing_ok=True)
+        (folder / "adapter_config.json").unlink(missing_ok=True)
         if distinct is not None and len(copies) >= distinct:
             os.link(copies[index % distinct], weights)
-            continue
-        tensors = adapter_weights(shape, rank, targets, seed * 1_000_003 + index, device)
-        save_file(tensors, str(weights), metadata={"format": "pt"})
-        copies.append(weights)
+        else:
+            tensors = adapter_weights(shape, rank, targets, seed * 1_000_003 + index, device)
+            save_file(tensors, str(weights), metadata={"format": "pt"})
+            copies.append(weights)
+        # The config goes last: its presence marks a complete adapter for the next run.
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
         if len(adapters) > 20 and (index + 1) % 100 == 0:
             print(f"[make_adapters] {index + 1}/{len(adapters)}", file=sys.stderr, flush=True)
     return {
         "adapters": len(adapters),
         "distinct_files": sum(len(v) for v in written.values()),
+        "kept": skipped,
         "ranks": sorted(written),
         "targets": targets,
         "out": str(out),

@@ -6,11 +6,10 @@
 import { spawnSync } from "node:child_process";
 
 export interface Environment {
-  /** torch.cuda.get_device_name(), or "cpu" */
+  /** the GPU's name as nvidia-smi (and torch.cuda.get_device_name()) gives it, or "cpu" */
   device: string;
   /** NVIDIA driver version from nvidia-smi, or null without one */
   driver: string | null;
-  cuda: string | null;
   torch: string | null;
   triton: string | null;
   transformers: string | null;
@@ -22,18 +21,18 @@ export interface Environment {
   gitDirty: boolean;
 }
 
+// Versions from package metadata, not imports: importing torch + transformers takes
+// seconds, which the CPU smoke run cannot spare. The GPU's name comes from nvidia-smi
+// (the same string torch.cuda.get_device_name() gives).
 const PROBE = `
-import json, importlib
+import json
+from importlib.metadata import PackageNotFoundError, version
 info = {}
 for name in ["torch", "triton", "transformers", "peft"]:
     try:
-        info[name] = importlib.import_module(name).__version__
-    except Exception:
+        info[name] = version(name)
+    except PackageNotFoundError:
         info[name] = None
-import torch
-cuda = torch.cuda.is_available()
-info["device"] = torch.cuda.get_device_name() if cuda else "cpu"
-info["cuda"] = torch.version.cuda if cuda else None
 print(json.dumps(info))
 `;
 
@@ -43,15 +42,20 @@ export function probeEnvironment(python: string, repoRoot: string): Environment 
     throw new Error(`environment probe with ${python} failed: ${probe.stderr || probe.error}`);
   }
   const info = JSON.parse(probe.stdout) as Record<string, string | null>;
-  const smi = spawnSync("nvidia-smi", ["--query-gpu=driver_version", "--format=csv,noheader"], {
-    encoding: "utf8",
-  });
+  const smi = spawnSync(
+    "nvidia-smi",
+    ["--query-gpu=name,driver_version", "--format=csv,noheader"],
+    {
+      encoding: "utf8",
+    },
+  );
+  // One line per GPU, "NVIDIA H100 80GB HBM3, 580.159.04": the first is the one used.
+  const [gpu, driver] = smi.status === 0 ? (smi.stdout.split("\n")[0] ?? "").split(", ") : [];
   const git = (...args: string[]) =>
     spawnSync("git", args, { cwd: repoRoot, encoding: "utf8" }).stdout?.trim() ?? "";
   return {
-    device: info.device ?? "cpu",
-    driver: smi.status === 0 ? (smi.stdout.trim().split("\n")[0] ?? null) : null,
-    cuda: info.cuda ?? null,
+    device: gpu?.trim() || "cpu",
+    driver: driver?.trim() || null,
     torch: info.torch ?? null,
     triton: info.triton ?? null,
     transformers: info.transformers ?? null,

@@ -19,8 +19,11 @@ import { planScenario } from "./scenarios.ts";
 
 const repoRoot = resolve(import.meta.dirname, "..", "..");
 
+const started = performance.now();
+
 function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  process.stderr.write(`[bench +${seconds}s] ${message}\n`);
 }
 
 /** The command as typed, shell-quoted where needed, to put in the result. */

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { figuresFor } from "./plot.ts";
-import { run } from "./results.test.ts";
 import type { ScenarioResult } from "./results.ts";
 import { niceTicks } from "./svg-chart.ts";
+import { run } from "./testing/result-fixtures.ts";
 
 function result(scenario: string, runs: ScenarioResult["runs"]): ScenarioResult {
   return {

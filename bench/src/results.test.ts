@@ -3,41 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { deviceSlug, gpuName } from "./environment.ts";
-import type { RunMetrics } from "./metrics.ts";
-import { computeRatios, type RunResult, type ScenarioResult, updateSummary } from "./results.ts";
-
-export function metricsWith(outputTokensPerS: number, ok = 10): RunMetrics {
-  const dist = { mean: 0.1, p50: 0.1, p90: 0.2, p99: 0.3, max: 0.3 };
-  return {
-    requests: 10,
-    ok,
-    aborted: 0,
-    failed: 10 - ok,
-    durationS: 10,
-    requestsPerS: ok / 10,
-    outputTokensPerS,
-    totalTokensPerS: outputTokensPerS * 2,
-    firstTokenS: dist,
-    perTokenS: dist,
-    endToEndS: dist,
-    sloFirstTokenS: 6,
-    sloAttainment: 1,
-    shortOutputs: 0,
-    maxSendLagS: 0,
-  };
-}
-
-export function run(variant: string, point: string, tps: number | null, n = 0): RunResult {
-  return {
-    variant,
-    point,
-    params: { numAdapters: n, rate: 4 },
-    trace: `traces/${point}.jsonl`,
-    serverArgs: [],
-    metrics: tps === null ? null : metricsWith(tps),
-    error: tps === null ? "server refused --unified-paging" : null,
-  };
-}
+import { computeRatios, type ScenarioResult, updateSummary } from "./results.ts";
+import { run } from "./testing/result-fixtures.ts";
 
 describe("computeRatios", () => {
   it("divides each variant by base on the same point, or on the first when base ran once", () => {

@@ -11,7 +11,7 @@ import { type Backend, BackendStartError, startBackend } from "./backend-server.
 import { runOpenLoop } from "./client.ts";
 import { summarize } from "./metrics.ts";
 import type { PeftResult, RunResult } from "./results.ts";
-import type { Point, ScenarioPlan } from "./scenarios.ts";
+import type { Point, ScenarioPlan, Variant } from "./scenarios.ts";
 import { writeTrace } from "./trace-file.ts";
 import { generateTrace, type Trace } from "./workload.ts";
 
@@ -57,8 +57,7 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
   prepareAdapters(plan, [...traces.values()], modelPath, adapterDir, ctx);
 
   const runs: RunResult[] = [];
-  for (const variant of plan.variants) {
-    const points = variant.points === "first" ? plan.points.slice(0, 1) : plan.points;
+  for (const group of groupByServerArgs(plan.variants)) {
     const serverArgs = [
       "--model",
       modelPath,
@@ -67,10 +66,13 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
       "--python",
       ctx.python,
       ...plan.serverArgs,
-      ...variant.serverArgs,
+      ...(group[0] as Variant).serverArgs,
       ...ctx.extraServerArgs,
     ];
-    const record = (point: Point, fields: Pick<RunResult, "metrics" | "error">) =>
+    const names = group.map((v) => v.name).join("+");
+    const pointsOf = (variant: Variant) =>
+      variant.points === "first" ? plan.points.slice(0, 1) : plan.points;
+    const record = (variant: Variant, point: Point, fields: Pick<RunResult, "metrics" | "error">) =>
       runs.push({
         variant: variant.name,
         point: point.label,
@@ -79,42 +81,47 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
         serverArgs,
         ...fields,
       });
-    ctx.log(`${variant.name}: starting the backend`);
+    ctx.log(`${names}: starting the backend`);
     let server: Backend;
     try {
       server = await startBackend({
         entry: ctx.serverEntry,
         args: serverArgs,
         cwd: ctx.repoRoot,
-        log: join(ctx.workDir, "logs", `${plan.scenario}.${variant.name}.server.log`),
+        log: join(ctx.workDir, "logs", `${plan.scenario}.${names}.server.log`),
         readyTimeoutS: ctx.readyTimeoutS,
       });
     } catch (error) {
       if (!(error instanceof BackendStartError)) throw error;
-      ctx.log(`${variant.name}: ${error.message}`);
-      for (const point of points) record(point, { metrics: null, error: error.message });
+      ctx.log(`${names}: ${error.message}`);
+      for (const variant of group) {
+        for (const point of pointsOf(variant))
+          record(variant, point, { metrics: null, error: error.message });
+      }
       continue;
     }
     try {
       const served = basename(modelPath);
-      for (const point of points) {
-        const { trace } = traces.get(point.label) as { trace: Trace };
-        const records = await runOpenLoop(trace.requests, {
-          baseUrl: server.url,
-          modelFor: (r) => (variant.baseOnly || r.adapter === null ? served : r.adapter),
-          requestTimeoutS: plan.requestTimeoutS,
-          extraBody: ctx.extraBody,
-          onRecord: progress(ctx, `${variant.name} ${point.label}`),
-        });
-        const metrics = summarize(records, plan.sloFirstTokenS);
-        ctx.log(
-          `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
-            `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
-            `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s`,
-        );
-        const failures = records.filter((r) => r.status !== "ok").slice(0, 3);
-        for (const r of failures) ctx.log(`  request ${r.id} ${r.status}: ${r.error}`);
-        record(point, { metrics, error: null });
+      for (const variant of group) {
+        for (const point of pointsOf(variant)) {
+          const { trace } = traces.get(point.label) as { trace: Trace };
+          const records = await runOpenLoop(trace.requests, {
+            baseUrl: server.url,
+            modelFor: (r) => (variant.baseOnly || r.adapter === null ? served : r.adapter),
+            requestTimeoutS: plan.requestTimeoutS,
+            extraBody: ctx.extraBody,
+            onRecord: progress(ctx, `${variant.name} ${point.label}`),
+          });
+          const metrics = summarize(records, plan.sloFirstTokenS);
+          ctx.log(
+            `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
+              `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
+              `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s`,
+          );
+          const failures = records.filter((r) => r.status !== "ok").slice(0, 3);
+          for (const r of failures) ctx.log(`  request ${r.id} ${r.status}: ${r.error}`);
+          record(variant, point, { metrics, error: null });
+        }
       }
     } finally {
       await server.stop();
@@ -122,6 +129,16 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
   }
   const peft = plan.peft === null ? null : runPeft(plan, traces, modelPath, adapterDir, ctx);
   return { modelPath, runs, peft };
+}
+
+/** Variants with the same server flags, in plan order: one backend start serves each group. */
+function groupByServerArgs(variants: Variant[]): Variant[][] {
+  const groups = new Map<string, Variant[]>();
+  for (const variant of variants) {
+    const key = JSON.stringify(variant.serverArgs);
+    groups.set(key, [...(groups.get(key) ?? []), variant]);
+  }
+  return [...groups.values()];
 }
 
 function progress(ctx: RunContext, label: string) {

@@ -63,7 +63,8 @@ export interface PlanOptions {
 }
 
 export const VARIANTS: Record<Variant["name"], Omit<Variant, "points">> = {
-  base: { name: "base", baseOnly: true, serverArgs: [] },
+  // The same server as slora's: variants with equal flags share one backend start.
+  base: { name: "base", baseOnly: true, serverArgs: ["--lora-backend", "triton"] },
   slora: { name: "slora", baseOnly: false, serverArgs: ["--lora-backend", "triton"] },
   bmm: { name: "bmm", baseOnly: false, serverArgs: ["--lora-backend", "torch"] },
   // The server has no switch for separate adapter memory yet: this flag is the one
