@@ -49,7 +49,9 @@ describe("AdapterManager", () => {
 
   it("never evicts a pinned adapter or one a step in flight reads", () => {
     type Op =
-      | { kind: "pin" | "unpin" | "use"; adapter: number }
+      | { kind: "pin"; adapter: number }
+      | { kind: "unpin"; adapter: number }
+      | { kind: "use"; adapter: number }
       | { kind: "complete" }
       | { kind: "evict"; minRank: number }
       | { kind: "ensure"; adapter: number; rank: number };
