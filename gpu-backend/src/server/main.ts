@@ -1,0 +1,112 @@
+// The backend's entry: `node gpu-backend/src/server/main.ts --model DIR [flags]`.
+// Reads the config, starts the Python executor, builds engine + serving loop + app,
+// listens, and shuts all of it down on SIGINT/SIGTERM.
+import { serve } from "@hono/node-server";
+import { pino } from "pino";
+import { defaultEngineConfig, Engine } from "../engine/index.ts";
+import { ExecutorClient } from "../executor/client.ts";
+import type { InitConfig } from "../executor/messages.ts";
+import { AdapterDirectory } from "../serving/adapter-directory.ts";
+import { AdapterRegistry } from "../serving/adapter-registry.ts";
+import { ServingMetrics } from "../serving/metrics.ts";
+import { ServingLoop } from "../serving/serving-loop.ts";
+import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import { createApp } from "./app.ts";
+import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof parseServerConfig>;
+  try {
+    config = parseServerConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`lorafleet backend: ${error.message}\n`);
+    process.exit(2);
+  }
+  const logger = pino({ level: config.logLevel, base: { service: "gpu-backend" } });
+  logger.info({ config: describeConfig(config) }, "config");
+
+  const tokenizer = ModelTokenizer.fromDirectory(config.model);
+  const initConfig: InitConfig = {
+    modelPath: config.model,
+    dtype: config.dtype,
+    device: config.device,
+    numPages: config.numPages,
+    memoryFraction: config.gpuMemoryUtilization,
+    maxRank: config.maxLoraRank,
+    maxNumSeqs: config.maxNumSeqs,
+    maxNumTokens: config.maxNumBatchedTokens,
+    hostCacheBytes: config.hostCacheBytes,
+    loraBackend: config.loraBackend,
+    cudaGraphs: config.cudaGraphs,
+  };
+  const executor = new ExecutorClient({
+    ...(config.socket === undefined ? {} : { socketPath: config.socket }),
+    pythonPath: config.python,
+    logger: logger.child({ component: "executor" }),
+  });
+  const model = await executor.init(initConfig);
+  logger.info({ model }, "executor ready");
+
+  const engine = new Engine(
+    defaultEngineConfig({
+      maxNumSeqs: config.maxNumSeqs,
+      maxNumTokens: config.maxNumBatchedTokens,
+      maxResidentAdapters: config.maxLoras,
+      maxHostAdapters: Math.max(config.maxCpuLoras, config.maxLoras),
+      hostCacheBytes: config.hostCacheBytes,
+    }),
+    model,
+  );
+  const adapters = new AdapterRegistry(new AdapterDirectory(config.adapterDir));
+  const metrics = new ServingMetrics();
+  const serving = new ServingLoop({
+    engine,
+    executor,
+    restart: () => executor.restart(initConfig),
+    adapters,
+    tokenizer,
+    limits: {
+      maxModelLen: Math.min(config.maxModelLen || model.maxPosition, model.maxPosition),
+      maxUnfinished: config.maxNumSeqs + config.maxQueuedRequests,
+    },
+    metrics,
+    logger: logger.child({ component: "serving" }),
+  });
+  serving.start();
+
+  const app = createApp({
+    serving,
+    adapters,
+    tokenizer,
+    metrics,
+    logger: logger.child({ component: "http" }),
+    servedModelName: config.servedModelName,
+    backendSecret: config.backendSecret ?? null,
+    unloadAdapter: (name) => engine.unloadAdapter(name),
+    ready: () => true,
+  });
+  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
+    logger.info({ url: `http://${config.host}:${info.port}` }, "listening");
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    server.close();
+    await serving.stop();
+    await executor
+      .shutdown()
+      .catch((error: unknown) => logger.warn({ err: error }, "executor shutdown"));
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`lorafleet backend failed to start: ${(error as Error).stack ?? error}\n`);
+  process.exit(1);
+});
