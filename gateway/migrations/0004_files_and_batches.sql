@@ -2,7 +2,7 @@
 CREATE TABLE files (
   id TEXT PRIMARY KEY,                     -- "file-" + random
   tenant_id TEXT NOT NULL REFERENCES tenants(id),
-  purpose TEXT NOT NULL,
+  purpose TEXT NOT NULL,                   -- batch | batch_output
   filename TEXT NOT NULL,
   bytes INTEGER NOT NULL,
   created_at INTEGER NOT NULL
@@ -12,15 +12,16 @@ CREATE INDEX files_tenant ON files(tenant_id);
 CREATE TABLE batches (
   id TEXT PRIMARY KEY,                     -- "batch_" + random
   tenant_id TEXT NOT NULL REFERENCES tenants(id),
-  endpoint TEXT NOT NULL,
+  endpoint TEXT NOT NULL,                  -- /v1/chat/completions | /v1/completions
   input_file_id TEXT NOT NULL REFERENCES files(id),
   output_file_id TEXT,
   error_file_id TEXT,
-  status TEXT NOT NULL,                    -- validating | in_progress | completed | failed | cancelling | cancelled
-  total INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed', 'failed', 'cancelling', 'cancelled')),
+  total INTEGER NOT NULL,
   completed INTEGER NOT NULL DEFAULT 0,
   failed INTEGER NOT NULL DEFAULT 0,
+  metadata TEXT,                           -- JSON object or NULL
   created_at INTEGER NOT NULL,
-  completed_at INTEGER
+  finished_at INTEGER                      -- completed, failed or cancelled
 );
 CREATE INDEX batches_tenant ON batches(tenant_id);

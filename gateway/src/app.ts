@@ -9,8 +9,10 @@ import { tenantRoutes } from "./admin/tenants.ts";
 import { usageAdminRoutes } from "./admin/usage.ts";
 import { KeyResolver } from "./auth/key-resolver.ts";
 import { adminAuth } from "./auth/middleware.ts";
+import { batchRoutes } from "./batches/batch-routes.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
+import { fileRoutes } from "./files/file-routes.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { accountRoutes } from "./openai/account-routes.ts";
 import { inferenceRoutes } from "./openai/inference-routes.ts";
@@ -58,6 +60,8 @@ export function createApp(state: GatewayState) {
   app.route("/v1", inferenceRoutes(state));
   app.route("/v1", accountRoutes(state));
   app.route("/v1/adapters", adapterRoutes(state.keys, state.adapters, state.now));
+  app.route("/v1/files", fileRoutes(state.keys, state.now));
+  app.route("/v1/batches", batchRoutes(state));
   app.route("/internal", internalRoutes(state.now));
 
   app.get("/healthz", (c) => c.json({ ok: true }));

@@ -1,4 +1,5 @@
 import type { Principal } from "./auth/principal.ts";
+import type { BatchRunner } from "./batches/batch-runner.ts";
 import type { TenantLimiter } from "./limits/tenant-limiter.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml plus its secrets. */
@@ -7,6 +8,7 @@ export type Env = {
   CACHE: KVNamespace;
   FILES: R2Bucket;
   LIMITER: DurableObjectNamespace<TenantLimiter>;
+  BATCHES: DurableObjectNamespace<BatchRunner>;
   /** Secret: bearer token of the admin API. */
   ADMIN_TOKEN: string;
   /** Secret: HMAC key of the signed adapter download URLs. */

@@ -2,6 +2,7 @@ import { createApp, createGatewayState } from "./app.ts";
 import type { Env } from "./env.ts";
 import { checkBackends } from "./health/check-backends.ts";
 
+export { BatchRunner } from "./batches/batch-runner.ts";
 export { TenantLimiter } from "./limits/tenant-limiter.ts";
 
 const state = createGatewayState();

@@ -1,16 +1,15 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
-import { signAdapterUrl } from "../adapters/signed-url.ts";
 import type { GatewayState } from "../app.ts";
 import { apiKeyAuth } from "../auth/middleware.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { admitRequest, settleRequest } from "../limits/limiter-client.ts";
+import { backendBody } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
 import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage, type UsageRecord } from "../usage/record.ts";
-import type { ModelTarget } from "./resolve-model.ts";
 
 /** Completion tokens reserved for a request that names no max_tokens (corrected at settle). */
 export const defaultCompletionEstimate = 256;
@@ -136,7 +135,19 @@ async function handleInference(
     state.backends,
     ranked,
     path,
-    JSON.stringify(await backendBody(c, body, target, stream)),
+    JSON.stringify(
+      await backendBody(
+        c.env,
+        {
+          origin: c.env.PUBLIC_URL || new URL(c.req.url).origin,
+          tenantId: principal.tenantId,
+          requestId,
+          now: state.now(),
+        },
+        body,
+        target,
+      ),
+    ),
     requestId,
     state.now,
   );
@@ -193,52 +204,4 @@ async function handleInference(
     status: 200,
     headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
   });
-}
-
-/**
- * The body the backend gets: the client's, plus stream usage always on (the
- * gateway meters it), plus `lorafleet` with the tenant, the request id and, for
- * an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
- */
-async function backendBody(
-  c: Context<AppEnv>,
-  body: InferenceBody,
-  target: ModelTarget,
-  stream: boolean,
-) {
-  const origin = c.env.PUBLIC_URL || new URL(c.req.url).origin;
-  const adapter = target.adapter;
-  const now = Date.now();
-  return {
-    ...body,
-    ...(stream ? { stream_options: { ...body.stream_options, include_usage: true } } : {}),
-    lorafleet: {
-      tenant: c.get("principal").tenantId,
-      request_id: c.get("requestId"),
-      base_model: target.baseModel,
-      adapter:
-        adapter === null
-          ? null
-          : {
-              id: adapter.id,
-              name: adapter.name,
-              rank: adapter.rank,
-              sha256: adapter.sha256,
-              config_url: await signAdapterUrl(
-                c.env,
-                origin,
-                adapter.id,
-                "adapter_config.json",
-                now,
-              ),
-              weights_url: await signAdapterUrl(
-                c.env,
-                origin,
-                adapter.id,
-                "adapter_model.safetensors",
-                now,
-              ),
-            },
-    },
-  };
 }

@@ -13,7 +13,7 @@ import { testSecrets } from "./constants.ts";
 /**
  * ok: answer normally. error: answer 503 before any body. reset: drop the
  * connection. cut: start a 200 stream, send two chunks, then drop it.
- * slow: stream with `delayMs` between tokens.
+ * slow: stream with `delayMs` between tokens, or answer after `delayMs`.
  */
 export type PeerMode = {
   mode: "ok" | "error" | "reset" | "cut" | "slow";
@@ -108,6 +108,7 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     };
     const base = { id: `cmpl-${name}-${list.length}`, created: 1_700_000_000, model: body.model };
     if (!body.stream) {
+      if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
       const content = "tok ".repeat(completion).trim();
       const choice = chat
         ? { index: 0, message: { role: "assistant", content }, finish_reason: "length" }

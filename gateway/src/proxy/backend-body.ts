@@ -1,0 +1,54 @@
+import { signAdapterUrl } from "../adapters/signed-url.ts";
+import type { Env } from "../env.ts";
+import type { ModelTarget } from "../openai/resolve-model.ts";
+
+/**
+ * The body a backend gets: the client's, plus stream usage always on (the
+ * gateway meters it), plus `lorafleet` with the tenant, the request id and, for
+ * an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
+ */
+export async function backendBody(
+  env: Env,
+  request: { origin: string; tenantId: string; requestId: string; now: number },
+  body: Record<string, unknown> & { stream_options?: unknown },
+  target: ModelTarget,
+): Promise<Record<string, unknown>> {
+  const adapter = target.adapter;
+  const stream = body.stream === true;
+  const options =
+    typeof body.stream_options === "object" && body.stream_options !== null
+      ? body.stream_options
+      : {};
+  return {
+    ...body,
+    ...(stream ? { stream_options: { ...options, include_usage: true } } : {}),
+    lorafleet: {
+      tenant: request.tenantId,
+      request_id: request.requestId,
+      base_model: target.baseModel,
+      adapter:
+        adapter === null
+          ? null
+          : {
+              id: adapter.id,
+              name: adapter.name,
+              rank: adapter.rank,
+              sha256: adapter.sha256,
+              config_url: await signAdapterUrl(
+                env,
+                request.origin,
+                adapter.id,
+                "adapter_config.json",
+                request.now,
+              ),
+              weights_url: await signAdapterUrl(
+                env,
+                request.origin,
+                adapter.id,
+                "adapter_model.safetensors",
+                request.now,
+              ),
+            },
+    },
+  };
+}

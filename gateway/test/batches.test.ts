@@ -1,0 +1,229 @@
+import { SELF } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import {
+  adapterFiles,
+  type BaseModelSpec,
+  call,
+  createTenant,
+  defined,
+  eventually,
+  origin,
+  peerRequests,
+  registerBaseModel,
+  registerPeerBackend,
+  setPeerMode,
+  type Tenant,
+  tinyModel,
+  upload,
+  uploadForm,
+  usageRows,
+} from "./helpers/gateway-client.ts";
+import { buildAdapter } from "./helpers/safetensors-builder.ts";
+
+type Batch = {
+  id: string;
+  status: string;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  request_counts: { total: number; completed: number; failed: number };
+};
+
+function uploadFile(key: string, jsonl: string, purpose = "batch") {
+  const form = new FormData();
+  form.set("purpose", purpose);
+  form.set("file", new File([jsonl], "input.jsonl"));
+  return SELF.fetch(`${origin}/v1/files`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    body: form,
+  });
+}
+
+function line(customId: string, model: string, maxTokens: number, url = "/v1/chat/completions") {
+  return JSON.stringify({
+    custom_id: customId,
+    method: "POST",
+    url,
+    body: {
+      model,
+      messages: [{ role: "user", content: `question ${customId}` }],
+      max_tokens: maxTokens,
+    },
+  });
+}
+
+async function createBatch(key: string, jsonl: string): Promise<Batch> {
+  const file = (await (await uploadFile(key, jsonl)).json()) as { id: string };
+  const res = await call(key, "POST", "/v1/batches", {
+    input_file_id: file.id,
+    endpoint: "/v1/chat/completions",
+    completion_window: "24h",
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Batch;
+}
+
+async function settled(key: string, id: string, timeoutMs = 20_000): Promise<Batch> {
+  return eventually(async () => {
+    const batch = (await (await call(key, "GET", `/v1/batches/${id}`)).json()) as Batch;
+    expect(["completed", "cancelled", "failed"]).toContain(batch.status);
+    return batch;
+  }, timeoutMs);
+}
+
+describe("Files and Batches", () => {
+  let model: BaseModelSpec;
+  let tenant: Tenant;
+  let backend: string;
+  beforeAll(async () => {
+    model = await registerBaseModel(tinyModel());
+    backend = await registerPeerBackend(model.name);
+    tenant = await createTenant();
+    expect(
+      (await upload(tenant.key, uploadForm("batcher", adapterFiles(buildAdapter(model))))).status,
+    ).toBe(201);
+  });
+
+  it("runs a 50-line batch over the base model and an adapter, with results in order and usage per line", async () => {
+    const lines = Array.from({ length: 50 }, (_, i) =>
+      line(`req-${i}`, i % 2 === 0 ? model.name : "batcher", 1 + (i % 4)),
+    );
+    const batch = await createBatch(tenant.key, lines.join("\n"));
+    expect(batch).toMatchObject({
+      status: "in_progress",
+      request_counts: { total: 50, completed: 0, failed: 0 },
+    });
+    const done = await settled(tenant.key, batch.id);
+    expect(done).toMatchObject({
+      status: "completed",
+      request_counts: { total: 50, completed: 50, failed: 0 },
+      error_file_id: null,
+    });
+
+    const output = await (
+      await call(tenant.key, "GET", `/v1/files/${done.output_file_id}/content`)
+    ).text();
+    const results = output
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(results.map((r) => r.custom_id)).toEqual(lines.map((_, i) => `req-${i}`));
+    for (const [i, r] of results.entries()) {
+      expect(r.error).toBeNull();
+      expect(r.response.status_code).toBe(200);
+      expect(r.response.body.usage.completion_tokens).toBe(1 + (i % 4));
+    }
+    const received = (await peerRequests(backend)).filter((r) =>
+      String(r.headers["x-request-id"]).startsWith(batch.id),
+    );
+    expect(received).toHaveLength(50);
+    expect(received.filter((r) => r.body.lorafleet.adapter?.name === "batcher")).toHaveLength(25);
+    const rows = (await usageRows(tenant.id)).filter((r) => r.request_id.startsWith(batch.id));
+    expect(rows).toHaveLength(50);
+    expect(rows.reduce((s, r) => s + r.completion_tokens, 0)).toBe(
+      results.reduce((s, r) => s + r.response.body.usage.completion_tokens, 0),
+    );
+  });
+
+  it("puts failed lines in the error file", async () => {
+    const { model: failing, backends } = {
+      model: await registerBaseModel(tinyModel()),
+      backends: [] as string[],
+    };
+    backends.push(await registerPeerBackend(failing.name));
+    await setPeerMode(defined(backends[0]), { mode: "error" });
+    const batch = await createBatch(
+      tenant.key,
+      [line("a", model.name, 1), line("b", failing.name, 1)].join("\n"),
+    );
+    const done = await settled(tenant.key, batch.id);
+    expect(done).toMatchObject({
+      status: "completed",
+      request_counts: { completed: 1, failed: 1 },
+    });
+    const errors = await (
+      await call(tenant.key, "GET", `/v1/files/${done.error_file_id}/content`)
+    ).text();
+    expect(JSON.parse(errors.trim())).toMatchObject({
+      custom_id: "b",
+      response: null,
+      error: { code: "no_backend_available" },
+    });
+  });
+
+  it("cancels a running batch, keeping what finished", async () => {
+    const slowModel = await registerBaseModel(tinyModel());
+    const slow = await registerPeerBackend(slowModel.name);
+    await setPeerMode(slow, { mode: "slow", delayMs: 100 }); // 5 groups of 8: >= 500 ms
+    const lines = Array.from({ length: 40 }, (_, i) => line(`c-${i}`, slowModel.name, 1));
+    const batch = await createBatch(tenant.key, lines.join("\n"));
+    const cancel = await call(tenant.key, "POST", `/v1/batches/${batch.id}/cancel`);
+    expect(cancel.status).toBe(200);
+    expect(((await cancel.json()) as Batch).status).toBe("cancelling");
+    const done = await settled(tenant.key, batch.id);
+    expect(done.status).toBe("cancelled");
+    expect(done.request_counts.completed).toBeLessThan(40);
+    expect((await call(tenant.key, "POST", `/v1/batches/${batch.id}/cancel`)).status).toBe(409);
+  });
+
+  it("refuses bad input files with the line number, and unknown models, before running anything", async () => {
+    const cases: [string, string][] = [
+      ["{not json", "Line 1"],
+      [`${line("x", model.name, 1)}\n${line("x", model.name, 1)}`, "Line 2"],
+      [line("x", model.name, 1, "/v1/completions"), "Line 1"],
+      ["\n\n", "no requests"],
+    ];
+    for (const [jsonl, message] of cases) {
+      const file = (await (await uploadFile(tenant.key, jsonl)).json()) as { id: string };
+      const res = await call(tenant.key, "POST", "/v1/batches", {
+        input_file_id: file.id,
+        endpoint: "/v1/chat/completions",
+        completion_window: "24h",
+      });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { message: string } }).error.message).toContain(
+        message,
+      );
+    }
+    const unknown = (await (await uploadFile(tenant.key, line("x", "nope", 1))).json()) as {
+      id: string;
+    };
+    const res = await call(tenant.key, "POST", "/v1/batches", {
+      input_file_id: unknown.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    expect(res.status).toBe(404);
+    expect((await uploadFile(tenant.key, "x", "fine-tune")).status).toBe(400);
+  });
+
+  it("keeps files and batches to their tenant", async () => {
+    const other = await createTenant();
+    const batch = await createBatch(tenant.key, line("iso", model.name, 1));
+    const done = await settled(tenant.key, batch.id);
+    const file = (await (await uploadFile(tenant.key, line("iso2", model.name, 1))).json()) as {
+      id: string;
+    };
+    for (const [method, path] of [
+      ["GET", `/v1/batches/${batch.id}`],
+      ["POST", `/v1/batches/${batch.id}/cancel`],
+      ["GET", `/v1/files/${file.id}`],
+      ["GET", `/v1/files/${file.id}/content`],
+      ["GET", `/v1/files/${done.output_file_id}/content`],
+      ["DELETE", `/v1/files/${file.id}`],
+    ] as const) {
+      expect((await call(other.key, method, path)).status).toBe(404);
+    }
+    const usingTheirFile = await call(other.key, "POST", "/v1/batches", {
+      input_file_id: file.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    expect(usingTheirFile.status).toBe(404);
+    const listed = (await (await call(other.key, "GET", "/v1/batches")).json()) as {
+      data: unknown[];
+    };
+    expect(listed.data).toEqual([]);
+    expect((await call(tenant.key, "DELETE", `/v1/files/${file.id}`)).status).toBe(200);
+  });
+});
