@@ -1,6 +1,6 @@
 /**
  * Starts the real lorafleet backend (gpu-backend/src/server/main.ts, or a bundle of
- * it) as a child process on a free port, waits until it serves `/v1/models`, and
+ * it) as a child process on a free port, waits until `/ready` answers 200 (the executor is up), and
  * stops it. Its output goes to a log file, so a failed start can be diagnosed.
  *
  *   const server = await startBackend({ entry, args: ["--model", dir], log, readyTimeoutS: 120 });
@@ -80,7 +80,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
 
 async function isReady(url: string): Promise<boolean> {
   try {
-    const response = await fetch(`${url}/v1/models`, { signal: AbortSignal.timeout(2000) });
+    const response = await fetch(`${url}/ready`, { signal: AbortSignal.timeout(2000) });
     await response.body?.cancel();
     return response.ok;
   } catch {
