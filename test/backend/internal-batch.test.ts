@@ -1,7 +1,12 @@
 // The gateway's side of the backend: the backend secret, the `lorafleet` envelope and
 // /internal/batch answering NDJSON lines as requests complete.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Backend, haveFixtures, startBackend } from "./backend-process.ts";
+import { type Backend, fixturesDir, haveFixtures, startBackend } from "./backend-process.ts";
 
 const SECRET = "test-backend-secret-0123456789";
 
@@ -17,11 +22,42 @@ describe.skipIf(!haveFixtures)("gateway contract", () => {
       body: JSON.stringify(body),
     });
 
+  // Stands in for the gateway's signed adapter URLs: serves the fixture adapter's files.
+  let files: Server;
+  let filesUrl: string;
+  const adapterDir = join(fixturesDir, "adapters/tiny-r8");
+  const weights = readFileSync(join(adapterDir, "adapter_model.safetensors"));
+  const sha256 = createHash("sha256").update(weights).digest("hex");
+
   beforeAll(async () => {
-    backend = await startBackend(["--backend-secret", SECRET]);
+    files = createServer((req, res) => {
+      if (req.url?.startsWith("/weights")) res.end(weights);
+      else if (req.url?.startsWith("/config"))
+        res.end(readFileSync(join(adapterDir, "adapter_config.json")));
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => files.listen(0, "127.0.0.1", resolve));
+    filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+    // An empty adapter dir: the adapter can only come through the gateway's URLs.
+    backend = await startBackend([
+      "--backend-secret",
+      SECRET,
+      "--adapter-dir",
+      join(fixturesDir, "no-adapters"),
+    ]);
   });
   afterAll(async () => {
     await backend?.stop();
+    files?.close();
+  });
+
+  const remoteAdapter = (sha: string) => ({
+    id: "adp_1",
+    name: "tiny-r8",
+    rank: 8,
+    sha256: sha,
+    config_url: `${filesUrl}/config?sig=1`,
+    weights_url: `${filesUrl}/weights?sig=1`,
   });
 
   it("refuses /v1 and /internal without the secret", async () => {
@@ -46,6 +82,32 @@ describe.skipIf(!haveFixtures)("gateway contract", () => {
       lorafleet: { tenant: "t1", base_model: "other-model", adapter: null },
     });
     expect(wrongBase.status).toBe(404);
+  });
+
+  it("fetches the gateway's adapter through its URLs, checks the sha256, and serves it", async () => {
+    const body = { model: "tenant-a/tiny-r8", prompt: "hello", max_tokens: 6, temperature: 0 };
+    const viaGateway = await post("/v1/completions", {
+      ...body,
+      lorafleet: { tenant: "tenant-a", base_model: "tiny-llama", adapter: remoteAdapter(sha256) },
+    });
+    expect(viaGateway.status).toBe(200);
+    const answer = (await viaGateway.json()) as { model: string; choices: { text: string }[] };
+    expect(answer.model).toBe("tenant-a/tiny-r8");
+    const base = (await (
+      await post("/v1/completions", { ...body, model: "tiny-llama" })
+    ).json()) as {
+      choices: { text: string }[];
+    };
+    expect(answer.choices[0]?.text).not.toBe(base.choices[0]?.text);
+
+    const tampered = await post("/v1/completions", {
+      ...body,
+      lorafleet: { tenant: "tenant-a", adapter: { ...remoteAdapter("f".repeat(64)), id: "adp_2" } },
+    });
+    expect(tampered.status).toBe(400);
+    expect(((await tampered.json()) as { error: { code: string } }).error.code).toBe(
+      "adapter_invalid",
+    );
   });
 
   it("answers a batch as NDJSON lines, one per request, errors included", async () => {
