@@ -59,7 +59,7 @@ describe.skipIf(!haveFixtures)("backpressure and cancellation", () => {
       for await (const _ of stream) {
         if (++chunks === 5) controller.abort();
       }
-    } catch (error) {
+    } catch {
       expect(controller.signal.aborted).toBe(true);
     }
     expect(chunks).toBeLessThan(20);
