@@ -121,7 +121,8 @@ function gpuModel(o: PlanOptions): ModelSource {
     : { kind: "generated", shape: o.shape };
 }
 
-const gpuServing = { sloFirstTokenS: 6, requestTimeoutS: 600, distinctAdapterFiles: 4 };
+// 300 s: Node's fetch gives up on a silent connection after 300 s anyway (undici's default).
+const gpuServing = { sloFirstTokenS: 6, requestTimeoutS: 300, distinctAdapterFiles: 4 };
 
 export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
   switch (name) {
