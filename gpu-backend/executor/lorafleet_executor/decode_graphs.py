@@ -130,7 +130,12 @@ class DecodeGraphs:
     def _batch(self, size: int) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table
         rows = self.seq_rows[:size]
-        lora = LoraBatch(self.lora.row_slot[:size], None, self.lora.groups, None)
+        lora = LoraBatch(
+            row_slot=self.lora.row_slot[:size],
+            segments=None,
+            max_segment_len=None,
+            groups=self.lora.groups,
+        )
         return ForwardBatch(
             token_ids=self.token_ids[:size],
             positions=self.positions[:size],

@@ -1,0 +1,123 @@
+"""The executor on CUDA: bf16 forward with the Triton kernels against HF + PEFT, CUDA-graph
+decode against eager, the side-stream adapter load, pool sizing from memory_fraction.
+Skipped (visibly) without a CUDA device."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lorafleet_executor.driver import Driver, Request
+from lorafleet_executor.executor import Executor
+from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.plan import InitConfig
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+ROOT = fixtures_root(os.environ)
+TINY = ROOT / "tiny-llama"
+ADAPTERS = ["tiny-r4", "tiny-r8", "tiny-r16", "tiny-r64", "tiny-r16-rslora", "tiny-mix-09"]
+
+
+def cuda_executor(**overrides) -> Executor:
+    if not (TINY / ".fixture.json").exists():
+        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    config = dict(model_path=str(TINY), device="cuda", num_pages=6000, max_num_seqs=16,
+                  max_num_tokens=128, max_rank=64)  # fmt: skip
+    return Executor(InitConfig(**{**config, **overrides}))
+
+
+def mixed_requests(vocab: int, max_new_tokens: int = 32) -> list[Request]:
+    rng = np.random.default_rng(7)
+    adapter_ids = [10 + i for i in range(len(ADAPTERS))] + [-1, -1, 10, 13]
+    return [
+        Request(prompt=rng.integers(3, vocab, size=int(rng.integers(3, 40))).tolist(),
+                adapter_id=a, max_new_tokens=max_new_tokens, logprobs=5)
+        for a in adapter_ids
+    ]  # fmt: skip
+
+
+def run(executor: Executor, requests, chunk_size=16):
+    driver = Driver(executor, chunk_size=chunk_size)
+    for i, name in enumerate(ADAPTERS):
+        driver.add_adapter(10 + i, str(ROOT / "adapters" / name))
+    return driver.generate(requests)
+
+
+def hf_reference():
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32)
+    model = peft.PeftModel.from_pretrained(
+        base, ROOT / "adapters" / ADAPTERS[0], adapter_name=ADAPTERS[0]
+    )
+    for name in ADAPTERS[1:]:
+        model.load_adapter(ROOT / "adapters" / name, adapter_name=name)
+    return model.eval()
+
+
+def test_bf16_triton_with_cuda_graphs_matches_hf_peft():
+    executor = cuda_executor(dtype="bfloat16", cuda_graphs=True)
+    assert executor.graphs is not None
+    requests = mixed_requests(executor.cfg.vocab_size)
+    outputs = run(executor, requests)
+    model = hf_reference()
+    names = {10 + i: n for i, n in enumerate(ADAPTERS)}
+    worst, agree, total = 0.0, 0, 0
+    for request, out in zip(requests, outputs, strict=True):
+        ids = torch.tensor([request.prompt + out.tokens[:-1]])
+        with torch.no_grad():
+            if request.adapter_id < 0:
+                with model.disable_adapter():
+                    logits = model(input_ids=ids).logits[0]
+            else:
+                model.set_adapter(names[request.adapter_id])
+                logits = model(input_ids=ids).logits[0]
+        ref = torch.log_softmax(logits, -1)[len(request.prompt) - 1 :]
+        chosen = ref.gather(1, torch.tensor(out.tokens)[:, None])[:, 0]
+        # bf16 may flip near-ties: our token must be within bf16 noise of HF's best
+        assert bool((ref.max(-1).values - chosen < 0.15).all())
+        worst = max(worst, float((torch.tensor(out.logprobs) - chosen).abs().max()))
+        agree += int((ref.argmax(-1) == torch.tensor(out.tokens)).sum())
+        total += len(out.tokens)
+    print(f"bf16 vs HF fp32: max |logprob diff| {worst:.4f}, argmax agreement {agree}/{total}")
+    assert worst < 0.1
+    assert agree >= 0.9 * total
+
+
+def test_cuda_graph_decode_equals_eager_in_fp32():
+    requests = mixed_requests(512, max_new_tokens=20)
+    eager = run(cuda_executor(dtype="float32", cuda_graphs=False), requests)
+    graphed_executor = cuda_executor(dtype="float32", cuda_graphs=True)
+    graphed = run(graphed_executor, requests)
+    for a, b in zip(eager, graphed, strict=True):
+        assert a.tokens == b.tokens
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+    assert graphed_executor.graphs.buckets == [1, 2, 4, 8, 16]
+
+
+def test_side_stream_load_lands_before_ack():
+    executor = cuda_executor(cuda_graphs=False)
+    staged = executor.stage_adapter(1, str(ROOT / "adapters" / "tiny-r64"))
+    host = executor.host.get(1).rows
+    assert host.is_pinned()
+    pages = np.random.default_rng(0).permutation(6000)[: staged.num_pages].astype(np.int32)
+    executor.load_adapter(1, pages)
+    assert torch.equal(executor.pool.data[:, torch.from_numpy(pages).long().cuda()].cpu(), host)
+
+
+def test_memory_fraction_sizes_the_pool_within_budget():
+    total = torch.cuda.mem_get_info()[1]
+    executor = cuda_executor(num_pages=0, memory_fraction=0.25, cuda_graphs=False)
+    assert executor.pool.num_pages > 1000
+    used = torch.cuda.memory_reserved()
+    print(
+        f"pool {executor.pool.num_pages} pages, "
+        f"reserved {used / 2**30:.2f} GiB of {total / 2**30:.1f}"
+    )
+    assert used <= 0.25 * total
+    assert executor.pool.nbytes > 0.5 * 0.25 * total
