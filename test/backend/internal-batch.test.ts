@@ -110,6 +110,24 @@ describe.skipIf(!haveFixtures)("gateway contract", () => {
     );
   });
 
+  it("drops a request whose deadline passes (finish_reason deadline)", async () => {
+    const response = await post("/v1/completions", {
+      model: "tiny-llama",
+      prompt: "never finishes in time",
+      max_tokens: 900,
+      temperature: 0,
+      ignore_eos: true,
+      lorafleet: { tenant: "t1", adapter: null, deadline_ms: Date.now() + 300 },
+    });
+    expect(response.status).toBe(200);
+    const answer = (await response.json()) as {
+      choices: { finish_reason: string }[];
+      usage: { completion_tokens: number };
+    };
+    expect(answer.choices[0]?.finish_reason).toBe("deadline");
+    expect(answer.usage.completion_tokens).toBeLessThan(900);
+  });
+
   it("answers a batch as NDJSON lines, one per request, errors included", async () => {
     const requests = [
       ...Array.from({ length: 6 }, (_, i) => ({

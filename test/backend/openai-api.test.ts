@@ -96,6 +96,33 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(ids).toContain("tiny-r8");
   });
 
+  it("reproduces seeded sampling, varies seeded choices, and reports top logprobs", async () => {
+    const params = {
+      model: "tiny-llama",
+      messages: [{ role: "user" as const, content: "Sample me" }],
+      max_tokens: 8,
+      temperature: 1,
+      seed: 7,
+      n: 3,
+      logprobs: true,
+      top_logprobs: 2,
+    };
+    const first = await client.chat.completions.create(params);
+    const second = await client.chat.completions.create(params);
+    const texts = (answer: OpenAI.ChatCompletion) =>
+      [...answer.choices].sort((a, b) => a.index - b.index).map((c) => c.message.content);
+    expect(texts(second)).toEqual(texts(first));
+    expect(new Set(texts(first)).size).toBeGreaterThan(1);
+    for (const choice of first.choices) {
+      const content = choice.logprobs?.content ?? [];
+      expect(content.length).toBeGreaterThan(0);
+      for (const entry of content) {
+        expect(entry.top_logprobs).toHaveLength(2);
+        expect(entry.logprob).toBeLessThanOrEqual(0);
+      }
+    }
+  });
+
   it("answers an unknown model with 404 model_not_found", async () => {
     const error = await client.chat.completions
       .create({ model: "no-such-adapter", messages: [{ role: "user", content: "hi" }] })

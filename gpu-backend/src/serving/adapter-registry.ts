@@ -6,7 +6,10 @@ import { AdapterLoadError, UnknownModelError } from "./errors.ts";
 import type { AdapterSource, RemoteAdapter } from "./executor-link.ts";
 
 export class AdapterRegistry {
+  /** names clients may put in `model` */
   readonly #paths = new Map<string, string>();
+  /** the gateway's adapters by `id@sha256`: not listed, not callable by name */
+  readonly #remote = new Map<string, string>();
   readonly #source: AdapterSource;
 
   constructor(source: AdapterSource) {
@@ -45,7 +48,7 @@ export class AdapterRegistry {
    */
   async resolveRemote(adapter: RemoteAdapter): Promise<AdapterRef> {
     const key = `${adapter.id}@${adapter.sha256.slice(0, 16)}`;
-    const known = this.#paths.get(key);
+    const known = this.#remote.get(key);
     if (known !== undefined) return { name: key, path: known };
     let path: string;
     try {
@@ -53,7 +56,7 @@ export class AdapterRegistry {
     } catch (error) {
       throw new AdapterLoadError(`adapter ${adapter.name}: ${(error as Error).message}`);
     }
-    this.#paths.set(key, path);
+    this.#remote.set(key, path);
     return { name: key, path };
   }
 }
