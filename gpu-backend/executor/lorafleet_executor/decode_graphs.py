@@ -1,10 +1,14 @@
-"""Decode steps replayed from CUDA graphs captured at bucketed batch sizes.
+"""Decode steps replayed from CUDA graphs captured at bucketed batch sizes and contexts.
 
-A decode step (one new token per sequence) of B sequences runs the graph of the
-smallest bucket >= B; the extra rows are padding that writes its K/V into the pool's
-scratch page and reads nothing anyone uses. Graphs read static buffers: the step's
-inputs are copied into them, the page tables are gathered from the sequence table
-inside the graph, and the LoRA tables are padded to (max_num_seqs slots, max_rank).
+A decode step (one new token per sequence) of B sequences, the longest holding C
+tokens, runs the graph of the smallest batch bucket >= B and context bucket >= C; the
+extra rows are padding that writes its K/V into the pool's scratch page and reads
+nothing anyone uses. The context bucket bounds the page tables' width, which sizes
+the decode attention grid, so short contexts do not pay for the longest one. Graphs
+of the smallest context bucket are captured at start, the others on first use.
+Graphs read static buffers: the step's inputs are copied into them, the page tables
+are gathered from the sequence table inside the graph, and the LoRA tables are padded
+to (max_num_seqs slots, max_rank).
 Prefill and mixed steps run eagerly.
 
 Example:
@@ -35,6 +39,20 @@ def batch_buckets(max_num_seqs: int) -> list[int]:
     return sizes + [max_num_seqs]
 
 
+def context_buckets(max_context: int) -> list[int]:
+    """256, 1024, 4096, ... (x4) up to max_context.
+
+    >>> context_buckets(5000)
+    [256, 1024, 4096, 5000]
+    """
+    sizes = []
+    size = 256
+    while size < max_context:
+        sizes.append(size)
+        size *= 4
+    return sizes + [max_context]
+
+
 class DecodeGraphs:
     def __init__(
         self,
@@ -48,6 +66,7 @@ class DecodeGraphs:
         self.max_rank = max_rank
         self.num_slots = max_num_seqs
         self.buckets = batch_buckets(max_num_seqs)
+        self.context_buckets = context_buckets(seqs.width)
         device = pool.data.device
         size = self.buckets[-1]
 
@@ -63,8 +82,10 @@ class DecodeGraphs:
         self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
         self.rows = torch.arange(size, dtype=torch.int64, device=device)
         self.lora = self._empty_lora(size)
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self._capture()
+        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._memory_pool = None
+        for size in reversed(self.buckets):
+            self._capture(size, self.context_buckets[0])
 
     def can_run(self, inputs: StepInputs) -> bool:
         return (
@@ -76,7 +97,10 @@ class DecodeGraphs:
     def run(self, inputs: StepInputs) -> torch.Tensor:
         """float32 [N, vocab] logits of the sampling rows."""
         n = len(inputs.seq_rows)
-        bucket = next(b for b in self.buckets if b >= n)
+        key = (
+            next(b for b in self.buckets if b >= n),
+            next(c for c in self.context_buckets if c >= int(inputs.ctx_lens.max())),
+        )
         self.seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
         self._fill(self.token_ids, inputs.token_ids, 0)
         self._fill(self.positions, inputs.positions, 0)
@@ -85,28 +109,39 @@ class DecodeGraphs:
         self._fill(self.seq_rows, inputs.seq_rows, 0)
         self._fill(self.ctx_lens, inputs.ctx_lens, 1)
         self._fill(self.lora.row_slot, inputs.row_slot, -1)
-        if inputs.slots:
-            tables = build_lora_batch(
-                inputs.slots,
-                inputs.row_slot,
-                None,
-                self.model.cfg.module_shapes(),
-                self.pool.page_width,
-                self.pool.data.device,
-                num_slots=self.num_slots,
-                max_rank=self.max_rank,
-            )
-            for name, group in tables.groups.items():
-                static = self.lora.groups[name]
-                static.a_pages.copy_(group.a_pages)
-                static.b_pages.copy_(group.b_pages)
-                static.ranks.copy_(group.ranks)
-        else:
-            for group in self.lora.groups.values():
-                group.ranks.zero_()
-        graph, logits = self.graphs[bucket]
+        self._fill_lora_tables(inputs)
+        if key not in self.graphs:
+            self._capture(*key)
+        graph, logits = self.graphs[key]
         graph.replay()
         return logits[torch.from_numpy(inputs.logits_rows).to(logits.device)]
+
+    def _fill_lora_tables(self, inputs: StepInputs) -> None:
+        """Copies this step's tables into the front of the padded static ones.
+
+        Only slots < len(slots) are named by row_slot and only rank rows < rank are read,
+        so what lies beyond from earlier steps is never used.
+        """
+        slots = len(inputs.slots)
+        if not slots:
+            return
+        tables = build_lora_batch(
+            inputs.slots,
+            inputs.row_slot,
+            None,
+            self.model.cfg.module_shapes(),
+            self.pool.page_width,
+            self.pool.data.device,
+        )
+        for name, static in self.lora.groups.items():
+            group = tables.groups[name]
+            if group is None:
+                static.ranks[:, :slots] = 0
+                continue
+            rank = group.a_pages.shape[2]
+            static.a_pages[:, :slots, :rank] = group.a_pages
+            static.b_pages[:, :slots, :rank] = group.b_pages
+            static.ranks[:, :slots] = group.ranks
 
     def _fill(self, static: torch.Tensor, values: np.ndarray, pad: int) -> None:
         n = len(values)
@@ -127,7 +162,7 @@ class DecodeGraphs:
         )
         return batch
 
-    def _batch(self, size: int) -> ForwardBatch:
+    def _batch(self, size: int, context: int) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table
         rows = self.seq_rows[:size]
         lora = LoraBatch(
@@ -141,8 +176,8 @@ class DecodeGraphs:
             positions=self.positions[:size],
             k_pages=self.k_pages[:size],
             v_pages=self.v_pages[:size],
-            k_table=k_table[rows],
-            v_table=v_table[rows],
+            k_table=k_table[rows, :context],
+            v_table=v_table[rows, :context],
             cu_q=self.cu_q[: size + 1],
             ctx_lens=self.ctx_lens[:size],
             max_q=1,
@@ -150,14 +185,14 @@ class DecodeGraphs:
             lora=lora,
         )
 
-    def _capture(self) -> None:
-        memory_pool = None
-        for size in reversed(self.buckets):
-            # Warm up first: Triton compiles on the first launch, which a capture cannot hold.
-            self.model.forward(self.pool, self._batch(size))
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=memory_pool):
-                logits = self.model.forward(self.pool, self._batch(size))
-            memory_pool = graph.pool()
-            self.graphs[size] = (graph, logits)
+    def _capture(self, size: int, context: int) -> None:
+        # Warm up first: Triton compiles on the first launch, which a capture cannot hold.
+        # The warm-up computes what the graph will: K/V writes are the same values twice.
+        self.model.forward(self.pool, self._batch(size, context))
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: an adapter load on the side stream may run in another thread.
+        with torch.cuda.graph(graph, pool=self._memory_pool, capture_error_mode="thread_local"):
+            logits = self.model.forward(self.pool, self._batch(size, context))
+        self._memory_pool = graph.pool()
+        self.graphs[(size, context)] = (graph, logits)

@@ -91,6 +91,8 @@ def test_bf16_triton_with_cuda_graphs_matches_hf_peft():
 
 def test_cuda_graph_decode_equals_eager_in_fp32():
     requests = mixed_requests(512, max_new_tokens=20)
+    # one context past the first context bucket (256): its graphs are captured on first use
+    requests.append(Request(prompt=list(range(3, 283)), adapter_id=11, max_new_tokens=20))
     eager = run(cuda_executor(dtype="float32", cuda_graphs=False), requests)
     graphed_executor = cuda_executor(dtype="float32", cuda_graphs=True)
     graphed = run(graphed_executor, requests)
@@ -98,6 +100,8 @@ def test_cuda_graph_decode_equals_eager_in_fp32():
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
     assert graphed_executor.graphs.buckets == [1, 2, 4, 8, 16]
+    assert graphed_executor.graphs.context_buckets == [256, 1024]
+    assert any(context == 1024 for _, context in graphed_executor.graphs.graphs)
 
 
 def test_side_stream_load_lands_before_ack():
