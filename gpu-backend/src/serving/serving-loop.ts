@@ -46,7 +46,7 @@ export interface ServingLimits {
   maxUnfinished: number;
 }
 
-/** A waiting loop sleeps at most this long so deadlines are noticed without traffic. */
+/** A loop with requests pending sleeps at most this long, so deadlines pass without traffic. */
 const IDLE_TICK_MS = 50;
 /** Attempts to bring a crashed executor back before failing its requests. */
 const RESTART_ATTEMPTS = 3;
@@ -180,17 +180,16 @@ export class ServingLoop {
     }
   }
 
+  /** Until something happens; with requests pending, also at most IDLE_TICK_MS (deadlines). */
   #sleep(): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, IDLE_TICK_MS);
-      const wake = () => {
+      const timer = this.#engine.hasUnfinishedRequests()
+        ? setTimeout(resolve, IDLE_TICK_MS)
+        : undefined;
+      this.#wake = () => {
         clearTimeout(timer);
-        done();
-      };
-      function done() {
         resolve();
-      }
-      this.#wake = wake;
+      };
     });
   }
 
