@@ -315,6 +315,26 @@ describe("routing and failover", () => {
     }
   });
 
+  it("tries the next backend when one answers 429 (queue full), and passes the last 429 on", async () => {
+    const { model, backends } = await fleet(2);
+    const tenant = await createTenant();
+    const order = rankBackends(
+      model.name,
+      backends.map((id) => ({ id, capacity: 32, load: 0 })),
+    ).map((b) => b.id);
+    await setPeerMode(defined(order[0]), { mode: "busy" });
+    const served = await chat(tenant.key, model.name);
+    expect(((await served.json()) as { backend: string }).backend).toBe(order[1]);
+    await setPeerMode(defined(order[1]), { mode: "busy" });
+    const refused = await chat(tenant.key, model.name);
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("queue_full");
+    // A busy backend is not marked failed: once it has room it is first again.
+    await setPeerMode(defined(order[0]), { mode: "ok" });
+    const back = await chat(tenant.key, model.name);
+    expect(((await back.json()) as { backend: string }).backend).toBe(order[0]);
+  });
+
   it("skips a backend where nothing listens, and answers 503 when no backend is left", async () => {
     const model = await registerBaseModel(tinyModel());
     const dead = unique("dead");

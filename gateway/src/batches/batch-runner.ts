@@ -3,10 +3,10 @@ import type { Env } from "../env.ts";
 import { createFile, fileObjectKey } from "../files/file-store.ts";
 import { newId } from "../ids.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
-import { backendBody } from "../proxy/backend-body.ts";
+import { adapterField } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
 import { usageFrom } from "../proxy/metered-stream.ts";
-import { BackendDirectory } from "../routing/backend-directory.ts";
+import { type Backend, BackendDirectory } from "../routing/backend-directory.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage } from "../usage/record.ts";
 import { type BatchEndpoint, type BatchLine, parseBatchInput } from "./batch-input.ts";
@@ -24,15 +24,15 @@ export type BatchJob = {
   targets: Record<string, ModelTarget>;
 };
 
-/** Requests of one batch in flight at once. */
-const concurrency = 8;
+/** Lines sent to the backends at once (one internal batch call per backend). */
+const groupSize = 32;
 
 type LineResult = { ok: boolean; line: string };
 
 /**
  * One instance per batch runs it from an alarm: lines go to the backends
- * `concurrency` at a time through the same routing and failover as
- * interactive requests; each finished line's result is kept in storage, so an
+ * `groupSize` at a time, through the same routing and failover as
+ * interactive requests, as internal batch calls; each finished line's result is kept in storage, so an
  * alarm that is interrupted resumes where it stopped. Between groups it checks
  * for cancellation. At the end it writes the output and error files (JSONL in
  * R2, OpenAI's batch output format) and marks the batch completed or cancelled.
@@ -51,19 +51,18 @@ export class BatchRunner extends DurableObject<Env> {
     const input = await this.env.FILES.get(fileObjectKey(job.inputFileId));
     if (input === null) return this.#finish(job, "failed");
     const lines = parseBatchInput(await input.text(), job.endpoint);
-    for (let start = 0; start < lines.length; start += concurrency) {
+    for (let start = 0; start < lines.length; start += groupSize) {
       const status = await this.env.DB.prepare("SELECT status FROM batches WHERE id = ?")
         .bind(job.batchId)
         .first<{ status: string }>();
       if (status?.status === "cancelling") return this.#finish(job, "cancelled");
       const group = lines
-        .slice(start, start + concurrency)
+        .slice(start, start + groupSize)
         .map((line, offset) => ({ line, index: start + offset }));
       const done = await this.ctx.storage.get<LineResult>(group.map((g) => resultKey(g.index)));
-      const results = await Promise.all(
-        group
-          .filter((g) => !done.has(resultKey(g.index)))
-          .map(async (g) => [resultKey(g.index), await this.#run(job, g.line, g.index)] as const),
+      const results = await this.#runGroup(
+        job,
+        group.filter((g) => !done.has(resultKey(g.index))),
       );
       await this.ctx.storage.put(Object.fromEntries(results));
       await this.#recordProgress(job);
@@ -71,102 +70,132 @@ export class BatchRunner extends DurableObject<Env> {
     await this.#finish(job, "completed");
   }
 
-  async #run(job: BatchJob, line: BatchLine, index: number): Promise<LineResult> {
-    const requestId = `${job.batchId}-${index}`;
-    const target = job.targets[line.body.model];
-    const fail = (
-      code: string,
-      message: string,
-      status: number | null = null,
-      body: unknown = null,
-    ): LineResult => ({
-      ok: false,
-      line: JSON.stringify({
-        id: `batch_req_${requestId}`,
-        custom_id: line.customId,
-        response: status === null ? null : { status_code: status, request_id: requestId, body },
-        error: { code, message },
-      }),
-    });
-    if (target === undefined)
-      return fail("model_not_found", `The model \`${line.body.model}\` does not exist`);
-    const started = Date.now();
-    const ranked = rankBackends(
-      target.adapter?.id ?? target.baseModel,
-      await this.#backends.candidates(this.env, target.baseModel),
+  /**
+   * Runs one group of lines: lines are bucketed by the backend rendezvous
+   * hashing prefers for their adapter, and each bucket goes to its backend as
+   * one `POST /internal/batch` call (NDJSON back), with failover to the next
+   * backend as for interactive requests.
+   */
+  async #runGroup(
+    job: BatchJob,
+    group: { line: BatchLine; index: number }[],
+  ): Promise<[string, LineResult][]> {
+    const results: [string, LineResult][] = [];
+    const buckets = new Map<string, { ranked: Backend[]; items: Item[] }>();
+    const now = Date.now();
+    for (const { line, index } of group) {
+      const item = {
+        line,
+        index,
+        requestId: `${job.batchId}-${index}`,
+        target: job.targets[line.body.model],
+      };
+      if (item.target === undefined) {
+        results.push(
+          failure(item, "model_not_found", `The model \`${line.body.model}\` does not exist`),
+        );
+        continue;
+      }
+      const candidates = await this.#backends.candidates(this.env, item.target.baseModel);
+      const ranked = rankBackends(item.target.adapter?.id ?? item.target.baseModel, candidates);
+      const key = ranked[0]?.id ?? `none:${item.target.baseModel}`;
+      const bucket = buckets.get(key) ?? { ranked, items: [] };
+      bucket.items.push(item as Item);
+      buckets.set(key, bucket);
+    }
+    const answered = await Promise.all(
+      [...buckets.values()].map((bucket) =>
+        this.#callBackend(job, bucket.ranked, bucket.items, now),
+      ),
     );
-    const body = await backendBody(
-      this.env,
-      { origin: job.origin, tenantId: job.tenantId, requestId, now: started },
-      { ...line.body, stream: false },
-      target,
+    return [...results, ...answered.flat()];
+  }
+
+  async #callBackend(
+    job: BatchJob,
+    ranked: Backend[],
+    items: Item[],
+    started: number,
+  ): Promise<[string, LineResult][]> {
+    const requests = await Promise.all(
+      items.map(async (item) => ({
+        id: item.requestId,
+        endpoint: job.endpoint,
+        tenant: job.tenantId,
+        adapter: await adapterField(this.env, job.origin, item.target.adapter, started),
+        body: { ...item.line.body, stream: false },
+      })),
     );
+    const callId = `${items[0]?.requestId ?? job.batchId}+${items.length}`;
     const forwarded = await forwardWithFailover(
       this.env,
       this.#backends,
       ranked,
-      job.endpoint,
-      JSON.stringify(body),
-      requestId,
+      "/internal/batch",
+      JSON.stringify({ requests }),
+      callId,
       Date.now,
     );
-    const usageBase = {
-      requestId,
-      tenantId: job.tenantId,
-      keyId: job.keyId,
-      endpoint: job.endpoint,
-      model: line.body.model,
-      adapterId: target.adapter?.id ?? null,
-    };
-    if (forwarded === null) {
-      await recordUsage(
-        this.env.DB,
-        {
-          ...usageBase,
-          backendId: null,
-          promptTokens: 0,
-          completionTokens: 0,
-          status: 503,
-          outcome: "backend_error",
-          latencyMs: Date.now() - started,
-        },
-        Date.now(),
-      );
-      return fail("no_backend_available", `No backend for ${target.baseModel} answered`);
+    const answers = new Map<string, { status: number; body: unknown }>();
+    if (forwarded !== null) {
+      const text = await forwarded.response.text();
+      this.#backends.end(forwarded.backend.id);
+      if (forwarded.response.ok) {
+        for (const row of text.split("\n")) {
+          if (row.trim() === "") continue;
+          try {
+            const answer = JSON.parse(row) as { id?: unknown; status?: unknown; body?: unknown };
+            if (typeof answer.id === "string" && typeof answer.status === "number") {
+              answers.set(answer.id, { status: answer.status, body: answer.body });
+            }
+          } catch {
+            // A torn line names no id: its request is reported missing below.
+          }
+        }
+      }
     }
-    const text = await forwarded.response.text();
-    this.#backends.end(forwarded.backend.id);
-    let parsed: unknown = null;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = text;
-    }
-    const usage = usageFrom(parsed) ?? { promptTokens: 0, completionTokens: 0 };
-    const status = forwarded.response.status;
-    await recordUsage(
-      this.env.DB,
-      {
-        ...usageBase,
-        backendId: forwarded.backend.id,
-        ...usage,
-        status,
-        outcome: forwarded.response.ok ? "ok" : "invalid",
-        latencyMs: Date.now() - started,
-      },
-      Date.now(),
-    );
-    if (!forwarded.response.ok)
-      return fail("backend_error", `The backend answered ${status}`, status, parsed);
-    return {
-      ok: true,
-      line: JSON.stringify({
-        id: `batch_req_${requestId}`,
-        custom_id: line.customId,
-        response: { status_code: status, request_id: requestId, body: parsed },
-        error: null,
+    return Promise.all(
+      items.map(async (item): Promise<[string, LineResult]> => {
+        const answer = answers.get(item.requestId);
+        const status =
+          answer?.status ??
+          (forwarded === null ? 503 : forwarded.response.ok ? 502 : forwarded.response.status);
+        const usage = usageFrom(answer?.body ?? null) ?? { promptTokens: 0, completionTokens: 0 };
+        await recordUsage(
+          this.env.DB,
+          {
+            requestId: item.requestId,
+            tenantId: job.tenantId,
+            keyId: job.keyId,
+            endpoint: job.endpoint,
+            model: item.line.body.model,
+            adapterId: item.target.adapter?.id ?? null,
+            backendId: forwarded?.backend.id ?? null,
+            ...usage,
+            status,
+            outcome: status === 200 ? "ok" : status >= 500 ? "backend_error" : "invalid",
+            latencyMs: Date.now() - started,
+          },
+          Date.now(),
+        );
+        if (answer?.status === 200) {
+          return success(item, answer.body);
+        }
+        if (forwarded === null)
+          return failure(
+            item,
+            "no_backend_available",
+            `No backend for ${item.target.baseModel} answered`,
+          );
+        if (answer === undefined)
+          return failure(
+            item,
+            "backend_error",
+            `The backend's batch answer had no result for this request (HTTP ${forwarded.response.status})`,
+          );
+        return failure(item, "backend_error", `The backend answered ${answer.status}`, answer);
       }),
-    };
+    );
   }
 
   async #results(): Promise<LineResult[]> {
@@ -210,6 +239,51 @@ export class BatchRunner extends DurableObject<Env> {
       .run();
     await this.ctx.storage.deleteAll();
   }
+}
+
+type Item = { line: BatchLine; index: number; requestId: string; target: ModelTarget };
+
+/** An output-file line (OpenAI's batch output format). */
+function success(
+  item: Pick<Item, "line" | "index" | "requestId">,
+  body: unknown,
+): [string, LineResult] {
+  return [
+    resultKey(item.index),
+    {
+      ok: true,
+      line: JSON.stringify({
+        id: `batch_req_${item.requestId}`,
+        custom_id: item.line.customId,
+        response: { status_code: 200, request_id: item.requestId, body },
+        error: null,
+      }),
+    },
+  ];
+}
+
+/** An error-file line; `response` is the backend's answer when there was one. */
+function failure(
+  item: Pick<Item, "line" | "index" | "requestId">,
+  code: string,
+  message: string,
+  answer: { status: number; body: unknown } | null = null,
+): [string, LineResult] {
+  return [
+    resultKey(item.index),
+    {
+      ok: false,
+      line: JSON.stringify({
+        id: `batch_req_${item.requestId}`,
+        custom_id: item.line.customId,
+        response:
+          answer === null
+            ? null
+            : { status_code: answer.status, request_id: item.requestId, body: answer.body },
+        error: { code, message },
+      }),
+    },
+  ];
 }
 
 function resultKey(index: number): string {

@@ -1,6 +1,25 @@
+import type { AdapterMeta } from "../adapters/adapter-resolver.ts";
 import { signAdapterUrl } from "../adapters/signed-url.ts";
 import type { Env } from "../env.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
+
+/** What a backend needs to fetch and check an adapter (`lorafleet.adapter`). */
+export async function adapterField(
+  env: Env,
+  origin: string,
+  adapter: AdapterMeta | null,
+  now: number,
+) {
+  if (adapter === null) return null;
+  return {
+    id: adapter.id,
+    name: adapter.name,
+    rank: adapter.rank,
+    sha256: adapter.sha256,
+    config_url: await signAdapterUrl(env, origin, adapter.id, "adapter_config.json", now),
+    weights_url: await signAdapterUrl(env, origin, adapter.id, "adapter_model.safetensors", now),
+  };
+}
 
 /**
  * The body a backend gets: the client's, plus stream usage always on (the
@@ -13,7 +32,6 @@ export async function backendBody(
   body: Record<string, unknown> & { stream_options?: unknown },
   target: ModelTarget,
 ): Promise<Record<string, unknown>> {
-  const adapter = target.adapter;
   const stream = body.stream === true;
   const options =
     typeof body.stream_options === "object" && body.stream_options !== null
@@ -26,29 +44,7 @@ export async function backendBody(
       tenant: request.tenantId,
       request_id: request.requestId,
       base_model: target.baseModel,
-      adapter:
-        adapter === null
-          ? null
-          : {
-              id: adapter.id,
-              name: adapter.name,
-              rank: adapter.rank,
-              sha256: adapter.sha256,
-              config_url: await signAdapterUrl(
-                env,
-                request.origin,
-                adapter.id,
-                "adapter_config.json",
-                request.now,
-              ),
-              weights_url: await signAdapterUrl(
-                env,
-                request.origin,
-                adapter.id,
-                "adapter_model.safetensors",
-                request.now,
-              ),
-            },
+      adapter: await adapterField(env, request.origin, target.adapter, request.now),
     },
   };
 }

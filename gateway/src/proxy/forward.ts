@@ -10,7 +10,8 @@ export type Forwarded = { backend: Backend; response: Response; waitedMs: number
  * Sends one request to the first backend in `ranked` that answers without a
  * 5xx. A backend that cannot be reached or answers 5xx (before any body was
  * streamed, so nothing reached the client yet) is marked failed in this
- * isolate and the next one is tried. The caller must call
+ * isolate and the next one is tried. A 429 (its queue is full) moves on to the
+ * next backend without marking it; the last backend's 429 is returned. The caller must call
  * `directory.end(backend.id)` when it is done with the response.
  *
  * Returns null when every attempt failed.
@@ -25,9 +26,11 @@ export async function forwardWithFailover(
   now: () => number,
 ): Promise<Forwarded | null> {
   let waitedMs = 0;
-  for (const backend of ranked.slice(0, maxAttempts)) {
+  const attempts = ranked.slice(0, maxAttempts);
+  for (const [attempt, backend] of attempts.entries()) {
     const started = now();
     directory.begin(backend.id);
+    let failure: { event: string; detail: string };
     try {
       const response = await fetch(`${backend.url}${path}`, {
         method: "POST",
@@ -39,15 +42,22 @@ export async function forwardWithFailover(
         body,
       });
       waitedMs += now() - started;
-      if (response.status < 500) return { backend, response, waitedMs };
+      const busy = response.status === 429 && attempt < attempts.length - 1;
+      if (response.status < 500 && !busy) return { backend, response, waitedMs };
       await response.body?.cancel();
-      log("backend_5xx", requestId, backend.id, `HTTP ${response.status}`);
+      if (busy) {
+        directory.end(backend.id);
+        log("backend_busy", requestId, backend.id, "HTTP 429");
+        continue;
+      }
+      failure = { event: "backend_5xx", detail: `HTTP ${response.status}` };
     } catch (error) {
       waitedMs += now() - started;
-      log("backend_unreachable", requestId, backend.id, String(error));
+      failure = { event: "backend_unreachable", detail: String(error) };
     }
     directory.end(backend.id);
     directory.markFailed(backend.id);
+    log(failure.event, requestId, backend.id, failure.detail);
   }
   return null;
 }

@@ -13,10 +13,11 @@ import { testSecrets } from "./constants.ts";
 /**
  * ok: answer normally. error: answer 503 before any body. reset: drop the
  * connection. cut: start a 200 stream, send two chunks, then drop it.
+ * busy: answer 429 queue_full, as gpu-backend does when its queue is full.
  * slow: stream with `delayMs` between tokens, or answer after `delayMs`.
  */
 export type PeerMode = {
-  mode: "ok" | "error" | "reset" | "cut" | "slow";
+  mode: "ok" | "error" | "busy" | "reset" | "cut" | "slow";
   delayMs?: number;
   load?: number;
 };
@@ -45,6 +46,33 @@ function words(text: string): number {
 function promptTokens(body: OpenAiBody): number {
   if (typeof body.prompt === "string") return words(body.prompt);
   return (body.messages ?? []).reduce((sum, m) => sum + words(String(m.content ?? "")), 0);
+}
+
+function usageOf(body: OpenAiBody) {
+  const completion = Math.min(body.max_tokens ?? 4, 1000);
+  const prompt = promptTokens(body);
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+  };
+}
+
+/** A non-streaming answer: `max_tokens` (default 4) times "tok", and which virtual backend answered. */
+function completionJson(body: OpenAiBody, chat: boolean, backend: string, id: string) {
+  const content = "tok ".repeat(usageOf(body).completion_tokens).trim();
+  const choice = chat
+    ? { index: 0, message: { role: "assistant", content }, finish_reason: "length" }
+    : { index: 0, text: content, finish_reason: "length" };
+  return {
+    id,
+    created: 1_700_000_000,
+    model: body.model,
+    object: chat ? "chat.completion" : "text_completion",
+    choices: [choice],
+    usage: usageOf(body),
+    backend,
+  };
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -94,32 +122,43 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     const entry: Received = { path, headers: req.headers, body };
     list.push(entry);
     received.set(name, list);
-    if (mode.mode === "error")
+    if (mode.mode === "error") {
       return json(res, 503, { error: { message: "peer told to fail", type: "server_error" } });
+    }
+    if (mode.mode === "busy") {
+      res.setHeader("retry-after", "1");
+      return json(res, 429, {
+        error: { message: "queue full", type: "rate_limit_error", code: "queue_full" },
+      });
+    }
+    if (path === "/internal/batch") {
+      // The backend's batch call: NDJSON back, one line per request, not in request order.
+      if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
+      const { requests } = body as unknown as {
+        requests: { id: string; endpoint: string; body: OpenAiBody }[];
+      };
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      for (const item of [...requests].reverse()) {
+        const answer = completionJson(
+          item.body,
+          item.endpoint === "/v1/chat/completions",
+          name,
+          item.id,
+        );
+        res.write(`${JSON.stringify({ id: item.id, status: 200, body: answer })}\n`);
+      }
+      return res.end();
+    }
     const chat = path === "/v1/chat/completions";
-    if (!chat && path !== "/v1/completions")
+    if (!chat && path !== "/v1/completions") {
       return json(res, 404, { error: { message: `no route ${path}` } });
-
-    const completion = Math.min(body.max_tokens ?? 4, 1000);
-    const usage = {
-      prompt_tokens: promptTokens(body),
-      completion_tokens: completion,
-      total_tokens: promptTokens(body) + completion,
-    };
+    }
+    const completion = usageOf(body).completion_tokens;
+    const usage = usageOf(body);
     const base = { id: `cmpl-${name}-${list.length}`, created: 1_700_000_000, model: body.model };
     if (!body.stream) {
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
-      const content = "tok ".repeat(completion).trim();
-      const choice = chat
-        ? { index: 0, message: { role: "assistant", content }, finish_reason: "length" }
-        : { index: 0, text: content, finish_reason: "length" };
-      return json(res, 200, {
-        ...base,
-        object: chat ? "chat.completion" : "text_completion",
-        choices: [choice],
-        usage,
-        backend: name,
-      });
+      return json(res, 200, completionJson(body, chat, name, base.id));
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const object = chat ? "chat.completion.chunk" : "text_completion";
