@@ -80,12 +80,24 @@ export class ServingMetrics {
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
+  readonly #preemptions = new Counter({
+    name: "lorafleet_preemptions_total",
+    help: "running requests preempted for pages (recomputed later)",
+    registers: [this.registry],
+  });
+  readonly #deadlineAborts = new Counter({
+    name: "lorafleet_deadline_aborts_total",
+    help: "requests dropped because their deadline passed",
+    registers: [this.registry],
+  });
   readonly #restarts = new Counter({
     name: "lorafleet_executor_restarts_total",
     help: "executor crashes recovered from (or tried)",
     registers: [this.registry],
   });
   #lastAdapterCounts = { loads: 0, evictions: 0, hits: 0, misses: 0 };
+  #lastPreemptions = 0;
+  #lastDeadlineAborts = 0;
   /** [ms, tokens] of the last 10 s, for the tokens/s gauge */
   readonly #recent: [number, number][] = [];
 
@@ -136,5 +148,13 @@ export class ServingMetrics {
     if (hits > last.hits) this.#adapterRequests.inc({ result: "hit" }, hits - last.hits);
     if (misses > last.misses) this.#adapterRequests.inc({ result: "miss" }, misses - last.misses);
     this.#lastAdapterCounts = { loads, evictions, hits, misses };
+    if (stats.preemptions > this.#lastPreemptions) {
+      this.#preemptions.inc(stats.preemptions - this.#lastPreemptions);
+    }
+    if (stats.deadlineAborts > this.#lastDeadlineAborts) {
+      this.#deadlineAborts.inc(stats.deadlineAborts - this.#lastDeadlineAborts);
+    }
+    this.#lastPreemptions = stats.preemptions;
+    this.#lastDeadlineAborts = stats.deadlineAborts;
   }
 }
