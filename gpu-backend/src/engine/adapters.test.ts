@@ -16,12 +16,12 @@ function staged(adapterId: number, numPages = 10, hostBytes = 1000): StagedAdapt
 /** Refs the adapter and drives it to resident, answering its ops. */
 function makeResident(adapters: AdapterManager, name: string, numPages = 10): number {
   adapters.ref({ name, path: `/a/${name}` });
-  expect(adapters.ensure(name, 0)).toBe("pending");
+  expect(adapters.ensure(name, 0, 0)).toBe("pending");
   const id = adapters.idOf(name);
   expect(adapters.onStaged(staged(id, numPages))).toBeNull();
-  expect(adapters.ensure(name, 0)).toBe("pending");
+  expect(adapters.ensure(name, 0, 0)).toBe("pending");
   adapters.onLoaded(id);
-  expect(adapters.ensure(name, 0)).toBe("resident");
+  expect(adapters.ensure(name, 0, 0)).toBe("resident");
   return id;
 }
 
@@ -30,12 +30,12 @@ describe("AdapterManager", () => {
     const pages = new PageAllocator(100);
     const adapters = new AdapterManager(limits, pages);
     adapters.ref({ name: "a", path: "/a" });
-    expect(adapters.ensure("a", 0)).toBe("pending");
+    expect(adapters.ensure("a", 0, 0)).toBe("pending");
     expect(adapters.takeOps()).toEqual([{ kind: "stage", adapterId: 0, name: "a", path: "/a" }]);
-    expect(adapters.ensure("a", 0)).toBe("pending"); // still staging: nothing new
+    expect(adapters.ensure("a", 0, 0)).toBe("pending"); // still staging: nothing new
     expect(adapters.takeOps()).toEqual([]);
     adapters.onStaged(staged(0, 7));
-    expect(adapters.ensure("a", 0)).toBe("pending");
+    expect(adapters.ensure("a", 0, 0)).toBe("pending");
     const [load] = adapters.takeOps();
     expect(load).toMatchObject({ kind: "load", adapterId: 0 });
     expect((load as Extract<AdapterOp, { kind: "load" }>).pages).toHaveLength(7);
@@ -103,7 +103,7 @@ describe("AdapterManager", () => {
               adapters.evictOne(op.minRank);
             } else {
               adapters.setWanted(names.slice(op.rank));
-              adapters.ensure(names[op.adapter] as string, op.rank);
+              adapters.ensure(names[op.adapter] as string, op.rank, 0);
             }
             for (const o of adapters.takeOps()) {
               if (o.kind === "stage")
@@ -132,10 +132,10 @@ describe("AdapterManager", () => {
     makeResident(adapters, "later");
     adapters.ref({ name: "next", path: "/next" });
     adapters.setWanted(["soon", "next", "later"]);
-    adapters.ensure("next", 1);
+    adapters.ensure("next", 1, 0);
     adapters.onStaged(staged(adapters.idOf("next")));
     adapters.takeOps();
-    expect(adapters.ensure("next", 1)).toBe("pending");
+    expect(adapters.ensure("next", 1, 0)).toBe("pending");
     expect(adapters.takeOps()).toEqual([
       { kind: "drop", adapterId: adapters.idOf("later"), tier: "pool" },
       expect.objectContaining({ kind: "load", adapterId: adapters.idOf("next") }),
@@ -148,14 +148,14 @@ describe("AdapterManager", () => {
     const adapters = new AdapterManager({ maxResident: 1, maxHost: 3, hostBytes: 2500 }, pages);
     makeResident(adapters, "a");
     adapters.ref({ name: "b", path: "/b" });
-    adapters.ensure("b", 5);
+    adapters.ensure("b", 5, 0);
     adapters.onStaged(staged(adapters.idOf("b")));
     adapters.takeOps();
     // 2000 bytes held, 1000 is the largest seen: a third would pass 2500. "b" is only staged,
     // so it leaves the host first; resident "a" stays.
     adapters.ref({ name: "c", path: "/c" });
     adapters.setWanted(["c"]);
-    expect(adapters.ensure("c", 0)).toBe("pending");
+    expect(adapters.ensure("c", 0, 0)).toBe("pending");
     expect(adapters.takeOps()).toEqual([
       { kind: "drop", adapterId: adapters.idOf("b"), tier: "host" },
       { kind: "stage", adapterId: adapters.idOf("c"), name: "c", path: "/c" },
@@ -164,19 +164,19 @@ describe("AdapterManager", () => {
     // A pinned resident adapter never leaves: no room for "d" while "a" is pinned and "c" staging.
     adapters.pin("a");
     adapters.ref({ name: "d", path: "/d" });
-    expect(adapters.ensure("d", 0)).toBe("blocked");
+    expect(adapters.ensure("d", 0, 0)).toBe("blocked");
   });
 
   it("refuses an adapter bigger than the pool and frees pages of a failed load", () => {
     const pages = new PageAllocator(50);
     const adapters = new AdapterManager(limits, pages);
     adapters.ref({ name: "huge", path: "/huge" });
-    adapters.ensure("huge", 0);
+    adapters.ensure("huge", 0, 0);
     expect(adapters.onStaged(staged(0, 51))).toMatch(/needs 51 pages; the pool has 50/);
     adapters.ref({ name: "bad", path: "/bad" });
-    adapters.ensure("bad", 0);
+    adapters.ensure("bad", 0, 0);
     adapters.onStaged(staged(1, 20));
-    adapters.ensure("bad", 0);
+    adapters.ensure("bad", 0, 0);
     expect(pages.stats().adapter).toBe(20);
     expect(adapters.onFailed(1)).toBe("bad");
     expect(pages.stats().adapter).toBe(0);

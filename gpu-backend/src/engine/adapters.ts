@@ -59,7 +59,7 @@ export type Readiness = "resident" | "pending" | "blocked";
  * Example:
  *   const adapters = new AdapterManager(config, pages);
  *   adapters.ref({ name: "a", path: "/lora/a" });
- *   adapters.ensure("a", 0); // "pending": a stage op is queued
+ *   adapters.ensure("a", 0, 0); // "pending": a stage op is queued
  *   adapters.takeOps();      // [{ kind: "stage", adapterId: 0, name: "a", path: "/lora/a" }]
  */
 export class AdapterManager {
@@ -158,9 +158,11 @@ export class AdapterManager {
 
   /**
    * Moves the adapter one tier closer to the pool if there is room (making room only from
-   * idle adapters ranked after `rank`). "blocked": no room now; finishing requests make some.
+   * idle adapters ranked after `rank`), leaving `reservePages` for KV: a load must not take
+   * the pages running seqs need next, or it would preempt them. "blocked": no room now;
+   * finishing requests make some.
    */
-  ensure(name: string, rank: number): Readiness {
+  ensure(name: string, rank: number, reservePages: number): Readiness {
     const entry = this.#entry(name);
     switch (entry.state) {
       case "resident":
@@ -174,8 +176,17 @@ export class AdapterManager {
         this.#ops.push({ kind: "stage", adapterId: entry.id, name: entry.name, path: entry.path });
         return "pending";
       case "staged":
-        return this.#load(entry, rank) ? "pending" : "blocked";
+        return this.#load(entry, rank, reservePages) ? "pending" : "blocked";
     }
+  }
+
+  /** Pool pages held by loads in flight: they become evictable once loaded (nothing pins them). */
+  pagesLoading(): number {
+    let pages = 0;
+    for (const entry of this.#byName.values()) {
+      if (entry.state === "loading") pages += entry.staged?.numPages ?? 0;
+    }
+    return pages;
   }
 
   /** Evicts one idle resident adapter ranked at or after `minRank`; false if there is none. */
@@ -311,7 +322,7 @@ export class AdapterManager {
     this.#counts.evictions++;
   }
 
-  #load(entry: AdapterEntry, rank: number): boolean {
+  #load(entry: AdapterEntry, rank: number, reservePages: number): boolean {
     const staged = entry.staged as StagedAdapter;
     const inPool = (e: AdapterEntry): boolean => e.state === "resident" || e.state === "loading";
     let numInPool = [...this.#byName.values()].filter(inPool).length;
@@ -319,7 +330,10 @@ export class AdapterManager {
       if (!this.evictOne(rank + 1)) return false;
       numInPool--;
     }
-    while (!this.#pages.canAllocateAdapter(staged.numPages)) {
+    while (
+      !this.#pages.canAllocateAdapter(staged.numPages) ||
+      this.#pages.kvRoom() - staged.numPages < reservePages
+    ) {
       if (!this.evictOne(rank + 1)) return false;
     }
     entry.state = "loading";

@@ -57,6 +57,11 @@ export class PageAllocator {
     for (let page = numPages - 1; page >= 0; page--) this.#free.push(page);
   }
 
+  /** Pages KV could take now (free and fenced), for policies that keep room for running seqs. */
+  kvRoom(): number {
+    return this.#free.length + this.#numFenced;
+  }
+
   canAllocateKv(numTokens: number): boolean {
     return numTokens * PAGES_PER_TOKEN <= this.#free.length + this.#numFenced;
   }

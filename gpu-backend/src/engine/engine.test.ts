@@ -45,6 +45,11 @@ describe("Engine", () => {
           prefetchWindow: fc.integer({ min: 1, max: 8 }),
         }),
         fc.integer({ min: 90, max: 400 }),
+        fc.record({
+          extraHostAdapters: fc.integer({ min: 0, max: 2 }),
+          loadSteps: fc.integer({ min: 0, max: 3 }),
+          crashAtStep: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined }),
+        }),
         fc.array(
           fc.record({
             promptLength: fc.integer({ min: 1, max: 24 }),
@@ -55,12 +60,10 @@ describe("Engine", () => {
           }),
           { minLength: 1, maxLength: 16 },
         ),
-        (config, numPages, shapes) => {
+        (config, numPages, executor, shapes) => {
           const model = testModel({ numPages });
-          const engine = createEngine(
-            { ...config, maxHostAdapters: config.maxResidentAdapters + 1 },
-            { numPages },
-          );
+          const maxHostAdapters = config.maxResidentAdapters + executor.extraHostAdapters;
+          const engine = createEngine({ ...config, maxHostAdapters }, { numPages });
           const requests = createRequests({
             numRequests: shapes.length,
             promptLength: (i) => shapes[i]?.promptLength ?? 1,
@@ -72,8 +75,11 @@ describe("Engine", () => {
             tenant: (i) => `t${shapes[i]?.tenant}`,
           }).map((req, i) => ({ ...req, ignoreEos: shapes[i]?.ignoreEos ?? true }));
           for (const req of requests) engine.addRequest(req);
-          const sim = new SimulatedExecutor(model, (name) => 4 + Number(name.slice(4)) * 3);
+          const adapterPages = (name: string): number => 4 + Number(name.slice(4)) * 3;
+          const sim = new SimulatedExecutor(model, adapterPages);
           const outputs = drive(engine, sim, {
+            loadSteps: executor.loadSteps,
+            crashAtStep: executor.crashAtStep,
             afterSchedule: ({ plan }) => {
               if (plan === null) return;
               expect(plan.seqIds.length).toBeLessThanOrEqual(config.maxNumSeqs);
@@ -82,8 +88,18 @@ describe("Engine", () => {
               expect(pages.free + pages.fenced + pages.kv + pages.adapter).toBe(numPages);
             },
           });
-          expectServedAlone(requests, outputs, model);
-          expect(sim.maxStaged).toBeLessThanOrEqual(config.maxResidentAdapters + 1);
+          // A request whose KV beside its adapter cannot fit the pool is refused with an error.
+          const fits = (req: EngineRequest): boolean =>
+            req.adapter === null ||
+            2 * (req.promptTokenIds.length + req.maxTokens) + adapterPages(req.adapter.name) <=
+              numPages;
+          for (const req of requests.filter((r) => !fits(r))) {
+            expect(outputs.get(req.id)).toEqual([
+              expect.objectContaining({ finishReason: "error", newTokenIds: [] }),
+            ]);
+          }
+          expectServedAlone(requests.filter(fits), outputs, model);
+          expect(sim.maxStaged).toBeLessThanOrEqual(maxHostAdapters);
           expect(sim.maxLoaded).toBeLessThanOrEqual(config.maxResidentAdapters);
           const end = engine.stats();
           expect(end).toMatchObject({ waiting: 0, running: 0, inFlightSteps: 0 });
@@ -359,6 +375,7 @@ describe("Engine", () => {
       { ...ok, id: "g", tenant: "" },
       { ...ok, id: "h", promptTokenIds: Array(30).fill(2), maxTokens: 30 }, // 120 KV pages > 100
     ];
+    expect(engine.maxModelLen).toBe(50);
     for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);
   });
 

@@ -109,6 +109,14 @@ export class Engine {
     return seq === undefined ? null : this.#scheduler.finish(seq, reason);
   }
 
+  /**
+   * The most prompt + output tokens one request may have: its KV must fit the pool on its own
+   * (addRequest refuses more). The server's context limit should not exceed it.
+   */
+  get maxModelLen(): number {
+    return Math.min(this.#model.maxPosition, Math.floor(this.#pages.numPages / PAGES_PER_TOKEN));
+  }
+
   canSchedule(): boolean {
     return this.#scheduler.canSchedule();
   }

@@ -1,6 +1,6 @@
 import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../executor/messages.ts";
 import type { AdapterManager } from "./adapters.ts";
-import type { PageAllocator } from "./allocator.ts";
+import { PAGES_PER_TOKEN, type PageAllocator } from "./allocator.ts";
 import type { EngineConfig } from "./config.ts";
 import { StepOrderError } from "./errors.ts";
 import type { FairShare } from "./fair-share.ts";
@@ -98,13 +98,14 @@ export class Scheduler {
     if (this.canSchedule()) {
       const planned: PlannedSeq[] = [];
       const budget = { tokens: this.#config.maxNumTokens };
-      const preempted = this.#scheduleRunning(planned, budget);
-      // As vLLM: a step that had to preempt admits nothing, or it would preempt again.
-      if (!preempted) this.#admit(planned, budget, wanted);
+      const short = this.#scheduleRunning(planned, budget);
+      // As vLLM: a step short of pages admits nothing, or it would preempt again.
+      if (!short) this.#admit(planned, budget, wanted);
       if (planned.length > 0) plan = this.#send(planned);
     }
     // Prefetch: stage and load the adapters queued requests will need, soonest first.
-    for (const [rank, name] of wanted.entries()) this.#adapters.ensure(name, rank);
+    const reserve = this.#nextStepKvPages();
+    for (const [rank, name] of wanted.entries()) this.#adapters.ensure(name, rank, reserve);
     return { plan, finished };
   }
 
@@ -215,27 +216,41 @@ export class Scheduler {
     return served;
   }
 
-  /** Running seqs first, oldest admission first. Returns whether anything was preempted. */
+  /**
+   * Running seqs first, oldest admission first. Returns whether pages ran short (a seq was
+   * preempted or is waiting for pages).
+   */
   #scheduleRunning(planned: PlannedSeq[], budget: { tokens: number }): boolean {
-    let preempted = false;
+    let short = false;
     for (const seq of [...this.running]) {
       if (budget.tokens === 0) break;
       if (seq.status !== "running") continue; // preempted earlier in this pass
       const n = Math.min(this.#tokensToCompute(seq), budget.tokens);
       if (n === 0) continue;
       while (!this.#pages.canAllocateKv(n)) {
-        // Idle adapters go first (S-LoRA), then the newest admission is recomputed later.
+        short = true;
+        // Idle adapters go first (S-LoRA).
         if (this.#adapters.evictOne(0)) continue;
+        // Adapters loading now are idle once loaded: wait for them rather than recompute.
+        const missing = n * PAGES_PER_TOKEN - this.#pages.kvRoom();
+        if (missing <= this.#adapters.pagesLoading()) break;
+        // Then the newest admission gives its pages up and is recomputed later.
         const victim = this.running.at(-1) as Sequence;
         this.#preempt(victim);
-        preempted = true;
         if (victim === seq) break;
       }
-      if (seq.status !== "running") continue;
+      if (seq.status !== "running" || !this.#pages.canAllocateKv(n)) continue;
       planned.push(this.#plan(seq, n));
       budget.tokens -= n;
     }
-    return preempted;
+    return short;
+  }
+
+  /** KV pages the running seqs would take in their next step: what adapter loads leave alone. */
+  #nextStepKvPages(): number {
+    let tokens = 0;
+    for (const seq of this.running) tokens += this.#tokensToCompute(seq);
+    return PAGES_PER_TOKEN * Math.min(tokens, this.#config.maxNumTokens);
   }
 
   /** Admits queued requests by fair share (VTC) while seqs, tokens, pages and adapters allow. */
@@ -250,7 +265,7 @@ export class Scheduler {
       const found = adapter === null ? -1 : wanted.indexOf(adapter.name);
       const rank = adapter === null ? -1 : found === -1 ? wanted.length : found;
       if (adapter !== null) {
-        const readiness = this.#adapters.ensure(adapter.name, rank);
+        const readiness = this.#adapters.ensure(adapter.name, rank, this.#nextStepKvPages());
         // No room for the adapter: stop admitting so finishing requests free room for it.
         if (readiness === "blocked") return;
         if (readiness === "pending") {
