@@ -228,7 +228,9 @@ export class ExecutorClient {
   #call(message: Message, timeoutMs: number): Promise<Decoded> {
     const proc = this.#process;
     if (this.#state !== "ready" || proc === undefined) {
-      return Promise.reject(new ExecutorUnavailable(`the executor is ${this.#state}`));
+      return Promise.reject(
+        new ExecutorUnavailable(`no executor is ready (state: ${this.#state})`),
+      );
     }
     this.#fresh = false;
     return proc.request(message, timeoutMs);
