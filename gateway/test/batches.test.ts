@@ -1,5 +1,6 @@
 import { SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
+import { estimateTokens } from "../src/limits/estimate-tokens.ts";
 import {
   adapterFiles,
   type BaseModelSpec,
@@ -161,6 +162,21 @@ describe("Files and Batches", () => {
       response: null,
       error: { code: "no_backend_available" },
     });
+  });
+
+  it("holds batch lines to the monthly token quota", async () => {
+    const lines = Array.from({ length: 10 }, (_, i) => line(`m-${i}`, model.name, 1));
+    const perLine = estimateTokens(JSON.parse(defined(lines[0])).body).total;
+    const capped = await createTenant({ monthly_token_quota: 5 * perLine });
+    const batch = await createBatch(capped.key, lines.join("\n"));
+    const done = await settled(capped.key, batch.id);
+    expect(done.request_counts).toEqual({ total: 10, completed: 5, failed: 5 });
+    const errors = await (
+      await call(capped.key, "GET", `/v1/files/${done.error_file_id}/content`)
+    ).text();
+    for (const row of errors.trim().split("\n")) {
+      expect(JSON.parse(row).error.code).toBe("monthly_token_quota");
+    }
   });
 
   it("cancels a running batch, keeping what finished", async () => {

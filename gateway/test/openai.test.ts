@@ -109,6 +109,32 @@ describe("chat and completions", () => {
     );
   });
 
+  it("passes multi-prompt completions to the backend as one call", async () => {
+    const tenant = await createTenant();
+    const prompts = [["one two", "three"], [[1, 2, 3]], [[1, 2], [3]]];
+    for (const prompt of prompts) {
+      const res = await call(
+        tenant.key,
+        "POST",
+        "/v1/completions",
+        { model: model.name, prompt, max_tokens: 1 },
+        { "x-request-id": `multi-${JSON.stringify(prompt).length}` },
+      );
+      expect(res.status).toBe(200);
+    }
+    const received = (await peerRequests(backend)).filter((r) =>
+      String(r.headers["x-request-id"]).startsWith("multi-"),
+    );
+    expect(received.map((r) => r.body.prompt)).toEqual(prompts);
+    for (const bad of [[], [{}], ["x", 1.5], 7]) {
+      const res = await call(tenant.key, "POST", "/v1/completions", {
+        model: model.name,
+        prompt: bad,
+      });
+      expect(res.status).toBe(400);
+    }
+  });
+
   it("sends an adapter's id, sha256 and signed URLs; the model name stays the client's", async () => {
     const tenant = await createTenant();
     expect(

@@ -65,6 +65,7 @@ export function batchRoutes(state: GatewayState) {
       origin: c.env.PUBLIC_URL || new URL(c.req.url).origin,
       endpoint: input.endpoint,
       inputFileId: file.id,
+      monthlyTokenQuota: principal.limits.monthlyTokenQuota,
       targets,
     });
     return c.json(batchView(await findTenantBatch(c.env.DB, principal.tenantId, id)));

@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.ts";
 import { createFile, fileObjectKey } from "../files/file-store.ts";
 import { newId } from "../ids.ts";
+import { estimateTokens } from "../limits/estimate-tokens.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
 import { adapterField } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
@@ -20,6 +21,8 @@ export type BatchJob = {
   origin: string;
   endpoint: BatchEndpoint;
   inputFileId: string;
+  /** The tenant's monthly token quota when the batch was created; per-minute limits don't apply to batches. */
+  monthlyTokenQuota: number | null;
   /** Resolved at creation, so a batch runs against the adapters that existed then. */
   targets: Record<string, ModelTarget>;
 };
@@ -111,12 +114,45 @@ export class BatchRunner extends DurableObject<Env> {
     return [...results, ...answered.flat()];
   }
 
+  /** Reserves each item's estimated tokens against the monthly quota; returns the refused items' results. */
+  async #admit(
+    job: BatchJob,
+    items: Item[],
+  ): Promise<{ admitted: Item[]; refused: [string, LineResult][] }> {
+    if (job.monthlyTokenQuota === null) return { admitted: items, refused: [] };
+    const limiter = this.env.LIMITER.get(this.env.LIMITER.idFromName(job.tenantId));
+    const limits = {
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+      concurrentStreams: null,
+      monthlyTokenQuota: job.monthlyTokenQuota,
+    };
+    const decisions = await Promise.all(
+      items.map((item) =>
+        limiter.admit({
+          requestId: item.requestId,
+          estimatedTokens: estimateTokens(item.line.body).total,
+          stream: false,
+          limits,
+        }),
+      ),
+    );
+    const admitted = items.filter((_, i) => decisions[i]?.ok);
+    const refused = items.flatMap((item, i) => {
+      const decision = decisions[i];
+      return decision && !decision.ok ? [failure(item, decision.code, decision.message)] : [];
+    });
+    return { admitted, refused };
+  }
+
   async #callBackend(
     job: BatchJob,
     ranked: Backend[],
-    items: Item[],
+    bucket: Item[],
     started: number,
   ): Promise<[string, LineResult][]> {
+    const { admitted: items, refused } = await this.#admit(job, bucket);
+    if (items.length === 0) return refused;
     const requests = await Promise.all(
       items.map(async (item) => ({
         id: item.requestId,
@@ -154,7 +190,7 @@ export class BatchRunner extends DurableObject<Env> {
         }
       }
     }
-    return Promise.all(
+    const answered = await Promise.all(
       items.map(async (item): Promise<[string, LineResult]> => {
         const answer = answers.get(item.requestId);
         const status =
@@ -178,6 +214,10 @@ export class BatchRunner extends DurableObject<Env> {
           },
           Date.now(),
         );
+        if (job.monthlyTokenQuota !== null) {
+          const limiter = this.env.LIMITER.get(this.env.LIMITER.idFromName(job.tenantId));
+          await limiter.settle(item.requestId, usage.promptTokens + usage.completionTokens);
+        }
         if (answer?.status === 200) {
           return success(item, answer.body);
         }
@@ -196,6 +236,7 @@ export class BatchRunner extends DurableObject<Env> {
         return failure(item, "backend_error", `The backend answered ${answer.status}`, answer);
       }),
     );
+    return [...refused, ...answered];
   }
 
   async #results(): Promise<LineResult[]> {

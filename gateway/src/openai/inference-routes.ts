@@ -4,15 +4,13 @@ import type { GatewayState } from "../app.ts";
 import { apiKeyAuth } from "../auth/middleware.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
+import { estimateTokens } from "../limits/estimate-tokens.ts";
 import { admitRequest, settleRequest } from "../limits/limiter-client.ts";
 import { backendBody } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
 import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage, type UsageRecord } from "../usage/record.ts";
-
-/** Completion tokens reserved for a request that names no max_tokens (corrected at settle). */
-export const defaultCompletionEstimate = 256;
 
 type InferenceBody = Record<string, unknown> & {
   model: string;
@@ -35,8 +33,15 @@ function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBod
       param: "messages",
     });
   }
-  if (endpoint === "completions" && typeof body.prompt !== "string") {
-    throw new ApiError(400, "invalid_request", "prompt must be a string", { param: "prompt" });
+  if (endpoint === "completions" && !isPrompt(body.prompt)) {
+    throw new ApiError(
+      400,
+      "invalid_request",
+      "prompt must be a string, a list of strings, or token ids",
+      {
+        param: "prompt",
+      },
+    );
   }
   if (body.stream !== undefined && typeof body.stream !== "boolean") {
     throw new ApiError(400, "invalid_request", "stream must be a boolean", { param: "stream" });
@@ -52,13 +57,16 @@ function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBod
   return body as InferenceBody;
 }
 
-/** About 4 characters per token, plus the completion the request allows. */
-function estimateTokens(body: InferenceBody): { prompt: number; total: number } {
-  const prompt = Math.ceil(JSON.stringify(body.messages ?? body.prompt ?? "").length / 4);
-  return {
-    prompt,
-    total: prompt + (body.max_completion_tokens ?? body.max_tokens ?? defaultCompletionEstimate),
-  };
+/** OpenAI's prompt forms: text, texts, token ids, lists of token ids (one call; the backend batches them). */
+function isPrompt(prompt: unknown): boolean {
+  const isTokens = (p: unknown) =>
+    Array.isArray(p) && p.length > 0 && p.every((t) => Number.isSafeInteger(t));
+  if (typeof prompt === "string" || isTokens(prompt)) return true;
+  return (
+    Array.isArray(prompt) &&
+    prompt.length > 0 &&
+    prompt.every((p) => typeof p === "string" || isTokens(p))
+  );
 }
 
 /** POST /v1/chat/completions and /v1/completions. */
