@@ -67,7 +67,8 @@ async function main(): Promise<void> {
     adapters,
     tokenizer,
     limits: {
-      maxModelLen: Math.min(config.maxModelLen || model.maxPosition, model.maxPosition),
+      // The engine's bound: the model's positions, and one request's KV fitting the pool.
+      maxModelLen: Math.min(config.maxModelLen || engine.maxModelLen, engine.maxModelLen),
       maxUnfinished: config.maxNumSeqs + config.maxQueuedRequests,
     },
     metrics,
