@@ -124,12 +124,14 @@ def expand_decode_kernel(
         tl.store(y, total.to(y_ptr.dtype.element_ty), mask=n_mask)
 
 
-def shrink_decode(x, pool, a_pages, ranks, row_slot, h) -> None:
+def shrink_decode(
+    x, pool, a_pages, ranks, row_slot, h, block_r=8, block_k=512, num_warps=4
+) -> None:
     num_modules, _, max_rank, pages_per_row = a_pages.shape
     num_rows, in_features = x.shape
     page_width = pool.shape[1]
-    block_r = min(8, next_pow2(max_rank))
-    block_k = min(512, next_pow2(page_width))
+    block_r = min(block_r, next_pow2(max_rank))
+    block_k = min(block_k, next_pow2(page_width))
     grid = (num_rows, num_modules, triton.cdiv(max_rank, block_r))
     shrink_decode_kernel[grid](
         x,
@@ -147,14 +149,17 @@ def shrink_decode(x, pool, a_pages, ranks, row_slot, h) -> None:
         pages_per_row,
         BLOCK_R=block_r,
         BLOCK_K=block_k,
+        num_warps=num_warps,
     )
 
 
-def expand_decode(y, h, pool, b_pages, ranks, row_slot, out_features: list[int]) -> None:
+def expand_decode(
+    y, h, pool, b_pages, ranks, row_slot, out_features, block_r=16, block_n=256, num_warps=4
+) -> None:
     num_modules, num_slots, max_rank, pages_per_row = b_pages.shape
     page_width = pool.shape[1]
-    block_r = min(16, next_pow2(max_rank))
-    block_n = min(256, next_pow2(page_width))
+    block_r = min(block_r, next_pow2(max_rank))
+    block_n = min(block_n, next_pow2(page_width))
     chunks_per_page = triton.cdiv(page_width, block_n)
     outs = list(out_features) + [0] * (4 - len(out_features))
     grid = (y.shape[0], num_modules, pages_per_row * chunks_per_page)
@@ -175,4 +180,5 @@ def expand_decode(y, h, pool, b_pages, ranks, row_slot, out_features: list[int])
         *outs,
         BLOCK_R=block_r,
         BLOCK_N=block_n,
+        num_warps=num_warps,
     )
