@@ -110,7 +110,9 @@ export class AdapterManager {
 
   /** A request naming the adapter finished. */
   unref(name: string): void {
-    this.#entry(name).refs--;
+    const entry = this.#entry(name);
+    entry.refs--;
+    this.#forgetIfUnused(entry);
   }
 
   pin(name: string): void {
@@ -209,6 +211,7 @@ export class AdapterManager {
     if (staged.numPages > this.#pages.numPages) {
       entry.state = "unknown";
       this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "host" });
+      this.#forgetIfUnused(entry);
       return `adapter ${entry.name} needs ${staged.numPages} pages; the pool has ${this.#pages.numPages}`;
     }
     entry.state = "staged";
@@ -240,6 +243,7 @@ export class AdapterManager {
     }
     entry.state = "unknown";
     entry.staged = null;
+    this.#forgetIfUnused(entry);
     return entry.name;
   }
 
@@ -265,10 +269,11 @@ export class AdapterManager {
 
   /** The executor restarted: nothing is staged or loaded any more. */
   reset(): void {
-    for (const entry of this.#byName.values()) {
+    for (const entry of [...this.#byName.values()]) {
       entry.state = "unknown";
       entry.staged = null;
       entry.lastStep = -1;
+      this.#forgetIfUnused(entry);
     }
     this.#completedStep = -1;
     this.#ops = [];
@@ -287,6 +292,13 @@ export class AdapterManager {
       s.hostBytes += entry.staged?.hostBytes ?? 0;
     }
     return { ...s, ...this.#counts };
+  }
+
+  /** Nothing to remember of an adapter in no tier that no request names: keeps the maps bounded. */
+  #forgetIfUnused(entry: AdapterEntry): void {
+    if (entry.refs > 0 || entry.state !== "unknown") return;
+    this.#byName.delete(entry.name);
+    this.#byId.delete(entry.id);
   }
 
   #entry(name: string): AdapterEntry {
@@ -369,6 +381,7 @@ export class AdapterManager {
       victim.staged = null;
       this.#ops.push({ kind: "drop", adapterId: victim.id, tier: "host" });
       this.#counts.hostDrops++;
+      this.#forgetIfUnused(victim);
     }
   }
 }

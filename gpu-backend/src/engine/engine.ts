@@ -186,6 +186,10 @@ export class Engine {
     const adapters = this.#adapters.stats();
     const lookups = adapters.hits + adapters.misses;
     const tenants: Record<string, TenantStats> = {};
+    const running = new Map<string, number>();
+    for (const seq of this.#scheduler.running) {
+      running.set(seq.req.tenant, (running.get(seq.req.tenant) ?? 0) + 1);
+    }
     const tenantNames = new Set([
       ...this.#scheduler.counters.servedByTenant.keys(),
       ...this.#activeTenants.keys(),
@@ -197,7 +201,7 @@ export class Engine {
         outputTokens: 0,
         ...this.#scheduler.counters.servedByTenant.get(tenant),
         waiting: this.#scheduler.waiting.countOf(tenant),
-        running: this.#scheduler.running.filter((s) => s.req.tenant === tenant).length,
+        running: running.get(tenant) ?? 0,
       };
     }
     return {
