@@ -75,4 +75,26 @@ describe.skipIf(!haveFixtures)("backpressure and cancellation", () => {
       { load: 0 },
     );
   });
+
+  it("aborts a whole-answer request when the client disconnects", async () => {
+    const controller = new AbortController();
+    const pending = fetch(`${backend.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny-llama", prompt: "x", max_tokens: 900, ignore_eos: true }),
+      signal: controller.signal,
+    }).catch(() => null);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    controller.abort();
+    await pending;
+    const deadline = Date.now() + 10_000;
+    let load = -1;
+    while (Date.now() < deadline && load !== 0) {
+      load = ((await (await fetch(`${backend.url}/health`)).json()) as { load: number }).load;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(load).toBe(0);
+    const metrics = await (await fetch(`${backend.url}/metrics`)).text();
+    expect(metrics).toMatch(/lorafleet_requests_total\{finish_reason="abort"\} 2/);
+  });
 });

@@ -44,7 +44,11 @@ export async function completionJson(
   signal: AbortSignal,
 ) {
   const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
-  const collected = await Promise.all(choices.map(collectChoice));
+  // One failed choice ends the others too: the client gets one error, not half an answer.
+  const collected = await Promise.all(choices.map(collectChoice)).catch((error: unknown) => {
+    cancelChoices(choices);
+    throw error;
+  });
   const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
   return {
     id: completionId("cmpl"),
