@@ -197,3 +197,13 @@ def test_init_refuses_bad_config_by_name(tmp_path):
         Executor(InitConfig(model_path=str(TINY), memory_fraction=1.5))
     with pytest.raises(ModelInvalid, match="config.json is missing"):
         Executor(InitConfig(model_path=str(tmp_path), num_pages=10))
+
+
+def test_generate_cli_reports_a_run(executor, capsys):
+    from lorafleet_executor.generate_cli import main
+
+    adapter = str(ROOT / "adapters" / "tiny-r8")
+    args = ["--model", str(TINY), "--adapter", adapter, "--num-pages", "2000", "--requests", "3"]
+    report = main([*args, "--max-new-tokens", "4", "--prompt-len", "10", "--base-share", "0.5"])
+    assert report["generated_tokens"] == 12 and report["steps"] == 4
+    assert '"output_tokens_per_s"' in capsys.readouterr().out
