@@ -412,8 +412,18 @@ describe("signed adapter URLs", () => {
     const url = new URL(adapter.weights_url);
     const sig = url.searchParams.get("sig") ?? "";
     const tampered = new URL(url);
-    tampered.searchParams.set("sig", `${sig.slice(0, -1)}${sig.endsWith("A") ? "B" : "A"}`);
+    tampered.searchParams.set("sig", `${sig.startsWith("A") ? "B" : "A"}${sig.slice(1)}`);
     expect((await get(tampered.href)).status).toBe(403);
+    // The last character has 2 unused bits: a non-canonical spelling of the same bytes is refused too.
+    const last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".indexOf(
+      sig.slice(-1),
+    );
+    const respelled = new URL(url);
+    respelled.searchParams.set(
+      "sig",
+      `${sig.slice(0, -1)}${"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]}`,
+    );
+    expect((await get(respelled.href)).status).toBe(403);
     const otherFile = new URL(url);
     otherFile.pathname = otherFile.pathname.replace(
       "adapter_model.safetensors",

@@ -34,8 +34,11 @@ function base64url(bytes: ArrayBuffer): string {
 
 function fromBase64url(text: string): Uint8Array | null {
   if (!/^[A-Za-z0-9_-]{43}$/.test(text)) return null;
-  const binary = atob(`${text.replaceAll("-", "+").replaceAll("_", "/")}=`);
-  return Uint8Array.from(binary, (ch) => ch.charCodeAt(0));
+  const bytes = Uint8Array.from(atob(`${text.replaceAll("-", "+").replaceAll("_", "/")}=`), (ch) =>
+    ch.charCodeAt(0),
+  );
+  // The last character carries 2 unused bits; only the canonical spelling is accepted.
+  return base64url(bytes.buffer) === text ? bytes : null;
 }
 
 /**
