@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { StepFlag, type StepPlan } from "../executor/messages.ts";
 import type { EngineConfig } from "./config.ts";
-import { DuplicateRequestError, InvalidRequestError, StepOrderError } from "./errors.ts";
+import { DuplicateRequestError, InvalidRequestError, StepResultError } from "./errors.ts";
 import type { RequestOutput } from "./output.ts";
 import type { EngineRequest } from "./request.ts";
 import {
@@ -464,6 +464,16 @@ describe("Engine", () => {
     for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);
   });
 
+  it("refuses a sampled token outside the vocabulary", () => {
+    const engine = createEngine();
+    engine.addRequest(createRequests({ numRequests: 1 })[0] as EngineRequest);
+    const sim = new SimulatedExecutor(testModel());
+    sim.submit(engine.schedule(0).plan as StepPlan);
+    const result = sim.runNext();
+    result.tokens[0] = 64;
+    expect(() => engine.update(result, 1)).toThrow(StepResultError);
+  });
+
   it("refuses step results out of order", () => {
     const engine = createEngine({ maxInFlightSteps: 2 });
     for (const req of createRequests({ numRequests: 2 })) engine.addRequest(req);
@@ -471,6 +481,6 @@ describe("Engine", () => {
     sim.submit(engine.schedule(0).plan as StepPlan);
     sim.submit(engine.schedule(0).plan as StepPlan);
     sim.runNext();
-    expect(() => engine.update(sim.runNext(), 1)).toThrow(StepOrderError);
+    expect(() => engine.update(sim.runNext(), 1)).toThrow(StepResultError);
   });
 });

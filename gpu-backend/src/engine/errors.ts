@@ -16,9 +16,13 @@ export class DuplicateRequestError extends Error {
   override name = "DuplicateRequestError";
 }
 
-/** A step result that does not match the oldest step in flight, or rows it did not ask for. */
-export class StepOrderError extends Error {
-  override name = "StepOrderError";
+/**
+ * A step result the engine did not ask for: not the oldest step in flight, rows that are not
+ * its sampled seqs in order, or a token outside the vocabulary. Engine and executor disagree:
+ * restart the executor.
+ */
+export class StepResultError extends Error {
+  override name = "StepResultError";
 }
 
 /** An adapter outcome for an adapter id the engine is not waiting on. */

@@ -10,7 +10,7 @@ export {
   EngineConfigError,
   InvalidRequestError,
   PageAllocatorError,
-  StepOrderError,
+  StepResultError,
   UnknownAdapterError,
 } from "./errors.ts";
 export type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";

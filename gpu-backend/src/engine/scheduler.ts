@@ -2,7 +2,7 @@ import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../exe
 import type { AdapterManager } from "./adapters.ts";
 import { PAGES_PER_TOKEN, type PageAllocator } from "./allocator.ts";
 import type { EngineConfig } from "./config.ts";
-import { StepOrderError } from "./errors.ts";
+import { StepResultError } from "./errors.ts";
 import type { FairShare } from "./fair-share.ts";
 import type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";
 import { buildStepPlan, type PlannedSeq } from "./plan-builder.ts";
@@ -37,6 +37,7 @@ export interface SchedulerCounters {
 export class Scheduler {
   readonly #config: EngineConfig;
   readonly #eosTokenIds: number[];
+  readonly #vocabSize: number;
   readonly #pages: PageAllocator;
   readonly #adapters: AdapterManager;
   readonly #fairShare: FairShare;
@@ -65,6 +66,7 @@ export class Scheduler {
   ) {
     this.#config = config;
     this.#eosTokenIds = [...model.eosTokenIds];
+    this.#vocabSize = model.vocabSize;
     this.#pages = parts.pages;
     this.#adapters = parts.adapters;
     this.#fairShare = parts.fairShare;
@@ -116,7 +118,7 @@ export class Scheduler {
       result.seqIds.length !== step.sampled.length ||
       step.sampled.some((seqId, i) => result.seqIds[i] !== seqId)
     ) {
-      throw new StepOrderError(
+      throw new StepResultError(
         `step ${step.stepId} result rows [${[...result.seqIds]}] are not its sampled seqs [${step.sampled}]`,
       );
     }
@@ -139,7 +141,13 @@ export class Scheduler {
                 logprob: result.topLogprobs[rowTop + k] ?? Number.NaN,
               })),
             };
-      const reason = seq.appendSample(result.tokens[i] ?? -1, logprobs, this.#eosTokenIds);
+      const token = result.tokens[i] as number;
+      if (!Number.isInteger(token) || token < 0 || token >= this.#vocabSize) {
+        throw new StepResultError(
+          `step ${step.stepId} seq ${seqId}: token ${token} is not in the vocabulary`,
+        );
+      }
+      const reason = seq.appendSample(token, logprobs, this.#eosTokenIds);
       this.#fairShare.charge(seq.req.tenant, 0, 1);
       this.#served(seq.req.tenant).outputTokens++;
       outputs.push(reason === null ? seq.takeOutput(null) : this.finish(seq, reason));
@@ -197,7 +205,7 @@ export class Scheduler {
   #completeOldest(stepId: number): InFlightStep {
     const step = this.#inFlight[0];
     if (step === undefined || step.stepId !== stepId) {
-      throw new StepOrderError(
+      throw new StepResultError(
         `result for step ${stepId}, but the oldest step in flight is ${step?.stepId ?? "none"}`,
       );
     }
