@@ -3,10 +3,10 @@
 // listens, and shuts all of it down on SIGINT/SIGTERM.
 import { serve } from "@hono/node-server";
 import { pino } from "pino";
+import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
 import type { InitConfig } from "../executor/messages.ts";
-import { AdapterDirectory } from "../serving/adapter-directory.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
 import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     }),
     model,
   );
-  const adapters = new AdapterRegistry(new AdapterDirectory(config.adapterDir));
+  const adapters = new AdapterRegistry(new AdapterStore({ dir: config.adapterDir }));
   const metrics = new ServingMetrics();
   const serving = new ServingLoop({
     engine,
