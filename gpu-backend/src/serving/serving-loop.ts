@@ -208,7 +208,7 @@ export class ServingLoop {
         try {
           this.#deliver(this.#engine.update(result, Date.now()), GenerationFailedError);
         } catch (error) {
-          // The engine and executor disagree (e.g. StepOrderError): a fresh executor and
+          // The engine and executor disagree (e.g. StepResultError): a fresh executor and
           // re-queued requests put them back in step.
           this.#executorLost(error);
         }
