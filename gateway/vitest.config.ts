@@ -33,6 +33,8 @@ export default defineConfig(async () => {
       globalSetup: ["test/peer/global-setup.ts"],
       setupFiles: ["test/setup.ts"],
       testTimeout: 30_000,
+      // The gateway logs a structured line per request; show logs of failing tests only.
+      silent: "passed-only",
     },
   };
 });

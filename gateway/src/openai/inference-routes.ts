@@ -112,9 +112,10 @@ async function handleInference(
   ) => {
     const tokens = usage ?? { promptTokens: 0, completionTokens: 0 };
     const latencyMs = state.now() - c.get("startedAt");
-    const writes = [
-      recordUsage(c.env.DB, { ...usageBase, ...r, ...tokens, latencyMs }, state.now()),
-    ];
+    const record = { ...usageBase, ...r, ...tokens, latencyMs };
+    // One structured line per request; it names the key by id, never the key itself.
+    console.log(JSON.stringify({ level: "info", event: "request", ...record }));
+    const writes = [recordUsage(c.env.DB, record, state.now())];
     if (settle)
       writes.push(
         settleRequest(
