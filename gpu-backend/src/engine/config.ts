@@ -1,3 +1,4 @@
+import type { ModelInfo } from "../executor/messages.ts";
 import { EngineConfigError } from "./errors.ts";
 
 /** Everything the engine's policy depends on; checked once by `validateEngineConfig`. */
@@ -74,4 +75,20 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
     }
   }
   return config;
+}
+
+/** The executor's `ready` fields the engine relies on. */
+export function validateModelInfo(model: ModelInfo): ModelInfo {
+  for (const key of ["numPages", "vocabSize", "maxPosition"] as const) {
+    const value = model[key];
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new EngineConfigError(`model ${key} must be a positive integer, got ${value}`);
+    }
+  }
+  if (!model.eosTokenIds.every((t) => Number.isInteger(t) && t >= 0 && t < model.vocabSize)) {
+    throw new EngineConfigError(
+      `model eosTokenIds ${model.eosTokenIds} are not all in the vocabulary`,
+    );
+  }
+  return model;
 }

@@ -2,7 +2,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { StepFlag, type StepPlan } from "../executor/messages.ts";
 import type { EngineConfig } from "./config.ts";
-import { DuplicateRequestError, InvalidRequestError, StepResultError } from "./errors.ts";
+import {
+  DuplicateRequestError,
+  EngineConfigError,
+  InvalidRequestError,
+  StepResultError,
+} from "./errors.ts";
 import type { RequestOutput } from "./output.ts";
 import type { EngineRequest } from "./request.ts";
 import {
@@ -444,6 +449,18 @@ describe("Engine", () => {
     expectServedAlone(requests, outputs, model);
   });
 
+  it("fails the requests a smaller pool after a restart cannot fit", () => {
+    const engine = createEngine({}, { numPages: 100 });
+    for (const req of createRequests({ numRequests: 2, promptLength: (i) => 10 + 10 * i })) {
+      engine.addRequest(req); // 36 and 56 KV pages at most
+    }
+    engine.schedule(0);
+    const failed = engine.executorRestarted(testModel({ numPages: 50 }));
+    expect(failed.map((o) => [o.id, o.finishReason])).toEqual([["r1", "error"]]);
+    expect(engine.stats()).toMatchObject({ waiting: 1, running: 0, inFlightSteps: 0 });
+    expect(engine.stats().pages).toEqual({ total: 50, free: 50, fenced: 0, kv: 0, adapter: 0 });
+  });
+
   it("rejects bad requests with named errors", () => {
     const engine = createEngine({}, { numPages: 100, maxPosition: 64 });
     const [req] = createRequests({ numRequests: 1 });
@@ -462,6 +479,17 @@ describe("Engine", () => {
     ];
     expect(engine.maxModelLen).toBe(50);
     for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);
+  });
+
+  it("refuses bad configs and model info with named errors", () => {
+    expect(() => createEngine({ maxNumSeqs: 0 })).toThrow(EngineConfigError);
+    expect(() => createEngine({ maxInFlightSteps: 3 })).toThrow(EngineConfigError);
+    expect(() => createEngine({ maxResidentAdapters: 8, maxHostAdapters: 4 })).toThrow(
+      EngineConfigError,
+    );
+    expect(() => createEngine({ vtcOutputWeight: 0 })).toThrow(EngineConfigError);
+    expect(() => createEngine({}, { numPages: 0 })).toThrow(EngineConfigError);
+    expect(() => createEngine({}, { eosTokenIds: [64] })).toThrow(EngineConfigError);
   });
 
   it("refuses a sampled token outside the vocabulary", () => {

@@ -1,7 +1,7 @@
 import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
 import { AdapterManager, type AdapterOp, type AdapterStats } from "./adapters.ts";
 import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
-import { type EngineConfig, validateEngineConfig } from "./config.ts";
+import { type EngineConfig, validateEngineConfig, validateModelInfo } from "./config.ts";
 import { DuplicateRequestError, InvalidRequestError } from "./errors.ts";
 import { FairShare } from "./fair-share.ts";
 import type { RequestOutput } from "./output.ts";
@@ -63,7 +63,7 @@ export class Engine {
 
   constructor(config: EngineConfig, model: ModelInfo) {
     this.config = validateEngineConfig(config);
-    this.#model = model;
+    this.#model = validateModelInfo(model);
     this.#pages = new PageAllocator(model.numPages);
     this.#adapters = new AdapterManager(
       {
@@ -174,12 +174,25 @@ export class Engine {
     this.#adapters.unload(name);
   }
 
-  /** The executor restarted (maybe with another pool size): re-queue everything, forget placements. */
-  executorRestarted(model: ModelInfo): void {
-    this.#model = model;
+  /**
+   * The executor restarted: re-queue everything, forget placements. Returns the requests that
+   * no longer fit a smaller pool, finished with "error" (none when the pool size is the same).
+   */
+  executorRestarted(model: ModelInfo): RequestOutput[] {
+    this.#model = validateModelInfo(model);
     this.#scheduler.reset();
     this.#pages.reset(model.numPages);
     this.#adapters.reset();
+    const tooBig = [...this.#requests.values()].filter(
+      (s) => this.#kvPagesAtMost(s.req) > model.numPages,
+    );
+    return tooBig.map((seq) =>
+      this.#scheduler.finish(
+        seq,
+        "error",
+        `the restarted executor's pool has ${model.numPages} pages; this request needs ${this.#kvPagesAtMost(seq.req)}`,
+      ),
+    );
   }
 
   stats(): EngineStats {

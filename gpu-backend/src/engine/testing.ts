@@ -372,7 +372,7 @@ export function drive(
       crashAt = undefined;
       sim.crash();
       pendingLoads.length = 0;
-      engine.executorRestarted(sim.model);
+      record(engine.executorRestarted(sim.model));
     }
     for (const load of pendingLoads.filter((l) => l.dueStep <= steps)) {
       pendingLoads.splice(pendingLoads.indexOf(load), 1);
