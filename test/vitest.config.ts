@@ -6,7 +6,8 @@ export default defineConfig({
   test: {
     root: import.meta.dirname,
     include: ["**/*.test.ts"],
-    exclude: ["**/node_modules/**"],
+    // test/console has its own config (browser + global set-up) and runner entry.
+    exclude: ["**/node_modules/**", "console/**"],
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 180_000,
