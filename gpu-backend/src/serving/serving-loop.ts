@@ -288,7 +288,8 @@ export class ServingLoop {
     for (let attempt = 1; attempt <= RESTART_ATTEMPTS; attempt++) {
       try {
         const model: ModelInfo = await this.#restart();
-        this.#engine.executorRestarted(model);
+        // Requests the new pool cannot hold any more come back finished with an error.
+        this.#deliver(this.#engine.executorRestarted(model), BackendUnavailableError);
         this.#log.info({ attempt }, "executor restarted; unfinished requests re-queued");
         return;
       } catch (error) {
