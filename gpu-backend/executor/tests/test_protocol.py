@@ -1,5 +1,6 @@
 """The Python codec against the shared byte fixtures (tests/frames) and PROTOCOL.md's rules."""
 
+import io
 import struct
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from lorafleet_executor.protocol import (
     LoadAdapter,
     decode_message,
     encode_message,
+    read_frame,
     read_header,
 )
 
@@ -113,3 +115,14 @@ def test_payload_over_the_limit_is_refused_before_sending():
     pages = np.zeros(MAX_PAYLOAD_BYTES // 4, np.int32)
     with pytest.raises(BadMessage, match="over the limit"):
         encode_message(1, "load_adapter", LoadAdapter(adapter_id=1, pages=pages))
+
+
+def test_read_frame_splits_a_stream_and_names_a_cut_one():
+    frames = [path.read_bytes() for path in GOOD]
+    stream = io.BytesIO(b"".join(frames))
+    assert [read_frame(stream) for _ in frames] == frames
+    assert read_frame(stream) is None
+    with pytest.raises(BadFrame, match="truncated"):
+        read_frame(io.BytesIO(frames[0][:10]))
+    with pytest.raises(BadFrame, match="EOF after"):
+        read_frame(io.BytesIO(frames[0][:-1]))

@@ -121,8 +121,9 @@ export class AdapterStore implements AdapterSource {
     return { bytes: cache.usedBytes, adapters: cache.size };
   }
 
-  /** Closes the HTTP connection pool. */
+  /** Closes the HTTP connection pool, once the cache has finished opening. */
   async close(): Promise<void> {
+    await this.#cache.catch(() => {});
     await this.#agent.close();
   }
 

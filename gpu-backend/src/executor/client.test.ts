@@ -1,6 +1,6 @@
 // ExecutorClient against the real Python executor and the tiny fixture model: the
-// handshake, typed calls, named errors, and supervision (a SIGKILLed or hung executor
-// fails its calls retriably and is restarted).
+// handshake, typed calls, named errors, restart() semantics, failures to start.
+// Supervision (crash, hang, give-up) is in client.supervision.test.ts.
 
 import { afterEach, describe, expect, it } from "vitest";
 import { ExecutorClient } from "./client.ts";
@@ -148,6 +148,18 @@ describe.skipIf(!HAVE_TINY)(
       await executor.stats();
       await executor.restart();
       expect(executor.pid).not.toBe(first);
+    });
+
+    it("gives up after maxAttempts failed restarts, then recovers on an explicit restart", async () => {
+      const executor = client({ restart: { initialBackoffMs: 10, maxAttempts: 2 } });
+      await executor.init(tinyConfig());
+      const given = await rejection(executor.restart(tinyConfig("/no/such/model")));
+      expect(given).toBeInstanceOf(ExecutorUnavailable);
+      expect(given.message).toMatch(/did not come back after 2 attempts: .*no\/such\/model/);
+      expect(executor.state).toBe("failed");
+      expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
+      await executor.restart(tinyConfig());
+      expect(executor.state).toBe("ready");
     });
 
     it("a model that cannot load fails init by name, leaving no process", async () => {

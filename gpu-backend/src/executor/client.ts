@@ -163,11 +163,15 @@ export class ExecutorClient {
 
   /**
    * Resolves once a fresh executor is ready: joins a restart under way, hands out one
-   * that has not served a request yet, or else replaces the running one. Rejects with
+   * that has not served a request yet (and runs `config`, when given), or else replaces
+   * the running one. Rejects with
    * ExecutorUnavailable when no executor comes up within the restart policy.
    */
   restart(config?: InitConfig): Promise<ModelInfo> {
-    if (config !== undefined) this.#config = config;
+    if (config !== undefined && JSON.stringify(config) !== JSON.stringify(this.#config)) {
+      this.#config = config;
+      this.#fresh = false; // it runs with the old config
+    }
     switch (this.#state) {
       case "closed":
         return Promise.reject(new ExecutorUnavailable("the executor client is shut down"));

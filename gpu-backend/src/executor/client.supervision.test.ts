@@ -1,0 +1,165 @@
+// ExecutorClient's supervision against the real Python executor and the tiny fixture
+// model: a SIGKILLed or hung executor fails its calls retriably and is restarted; a
+// crash loop ends in "failed" after maxAttempts.
+
+import { afterEach, describe, expect, it } from "vitest";
+import { ExecutorClient } from "./client.ts";
+import { BadMessage, ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
+import {
+  HAVE_TINY,
+  prefillPlan,
+  RecordingLogger,
+  TINY_ADAPTER,
+  tinyConfig,
+} from "./test-fixtures.ts";
+
+const clients: ExecutorClient[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.shutdown()));
+});
+
+function client(timeouts: ConstructorParameters<typeof ExecutorClient>[0] = {}) {
+  const made = new ExecutorClient({
+    logger: new RecordingLogger(),
+    restart: { initialBackoffMs: 50, maxAttempts: 3 },
+    ...timeouts,
+  });
+  clients.push(made);
+  return made;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error("expected a rejection");
+}
+
+describe.skipIf(!HAVE_TINY)(
+  "ExecutorClient supervision with the tiny model (run `npm run setup` if skipped)",
+  () => {
+    it("does the handshake, stages, loads, steps, reports stats and shuts down", async () => {
+      const logger = new RecordingLogger();
+      const executor = new ExecutorClient({ logger });
+      clients.push(executor);
+      const model = await executor.init(tinyConfig());
+      expect(model.numPages).toBe(1024);
+      expect(model.device).toBe("cpu");
+      expect(executor.state).toBe("ready");
+
+      const staged = await executor.stageAdapter(1, TINY_ADAPTER);
+      expect(staged.rank).toBe(8);
+      const pages = Int32Array.from({ length: staged.numPages }, (_, i) => i);
+      // The load and the step are in flight together; both complete.
+      const [, result] = await Promise.all([
+        executor.loadAdapter(1, pages),
+        executor.step(prefillPlan(1, 1, [5, 17, 42], staged.numPages)),
+      ]);
+      expect([...result.seqIds]).toEqual([1]);
+      const withAdapter = await executor.step(
+        prefillPlan(2, 2, [5, 17, 42], staged.numPages + 8, 1),
+      );
+      expect(withAdapter.tokens.length).toBe(1);
+      const stats = await executor.stats();
+      expect(stats.poolAdapters).toBe(1);
+      expect(stats.liveSeqs).toBe(2);
+
+      await executor.shutdown();
+      expect(executor.state).toBe("closed");
+      expect(logger.lines.some((line) => line.includes("executor INFO connected"))).toBe(true);
+      expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
+    });
+
+    it("answers refused requests with named, non-retriable errors and stays up", async () => {
+      const executor = client();
+      await executor.init(tinyConfig());
+      const unknown = await rejection(executor.loadAdapter(9, Int32Array.of(1, 2)));
+      expect(unknown).toBeInstanceOf(ExecutorRequestError);
+      expect((unknown as ExecutorRequestError).code).toBe("unknown_adapter");
+      expect((unknown as ExecutorRequestError).retriable).toBe(false);
+      const invalid = await rejection(executor.stageAdapter(2, "/no/such/adapter"));
+      expect((invalid as ExecutorRequestError).code).toBe("adapter_invalid");
+      // A plan whose arrays disagree never leaves: the encoder names the problem.
+      const plan = { ...prefillPlan(1, 1, [1, 2], 0), flags: new Uint8Array(3) };
+      const bad = await rejection(executor.step(plan));
+      expect(bad).toBeInstanceOf(BadMessage);
+      expect(bad.message).toMatch(/flags has 3 elements/);
+      expect(executor.state).toBe("ready");
+      expect((await executor.stats()).steps).toBe(0);
+    });
+
+    it("a SIGKILL mid-request fails the call retriably and the executor is restarted", async () => {
+      const executor = client();
+      await executor.init(tinyConfig());
+      const first = executor.pid as number;
+      // Stopped first, so the step is surely still pending when the kill lands.
+      process.kill(first, "SIGSTOP");
+      const pending = executor.step(prefillPlan(1, 1, [5, 6, 7], 0));
+      const stats = executor.stats();
+      process.kill(first, "SIGKILL");
+      const lost = await rejection(pending);
+      expect(lost).toBeInstanceOf(ExecutorUnavailable);
+      expect((lost as ExecutorUnavailable).retriable).toBe(true);
+      expect(lost.message).toMatch(/executor unavailable: (socket|the executor exited)/);
+      expect(await rejection(stats)).toBeInstanceOf(ExecutorUnavailable);
+      // While it restarts, calls fail at once rather than wait.
+      expect(executor.state).toBe("restarting");
+      expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
+
+      const model = await executor.restart();
+      expect(model.numPages).toBe(1024);
+      expect(executor.pid).not.toBe(first);
+      const result = await executor.step(prefillPlan(1, 1, [5, 6, 7], 0));
+      expect(result.tokens.length).toBe(1);
+    });
+
+    it("a hung executor (no step reply in time) is killed and restarted", async () => {
+      const executor = client({ timeouts: { stepMs: 800 } });
+      await executor.init(tinyConfig());
+      const first = executor.pid as number;
+      process.kill(first, "SIGSTOP");
+      const started = Date.now();
+      const hung = await rejection(executor.step(prefillPlan(1, 1, [5, 6], 0)));
+      expect(hung).toBeInstanceOf(ExecutorUnavailable);
+      expect(hung.message).toMatch(/hung: no reply to step/);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      await executor.restart();
+      expect(executor.pid).not.toBe(first);
+    });
+
+    it("the heartbeat finds a hang while no call is in flight", async () => {
+      const executor = client({ timeouts: { heartbeatIntervalMs: 200, statsMs: 500 } });
+      await executor.init(tinyConfig());
+      const first = executor.pid as number;
+      process.kill(first, "SIGSTOP");
+      await expect.poll(() => executor.state, { timeout: 5_000 }).toBe("restarting");
+      await executor.restart();
+      expect(executor.pid).not.toBe(first);
+    });
+
+    it("restart() on a used executor replaces it; on a fresh one returns it", async () => {
+      const executor = client();
+      await executor.init(tinyConfig());
+      const first = executor.pid;
+      await executor.restart();
+      expect(executor.pid).toBe(first);
+      await executor.stats();
+      await executor.restart();
+      expect(executor.pid).not.toBe(first);
+    });
+
+    it("gives up after maxAttempts failed restarts, then recovers on an explicit restart", async () => {
+      const executor = client({ restart: { initialBackoffMs: 10, maxAttempts: 2 } });
+      await executor.init(tinyConfig());
+      const given = await rejection(executor.restart(tinyConfig("/no/such/model")));
+      expect(given).toBeInstanceOf(ExecutorUnavailable);
+      expect(given.message).toMatch(/did not come back after 2 attempts: .*no\/such\/model/);
+      expect(executor.state).toBe("failed");
+      expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
+      await executor.restart(tinyConfig());
+      expect(executor.state).toBe("ready");
+    });
+  },
+);
