@@ -89,7 +89,7 @@ def check_plan(plan: StepPlan, limits: StepLimits, loaded_adapters: set[int]) ->
 
 
 def _check_tokens(plan: StepPlan, new: np.ndarray, vocab_size: int) -> None:
-    first = np.concatenate([[0], np.cumsum(new)[:-1]]).astype(np.int64)
+    first = np.cumsum(new) - new  # each sequence's first token
     stands_in = np.zeros(plan.num_tokens, bool)
     stands_in[first[(plan.flags & FLAG_USE_LAST_SAMPLED) != 0]] = True
     ids = plan.token_ids

@@ -152,3 +152,25 @@ def test_smollm2_with_adapter_matches_hf():
     outputs = driver.generate(requests)
     model = hf_model(SMOLLM, {"smollm2-r8": str(ROOT / "adapters" / "smollm2-r8")})
     assert_matches_hf(model, requests, outputs, {1: "smollm2-r8"}, atol=1e-3)
+
+
+def test_rank_128_rslora_adapter_made_by_peft_matches_hf(tmp_path):
+    require_fixture(TINY)
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    base = transformers.AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32)
+    config = peft.LoraConfig(r=128, lora_alpha=64, use_rslora=True, target_modules="all-linear")
+    model = peft.get_peft_model(base, config)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)  # PEFT starts B at zero, which would test nothing
+    model.save_pretrained(tmp_path)
+    executor = Executor(InitConfig(model_path=str(TINY), num_pages=8000, max_rank=128))
+    driver = Driver(executor, chunk_size=16)
+    driver.add_adapter(1, str(tmp_path))
+    requests = [Request(prompt=list(range(5, 30)), adapter_id=1, max_new_tokens=8, logprobs=TOP_N)]
+    outputs = driver.generate(requests)
+    model.eval()
+    assert_matches_hf(model, requests, outputs, {1: "default"}, atol=2e-4)
