@@ -2,6 +2,7 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    root: import.meta.dirname,
     include: ["src/**/*.test.ts"],
     testTimeout: 60_000,
   },
