@@ -18,6 +18,7 @@ const suites = [
   { name: "gateway", kind: "vitest", config: "gateway/vitest.config.ts" },
   { name: "executor", kind: "pytest", dir: "gpu-backend/executor/tests" },
   { name: "e2e", kind: "vitest", config: "test/vitest.config.ts" },
+  { name: "console", kind: "vitest", config: "test/console/vitest.config.ts" },
   { name: "bench-smoke", kind: "vitest", config: "bench/vitest.config.ts" },
 ];
 
