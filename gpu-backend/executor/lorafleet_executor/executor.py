@@ -222,14 +222,8 @@ class Executor:
         self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
     ) -> StepResult:
         rows = inputs.sample_seqs
-        starts = inputs.cu_q[:-1]
-        histories = [
-            TokenHistory(
-                np.concatenate([seqs[i].tokens, inputs.token_ids[starts[i] : inputs.cu_q[i + 1]]]),
-                int(plan.num_prompt[i]),
-            )
-            for i in rows
-        ]
+        if len(rows) == 0:
+            return _empty_result(plan.step_id)
         params = SamplingParams.from_arrays(
             self.device,
             [seqs[i].generator for i in rows],
@@ -247,6 +241,16 @@ class Executor:
                 ]
             },
         )
+        histories = []
+        if params.any_penalty:
+            cu_q = inputs.cu_q
+            histories = [
+                TokenHistory(
+                    np.concatenate([seqs[i].tokens, inputs.token_ids[cu_q[i] : cu_q[i + 1]]]),
+                    int(plan.num_prompt[i]),
+                )
+                for i in rows
+            ]
         out = sample(logits, params, histories)
         counts = np.maximum(params.num_logprobs, 0).astype(np.int32)
         top_ids, top_logprobs = out.top_ids.cpu().numpy(), out.top_logprobs.cpu().numpy()

@@ -35,6 +35,10 @@ class SamplingParams:
     repetition_penalty: torch.Tensor  # f32 [N], 1 = off
     generators: list[torch.Generator | None]  # [N], None = the default generator
     num_logprobs: np.ndarray  # int [N]: -1 none, 0 the sampled token's, n also the top n
+    # decided on the host, so that choosing a path costs no device sync
+    any_random: bool  # some row has temperature > 0
+    any_repetition: bool  # some row has repetition_penalty != 1
+    any_penalty: bool  # some row has any penalty
 
     @staticmethod
     def from_arrays(
@@ -43,6 +47,8 @@ class SamplingParams:
         def f32(name: str) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(arrays[name], np.float32)).to(device)
 
+        repetition = bool((arrays["repetition_penalty"] != 1).any())
+        additive = (arrays["presence_penalty"] != 0) | (arrays["frequency_penalty"] != 0)
         return SamplingParams(
             temperature=f32("temperature"),
             top_p=f32("top_p"),
@@ -53,6 +59,9 @@ class SamplingParams:
             repetition_penalty=f32("repetition_penalty"),
             generators=generators,
             num_logprobs=np.asarray(arrays["logprobs"]),
+            any_random=bool((arrays["temperature"] > 0).any()),
+            any_repetition=repetition,
+            any_penalty=repetition or bool(additive.any()),
         )
 
 
@@ -80,7 +89,7 @@ def sample(
     raw_logprobs = torch.log_softmax(logits, dim=-1) if (params.num_logprobs >= 0).any() else None
     logits = apply_penalties(logits, params, histories)
     greedy = logits.argmax(dim=-1)
-    if bool((params.temperature > 0).any()):
+    if params.any_random:
         drawn = _draw(_filtered_probs(logits, params), params.generators)
         tokens = torch.where(params.temperature > 0, drawn, greedy)
     else:
@@ -92,8 +101,7 @@ def apply_penalties(
     logits: torch.Tensor, params: SamplingParams, histories: list[TokenHistory]
 ) -> torch.Tensor:
     rep, pres, freq = params.repetition_penalty, params.presence_penalty, params.frequency_penalty
-    has_rep = bool((rep != 1).any())
-    if not has_rep and not bool(((pres != 0) | (freq != 0)).any()):
+    if not params.any_penalty:
         return logits
     n, vocab = logits.shape
     device = logits.device
@@ -102,7 +110,7 @@ def apply_penalties(
     is_output = np.concatenate([np.arange(len(h.tokens)) >= h.num_prompt for h in histories])
     flat = torch.from_numpy(rows * vocab + all_tokens).to(device)
     logits = logits.clone()
-    if has_rep:
+    if params.any_repetition:
         seen = torch.zeros(n * vocab, dtype=torch.bool, device=device)
         seen[flat] = True
         seen = seen.view(n, vocab)

@@ -92,6 +92,9 @@ def test_use_last_sampled_and_explicit_token_agree(executor):
 def test_only_sampling_rows_are_returned(executor):
     result = executor.step(plan(0, [(1, FLAG_NEW, [5, 6], 0, 0), (2, NEW, [9], 0, 10)]))
     assert list(result.seq_ids) == [2] and len(result.tokens) == 1
+    chunk_only = executor.step(plan(1, [(1, 0, [7, 8], 2, 20)]))  # a prefill chunk
+    assert len(chunk_only.seq_ids) == 0 and len(chunk_only.top_ids) == 0
+    assert executor.seqs.get(1).num_tokens == 4
 
 
 def one_seq(**fields):
@@ -207,3 +210,15 @@ def test_generate_cli_reports_a_run(executor, capsys):
     report = main([*args, "--max-new-tokens", "4", "--prompt-len", "10", "--base-share", "0.5"])
     assert report["generated_tokens"] == 12 and report["steps"] == 4
     assert '"output_tokens_per_s"' in capsys.readouterr().out
+
+
+def test_penalties_see_the_sequence_history_across_steps(executor):
+    driver = Driver(executor)
+    plain, penalized = driver.generate(
+        [
+            Request([5, 6, 7], max_new_tokens=16),
+            Request([5, 6, 7], max_new_tokens=16, presence_penalty=50.0),
+        ]
+    )
+    assert len(set(penalized.tokens)) == 16  # an output token never comes back
+    assert len(set(plain.tokens)) < 16  # ... which greedy alone does not give
