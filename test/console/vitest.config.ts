@@ -1,0 +1,17 @@
+import { defineConfig } from "vitest/config";
+
+// The console's browser (Playwright + Debian's Chromium) and CLI tests, against one
+// stack started in globalSetup: wrangler dev + the real backend on CPU. Files run one
+// at a time and in order: the browser flows make the data the CLI tests then read.
+export default defineConfig({
+  test: {
+    root: import.meta.dirname,
+    include: ["**/*.test.ts"],
+    exclude: ["**/node_modules/**"],
+    globalSetup: ["global-setup.ts"],
+    fileParallelism: false,
+    sequence: { shuffle: false },
+    testTimeout: 60_000,
+    hookTimeout: 180_000,
+  },
+});
