@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { AdapterResolver } from "./adapters/adapter-resolver.ts";
 import { adapterRoutes } from "./adapters/adapter-routes.ts";
 import { internalRoutes } from "./adapters/internal-routes.ts";
+import { multipartUploadRoutes } from "./adapters/multipart-upload.ts";
 import { backendRoutes } from "./admin/backends.ts";
 import { baseModelRoutes } from "./admin/base-models.ts";
 import { keyRoutes } from "./admin/keys.ts";
@@ -59,6 +60,7 @@ export function createApp(state: GatewayState) {
 
   app.route("/v1", inferenceRoutes(state));
   app.route("/v1", accountRoutes(state));
+  app.route("/v1/adapters/uploads", multipartUploadRoutes(state.keys, state.now));
   app.route("/v1/adapters", adapterRoutes(state.keys, state.adapters, state.now));
   app.route("/v1/files", fileRoutes(state.keys, state.now));
   app.route("/v1/batches", batchRoutes(state));

@@ -46,6 +46,12 @@ export function adapterRoutes(keys: KeyResolver, adapters: AdapterResolver, now:
     const { tenantId } = c.get("principal");
     const row = await findTenantAdapter(c.env.DB, tenantId, c.req.param("name"));
     await c.env.DB.prepare("DELETE FROM adapters WHERE id = ?").bind(row.id).run();
+    if (row.upload_id !== null) {
+      await c.env.FILES.resumeMultipartUpload(
+        adapterObjectKey(row.id, "adapter_model.safetensors"),
+        row.upload_id,
+      ).abort();
+    }
     await c.env.FILES.delete(adapterFiles.map((f) => adapterObjectKey(row.id, f)));
     await adapters.forget(c.env, tenantId, row.name);
     return c.json({ object: "adapter", id: row.id, name: row.name, deleted: true });

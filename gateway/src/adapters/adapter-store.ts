@@ -14,6 +14,7 @@ export type AdapterRow = {
   weights_bytes: number;
   weights_sha256: string;
   config_sha256: string;
+  upload_id: string | null;
   created_at: number;
 };
 

@@ -27,16 +27,23 @@ export function internalRoutes(now: () => number) {
       throw new ApiError(403, "bad_signature", "This URL's signature is not valid");
     if (!adapterFiles.includes(file as AdapterFile))
       throw new ApiError(404, "not_found", `No adapter file ${file}`);
-    const object = await c.env.FILES.get(adapterObjectKey(id, file));
-    if (object === null)
+    // Only ready adapters are served; the recorded sha256 comes from D1.
+    const adapter = await c.env.DB.prepare(
+      "SELECT weights_sha256 FROM adapters WHERE id = ? AND status = 'ready'",
+    )
+      .bind(id)
+      .first<{ weights_sha256: string }>();
+    const object = adapter === null ? null : await c.env.FILES.get(adapterObjectKey(id, file));
+    if (adapter === null || object === null) {
       throw new ApiError(404, "adapter_not_found", `Adapter ${id} has no ${file}`);
+    }
     const headers = new Headers({ "content-length": String(object.size), etag: object.httpEtag });
     headers.set(
       "content-type",
       file.endsWith(".json") ? "application/json" : "application/octet-stream",
     );
-    const sha = object.customMetadata?.sha256;
-    if (sha) headers.set("x-lorafleet-sha256", sha);
+    if (file === "adapter_model.safetensors")
+      headers.set("x-lorafleet-sha256", adapter.weights_sha256);
     return new Response(object.body, { headers });
   });
   return app;

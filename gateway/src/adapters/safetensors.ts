@@ -38,10 +38,24 @@ export const maxHeaderBytes = 8 * 1024 * 1024;
  * @example parseSafetensors(bytes) // [{ name: "…lora_A.weight", dtype: "F32", shape: [8, 64], begin: 0, end: 2048 }]
  */
 export function parseSafetensors(bytes: Uint8Array): TensorInfo[] {
+  const headerEnd = safetensorsHeaderEnd(bytes, bytes.byteLength);
+  return parseSafetensorsHeader(bytes.subarray(0, headerEnd), bytes.byteLength);
+}
+
+/**
+ * Where the header of a safetensors file of `fileSize` bytes ends, from its
+ * first 8 bytes: 8 + the declared header length, checked against the limit and
+ * the file's size. Lets a large file in R2 be checked from two range reads.
+ */
+export function safetensorsHeaderEnd(lengthPrefix: Uint8Array, fileSize: number): number {
   const file = "adapter_model.safetensors";
-  if (bytes.byteLength < 8)
+  if (fileSize < 8 || lengthPrefix.byteLength < 8) {
     throw adapterError("safetensors_truncated", `${file} is shorter than its 8-byte header length`);
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  }
+  const headerLength = new DataView(lengthPrefix.buffer, lengthPrefix.byteOffset, 8).getBigUint64(
+    0,
+    true,
+  );
   if (headerLength > BigInt(maxHeaderBytes)) {
     throw adapterError(
       "safetensors_header_too_large",
@@ -49,17 +63,24 @@ export function parseSafetensors(bytes: Uint8Array): TensorInfo[] {
     );
   }
   const dataStart = 8 + Number(headerLength);
-  if (dataStart > bytes.byteLength) {
+  if (dataStart > fileSize) {
     throw adapterError(
       "safetensors_truncated",
-      `${file} declares a ${headerLength}-byte header but has ${bytes.byteLength - 8} bytes after the length`,
+      `${file} declares a ${headerLength}-byte header but has ${fileSize - 8} bytes after the length`,
     );
   }
+  return dataStart;
+}
+
+/** Parses the header (`head` = the file's first safetensorsHeaderEnd bytes) and checks it against the file's size. */
+export function parseSafetensorsHeader(head: Uint8Array, fileSize: number): TensorInfo[] {
+  const file = "adapter_model.safetensors";
+  const dataStart = safetensorsHeaderEnd(head, fileSize);
   let header: unknown;
   try {
     header = JSON.parse(
       new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
-        bytes.subarray(8, dataStart),
+        head.subarray(8, dataStart),
       ),
     );
   } catch {
@@ -71,7 +92,7 @@ export function parseSafetensors(bytes: Uint8Array): TensorInfo[] {
   const tensors = Object.entries(header)
     .filter(([name]) => name !== "__metadata__")
     .map(([name, entry]) => tensorInfo(name, entry));
-  checkTiling(tensors, bytes.byteLength - dataStart);
+  checkTiling(tensors, fileSize - dataStart);
   return tensors;
 }
 
