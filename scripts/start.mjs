@@ -38,6 +38,7 @@ function launch(name, command, args, env = {}) {
     stdio: ["ignore", "inherit", "inherit"],
   });
   child.on("exit", (code, signal) => {
+    if (stopping) return;
     log(`${name} exited (${signal ?? code}); stopping`);
     shutdown(code ?? 1);
   });
@@ -86,10 +87,21 @@ async function main() {
     pythonPath(),
     "--backend-secret",
     secrets.backendSecret,
+    ...cpuPoolArgs(),
   ]);
   await waitFor(`http://127.0.0.1:${backendPort}/ready`, "the backend", 300_000);
   const gateway = await startGateway(secrets);
   printUsage(gateway);
+}
+
+/**
+ * On the CPU a pool sized by memory fraction would take most of the host's free RAM:
+ * give it a fixed 16384 pages (a few hundred MB for SmolLM2) unless the user chose.
+ * setup() sets LORAFLEET_PYTHON only where a CUDA torch is installed.
+ */
+function cpuPoolArgs() {
+  if (process.env.LORAFLEET_PYTHON || process.env.LORAFLEET_NUM_PAGES) return [];
+  return ["--num-pages", "16384"];
 }
 
 /** Brings up `wrangler dev` with the demo tenant seeded; see gateway/scripts/dev-seed.mjs. */
@@ -104,6 +116,7 @@ async function startGateway(secrets) {
     port: gatewayPort,
     backendUrl: `http://127.0.0.1:${backendPort}`,
     baseModel: "smollm2-135m-instruct",
+    modelDir: join(fixturesDir, "smollm2-135m-instruct"),
     secrets,
   });
 }
@@ -126,7 +139,7 @@ function printUsage(gateway) {
     );
   }
   lines.push(
-    `  -d '{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"What is the capital of France?"}]}'`,
+    `  -d '{"model":"smollm2-135m-instruct","temperature":0,"messages":[{"role":"user","content":"What is the capital of France?"}]}'`,
     "",
     "Adapters: put `smollm2-r8` in `model` to chat with the fixture adapter. Ctrl-C stops everything.",
   );
