@@ -150,7 +150,8 @@ export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
         ],
         variants: pick(o.variants, ["base", "slora"]),
         peft: { point: "n=4", batch: 4 },
-        serverArgs: ["--device", "cpu", "--max-lora-rank", "16"],
+        // An explicit pool: 0 pages means "derive from memory", which on CPU takes most of the RAM.
+        serverArgs: ["--device", "cpu", "--max-lora-rank", "16", "--num-pages", "4096"],
         sloFirstTokenS: 5,
         requestTimeoutS: 60,
         distinctAdapterFiles: null,
