@@ -186,6 +186,28 @@ describe("admin API", () => {
     expect((await adminCall("GET", "/tenants/tn_nope")).status).toBe(404);
   });
 
+  it("takes a base model straight from an HF config.json, extra fields and nulls included", async () => {
+    const config = {
+      architectures: ["LlamaForCausalLM"],
+      vocab_size: 49152,
+      hidden_size: 576,
+      intermediate_size: 1536,
+      num_hidden_layers: 30,
+      num_attention_heads: 9,
+      num_key_value_heads: null,
+      head_dim: null,
+      rope_theta: 100000,
+    };
+    const model = await admin("PUT", "/base-models", { ...config, name: "org/hf-config" });
+    expect(model).toMatchObject({ head_dim: 64, num_key_value_heads: 9, max_lora_rank: 64 });
+    const bad = await adminCall("PUT", "/base-models", {
+      ...config,
+      name: "org/bad",
+      num_attention_heads: 7,
+    });
+    expect(bad.status).toBe(400);
+  });
+
   it("registers and drains backends; a backend needs a known base model", async () => {
     expect(
       (await adminCall("POST", "/backends", { id: "b1", url: "http://x", base_model: "nope/none" }))

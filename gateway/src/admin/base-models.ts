@@ -15,11 +15,12 @@ const baseModelSchema = z
     intermediate_size: dim,
     num_hidden_layers: dim,
     num_attention_heads: dim,
-    num_key_value_heads: dim.optional(),
-    head_dim: dim.optional(),
+    // HF configs may leave these out or set them to null (then: no GQA, hidden / heads).
+    num_key_value_heads: dim.nullish(),
+    head_dim: dim.nullish(),
     max_lora_rank: dim.default(64),
   })
-  .refine((m) => m.head_dim !== undefined || m.hidden_size % m.num_attention_heads === 0, {
+  .refine((m) => m.head_dim != null || m.hidden_size % m.num_attention_heads === 0, {
     message: "hidden_size must divide by num_attention_heads when head_dim is not given",
   });
 
