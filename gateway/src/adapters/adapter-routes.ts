@@ -10,7 +10,8 @@ import {
   findTenantAdapter,
 } from "./adapter-store.ts";
 import { adapterFiles } from "./signed-url.ts";
-import { readUploadForm, storeAdapter } from "./upload.ts";
+import { storeAdapter } from "./upload.ts";
+import { readUploadForm } from "./upload-form.ts";
 
 /** /v1/adapters: a tenant's own adapters; every lookup is scoped to the caller's tenant. */
 export function adapterRoutes(keys: KeyResolver, adapters: AdapterResolver, now: () => number) {

@@ -14,6 +14,7 @@ import { maxConfigBytes } from "./lora-config.ts";
 import { checkLoraTensors } from "./lora-shapes.ts";
 import { parseSafetensorsHeader, safetensorsHeaderEnd } from "./safetensors.ts";
 import { checkAdapterConfig, failAdapter, getAdapterRow, insertAdapterRow } from "./upload.ts";
+import { adapterName } from "./upload-form.ts";
 
 /** Size of every part but the last (R2 needs equal parts of at least 5 MiB). */
 export const partBytes = 8 * 1024 * 1024;
@@ -54,7 +55,7 @@ export function multipartUploadRoutes(keys: KeyResolver, now: () => number) {
       );
     });
     const name = form.get("name");
-    if (typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) {
+    if (typeof name !== "string" || !adapterName.test(name)) {
       throw adapterError(
         "invalid_adapter_name",
         "name must be 1-64 letters, digits, dots, dashes or underscores",

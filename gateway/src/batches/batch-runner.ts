@@ -11,6 +11,7 @@ import { type Backend, BackendDirectory } from "../routing/backend-directory.ts"
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage } from "../usage/record.ts";
 import { type BatchEndpoint, type BatchLine, parseBatchInput } from "./batch-input.ts";
+import { failure, type Item, type LineResult, resultKey, success } from "./batch-output.ts";
 
 /** Everything the runner needs, fixed when the batch is created. */
 export type BatchJob = {
@@ -29,8 +30,6 @@ export type BatchJob = {
 
 /** Lines sent to the backends at once (one internal batch call per backend). */
 const groupSize = 32;
-
-type LineResult = { ok: boolean; line: string };
 
 /**
  * One instance per batch runs it from an alarm: lines go to the backends
@@ -280,53 +279,4 @@ export class BatchRunner extends DurableObject<Env> {
       .run();
     await this.ctx.storage.deleteAll();
   }
-}
-
-type Item = { line: BatchLine; index: number; requestId: string; target: ModelTarget };
-
-/** An output-file line (OpenAI's batch output format). */
-function success(
-  item: Pick<Item, "line" | "index" | "requestId">,
-  body: unknown,
-): [string, LineResult] {
-  return [
-    resultKey(item.index),
-    {
-      ok: true,
-      line: JSON.stringify({
-        id: `batch_req_${item.requestId}`,
-        custom_id: item.line.customId,
-        response: { status_code: 200, request_id: item.requestId, body },
-        error: null,
-      }),
-    },
-  ];
-}
-
-/** An error-file line; `response` is the backend's answer when there was one. */
-function failure(
-  item: Pick<Item, "line" | "index" | "requestId">,
-  code: string,
-  message: string,
-  answer: { status: number; body: unknown } | null = null,
-): [string, LineResult] {
-  return [
-    resultKey(item.index),
-    {
-      ok: false,
-      line: JSON.stringify({
-        id: `batch_req_${item.requestId}`,
-        custom_id: item.line.customId,
-        response:
-          answer === null
-            ? null
-            : { status_code: answer.status, request_id: item.requestId, body: answer.body },
-        error: { code, message },
-      }),
-    },
-  ];
-}
-
-function resultKey(index: number): string {
-  return `result:${String(index).padStart(6, "0")}`;
 }
