@@ -9,6 +9,7 @@ import {
   HAVE_TINY,
   prefillPlan,
   RecordingLogger,
+  rejection,
   TINY_ADAPTER,
   tinyConfig,
 } from "./test-fixtures.ts";
@@ -26,15 +27,6 @@ function client(timeouts: ConstructorParameters<typeof ExecutorClient>[0] = {}) 
   });
   clients.push(made);
   return made;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe.skipIf(!HAVE_TINY)(
@@ -90,55 +82,6 @@ describe.skipIf(!HAVE_TINY)(
       expect((await executor.stats()).steps).toBe(0);
     });
 
-    it("a SIGKILL mid-request fails the call retriably and the executor is restarted", async () => {
-      const executor = client();
-      await executor.init(tinyConfig());
-      const first = executor.pid as number;
-      // Stopped first, so the step is surely still pending when the kill lands.
-      process.kill(first, "SIGSTOP");
-      const pending = executor.step(prefillPlan(1, 1, [5, 6, 7], 0));
-      const stats = executor.stats();
-      process.kill(first, "SIGKILL");
-      const lost = await rejection(pending);
-      expect(lost).toBeInstanceOf(ExecutorUnavailable);
-      expect((lost as ExecutorUnavailable).retriable).toBe(true);
-      expect(lost.message).toMatch(/executor unavailable: (socket|the executor exited)/);
-      expect(await rejection(stats)).toBeInstanceOf(ExecutorUnavailable);
-      // While it restarts, calls fail at once rather than wait.
-      expect(executor.state).toBe("restarting");
-      expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
-
-      const model = await executor.restart();
-      expect(model.numPages).toBe(1024);
-      expect(executor.pid).not.toBe(first);
-      const result = await executor.step(prefillPlan(1, 1, [5, 6, 7], 0));
-      expect(result.tokens.length).toBe(1);
-    });
-
-    it("a hung executor (no step reply in time) is killed and restarted", async () => {
-      const executor = client({ timeouts: { stepMs: 800 } });
-      await executor.init(tinyConfig());
-      const first = executor.pid as number;
-      process.kill(first, "SIGSTOP");
-      const started = Date.now();
-      const hung = await rejection(executor.step(prefillPlan(1, 1, [5, 6], 0)));
-      expect(hung).toBeInstanceOf(ExecutorUnavailable);
-      expect(hung.message).toMatch(/hung: no reply to step/);
-      expect(Date.now() - started).toBeLessThan(5_000);
-      await executor.restart();
-      expect(executor.pid).not.toBe(first);
-    });
-
-    it("the heartbeat finds a hang while no call is in flight", async () => {
-      const executor = client({ timeouts: { heartbeatIntervalMs: 200, statsMs: 500 } });
-      await executor.init(tinyConfig());
-      const first = executor.pid as number;
-      process.kill(first, "SIGSTOP");
-      await expect.poll(() => executor.state, { timeout: 5_000 }).toBe("restarting");
-      await executor.restart();
-      expect(executor.pid).not.toBe(first);
-    });
-
     it("restart() on a used executor replaces it; on a fresh one returns it", async () => {
       const executor = client();
       await executor.init(tinyConfig());
@@ -148,18 +91,6 @@ describe.skipIf(!HAVE_TINY)(
       await executor.stats();
       await executor.restart();
       expect(executor.pid).not.toBe(first);
-    });
-
-    it("gives up after maxAttempts failed restarts, then recovers on an explicit restart", async () => {
-      const executor = client({ restart: { initialBackoffMs: 10, maxAttempts: 2 } });
-      await executor.init(tinyConfig());
-      const given = await rejection(executor.restart(tinyConfig("/no/such/model")));
-      expect(given).toBeInstanceOf(ExecutorUnavailable);
-      expect(given.message).toMatch(/did not come back after 2 attempts: .*no\/such\/model/);
-      expect(executor.state).toBe("failed");
-      expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
-      await executor.restart(tinyConfig());
-      expect(executor.state).toBe("ready");
     });
 
     it("a model that cannot load fails init by name, leaving no process", async () => {

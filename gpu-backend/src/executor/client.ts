@@ -316,7 +316,7 @@ export class ExecutorClient {
     throw new ExecutorUnavailable(
       this.#isClosed()
         ? "the executor client is shut down"
-        : `the executor did not come back after ${this.#policy.maxAttempts} attempts: ${
+        : `the executor did not come back (attempts: ${this.#policy.maxAttempts}): ${
             (lastError as Error | undefined)?.message
           }`,
     );

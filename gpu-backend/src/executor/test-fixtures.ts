@@ -1,5 +1,5 @@
-// Test support: the tiny fixture model (made by `npm run setup`), a plan builder and a
-// logger that keeps what it is told.
+// Test support: the tiny fixture model (made by `npm run setup`), a plan builder, a
+// logger that keeps what it is told, and a rejection catcher.
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -71,4 +71,14 @@ export class RecordingLogger implements ExecutorLogger {
   error(_: object, message: string): void {
     this.lines.push(message);
   }
+}
+
+/** The error `promise` rejects with; fails the test when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error("expected a rejection");
 }
