@@ -182,7 +182,7 @@ describe("Files and Batches", () => {
   it("cancels a running batch, keeping what finished", async () => {
     const slowModel = await registerBaseModel(tinyModel());
     const slow = await registerPeerBackend(slowModel.name);
-    await setPeerMode(slow, { mode: "slow", delayMs: 200 }); // 4 calls of <= 32: >= 800 ms
+    await setPeerMode(slow, { mode: "slow", delayMs: 300 }); // 4 calls of <= 32: >= 1.2 s
     const lines = Array.from({ length: 100 }, (_, i) => line(`c-${i}`, slowModel.name, 1));
     const batch = await createBatch(tenant.key, lines.join("\n"));
     const cancel = await call(tenant.key, "POST", `/v1/batches/${batch.id}/cancel`);

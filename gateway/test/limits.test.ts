@@ -78,7 +78,8 @@ describe("limits through the gateway, 100 concurrent requests", () => {
 
   it("admits exactly concurrent_streams streams and frees the slots when they end", async () => {
     const backend = await registerPeerBackend(model.name);
-    await setPeerMode(backend, { mode: "slow", delayMs: 20 });
+    // Each stream lives >= 600 ms even if the runtime reads ahead of the client.
+    await setPeerMode(backend, { mode: "slow", delayMs: 200 });
     const tenant = await createTenant({ concurrent_streams: 5 });
     const responses = await Promise.all(
       Array.from({ length: 100 }, () =>
