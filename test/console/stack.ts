@@ -32,7 +32,9 @@ function freePort(): Promise<number> {
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
       server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+        typeof address === "object" && address
+          ? resolve(address.port)
+          : reject(new Error("no port")),
       );
     });
   });
@@ -63,7 +65,8 @@ async function admin<T>(url: string, token: string, method: string, path: string
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+  if (!response.ok)
+    throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
   return (await response.json()) as T;
 }
 
@@ -76,13 +79,19 @@ export async function startStack(): Promise<Stack> {
   const backend: Backend = await startBackend(["--backend-secret", backendSecret]);
 
   const state = mkdtempSync(join(tmpdir(), "lorafleet-console-"));
-  const env = { ...process.env, PATH: `${join(repoRoot, "node_modules/.bin")}:${process.env.PATH}`, CI: "1", WRANGLER_SEND_METRICS: "false" };
+  const env = {
+    ...process.env,
+    PATH: `${join(repoRoot, "node_modules/.bin")}:${process.env.PATH}`,
+    CI: "1",
+    WRANGLER_SEND_METRICS: "false",
+  };
   const migrate = spawnSync(
     bin("wrangler"),
     ["d1", "migrations", "apply", "lorafleet", "--local", "--persist-to", state],
     { cwd: repoRoot, env, encoding: "utf8" },
   );
-  if (migrate.status !== 0) throw new Error(`migrations failed:\n${migrate.stdout}${migrate.stderr}`);
+  if (migrate.status !== 0)
+    throw new Error(`migrations failed:\n${migrate.stdout}${migrate.stderr}`);
 
   const port = await freePort();
   const vars = {
@@ -139,7 +148,9 @@ export async function startStack(): Promise<Stack> {
       capacity: 8,
     });
     const tenant = async (name: string) => {
-      const { id } = await admin<{ id: string }>(url, adminToken, "POST", "/admin/tenants", { name });
+      const { id } = await admin<{ id: string }>(url, adminToken, "POST", "/admin/tenants", {
+        name,
+      });
       const { key } = await admin<{ key: string }>(
         url,
         adminToken,

@@ -100,12 +100,13 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
   }
 
   const origin = window.location.origin;
-  const shown = requestOf(
-    model,
-    system,
-    [...messages, { role: "user", content: draft || "Hello!" }],
-    params,
-  );
+  // The snippet shows the request that Send would make now (a greeting before anything is typed).
+  const next: ChatMessage[] = draft
+    ? [...messages, { role: "user", content: draft }]
+    : messages.length > 0
+      ? messages
+      : [{ role: "user", content: "Hello!" }];
+  const shown = requestOf(model, system, next, params);
 
   return (
     <div class="playground">
