@@ -2,6 +2,7 @@
 // used evicted first once the entries' bytes pass the bound. Recency lives in each
 // directory's mtime, so a restarted backend keeps its cache and its order.
 
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { AdapterCacheFull } from "./errors.ts";
@@ -63,6 +64,12 @@ export class DiskCache {
   get(key: string): string | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
+    if (!existsSync(entry.path)) {
+      // Removed behind our back (by hand, or another backend sharing the directory).
+      this.#entries.delete(key);
+      this.#usedBytes -= entry.bytes;
+      return undefined;
+    }
     entry.lastUsed = Date.now();
     const seconds = entry.lastUsed / 1000;
     void utimes(entry.path, seconds, seconds).catch(() => {});

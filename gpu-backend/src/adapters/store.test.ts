@@ -139,6 +139,15 @@ describe("AdapterStore downloads", () => {
     });
   });
 
+  it("downloads again when a cached directory was removed behind its back", async () => {
+    const s = store();
+    const path = await s.fetch(remote("a"));
+    rmSync(path, { recursive: true });
+    expect(await s.fetch(remote("a"))).toBe(path);
+    expect(hits.get("/weights/a")).toBe(2);
+    expect((await s.cacheStats()).adapters).toBe(1);
+  });
+
   it("shares one download among concurrent fetches of one adapter", async () => {
     const s = store();
     const paths = await Promise.all(Array.from({ length: 8 }, () => s.fetch(remote("b"))));
