@@ -30,7 +30,7 @@ describe("figures", () => {
     const svg = figure?.svg ?? "";
     expect(svg.startsWith("<svg")).toBe(true);
     expect(count(svg, "circle")).toBe(6); // 3 slora points + base drawn at 3 x
-    expect(svg).toContain("base (same at every n)");
+    expect(svg).toContain("base (first n)");
     expect(svg).toContain(">1000<"); // a log tick
   });
 
@@ -53,6 +53,7 @@ describe("figures", () => {
     const [bars] = figuresFor(ablations);
     expect(count(bars?.svg ?? "", "rect")).toBe(1 + 3 + 4); // background, 3 bars, 4 legend keys
     expect(bars?.svg).toContain("HF PEFT: 20");
+    expect(bars?.svg).toContain(">3000</text>"); // value printed over its bar
   });
 
   it("escapes text", () => {

@@ -37,7 +37,7 @@ function extendFlat(series: Series[], xs: number[]): Series[] {
     const only = s.points[0];
     return s.points.length === 1 && only && xs.length > 1
       ? {
-          name: `${s.name} (same at every n)`,
+          name: `${s.name} (first n)`,
           points: xs.map((x): [number, number] => [x, only[1]]),
         }
       : s;

@@ -25,9 +25,15 @@ describe("computeRatios", () => {
 
   it("leaves out ratios of failed runs and adds PEFT's", () => {
     const runs = [run("slora", "peft-batch", 3000), run("no-unifymem", "peft-batch", null)];
-    const peft = { point: "peft-batch", result: { output_tokens_per_s: 25 }, error: null };
+    const peft = {
+      point: "peft-batch",
+      result: { output_tokens_per_s: 25, requests: 10 },
+      error: null,
+    };
     const ratios = computeRatios(runs, ["peft-batch"], peft);
     expect(ratios).toEqual({ slora_vs_peft: 120 });
+    const fewer = { ...peft, result: { output_tokens_per_s: 25, requests: 4 } };
+    expect(computeRatios(runs, ["peft-batch"], fewer)).toEqual({});
   });
 });
 

@@ -56,7 +56,8 @@ function throughput(runs: RunResult[], variant: string, point: string): number |
  *                                plan ran base once)
  *   `slora_vs_<variant>@<point>` our engine over bmm / no-unifymem
  *   `slora_vs_<variant>_min`     the smallest of those over the points
- *   `slora_vs_peft`              our engine over HF PEFT on the PEFT point's batch
+ *   `slora_vs_peft`              our engine over HF PEFT on the PEFT point's batch (when
+ *                                PEFT ran all of that point's requests)
  */
 export function computeRatios(
   runs: RunResult[],
@@ -85,8 +86,10 @@ export function computeRatios(
       .map(([, value]) => value);
     if (values.length > 0) ratios[`slora_vs_${other}_min`] = Math.min(...values);
   }
+  // Only a PEFT run over the same requests as the engine's compares (smoke's covers a few).
   const peftRate = peft?.result?.output_tokens_per_s;
-  if (peft && typeof peftRate === "number") {
+  const engine = runs.find((r) => r.variant === "slora" && r.point === peft?.point);
+  if (peft && typeof peftRate === "number" && peft.result?.requests === engine?.metrics?.requests) {
     set("slora_vs_peft", throughput(runs, "slora", peft.point), peftRate);
   }
   return ratios;

@@ -143,7 +143,9 @@ export function barChart(spec: BarChartSpec): string {
       const value = group.values[name];
       if (value === null || value === undefined) return "";
       const y = scaleY(value);
-      return `<rect x="${(x0 + i * barW).toFixed(1)}" y="${y.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(MARGIN.top + PLOT_H - y).toFixed(1)}" fill="${COLORS[i % COLORS.length]}"><title>${escapeXml(`${name}: ${formatTick(value)}`)}</title></rect>`;
+      const center = (x0 + i * barW + (barW - 2) / 2).toFixed(1);
+      const text = `<text x="${center}" y="${(y - 3).toFixed(1)}" text-anchor="middle" font-size="10">${formatTick(Number(value.toPrecision(3)))}</text>`;
+      return `${text}<rect x="${(x0 + i * barW).toFixed(1)}" y="${y.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(MARGIN.top + PLOT_H - y).toFixed(1)}" fill="${COLORS[i % COLORS.length]}"><title>${escapeXml(`${name}: ${formatTick(value)}`)}</title></rect>`;
     });
     return [label, ...rects];
   });
