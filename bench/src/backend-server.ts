@@ -30,7 +30,6 @@ export interface BackendOptions {
 
 export interface Backend {
   url: string;
-  args: string[];
   stop(): Promise<void>;
 }
 
@@ -66,7 +65,7 @@ export async function startBackend(options: BackendOptions): Promise<Backend> {
     exitCode = code;
   });
   while (Date.now() < deadline && exitCode === undefined) {
-    if (await isReady(url)) return { url, args, stop: () => stopChild(child, exited) };
+    if (await isReady(url)) return { url, stop: () => stopChild(child, exited) };
     await sleep(250);
   }
   await stopChild(child, exited);

@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Trace, TraceAdapter, TraceRequest, WorkloadSpec } from "./workload.ts";
 
-export const TRACE_VERSION = 1;
+const TRACE_VERSION = 1;
 
 export class TraceFileError extends Error {
   override name = "TraceFileError";

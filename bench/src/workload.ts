@@ -75,7 +75,7 @@ export const defaultSpec: WorkloadSpec = {
   adapterPrefix: "adapter-",
 };
 
-export function adapterName(prefix: string, index: number): string {
+function adapterName(prefix: string, index: number): string {
   return `${prefix}${String(index).padStart(4, "0")}`;
 }
 
