@@ -16,6 +16,8 @@ export interface AppContext {
   backendSecret: string | null;
   /** engine.unloadAdapter: throws while requests still need the adapter */
   unloadAdapter: (name: string) => void;
+  /** a request body larger than this is refused with 413 before it is buffered */
+  maxBodyBytes: number;
   /** true once the executor is up and the loop runs */
   ready: () => boolean;
 }

@@ -4,7 +4,7 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppContext } from "./app-context.ts";
 import { cancelChoices, collectChoice, mergeChoices, startChoices, usageOf } from "./choices.ts";
-import { type Caller, generateRequest } from "./generation-request.ts";
+import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { ApiError, toApiError } from "./openai-error.ts";
 import { chatLogprobs, completionId, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
@@ -19,7 +19,7 @@ function chatPromptIds(app: AppContext, body: ChatCompletionRequest): number[] {
     });
   }
   const prompt = template.render(body.messages, body.add_generation_prompt ?? true);
-  return app.tokenizer.encode(prompt, false);
+  return encodePrompt(app.tokenizer, prompt, false, app.serving.maxModelLen);
 }
 
 async function startChat(
@@ -73,7 +73,7 @@ export async function chatCompletionJson(
 
 export function chatCompletions(app: AppContext) {
   return async function chatCompletionsHandler(c: Context) {
-    const body = await parseBody(c, ChatCompletionRequestSchema);
+    const body = await parseBody(c, ChatCompletionRequestSchema, app.maxBodyBytes);
     const caller = callerOf(app, body.lorafleet ?? null);
     const signal = c.req.raw.signal;
     if (!body.stream) return c.json(await chatCompletionJson(app, body, caller, signal));

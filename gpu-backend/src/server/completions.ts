@@ -5,17 +5,22 @@ import { streamSSE } from "hono/streaming";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
 import { cancelChoices, collectChoice, mergeChoices, startChoices, usageOf } from "./choices.ts";
-import { type Caller, generateRequest } from "./generation-request.ts";
+import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { toApiError } from "./openai-error.ts";
 import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
 import { type CompletionRequest, CompletionRequestSchema } from "./request-schemas.ts";
 
-function promptIdsOf(prompt: CompletionRequest["prompt"], tokenizer: ModelTokenizer): number[][] {
-  if (typeof prompt === "string") return [tokenizer.encode(prompt, true)];
+function promptIdsOf(
+  prompt: CompletionRequest["prompt"],
+  tokenizer: ModelTokenizer,
+  maxModelLen: number,
+): number[][] {
+  const encode = (text: string) => encodePrompt(tokenizer, text, true, maxModelLen);
+  if (typeof prompt === "string") return [encode(prompt)];
   if (prompt.every((item) => typeof item === "number")) return [prompt as number[]];
   return (prompt as (string | number[])[]).map((item) =>
-    typeof item === "string" ? tokenizer.encode(item, true) : item,
+    typeof item === "string" ? encode(item) : item,
   );
 }
 
@@ -25,7 +30,7 @@ async function startCompletion(
   caller: Caller,
   signal: AbortSignal,
 ) {
-  const prompts = promptIdsOf(body.prompt, app.tokenizer);
+  const prompts = promptIdsOf(body.prompt, app.tokenizer, app.serving.maxModelLen);
   const logprobs = body.logprobs ?? null;
   // The completions API's default max_tokens is 16.
   const requests = prompts.map((ids) =>
@@ -67,7 +72,7 @@ export async function completionJson(
 
 export function completions(app: AppContext) {
   return async function completionsHandler(c: Context) {
-    const body = await parseBody(c, CompletionRequestSchema);
+    const body = await parseBody(c, CompletionRequestSchema, app.maxBodyBytes);
     const caller = callerOf(app, body.lorafleet ?? null);
     const signal = c.req.raw.signal;
     if (!body.stream) return c.json(await completionJson(app, body, caller, signal));

@@ -45,7 +45,7 @@ async function answer(app: AppContext, item: BatchItem, signal: AbortSignal) {
 
 export function internalBatch(app: AppContext) {
   return async function internalBatchHandler(c: Context) {
-    const batch = await parseBody(c, BatchRequestSchema);
+    const batch = await parseBody(c, BatchRequestSchema, app.maxBodyBytes);
     const ids = new Set(batch.requests.map((item) => item.id));
     if (ids.size !== batch.requests.length) {
       return c.json(

@@ -14,7 +14,7 @@ import { LoadAdapterRequestSchema, UnloadAdapterRequestSchema } from "./request-
 
 export function loadLoraAdapter(app: AppContext) {
   return async function loadLoraAdapterHandler(c: Context) {
-    const body = await parseBody(c, LoadAdapterRequestSchema);
+    const body = await parseBody(c, LoadAdapterRequestSchema, app.maxBodyBytes);
     if (body.lora_name === app.servedModelName) {
       throw new ApiError(400, "lora_name must differ from the base model's name", {
         param: "lora_name",
@@ -38,7 +38,7 @@ export function loadLoraAdapter(app: AppContext) {
 
 export function unloadLoraAdapter(app: AppContext) {
   return async function unloadLoraAdapterHandler(c: Context) {
-    const body = await parseBody(c, UnloadAdapterRequestSchema);
+    const body = await parseBody(c, UnloadAdapterRequestSchema, app.maxBodyBytes);
     if (!app.adapters.names().includes(body.lora_name)) {
       throw new ApiError(404, `The lora adapter '${body.lora_name}' cannot be found.`, {
         param: "lora_name",

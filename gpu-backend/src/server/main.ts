@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     servedModelName: config.servedModelName,
     backendSecret: config.backendSecret ?? null,
     unloadAdapter: (name) => engine.unloadAdapter(name),
+    maxBodyBytes: config.maxBodyBytes,
     ready: () => true,
   });
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {

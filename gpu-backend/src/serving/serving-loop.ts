@@ -93,6 +93,11 @@ export class ServingLoop {
     return this.#streams.size;
   }
 
+  /** prompt + completion tokens at most */
+  get maxModelLen(): number {
+    return this.#limits.maxModelLen;
+  }
+
   get available(): boolean {
     return this.#recovering === null;
   }

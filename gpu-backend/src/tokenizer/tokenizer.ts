@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
+import { maxCharsPerToken } from "./chars-per-token.ts";
 import { ChatTemplate } from "./chat-template.ts";
 
 export class TokenizerLoadError extends Error {
@@ -67,6 +68,8 @@ export class ModelTokenizer {
   readonly chatTemplate: ChatTemplate | null;
   readonly vocabSize: number;
   readonly #tokenizer: Tokenizer;
+  /** see chars-per-token.ts; null = no bound known */
+  readonly #maxCharsPerToken: number | null;
 
   constructor(
     tokenizerJson: object,
@@ -79,7 +82,9 @@ export class ModelTokenizer {
     } catch (error) {
       throw new TokenizerLoadError(`tokenizer.json is not usable: ${(error as Error).message}`);
     }
-    this.vocabSize = this.#tokenizer.get_vocab(true).size;
+    const vocabulary = this.#tokenizer.get_vocab(true);
+    this.vocabSize = vocabulary.size;
+    this.#maxCharsPerToken = maxCharsPerToken(tokenizerJson, vocabulary.keys());
     const eos = tokenContent(config.eos_token);
     const eosId = eos === null ? undefined : this.#tokenizer.token_to_id(eos);
     this.eosTokenIds = [...new Set([...(eosId === undefined ? [] : [eosId]), ...extraEosIds])];
@@ -123,6 +128,14 @@ export class ModelTokenizer {
   /** Chat prompts are rendered with their special tokens already in, so they pass `false`. */
   encode(text: string, addSpecialTokens: boolean): number[] {
     return this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /**
+   * True when `text` surely encodes to more than `maxTokens` tokens, known from its length
+   * alone (without the cost of encoding it); false means "maybe not": encode to know.
+   */
+  surelyLongerThan(text: string, maxTokens: number): boolean {
+    return this.#maxCharsPerToken !== null && text.length > maxTokens * this.#maxCharsPerToken;
   }
 
   decode(ids: readonly number[], skipSpecialTokens = true): string {
