@@ -62,7 +62,11 @@ export function fromZodError(error: z.ZodError): ApiError {
         .replace(/^\./, "")
     : null;
   const message = issue ? `${param ? `${param}: ` : ""}${issue.message}` : "invalid request";
-  return new ApiError(400, message, { param: param || null, code: "invalid_value" });
+  // A refinement may name its own code (e.g. `unsupported_parameter`).
+  const custom =
+    issue?.code === "custom" ? (issue.params as { code?: unknown } | undefined) : undefined;
+  const code = typeof custom?.code === "string" ? custom.code : "invalid_value";
+  return new ApiError(400, message, { param: param || null, code });
 }
 
 /** Maps any error to the ApiError a client sees; unknown ones become a 500 without internals. */

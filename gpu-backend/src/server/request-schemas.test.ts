@@ -53,6 +53,37 @@ describe("request schemas", () => {
     );
   });
 
+  it("refuses unsupported OpenAI parameters by name, and lets their off values pass", () => {
+    const refused = {
+      tools: [{ type: "function", function: { name: "f" } }],
+      tool_choice: "required",
+      functions: [{ name: "f" }],
+      response_format: { type: "json_object" },
+      logit_bias: { "5": 100 },
+      modalities: ["text", "audio"],
+      audio: { voice: "x" },
+      prediction: { type: "content", content: "x" },
+    };
+    for (const [param, value] of Object.entries(refused)) {
+      const error = fromZodError(chat({ [param]: value }).error as never);
+      expect(error.param).toBe(param);
+      expect(error.code).toBe("unsupported_parameter");
+    }
+    const off = {
+      tools: [],
+      tool_choice: "none",
+      response_format: { type: "text" },
+      logit_bias: {},
+      modalities: ["text"],
+    };
+    expect(chat(off).success).toBe(true);
+    expect(chat({ tools: null, audio: null }).success).toBe(true);
+    expect(
+      CompletionRequestSchema.safeParse({ model: "m", prompt: "p", logit_bias: { "1": 1 } })
+        .success,
+    ).toBe(false);
+  });
+
   it("checks the gateway's adapter fields", () => {
     const adapter = {
       id: "a",

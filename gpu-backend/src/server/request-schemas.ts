@@ -33,6 +33,26 @@ const stop = z
   .nullish()
   .transform((value) => (value == null ? [] : typeof value === "string" ? [value] : value));
 
+/**
+ * An OpenAI parameter this backend does not implement: only its "off" values pass, anything
+ * else is a 400 `unsupported_parameter` naming it (a client asking for tools or JSON mode
+ * must not get free text back as if it had been honoured).
+ */
+const unsupported = (isOff: (value: unknown) => boolean, what: string) =>
+  z
+    .unknown()
+    .refine((value) => value == null || isOff(value), {
+      message: `${what} is not supported by this backend`,
+      params: { code: "unsupported_parameter" },
+    })
+    .optional();
+const isEmptyList = (value: unknown) => Array.isArray(value) && value.length === 0;
+const isEmptyObject = (value: unknown) =>
+  typeof value === "object" &&
+  value !== null &&
+  !Array.isArray(value) &&
+  Object.keys(value).length === 0;
+
 /** Sampling fields shared by both endpoints. */
 const samplingFields = {
   model: z.string().min(1),
@@ -54,6 +74,7 @@ const samplingFields = {
   ignore_eos: z.boolean().nullish(),
   stop_token_ids: z.array(z.number().int().min(0)).max(64).nullish(),
   lorafleet: LorafleetFieldSchema.nullish(),
+  logit_bias: unsupported(isEmptyObject, "logit_bias"),
 };
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
@@ -80,6 +101,20 @@ export const ChatCompletionRequestSchema = z.object({
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   add_generation_prompt: z.boolean().nullish(),
+  tools: unsupported(isEmptyList, "tool calling (tools)"),
+  tool_choice: unsupported((v) => v === "none" || v === "auto", "tool_choice"),
+  functions: unsupported(isEmptyList, "function calling (functions)"),
+  function_call: unsupported((v) => v === "none" || v === "auto", "function_call"),
+  response_format: unsupported(
+    (v) => typeof v === "object" && (v as { type?: unknown }).type === "text",
+    "response_format other than {type: text}",
+  ),
+  modalities: unsupported(
+    (v) => Array.isArray(v) && v.every((m) => m === "text"),
+    "output modalities other than text",
+  ),
+  audio: unsupported(() => false, "audio output"),
+  prediction: unsupported(() => false, "predicted outputs (prediction)"),
 });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 
