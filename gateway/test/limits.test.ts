@@ -1,8 +1,9 @@
-import { env } from "cloudflare:test";
+import { env, listDurableObjectIds } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { TenantLimits } from "../src/auth/principal.ts";
 import { admit, emptyLimitState, leaseMs, settle } from "../src/limits/limit-state.ts";
 import {
+  admin,
   type BaseModelSpec,
   chat,
   createTenant,
@@ -100,6 +101,26 @@ describe("limits through the gateway, 100 concurrent requests", () => {
         200,
       ),
     );
+  });
+});
+
+describe("limit changes", () => {
+  it("skips the Durable Object for an unlimited tenant, and applies new limits at once", async () => {
+    await withinOneMinute(async () => {
+      const model = await registerBaseModel(tinyModel());
+      await registerPeerBackend(model.name);
+      const tenant = await createTenant();
+      expect((await chat(tenant.key, model.name)).status).toBe(200);
+      const ids = await listDurableObjectIds(env.LIMITER);
+      const own = env.LIMITER.idFromName(tenant.id);
+      expect(ids.some((id) => id.equals(own))).toBe(false);
+
+      await admin("PATCH", `/tenants/${tenant.id}`, { requests_per_minute: 1 });
+      expect((await chat(tenant.key, model.name)).status).toBe(200);
+      expect((await chat(tenant.key, model.name)).status).toBe(429);
+      await admin("PATCH", `/tenants/${tenant.id}`, { requests_per_minute: null });
+      expect((await chat(tenant.key, model.name)).status).toBe(200);
+    });
   });
 });
 

@@ -1,10 +1,15 @@
-import type { Principal } from "../auth/principal.ts";
+import type { Principal, TenantLimits } from "../auth/principal.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 
 /** The tenant's TenantLimiter instance: one per tenant id, wherever the request lands. */
 function limiterFor(env: Env, tenantId: string) {
   return env.LIMITER.get(env.LIMITER.idFromName(tenantId));
+}
+
+/** A tenant with no limit set needs no admission: its requests skip the Durable Object round trip. */
+export function hasLimits(limits: TenantLimits): boolean {
+  return Object.values(limits).some((limit) => limit !== null);
 }
 
 /**

@@ -5,7 +5,7 @@ import { apiKeyAuth } from "../auth/middleware.ts";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { estimateTokens } from "../limits/estimate-tokens.ts";
-import { admitRequest, settleRequest } from "../limits/limiter-client.ts";
+import { admitRequest, hasLimits, settleRequest } from "../limits/limiter-client.ts";
 import { backendBody } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
 import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
@@ -105,6 +105,7 @@ async function handleInference(
     model: body.model,
     adapterId: target.adapter?.id ?? null,
   };
+  const limited = hasLimits(principal.limits);
   const finish = (
     r: Pick<UsageRecord, "backendId" | "status" | "outcome">,
     usage: TokenUsage | null,
@@ -116,7 +117,7 @@ async function handleInference(
     // One structured line per request; it names the key by id, never the key itself.
     console.log(JSON.stringify({ level: "info", event: "request", ...record }));
     const writes = [recordUsage(c.env.DB, record, state.now())];
-    if (settle)
+    if (settle && limited)
       writes.push(
         settleRequest(
           c.env,
@@ -129,7 +130,8 @@ async function handleInference(
   };
 
   try {
-    await admitRequest(c.env, principal, { requestId, estimatedTokens: estimate.total, stream });
+    if (limited)
+      await admitRequest(c.env, principal, { requestId, estimatedTokens: estimate.total, stream });
   } catch (error) {
     finish({ backendId: null, status: 429, outcome: "rate_limited" }, null, false);
     throw error;
