@@ -97,8 +97,9 @@ const stderrLogger: ExecutorLogger = {
 
 export class ExecutorClient {
   readonly #pythonPath: string;
-  readonly #socketPath: string;
-  readonly #tempDir: string | undefined;
+  /** the caller's socket path; else one in #tempDir, made at the first launch */
+  readonly #socketPath: string | undefined;
+  #tempDir: string | undefined;
   readonly #env: NodeJS.ProcessEnv;
   readonly #log: ExecutorLogger;
   readonly #timeouts: ExecutorTimeouts;
@@ -118,12 +119,7 @@ export class ExecutorClient {
 
   constructor(options: ExecutorClientOptions = {}) {
     this.#pythonPath = options.pythonPath ?? defaultPythonPath();
-    if (options.socketPath === undefined) {
-      this.#tempDir = mkdtempSync(join(tmpdir(), "lorafleet-"));
-      this.#socketPath = join(this.#tempDir, "executor.sock");
-    } else {
-      this.#socketPath = options.socketPath;
-    }
+    this.#socketPath = options.socketPath;
     this.#env = { ...process.env, PYTHONUNBUFFERED: "1", ...options.env };
     this.#log = options.logger ?? stderrLogger;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
@@ -249,7 +245,7 @@ export class ExecutorClient {
   async #launch(): Promise<ModelInfo> {
     const proc = await ExecutorProcess.start({
       pythonPath: this.#pythonPath,
-      socketPath: this.#socketPath,
+      socketPath: this.#socketPath ?? this.#defaultSocketPath(),
       env: this.#env,
       connectTimeoutMs: this.#timeouts.connectMs,
       logger: this.#log,
@@ -320,6 +316,11 @@ export class ExecutorClient {
             (lastError as Error | undefined)?.message
           }`,
     );
+  }
+
+  #defaultSocketPath(): string {
+    this.#tempDir ??= mkdtempSync(join(tmpdir(), "lorafleet-"));
+    return join(this.#tempDir, "executor.sock");
   }
 
   /** A method, not a field check, so TS does not narrow it away across awaits. */
