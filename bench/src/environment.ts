@@ -17,8 +17,8 @@ export interface Environment {
   python: string;
   node: string;
   gitSha: string | null;
-  /** uncommitted changes in the working tree when the run started */
-  gitDirty: boolean;
+  /** uncommitted changes in the working tree when the run started; null where there is no git */
+  gitDirty: boolean | null;
 }
 
 // Versions from package metadata, not imports: importing torch + transformers takes
@@ -36,7 +36,15 @@ for name in ["torch", "triton", "transformers", "peft"]:
 print(json.dumps(info))
 `;
 
-export function probeEnvironment(python: string, repoRoot: string): Environment {
+/**
+ * `gitShaFallback` stands in where the tree has no git (the GPU machine gets a copy of
+ * the working tree without .git: pass the commit in LORAFLEET_GIT_SHA there).
+ */
+export function probeEnvironment(
+  python: string,
+  repoRoot: string,
+  gitShaFallback: string | null,
+): Environment {
   const probe = spawnSync(python, ["-c", PROBE], { encoding: "utf8" });
   if (probe.status !== 0) {
     throw new Error(`environment probe with ${python} failed: ${probe.stderr || probe.error}`);
@@ -51,8 +59,12 @@ export function probeEnvironment(python: string, repoRoot: string): Environment 
   );
   // One line per GPU, "NVIDIA H100 80GB HBM3, 580.159.04": the first is the one used.
   const [gpu, driver] = smi.status === 0 ? (smi.stdout.split("\n")[0] ?? "").split(", ") : [];
-  const git = (...args: string[]) =>
-    spawnSync("git", args, { cwd: repoRoot, encoding: "utf8" }).stdout?.trim() ?? "";
+  const git = (...args: string[]) => {
+    const result = spawnSync("git", args, { cwd: repoRoot, encoding: "utf8" });
+    return result.status === 0 ? result.stdout.trim() : null;
+  };
+  const sha = git("rev-parse", "HEAD");
+  const status = sha === null ? null : git("status", "--porcelain", "--untracked-files=no");
   return {
     device: gpu?.trim() || "cpu",
     driver: driver?.trim() || null,
@@ -62,8 +74,8 @@ export function probeEnvironment(python: string, repoRoot: string): Environment 
     peft: info.peft ?? null,
     python,
     node: process.version,
-    gitSha: git("rev-parse", "HEAD") || null,
-    gitDirty: git("status", "--porcelain", "--untracked-files=no") !== "",
+    gitSha: sha ?? gitShaFallback,
+    gitDirty: status === null ? null : status !== "",
   };
 }
 

@@ -39,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const cli = parseCli(argv, repoRoot, process.env);
   const startedAt = new Date().toISOString();
-  const environment = probeEnvironment(cli.python, repoRoot);
+  const environment = probeEnvironment(cli.python, repoRoot, process.env.LORAFLEET_GIT_SHA ?? null);
   log(`${cli.scenario} on ${environment.device} (git ${environment.gitSha?.slice(0, 10)})`);
   const plan = planScenario(cli.scenario, cli.plan);
   const runs = await runScenario(plan, {
