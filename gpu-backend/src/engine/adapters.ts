@@ -21,6 +21,8 @@ export interface AdapterStats {
   staged: number;
   staging: number;
   hostBytes: number;
+  /** pins held by admitted requests, over all adapters (0 when idle: none leaked) */
+  pins: number;
   loads: number;
   evictions: number;
   hostDrops: number;
@@ -286,10 +288,11 @@ export class AdapterManager {
   }
 
   stats(): AdapterStats {
-    const s = { resident: 0, loading: 0, staged: 0, staging: 0, hostBytes: 0 };
+    const s = { resident: 0, loading: 0, staged: 0, staging: 0, hostBytes: 0, pins: 0 };
     for (const entry of this.#byName.values()) {
       if (entry.state !== "unknown") s[entry.state]++;
       s.hostBytes += entry.staged?.hostBytes ?? 0;
+      s.pins += entry.pins;
     }
     return { ...s, ...this.#counts };
   }

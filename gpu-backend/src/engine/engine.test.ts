@@ -103,6 +103,8 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
   expect(end).toMatchObject({ waiting: 0, running: 0, inFlightSteps: 0 });
   expect(end.pages.kv).toBe(0);
   expect(end.pages.fenced).toBe(0);
+  // no adapter pin outlives its request (an idle pin would keep the adapter from eviction)
+  expect(end.adapters.pins).toBe(0);
 }
 
 const scenario: fc.Arbitrary<Scenario> = fc.record({

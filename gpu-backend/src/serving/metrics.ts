@@ -30,6 +30,11 @@ export class ServingMetrics {
     labelNames: ["use"] as const,
     registers: [this.registry],
   });
+  readonly #adapterPins = new Gauge({
+    name: "lorafleet_adapter_pins",
+    help: "adapter pins held by admitted requests (0 when idle)",
+    registers: [this.registry],
+  });
   readonly #generated = new Counter({
     name: "lorafleet_generated_tokens_total",
     help: "output tokens delivered (rate() gives tokens/s)",
@@ -140,6 +145,7 @@ export class ServingMetrics {
     this.#poolPages.set({ use: "adapter" }, stats.pages.adapter);
     this.#poolPages.set({ use: "free" }, stats.pages.free);
     this.#poolPages.set({ use: "fenced" }, stats.pages.fenced);
+    this.#adapterPins.set(stats.adapters.pins);
     // The engine counts these from its start; counters take the increase since last time.
     const { loads, evictions, hits, misses } = stats.adapters;
     const last = this.#lastAdapterCounts;
