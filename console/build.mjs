@@ -23,6 +23,6 @@ await build({
   outfile: join(out, "app.js"),
   logLevel: "warning",
 });
-for (const file of ["index.html", "styles.css"])
+for (const file of ["index.html", "styles.css", "_headers"])
   copyFileSync(join(here, "src", file), join(out, file));
 process.stdout.write(`console built into ${out}\n`);

@@ -61,16 +61,23 @@ describe.skipIf(!haveChromium)(
     let browser: Browser;
     let page: Page;
     let issuedKey = "";
+    const policyViolations: string[] = [];
 
     beforeAll(async () => {
       browser = await launchBrowser(stack.url);
       page = browser.page;
+      page.on("console", (message) => {
+        if (message.text().includes("Content Security Policy"))
+          policyViolations.push(message.text());
+      });
     });
     afterAll(async () => {
       await browser?.close();
     });
 
     it("an operator sees tenants and healthy backends, and issues a key shown once", async () => {
+      const response = await page.goto(stack.url);
+      expect(response?.headers()["content-security-policy"]).toContain("default-src 'self'");
       await signIn(page, "admin", stack.adminToken);
       await page.getByRole("heading", { level: 2, name: "Tenants" }).waitFor();
       await page.locator("tr[data-tenant=acme]").waitFor();
@@ -238,6 +245,10 @@ describe.skipIf(!haveChromium)(
       await screenshot(page, "adapters-phone");
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
       expect(width).toBeLessThanOrEqual(390);
+    });
+
+    it("broke no rule of its Content-Security-Policy on any page", () => {
+      expect(policyViolations).toEqual([]);
     });
   },
 );
