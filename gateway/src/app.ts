@@ -10,6 +10,7 @@ import { tenantRoutes } from "./admin/tenants.ts";
 import { usageAdminRoutes } from "./admin/usage.ts";
 import { KeyResolver } from "./auth/key-resolver.ts";
 import { adminAuth } from "./auth/middleware.ts";
+import { selfServiceKeyRoutes } from "./auth/self-service-keys.ts";
 import { batchRoutes } from "./batches/batch-routes.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
@@ -52,7 +53,7 @@ export function createApp(state: GatewayState) {
   const admin = new Hono<AppEnv>();
   admin.use(adminAuth());
   admin.route("/tenants", tenantRoutes(state.keys));
-  admin.route("/", keyRoutes(state.keys));
+  admin.route("/", keyRoutes(state.keys, state.now));
   admin.route("/base-models", baseModelRoutes(state.models));
   admin.route("/backends", backendRoutes(state.backends));
   admin.route("/usage", usageAdminRoutes());
@@ -62,6 +63,7 @@ export function createApp(state: GatewayState) {
   app.route("/v1", accountRoutes(state));
   app.route("/v1/adapters/uploads", multipartUploadRoutes(state.keys, state.now));
   app.route("/v1/adapters", adapterRoutes(state.keys, state.adapters, state.now));
+  app.route("/v1/keys", selfServiceKeyRoutes(state.keys, state.now));
   app.route("/v1/files", fileRoutes(state.keys, state.now));
   app.route("/v1/batches", batchRoutes(state));
   app.route("/internal", internalRoutes(state.now));

@@ -151,6 +151,38 @@ describe("API keys", () => {
   });
 });
 
+describe("self-service keys (admin scope)", () => {
+  it("lets a tenant admin issue, list and revoke its own keys, and nobody else's", async () => {
+    const tenant = await createTenant({}, ["admin"]);
+    const other = await createTenant();
+    const issued = await call(tenant.key, "POST", "/v1/keys", {
+      scopes: ["inference"],
+      name: "ci",
+    });
+    expect(issued.status).toBe(201);
+    const { id, key } = (await issued.json()) as { id: string; key: string };
+    expect((await call(key, "GET", "/v1/models")).status).toBe(200);
+    expect((await call(key, "GET", "/v1/keys")).status).toBe(403); // inference only
+    const listed = (await (await call(tenant.key, "GET", "/v1/keys")).json()) as {
+      data: { id: string }[];
+    };
+    expect(listed.data.map((k) => k.id)).toContain(id);
+    expect(JSON.stringify(listed)).not.toContain(key);
+
+    const { data: otherKeys } = await admin<{ data: { id: string }[] }>(
+      "GET",
+      `/tenants/${other.id}/keys`,
+    );
+    expect((await call(tenant.key, "POST", `/v1/keys/${otherKeys[0]?.id}/revoke`)).status).toBe(
+      404,
+    );
+    expect((await call(other.key, "GET", "/v1/models")).status).toBe(200);
+
+    expect((await call(tenant.key, "POST", `/v1/keys/${id}/revoke`)).status).toBe(200);
+    expect((await call(key, "GET", "/v1/models")).status).toBe(401);
+  });
+});
+
 describe("admin API", () => {
   it("needs the admin token, compared whole", async () => {
     const wrong = await call(`${testSecrets.adminToken}x`, "GET", "/admin/tenants");
