@@ -1,0 +1,393 @@
+// The whole system as a tenant sees it: the official openai client with a tenant key
+// against the gateway Worker (`wrangler dev`, local D1/KV/R2/DO, real migrations) in
+// front of two real backends (tiny-llama + Python executor on CPU). Adapters reach the
+// backends only through the gateway: uploaded by the tenant, downloaded by the backend
+// through signed URLs. Every greedy answer must equal the backend's own answer to the
+// same request, asked directly with the fixture adapter of the same weights.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import OpenAI, { AuthenticationError, NotFoundError, RateLimitError, toFile } from "openai";
+import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Backend,
+  fixturesDir,
+  haveFixtures,
+  startBackend,
+} from "../backend/backend-process.ts";
+import { GatewayAdmin, type Tenant, uploadAdapter } from "./gateway-admin.ts";
+import { type Gateway, startGateway } from "./gateway-process.ts";
+
+const baseModel = "tiny-llama";
+const fixtureAdapter = (name: string) => join(fixturesDir, "adapters", name);
+
+/** A greedy chat request of a fixed length (`ignore_eos` is the backend's vLLM extra). */
+function chat(model: string, content: string, maxTokens = 8) {
+  return {
+    model,
+    messages: [{ role: "user", content }],
+    max_tokens: maxTokens,
+    temperature: 0,
+    ignore_eos: true,
+  } as ChatCompletionCreateParamsNonStreaming;
+}
+
+function textOf(answer: OpenAI.ChatCompletion): string {
+  return answer.choices[0]?.message.content ?? "";
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/**
+ * Chat requests from the gateway (they carry a request id) that the backend's HTTP log
+ * shows answered; tells which backend served what.
+ */
+function gatewayChatsServed(backend: Backend): number {
+  return backend
+    .logs()
+    .split("\n")
+    .filter(
+      (line) => line.includes('"path":"/v1/chat/completions"') && line.includes('"requestId"'),
+    )
+    .filter((line) => line.includes('"status":200')).length;
+}
+
+describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () => {
+  const backendSecret = randomBytes(16).toString("hex");
+  let gateway: Gateway;
+  const backends: Backend[] = [];
+  let admin: GatewayAdmin;
+  /** the first backend, asked directly with the fixture adapters: the reference answers */
+  let direct: OpenAI;
+  let acme: Tenant;
+  let globex: Tenant;
+  const tenantClient = (key: string) =>
+    new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: key, maxRetries: 0 });
+  const directText = async (model: string, content: string, maxTokens = 8) =>
+    textOf(await direct.chat.completions.create(chat(model, content, maxTokens)));
+
+  beforeAll(async () => {
+    const started = await Promise.allSettled([
+      startGateway(backendSecret),
+      startBackend(["--backend-secret", backendSecret]),
+      startBackend(["--backend-secret", backendSecret]),
+    ]);
+    for (const result of started.slice(1)) {
+      if (result.status === "fulfilled") backends.push(result.value as Backend);
+    }
+    if (started[0].status === "fulfilled") gateway = started[0].value;
+    const failed = started.find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
+
+    direct = new OpenAI({
+      baseURL: `${backends[0]?.url}/v1`,
+      apiKey: backendSecret,
+      maxRetries: 0,
+    });
+    admin = new GatewayAdmin(gateway.url, gateway.adminToken);
+    await admin.registerBaseModel(baseModel, join(fixturesDir, baseModel));
+    for (const [i, backend] of backends.entries()) {
+      await admin.registerBackend(`cpu-${i}`, backend.url, baseModel);
+    }
+    acme = await admin.createTenant("acme");
+    globex = await admin.createTenant("globex");
+    // Both tenants name an adapter "bot", with different weights.
+    await uploadAdapter(gateway.url, acme.key, "bot", fixtureAdapter("tiny-r4"));
+    await uploadAdapter(gateway.url, acme.key, "support", fixtureAdapter("tiny-r8"));
+    await uploadAdapter(gateway.url, globex.key, "bot", fixtureAdapter("tiny-r16-rslora"));
+  });
+
+  afterAll(async () => {
+    await Promise.all([gateway?.stop(), ...backends.map((backend) => backend.stop())]);
+  });
+
+  it("chats with the base model and two tenants' adapters, each as the backend answers", async () => {
+    const cases = [
+      { tenant: acme, model: baseModel, fixture: baseModel },
+      { tenant: acme, model: "bot", fixture: "tiny-r4" },
+      { tenant: acme, model: "acme/bot", fixture: "tiny-r4" },
+      { tenant: acme, model: "support", fixture: "tiny-r8" },
+      { tenant: globex, model: "bot", fixture: "tiny-r16-rslora" },
+    ];
+    const prompt = "Tell me about the sea";
+    const answers = new Map<string, string>();
+    for (const { tenant, model, fixture } of cases) {
+      const { data: answer, response } = await tenantClient(tenant.key)
+        .chat.completions.create(chat(model, prompt))
+        .withResponse();
+      const own = await direct.chat.completions.create(chat(fixture, prompt));
+      expect(answer.model).toBe(model);
+      expect(textOf(answer)).toBe(textOf(own));
+      expect(answer.usage).toEqual(own.usage);
+      expect(response.headers.get("x-request-id")).toMatch(/^[\w.:-]+$/);
+      expect(Number(response.headers.get("x-lorafleet-gateway-ms"))).toBeGreaterThanOrEqual(0);
+      answers.set(`${tenant.name}:${model}`, textOf(answer));
+    }
+    // The two tenants' "bot" adapters are different adapters, and neither is the base model.
+    const distinct = new Set([
+      answers.get(`acme:${baseModel}`),
+      answers.get("acme:bot"),
+      answers.get("globex:bot"),
+    ]);
+    expect(distinct.size).toBe(3);
+
+    const models = await tenantClient(globex.key).models.list();
+    expect(models.data.map((m) => m.id).sort()).toEqual(["bot", baseModel]);
+  });
+
+  it("streams the backend's greedy text, with the usage chunk only when asked for", async () => {
+    for (const [tenant, model, fixture] of [
+      [acme, "support", "tiny-r8"],
+      [globex, "bot", "tiny-r16-rslora"],
+    ] as const) {
+      const own = await direct.chat.completions.create(chat(fixture, "Stream a story", 12));
+      for (const includeUsage of [true, false]) {
+        const stream = await tenantClient(tenant.key).chat.completions.create({
+          ...chat(model, "Stream a story", 12),
+          stream: true,
+          stream_options: { include_usage: includeUsage },
+        });
+        let text = "";
+        const usages: unknown[] = [];
+        let contentChunks = 0;
+        for await (const chunk of stream) {
+          const delta = chunk.choices[0]?.delta.content;
+          if (delta) {
+            text += delta;
+            contentChunks += 1;
+          }
+          if (chunk.usage) usages.push(chunk.usage);
+        }
+        expect(text).toBe(textOf(own));
+        expect(contentChunks).toBeGreaterThan(1);
+        expect(usages).toEqual(includeUsage ? [own.usage] : []);
+      }
+    }
+  });
+
+  it("answers 401 to an unknown key and to a revoked one", async () => {
+    const unknown = tenantClient(`lf_live_${"x".repeat(40)}`);
+    await expect(unknown.chat.completions.create(chat(baseModel, "hi"))).rejects.toBeInstanceOf(
+      AuthenticationError,
+    );
+    const { id, key } = await admin.issueKey(acme.id);
+    const client = tenantClient(key);
+    expect((await client.models.list()).data.length).toBeGreaterThan(0);
+    await admin.revokeKey(id);
+    const refused = await client.chat.completions.create(chat(baseModel, "hi")).catch((e) => e);
+    expect(refused).toBeInstanceOf(AuthenticationError);
+    expect(refused.status).toBe(401);
+  });
+
+  it("answers 404 to another tenant's adapter, as to one that does not exist", async () => {
+    const client = tenantClient(globex.key);
+    for (const model of ["support", "acme/bot", "acme/support", "nobody-has-this"]) {
+      const error = await client.chat.completions.create(chat(model, "hi")).catch((e) => e);
+      expect(error).toBeInstanceOf(NotFoundError);
+      expect(error.code).toBe("model_not_found");
+    }
+    const response = await fetch(`${gateway.url}/v1/adapters/support`, {
+      headers: { authorization: `Bearer ${globex.key}` },
+    });
+    expect(response.status).toBe(404);
+  });
+
+  it("answers 429 with Retry-After past the tenant's requests per minute", async () => {
+    const tenant = await admin.createTenant("throttled", { requests_per_minute: 2 });
+    const client = tenantClient(tenant.key);
+    // The window is the UTC minute: start well inside one so all three requests share it.
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 50_000) await new Promise((r) => setTimeout(r, 60_500 - intoMinute));
+    await client.chat.completions.create(chat(baseModel, "one"));
+    await client.chat.completions.create(chat(baseModel, "two"));
+    const refused = await client.chat.completions.create(chat(baseModel, "three")).catch((e) => e);
+    expect(refused).toBeInstanceOf(RateLimitError);
+    expect(refused.code).toBe("requests_per_minute");
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("records usage once per request, with the backend's token counts", async () => {
+    const tenant = await admin.createTenant("ledger");
+    await uploadAdapter(gateway.url, tenant.key, "notes", fixtureAdapter("tiny-r8"));
+    const client = tenantClient(tenant.key);
+    const expected = new Map<string, { requests: number; prompt: number; completion: number }>();
+    const count = (model: string, usage: OpenAI.CompletionUsage | undefined) => {
+      const line = expected.get(model) ?? { requests: 0, prompt: 0, completion: 0 };
+      line.requests += 1;
+      line.prompt += usage?.prompt_tokens ?? 0;
+      line.completion += usage?.completion_tokens ?? 0;
+      expected.set(model, line);
+    };
+    for (const model of [baseModel, "notes"]) {
+      count(model, (await client.chat.completions.create(chat(model, "count me"))).usage);
+      // A stream without include_usage still reports its usage to the gateway.
+      const fixture = model === baseModel ? baseModel : "tiny-r8";
+      const own = await direct.chat.completions.create(chat(fixture, "count me too", 5));
+      const stream = await client.chat.completions.create({
+        ...chat(model, "count me too", 5),
+        stream: true,
+      });
+      for await (const _ of stream);
+      count(model, own.usage);
+    }
+    // Refused before model resolution: no usage row.
+    await client.chat.completions.create(chat("not-a-model", "x")).catch(() => null);
+
+    type Summary = {
+      requests: number;
+      data: { model: string; requests: number; prompt_tokens: number; completion_tokens: number }[];
+    };
+    const read = async () =>
+      (await (
+        await fetch(`${gateway.url}/v1/usage`, {
+          headers: { authorization: `Bearer ${tenant.key}` },
+        })
+      ).json()) as Summary;
+    await until("4 usage rows", async () => ((await read()).requests >= 4 ? true : undefined));
+    // Late duplicates would show up now.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const summary = await read();
+    expect(summary.requests).toBe(4);
+    expect(
+      Object.fromEntries(
+        summary.data.map((line) => [
+          line.model,
+          {
+            requests: line.requests,
+            prompt: line.prompt_tokens,
+            completion: line.completion_tokens,
+          },
+        ]),
+      ),
+    ).toEqual(Object.fromEntries(expected));
+  });
+
+  it("runs a Batch API job of 50 lines to the backend's own answers", async () => {
+    const models = [
+      [baseModel, baseModel],
+      ["bot", "tiny-r4"],
+      ["support", "tiny-r8"],
+    ] as const;
+    const lines = Array.from({ length: 50 }, (_, i) => {
+      const [model, fixture] = models[i % models.length] as (typeof models)[number];
+      return { customId: `line-${i}`, model, fixture, prompt: `Batch line number ${i}` };
+    });
+    const expected = await Promise.all(lines.map((l) => directText(l.fixture, l.prompt, 6)));
+
+    const client = tenantClient(acme.key);
+    const jsonl = lines
+      .map((l) =>
+        JSON.stringify({
+          custom_id: l.customId,
+          method: "POST",
+          url: "/v1/chat/completions",
+          body: chat(l.model, l.prompt, 6),
+        }),
+      )
+      .join("\n");
+    const input = await client.files.create({
+      file: await toFile(Buffer.from(jsonl), "batch.jsonl"),
+      purpose: "batch",
+    });
+    const created = await client.batches.create({
+      input_file_id: input.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    const batch = await until(
+      "the batch to finish",
+      async () => {
+        const current = await client.batches.retrieve(created.id);
+        return ["in_progress", "validating", "finalizing"].includes(current.status)
+          ? undefined
+          : current;
+      },
+      90_000,
+    );
+    expect(batch.status).toBe("completed");
+    expect(batch.request_counts).toEqual({ total: 50, completed: 50, failed: 0 });
+    const output = await (await client.files.content(batch.output_file_id ?? "")).text();
+    const results = output
+      .trim()
+      .split("\n")
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            custom_id: string;
+            response: { status_code: number; body: OpenAI.ChatCompletion };
+          },
+      );
+    expect(results.map((r) => r.custom_id)).toEqual(lines.map((l) => l.customId));
+    for (const [i, result] of results.entries()) {
+      expect(result.response.status_code).toBe(200);
+      expect(result.response.body.model).toBe(lines[i]?.model);
+      expect(textOf(result.response.body)).toBe(expected[i]);
+    }
+  });
+
+  // Last: it stops a backend.
+  it("fails over when one of two backends stops mid-run, losing no request", async () => {
+    const tenant = await admin.createTenant("failover");
+    const client = tenantClient(tenant.key);
+    const before = backends.map(gatewayChatsServed);
+    await client.chat.completions.create(chat(baseModel, "which backend?"));
+    const servedBy = backends.findIndex((b, i) => gatewayChatsServed(b) > (before[i] ?? 0));
+    const victim = backends[servedBy] as Backend;
+    const survivor = backends[1 - servedBy] as Backend;
+
+    const prompts = Array.from({ length: 24 }, (_, i) => `Failover request ${i}`);
+    const expected = await Promise.all(prompts.map((p) => directText(baseModel, p, 24)));
+    let done = 0;
+    let stopping: Promise<void> | null = null;
+    const answers: string[] = [];
+    const worker = async (first: number) => {
+      for (let i = first; i < prompts.length; i += 4) {
+        answers[i] = textOf(
+          await client.chat.completions.create(chat(baseModel, prompts[i] as string, 24)),
+        );
+        done += 1;
+        if (done === 4) stopping = victim.stop();
+      }
+    };
+    const victimBefore = gatewayChatsServed(victim);
+    const survivorBefore = gatewayChatsServed(survivor);
+    await Promise.all([0, 1, 2, 3].map(worker));
+    await stopping;
+    expect(victim.process.exitCode).not.toBeNull();
+    expect(answers).toEqual(expected);
+    // Mid-run: the stopped backend had answered part of the run, the other one the rest
+    // (requests the stopped one failed with 503 while shutting down were retried there).
+    const byVictim = gatewayChatsServed(victim) - victimBefore;
+    expect(byVictim).toBeGreaterThan(0);
+    expect(gatewayChatsServed(survivor) - survivorBefore).toBe(prompts.length - byVictim);
+
+    // New requests, streamed ones too, go to the survivor.
+    const seen = gatewayChatsServed(survivor);
+    const stream = await client.chat.completions.create({
+      ...chat(baseModel, prompts[0] as string, 24),
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    expect(text).toBe(expected[0]);
+    expect(gatewayChatsServed(survivor)).toBe(seen + 1);
+
+    const usage = await until("26 usage rows", async () => {
+      const response = await fetch(`${gateway.url}/v1/usage`, {
+        headers: { authorization: `Bearer ${tenant.key}` },
+      });
+      const summary = (await response.json()) as { requests: number; data: { errors: number }[] };
+      return summary.requests >= 26 ? summary : undefined;
+    });
+    expect(usage.requests).toBe(26);
+    expect(usage.data.reduce((sum, line) => sum + line.errors, 0)).toBe(0);
+  });
+});
