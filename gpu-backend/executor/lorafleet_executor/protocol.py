@@ -284,6 +284,11 @@ def encode_message(request_id: int, name: str, body: Any) -> bytes:
     elif not isinstance(body, expected):
         raise BadMessage(f"{name}: body must be a {expected.__name__}")
 
+    if isinstance(body, dict):
+        unknown = set(body) - {f.wire for f in spec.fields} - {a.wire for a in spec.arrays}
+        if unknown:
+            raise BadMessage(f"{name}: fields {sorted(unknown)} are not in PROTOCOL.md")
+
     def get(key: str) -> Any:
         if isinstance(body, dict):
             if key not in body:

@@ -94,6 +94,8 @@ def test_encoder_refuses_what_the_decoder_would():
         encode_message(1, "hello", None)
     with pytest.raises(BadMessage, match="carries no body"):
         encode_message(1, "ok", {})
+    with pytest.raises(BadMessage, match=r"\['gpu_util'\] are not in PROTOCOL.md"):
+        encode_message(1, "stats_result", {"gpu_util": 0.5})
     with pytest.raises(BadMessage, match='"host_cache_adapters" is missing'):
         encode_message(1, "stats_result", {"host_cache_bytes": 1})
 
