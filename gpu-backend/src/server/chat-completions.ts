@@ -3,7 +3,14 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { AppContext } from "./app-context.ts";
-import { cancelChoices, collectChoice, mergeChoices, startChoices, usageOf } from "./choices.ts";
+import {
+  awaitFirstOutputs,
+  cancelChoices,
+  collectChoice,
+  mergeChoices,
+  startChoices,
+  usageOf,
+} from "./choices.ts";
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { ApiError, toApiError } from "./openai-error.ts";
 import { chatLogprobs, completionId, nowSeconds } from "./openai-format.ts";
@@ -79,6 +86,7 @@ export function chatCompletions(app: AppContext) {
     if (!body.stream) return c.json(await chatCompletionJson(app, body, caller, signal));
 
     const { promptIds, logprobs, choices } = await startChat(app, body, caller, signal);
+    await awaitFirstOutputs(choices);
     const id = completionId("chatcmpl");
     const created = nowSeconds();
     const model = body.model;

@@ -36,6 +36,19 @@ export async function startChoices(
   return started;
 }
 
+/**
+ * Resolves once every choice has its first output; if one failed before that, cancels the
+ * rest and rejects with its error (so a streamed answer can still answer it with a status).
+ */
+export async function awaitFirstOutputs(choices: ChoiceStream[]): Promise<void> {
+  try {
+    await Promise.all(choices.map((choice) => choice.stream.started()));
+  } catch (error) {
+    cancelChoices(choices);
+    throw error;
+  }
+}
+
 export function cancelChoices(choices: ChoiceStream[]): void {
   for (const { stream } of choices) void stream[Symbol.asyncIterator]().return?.();
 }

@@ -4,7 +4,14 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
-import { cancelChoices, collectChoice, mergeChoices, startChoices, usageOf } from "./choices.ts";
+import {
+  awaitFirstOutputs,
+  cancelChoices,
+  collectChoice,
+  mergeChoices,
+  startChoices,
+  usageOf,
+} from "./choices.ts";
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { toApiError } from "./openai-error.ts";
 import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
@@ -78,6 +85,7 @@ export function completions(app: AppContext) {
     if (!body.stream) return c.json(await completionJson(app, body, caller, signal));
 
     const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
+    await awaitFirstOutputs(choices);
     const id = completionId("cmpl");
     const created = nowSeconds();
     const model = body.model;

@@ -78,4 +78,24 @@ describe("GenerationStream", () => {
     await finished[Symbol.asyncIterator]().return?.();
     expect(cancelled).toBe(1);
   });
+
+  it("says when it has started: first output, failure before any, or the reader leaving", async () => {
+    const served = new GenerationStream("r", tokenizer, [], [], () => {});
+    let started = false;
+    void served.started().then(() => {
+      started = true;
+    });
+    await Promise.resolve();
+    expect(started).toBe(false);
+    served.push(output(tokenizer.encode("a", false)));
+    await served.started();
+
+    const refused = new GenerationStream("r", tokenizer, [], [], () => {});
+    refused.fail(new Error("adapter refused"));
+    await expect(refused.started()).rejects.toThrow("adapter refused");
+
+    const left = new GenerationStream("r", tokenizer, [], [], () => {});
+    await left[Symbol.asyncIterator]().return?.();
+    await left.started();
+  });
 });

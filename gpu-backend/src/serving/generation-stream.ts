@@ -40,6 +40,8 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
   #done = false;
   /** set when the client stops reading (disconnect): the owner aborts the request */
   readonly #onCancel: () => void;
+  readonly #started: Promise<void>;
+  #markStarted: (error: Error | null) => void = () => {};
 
   constructor(
     id: string,
@@ -53,10 +55,24 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
     this.#detokenizer = new IncrementalDetokenizer(tokenizer, promptIds);
     this.#stops = new StopMatcher(stops);
     this.#onCancel = onCancel;
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#markStarted = (error) => (error === null ? resolve() : reject(error));
+    });
+    this.#started.catch(() => {}); // also reported through the iterator
   }
 
   get finished(): boolean {
     return this.#done;
+  }
+
+  /**
+   * Settles with the first output (or the end): rejects when the request failed before
+   * producing any, e.g. its adapter was refused. A streamed answer awaits this before
+   * sending its 200, so such failures get their own status (and the gateway can still
+   * fail over) instead of an error event inside a 200 stream.
+   */
+  started(): Promise<void> {
+    return this.#started;
   }
 
   /**
@@ -94,6 +110,7 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
     if (this.#done) return;
     this.#done = true;
     this.#error = error;
+    this.#markStarted(error);
     const reject = this.#rejecter;
     this.#waiter = this.#rejecter = null;
     reject?.(error);
@@ -114,6 +131,7 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
 
   #emit(delta: GenerationDelta): void {
     if (delta.finishReason !== null) this.#done = true;
+    this.#markStarted(null);
     const waiter = this.#waiter;
     if (waiter) {
       this.#waiter = this.#rejecter = null;
@@ -143,6 +161,7 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
         ended = true;
         if (!this.#done) {
           this.#done = true;
+          this.#markStarted(null);
           this.#onCancel();
         }
         return Promise.resolve({ value: undefined, done: true });
