@@ -4,6 +4,7 @@
 import type { GenerationDelta, GenerationStream, TokenInfo } from "../serving/generation-stream.ts";
 import type { GenerateRequest, ServingLoop } from "../serving/serving-loop.ts";
 import { choiceRequest } from "./generation-request.ts";
+import { ApiError } from "./openai-error.ts";
 
 export interface ChoiceStream {
   index: number;
@@ -11,12 +12,23 @@ export interface ChoiceStream {
   numPromptTokens: number;
 }
 
-/** Starts n choices per request; if one cannot start, those already started are cancelled. */
+/**
+ * Starts n choices per request; if one cannot start, those already started are cancelled.
+ * More choices than the server ever holds at once is a 400: a 429 would have the client
+ * retry something that can never fit.
+ */
 export async function startChoices(
   serving: ServingLoop,
   requests: GenerateRequest[],
   n: number,
 ): Promise<ChoiceStream[]> {
+  if (requests.length * n > serving.maxUnfinished) {
+    throw new ApiError(
+      400,
+      `this request asks for ${requests.length * n} completions (prompts × n); this server runs at most ${serving.maxUnfinished} at once`,
+      { param: requests.length > 1 ? "prompt" : "n", code: "invalid_value" },
+    );
+  }
   const started: ChoiceStream[] = [];
   try {
     for (const [promptIndex, request] of requests.entries()) {

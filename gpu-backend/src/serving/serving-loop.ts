@@ -98,6 +98,11 @@ export class ServingLoop {
     return this.#limits.maxModelLen;
   }
 
+  /** unfinished requests (running + waiting) at most */
+  get maxUnfinished(): number {
+    return this.#limits.maxUnfinished;
+  }
+
   get available(): boolean {
     return this.#recovering === null;
   }

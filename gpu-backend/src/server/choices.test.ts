@@ -1,0 +1,22 @@
+import { describe, expect, it } from "vitest";
+import type { GenerateRequest, ServingLoop } from "../serving/serving-loop.ts";
+import { startChoices } from "./choices.ts";
+import { ApiError } from "./openai-error.ts";
+
+describe("startChoices", () => {
+  it("answers more choices than the server ever holds with 400, not a 429 to retry forever", async () => {
+    // Found by the reliability suite: 2000 prompts × n=16 got 429 queue_full.
+    const serving = {
+      maxUnfinished: 8,
+      generate: () => {
+        throw new Error("nothing may start");
+      },
+    } as unknown as ServingLoop;
+    const request = {} as GenerateRequest;
+    const tooMany = await startChoices(serving, [request, request, request], 3).catch((e) => e);
+    expect(tooMany).toBeInstanceOf(ApiError);
+    expect(tooMany).toMatchObject({ status: 400, param: "prompt", code: "invalid_value" });
+    const tooManyN = await startChoices(serving, [request], 9).catch((e) => e);
+    expect(tooManyN).toMatchObject({ status: 400, param: "n" });
+  });
+});
