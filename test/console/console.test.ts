@@ -147,9 +147,30 @@ describe.skipIf(!haveChromium)(
       await screenshot(page, "adapters-validation");
 
       await dropFiles(page, [fixtureFile("adapter_model.safetensors")]);
+      // A slow uplink (Chromium's own throttling, ~110 KiB at 40 KB/s) so the bar is seen moving.
+      const cdp = await browser.context.newCDPSession(page);
+      const throttle = (uploadThroughput: number) =>
+        cdp.send("Network.emulateNetworkConditions", {
+          offline: false,
+          latency: 0,
+          downloadThroughput: -1,
+          uploadThroughput,
+        });
+      await throttle(40_000);
       await page.getByRole("button", { name: "Upload" }).click();
+      const bar = page.getByLabel("Uploading…");
+      await expect
+        .poll(async () => Number((await bar.getAttribute("value").catch(() => null)) ?? 0), {
+          timeout: 10_000,
+        })
+        .toBeGreaterThan(0);
+      expect(Number(await bar.getAttribute("value"))).toBeLessThan(
+        Number(await bar.getAttribute("max")),
+      );
+      await screenshot(page, "adapters-uploading");
       const listed = page.locator(`tr[data-adapter='${adapterName}']`);
       await listed.waitFor();
+      await throttle(-1);
       const text = (await listed.textContent()) ?? "";
       for (const shown of [stack.baseModel, "ready", "q_proj", "down_proj"])
         expect(text).toContain(shown);

@@ -166,7 +166,9 @@ export function AdapterUpload({
       </div>
       {progress && (
         <div class="field">
-          <label for="upload-progress">Uploading…</label>
+          <label for="upload-progress">
+            Uploading… {formatBytes(progress.sent)} of {formatBytes(progress.total)}
+          </label>
           <progress id="upload-progress" max={progress.total} value={progress.sent} />
         </div>
       )}
