@@ -284,6 +284,32 @@ describe("streaming", () => {
     expect(await usageRows(tenant.id)).toHaveLength(1);
   });
 
+  it("records a client that leaves before a non-streamed answer, once, and aborts the backend call", async () => {
+    const tenant = await createTenant({ requests_per_minute: 100 });
+    const {
+      model: slowModel,
+      backends: [slow = ""],
+    } = await fleet(1);
+    await setPeerMode(slow, { mode: "slow", delayMs: 1_000 });
+    const leaving = new AbortController();
+    const pending = chat(tenant.key, slowModel.name, {}, {}, leaving.signal);
+    await eventually(async () => expect(await peerRequests(slow)).toHaveLength(1));
+    leaving.abort();
+    await expect(pending).rejects.toThrow();
+    const [row] = await eventually(async () => {
+      const rows = await usageRows(tenant.id);
+      expect(rows).toHaveLength(1);
+      return rows;
+    });
+    expect(row).toMatchObject({ outcome: "client_disconnect", status: 499 });
+    await eventually(async () => expect((await peerRequests(slow))[0]?.aborted).toBe(true));
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(await usageRows(tenant.id)).toHaveLength(1);
+    // The backend was not blamed: the next request goes to it.
+    await setPeerMode(slow, { mode: "ok" });
+    expect((await chat(tenant.key, slowModel.name)).status).toBe(200);
+  });
+
   it("ends the client's stream with an error event when the backend dies mid-stream, recorded once", async () => {
     const tenant = await createTenant();
     const {

@@ -106,11 +106,15 @@ async function handleInference(
     adapterId: target.adapter?.id ?? null,
   };
   const limited = hasLimits(principal.limits);
+  let finished = false;
+  /** Ends the request's accounting, once: the usage row, the log line, the limiter settle. */
   const finish = (
     r: Pick<UsageRecord, "backendId" | "status" | "outcome">,
     usage: TokenUsage | null,
     settle: boolean,
   ) => {
+    if (finished) return;
+    finished = true;
     const tokens = usage ?? { promptTokens: 0, completionTokens: 0 };
     const latencyMs = state.now() - c.get("startedAt");
     const record = { ...usageBase, ...r, ...tokens, latencyMs };
@@ -137,6 +141,13 @@ async function handleInference(
     throw error;
   }
 
+  // A client that leaves before the backend answered: the backend call is
+  // aborted (the signal is passed to fetch) and the request is billed as such.
+  const clientGone = c.req.raw.signal;
+  const onClientGone = () =>
+    finish({ backendId: null, status: 499, outcome: "client_disconnect" }, null, true);
+  clientGone.addEventListener("abort", onClientGone);
+
   const ranked = rankBackends(
     target.adapter?.id ?? target.baseModel,
     await state.backends.candidates(c.env, target.baseModel),
@@ -161,6 +172,7 @@ async function handleInference(
     ),
     requestId,
     state.now,
+    clientGone,
   );
   if (forwarded === null) {
     finish({ backendId: null, status: 503, outcome: "backend_error" }, null, true);
@@ -177,8 +189,8 @@ async function handleInference(
   c.set("upstreamMs", forwarded.waitedMs);
 
   if (!response.ok || !stream || response.body === null) {
-    const text = await response.text();
-    state.backends.end(backend.id);
+    const text = await response.text().finally(() => state.backends.end(backend.id));
+    clientGone.removeEventListener("abort", onClientGone);
     let usage: TokenUsage | null = null;
     try {
       usage = usageFrom(JSON.parse(text));
@@ -196,6 +208,7 @@ async function handleInference(
     });
   }
 
+  clientGone.removeEventListener("abort", onClientGone); // the stream reports its own end
   const metered = meterSse(
     response.body,
     body.stream_options?.include_usage === true,

@@ -11,7 +11,9 @@ export type Forwarded = { backend: Backend; response: Response; waitedMs: number
  * 5xx. A backend that cannot be reached or answers 5xx (before any body was
  * streamed, so nothing reached the client yet) is marked failed in this
  * isolate and the next one is tried. A 429 (its queue is full) moves on to the
- * next backend without marking it; the last backend's 429 is returned. The caller must call
+ * next backend without marking it; the last backend's 429 is returned.
+ * When `clientGone` aborts, the call in flight is aborted and nothing more is
+ * tried (the backend is not blamed). The caller must call
  * `directory.end(backend.id)` when it is done with the response.
  *
  * Returns null when every attempt failed.
@@ -24,6 +26,7 @@ export async function forwardWithFailover(
   body: string,
   requestId: string,
   now: () => number,
+  clientGone?: AbortSignal,
 ): Promise<Forwarded | null> {
   let waitedMs = 0;
   const attempts = ranked.slice(0, maxAttempts);
@@ -40,6 +43,7 @@ export async function forwardWithFailover(
           "x-request-id": requestId,
         },
         body,
+        signal: clientGone ?? null,
       });
       waitedMs += now() - started;
       const busy = response.status === 429 && attempt < attempts.length - 1;
@@ -53,6 +57,10 @@ export async function forwardWithFailover(
       failure = { event: "backend_5xx", detail: `HTTP ${response.status}` };
     } catch (error) {
       waitedMs += now() - started;
+      if (clientGone?.aborted) {
+        directory.end(backend.id);
+        return null;
+      }
       failure = { event: "backend_unreachable", detail: String(error) };
     }
     directory.end(backend.id);

@@ -96,11 +96,13 @@ export function call(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
+  signal?: AbortSignal,
 ) {
   return SELF.fetch(`${origin}${path}`, {
     method,
     headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
+    signal: signal ?? null,
   });
 }
 
@@ -109,6 +111,7 @@ export function chat(
   model: string,
   extra: Record<string, unknown> = {},
   headers: Record<string, string> = {},
+  signal?: AbortSignal,
 ) {
   return call(
     key,
@@ -116,6 +119,7 @@ export function chat(
     "/v1/chat/completions",
     { model, messages: [{ role: "user", content: "hello there" }], ...extra },
     headers,
+    signal,
   );
 }
 

@@ -158,6 +158,10 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     const base = { id: `cmpl-${name}-${list.length}`, created: 1_700_000_000, model: body.model };
     if (!body.stream) {
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
+      if (res.destroyed || res.socket?.destroyed || req.socket.destroyed) {
+        entry.aborted = true;
+        return;
+      }
       return json(res, 200, completionJson(body, chat, name, base.id));
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
