@@ -160,8 +160,8 @@ export class ExecutorClient {
   /**
    * Resolves once a fresh executor is ready: joins a restart under way, hands out one
    * that has not served a request yet (and runs `config`, when given), or else replaces
-   * the running one. Rejects with
-   * ExecutorUnavailable when no executor comes up within the restart policy.
+   * the running one. Rejects with ExecutorUnavailable when no executor comes up within
+   * the restart policy.
    */
   restart(config?: InitConfig): Promise<ModelInfo> {
     if (config !== undefined && JSON.stringify(config) !== JSON.stringify(this.#config)) {

@@ -109,10 +109,6 @@ export class ExecutorProcess {
     return this.endReason === undefined;
   }
 
-  get inFlight(): number {
-    return this.pending.size;
-  }
-
   /**
    * Sends one request; resolves with its reply, rejects with ExecutorRequestError (the
    * executor refused it), ExecutorUnavailable (this life ended first, or no reply came
@@ -124,7 +120,12 @@ export class ExecutorProcess {
       return Promise.reject(new ExecutorUnavailable(`executor unavailable: ${this.endReason}`));
     }
     const requestId = this.nextRequestId;
-    const frame = encodeMessage(requestId, message);
+    let frame: Uint8Array;
+    try {
+      frame = encodeMessage(requestId, message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     // 0 stays free: the executor uses it for errors about frames it could not read.
     this.nextRequestId = requestId === 0xffffffff ? 1 : requestId + 1;
     return new Promise<Decoded>((resolve, reject) => {
