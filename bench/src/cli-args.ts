@@ -26,7 +26,8 @@ flags:
   --work-dir DIR        generated models, adapters, traces, server logs (default .cache/bench)
   --python PATH         the executor's Python (default $LORAFLEET_PYTHON or .venv/bin/python)
   --server-entry FILE   backend entry (default gpu-backend/src/server/main.ts; a bundle on the GPU)
-  --server-args "..."   extra backend flags, appended (the last of a repeated flag wins)
+  --server-args="..."   extra backend flags, appended (the last of a repeated flag wins);
+                        the "=" is needed since the value starts with "--"
   --body JSON           fields merged into every request body (default {"ignore_eos":true})
   --shape NAME          llama-2-7b (default) | llama-2-13b, generated with random weights
   --model-dir DIR       use this HF model directory instead of a generated one
