@@ -120,3 +120,28 @@ def test_init_with_a_missing_model_is_an_error_and_the_server_stays(tmp_path):
         assert engine.receive().name == "ok"
     finally:
         engine.close()
+
+
+def test_adapter_work_does_not_hold_up_the_steps_sent_after_it(tmp_path):
+    # adapter_config.json is a FIFO: staging blocks on reading it until the test writes
+    # the config, so the adapter thread is provably busy while the step is sent.
+    slow = tmp_path / "slow-adapter"
+    slow.mkdir()
+    os.mkfifo(slow / "adapter_config.json")
+    os.symlink(ADAPTER / "adapter_model.safetensors", slow / "adapter_model.safetensors")
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", InitConfig(model_path=str(TINY), device="cpu", num_pages=512))
+        assert engine.receive().name == "ready"
+        engine.send(2, "stage_adapter", StageAdapter(7, str(slow)))
+        engine.send(3, "step", one_seq_plan(3, -1, np.arange(8, dtype=np.int32)))
+        first = engine.receive()
+        assert (first.request_id, first.name) == (3, "step_result")
+        (slow / "adapter_config.json").write_text((ADAPTER / "adapter_config.json").read_text())
+        staged = engine.receive()
+        assert (staged.request_id, staged.name) == (2, "adapter_staged")
+        assert staged.body.rank == 8
+        engine.send(4, "shutdown")
+        assert engine.receive().name == "ok"
+    finally:
+        engine.close()
