@@ -173,6 +173,28 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
     }
   });
 
+  it("completes several prompts in one call as the backend does", async () => {
+    const params = {
+      prompt: ["Once upon a time", "In a galaxy far away", "The recipe calls for"],
+      max_tokens: 6,
+      temperature: 0,
+      ignore_eos: true,
+    };
+    const through = await tenantClient(acme.key).completions.create({
+      ...params,
+      model: "bot",
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    const own = await direct.completions.create({
+      ...params,
+      model: "tiny-r4",
+    } as OpenAI.CompletionCreateParamsNonStreaming);
+    const texts = (answer: OpenAI.Completion) =>
+      [...answer.choices].sort((a, b) => a.index - b.index).map((c) => c.text);
+    expect(through.model).toBe("bot");
+    expect(texts(through)).toEqual(texts(own));
+    expect(through.usage).toEqual(own.usage);
+  });
+
   it("answers 401 to an unknown key and to a revoked one", async () => {
     const unknown = tenantClient(`lf_live_${"x".repeat(40)}`);
     await expect(unknown.chat.completions.create(chat(baseModel, "hi"))).rejects.toBeInstanceOf(
