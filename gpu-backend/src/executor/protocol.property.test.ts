@@ -1,10 +1,12 @@
-// Property tests of the TS codec: every valid message round-trips exactly; every cut or
-// corrupted frame is refused by name (or, if a flip still spells a valid message, it
-// re-encodes), never accepted silently or crashed on.
+// Property tests of the TS codec: every valid message round-trips exactly; a stream
+// read in chunks of any sizes gives back its frames; every cut or corrupted frame is
+// refused by name (or, if a flip still spells a valid message, it re-encodes), never
+// accepted silently or crashed on.
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BadFrame, ProtocolError } from "./errors.ts";
+import { FrameReader } from "./frame.ts";
 import { anyMessage } from "./message-arbitraries.ts";
 import { decodeMessage, encodeMessage } from "./protocol.ts";
 
@@ -35,6 +37,29 @@ describe("protocol codec properties", () => {
         expect(comparable(decoded)).toEqual(comparable(message));
         expect(encodeMessage(id, decoded)).toEqual(bytes);
       }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it(`cuts a stream of frames at any chunk boundaries into the same frames (${RUNS} cases)`, () => {
+    fc.assert(
+      fc.property(
+        fc.array(anyMessage, { minLength: 1, maxLength: 5 }),
+        fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 20 }),
+        (messages, sizes) => {
+          const frames = messages.map((m, i) => encodeMessage(i + 1, m));
+          const stream = Buffer.concat(frames);
+          const reader = new FrameReader();
+          const got: Uint8Array[] = [];
+          for (let at = 0, i = 0; at < stream.length; i++) {
+            const size = sizes[i % sizes.length] as number;
+            got.push(...reader.push(stream.subarray(at, at + size)));
+            at += size;
+          }
+          expect(reader.pendingBytes).toBe(0);
+          expect(got.map((f) => Buffer.from(f))).toEqual(frames.map((f) => Buffer.from(f)));
+        },
+      ),
       { numRuns: RUNS },
     );
   });
