@@ -87,6 +87,9 @@ describe.skipIf(!haveChromium)(
       await expect
         .poll(() => page.locator("tr[data-tenant=acme] td.num").first().textContent())
         .toBe("600");
+      await page.getByLabel("New tenant").fill("initech");
+      await page.getByRole("button", { name: "Create tenant" }).click();
+      await page.locator("tr[data-tenant=initech]").waitFor();
       await screenshot(page, "admin-tenants");
 
       await openPage(page, "Backends");
@@ -242,8 +245,16 @@ describe.skipIf(!haveChromium)(
       await signOut(page);
     });
 
-    it("a revoked key stops working at once in this location", async () => {
+    it("the operator sees each tenant's usage", async () => {
       await signIn(page, "admin", stack.adminToken);
+      await openPage(page, "Usage");
+      await page.getByLabel("Tenant").selectOption({ label: "acme" });
+      await expect.poll(() => page.getByTestId("total-requests").textContent()).toBe("1");
+      await page.getByLabel("Tenant").selectOption({ label: "globex" });
+      await expect.poll(() => page.getByTestId("total-requests").textContent()).toBe("0");
+    });
+
+    it("a revoked key stops working at once in this location", async () => {
       await openPage(page, "API keys");
       await page.getByLabel("Tenant").selectOption({ label: "acme" });
       page.once("dialog", (dialog) => dialog.accept());
