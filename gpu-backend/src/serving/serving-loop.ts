@@ -247,7 +247,10 @@ export class ServingLoop {
         this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter drop refused");
       } else if (error instanceof ExecutorRequestError) {
         this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
-        this.#deliver(this.#engine.adapterFailed(op.adapterId, error.message), AdapterLoadError);
+        // Clients see this message: name the adapter, not where this host keeps its files.
+        const message =
+          op.kind === "stage" ? error.message.replaceAll(op.path, op.name) : error.message;
+        this.#deliver(this.#engine.adapterFailed(op.adapterId, message), AdapterLoadError);
         this.#poke();
       } else {
         this.#executorLost(error);
