@@ -16,6 +16,7 @@ import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
 import { fileRoutes } from "./files/file-routes.ts";
 import { requestContext } from "./middleware/request-context.ts";
+import { requireSecrets } from "./middleware/require-secrets.ts";
 import { accountRoutes } from "./openai/account-routes.ts";
 import { inferenceRoutes } from "./openai/inference-routes.ts";
 import { ModelResolver } from "./openai/resolve-model.ts";
@@ -59,6 +60,8 @@ export function createApp(state: GatewayState) {
   admin.route("/usage", usageAdminRoutes());
   app.route("/admin", admin);
 
+  app.use("/v1/*", requireSecrets());
+  app.use("/internal/*", requireSecrets());
   app.route("/v1", inferenceRoutes(state));
   app.route("/v1", accountRoutes(state));
   app.route("/v1/adapters/uploads", multipartUploadRoutes(state.keys, state.now));

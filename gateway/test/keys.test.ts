@@ -186,6 +186,24 @@ describe("self-service keys (admin scope)", () => {
   });
 });
 
+describe("configuration", () => {
+  it("answers 503 naming a missing secret instead of signing or forwarding without it", async () => {
+    const tenant = await createTenant();
+    const app = createApp(createGatewayState());
+    const ctx = createExecutionContext();
+    const res = await app.fetch(
+      new Request(`${origin}/v1/models`, { headers: { authorization: `Bearer ${tenant.key}` } }),
+      { ...env, BACKEND_SECRET: "" },
+      ctx,
+    );
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain(
+      "BACKEND_SECRET",
+    );
+  });
+});
+
 describe("admin API", () => {
   it("needs the admin token, compared whole", async () => {
     const wrong = await call(`${testSecrets.adminToken}x`, "GET", "/admin/tenants");
