@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from lorafleet_executor.config import ModelInvalid
 from lorafleet_executor.driver import Driver, Request
@@ -22,6 +23,16 @@ from lorafleet_executor.plan import (
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # On a small CI box shared with other jobs, torch's intra-op threads spin against
+    # each other: one thread runs these tiny models about 10x faster in wall time.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ token must be HF's argmax at every step, and our logprobs must match HF's log-so
 """
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,16 @@ TINY = ROOT / "tiny-llama"
 MIXED_ADAPTERS = ["tiny-r4", "tiny-r8", "tiny-r16", "tiny-r64", "tiny-r16-rslora", "tiny-mix-09"]
 NUM_NEW = 34
 TOP_N = 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # On a small CI box shared with other jobs, torch's intra-op threads spin against
+    # each other: one thread runs these tiny models about 10x faster in wall time.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def require_fixture(path):
@@ -129,10 +140,11 @@ def test_explicit_decode_tokens_equal_use_last_sampled(mixed_run):
     driver = Driver(executor, chunk_size=7, use_last_sampled=False, page_seed=3)
     for i, name in enumerate(dirs):
         driver.add_adapter(10 + i, dirs[name])
-    again = driver.generate(requests)
+    # a 12-token prefix of the same greedy generations is enough to tell the paths apart
+    again = driver.generate([replace(r, max_new_tokens=12) for r in requests])
     for first, second in zip(outputs, again, strict=True):
-        assert first.tokens == second.tokens
-        np.testing.assert_allclose(first.logprobs, second.logprobs, atol=1e-5)
+        assert first.tokens[:12] == second.tokens
+        np.testing.assert_allclose(first.logprobs[:12], second.logprobs, atol=1e-5)
 
 
 SMOLLM = ROOT / "smollm2-135m-instruct"
