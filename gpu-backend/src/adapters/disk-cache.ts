@@ -87,15 +87,26 @@ export class DiskCache {
    * cannot make room; the caller removes `tempDir` then.
    */
   async commit(key: string, tempDir: string, bytes: number): Promise<string> {
-    await this.#makeRoom(bytes);
+    // Reserved before the first await, so concurrent commits see each other's bytes
+    // and never pick the same victims.
+    const victims = this.#reserve(bytes);
     const path = join(this.#options.dir, key);
-    await rm(path, { recursive: true, force: true }); // a leftover of a crashed process
-    await rename(tempDir, path);
-    this.#remember(key, path, bytes, Date.now());
+    try {
+      await Promise.all(victims.map((v) => rm(v.path, { recursive: true, force: true })));
+      await rm(path, { recursive: true, force: true }); // a leftover of a crashed process
+      await rename(tempDir, path);
+    } catch (error) {
+      this.#usedBytes -= bytes;
+      throw error;
+    }
+    const replaced = this.#entries.get(key);
+    if (replaced !== undefined) this.#usedBytes -= replaced.bytes;
+    this.#entries.set(key, { path, bytes, lastUsed: Date.now() }); // bytes counted by #reserve
     return path;
   }
 
-  async #makeRoom(bytes: number): Promise<void> {
+  /** Takes the least recently used unprotected entries out until `bytes` more fit. */
+  #reserve(bytes: number): Entry[] {
     const { maxBytes, protectMs } = this.#options;
     if (bytes > maxBytes) {
       throw new AdapterCacheFull(
@@ -103,26 +114,24 @@ export class DiskCache {
       );
     }
     const now = Date.now();
-    const victims = [...this.#entries]
+    const candidates = [...this.#entries]
       .filter(([, e]) => now - e.lastUsed >= protectMs)
       .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
-    let freeable = 0;
     const chosen: [string, Entry][] = [];
-    for (const victim of victims) {
-      if (this.#usedBytes - freeable + bytes <= maxBytes) break;
-      chosen.push(victim);
-      freeable += victim[1].bytes;
+    let freed = 0;
+    for (const candidate of candidates) {
+      if (this.#usedBytes - freed + bytes <= maxBytes) break;
+      chosen.push(candidate);
+      freed += candidate[1].bytes;
     }
-    if (this.#usedBytes - freeable + bytes > maxBytes) {
+    if (this.#usedBytes - freed + bytes > maxBytes) {
       throw new AdapterCacheFull(
         `no room for ${bytes} bytes: the cache holds ${this.#usedBytes} of ${maxBytes} bytes in adapters used in the last ${protectMs} ms`,
       );
     }
-    for (const [key, entry] of chosen) {
-      this.#entries.delete(key);
-      this.#usedBytes -= entry.bytes;
-      await rm(entry.path, { recursive: true, force: true });
-    }
+    for (const [key] of chosen) this.#entries.delete(key);
+    this.#usedBytes += bytes - freed;
+    return chosen.map(([, entry]) => entry);
   }
 
   #remember(key: string, path: string, bytes: number, lastUsed: number): void {

@@ -239,6 +239,16 @@ describe("AdapterStore disk cache", () => {
     expect((await s.cacheStats()).bytes).toBeLessThanOrEqual(2 * entryBytes + 10);
   });
 
+  it("keeps its byte count and the disk in step when downloads commit concurrently", async () => {
+    const s = store({ cacheMaxBytes: 2 * entryBytes + 10, protectMs: 0 });
+    await s.fetch(remote("a"));
+    await s.fetch(remote("b"));
+    await Promise.all([s.fetch(remote("c")), s.fetch(remote("a", { id: "id-a2" }))]);
+    const onDisk = cacheEntries();
+    expect(onDisk).toEqual([`id-a2@${sha(FILES.a as Buffer)}`, `id-c@${sha(FILES.c as Buffer)}`]);
+    expect(await s.cacheStats()).toEqual({ bytes: 2 * entryBytes, adapters: 2 });
+  });
+
   it("does not evict adapters handed out within protectMs: it says the cache is full", async () => {
     const s = store({ cacheMaxBytes: entryBytes + 10, protectMs: 60_000 });
     await s.fetch(remote("a"));
