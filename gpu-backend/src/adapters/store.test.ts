@@ -194,6 +194,14 @@ describe("AdapterStore downloads", () => {
     expect(cacheEntries()).toEqual([]);
   });
 
+  it("bounds a whole download by totalTimeoutMs", async () => {
+    const s = store({ totalTimeoutMs: 300 });
+    const error = await failure(s.fetch(remote("a", { weightsUrl: `${base}/stall` })));
+    expect(error).toBeInstanceOf(AdapterDownloadFailed);
+    expect(error.message).toMatch(/timed out after 300 ms/);
+    expect(cacheEntries()).toEqual([]);
+  });
+
   it("refuses a truncated body", async () => {
     const error = await failure(store().fetch(remote("a", { weightsUrl: `${base}/truncated` })));
     expect(error).toBeInstanceOf(AdapterDownloadFailed);
