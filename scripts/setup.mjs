@@ -137,17 +137,15 @@ function pythonEnv() {
   });
 }
 
+/** The tracked files under `dirs`, for stamps. */
+function trackedFiles(dirs) {
+  return spawnSync("git", ["ls-files", ...dirs], { cwd: root, encoding: "utf8" })
+    .stdout.split("\n")
+    .filter(Boolean);
+}
+
 function fixtures() {
-  const sources = ["gpu-backend/executor/lorafleet_executor/fixtures"];
-  const hash = hashFiles(
-    sources.flatMap((dir) => {
-      const full = join(root, dir);
-      if (!existsSync(full)) return [];
-      return spawnSync("git", ["ls-files", dir], { cwd: root, encoding: "utf8" })
-        .stdout.split("\n")
-        .filter(Boolean);
-    }),
-  );
+  const hash = hashFiles(trackedFiles(["gpu-backend/executor/lorafleet_executor/fixtures"]));
   stamped(join(fixturesDir, ".lorafleet-stamp"), hash, "model fixtures", () => {
     rmSync(join(fixturesDir, ".lorafleet-stamp"), { force: true });
     run(
@@ -161,11 +159,30 @@ function fixtures() {
   });
 }
 
-export function setup() {
+/** The tenant console's static assets, which `wrangler dev` serves from console/dist. */
+function consoleAssets() {
+  const hash = hashFiles([...trackedFiles(["console"]), "package-lock.json"]);
+  stamped(join(root, "console", "dist", ".lorafleet-stamp"), hash, "console", () =>
+    run(join(root, "node_modules", ".bin", "node"), ["console/build.mjs"], "console build"),
+  );
+}
+
+/** Debian's Chromium for the console's browser tests (installed when running as root). */
+function chromium() {
+  if (existsSync("/usr/bin/chromium")) {
+    if (!quiet) log("chromium: /usr/bin/chromium");
+    return;
+  }
+  run(process.execPath, ["test/console/ensure-chromium.mjs"], "chromium");
+}
+
+export function setup({ browser = false } = {}) {
   const started = Date.now();
   nodeModules();
   pythonEnv();
   fixtures();
+  consoleAssets();
+  if (browser) chromium();
   if (!quiet) log(`ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -68,7 +68,7 @@ function runPytest(suite) {
 
 function main() {
   try {
-    setup();
+    setup({ browser: true });
   } catch (error) {
     if (!(error instanceof SetupError)) throw error;
     process.stderr.write(`[test] set-up failed: ${error.message}\n`);

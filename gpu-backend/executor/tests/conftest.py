@@ -12,3 +12,7 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# One intra-op thread: on a small shared CPU machine torch's default (one per core)
+# makes every test fight the other suites' processes for the cores and runs ~10x slower.
+torch.set_num_threads(1)
