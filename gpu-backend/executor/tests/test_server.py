@@ -19,7 +19,7 @@ from lorafleet_executor.protocol import (
     encode_message,
     read_frame,
 )
-from lorafleet_executor.server import EXIT_BAD_FRAME, EXIT_OK
+from lorafleet_executor.server import EXIT_BAD_FRAME, EXIT_NO_SOCKET, EXIT_OK
 
 
 class EngineEnd:
@@ -135,3 +135,14 @@ def test_eof_inside_a_frame_ends_the_executor(engine):
     engine.send_raw(HEADER.pack(MAGIC, 1, 9, 1, 100) + bytes(10))
     engine.conn.shutdown(2)
     assert engine.exit_code() == EXIT_OK
+
+
+def test_no_engine_socket_exits_2_naming_the_path(tmp_path):
+    missing = tmp_path / "nobody.sock"
+    run = subprocess.run(
+        [sys.executable, "-m", "lorafleet_executor", "--socket", str(missing)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert run.returncode == EXIT_NO_SOCKET
+    assert str(missing) in run.stderr.decode()
