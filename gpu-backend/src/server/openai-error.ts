@@ -7,6 +7,7 @@ import { InvalidRequestError } from "../engine/index.ts";
 import {
   AdapterBusyError,
   AdapterLoadError,
+  AdapterStoreUnavailableError,
   BackendUnavailableError,
   GenerationFailedError,
   PromptTooLongError,
@@ -91,6 +92,14 @@ export function toApiError(error: unknown): ApiError {
   }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });
+  }
+  if (error instanceof AdapterStoreUnavailableError) {
+    return new ApiError(503, error.message, {
+      type: "server_error",
+      param: "model",
+      code: "adapter_store_unavailable",
+      headers: { "retry-after": "1" },
+    });
   }
   if (error instanceof AdapterBusyError) {
     return new ApiError(409, error.message, { code: "adapter_in_use" });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  AdapterStoreUnavailableError,
   BackendUnavailableError,
   PromptTooLongError,
   QueueFullError,
@@ -110,6 +111,9 @@ describe("OpenAI error mapping", () => {
     expect(toApiError(new UnknownModelError("x")).status).toBe(404);
     expect(toApiError(new PromptTooLongError("x")).code).toBe("context_length_exceeded");
     expect(toApiError(new BackendUnavailableError("x")).status).toBe(503);
+    const store = toApiError(new AdapterStoreUnavailableError("x"));
+    expect(store).toMatchObject({ status: 503, code: "adapter_store_unavailable" });
+    expect(store.headers["retry-after"]).toBe("1");
   });
 
   it("hides the message of unexpected errors", () => {

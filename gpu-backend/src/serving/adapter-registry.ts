@@ -1,8 +1,10 @@
 // Which adapter names this backend can serve and where their PEFT directories are:
 // names registered through /v1/load_lora_adapter, names the adapter store knows
 // (loaded on first use), and the gateway's content-addressed adapters.
+
+import { AdapterDownloadFailed } from "../adapters/errors.ts";
 import type { AdapterRef } from "../engine/index.ts";
-import { AdapterLoadError, UnknownModelError } from "./errors.ts";
+import { AdapterLoadError, AdapterStoreUnavailableError, UnknownModelError } from "./errors.ts";
 import type { AdapterSource, RemoteAdapter } from "./executor-link.ts";
 
 export class AdapterRegistry {
@@ -54,9 +56,18 @@ export class AdapterRegistry {
     try {
       path = await this.#source.fetch(adapter);
     } catch (error) {
-      throw new AdapterLoadError(`adapter ${adapter.name}: ${(error as Error).message}`);
+      const message = `adapter ${adapter.name}: ${(error as Error).message}`;
+      if (isTransient(error)) throw new AdapterStoreUnavailableError(message);
+      throw new AdapterLoadError(message);
     }
     this.#remote.set(key, path);
     return { name: key, path };
   }
+}
+
+/** No answer, a cut body, a timeout or a 5xx / 408 / 429: the store may answer later. */
+function isTransient(error: unknown): boolean {
+  if (!(error instanceof AdapterDownloadFailed)) return false;
+  const status = error.status;
+  return status === undefined || status >= 500 || status === 408 || status === 429;
 }

@@ -26,6 +26,12 @@ export class AdapterLoadError extends Error {
   override readonly name = "AdapterLoadError";
 }
 
+/** The adapter store could not be reached or failed (timeout, reset, 5xx): worth retrying. */
+export class AdapterStoreUnavailableError extends Error {
+  override readonly name = "AdapterStoreUnavailableError";
+  readonly retriable = true;
+}
+
 /** An adapter is still used by requests and cannot be unloaded. */
 export class AdapterBusyError extends Error {
   override readonly name = "AdapterBusyError";
