@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU run, as made through the device tool (no Node, no network there; see
+# bench/README.md): the executor's GPU tests, the LoRA kernel micro-benchmark and the
+# ablations scenario at Llama-2-7B shapes, everything written to $OUT.
+#   carry: carry (node22.xz + backend.mjs from scripts/bundle-backend.sh),
+#          .cache/fixtures/tiny-llama, .cache/fixtures/adapters
+#   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+parts="${1:-tests,kernels,ablations}"
+export PYTHONPATH=$PWD/gpu-backend/executor PYTHONUNBUFFERED=1
+export LORAFLEET_PYTHON=$(command -v python3) LORAFLEET_FIXTURES=$PWD/.cache/fixtures
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
+
+if [[ $parts == *tests* ]]; then
+  (cd gpu-backend/executor && timeout 170 python3 -m pytest -q -m gpu -p no:cacheprovider \
+    --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
+    tests/test_executor_gpu.py) 2>&1 | tail -25 | tee "$OUT/pytest-gpu.txt"
+fi
+if [[ $parts == *kernels* ]]; then
+  timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
+    2>&1 | tail -5
+fi
+if [[ $parts == *ablations* ]]; then
+  xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node
+  timeout 330 /tmp/node bench/src/main.ts ablations --duration 10 --variants base,slora,bmm \
+    --server-entry carry/backend.mjs --work-dir /tmp/bench --out /tmp/results \
+    2>&1 | tail -40 | tee "$OUT/ablations.log"
+  cp /tmp/results/summary.json /tmp/results/*/ablations.json "$OUT/" 2>/dev/null
+  tail -60 /tmp/bench/logs/*.log 2>/dev/null | tail -40 > "$OUT/server-tail.log"
+fi
+ls -la "$OUT"
