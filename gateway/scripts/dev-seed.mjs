@@ -112,9 +112,12 @@ function run(command, args, what, log) {
   }
 }
 
-/** `call(method, path, body?)`: JSON in and out with a bearer token; `{status, body}` back. */
+/**
+ * `call(method, path, body?, {allow})`: JSON in and out with a bearer token. Any status
+ * but 2xx and those in `allow` is an error; an allowed one answers null.
+ */
 function apiClient(url, token) {
-  const call = async (method, path, body, { allow = [] } = {}) => {
+  return async (method, path, body, { allow = [] } = {}) => {
     const response = await fetch(`${url}${path}`, {
       method,
       headers: {
@@ -124,12 +127,10 @@ function apiClient(url, token) {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await response.text();
-    if (!response.ok && !allow.includes(response.status)) {
-      throw new DevSeedError(`${method} ${path} answered ${response.status}: ${text}`);
-    }
-    return { status: response.status, body: text === "" ? null : JSON.parse(text) };
+    if (response.ok) return JSON.parse(text);
+    if (allow.includes(response.status)) return null;
+    throw new DevSeedError(`${method} ${path} answered ${response.status}: ${text}`);
   };
-  return async (method, path, body, options) => (await call(method, path, body, options)).body;
 }
 
 async function ensureTenant(admin) {
@@ -172,7 +173,7 @@ async function ensureAdapter(url, apiKey, dir, log) {
   const sha256 = await sha256Hex(weights);
   const current = await tenant("GET", `/v1/adapters/${demoAdapter}`, undefined, { allow: [404] });
   if (current?.status === "ready" && current.sha256 === sha256) return;
-  if (current && !current.error) {
+  if (current !== null) {
     log(`gateway: replacing adapter ${demoAdapter} (${current.status})`);
     await tenant("DELETE", `/v1/adapters/${demoAdapter}`);
   }

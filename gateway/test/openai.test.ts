@@ -346,16 +346,24 @@ describe("routing and failover", () => {
     expect(counts.sort()).toEqual([0, 0, 6]);
   });
 
+  /** A tenant with one adapter on a 2-backend fleet, and the adapter's backend order. */
+  async function adapterOnTwoBackends() {
+    const { model, backends } = await fleet(2);
+    const tenant = await createTenant();
+    const res = await upload(tenant.key, uploadForm("routed", adapterFiles(buildAdapter(model))));
+    const { id } = (await res.json()) as { id: string };
+    const order = rankBackends(
+      id,
+      backends.map((b) => ({ id: b, capacity: 32, load: 0 })),
+    ).map((b) => b.id);
+    return { tenant, order };
+  }
+
   it("fails over to the next backend when the preferred one answers 5xx or cannot be reached", async () => {
     for (const mode of ["error", "reset"] as const) {
-      const { model, backends } = await fleet(2);
-      const tenant = await createTenant();
-      const order = rankBackends(
-        model.name,
-        backends.map((id) => ({ id, capacity: 32, load: 0 })),
-      ).map((b) => b.id);
-      await setPeerMode(order[0] ?? "", { mode });
-      const res = await chat(tenant.key, model.name, {}, { "x-request-id": `failover-${mode}` });
+      const { tenant, order } = await adapterOnTwoBackends();
+      await setPeerMode(defined(order[0]), { mode });
+      const res = await chat(tenant.key, "routed");
       expect(res.status).toBe(200);
       expect(((await res.json()) as { backend: string }).backend).toBe(order[1]);
       const [row] = await eventually(async () => {
@@ -368,23 +376,36 @@ describe("routing and failover", () => {
   });
 
   it("tries the next backend when one answers 429 (queue full), and passes the last 429 on", async () => {
-    const { model, backends } = await fleet(2);
-    const tenant = await createTenant();
-    const order = rankBackends(
-      model.name,
-      backends.map((id) => ({ id, capacity: 32, load: 0 })),
-    ).map((b) => b.id);
+    const { tenant, order } = await adapterOnTwoBackends();
     await setPeerMode(defined(order[0]), { mode: "busy" });
-    const served = await chat(tenant.key, model.name);
+    const served = await chat(tenant.key, "routed");
     expect(((await served.json()) as { backend: string }).backend).toBe(order[1]);
     await setPeerMode(defined(order[1]), { mode: "busy" });
-    const refused = await chat(tenant.key, model.name);
+    const refused = await chat(tenant.key, "routed");
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("queue_full");
     // A busy backend is not marked failed: once it has room it is first again.
     await setPeerMode(defined(order[0]), { mode: "ok" });
-    const back = await chat(tenant.key, model.name);
+    const back = await chat(tenant.key, "routed");
     expect(((await back.json()) as { backend: string }).backend).toBe(order[0]);
+  });
+
+  it("spreads base-model requests over the backends by request id (no affinity needed)", async () => {
+    const { model, backends } = await fleet(2);
+    const tenant = await createTenant();
+    const routable = backends.map((id) => ({ id, capacity: 32, load: 0 }));
+    const firstChoice = (requestId: string) => rankBackends(requestId, routable)[0]?.id;
+    // Six request ids that rendezvous hashing sends to each backend.
+    const candidates = Array.from({ length: 200 }, (_, i) => `${tenant.id}-spread-${i}`);
+    const ids = backends.flatMap((b) =>
+      candidates.filter((id) => firstChoice(id) === b).slice(0, 6),
+    );
+    expect(ids).toHaveLength(12);
+    for (const id of ids) {
+      expect((await chat(tenant.key, model.name, {}, { "x-request-id": id })).status).toBe(200);
+    }
+    const counts = await Promise.all(backends.map(async (b) => (await peerRequests(b)).length));
+    expect(counts).toEqual([6, 6]);
   });
 
   it("skips a backend where nothing listens, and answers 503 when no backend is left", async () => {

@@ -99,7 +99,7 @@ export class BatchRunner extends DurableObject<Env> {
         continue;
       }
       const candidates = await this.#backends.candidates(this.env, item.target.baseModel);
-      const ranked = rankBackends(item.target.adapter?.id ?? item.target.baseModel, candidates);
+      const ranked = rankBackends(item.target.adapter?.id ?? item.requestId, candidates);
       const key = ranked[0]?.id ?? `none:${item.target.baseModel}`;
       const bucket = buckets.get(key) ?? { ranked, items: [] };
       bucket.items.push(item as Item);

@@ -148,8 +148,10 @@ async function handleInference(
     finish({ backendId: null, status: 499, outcome: "client_disconnect" }, null, true);
   clientGone.addEventListener("abort", onClientGone);
 
+  // Adapter requests meet on the adapter's backend; base-model requests need no
+  // affinity (every backend holds the base), so the request id spreads them.
   const ranked = rankBackends(
-    target.adapter?.id ?? target.baseModel,
+    target.adapter?.id ?? requestId,
     await state.backends.candidates(c.env, target.baseModel),
   );
   const forwarded = await forwardWithFailover(
