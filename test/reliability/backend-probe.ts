@@ -46,13 +46,16 @@ export async function expectOpenAIError(
 }
 
 /** A small greedy chat request (base model or `model`) answers 200 with usage. */
-export async function expectServes(baseUrl: string, model = "tiny-llama"): Promise<void> {
-  const response = await post(`${baseUrl}/v1/chat/completions`, {
-    model,
-    messages: [{ role: "user", content: "still there?" }],
-    max_tokens: 2,
-    temperature: 0,
-  });
+export async function expectServes(
+  baseUrl: string,
+  model = "tiny-llama",
+  headers: Record<string, string> = {},
+): Promise<void> {
+  const response = await post(
+    `${baseUrl}/v1/chat/completions`,
+    { model, messages: [{ role: "user", content: "still there?" }], max_tokens: 2, temperature: 0 },
+    headers,
+  );
   const text = await response.text();
   expect(response.status, text).toBe(200);
   const body = JSON.parse(text) as { usage: { completion_tokens: number } };
