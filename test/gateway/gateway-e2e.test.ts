@@ -138,6 +138,10 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
       answers.get("globex:bot"),
     ]);
     expect(distinct.size).toBe(3);
+    // The backends had the adapters only from the gateway, through its signed URLs.
+    expect(gateway.logs()).toMatch(
+      /GET \/internal\/adapters\/ad_\w+\/adapter_model\.safetensors\S* 200 OK/,
+    );
 
     const models = await tenantClient(globex.key).models.list();
     expect(models.data.map((m) => m.id).sort()).toEqual(["bot", baseModel]);
