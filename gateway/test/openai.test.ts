@@ -95,6 +95,29 @@ describe("chat and completions", () => {
     });
   });
 
+  it("turns x-lorafleet-timeout-ms into the backend's absolute deadline, and refuses bad ones", async () => {
+    const tenant = await createTenant();
+    const before = Date.now();
+    const res = await chat(
+      tenant.key,
+      model.name,
+      {},
+      { "x-request-id": "req-deadline-1", "x-lorafleet-timeout-ms": "5000" },
+    );
+    expect(res.status).toBe(200);
+    const received = (await peerRequests(backend)).find(
+      (r) => r.headers["x-request-id"] === "req-deadline-1",
+    );
+    const deadline = Number(received?.body.lorafleet.deadline_ms);
+    expect(deadline).toBeGreaterThanOrEqual(before + 5000);
+    expect(deadline).toBeLessThan(Date.now() + 5000 + 1);
+    for (const bad of ["0", "-5", "soon", String(2 * 60 * 60_000)]) {
+      expect(
+        (await chat(tenant.key, model.name, {}, { "x-lorafleet-timeout-ms": bad })).status,
+      ).toBe(400);
+    }
+  });
+
   it("serves /v1/completions and generates a request id when the client sends none", async () => {
     const tenant = await createTenant();
     const res = await call(tenant.key, "POST", "/v1/completions", {

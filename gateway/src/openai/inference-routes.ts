@@ -69,6 +69,26 @@ function isPrompt(prompt: unknown): boolean {
   );
 }
 
+/** Longest timeout a client may ask for. */
+const maxTimeoutMs = 60 * 60_000;
+
+/**
+ * `x-lorafleet-timeout-ms: N` asks the backend to drop the request if it has not
+ * finished N ms from now (S-LoRA-style early abort; finish_reason "deadline").
+ */
+function deadline(header: string | undefined, now: number): number | null {
+  if (header === undefined) return null;
+  const timeout = Number(header);
+  if (!Number.isSafeInteger(timeout) || timeout < 1 || timeout > maxTimeoutMs) {
+    throw new ApiError(
+      400,
+      "invalid_request",
+      `x-lorafleet-timeout-ms must be 1..${maxTimeoutMs} milliseconds`,
+    );
+  }
+  return now + timeout;
+}
+
 /** POST /v1/chat/completions and /v1/completions. */
 export function inferenceRoutes(state: GatewayState) {
   const app = new Hono<AppEnv>();
@@ -93,6 +113,7 @@ async function handleInference(
     throw new ApiError(400, "invalid_json", "The request body is not valid JSON");
   }
   const body = parseBody(raw, endpoint);
+  const deadlineMs = deadline(c.req.header("x-lorafleet-timeout-ms"), state.now());
   const target = await state.models.resolve(c.env, principal, body.model);
   const stream = body.stream === true;
   const estimate = estimateTokens(body);
@@ -167,6 +188,7 @@ async function handleInference(
           tenantId: principal.tenantId,
           requestId,
           now: state.now(),
+          deadlineMs,
         },
         body,
         target,

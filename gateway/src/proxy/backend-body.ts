@@ -23,12 +23,19 @@ export async function adapterField(
 
 /**
  * The body a backend gets: the client's, plus stream usage always on (the
- * gateway meters it), plus `lorafleet` with the tenant, the request id and, for
- * an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
+ * gateway meters it), plus `lorafleet` with the tenant, the request id, the
+ * deadline if the client set one and, for an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
  */
 export async function backendBody(
   env: Env,
-  request: { origin: string; tenantId: string; requestId: string; now: number },
+  request: {
+    origin: string;
+    tenantId: string;
+    requestId: string;
+    now: number;
+    /** Absolute unix ms after which the backend drops the request; null = none. */
+    deadlineMs: number | null;
+  },
   body: Record<string, unknown> & { stream_options?: unknown },
   target: ModelTarget,
 ): Promise<Record<string, unknown>> {
@@ -43,6 +50,7 @@ export async function backendBody(
     lorafleet: {
       tenant: request.tenantId,
       request_id: request.requestId,
+      ...(request.deadlineMs === null ? {} : { deadline_ms: request.deadlineMs }),
       base_model: target.baseModel,
       adapter: await adapterField(env, request.origin, target.adapter, request.now),
     },

@@ -184,6 +184,7 @@ export type PeerRequest = {
       request_id: string;
       base_model: string;
       adapter: ForwardedAdapter | null;
+      deadline_ms?: number;
     };
   };
   aborted?: boolean;
