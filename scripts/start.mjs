@@ -143,6 +143,14 @@ function printUsage(gateway) {
     "",
     "Adapters: put `smollm2-r8` in `model` to chat with the fixture adapter. Ctrl-C stops everything.",
   );
+  if (gateway) {
+    lines.push(
+      "Upload your own PEFT adapter with the same key (then use its name as `model`):",
+      `  curl http://127.0.0.1:${gatewayPort}/v1/adapters -H "authorization: Bearer ${gateway.apiKey}" \\`,
+      "    -F name=my-adapter -F files=@adapter_config.json -F files=@adapter_model.safetensors",
+      'Admin API (gateway/README.md): its token is "adminToken" in .cache/dev-secrets.json.',
+    );
+  }
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
