@@ -407,6 +407,7 @@ describe("routing and failover", () => {
     const refused = await chat(tenant.key, "routed");
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("queue_full");
+    expect(refused.headers.get("retry-after")).toBe("1");
     // A busy backend is not marked failed: once it has room it is first again.
     await setPeerMode(defined(order[0]), { mode: "ok" });
     const back = await chat(tenant.key, "routed");

@@ -226,10 +226,12 @@ async function handleInference(
       usage,
       true,
     );
-    return new Response(text, {
-      status: response.status,
-      headers: { "content-type": response.headers.get("content-type") ?? "application/json" },
+    const headers = new Headers({
+      "content-type": response.headers.get("content-type") ?? "application/json",
     });
+    const retryAfter = response.headers.get("retry-after");
+    if (retryAfter !== null) headers.set("retry-after", retryAfter);
+    return new Response(text, { status: response.status, headers });
   }
 
   clientGone.removeEventListener("abort", onClientGone); // the stream reports its own end
