@@ -46,18 +46,16 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   }
 }
 
-/**
- * Chat requests from the gateway (they carry a request id) that the backend's HTTP log
- * shows answered; tells which backend served what.
- */
-function gatewayChatsServed(backend: Backend): number {
-  return backend
+type RequestLine = { tenantId: string; backendId: string | null; status: number };
+
+/** The gateway's structured log line of each request of a tenant: it names the backend that answered. */
+function requestLines(gateway: Gateway, tenantId: string): RequestLine[] {
+  return gateway
     .logs()
     .split("\n")
-    .filter(
-      (line) => line.includes('"path":"/v1/chat/completions"') && line.includes('"requestId"'),
-    )
-    .filter((line) => line.includes('"status":200')).length;
+    .filter((line) => line.startsWith("{") && line.includes('"event":"request"'))
+    .map((line) => JSON.parse(line) as RequestLine)
+    .filter((line) => line.tenantId === tenantId);
 }
 
 describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () => {
@@ -368,11 +366,16 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
   it("fails over when one of two backends stops mid-run, losing no request", async () => {
     const tenant = await admin.createTenant("failover");
     const client = tenantClient(tenant.key);
-    const before = backends.map(gatewayChatsServed);
+    const linesOf = (n: number) =>
+      until(`${n} gateway request lines`, async () => {
+        const lines = requestLines(gateway, tenant.id);
+        return lines.length >= n ? lines : undefined;
+      });
     await client.chat.completions.create(chat(baseModel, "which backend?"));
-    const servedBy = backends.findIndex((b, i) => gatewayChatsServed(b) > (before[i] ?? 0));
-    const victim = backends[servedBy] as Backend;
-    const survivor = backends[1 - servedBy] as Backend;
+    const victimId = (await linesOf(1))[0]?.backendId;
+    const victimIndex = backends.findIndex((_, i) => `cpu-${i}` === victimId);
+    const victim = backends[victimIndex] as Backend;
+    const survivorId = `cpu-${1 - victimIndex}`;
 
     const prompts = Array.from({ length: 24 }, (_, i) => `Failover request ${i}`);
     const expected = await Promise.all(prompts.map((p) => directText(baseModel, p, 24)));
@@ -388,20 +391,19 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
         if (done === 4) stopping = victim.stop();
       }
     };
-    const victimBefore = gatewayChatsServed(victim);
-    const survivorBefore = gatewayChatsServed(survivor);
     await Promise.all([0, 1, 2, 3].map(worker));
     await stopping;
     expect(victim.process.exitCode).not.toBeNull();
     expect(answers).toEqual(expected);
-    // Mid-run: the stopped backend had answered part of the run, the other one the rest
-    // (requests the stopped one failed with 503 while shutting down were retried there).
-    const byVictim = gatewayChatsServed(victim) - victimBefore;
+    // Mid-run: the stopped backend answered part of the run, the other one the rest
+    // (what the stopped one failed with 503 while shutting down was retried there).
+    const run = (await linesOf(25)).slice(1);
+    expect(run.every((line) => line.status === 200)).toBe(true);
+    const byVictim = run.filter((line) => line.backendId === victimId).length;
     expect(byVictim).toBeGreaterThan(0);
-    expect(gatewayChatsServed(survivor) - survivorBefore).toBe(prompts.length - byVictim);
+    expect(run.filter((line) => line.backendId === survivorId)).toHaveLength(24 - byVictim);
 
     // New requests, streamed ones too, go to the survivor.
-    const seen = gatewayChatsServed(survivor);
     const stream = await client.chat.completions.create({
       ...chat(baseModel, prompts[0] as string, 24),
       stream: true,
@@ -409,7 +411,7 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     expect(text).toBe(expected[0]);
-    expect(gatewayChatsServed(survivor)).toBe(seen + 1);
+    expect((await linesOf(26))[25]?.backendId).toBe(survivorId);
 
     const usage = await until("26 usage rows", async () => {
       const response = await fetch(`${gateway.url}/v1/usage`, {
