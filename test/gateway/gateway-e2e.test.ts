@@ -6,7 +6,13 @@
 // same request, asked directly with the fixture adapter of the same weights.
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import OpenAI, { AuthenticationError, NotFoundError, RateLimitError, toFile } from "openai";
+import OpenAI, {
+  APIError,
+  AuthenticationError,
+  NotFoundError,
+  RateLimitError,
+  toFile,
+} from "openai";
 import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -422,5 +428,37 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
     });
     expect(usage.requests).toBe(26);
     expect(usage.data.reduce((sum, line) => sum + line.errors, 0)).toBe(0);
+  });
+
+  // After the failover test: it stops the last backend.
+  it("ends a stream whose backend stops with an error event, then answers 503", async () => {
+    const tenant = await admin.createTenant("stranded");
+    const client = tenantClient(tenant.key);
+    const last = backends.find((backend) => backend.process.exitCode === null) as Backend;
+    const own = new OpenAI({ baseURL: `${last.url}/v1`, apiKey: backendSecret, maxRetries: 0 });
+    const expected = textOf(
+      await own.chat.completions.create(chat(baseModel, "A long story", 400)),
+    );
+    const stream = await client.chat.completions.create({
+      ...chat(baseModel, "A long story", 400),
+      stream: true,
+    });
+    let text = "";
+    const failure = await (async () => {
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? "";
+        if (text.length > 0 && last.process.exitCode === null) void last.stop();
+      }
+    })().catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(APIError);
+    // The backend's own error event when it shuts down, or the gateway's when the stream is cut.
+    expect(["backend_unavailable", "backend_stream_failed"]).toContain((failure as APIError).code);
+    expect(expected.startsWith(text)).toBe(true);
+    expect(text.length).toBeLessThan(expected.length);
+
+    const refused = await client.chat.completions.create(chat(baseModel, "hi")).catch((e) => e);
+    expect(refused).toBeInstanceOf(APIError);
+    expect(refused.status).toBe(503);
+    expect(refused.code).toBe("no_backend_available");
   });
 });
