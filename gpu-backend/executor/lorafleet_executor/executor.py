@@ -6,9 +6,15 @@ Example:
     staged = ex.stage_adapter(1, "/adapters/tiny-r8")
     ex.load_adapter(1, np.arange(staged.num_pages, dtype=np.int32))
     result = ex.step(plan)
+
+With a tensor-parallel group every rank runs an Executor on its share and carries out
+the same messages in the same order (parallel/README.md); only rank 0 samples, and its
+tokens are broadcast so every rank's sequences continue alike.
 """
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -31,25 +37,43 @@ from .sequences import SequenceState, SequenceTable
 from .step_inputs import StepInputs, step_inputs, to_forward_batch
 from .weights import ModelWeights
 
+if TYPE_CHECKING:
+    from .parallel.group import TensorGroup
+
+T = TypeVar("T")
+
 
 class Executor:
-    def __init__(self, config: InitConfig) -> None:
+    def __init__(self, config: InitConfig, tp: "TensorGroup | None" = None) -> None:
         check_init_config(config)
         self.config = config
+        self.tp = tp
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.cfg = ModelConfig.from_dir(config.model_path)
-        weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
+        # The model this process computes: the whole one, or one rank's narrower share.
+        self.local_cfg = self.cfg if tp is None else tp.shard.local_config(self.cfg)
+        if tp is None:
+            weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
+        else:
+            from .parallel.sharded_weights import load_weight_shard
+
+            tp.bind(self.device)
+            weights = load_weight_shard(
+                self.cfg, tp.shard, config.model_path, self.dtype, self.device
+            )
         on_cuda = self.device.type == "cuda"
         self.model = LlamaModel(
-            self.cfg,
+            self.local_cfg,
             weights,
             lora_backend=config.lora_backend if on_cuda else "torch",
             attention_backend="triton" if on_cuda else "torch",
+            tp=tp,
+            full_vocab_size=self.cfg.vocab_size,
         )
         num_pages = config.num_pages or pages_from_memory(
             self.model,
-            self.cfg,
+            self.local_cfg,
             config.memory_fraction,
             config.max_num_tokens,
             config.max_num_seqs,
@@ -57,8 +81,11 @@ class Executor:
             self.dtype,
             self.device,
         )
+        if tp is not None:
+            # Page ids name the same slot on every rank: the smallest pool bounds them all.
+            num_pages = tp.min_count(num_pages, self.device)
         self.pool = UnifiedPool(
-            self.cfg.num_layers, num_pages, self.cfg.page_width, self.dtype, self.device
+            self.cfg.num_layers, num_pages, self.local_cfg.page_width, self.dtype, self.device
         )
         # Each token takes two pages, so no sequence outgrows half the pool.
         max_context = max(1, min(self.cfg.max_position, num_pages // 2))
@@ -71,7 +98,8 @@ class Executor:
         self.load_stream = torch.cuda.Stream(self.device) if on_cuda else None
         self.graphs = (
             DecodeGraphs(self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank)
-            if on_cuda and config.cuda_graphs
+            # Collectives inside captured graphs are not tried yet: TP decodes eagerly.
+            if on_cuda and config.cuda_graphs and tp is None
             else None
         )
         self.steps = 0
@@ -80,7 +108,7 @@ class Executor:
         cfg = self.cfg
         return {
             "num_pages": self.pool.num_pages,
-            "page_width": cfg.page_width,
+            "page_width": self.local_cfg.page_width,
             "num_layers": cfg.num_layers,
             "hidden_size": cfg.hidden_size,
             "intermediate_size": cfg.intermediate_size,
@@ -96,14 +124,20 @@ class Executor:
         }
 
     def stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
-        adapter = parse_adapter(
-            adapter_id,
-            path,
-            self.cfg,
-            self.config.max_rank,
-            self.dtype,
-            pin=self.device.type == "cuda",
-        )
+        return self._agreed(lambda: self._stage_adapter(adapter_id, path))
+
+    def _stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
+        pin = self.device.type == "cuda"
+        if self.tp is None:
+            adapter = parse_adapter(
+                adapter_id, path, self.cfg, self.config.max_rank, self.dtype, pin=pin
+            )
+        else:
+            from .parallel.sharded_adapter import parse_adapter_shard
+
+            adapter = parse_adapter_shard(
+                adapter_id, path, self.cfg, self.tp.shard, self.config.max_rank, self.dtype, pin
+            )
         self.host.put(adapter)
         return StagedAdapter(
             adapter_id,
@@ -115,7 +149,10 @@ class Executor:
         )
 
     def load_adapter(self, adapter_id: int, pages: np.ndarray) -> None:
-        """Host tier -> pool pages; returns once the copy is complete."""
+        """Host tier -> pool pages; returns once the copy is complete (on every rank)."""
+        self._agreed(lambda: self._load_adapter(adapter_id, pages))
+
+    def _load_adapter(self, adapter_id: int, pages: np.ndarray) -> None:
         adapter = self.host.get(adapter_id)
         pages = np.asarray(pages, np.int32)
         if len(pages) != adapter.num_pages:
@@ -135,6 +172,9 @@ class Executor:
         self.placed[adapter_id] = PlacedAdapter(adapter_id, adapter.rank, adapter.spans, pages)
 
     def drop_adapter(self, adapter_id: int, tier: str) -> None:
+        self._agreed(lambda: self._drop_adapter(adapter_id, tier))
+
+    def _drop_adapter(self, adapter_id: int, tier: str) -> None:
         if tier not in ("pool", "host"):
             raise BadMessage(f"tier must be 'pool' or 'host', got {tier!r}")
         if adapter_id not in self.placed and adapter_id not in self.host:
@@ -157,7 +197,7 @@ class Executor:
             inputs = step_inputs(plan, seqs, self.placed)
             logits = self._forward(inputs)
             forward_done = time.perf_counter()
-            sampled = self._sample(plan, seqs, inputs, logits)
+            sampled = self._sample_on_rank0(plan, seqs, inputs, logits)
         except BaseException:
             for seq_id in created:
                 self.seqs.free(seq_id)
@@ -213,10 +253,44 @@ class Executor:
     def _forward(self, inputs: StepInputs) -> torch.Tensor:
         if self.graphs is not None and self.graphs.can_run(inputs):
             return self.graphs.run(inputs)
+        local = self.local_cfg
         batch: ForwardBatch = to_forward_batch(
-            inputs, self.seqs, self.cfg.module_shapes(), self.cfg.page_width, self.device
+            inputs, self.seqs, local.module_shapes(), local.page_width, self.device
         )
         return self.model.forward(self.pool, batch)
+
+    def _agreed(self, work: Callable[[], T]) -> T:
+        """Runs one adapter request; under TP it fails when any rank's share failed."""
+        if self.tp is None:
+            return work()
+        error = None
+        try:
+            result = work()
+        except Exception as e:
+            error = e
+        self.tp.agree(error)
+        return result
+
+    def _sample_on_rank0(
+        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
+    ) -> StepResult:
+        if self.tp is None:
+            return self._sample(plan, seqs, inputs, logits)
+        rows = inputs.sample_seqs
+        if len(rows) == 0:  # the same on every rank: the plan is the same
+            return _empty_result(plan.step_id)
+        if self.tp.rank == 0:
+            result = self._sample(plan, seqs, inputs, logits)
+            tokens = torch.from_numpy(result.tokens.astype(np.int64)).to(self.device)
+        else:
+            # The tokens alone: a worker rank's result only continues its sequences.
+            result = _empty_result(plan.step_id)
+            result.seq_ids = plan.seq_ids[rows].astype(np.uint32)
+            result.logprobs = np.full(len(rows), np.nan, np.float32)
+            result.top_counts = np.zeros(len(rows), np.int32)
+            tokens = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
+        result.tokens = self.tp.broadcast_tokens(tokens).cpu().numpy().astype(np.int32)
+        return result
 
     def _sample(
         self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor

@@ -5,10 +5,18 @@ their pool pages -> paged attention -> o GEMM (+ LoRA) -> residual -> RMSNorm ->
 fused gate_up GEMM (+ LoRA) -> SwiGLU -> down GEMM (+ LoRA) -> residual. Only the rows
 that sample go through the final norm and lm_head.
 
+With a tensor-parallel group (parallel/README.md) `cfg` is the rank's narrower model
+(`TensorShard.local_config`), the embedding and lm_head hold the rank's vocabulary rows,
+and the group adds what Megatron adds: an all-reduce of the embedding, of o's output and
+of down's output (row-parallel LoRA deltas ride in the last two), and a gather of the
+logits. `full_vocab_size` is the whole model's.
+
 Example:
     model = LlamaModel(cfg, weights, lora_backend="torch", attention_backend="torch")
     logits = model.forward(pool, batch)  # float32 [len(batch.logits_rows), vocab]
 """
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +29,9 @@ from .lora_batch import LoraBatch, LoraGroup
 from .pool import UnifiedPool
 from .rope import apply_rope, rope_tables
 from .weights import ModelWeights
+
+if TYPE_CHECKING:
+    from .parallel.group import TensorGroup
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -37,8 +48,12 @@ class LlamaModel:
         weights: ModelWeights,
         lora_backend: str,
         attention_backend: str,
+        tp: "TensorGroup | None" = None,
+        full_vocab_size: int | None = None,
     ) -> None:
         self.cfg = cfg
+        self.tp = tp
+        self.vocab_size = full_vocab_size or cfg.vocab_size
         self.weights = weights
         self.lora_backend = lora_backend
         self.attention_backend = attention_backend
@@ -53,7 +68,7 @@ class LlamaModel:
         cfg, w = self.cfg, self.weights
         num_tokens = batch.token_ids.shape[0]
         cos, sin = self.cos[batch.positions], self.sin[batch.positions]
-        hidden = w.embed[batch.token_ids]
+        hidden = self._embed(batch.token_ids)
         for index, layer in enumerate(w.layers):
             pool_layer = pool.layer(index)
             x = rms_norm(hidden, layer.input_norm, cfg.rms_norm_eps)
@@ -78,7 +93,7 @@ class LlamaModel:
             ).reshape(num_tokens, self.q_size)
             out = F.linear(attn, layer.o)
             self._lora(out, attn, pool_layer, batch.lora, "o")
-            hidden = hidden + out
+            hidden = hidden + self._reduce(out)
             x = rms_norm(hidden, layer.post_norm, cfg.rms_norm_eps)
             gate_up = F.linear(x, layer.gate_up)
             self._lora(gate_up, x, pool_layer, batch.lora, "gate_up")
@@ -86,9 +101,19 @@ class LlamaModel:
             act = F.silu(gate) * up
             out = F.linear(act, layer.down)
             self._lora(out, act, pool_layer, batch.lora, "down")
-            hidden = hidden + out
+            hidden = hidden + self._reduce(out)
         last = rms_norm(hidden[batch.logits_rows], w.norm, cfg.rms_norm_eps)
-        return F.linear(last, w.lm_head).float()
+        logits = F.linear(last, w.lm_head).float()
+        return logits if self.tp is None else self.tp.gather_logits(logits, self.vocab_size)
+
+    def _embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        if self.tp is None:
+            return self.weights.embed[token_ids]
+        return self.tp.embed(self.weights.embed, token_ids, self.vocab_size)
+
+    def _reduce(self, partial: torch.Tensor) -> torch.Tensor:
+        """A row-parallel output: each rank's partial sum -> the sum, on every rank."""
+        return partial if self.tp is None else self.tp.all_reduce(partial)
 
     def _lora(
         self,

@@ -8,6 +8,11 @@ the step thread; `stage_adapter`, `load_adapter` and `drop_adapter` run in order
 adapter thread, so a load never holds up the steps sent after it. Replies go out in the
 order the work finishes, each under the request id it answers.
 
+With `--tensor-parallel-size N` (N > 1) this process is rank 0 of a tensor-parallel
+group (parallel/README.md): it starts ranks 1..N-1, and every message it acts on (init,
+steps, adapter work, shutdown) is broadcast to them before it carries it out itself;
+`stats` and refused messages stay here. The engine sees one executor.
+
 Exit codes: 0 after `shutdown` or when the engine closes the socket (it is gone; nobody
 is left to serve), 2 when the socket cannot be reached, 3 after a bad frame (the stream
 is out of sync; the engine restarts us).
@@ -50,8 +55,9 @@ class Server:
     """Serves one engine connection until shutdown, EOF or a bad frame; `run` returns the
     process's exit code."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tp: Any = None) -> None:
         self.sock = sock
+        self.tp = tp  # parallel.group.TensorGroup of rank 0, or None
         self.stream = sock.makefile("rb")
         self.executor: Any = None
         self.send_lock = threading.Lock()
@@ -101,15 +107,23 @@ class Server:
         elif name == "stats":
             self._guarded(message, lambda m: self._send(m, "stats_result", self.executor.stats()))
         elif name == "step":
+            self._fan_out(message)
             self.step_queue.put(message)
         else:
+            self._fan_out(message)
             self.adapter_queue.put(message)
+
+    def _fan_out(self, message: Message) -> None:
+        """Rank 0 -> ranks 1..N-1, in the order rank 0 takes the messages in."""
+        if self.tp is not None:
+            self.tp.send_message(message)
 
     def _init(self, message: Message) -> None:
         if self.executor is not None:
             raise BadMessage("init twice: the executor is already initialized")
         log.info("init: %s", message.body)
-        self.executor = _make_executor(message.body)
+        self._fan_out(message)
+        self.executor = _make_executor(message.body, self.tp)
         info = self.executor.ready_info()
         log.info("ready: %s", info)
         self._send(message, "ready", info)
@@ -153,6 +167,7 @@ class Server:
 
     def _shutdown(self, request_id: int) -> int:
         log.info("shutdown: finishing queued work")
+        self._fan_out(Message(request_id, "shutdown", None))
         for work in (self.step_queue, self.adapter_queue):
             work.put(None)
         for worker in self.workers:
@@ -191,18 +206,48 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _make_executor(config: Any) -> Any:
+def _make_executor(config: Any, tp: Any) -> Any:
     # Imported here, not at the top: torch takes seconds to import, and the protocol
     # loop (and its tests) must not wait for it before the first frame.
+    if tp is not None:
+        from .parallel.worker import make_rank_executor
+
+        return make_rank_executor(config, tp)
     from .executor import Executor
 
     return Executor(config)
+
+
+def _start_group(size: int, log_level: str) -> Any:
+    """Starts ranks 1..size-1 and joins them as rank 0."""
+    from .parallel.group import TensorGroup
+    from .parallel.launch import local_init_method, spawn_workers, use_rank_device
+
+    init_method = local_init_method()
+    log.info("tensor parallel: starting %d ranks (%s)", size, init_method)
+    spawn_workers(size, init_method, log_level)
+    use_rank_device(0)
+    return TensorGroup.join(0, size, init_method)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lorafleet_executor.server")
     parser.add_argument("--socket", required=True, help="the engine's Unix socket path")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    parser.add_argument(
+        "--tensor-parallel-size",
+        type=_positive,
+        # The engine's client passes it in the environment (config.ts tensorParallelSize).
+        default=os.environ.get("LORAFLEET_TENSOR_PARALLEL_SIZE", "1"),
+        help="ranks (GPUs) of one tensor-parallel group; this process is rank 0",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format="executor %(levelname)s %(message)s"
@@ -214,9 +259,11 @@ def main(argv: list[str] | None = None) -> None:
         log.error("cannot connect to the engine at %s: %s", args.socket, error)
         _exit(EXIT_NO_SOCKET)
     log.info("connected to %s (pid %d)", args.socket, os.getpid())
+    size = args.tensor_parallel_size
+    tp = _start_group(size, args.log_level) if size > 1 else None
     # os._exit, not sys.exit: a worker may be inside a long torch call, and the engine
-    # expects the process gone when this returns.
-    _exit(Server(sock).run())
+    # expects the process gone when this returns (ranks 1..N-1 die with it).
+    _exit(Server(sock, tp).run())
 
 
 if __name__ == "__main__":

@@ -97,11 +97,23 @@ class _TensorReader:
     def has(self, name: str) -> bool:
         return name in self._where
 
-    def take(self, name: str) -> torch.Tensor:
+    def take(
+        self,
+        name: str,
+        rows: tuple[int, int] | None = None,
+        cols: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """The tensor, or only its rows / columns [start, end) (a tensor-parallel rank's
+        share: only those bytes are read)."""
         if name not in self._where:
             raise ModelInvalid(f"weight {name} is missing")
         with safe_open(self._where[name], framework="pt") as st:
-            t = st.get_tensor(name)
+            if rows is None and cols is None:
+                t = st.get_tensor(name)
+            else:
+                part = st.get_slice(name)
+                r = slice(*rows) if rows else slice(None)
+                t = part[r] if cols is None else part[r, slice(*cols)]
         return t.to(device=self._device, dtype=self._dtype).contiguous()
 
 

@@ -1,0 +1,110 @@
+"""Tensor parallelism on CPU: two gloo ranks serve a mixed-adapter batch exactly as one
+process does (greedy tokens identical, logprobs within fp32 tolerance), adapter shares
+fit the same page ids on both ranks, a failing adapter fails on every rank, and a model
+that cannot be split is refused by name."""
+
+import os
+
+import numpy as np
+import pytest
+
+from lorafleet_executor.config import ModelConfig
+from lorafleet_executor.driver import Driver, Request
+from lorafleet_executor.errors import AdapterInvalid
+from lorafleet_executor.executor import Executor
+from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.parallel.group import TensorGroup
+from lorafleet_executor.parallel.launch import run_group
+from lorafleet_executor.parallel.shard import TensorParallelUnsupported, TensorShard
+from lorafleet_executor.plan import InitConfig
+
+ROOT = fixtures_root(os.environ)
+TINY = ROOT / "tiny-llama"
+ADAPTERS = ROOT / "adapters"
+# mixed ranks (4, 8, 16, 16 with rsLoRA) and two rows on the base model
+BATCH = [("tiny-r4", 1), ("tiny-r8", 2), (None, -1), ("tiny-r16", 3), ("tiny-r16-rslora", 4)]
+
+
+def _config() -> InitConfig:
+    return InitConfig(
+        model_path=str(TINY), device="cpu", num_pages=2000, max_num_seqs=8, max_num_tokens=64
+    )
+
+
+def _requests() -> list[Request]:
+    rng = np.random.default_rng(3)
+    return [
+        Request(
+            prompt=rng.integers(3, 500, size=7 + 5 * i).tolist(),
+            adapter_id=adapter_id,
+            max_new_tokens=6,
+            logprobs=3,
+        )
+        for i, (_, adapter_id) in enumerate(BATCH)
+    ]
+
+
+def _generate(tp: TensorGroup | None) -> dict:
+    executor = Executor(_config(), tp)
+    driver = Driver(executor, chunk_size=8)
+    staged = {}
+    for name, adapter_id in BATCH:
+        if name is not None:
+            staged[adapter_id] = executor.stage_adapter(adapter_id, str(ADAPTERS / name)).num_pages
+            driver.load_adapter(adapter_id, staged[adapter_id])
+    out = driver.generate(_requests())
+    refused = None
+    try:
+        executor.stage_adapter(99, str(ADAPTERS / "no-such-adapter"))
+    except AdapterInvalid as error:
+        refused = error.message
+    return {
+        "tokens": [g.tokens for g in out],
+        "logprobs": [g.logprobs for g in out],
+        "top": [g.top for g in out],
+        "staged_pages": staged,
+        "page_width": executor.pool.page_width,
+        "refused": refused,
+    }
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    if not (TINY / ".fixture.json").exists():
+        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    return _generate(None), run_group(_generate, 2)
+
+
+def test_two_ranks_generate_the_tokens_of_one(outputs):
+    single, ranks = outputs
+    for rank in ranks:
+        assert rank["tokens"] == single["tokens"]
+    # only rank 0 samples; its logprobs are what the engine sees
+    np.testing.assert_allclose(ranks[0]["logprobs"], single["logprobs"], atol=2e-4)
+    for got, want in zip(ranks[0]["top"], single["top"], strict=True):
+        for g, w in zip(got, want, strict=True):
+            assert g.keys() == w.keys()
+            np.testing.assert_allclose(list(g.values()), list(w.values()), atol=2e-4)
+
+
+def test_adapter_shares_fit_the_same_page_ids_on_every_rank(outputs):
+    single, ranks = outputs
+    assert ranks[0]["page_width"] == ranks[1]["page_width"] == single["page_width"] // 2
+    assert ranks[0]["staged_pages"] == ranks[1]["staged_pages"]
+    # rank r: the whole A of q/k/v/gate/up and Bᵀ of o/down, half of the rest, W/2 wide
+
+
+def test_a_bad_adapter_is_refused_on_every_rank(outputs):
+    single, ranks = outputs
+    assert single["refused"] and "is not a directory" in single["refused"]
+    assert ranks[0]["refused"] == ranks[1]["refused"] == single["refused"]
+
+
+def test_a_model_that_cannot_be_split_is_refused_by_name():
+    cfg = ModelConfig.from_dir(TINY)  # 2 KV heads, intermediate 160
+    with pytest.raises(TensorParallelUnsupported, match="num_key_value_heads 2 is not divisible"):
+        TensorShard(0, 4).local_config(cfg)
+    with pytest.raises(TensorParallelUnsupported, match="tensor_parallel_size must be >= 1"):
+        TensorShard(0, 0)
+    with pytest.raises(TensorParallelUnsupported, match="rank 2 is outside 0..1"):
+        TensorShard(2, 2)
