@@ -25,6 +25,7 @@ from .checks import (
     require_same_device,
     should_validate_values,
 )
+from .lora_bmm import lora_expand_bmm, lora_shrink_bmm
 from .lora_reference import lora_expand_reference, lora_shrink_reference
 
 MAX_FUSED_MODULES = 4  # q/k/v is the most modules that share one input
@@ -81,7 +82,8 @@ def lora_shrink(
     require_same_device(x=x, pool=pool, a_pages=a_pages, ranks=ranks, row_slot=row_slot)
     h = torch.empty(num_modules, num_rows, max_rank, dtype=torch.float32, device=x.device)
     if not use_triton(backend, x.device):
-        h.copy_(lora_shrink_reference(x, pool, a_pages, ranks, row_slot))
+        torch_path = lora_shrink_bmm if _bmm_fits(segments, x.device) else lora_shrink_reference
+        h.copy_(torch_path(x, pool, a_pages, ranks, row_slot))
         return h
     if num_rows == 0:
         return h
@@ -168,7 +170,8 @@ def lora_expand(
     _check_metadata(b_pages, "b_pages", ranks, row_slot, segments, pool, num_rows, validate)
     require_same_device(y=y, h=h, pool=pool, b_pages=b_pages, ranks=ranks, row_slot=row_slot)
     if not use_triton(backend, y.device):
-        lora_expand_reference(y, h, pool, b_pages, ranks, row_slot, out_features)
+        torch_path = lora_expand_bmm if _bmm_fits(segments, y.device) else lora_expand_reference
+        torch_path(y, h, pool, b_pages, ranks, row_slot, out_features)
         return
     if num_rows == 0:
         return
@@ -188,6 +191,13 @@ def lora_expand(
             num_rows if max_segment_len is None else max_segment_len,
             dot_in_fp32(y.dtype, y.device),
         )
+
+
+def _bmm_fits(segments, device: torch.device) -> bool:
+    """The torch path on CUDA decode rows is gather-and-bmm (graph-safe, S-LoRA's "bmm"
+    baseline); prefill and the CPU keep the per-slot reference, whose dense gather per
+    row would not fit prefill batches."""
+    return segments is None and device.type == "cuda"
 
 
 def _check_metadata(
