@@ -49,6 +49,8 @@ export const ServerConfigSchema = z.object({
   maxModelLen: nonNegativeInt.default(0),
   /** requests waiting beyond this are refused with 429 */
   maxQueuedRequests: positiveInt.default(1024),
+  /** on SIGTERM, how long running requests may take to finish before they are cut */
+  drainTimeoutS: nonNegativeInt.default(30),
   /** request bodies above this many bytes are refused (413) */
   maxBodyBytes: positiveInt.default(16 * 1024 ** 2),
   /** where adapters named by the store live (one PEFT directory per adapter name) and URL downloads are cached */

@@ -96,7 +96,14 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
+    // Drain: refuse new requests with a retriable 503 (and /ready 503) while the running
+    // ones finish, up to the deadline; then cut what is left and stop.
+    logger.info(
+      { signal, unfinished: serving.unfinished, drainTimeoutS: config.drainTimeoutS },
+      "draining",
+    );
+    await serving.drain(config.drainTimeoutS * 1000);
+    logger.info({ signal, cut: serving.unfinished }, "shutting down");
     server.close();
     await serving.stop();
     await executor

@@ -68,6 +68,8 @@ export class ServingLoop {
   /** bumped on each executor restart; outcomes of calls from an older epoch are ignored */
   #epoch = 0;
   #recovering: Promise<void> | null = null;
+  /** set by drain(): new requests are refused, running ones finish */
+  #draining = false;
 
   constructor(deps: {
     engine: Engine;
@@ -104,7 +106,21 @@ export class ServingLoop {
   }
 
   get available(): boolean {
-    return this.#recovering === null;
+    return this.#recovering === null && !this.#draining;
+  }
+
+  /**
+   * Graceful shutdown, first half: from now on new requests get BackendUnavailableError
+   * (a retriable 503; /ready answers 503, so the gateway routes around this backend)
+   * while unfinished ones run on. Resolves once none is left or `timeoutMs` has passed;
+   * call stop() after it.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    const deadline = Date.now() + timeoutMs;
+    while (this.#streams.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   start(): void {
@@ -127,6 +143,9 @@ export class ServingLoop {
    * InvalidRequestError before anything is queued.
    */
   async generate(request: GenerateRequest): Promise<GenerationStream> {
+    if (this.#draining) {
+      throw new BackendUnavailableError("this backend is shutting down; retry on another");
+    }
     if (!this.available) {
       throw new BackendUnavailableError("the executor is restarting; retry shortly");
     }
