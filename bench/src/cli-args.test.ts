@@ -17,6 +17,7 @@ describe("parseCli", () => {
       serverArgs: [],
       body: { ignore_eos: true },
       summary: true,
+      peft: true,
     });
     expect(cli.plan).toMatchObject({ seed: 0, shape: "llama-2-7b", rates: null, variants: null });
   });
@@ -34,6 +35,7 @@ describe("parseCli", () => {
         "--body",
         '{"ignore_eos":false,"top_k":1}',
         "--no-summary",
+        "--no-peft",
       ],
       root,
       {},
@@ -46,6 +48,7 @@ describe("parseCli", () => {
     expect(cli.serverArgs).toEqual(["--max-loras", "64", "--num-pages", "9000"]);
     expect(cli.body).toEqual({ ignore_eos: false, top_k: 1 });
     expect(cli.summary).toBe(false);
+    expect(cli.peft).toBe(false);
   });
 
   it("refuses bad input by name", () => {

@@ -39,6 +39,7 @@ flags:
   --variants A,B,..     of ${Object.keys(VARIANTS).join(", ")}
   --ready-timeout S     seconds a backend may take to start (default 600)
   --no-summary          do not update <out>/summary.json (it is updated only on a GPU anyway)
+  --no-peft             skip the HF PEFT baseline (minutes on a GPU; its ratio needs the same run)
 `;
 
 export interface CliOptions {
@@ -52,6 +53,7 @@ export interface CliOptions {
   body: Record<string, unknown>;
   readyTimeoutS: number;
   summary: boolean;
+  peft: boolean;
 }
 
 export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEnv): CliOptions {
@@ -110,6 +112,7 @@ export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEn
     body,
     readyTimeoutS: positive("--ready-timeout", values["ready-timeout"] ?? "600"),
     summary: !values["no-summary"],
+    peft: !values["no-peft"],
   };
 }
 
@@ -136,6 +139,7 @@ function parse(argv: string[]) {
       variants: text,
       "ready-timeout": text,
       "no-summary": { type: "boolean" },
+      "no-peft": { type: "boolean" },
       help: { type: "boolean" },
     },
   });

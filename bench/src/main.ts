@@ -41,7 +41,8 @@ async function main(argv: string[]): Promise<number> {
   const startedAt = new Date().toISOString();
   const environment = probeEnvironment(cli.python, repoRoot, process.env.LORAFLEET_GIT_SHA ?? null);
   log(`${cli.scenario} on ${environment.device} (git ${environment.gitSha?.slice(0, 10)})`);
-  const plan = planScenario(cli.scenario, cli.plan);
+  const planned = planScenario(cli.scenario, cli.plan);
+  const plan = cli.peft ? planned : { ...planned, peft: null };
   const runs = await runScenario(plan, {
     repoRoot,
     python: cli.python,
