@@ -52,6 +52,10 @@ describe.skipIf(!haveFixtures)("SIGTERM drains", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
 
     expect((await fetch(`${backend.url}/ready`)).status).toBe(503);
+    // the gateway's health check reads /health: draining is unhealthy, routed around
+    const health = await fetch(`${backend.url}/health`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ status: "draining", load: 6 });
     const refused = await post(`${backend.url}/v1/completions`, {
       model: "tiny-llama",
       prompt: "late",

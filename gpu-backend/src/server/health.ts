@@ -1,12 +1,21 @@
 // /health (the process answers; `load` = unfinished requests, which the gateway's
-// health check reads), /ready (the executor is up: 503 until then and while it
-// restarts), /metrics (Prometheus text).
+// health check reads; 503 "draining" after SIGTERM), /ready (the executor is up: 503
+// until then, while it restarts and while draining), /metrics (Prometheus text).
 import type { Context } from "hono";
 import type { AppContext } from "./app-context.ts";
 
 export function health(app: AppContext) {
   return function healthHandler(c: Context) {
-    return c.json({ status: "ok", load: app.serving.unfinished, model: app.servedModelName });
+    // Draining answers 503: the gateway's health check (GET /health) then routes around it.
+    const draining = app.serving.draining;
+    return c.json(
+      {
+        status: draining ? "draining" : "ok",
+        load: app.serving.unfinished,
+        model: app.servedModelName,
+      },
+      draining ? 503 : 200,
+    );
   };
 }
 

@@ -109,6 +109,11 @@ export class ServingLoop {
     return this.#recovering === null && !this.#draining;
   }
 
+  /** true once drain() was called */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
   /**
    * Graceful shutdown, first half: from now on new requests get BackendUnavailableError
    * (a retriable 503; /ready answers 503, so the gateway routes around this backend)
