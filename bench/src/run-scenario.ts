@@ -13,7 +13,7 @@ import { summarize } from "./metrics.ts";
 import type { PeftResult, RunResult } from "./results.ts";
 import type { Point, ScenarioPlan, Variant } from "./scenarios.ts";
 import { writeTrace } from "./trace-file.ts";
-import { generateTrace, type Trace } from "./workload.ts";
+import { generateTrace, type Trace, type TraceRequest } from "./workload.ts";
 
 export interface RunContext {
   repoRoot: string;
@@ -105,11 +105,19 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
       for (const variant of group) {
         for (const point of pointsOf(variant)) {
           const { trace } = traces.get(point.label) as { trace: Trace };
-          const records = await runOpenLoop(trace.requests, {
+          const options = {
             baseUrl: server.url,
-            modelFor: (r) => (variant.baseOnly || r.adapter === null ? served : r.adapter),
+            modelFor: (r: TraceRequest) =>
+              variant.baseOnly || r.adapter === null ? served : r.adapter,
             requestTimeoutS: plan.requestTimeoutS,
             extraBody: ctx.extraBody,
+          };
+          // A burst (the PEFT comparison) is measured with its adapters resident, as the
+          // PEFT baseline has them loaded: one 1-token request per adapter first.
+          if (point.spec.arrival.kind === "burst" && !variant.baseOnly)
+            await runOpenLoop(warmUpRequests(trace.requests), options);
+          const records = await runOpenLoop(trace.requests, {
+            ...options,
             onRecord: progress(ctx, `${variant.name} ${point.label}`),
           });
           const metrics = summarize(records, plan.sloFirstTokenS);
@@ -129,6 +137,20 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
   }
   const peft = plan.peft === null ? null : runPeft(plan, traces, modelPath, adapterDir, ctx);
   return { modelPath, runs, peft };
+}
+
+/** One 1-token request per distinct adapter of `requests`, all at once. */
+export function warmUpRequests(requests: readonly TraceRequest[]): TraceRequest[] {
+  const first = new Map<string, TraceRequest>();
+  for (const r of requests)
+    if (r.adapter !== null && !first.has(r.adapter)) first.set(r.adapter, r);
+  return [...first.values()].map((r) => ({
+    ...r,
+    arrivalS: 0,
+    inputLen: 8,
+    outputLen: 1,
+    prompt: r.prompt.slice(0, 8),
+  }));
 }
 
 /** Variants with the same server flags, in plan order: one backend start serves each group. */
