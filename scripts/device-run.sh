@@ -23,8 +23,9 @@ if [[ $parts == *kernels* ]]; then
 fi
 if [[ $parts == *ablations* ]]; then
   xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node
-  timeout 330 /tmp/node bench/src/main.ts ablations --duration 10 --variants base,slora,bmm \
-    --server-entry carry/backend.mjs --work-dir /tmp/bench --out /tmp/results \
+  timeout 420 /tmp/node bench/src/main.ts ablations --duration 10 --variants base,slora,bmm \
+    --server-args="--max-loras 1024" --server-entry carry/backend.mjs --work-dir /tmp/bench \
+    --out /tmp/results \
     2>&1 | tail -40 | tee "$OUT/ablations.log"
   cp /tmp/results/summary.json /tmp/results/*/ablations.json "$OUT/" 2>/dev/null
   tail -60 /tmp/bench/logs/*.log 2>/dev/null | tail -40 > "$OUT/server-tail.log"
