@@ -81,6 +81,9 @@ export interface ExecutorClientOptions {
   socketPath?: string;
   /** added to process.env for the child */
   env?: NodeJS.ProcessEnv;
+  /** ranks of the executor's tensor-parallel group (its LORAFLEET_TENSOR_PARALLEL_SIZE);
+   * default: the child's environment decides (1 when unset) */
+  tensorParallelSize?: number;
   /** receives the client's events and the child's stdout/stderr lines */
   logger?: ExecutorLogger;
   timeouts?: Partial<ExecutorTimeouts>;
@@ -120,7 +123,16 @@ export class ExecutorClient {
   constructor(options: ExecutorClientOptions = {}) {
     this.#pythonPath = options.pythonPath ?? defaultPythonPath();
     this.#socketPath = options.socketPath;
-    this.#env = { ...process.env, PYTHONUNBUFFERED: "1", ...options.env };
+    const tp = options.tensorParallelSize;
+    if (tp !== undefined && !(Number.isInteger(tp) && tp >= 1)) {
+      throw new RangeError(`tensorParallelSize must be an integer >= 1, got ${tp}`);
+    }
+    this.#env = {
+      ...process.env,
+      PYTHONUNBUFFERED: "1",
+      ...options.env,
+      ...(tp === undefined ? {} : { LORAFLEET_TENSOR_PARALLEL_SIZE: String(tp) }),
+    };
     this.#log = options.logger ?? stderrLogger;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.#policy = { ...DEFAULT_RESTART, ...options.restart };

@@ -59,6 +59,8 @@ export const ServerConfigSchema = z.object({
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
   cudaGraphs: flag.default(true),
+  /** GPUs of one tensor-parallel group behind this backend: executor ranks, one engine */
+  tensorParallelSize: positiveInt.default(1),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
