@@ -50,7 +50,13 @@ export interface LoadReport {
   problems: string[];
   latencyMs: { firstToken: Percentiles | null; total: Percentiles | null };
   throughput: { completePerS: number; tokensPerS: number };
-  memory: { peakMiB: number; flatness: Flatness | null; samples: MemorySample[] };
+  memory: {
+    peakMiB: number;
+    flatness: Flatness | null;
+    samples: MemorySample[];
+    /** the backend's V8 heap in use (from its /metrics), when it answers them */
+    heapUsed: { flatness: Flatness | null; samples: { t: number; MiB: number }[] };
+  };
 }
 
 const MAX_PROBLEMS = 10;
@@ -60,6 +66,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const dispatcher = new Agent({ connections: options.clients + 16, keepAliveTimeout: 10_000 });
   const sampler = new MemorySampler(options.pids, options.sampleIntervalMs ?? 1000);
   const started = performance.now();
+  const heap = sampleHeap(options.url, options.sampleIntervalMs ?? 1000, started);
   const endAt = started + options.durationS * 1000;
   const outcomes: StreamOutcome[] = [];
   const verdicts: Verdict[] = [];
@@ -111,8 +118,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   await Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));
   const elapsedS = (performance.now() - started) / 1000;
   const samples = sampler.stop();
+  const heapSamples = await heap.stop();
   await dispatcher.close();
 
+  const warmupS = options.warmupS ?? Math.min(60, options.durationS / 5);
   const complete = outcomes.filter((_, i) => verdicts[i] === "complete");
   const byStatus: Record<string, number> = {};
   for (const o of outcomes) byStatus[o.status] = (byStatus[o.status] ?? 0) + 1;
@@ -136,8 +145,41 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     },
     memory: {
       peakMiB: Math.max(...samples.map((s) => s.totalMiB)),
-      flatness: flatness(samples, options.warmupS ?? Math.min(60, options.durationS / 5)),
+      flatness: flatness(samples, warmupS),
       samples,
+      heapUsed: {
+        flatness: flatness(
+          heapSamples.map((h) => ({ t: h.t, rssMiB: {}, totalMiB: h.MiB })),
+          warmupS,
+        ),
+        samples: heapSamples,
+      },
+    },
+  };
+}
+
+/** Polls `nodejs_heap_size_used_bytes` from the backend's /metrics; none if it has none. */
+function sampleHeap(url: string, intervalMs: number, started: number) {
+  const samples: { t: number; MiB: number }[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const text = await fetch(`${url}/metrics`)
+        .then((r) => (r.ok ? r.text() : ""))
+        .catch(() => "");
+      const bytes = Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+      if (Number.isFinite(bytes)) {
+        const t = Math.round((performance.now() - started) / 100) / 10;
+        samples.push({ t, MiB: Math.round((bytes / 1024 ** 2) * 10) / 10 });
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return samples;
     },
   };
 }

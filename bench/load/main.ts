@@ -105,9 +105,9 @@ try {
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   }
-  const { samples: _samples, ...memory } = report.memory;
+  const { samples: _samples, heapUsed, ...memory } = report.memory;
   process.stdout.write(
-    `${JSON.stringify({ verdict: result.verdict, requests: report.requests, latencyMs: report.latencyMs, throughput: report.throughput, memory, problems: report.problems })}\n`,
+    `${JSON.stringify({ verdict: result.verdict, requests: report.requests, latencyMs: report.latencyMs, throughput: report.throughput, memory: { ...memory, heapUsed: heapUsed.flatness }, problems: report.problems })}\n`,
   );
   process.exitCode = result.verdict.noProblems && idle && flat ? 0 : 1;
 } finally {

@@ -25,8 +25,11 @@ const MODELS = [
 
 /** One line for the log, and the whole report (without samples) under .cache/test-results. */
 function publish(name: string, report: LoadReport): void {
-  const { samples, ...memory } = report.memory;
-  const shown = { ...report, memory: { ...memory, samples: samples.length } };
+  const { samples, heapUsed, ...memory } = report.memory;
+  const shown = {
+    ...report,
+    memory: { ...memory, samples: samples.length, heapUsed: heapUsed.flatness },
+  };
   const dir = join(repoRoot, ".cache/test-results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `reliability-${name}.json`), `${JSON.stringify(report, null, 2)}\n`);

@@ -1,7 +1,7 @@
 // Prometheus metrics of the serving loop (prom-client), in one registry per server so
 // tests can run several. Latencies are per request: time to first token from arrival,
 // inter-token latency between consecutive outputs of a request.
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineStats } from "../engine/index.ts";
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -13,6 +13,13 @@ interface Timing {
 
 export class ServingMetrics {
   readonly registry = new Registry();
+
+  constructor() {
+    // process_resident_memory_bytes, nodejs_heap_size_used_bytes, event loop lag, GC:
+    // what tells a leak or a blocked loop from a busy one in a soak.
+    collectDefaultMetrics({ register: this.registry });
+  }
+
   readonly #timings = new Map<string, Timing>();
   readonly #queueDepth = new Gauge({
     name: "lorafleet_queue_depth",
