@@ -28,6 +28,8 @@ from .host_cache import HostCache
 from .lora_batch import PlacedAdapter
 from .memory_budget import pages_from_memory
 from .model import LlamaModel
+from .parallel.sharded_adapter import parse_adapter_shard
+from .parallel.sharded_weights import load_weight_shard
 from .plan import FLAG_NEW, FLAG_USE_LAST_SAMPLED, InitConfig, StagedAdapter, StepPlan, StepResult
 from .plan_checks import StepLimits, check_plan
 from .pool import UnifiedPool
@@ -56,8 +58,6 @@ class Executor:
         if tp is None:
             weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
         else:
-            from .parallel.sharded_weights import load_weight_shard
-
             tp.bind(self.device)
             weights = load_weight_shard(
                 self.cfg, tp.shard, config.model_path, self.dtype, self.device
@@ -133,8 +133,6 @@ class Executor:
                 adapter_id, path, self.cfg, self.config.max_rank, self.dtype, pin=pin
             )
         else:
-            from .parallel.sharded_adapter import parse_adapter_shard
-
             adapter = parse_adapter_shard(
                 adapter_id, path, self.cfg, self.tp.shard, self.config.max_rank, self.dtype, pin
             )

@@ -4,6 +4,8 @@ the engine talks to one executor, rank 0 broadcasts what it acts on, and the ans
 equal those of one process."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,3 +83,15 @@ def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
     finally:
         if engine.process.poll() is None:
             engine.process.kill()
+
+
+def test_a_bad_tensor_parallel_size_is_refused_by_name(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lorafleet_executor.server", "--socket", str(tmp_path / "s")]
+        + ["--tensor-parallel-size", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--tensor-parallel-size: must be >= 1, got 0" in done.stderr

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ExecutorError
-from .shard import TensorShard
+from .shard import TensorParallelUnsupported, TensorShard
 
 # A rank that is gone must not hang the others forever; a step is well below this.
 TIMEOUT = datetime.timedelta(minutes=10)
@@ -57,6 +57,11 @@ class TensorGroup:
 
     def bind(self, device: torch.device) -> None:
         """Creates the forward pass's group for the executor's device (every rank calls it)."""
+        if device.type == "cuda" and torch.cuda.device_count() < self.size:
+            raise TensorParallelUnsupported(
+                f"tensor_parallel_size {self.size} needs {self.size} GPUs, "
+                f"{torch.cuda.device_count()} visible"
+            )
         backend = "nccl" if device.type == "cuda" else "gloo"
         self.tensor = dist.new_group(backend=backend, timeout=TIMEOUT)
 

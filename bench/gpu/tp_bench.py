@@ -1,0 +1,336 @@
+"""Tensor-parallel throughput of the executor's forward pass with many LoRA adapters:
+Llama-2-13B shapes on 2 GPUs, Llama-2-70B on 4 or 8, each against fewer GPUs.
+
+    python bench/gpu/tp_bench.py --shape llama-2-13b --tp 1,2
+    python bench/gpu/tp_bench.py --shape llama-2-70b --tp 4,8
+    python bench/gpu/tp_bench.py --smoke        # tiny shapes, CPU, gloo, seconds
+
+For each group size N it starts N processes (one per GPU, NCCL; gloo on CPU), gives
+every rank its share of random weights (N(0, 1/in), as make_model.py) and a pool
+holding the KV of the batch and the adapters it uses, then times the real forward
+(LlamaModel with the Triton kernels) on a decode batch (B seqs, one token each after C
+cached) and a prefill batch, each on the base model alone and with every row on one of
+`--num-adapters` adapters (ranks drawn from --ranks, adapter per row drawn zipf(α=1),
+all seven modules targeted). Only the batch's adapters are resident, as in S-LoRA; the
+rest live in host memory and do not change a step's time. Results: step time, tokens
+per second, scaling efficiency (throughput / (N/N₀ × throughput at the smallest N
+measured, N₀), with N₀ = 1 where the model fits one GPU) and, from the torch profiler,
+the share of step time in communication (NCCL kernels; gloo ops on CPU) with and
+without adapters. Weight contents do not matter for speed; no model directory is read.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lorafleet_executor.adapter_layout import MODULES, adapter_layout
+from lorafleet_executor.config import ModelConfig, RopeConfig
+from lorafleet_executor.forward_batch import ForwardBatch
+from lorafleet_executor.lora_batch import PlacedAdapter, build_lora_batch, slot_runs
+from lorafleet_executor.model import LlamaModel
+from lorafleet_executor.parallel.group import TensorGroup
+from lorafleet_executor.parallel.launch import run_group
+from lorafleet_executor.pool import UnifiedPool
+from lorafleet_executor.weights import LayerWeights, ModelWeights
+from shapes import SHAPES, LlamaShape
+
+REPO = Path(__file__).resolve().parents[2]
+ALL_SHAPES = SHAPES | {"llama-2-70b": LlamaShape(32000, 8192, 28672, 80, 64, 8, 4096)}
+WORKLOAD_FIELDS = (
+    "num_adapters",
+    "ranks",
+    "batch",
+    "context",
+    "prefill_seqs",
+    "prefill_len",
+    "steps",
+    "seed",
+)
+
+
+def model_config(shape: LlamaShape) -> ModelConfig:
+    return ModelConfig(
+        architecture="LlamaForCausalLM",
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_layers=shape.num_hidden_layers,
+        num_heads=shape.num_attention_heads,
+        num_kv_heads=shape.num_key_value_heads,
+        head_dim=shape.head_dim,
+        vocab_size=shape.vocab_size,
+        rms_norm_eps=1e-5,
+        rope=RopeConfig(theta=10000.0, kind="default"),
+        max_position=shape.max_position_embeddings,
+        tie_word_embeddings=False,
+        qkv_bias=False,
+        eos_token_ids=(2,),
+    )
+
+
+def weight_bytes(cfg: ModelConfig, dtype: torch.dtype) -> int:
+    shapes = cfg.module_shapes()
+    per_layer = sum(i * o for i, o in shapes.values()) + 2 * cfg.hidden_size
+    total = cfg.num_layers * per_layer + 2 * cfg.vocab_size * cfg.hidden_size
+    return total * torch.empty(0, dtype=dtype).element_size()
+
+
+def random_weights(cfg: ModelConfig, tp: TensorGroup, dtype, device) -> ModelWeights:
+    """This rank's share, generated in place: only shapes matter for speed."""
+    local = tp.shard.local_config(cfg)
+    shapes = local.module_shapes()
+
+    def linear(out: int, fan_in: int) -> torch.Tensor:
+        return (torch.randn(out, fan_in, device=device) / math.sqrt(fan_in)).to(dtype)
+
+    def ones() -> torch.Tensor:
+        return torch.ones(cfg.hidden_size, dtype=dtype, device=device)
+
+    qkv_out = sum(shapes[m][1] for m in "qkv")
+    layers = [
+        LayerWeights(
+            input_norm=ones(),
+            qkv=linear(qkv_out, cfg.hidden_size),
+            qkv_bias=None,
+            o=linear(cfg.hidden_size, shapes["o"][0]),
+            post_norm=ones(),
+            gate_up=linear(2 * local.intermediate_size, cfg.hidden_size),
+            down=linear(cfg.hidden_size, local.intermediate_size),
+        )
+        for _ in range(cfg.num_layers)
+    ]
+    vocab = tp.shard.vocab_shard_size(cfg.vocab_size)
+    return ModelWeights(
+        embed=linear(vocab, cfg.hidden_size),
+        layers=layers,
+        norm=ones(),
+        lm_head=linear(vocab, cfg.hidden_size),
+    )
+
+
+class Workload:
+    """The batches of one run; the same numbers on every rank (one seed)."""
+
+    def __init__(self, args: argparse.Namespace, cfg: ModelConfig, local: ModelConfig) -> None:
+        rng = np.random.default_rng(args.seed)
+        ranks = rng.choice(args.ranks, size=args.num_adapters)
+        zipf = 1.0 / np.arange(1, args.num_adapters + 1)
+        self.rows_adapter = {
+            kind: rng.choice(args.num_adapters, size=n, p=zipf / zipf.sum())
+            for kind, n in (("decode", args.batch), ("prefill", args.prefill_seqs))
+        }
+        used = sorted(set(np.concatenate(list(self.rows_adapter.values())).tolist()))
+        shapes, width = local.module_shapes(), local.page_width
+        self.adapters: dict[int, PlacedAdapter] = {}
+        cursor = 0
+        for a in used:
+            spans, n = adapter_layout(int(ranks[a]), list(MODULES), shapes, width)
+            pages = np.arange(cursor, cursor + n, dtype=np.int32)
+            self.adapters[a] = PlacedAdapter(a, int(ranks[a]), spans, pages)
+            cursor += n
+        self.adapter_pages = cursor
+        self.kv_start = cursor
+        kv_tokens = args.batch * (args.context + 1) + args.prefill_seqs * args.prefill_len
+        self.num_pages = cursor + 2 * kv_tokens
+        self.ranks_used = sorted({int(ranks[a]) for a in used})
+        self.args, self.cfg, self.local = args, cfg, local
+
+    def batch(self, kind: str, with_lora: bool, device: torch.device) -> ForwardBatch:
+        args = self.args
+        if kind == "decode":
+            seqs, new, ctx, first = args.batch, 1, args.context + 1, self.kv_start
+        else:
+            seqs, new, ctx = args.prefill_seqs, args.prefill_len, args.prefill_len
+            first = self.kv_start + 2 * args.batch * (args.context + 1)
+        tokens = seqs * new
+        # seq s's token i has K page first + 2·(s·ctx + i), V page the next
+        k_table = first + 2 * (np.arange(seqs)[:, None] * ctx + np.arange(ctx)[None, :])
+        new_pos = np.arange(ctx - new, ctx)
+        k_pages = k_table[:, ctx - new :].reshape(-1)
+        cu_q = np.arange(seqs + 1) * new
+        lora = None
+        if with_lora:
+            adapters = self.rows_adapter[kind]
+            slot_of = {a: i for i, a in enumerate(dict.fromkeys(adapters.tolist()))}
+            row_slot = np.repeat([slot_of[a] for a in adapters.tolist()], new).astype(np.int32)
+            lora = build_lora_batch(
+                [self.adapters[a] for a in slot_of],
+                row_slot,
+                slot_runs(row_slot) if new > 1 else None,
+                self.local.module_shapes(),
+                self.local.page_width,
+                device,
+            )
+
+        def dev(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+
+        rng = np.random.default_rng(1)
+        return ForwardBatch(
+            token_ids=dev(rng.integers(3, self.cfg.vocab_size, tokens), torch.int64),
+            positions=dev(np.tile(new_pos, seqs), torch.int64),
+            k_pages=dev(k_pages, torch.int32),
+            v_pages=dev(k_pages + 1, torch.int32),
+            k_table=dev(k_table, torch.int32),
+            v_table=dev(k_table + 1, torch.int32),
+            cu_q=dev(cu_q, torch.int32),
+            ctx_lens=dev(np.full(seqs, ctx), torch.int32),
+            max_q=new,
+            logits_rows=dev(cu_q[1:] - 1, torch.int64),
+            lora=lora,
+        )
+
+
+def bench_rank(tp: TensorGroup, args: argparse.Namespace) -> dict:
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(args.seed + tp.rank)
+    tp.bind(device)
+    cfg = model_config(ALL_SHAPES[args.shape])
+    local = tp.shard.local_config(cfg)
+    work = Workload(args, cfg, local)
+    backend = "triton" if device.type == "cuda" else "torch"
+    weights = random_weights(cfg, tp, dtype, device)
+    # N = 1 runs the single-GPU code path itself, with no group in the forward pass.
+    group = tp if tp.size > 1 else None
+    model = LlamaModel(local, weights, backend, backend, group, cfg.vocab_size)
+    pool = UnifiedPool(cfg.num_layers, work.num_pages, local.page_width, dtype, device)
+    pool.data.normal_(0, 0.02)  # adapter rows and cached KV: any finite values time alike
+    out: dict = {"tp": tp.size, "pool_pages": work.num_pages, "adapter_pages": work.adapter_pages}
+    for kind in ("decode", "prefill"):
+        tokens = args.batch if kind == "decode" else args.prefill_seqs * args.prefill_len
+        out[kind] = {}
+        for label, with_lora in (("base", False), ("lora", True)):
+            batch = work.batch(kind, with_lora, device)
+            step_s = _time_steps(model, pool, batch, args.warmup, args.steps, device)
+            comm_s = _comm_seconds(model, pool, batch, args.profile_steps, device)
+            out[kind][label] = {
+                "step_ms": step_s * 1e3,
+                "tokens_per_s": tokens / step_s,
+                "comm_ms": comm_s * 1e3,
+                "comm_share": comm_s / step_s,
+            }
+    out["adapters_in_batch"] = len(work.adapters)
+    out["ranks_in_batch"] = work.ranks_used
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(model, pool, batch, warmup: int, steps: int, device) -> float:
+    for _ in range(warmup):
+        model.forward(pool, batch)
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        model.forward(pool, batch)
+    _sync(device)
+    return (time.perf_counter() - started) / steps
+
+
+def _comm_seconds(model, pool, batch, steps: int, device) -> float:
+    """Time per step in collectives: NCCL kernels on the GPU, c10d ops on CPU."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            model.forward(pool, batch)
+        _sync(device)
+    total_us = 0.0
+    for event in prof.key_averages():
+        name = event.key.lower()
+        if device.type == "cuda" and "nccl" in name:
+            total_us += event.self_device_time_total
+        elif device.type == "cpu" and name.startswith("c10d::"):
+            total_us += event.cpu_time_total
+    return total_us / 1e6 / steps
+
+
+def add_scaling(runs: list[dict]) -> None:
+    """Each run's throughput / (N/N₀ × the smallest group's), N₀ that group's size."""
+    base = min(runs, key=lambda r: r["tp"])
+    for run in runs:
+        run["scaling_vs_tp"] = base["tp"]
+        for kind in ("decode", "prefill"):
+            for label in ("base", "lora"):
+                ratio = run["tp"] / base["tp"]
+                got = run[kind][label]["tokens_per_s"] / base[kind][label]["tokens_per_s"]
+                run[kind][label]["scaling_efficiency"] = got / ratio
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(ALL_SHAPES), default="llama-2-13b")
+    parser.add_argument("--tp", default="1,2", help="group sizes, comma-separated")
+    parser.add_argument("--num-adapters", type=int, default=1000)
+    parser.add_argument("--ranks", default="8,16,32,64")
+    parser.add_argument("--batch", type=int, default=32, help="decode sequences")
+    parser.add_argument("--context", type=int, default=512, help="cached tokens per decode seq")
+    parser.add_argument("--prefill-seqs", type=int, default=4)
+    parser.add_argument("--prefill-len", type=int, default=512)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--profile-steps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (gloo)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.shape, args.tp, args.num_adapters = "tiny", "1,2", 40
+        args.batch, args.context, args.prefill_seqs, args.prefill_len = 4, 16, 2, 8
+        args.warmup, args.steps, args.profile_steps = 1, 2, 1
+    args.ranks = [int(r) for r in args.ranks.split(",")]
+    sizes = sorted({int(n) for n in args.tp.split(",")})
+    cfg = model_config(ALL_SHAPES[args.shape])
+    on_gpu = torch.cuda.is_available() and not args.smoke
+    fits_one = True
+    if on_gpu:
+        if max(sizes) > torch.cuda.device_count():
+            sys.exit(f"--tp {max(sizes)} needs {max(sizes)} GPUs; {torch.cuda.device_count()} seen")
+        budget = 0.8 * torch.cuda.get_device_properties(0).total_memory
+        fits_one = weight_bytes(cfg, torch.bfloat16) <= budget
+        skipped = [n for n in sizes if weight_bytes(cfg, torch.bfloat16) / n > budget]
+        for n in skipped:
+            print(f"tp={n}: {args.shape} weights do not fit {n} GPU(s); skipped", file=sys.stderr)
+        sizes = [n for n in sizes if n not in skipped]
+    runs = []
+    for n in sizes:
+        print(f"tp={n}: {args.shape} ...", file=sys.stderr, flush=True)
+        runs.append(run_group(bench_rank, n, args, timeout=1800)[0])
+    add_scaling(runs)
+    device = torch.cuda.get_device_name(0).lower().removeprefix("nvidia ") if on_gpu else "cpu"
+    device = device.replace(" ", "-")
+    result = {
+        "bench": "tp",
+        "shape": args.shape,
+        "device": device,
+        "dtype": "bfloat16" if on_gpu else "float32",
+        "fits_one_gpu": fits_one,
+        "workload": {k: getattr(args, k) for k in WORKLOAD_FIELDS},
+        "runs": runs,
+    }
+    out = args.out or REPO / "bench" / "results" / device / f"tp-{args.shape}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for run in runs:
+        d, p = run["decode"], run["prefill"]
+        print(
+            f"tp={run['tp']}: decode {d['base']['tokens_per_s']:.0f} -> "
+            f"{d['lora']['tokens_per_s']:.0f} tok/s with adapters "
+            f"(comm {d['base']['comm_share']:.0%} / {d['lora']['comm_share']:.0%}, "
+            f"scaling {d['lora']['scaling_efficiency']:.2f}); prefill "
+            f"{p['lora']['tokens_per_s']:.0f} tok/s with adapters"
+        )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
