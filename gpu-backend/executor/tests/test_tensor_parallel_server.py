@@ -6,6 +6,8 @@ equal those of one process."""
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,12 +79,23 @@ def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
         refused = engine.receive()
         assert refused.name == "error" and refused.body.code == "adapter_invalid", refused
 
+        workers = _children(engine.process.pid)
+        assert len(workers) == 1  # rank 1
         engine.send(7, "shutdown")
         assert engine.receive().name == "ok"
         assert engine.exit_code() == EXIT_OK
+        deadline = time.monotonic() + 20
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, f"ranks {workers} outlived rank 0"
+            time.sleep(0.1)
     finally:
         if engine.process.poll() is None:
             engine.process.kill()
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
 
 
 def test_a_bad_tensor_parallel_size_is_refused_by_name(tmp_path):
