@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..adapter_layout import adapter_layout
-from ..adapters import ParsedAdapter, _pack, _read_config, _read_weights
+from ..adapters import ParsedAdapter, _read_config, _read_weights, check_finite, packed_adapter
 from ..config import ModelConfig
 from ..errors import AdapterInvalid
 from .shard import COLUMN_PARALLEL, TensorShard
@@ -47,15 +46,10 @@ def parse_adapter_shard(
     scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
     # Checked against the whole model's shapes first, so every rank refuses the same files.
     weights = _read_weights(root, cfg, rank, targets)
+    check_finite(weights)  # all of it, not only this rank's share
     local = shard.local_config(cfg)
     share = {key: _share(shard, cfg, key[1], key[2], t) for key, t in weights.items()}
-    spans, num_pages = adapter_layout(rank, targets, local.module_shapes(), local.page_width)
-    rows = _pack(share, spans, local, num_pages, scale, dtype)
-    if not torch.isfinite(rows).all():
-        raise AdapterInvalid(f"{root}: weights overflow {dtype} once scaled by {scale:g}")
-    if pin:
-        rows = rows.pin_memory()
-    return ParsedAdapter(adapter_id, rank, scale, targets, spans, num_pages, rows)
+    return packed_adapter(adapter_id, root, rank, scale, targets, share, local, dtype, pin)
 
 
 def _share(
