@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from lorafleet_executor.config import ModelConfig
 from lorafleet_executor.driver import Driver, Request
@@ -53,6 +54,9 @@ def _generate(tp: TensorGroup | None) -> dict:
             staged[adapter_id] = executor.stage_adapter(adapter_id, str(ADAPTERS / name)).num_pages
             driver.load_adapter(adapter_id, staged[adapter_id])
     out = driver.generate(_requests())
+    collectives = {
+        label: _collectives_of_one_step(driver, adapter_id) for label, adapter_id in BASE_OR_LORA
+    }
     refused = None
     try:
         executor.stage_adapter(99, str(ADAPTERS / "no-such-adapter"))
@@ -65,7 +69,19 @@ def _generate(tp: TensorGroup | None) -> dict:
         "staged_pages": staged,
         "page_width": executor.pool.page_width,
         "refused": refused,
+        "collectives": collectives,
     }
+
+
+BASE_OR_LORA = (("base", -1), ("lora", 3))
+
+
+def _collectives_of_one_step(driver: Driver, adapter_id: int) -> dict[str, int]:
+    """c10d ops of one prefill step (and the empty step that frees it), by name."""
+    request = Request(prompt=list(range(3, 10)), adapter_id=adapter_id, max_new_tokens=1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        driver.generate([request])
+    return {e.key: e.count for e in prof.key_averages() if e.key.startswith("c10d::")}
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +108,21 @@ def test_adapter_shares_fit_the_same_page_ids_on_every_rank(outputs):
     assert ranks[0]["page_width"] == ranks[1]["page_width"] == single["page_width"] // 2
     assert ranks[0]["staged_pages"] == ranks[1]["staged_pages"]
     # rank r: the whole A of q/k/v/gate/up and Bᵀ of o/down, half of the rest, W/2 wide
+
+
+def test_adapters_add_no_collective(outputs):
+    single, ranks = outputs
+    layers = ModelConfig.from_dir(TINY).num_layers
+    assert single["collectives"] == {"base": {}, "lora": {}}
+    for rank in ranks:
+        base, lora = rank["collectives"]["base"], rank["collectives"]["lora"]
+        # Megatron's: the embedding, o and down of every layer; the logits; the tokens
+        assert base == {
+            "c10d::allreduce_": 1 + 2 * layers,
+            "c10d::allgather_": 1,
+            "c10d::broadcast_": 1,
+        }
+        assert lora == base
 
 
 def test_a_bad_adapter_is_refused_on_every_rank(outputs):
