@@ -84,13 +84,42 @@ def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
         engine.send(7, "shutdown")
         assert engine.receive().name == "ok"
         assert engine.exit_code() == EXIT_OK
-        deadline = time.monotonic() + 20
-        while any(Path(f"/proc/{pid}").exists() for pid in workers):
-            assert time.monotonic() < deadline, f"ranks {workers} outlived rank 0"
-            time.sleep(0.1)
+        _wait_gone(workers)
     finally:
         if engine.process.poll() is None:
             engine.process.kill()
+
+
+def test_the_ranks_end_when_the_engine_closes_the_socket(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORAFLEET_TENSOR_PARALLEL_SIZE", "2")
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", CONFIG)
+        assert engine.receive().name == "ready"
+        workers = _children(engine.process.pid)
+        engine.stream.close()
+        engine.conn.close()
+        assert engine.exit_code() == EXIT_OK
+        _wait_gone(workers)
+    finally:
+        if engine.process.poll() is None:
+            engine.process.kill()
+
+
+def _wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"ranks {pids} outlived rank 0"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by whatever init this box has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _children(pid: int) -> list[int]:
