@@ -43,6 +43,7 @@ async function main(): Promise<void> {
   const executor = new ExecutorClient({
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
     pythonPath: config.python,
+    tensorParallelSize: config.tensorParallelSize,
     logger: logger.child({ component: "executor" }),
   });
   const model = await executor.init(initConfig);
