@@ -88,7 +88,9 @@ export function toApiError(error: unknown): ApiError {
     return new ApiError(400, error.message, { param: "messages", code: "context_length_exceeded" });
   }
   if (error instanceof InvalidRequestError || error instanceof ChatTemplateError) {
-    return new ApiError(400, error.message, { code: "invalid_value" });
+    // The engine names the request by its internal id, which means nothing to the client.
+    const message = error.message.replace(/^request "[^"]*": /, "");
+    return new ApiError(400, message, { code: "invalid_value" });
   }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });

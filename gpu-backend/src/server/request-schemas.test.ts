@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { InvalidRequestError } from "../engine/index.ts";
 import {
   AdapterStoreUnavailableError,
   BackendUnavailableError,
@@ -111,6 +112,14 @@ describe("OpenAI error mapping", () => {
     expect(toApiError(new UnknownModelError("x")).status).toBe(404);
     expect(toApiError(new PromptTooLongError("x")).code).toBe("context_length_exceeded");
     expect(toApiError(new BackendUnavailableError("x")).status).toBe(503);
+    const invalid = toApiError(
+      new InvalidRequestError(
+        'request "req-4": token 99999 (#0 of prompt + stop tokens) is outside the vocabulary',
+      ),
+    );
+    expect(invalid.message).toBe(
+      "token 99999 (#0 of prompt + stop tokens) is outside the vocabulary",
+    );
     const store = toApiError(new AdapterStoreUnavailableError("x"));
     expect(store).toMatchObject({ status: 503, code: "adapter_store_unavailable" });
     expect(store.headers["retry-after"]).toBe("1");
