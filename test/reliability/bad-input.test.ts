@@ -347,10 +347,12 @@ describe.skipIf(!haveFixtures)("bad input to the backend API", () => {
             })
           : c.body;
       const started = performance.now();
-      await expectOpenAIError(await post(url, body, c.headers), c.status, {
+      const error = await expectOpenAIError(await post(url, body, c.headers), c.status, {
         ...(c.code === undefined ? {} : { code: c.code }),
         ...(c.param === undefined ? {} : { param: c.param }),
       });
+      // no internal request ids in what the client reads
+      expect(error.message).not.toMatch(/req-\d+/);
       // Refusals are cheap: none of them tokenizes megabytes or waits on the model.
       expect(performance.now() - started).toBeLessThan(2_000);
       await expectServes(backend.url);
