@@ -18,7 +18,9 @@ const ADAPTERS = [
 const REQUESTS = Array.from({ length: 36 }, (_, i) => ({
   model: ADAPTERS[i % ADAPTERS.length] ?? "tiny-llama",
   prompt: `request ${i}: ${"over the lazy dog ".repeat(1 + (i % 4))}`,
-  max_tokens: 16,
+  // 32 running × ~60 tokens × 2 pages outgrow the 3000 pages even without an adapter:
+  // decoding must preempt, whatever the timing
+  max_tokens: 40,
   temperature: 0,
   ignore_eos: true,
 }));
