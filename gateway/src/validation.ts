@@ -1,22 +1,18 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError } from "./errors.ts";
+import { bodyLimits, readJsonBody } from "./request-body.ts";
 
 /**
- * Parses a JSON request body against `schema`; a body that is not JSON, or does
- * not match, is a 400 naming the first offending field.
+ * Parses a control-plane JSON request body against `schema`: over
+ * `bodyLimits.control` is a 413; a body that is not UTF-8 JSON, or does not
+ * match, is a 400 naming the first offending field.
  */
 export async function parseJsonBody<T extends z.ZodType>(
   c: Context,
   schema: T,
 ): Promise<z.infer<T>> {
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch {
-    throw new ApiError(400, "invalid_json", "The request body is not valid JSON");
-  }
-  return parseWith(schema, body);
+  return parseWith(schema, await readJsonBody(c.req.raw, bodyLimits.control));
 }
 
 export function parseWith<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {

@@ -168,6 +168,22 @@ describe("multipart adapter upload", () => {
     expect(after?.n).toBe(before?.n);
   });
 
+  it("refuses a part over part_bytes and an oversized config form with 413, stored nothing", async () => {
+    const files = buildAdapter(model, { rank: 16, targets: [...allTargets] });
+    const name = unique("bounded");
+    const adapter = (await (
+      await start(tenant.key, name, files.config, files.weights.length)
+    ).json()) as Adapter;
+    const tooBig = await putPart(tenant.key, adapter.id, 1, new Uint8Array(partBytes + 1));
+    expect(tooBig.status).toBe(413);
+    expect(((await tooBig.json()) as ErrorBody).error.code).toBe("part_too_large");
+    expect((await call(tenant.key, "DELETE", `/v1/adapters/${name}`)).status).toBe(200);
+
+    const padded = await start(tenant.key, unique("padded"), " ".repeat(200 * 1024), 1000);
+    expect(padded.status).toBe(413);
+    expect(((await padded.json()) as ErrorBody).error.code).toBe("adapter_too_large");
+  });
+
   it("keeps an upload to its tenant, and deleting it aborts it", async () => {
     const files = buildAdapter(model, { rank: 16, targets: [...allTargets] });
     const adapter = (await (

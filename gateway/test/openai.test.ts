@@ -149,12 +149,14 @@ describe("chat and completions", () => {
       String(r.headers["x-request-id"]).startsWith("multi-"),
     );
     expect(received.map((r) => r.body.prompt)).toEqual(prompts);
-    for (const bad of [[], [{}], ["x", 1.5], 7]) {
+    // A list mixing texts and token-id lists is none of OpenAI's forms (OpenAI refuses it too).
+    for (const bad of [[], [{}], ["x", 1.5], 7, ["one", [1, 2]], [[1, 2], "one"], [[]]]) {
       const res = await call(tenant.key, "POST", "/v1/completions", {
         model: model.name,
         prompt: bad,
       });
       expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { param: string } }).error.param).toBe("prompt");
     }
   });
 
@@ -354,6 +356,33 @@ describe("streaming", () => {
       return rows;
     });
     expect(row).toMatchObject({ outcome: "backend_error", completion_tokens: 2, backend_id: cut });
+  });
+
+  it("records a stream the backend ended with an error event as backend_error, once, though it ended cleanly", async () => {
+    const tenant = await createTenant();
+    const {
+      model: failingModel,
+      backends: [failing = ""],
+    } = await fleet(1);
+    await setPeerMode(failing, { mode: "error_event" });
+    const res = await chat(tenant.key, failingModel.name, { stream: true, max_tokens: 10 });
+    expect(res.status).toBe(200);
+    const events = await sseEvents(res);
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(events.at(-2) ?? "{}").error.code).toBe("engine_error");
+    const [row] = await eventually(async () => {
+      const rows = await usageRows(tenant.id);
+      expect(rows).toHaveLength(1);
+      return rows;
+    });
+    expect(row).toMatchObject({
+      outcome: "backend_error",
+      status: 200,
+      completion_tokens: 2,
+      backend_id: failing,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await usageRows(tenant.id)).toHaveLength(1);
   });
 });
 

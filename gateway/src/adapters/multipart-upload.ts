@@ -7,6 +7,7 @@ import { sha256Hex, toHex } from "../crypto.ts";
 import type { AppEnv, Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { newId } from "../ids.ts";
+import { readBodyBytes } from "../request-body.ts";
 import { parseJsonBody } from "../validation.ts";
 import { adapterError } from "./adapter-error.ts";
 import { type AdapterRow, adapterObjectKey, adapterView } from "./adapter-store.ts";
@@ -14,7 +15,7 @@ import { maxConfigBytes } from "./lora-config.ts";
 import { checkLoraTensors } from "./lora-shapes.ts";
 import { parseSafetensorsHeader, safetensorsHeaderEnd } from "./safetensors.ts";
 import { checkAdapterConfig, failAdapter, getAdapterRow, insertAdapterRow } from "./upload.ts";
-import { adapterName } from "./upload-form.ts";
+import { adapterName, formSlackBytes } from "./upload-form.ts";
 
 /** Size of every part but the last (R2 needs equal parts of at least 5 MiB). */
 export const partBytes = 8 * 1024 * 1024;
@@ -47,13 +48,23 @@ export function multipartUploadRoutes(keys: KeyResolver, now: () => number) {
 
   app.post("/", async (c) => {
     const principal = c.get("principal");
-    const form = await c.req.formData().catch(() => {
-      throw adapterError(
-        "invalid_upload",
-        "Send name, weights_bytes and adapter_config.json as multipart/form-data",
-        415,
-      );
-    });
+    // Only the config travels here (the weights come as parts), so the body is bounded
+    // by the config's limit plus room for the form fields.
+    const bytes = await readBodyBytes(
+      c.req.raw,
+      maxConfigBytes + formSlackBytes,
+      "adapter_too_large",
+    );
+    const contentType = c.req.header("content-type") ?? "";
+    const form = await new Response(bytes, { headers: { "content-type": contentType } })
+      .formData()
+      .catch(() => {
+        throw adapterError(
+          "invalid_upload",
+          "Send name, weights_bytes and adapter_config.json as multipart/form-data",
+          415,
+        );
+      });
     const name = form.get("name");
     if (typeof name !== "string" || !adapterName.test(name)) {
       throw adapterError(
@@ -146,9 +157,7 @@ export function multipartUploadRoutes(keys: KeyResolver, now: () => number) {
         `Part numbers run from 1 to ${Math.ceil(row.weights_bytes / partBytes)}`,
       );
     }
-    const bytes = await c.req.arrayBuffer();
-    if (bytes.byteLength > partBytes)
-      throw new ApiError(413, "part_too_large", `A part holds at most ${partBytes} bytes`);
+    const bytes = await readBodyBytes(c.req.raw, partBytes, "part_too_large");
     const upload = c.env.FILES.resumeMultipartUpload(weightsKey(row.id), row.upload_id ?? "");
     const uploaded = await upload.uploadPart(part, bytes);
     return c.json({ part_number: uploaded.partNumber, etag: uploaded.etag });

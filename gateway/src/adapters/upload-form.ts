@@ -5,6 +5,8 @@ import { maxConfigBytes } from "./lora-config.ts";
 export const adapterName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Pickle-based checkpoint formats: loading one can run arbitrary code. */
 const pickleFile = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
+/** Room in a multipart body for its form fields and boundaries, beyond the files. */
+export const formSlackBytes = 64 * 1024;
 
 export type UploadForm = {
   name: string;
@@ -16,7 +18,7 @@ export type UploadForm = {
 /** Reads the multipart body: a `name` field, optional `base_model`, and the two files by filename. */
 export async function readUploadForm(request: Request, maxBytes: number): Promise<UploadForm> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
-  if (declared > maxBytes + maxConfigBytes + 64 * 1024) {
+  if (declared > maxBytes + maxConfigBytes + formSlackBytes) {
     throw adapterError(
       "adapter_too_large",
       `The upload is ${declared} bytes; this tenant's adapter limit is ${maxBytes}`,

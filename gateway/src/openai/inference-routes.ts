@@ -9,6 +9,7 @@ import { admitRequest, hasLimits, settleRequest } from "../limits/limiter-client
 import { backendBody } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
 import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
+import { bodyLimits, readJsonBody } from "../request-body.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage, type UsageRecord } from "../usage/record.ts";
 
@@ -57,16 +58,17 @@ function parseBody(raw: unknown, endpoint: "chat" | "completions"): InferenceBod
   return body as InferenceBody;
 }
 
-/** OpenAI's prompt forms: text, texts, token ids, lists of token ids (one call; the backend batches them). */
-function isPrompt(prompt: unknown): boolean {
+/**
+ * OpenAI's four prompt forms: text, texts, token ids, lists of token ids (one
+ * call; the backend batches them). A list mixing texts and token-id lists is
+ * none of them, and OpenAI refuses it too.
+ */
+export function isPrompt(prompt: unknown): boolean {
   const isTokens = (p: unknown) =>
     Array.isArray(p) && p.length > 0 && p.every((t) => Number.isSafeInteger(t));
   if (typeof prompt === "string" || isTokens(prompt)) return true;
-  return (
-    Array.isArray(prompt) &&
-    prompt.length > 0 &&
-    prompt.every((p) => typeof p === "string" || isTokens(p))
-  );
+  if (!Array.isArray(prompt) || prompt.length === 0) return false;
+  return prompt.every((p) => typeof p === "string") || prompt.every(isTokens);
 }
 
 /** Longest timeout a client may ask for. */
@@ -106,13 +108,7 @@ async function handleInference(
   const principal = c.get("principal");
   const requestId = c.get("requestId");
   const path = endpoint === "chat" ? "/v1/chat/completions" : "/v1/completions";
-  let raw: unknown;
-  try {
-    raw = await c.req.json();
-  } catch {
-    throw new ApiError(400, "invalid_json", "The request body is not valid JSON");
-  }
-  const body = parseBody(raw, endpoint);
+  const body = parseBody(await readJsonBody(c.req.raw, bodyLimits.inference), endpoint);
   const deadlineMs = deadline(c.req.header("x-lorafleet-timeout-ms"), state.now());
   const target = await state.models.resolve(c.env, principal, body.model);
   const stream = body.stream === true;

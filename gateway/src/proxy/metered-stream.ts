@@ -10,6 +10,12 @@ export type StreamEnd = {
   contentEvents: number;
 };
 
+/** An OpenAI-shaped error event (`data: {"error": {...}}`), as gpu-backend sends when generation fails mid-stream. */
+function isErrorEvent(parsed: unknown): boolean {
+  const error = (parsed as { error?: unknown } | null)?.error;
+  return typeof error === "object" && error !== null;
+}
+
 const encoder = new TextEncoder();
 
 export function usageFrom(value: unknown): TokenUsage | null {
@@ -26,7 +32,9 @@ export function usageFrom(value: unknown): TokenUsage | null {
  * finished, cut by the backend, or cancelled by the client (which also cancels
  * the backend call; seen through `clientGone` or the stream's cancel). The usage-only event is dropped unless the client asked
  * for it with stream_options.include_usage. A backend failure mid-stream ends
- * the client's stream with an OpenAI-shaped error event.
+ * the client's stream with an OpenAI-shaped error event. A stream in which the
+ * backend itself sent an error event failed too, however cleanly it ends after
+ * (usage chunk, `[DONE]`): it is reported as `backend_error`, not `ok`.
  *
  * @example return new Response(meterSse(upstream.body, keepUsage, (end) => record(end), request.signal), { headers })
  */
@@ -41,6 +49,7 @@ export function meterSse(
   let pending = "";
   let usage: TokenUsage | null = null;
   let contentEvents = 0;
+  let backendFailed = false;
   let ended = false;
   const end = (outcome: StreamEnd["outcome"]) => {
     if (ended) return;
@@ -82,6 +91,7 @@ export function meterSse(
     } catch {
       return true;
     }
+    if (isErrorEvent(parsed)) backendFailed = true;
     const eventUsage = usageFrom(parsed);
     if (eventUsage !== null) usage = eventUsage;
     const hasChoices = Array.isArray(parsed?.choices) && parsed.choices.length > 0;
@@ -114,7 +124,7 @@ export function meterSse(
             pending += decoder.decode();
             if (pending.trim() !== "") controller.enqueue(encoder.encode(pending));
             controller.close();
-            end("ok");
+            end(backendFailed ? "backend_error" : "ok");
             return;
           }
           pending += decoder.decode(chunk.value, { stream: true });

@@ -13,11 +13,14 @@ import { testSecrets } from "./constants.ts";
 /**
  * ok: answer normally. error: answer 503 before any body. reset: drop the
  * connection. cut: start a 200 stream, send two chunks, then drop it.
+ * error_event: start a 200 stream, send two chunks, then an error event, the
+ * usage chunk and `[DONE]`, ending cleanly (as gpu-backend does when a
+ * generation fails mid-stream).
  * busy: answer 429 queue_full, as gpu-backend does when its queue is full.
  * slow: stream with `delayMs` between tokens, or answer after `delayMs`.
  */
 export type PeerMode = {
-  mode: "ok" | "error" | "busy" | "reset" | "cut" | "slow";
+  mode: "ok" | "error" | "busy" | "reset" | "cut" | "error_event" | "slow";
   delayMs?: number;
   load?: number;
 };
@@ -154,7 +157,7 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
       return json(res, 404, { error: { message: `no route ${path}` } });
     }
     const completion = usageOf(body).completion_tokens;
-    const usage = usageOf(body);
+    let usage = usageOf(body);
     const base = { id: `cmpl-${name}-${list.length}`, created: 1_700_000_000, model: body.model };
     if (!body.stream) {
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
@@ -170,6 +173,12 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
       if (mode.mode === "cut" && i === 2) {
         await sleep(100); // let the two chunks reach the gateway before the connection dies
         return req.socket.destroy();
+      }
+      if (mode.mode === "error_event" && i === 2) {
+        const error = { message: "generation failed", type: "server_error", code: "engine_error" };
+        res.write(`data: ${JSON.stringify({ error })}\n\n`);
+        usage = { ...usage, completion_tokens: i, total_tokens: usage.prompt_tokens + i };
+        break;
       }
       const choice = chat ? { index: 0, delta: { content: "tok " } } : { index: 0, text: "tok " };
       res.write(`data: ${JSON.stringify({ ...base, object, choices: [choice] })}\n\n`);
