@@ -20,9 +20,14 @@ function bearer(header: string | undefined): string {
 
 /**
  * Resolves the caller's API key to a Principal and checks it has `scope`
- * (a key with the `admin` scope has every scope of its tenant).
+ * (a key with the `admin` scope has every scope of its tenant); `null` admits
+ * any valid key of an active tenant (`GET /v1/me`).
  */
-export function apiKeyAuth(resolver: KeyResolver, scope: Scope, now: () => number = Date.now) {
+export function apiKeyAuth(
+  resolver: KeyResolver,
+  scope: Scope | null,
+  now: () => number = Date.now,
+) {
   return createMiddleware<AppEnv>(async function apiKeyAuth(c, next) {
     const secret = bearer(c.req.header("authorization"));
     const invalid = new ApiError(401, "invalid_api_key", "Incorrect API key provided");
@@ -35,7 +40,11 @@ export function apiKeyAuth(resolver: KeyResolver, scope: Scope, now: () => numbe
     if (principal.tenantStatus !== "active") {
       throw new ApiError(403, "tenant_suspended", `Tenant ${principal.tenantName} is suspended`);
     }
-    if (!principal.scopes.includes(scope) && !principal.scopes.includes("admin")) {
+    if (
+      scope !== null &&
+      !principal.scopes.includes(scope) &&
+      !principal.scopes.includes("admin")
+    ) {
       throw new ApiError(403, "insufficient_scope", `This API key lacks the \`${scope}\` scope`);
     }
     c.set("principal", principal);

@@ -1,11 +1,15 @@
 import { Hono } from "hono";
 import type { AdapterRow } from "../adapters/adapter-store.ts";
 import type { GatewayState } from "../app.ts";
+import { describeCaller } from "../auth/me.ts";
 import { apiKeyAuth } from "../auth/middleware.ts";
 import type { AppEnv } from "../env.ts";
 import { summarizeUsage } from "../usage/summary.ts";
 
-/** GET /v1/models (allowed base models + the tenant's ready adapters) and GET /v1/usage. */
+/**
+ * GET /v1/models (allowed base models + the tenant's ready adapters), GET /v1/usage
+ * and GET /v1/me (any valid key: who it is, its scopes and its tenant's limits).
+ */
 export function accountRoutes(state: GatewayState) {
   const app = new Hono<AppEnv>();
   const auth = apiKeyAuth(state.keys, "inference", state.now);
@@ -43,13 +47,16 @@ export function accountRoutes(state: GatewayState) {
 
   app.get("/usage", auth, async (c) =>
     c.json(
-      await summarizeUsage(
-        c.env.DB,
-        c.get("principal").tenantId,
-        c.req.query("start"),
-        c.req.query("end"),
-      ),
+      await summarizeUsage(c.env.DB, c.get("principal").tenantId, {
+        start: c.req.query("start"),
+        end: c.req.query("end"),
+        groupBy: c.req.query("group_by"),
+      }),
     ),
+  );
+
+  app.get("/me", apiKeyAuth(state.keys, null, state.now), async (c) =>
+    c.json(await describeCaller(c.env, c.get("principal"))),
   );
 
   return app;
