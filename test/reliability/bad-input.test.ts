@@ -129,6 +129,10 @@ const CASES: Case[] = [
   },
   { name: "top_p 0", body: chat({ top_p: 0 }), status: 400, param: "top_p" },
   { name: 'top_p "NaN"', body: chat({ top_p: "NaN" }), status: 400, param: "top_p" },
+  // values that would not survive the float32 / int32 step plan (the fuzzer's find)
+  { name: "top_p 1e-46 (0 as float32)", body: chat({ top_p: 1e-46 }), status: 400 },
+  { name: "repetition_penalty 5e-324", body: chat({ repetition_penalty: 5e-324 }), status: 400 },
+  { name: "top_k 2^31", body: chat({ top_k: 2 ** 31 }), status: 400 },
   {
     name: "presence_penalty 5",
     body: chat({ presence_penalty: 5 }),

@@ -478,6 +478,11 @@ describe("Engine", () => {
       { ...ok, id: "f", sampling: { ...ok.sampling, logprobs: 21 } },
       { ...ok, id: "g", tenant: "" },
       { ...ok, id: "h", promptTokenIds: Array(30).fill(2), maxTokens: 30 }, // 120 KV pages > 100
+      // Values the float32 / int32 wire would turn into ones the executor refuses, failing
+      // the whole step (found by the reliability fuzzer: repetition_penalty 5e-324 -> 500).
+      { ...ok, id: "i", sampling: { ...ok.sampling, topP: 1e-46 } },
+      { ...ok, id: "j", sampling: { ...ok.sampling, repetitionPenalty: 5e-324 } },
+      { ...ok, id: "k", sampling: { ...ok.sampling, topK: 2 ** 31 } },
     ];
     expect(engine.maxModelLen).toBe(50);
     for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);

@@ -48,6 +48,7 @@ export interface EngineRequest {
 }
 
 const MAX_TOP_LOGPROBS = 20;
+const INT32_MAX = 2 ** 31 - 1;
 
 /** Throws InvalidRequestError naming the first field the executor or the model cannot take. */
 export function validateRequest(req: EngineRequest, model: ModelInfo): void {
@@ -86,14 +87,21 @@ function validateSampling(s: SamplingParams, fail: (message: string) => never): 
   if (!(s.temperature >= 0) || !Number.isFinite(s.temperature)) {
     fail(`temperature must be >= 0, got ${s.temperature}`);
   }
-  if (!(s.topP > 0 && s.topP <= 1)) fail(`topP must be in (0, 1], got ${s.topP}`);
-  if (!Number.isInteger(s.topK) || s.topK < 0) fail(`topK must be an integer >= 0, got ${s.topK}`);
+  // The step plan carries sampling as float32 / int32 (PROTOCOL.md `step`): a value that
+  // rounds to 0 or wraps there would make the executor refuse the whole step, failing
+  // every request batched with it.
+  if (!(s.topP > 0 && s.topP <= 1 && Math.fround(s.topP) > 0)) {
+    fail(`topP must be in (0, 1] (and > 0 as float32), got ${s.topP}`);
+  }
+  if (!Number.isInteger(s.topK) || s.topK < 0 || s.topK > INT32_MAX) {
+    fail(`topK must be an integer in [0, ${INT32_MAX}], got ${s.topK}`);
+  }
   if (!(s.minP >= 0 && s.minP <= 1)) fail(`minP must be in [0, 1], got ${s.minP}`);
   for (const key of ["presencePenalty", "frequencyPenalty"] as const) {
     if (!(s[key] >= -2 && s[key] <= 2)) fail(`${key} must be in [-2, 2], got ${s[key]}`);
   }
-  if (!(s.repetitionPenalty > 0) || !Number.isFinite(s.repetitionPenalty)) {
-    fail(`repetitionPenalty must be > 0, got ${s.repetitionPenalty}`);
+  if (!(Math.fround(s.repetitionPenalty) > 0) || !Number.isFinite(s.repetitionPenalty)) {
+    fail(`repetitionPenalty must be > 0 (also as float32), got ${s.repetitionPenalty}`);
   }
   if (s.seed !== null && (!Number.isSafeInteger(s.seed) || s.seed < 0)) {
     fail(`seed must be a safe integer >= 0 or null, got ${s.seed}`);
