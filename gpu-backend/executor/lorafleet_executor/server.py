@@ -4,9 +4,11 @@ its requests (PROTOCOL.md).
     python -m lorafleet_executor.server --socket /tmp/lorafleet-x/executor.sock
 
 Threads: the reader decodes frames and answers `stats` itself; `step`s run in order on
-the step thread; `stage_adapter`, `load_adapter` and `drop_adapter` run in order on the
-adapter thread, so a load never holds up the steps sent after it. Replies go out in the
-order the work finishes, each under the request id it answers.
+the step thread; `load_adapter` and `drop_adapter` run in order on the adapter thread, so
+a load never holds up the steps sent after it; `stage_adapter`s run on a pool of
+`--stage-threads` threads (stage_pool.py), several at once, and a load or drop of an
+adapter waits for that adapter's staging. Replies go out in the order the work
+finishes, each under the request id it answers.
 
 With `--tensor-parallel-size N` (N > 1) this process is rank 0 of a tensor-parallel
 group (parallel/README.md): it starts ranks 1..N-1, and every message it acts on (init,
@@ -40,6 +42,7 @@ from .protocol import (
     encode_message,
     read_header,
 )
+from .stage_pool import DEFAULT_STAGE_THREADS, StagePool
 
 EXIT_OK = 0
 EXIT_NO_SOCKET = 2
@@ -55,9 +58,15 @@ class Server:
     """Serves one engine connection until shutdown, EOF or a bad frame; `run` returns the
     process's exit code."""
 
-    def __init__(self, sock: socket.socket, tp: Any = None) -> None:
+    def __init__(
+        self, sock: socket.socket, tp: Any = None, stage_threads: int = DEFAULT_STAGE_THREADS
+    ) -> None:
         self.sock = sock
         self.tp = tp  # parallel.group.TensorGroup of rank 0, or None
+        # Under tensor parallelism every stage ends in a collective on the `adapters`
+        # group (Executor._agreed), and one group's collectives must come in the same
+        # order on every rank: stages stay serialized on the adapter thread there.
+        self.stagers = StagePool(stage_threads) if tp is None else None
         self.stream = sock.makefile("rb")
         self.executor: Any = None
         self.send_lock = threading.Lock()
@@ -109,6 +118,10 @@ class Server:
         elif name == "step":
             self._fan_out(message)
             self.step_queue.put(message)
+        elif name == "stage_adapter" and self.stagers is not None:
+            self.stagers.submit(
+                message.body.adapter_id, lambda: self._guarded(message, self._carry_out)
+            )
         else:
             self._fan_out(message)
             self.adapter_queue.put(message)
@@ -134,6 +147,8 @@ class Server:
 
     def _carry_out(self, message: Message) -> None:
         body = message.body
+        if self.stagers is not None and message.name in ("load_adapter", "drop_adapter"):
+            self.stagers.wait_for(body.adapter_id)
         if message.name == "step":
             self._send(message, "step_result", self.executor.step(body))
         elif message.name == "stage_adapter":
@@ -172,6 +187,8 @@ class Server:
             work.put(None)
         for worker in self.workers:
             worker.join()
+        if self.stagers is not None:
+            self.stagers.shutdown()
         self._write(encode_message(request_id, "ok", None))
         log.info("shutdown: done")
         return EXIT_OK
@@ -248,6 +265,12 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("LORAFLEET_TENSOR_PARALLEL_SIZE", "1"),
         help="ranks (GPUs) of one tensor-parallel group; this process is rank 0",
     )
+    parser.add_argument(
+        "--stage-threads",
+        type=_positive,
+        default=os.environ.get("LORAFLEET_STAGE_THREADS", str(DEFAULT_STAGE_THREADS)),
+        help="threads that stage adapters at once (1 under tensor parallelism)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format="executor %(levelname)s %(message)s"
@@ -263,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     tp = _start_group(size, args.log_level) if size > 1 else None
     # os._exit, not sys.exit: a worker may be inside a long torch call, and the engine
     # expects the process gone when this returns (ranks 1..N-1 die with it).
-    _exit(Server(sock, tp).run())
+    _exit(Server(sock, tp, args.stage_threads).run())
 
 
 if __name__ == "__main__":

@@ -145,3 +145,49 @@ def test_adapter_work_does_not_hold_up_the_steps_sent_after_it(tmp_path):
         assert engine.receive().name == "ok"
     finally:
         engine.close()
+
+
+def test_stages_overlap_a_bad_one_fails_alone_and_a_load_waits_for_its_stage(tmp_path):
+    # Both adapters' configs are FIFOs: each stage blocks until the test writes its
+    # config. Releasing the second first and getting its reply while the first is still
+    # blocked shows two stages ran at once; the load of the first, sent before it was
+    # staged, must be answered after its `adapter_staged`.
+    slow = {}
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        os.mkfifo(folder / "adapter_config.json")
+        os.symlink(ADAPTER / "adapter_model.safetensors", folder / "adapter_model.safetensors")
+        slow[name] = folder
+    config_text = (ADAPTER / "adapter_config.json").read_text()
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", InitConfig(model_path=str(TINY), device="cpu", num_pages=512))
+        assert engine.receive().name == "ready"
+        engine.send(2, "stage_adapter", StageAdapter(1, str(slow["first"])))
+        engine.send(3, "stage_adapter", StageAdapter(2, str(slow["second"])))
+        engine.send(4, "stage_adapter", StageAdapter(3, str(tmp_path / "missing")))
+        engine.send(5, "stage_adapter", StageAdapter(4, str(ADAPTER)))
+        replies = {}
+        for _ in range(2):  # the bad one and the plain one, in either order
+            reply = engine.receive()
+            replies[reply.request_id] = reply
+        assert replies[4].name == "error" and replies[4].body.code == "adapter_invalid"
+        assert replies[5].name == "adapter_staged"
+        (slow["second"] / "adapter_config.json").write_text(config_text)
+        second = engine.receive()
+        assert (second.request_id, second.name) == (3, "adapter_staged")
+        num_pages = replies[5].body.num_pages
+        engine.send(6, "load_adapter", LoadAdapter(1, np.arange(num_pages, dtype=np.int32)))
+        (slow["first"] / "adapter_config.json").write_text(config_text)
+        first, loaded = engine.receive(), engine.receive()
+        assert (first.request_id, first.name) == (2, "adapter_staged")
+        assert (loaded.request_id, loaded.name) == (6, "ok")
+        # The same files staged on different threads: the same adapter.
+        assert first.body.num_pages == second.body.num_pages == num_pages
+        assert first.body.host_bytes == second.body.host_bytes == replies[5].body.host_bytes
+        engine.send(7, "shutdown")
+        assert engine.receive().name == "ok"
+        assert engine.exit_code() == EXIT_OK
+    finally:
+        engine.close()
