@@ -53,6 +53,8 @@ const MODELS = ["tiny-llama", "tiny-r8", "tiny-r4", "nope", "../tiny-r8", ""];
 const edgy = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }),
   fc.constantFrom(0, -1, 1, 2, 16, 17, 20, 21, 64, 1e9, 2 ** 53, -0.5, 0.5, 1.5, 1e308),
+  // the edges of the float32 / int32 step plan: denormals, int32 wrap
+  fc.constantFrom(5e-324, 1e-46, 1e-39, 2 ** 31 - 1, 2 ** 31, 2 ** 32, -(2 ** 31), 3.4e38, 3.5e38),
   fc.constantFrom("", "tiny-llama", "tiny-r8", "\u0000", "😀", "a".repeat(300)),
   fc.array(fc.integer({ min: -5, max: 1000 }), { maxLength: 8 }),
   fc.array(
