@@ -2,12 +2,13 @@ import type { GatewayClient } from "./gateway-client.ts";
 import type {
   ApiKey,
   Backend,
+  GroupedUsage,
   IssuedKey,
   List,
   Scope,
   Tenant,
   TenantLimits,
-  UsageSummary,
+  UsageGroup,
 } from "./types.ts";
 
 // The operator's /admin API (admin token), as documented in gateway/README.md.
@@ -66,14 +67,16 @@ export function listBackends(client: GatewayClient): Promise<Backend[]> {
   return client.json<List<Backend>>("GET", "/admin/backends").then((list) => list.data);
 }
 
+/** Any tenant's usage in [start, end) unix ms, a line per combination of `groupBy`. */
 export function tenantUsage(
   client: GatewayClient,
   tenantId: string,
   start: number,
   end: number,
-): Promise<UsageSummary> {
-  return client.json<UsageSummary>(
+  groupBy: UsageGroup[],
+): Promise<GroupedUsage> {
+  return client.json<GroupedUsage>(
     "GET",
-    `/admin/usage?tenant_id=${encodeURIComponent(tenantId)}&start=${start}&end=${end}`,
+    `/admin/usage?tenant_id=${encodeURIComponent(tenantId)}&start=${start}&end=${end}&group_by=${groupBy.join(",")}`,
   );
 }

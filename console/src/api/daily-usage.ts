@@ -23,9 +23,9 @@ export function utcDays(days: number, now: number): { day: string; start: number
 }
 
 /**
- * Usage per day and model. The gateway's usage route sums a time range per
- * model, so this asks it once per day (in parallel) and keeps days without
- * traffic out of the rows.
+ * Usage per day and model, asking the per-model usage route once per day (in
+ * parallel) and keeping days without traffic out of the rows. The console uses
+ * usageReport instead (two calls with group_by); the CLI's `usage` still uses this.
  *
  * @example await dailyUsage((s, e) => usage(client, s, e), 14, Date.now())
  */

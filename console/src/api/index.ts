@@ -7,3 +7,4 @@ export * from "./gateway-error.ts";
 export * from "./tenant-api.ts";
 export type * from "./types.ts";
 export * from "./usage-csv.ts";
+export * from "./usage-report.ts";

@@ -1,32 +1,23 @@
 import type { GatewayClient } from "./gateway-client.ts";
-import { GatewayError } from "./gateway-error.ts";
-import type { Adapter, List, Model, Scope, UsageSummary } from "./types.ts";
+import type {
+  Adapter,
+  GroupedUsage,
+  List,
+  Me,
+  Model,
+  Scope,
+  UsageGroup,
+  UsageSummary,
+} from "./types.ts";
 
-// The gateway has no "who am I" route, so a key's scopes are learnt from harmless
-// calls: GET /v1/models needs `inference`; DELETE of an adapter name that cannot
-// exist needs `adapters:write` and answers 404 when the key has it.
-const probeAdapterName = "--scope-probe--";
+/** Who the key is (tenant, prefix, scopes, limits); GatewayError 401 for a bad key, 403 for a suspended tenant. */
+export function whoAmI(client: GatewayClient): Promise<Me> {
+  return client.json<Me>("GET", "/v1/me");
+}
 
-/**
- * Checks a tenant key and learns its scopes; throws GatewayError 401 for a bad
- * key and 403 for a suspended tenant.
- */
+/** A key's scopes (the CLI's login reports them). */
 export async function keyScopes(client: GatewayClient): Promise<Scope[]> {
-  const scopes: Scope[] = [];
-  try {
-    await client.send("GET", "/v1/models");
-    scopes.push("inference");
-  } catch (error) {
-    if (!(error instanceof GatewayError && error.code === "insufficient_scope")) throw error;
-  }
-  try {
-    await client.send("DELETE", `/v1/adapters/${probeAdapterName}`);
-  } catch (error) {
-    if (!(error instanceof GatewayError)) throw error;
-    if (error.code === "adapter_not_found") scopes.push("adapters:write");
-    else if (error.code !== "insufficient_scope") throw error;
-  }
-  return scopes;
+  return (await whoAmI(client)).key.scopes;
 }
 
 export function listAdapters(client: GatewayClient): Promise<Adapter[]> {
@@ -41,7 +32,20 @@ export function listModels(client: GatewayClient): Promise<Model[]> {
   return client.json<List<Model>>("GET", "/v1/models").then((list) => list.data);
 }
 
-/** The tenant's usage in [start, end) unix ms. */
+/** The tenant's usage in [start, end) unix ms, per model. */
 export function usage(client: GatewayClient, start: number, end: number): Promise<UsageSummary> {
   return client.json<UsageSummary>("GET", `/v1/usage?start=${start}&end=${end}`);
+}
+
+/** The tenant's usage in [start, end) unix ms, a line per combination of `groupBy`. */
+export function groupedUsage(
+  client: GatewayClient,
+  start: number,
+  end: number,
+  groupBy: UsageGroup[],
+): Promise<GroupedUsage> {
+  return client.json<GroupedUsage>(
+    "GET",
+    `/v1/usage?start=${start}&end=${end}&group_by=${groupBy.join(",")}`,
+  );
 }

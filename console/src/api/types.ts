@@ -29,6 +29,7 @@ export type UsageLine = {
   errors: number;
 };
 
+/** GET /v1/usage with its default grouping (a line per model), as every gateway version answers it. */
 export type UsageSummary = {
   start: number;
   end: number | null;
@@ -37,6 +38,42 @@ export type UsageSummary = {
   completion_tokens: number;
   total_tokens: number;
   data: UsageLine[];
+};
+
+/** What `group_by` may name. */
+export type UsageGroup = "day" | "model" | "adapter";
+
+/** Nearest-rank percentiles of the gateway's latency_ms (arrival to last byte) over `ok` requests; null when none. */
+export type LatencyPercentiles = { p50: number | null; p90: number | null; p99: number | null };
+
+type UsageCounts = {
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** requests answered with an HTTP status >= 400, or whose stream the backend ended with an error */
+  errors: number;
+  latency_ms: LatencyPercentiles;
+};
+
+/** A line of GET /v1/usage?group_by=...: the key of each group asked for, then its counts. */
+export type GroupedUsageLine = UsageCounts & {
+  /** YYYY-MM-DD (UTC) */
+  day?: string;
+  /** as the client named it */
+  model?: string;
+  /** null for base-model requests */
+  adapter_id?: string | null;
+  /** the adapter's name; null for base-model requests or a deleted adapter */
+  adapter?: string | null;
+};
+
+/** GET /v1/usage?group_by=... (and /admin/usage): totals of the range and a line per group. */
+export type GroupedUsage = UsageCounts & {
+  start: number;
+  end: number | null;
+  group_by: UsageGroup[];
+  data: GroupedUsageLine[];
 };
 
 export type Tenant = {
@@ -95,3 +132,13 @@ export type Backend = {
 };
 
 export type List<T> = { object: "list"; data: T[] };
+
+/** GET /v1/me: who a tenant key is, and the limits enforced on it. */
+export type Me = {
+  tenant: { id: string; name: string };
+  key: Pick<
+    ApiKey,
+    "id" | "prefix" | "name" | "scopes" | "expires_at" | "created_at" | "last_used_at"
+  >;
+  limits: TenantLimits & { allowed_base_models: string[] };
+};

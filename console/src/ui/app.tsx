@@ -44,6 +44,11 @@ export function App() {
       </a>
       <aside class="sidebar">
         <h1>lorafleet</h1>
+        {session.kind === "tenant" && (
+          <p class="who" data-testid="who">
+            {session.tenantName} · <code>{session.keyPrefix}…</code>
+          </p>
+        )}
         <p class="who">
           {session.kind === "admin"
             ? "Operator (admin token)"

@@ -6,7 +6,7 @@ import type { Scope } from "../api/types.ts";
  * tab only, gone when it closes); never in the URL, never in localStorage.
  */
 export type Session =
-  | { kind: "tenant"; token: string; scopes: Scope[] }
+  | { kind: "tenant"; token: string; scopes: Scope[]; tenantName: string; keyPrefix: string }
   | { kind: "admin"; token: string };
 
 const storageKey = "lorafleet.session";
@@ -15,7 +15,10 @@ export function loadSession(): Session | null {
   const text = sessionStorage.getItem(storageKey);
   if (text === null) return null;
   try {
-    return JSON.parse(text) as Session;
+    const session = JSON.parse(text) as Session;
+    // A tenant session saved by an older console lacks what GET /v1/me tells: sign in again.
+    if (session.kind === "tenant" && typeof session.tenantName !== "string") throw new Error();
+    return session;
   } catch {
     sessionStorage.removeItem(storageKey);
     return null;

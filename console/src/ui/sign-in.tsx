@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { listTenants } from "../api/admin-api.ts";
 import { GatewayClient } from "../api/gateway-client.ts";
-import { keyScopes } from "../api/tenant-api.ts";
+import { whoAmI } from "../api/tenant-api.ts";
 import { ErrorNotice } from "./notice.tsx";
 import type { Session } from "./session.ts";
 
@@ -23,7 +23,14 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
         await listTenants(client);
         onSignedIn({ kind: "admin", token: secret });
       } else {
-        onSignedIn({ kind: "tenant", token: secret, scopes: await keyScopes(client) });
+        const me = await whoAmI(client);
+        onSignedIn({
+          kind: "tenant",
+          token: secret,
+          scopes: me.key.scopes,
+          tenantName: me.tenant.name,
+          keyPrefix: me.key.prefix,
+        });
       }
     } catch (failure) {
       setError(failure);

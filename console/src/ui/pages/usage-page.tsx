@@ -1,8 +1,10 @@
 import { useState } from "preact/hooks";
 import { listTenants, tenantUsage } from "../../api/admin-api.ts";
-import { dailyUsage, totalsBy, utcDays } from "../../api/daily-usage.ts";
-import { usage } from "../../api/tenant-api.ts";
+import { totalsBy, utcDays } from "../../api/daily-usage.ts";
+import { groupedUsage } from "../../api/tenant-api.ts";
+import type { LatencyPercentiles } from "../../api/types.ts";
 import { usageCsv } from "../../api/usage-csv.ts";
+import { type UsageReport, usageReport } from "../../api/usage-report.ts";
 import { BarChart } from "../bar-chart.tsx";
 import { Empty, ErrorNotice, Loading } from "../notice.tsx";
 import { clientOf, type Session } from "../session.ts";
@@ -19,9 +21,18 @@ function download(name: string, text: string) {
   URL.revokeObjectURL(url);
 }
 
+/** "12 ms"; no ok request, no latency: "–". */
+function formatMs(ms: number | null): string {
+  return ms === null ? "–" : `${ms.toLocaleString("en-US")} ms`;
+}
+
+function percentiles(latency: LatencyPercentiles): string {
+  return [latency.p50, latency.p90, latency.p99].map(formatMs).join(" / ");
+}
+
 /**
- * Requests, tokens and errors per day and per model (base model or adapter),
- * with CSV export. An operator picks the tenant.
+ * Requests, tokens, errors and latency percentiles per day and per model (base
+ * model or adapter), with CSV export. An operator picks the tenant.
  */
 export function UsagePage({ session }: { session: Session }) {
   const client = clientOf(session);
@@ -32,15 +43,15 @@ export function UsagePage({ session }: { session: Session }) {
     [session.token],
   );
   const chosenTenant = tenantId || tenants.data?.[0]?.id || "";
-  const rows = useAsync(async () => {
+  const report = useAsync(async (): Promise<UsageReport | null> => {
     if (session.kind === "tenant") {
-      return dailyUsage((s, e) => usage(client, s, e), days, Date.now());
+      return usageReport((s, e, g) => groupedUsage(client, s, e, g), days, Date.now());
     }
-    if (chosenTenant === "") return [];
-    return dailyUsage((s, e) => tenantUsage(client, chosenTenant, s, e), days, Date.now());
+    if (chosenTenant === "") return null;
+    return usageReport((s, e, g) => tenantUsage(client, chosenTenant, s, e, g), days, Date.now());
   }, [session.token, days, chosenTenant]);
 
-  const data = rows.data ?? [];
+  const data = report.data?.daily ?? [];
   const perDay = utcDays(days, Date.now()).map((d) => {
     const t = totalsBy(
       data.filter((r) => r.day === d.day),
@@ -48,8 +59,13 @@ export function UsagePage({ session }: { session: Session }) {
     )[0];
     return { day: d.day.slice(5), requests: t?.requests ?? 0, tokens: t?.tokens ?? 0 };
   });
-  const perModel = totalsBy(data, (r) => r.model);
-  const totals = totalsBy(data, () => "all")[0] ?? { requests: 0, tokens: 0, errors: 0 };
+  const perModel = report.data?.perModel ?? [];
+  const totals = report.data?.totals ?? {
+    requests: 0,
+    total_tokens: 0,
+    errors: 0,
+    latency_ms: { p50: null, p90: null, p99: null },
+  };
 
   return (
     <>
@@ -94,13 +110,13 @@ export function UsagePage({ session }: { session: Session }) {
           </button>
         </div>
         <div class="field">
-          <button type="button" onClick={rows.reload}>
+          <button type="button" onClick={report.reload}>
             Refresh
           </button>
         </div>
       </div>
-      <ErrorNotice error={rows.error ?? tenants.error} />
-      {rows.loading && rows.data === null ? (
+      <ErrorNotice error={report.error ?? tenants.error} />
+      {report.loading && report.data === null ? (
         <Loading what="usage" />
       ) : (
         <>
@@ -114,13 +130,26 @@ export function UsagePage({ session }: { session: Session }) {
             <div class="stat">
               <div class="hint">Tokens</div>
               <div class="value" data-testid="total-tokens">
-                {totals.tokens.toLocaleString("en-US")}
+                {totals.total_tokens.toLocaleString("en-US")}
               </div>
             </div>
             <div class="stat">
-              <div class="hint">Errors (HTTP ≥ 400)</div>
+              <div
+                class="hint"
+                title="Answered with HTTP ≥ 400, or a stream the backend ended with an error"
+              >
+                Errors
+              </div>
               <div class="value" data-testid="total-errors">
                 {totals.errors.toLocaleString("en-US")}
+              </div>
+            </div>
+            <div class="stat">
+              <div class="hint" title="Arrival to last byte, over successful requests">
+                Latency p50 / p90 / p99
+              </div>
+              <div class="value" data-testid="total-latency">
+                {percentiles(totals.latency_ms)}
               </div>
             </div>
           </section>
@@ -142,7 +171,7 @@ export function UsagePage({ session }: { session: Session }) {
                 <BarChart
                   title="Tokens per model"
                   unit="tokens"
-                  bars={perModel.map((m) => ({ label: m.key, value: m.tokens }))}
+                  bars={perModel.map((m) => ({ label: m.model ?? "", value: m.total_tokens }))}
                 />
               </div>
               <section class="panel" aria-labelledby="per-model-heading">
@@ -161,17 +190,29 @@ export function UsagePage({ session }: { session: Session }) {
                         <th scope="col" class="num">
                           Errors
                         </th>
+                        <th scope="col" class="num">
+                          p50
+                        </th>
+                        <th scope="col" class="num">
+                          p90
+                        </th>
+                        <th scope="col" class="num">
+                          p99
+                        </th>
                       </tr>
                     </thead>
                     <tbody>
                       {perModel.map((m) => (
-                        <tr key={m.key} data-model={m.key}>
+                        <tr key={m.model} data-model={m.model}>
                           <td>
-                            <code>{m.key}</code>
+                            <code>{m.model}</code>
                           </td>
                           <td class="num">{m.requests.toLocaleString("en-US")}</td>
-                          <td class="num">{m.tokens.toLocaleString("en-US")}</td>
+                          <td class="num">{m.total_tokens.toLocaleString("en-US")}</td>
                           <td class="num">{m.errors.toLocaleString("en-US")}</td>
+                          <td class="num">{formatMs(m.latency_ms.p50)}</td>
+                          <td class="num">{formatMs(m.latency_ms.p90)}</td>
+                          <td class="num">{formatMs(m.latency_ms.p99)}</td>
                         </tr>
                       ))}
                     </tbody>
@@ -181,8 +222,8 @@ export function UsagePage({ session }: { session: Session }) {
             </>
           )}
           <p class="hint">
-            Latency percentiles are not shown: the gateway records each request's latency but its
-            usage API does not report it yet.
+            Latency is the gateway's, from a request's arrival to its last byte (a stream's end),
+            over successful requests; percentiles by nearest rank.
           </p>
         </>
       )}
