@@ -29,11 +29,13 @@ export async function startChoices(
       { param: requests.length > 1 ? "prompt" : "n", code: "invalid_value" },
     );
   }
+  // all the choices' seats at once: part of the room for each of many requests serves none
+  const seats = serving.reserve(requests.length * n);
   const started: ChoiceStream[] = [];
   try {
     for (const [promptIndex, request] of requests.entries()) {
       for (let choice = 0; choice < n; choice++) {
-        const stream = await serving.generate(choiceRequest(request, choice));
+        const stream = await serving.generate(choiceRequest(request, choice), seats);
         started.push({
           index: promptIndex * n + choice,
           stream,
@@ -44,6 +46,8 @@ export async function startChoices(
   } catch (error) {
     cancelChoices(started);
     throw error;
+  } finally {
+    seats.release();
   }
   return started;
 }

@@ -39,6 +39,13 @@ export interface GenerateRequest {
   deadlineMs: number | null;
 }
 
+/** Seats under the queue bound held for one client request (ServingLoop.reserve). */
+export interface Seats {
+  remaining: number;
+  take: () => void;
+  release: () => void;
+}
+
 export interface ServingLimits {
   /** prompt + completion tokens at most */
   maxModelLen: number;
@@ -70,6 +77,8 @@ export class ServingLoop {
   #recovering: Promise<void> | null = null;
   /** set by drain(): new requests are refused, running ones finish */
   #draining = false;
+  /** seats held by reserve() and not used yet: counted against the queue bound */
+  #reserved = 0;
 
   constructor(deps: {
     engine: Engine;
@@ -147,7 +156,35 @@ export class ServingLoop {
    * UnknownModelError, AdapterLoadError, BackendUnavailableError or the engine's
    * InvalidRequestError before anything is queued.
    */
-  async generate(request: GenerateRequest): Promise<GenerationStream> {
+  /**
+   * Holds `count` seats under the queue bound at once, all or none (QueueFullError): one
+   * client request's n choices × prompts. Without it, concurrent multi-choice requests
+   * each got part of the room and then all failed (100 batch lines × n=16 against a bound
+   * of 1152: every line 429). generate(request, seats) takes one; release() returns the rest.
+   */
+  reserve(count: number): Seats {
+    if (this.#streams.size + this.#reserved + count > this.#limits.maxUnfinished) {
+      throw new QueueFullError(
+        `The server has ${this.#streams.size + this.#reserved} requests in progress and room for ${this.#limits.maxUnfinished}; this one needs ${count}. Retry later.`,
+        1,
+      );
+    }
+    this.#reserved += count;
+    const seats = {
+      remaining: count,
+      take: () => {
+        seats.remaining--;
+        this.#reserved--;
+      },
+      release: () => {
+        this.#reserved -= seats.remaining;
+        seats.remaining = 0;
+      },
+    };
+    return seats;
+  }
+
+  async generate(request: GenerateRequest, seats: Seats | null = null): Promise<GenerationStream> {
     if (this.#draining) {
       throw new BackendUnavailableError("this backend is shutting down; retry on another");
     }
@@ -160,14 +197,15 @@ export class ServingLoop {
         `This model's maximum context length is ${this.#limits.maxModelLen} tokens. However, you requested ${request.promptIds.length + (request.maxTokens ?? 1)} tokens (${request.promptIds.length} in the messages, ${request.maxTokens ?? 1} in the completion). Please reduce the length of the messages or completion.`,
       );
     }
-    this.#checkQueue();
+    if (seats === null) this.#checkQueue();
+    else if (seats.remaining < 1) throw new Error("generate: no reserved seat left");
     const adapter = request.remoteAdapter
       ? await this.#adapters.resolveRemote(request.remoteAdapter)
       : request.adapterName === null
         ? null
         : await this.#adapters.resolve(request.adapterName);
     // Resolving may have awaited a download: look again.
-    this.#checkQueue();
+    if (seats === null) this.#checkQueue();
     const id = `req-${++this.#nextId}`;
     const stream = new GenerationStream(id, this.#tokenizer, request.promptIds, request.stop, () =>
       this.#cancel(id),
@@ -185,6 +223,7 @@ export class ServingLoop {
       deadlineMs: request.deadlineMs,
       arrivalMs: now,
     });
+    seats?.take();
     this.#streams.set(id, stream);
     this.#metrics.requestAdmitted(id, now);
     this.#poke();
@@ -192,9 +231,9 @@ export class ServingLoop {
   }
 
   #checkQueue(): void {
-    if (this.#streams.size >= this.#limits.maxUnfinished) {
+    if (this.#streams.size + this.#reserved >= this.#limits.maxUnfinished) {
       throw new QueueFullError(
-        `The server has ${this.#streams.size} requests in progress, its limit; retry later.`,
+        `The server has ${this.#streams.size + this.#reserved} requests in progress, its limit; retry later.`,
         1,
       );
     }
