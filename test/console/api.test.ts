@@ -1,13 +1,14 @@
 // The pure parts the console and the CLI share, checked without the network.
 import { describe, expect, it } from "vitest";
 import { multipartBody } from "../../cli/src/multipart-upload.ts";
-import { dailyUsage, totalsBy, utcDays } from "../../console/src/api/daily-usage.ts";
+import { totalsBy, utcDays } from "../../console/src/api/daily-usage.ts";
 import { GatewayError } from "../../console/src/api/gateway-error.ts";
 import { curlSnippet, openaiPythonSnippet } from "../../console/src/api/snippets.ts";
 import { sseData } from "../../console/src/api/sse.ts";
-import type { UsageSummary } from "../../console/src/api/types.ts";
+import type { GroupedUsage, UsageGroup } from "../../console/src/api/types.ts";
 import { fileOfError, localFileProblem } from "../../console/src/api/upload-adapter.ts";
 import { usageCsv } from "../../console/src/api/usage-csv.ts";
+import { usageReport } from "../../console/src/api/usage-report.ts";
 
 function streamOf(pieces: string[]): ReadableStream<Uint8Array> {
   const bytes = pieces.map((p) => new TextEncoder().encode(p));
@@ -52,39 +53,36 @@ describe("sseData", () => {
 describe("daily usage", () => {
   const now = Date.UTC(2026, 10, 26, 7, 30);
 
-  it("asks once per UTC day, oldest first, and keeps only days with traffic", async () => {
-    const asked: [number, number][] = [];
-    const rows = await dailyUsage(
-      async (start, end): Promise<UsageSummary> => {
-        asked.push([start, end]);
-        const busy = start === Date.UTC(2026, 10, 25);
-        return {
-          start,
-          end,
-          requests: busy ? 3 : 0,
-          prompt_tokens: 0,
-          completion_tokens: 0,
-          total_tokens: 0,
-          data: busy
-            ? [
-                {
-                  model: "bot",
-                  requests: 3,
-                  prompt_tokens: 10,
-                  completion_tokens: 5,
-                  total_tokens: 15,
-                  errors: 1,
-                },
-              ]
-            : [],
-        };
+  it("reads a period in two grouped calls: daily rows per model, and per-model percentiles", async () => {
+    const latency = { p50: 40, p90: 90, p99: 120 };
+    const counts = {
+      requests: 3,
+      prompt_tokens: 10,
+      completion_tokens: 5,
+      total_tokens: 15,
+      errors: 1,
+      latency_ms: latency,
+    };
+    const asked: [number, number, UsageGroup[]][] = [];
+    const report = await usageReport(
+      async (start, end, groupBy): Promise<GroupedUsage> => {
+        asked.push([start, end, groupBy]);
+        const line = groupBy.includes("day")
+          ? { day: "2026-11-25", model: "bot" }
+          : { model: "bot" };
+        return { ...counts, start, end, group_by: groupBy, data: [{ ...counts, ...line }] };
       },
       3,
       now,
     );
-    expect(asked).toEqual(utcDays(3, now).map((d) => [d.start, d.end]));
-    expect(utcDays(3, now).map((d) => d.day)).toEqual(["2026-11-24", "2026-11-25", "2026-11-26"]);
-    expect(rows).toEqual([
+    const days = utcDays(3, now);
+    expect(days.map((d) => d.day)).toEqual(["2026-11-24", "2026-11-25", "2026-11-26"]);
+    const period = [days[0]?.start, days[2]?.end];
+    expect(asked).toEqual([
+      [...period, ["day", "model"]],
+      [...period, ["model"]],
+    ]);
+    expect(report.daily).toEqual([
       {
         day: "2026-11-25",
         model: "bot",
@@ -94,7 +92,8 @@ describe("daily usage", () => {
         errors: 1,
       },
     ]);
-    expect(totalsBy(rows, (r) => r.model)).toEqual([
+    expect(report.perModel[0]?.latency_ms).toEqual(latency);
+    expect(totalsBy(report.daily, (r) => r.model)).toEqual([
       { key: "bot", requests: 3, tokens: 15, errors: 1 },
     ]);
   });

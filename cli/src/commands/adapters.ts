@@ -35,7 +35,9 @@ async function upload(ctx: CliContext, client: GatewayClient, dir: string, name:
   const bar = new ProgressBar(ctx.stderr, `upload ${name}`, form.total);
   const response = await client.send("POST", "/v1/adapters", {
     body: form.stream((sent) => bar.update(sent)),
-    headers: { "content-type": form.contentType },
+    // The size is known up front: the gateway refuses an oversize upload from the header
+    // alone, before a byte of it is read.
+    headers: { "content-type": form.contentType, "content-length": String(form.total) },
     // Node's fetch sends a stream body only half-duplex.
     duplex: "half",
   } as RequestInit);

@@ -1,11 +1,12 @@
 import { parseArgs } from "node:util";
-import { dailyUsage, totalsBy, usage, usageCsv } from "@lorafleet/console/api";
+import { groupedUsage, usageCsv, usageReport } from "@lorafleet/console/api";
 import { CliError } from "../cli-error.ts";
 import { type CliContext, configOption, loadConfig, tenantClient } from "../context.ts";
 import { table } from "../table.ts";
 
 export const usageHelp = `lorafleet usage [--days 14] [--csv]
-  Requests, tokens and errors per UTC day and model; --csv prints CSV instead.`;
+  Requests, tokens and errors per UTC day and model, latency percentiles of the period;
+  --csv prints the daily rows as CSV instead.`;
 
 export async function usageCommand(ctx: CliContext, args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -15,12 +16,14 @@ export async function usageCommand(ctx: CliContext, args: string[]): Promise<voi
   const days = Number(values.days);
   if (!Number.isInteger(days) || days < 1 || days > 92) throw new CliError("--days must be 1-92");
   const client = tenantClient(loadConfig(ctx, values.config));
-  const rows = await dailyUsage((s, e) => usage(client, s, e), days, Date.now());
+  const report = await usageReport((s, e, g) => groupedUsage(client, s, e, g), days, Date.now());
+  const rows = report.daily;
   if (values.csv) {
     ctx.stdout.write(usageCsv(rows));
     return;
   }
-  const totals = totalsBy(rows, () => "all")[0] ?? { requests: 0, tokens: 0, errors: 0 };
+  const { totals } = report;
+  const ms = (value: number | null) => (value === null ? "-" : `${value} ms`);
   if (rows.length > 0) {
     ctx.stdout.write(
       `${table(
@@ -36,7 +39,10 @@ export async function usageCommand(ctx: CliContext, args: string[]): Promise<voi
       )}\n\n`,
     );
   }
+  const latency = totals.latency_ms;
   ctx.stdout.write(
-    `last ${days} days: ${totals.requests} requests, ${totals.tokens} tokens, ${totals.errors} errors\n`,
+    `last ${days} days: ${totals.requests} requests, ${totals.total_tokens} tokens, ` +
+      `${totals.errors} errors; latency p50 ${ms(latency.p50)}, p90 ${ms(latency.p90)}, ` +
+      `p99 ${ms(latency.p99)}\n`,
   );
 }

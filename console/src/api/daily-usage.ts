@@ -1,5 +1,3 @@
-import type { UsageSummary } from "./types.ts";
-
 const dayMs = 86_400_000;
 
 /** One model's usage on one UTC day. */
@@ -20,32 +18,6 @@ export function utcDays(days: number, now: number): { day: string; start: number
     const start = today - (days - 1 - i) * dayMs;
     return { day: new Date(start).toISOString().slice(0, 10), start, end: start + dayMs };
   });
-}
-
-/**
- * Usage per day and model, asking the per-model usage route once per day (in
- * parallel) and keeping days without traffic out of the rows. The console uses
- * usageReport instead (two calls with group_by); the CLI's `usage` still uses this.
- *
- * @example await dailyUsage((s, e) => usage(client, s, e), 14, Date.now())
- */
-export async function dailyUsage(
-  fetchRange: (start: number, end: number) => Promise<UsageSummary>,
-  days: number,
-  now: number,
-): Promise<DailyUsageRow[]> {
-  const ranges = utcDays(days, now);
-  const summaries = await Promise.all(ranges.map((r) => fetchRange(r.start, r.end)));
-  return ranges.flatMap((range, i) =>
-    (summaries[i]?.data ?? []).map((line) => ({
-      day: range.day,
-      model: line.model,
-      requests: line.requests,
-      prompt_tokens: line.prompt_tokens,
-      completion_tokens: line.completion_tokens,
-      errors: line.errors,
-    })),
-  );
 }
 
 /** Sums rows by a key (a day or a model), in first-seen order. */

@@ -1,14 +1,5 @@
 import type { GatewayClient } from "./gateway-client.ts";
-import type {
-  Adapter,
-  GroupedUsage,
-  List,
-  Me,
-  Model,
-  Scope,
-  UsageGroup,
-  UsageSummary,
-} from "./types.ts";
+import type { Adapter, GroupedUsage, List, Me, Model, Scope, UsageGroup } from "./types.ts";
 
 /** Who the key is (tenant, prefix, scopes, limits); GatewayError 401 for a bad key, 403 for a suspended tenant. */
 export function whoAmI(client: GatewayClient): Promise<Me> {
@@ -30,11 +21,6 @@ export function deleteAdapter(client: GatewayClient, name: string): Promise<unkn
 
 export function listModels(client: GatewayClient): Promise<Model[]> {
   return client.json<List<Model>>("GET", "/v1/models").then((list) => list.data);
-}
-
-/** The tenant's usage in [start, end) unix ms, per model. */
-export function usage(client: GatewayClient, start: number, end: number): Promise<UsageSummary> {
-  return client.json<UsageSummary>("GET", `/v1/usage?start=${start}&end=${end}`);
 }
 
 /** The tenant's usage in [start, end) unix ms, a line per combination of `groupBy`. */

@@ -19,27 +19,6 @@ export type Adapter = {
 
 export type Model = { id: string; owned_by: string; root: string; parent: string | null };
 
-export type UsageLine = {
-  model: string;
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  /** requests answered with an HTTP status >= 400 */
-  errors: number;
-};
-
-/** GET /v1/usage with its default grouping (a line per model), as every gateway version answers it. */
-export type UsageSummary = {
-  start: number;
-  end: number | null;
-  requests: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  data: UsageLine[];
-};
-
 /** What `group_by` may name. */
 export type UsageGroup = "day" | "model" | "adapter";
 
