@@ -87,6 +87,9 @@ async function main() {
     pythonPath(),
     "--backend-secret",
     secrets.backendSecret,
+    // The gateway's signed adapter URLs carry the origin a client used to reach it.
+    "--adapter-url-allow",
+    `http://127.0.0.1:${gatewayPort},http://localhost:${gatewayPort}`,
     ...cpuPoolArgs(),
   ]);
   await waitFor(`http://127.0.0.1:${backendPort}/ready`, "the backend", 300_000);

@@ -38,7 +38,7 @@ describe("npm run bench -- smoke", () => {
     expect(result.command).toMatch(/^node bench\/src\/main.ts smoke --out /);
     expect(result.gitSha).toMatch(/^[0-9a-f]{40}$/);
     expect(result.torch).toMatch(/^\d+\.\d+/);
-    expect(result.runs.map((r) => r.variant)).toEqual(["base", "slora"]);
+    expect(result.runs.map((r) => r.variant)).toEqual(["base", "slora", "no-unifymem"]);
     for (const r of result.runs) {
       expect(r.error).toBeNull();
       const m = r.metrics;
@@ -49,6 +49,11 @@ describe("npm run bench -- smoke", () => {
       expect(m?.sloAttainment).toBeGreaterThan(0);
     }
     expect(result.ratios["slora_vs_base@n=4"]).toBeGreaterThan(0);
+    // The server started with --unified-paging false served every request too.
+    expect(result.runs[2]?.serverArgs).toEqual(
+      expect.arrayContaining(["--unified-paging", "false"]),
+    );
+    expect(result.ratios["slora_vs_no-unifymem@n=4"]).toBeGreaterThan(0);
     expect(result.peftBaseline?.error).toBeNull();
     expect(result.peftBaseline?.result).toMatchObject({ baseline: "peft", requests: 4 });
     const figures = plotFiles([file]);

@@ -44,6 +44,8 @@ describe.skipIf(!haveFixtures)("gateway contract", () => {
       SECRET,
       "--adapter-dir",
       join(fixturesDir, "no-adapters"),
+      "--adapter-url-allow",
+      filesUrl,
     ]);
   });
   afterAll(async () => {

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { type Backend, repoRoot, startBackend, tinyModel } from "../backend/backend-process.ts";
 import { GatewayAdmin } from "../gateway/gateway-admin.ts";
-import { startGateway } from "../gateway/gateway-process.ts";
+import { freePort, gatewayOrigin, startGateway } from "../gateway/gateway-process.ts";
 
 /** What the tests get: where the gateway listens and the secrets of two tenants. */
 export type StackInfo = {
@@ -29,8 +29,14 @@ export async function startStack(): Promise<Stack> {
   if (build.status !== 0) throw new Error(`console build failed:\n${build.stderr}`);
 
   const backendSecret = randomBytes(16).toString("hex");
-  const backend: Backend = await startBackend(["--backend-secret", backendSecret]);
-  const gateway = await startGateway(backendSecret).catch(async (error) => {
+  const port = await freePort();
+  const backend: Backend = await startBackend([
+    "--backend-secret",
+    backendSecret,
+    "--adapter-url-allow",
+    gatewayOrigin(port),
+  ]);
+  const gateway = await startGateway(backendSecret, port).catch(async (error) => {
     await backend.stop();
     throw error;
   });

@@ -22,7 +22,7 @@ import {
   startBackend,
 } from "../backend/backend-process.ts";
 import { GatewayAdmin, type Tenant, uploadAdapter } from "./gateway-admin.ts";
-import { type Gateway, startGateway } from "./gateway-process.ts";
+import { freePort, type Gateway, gatewayOrigin, startGateway } from "./gateway-process.ts";
 
 const baseModel = "tiny-llama";
 const fixtureAdapter = (name: string) => join(fixturesDir, "adapters", name);
@@ -79,10 +79,17 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
     textOf(await direct.chat.completions.create(chat(model, content, maxTokens)));
 
   beforeAll(async () => {
+    const port = await freePort();
+    const backendArgs = [
+      "--backend-secret",
+      backendSecret,
+      "--adapter-url-allow",
+      gatewayOrigin(port),
+    ];
     const started = await Promise.allSettled([
-      startGateway(backendSecret),
-      startBackend(["--backend-secret", backendSecret]),
-      startBackend(["--backend-secret", backendSecret]),
+      startGateway(backendSecret, port),
+      startBackend(backendArgs),
+      startBackend(backendArgs),
     ]);
     for (const result of started.slice(1)) {
       if (result.status === "fulfilled") backends.push(result.value as Backend);

@@ -42,8 +42,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** `backendSecret` is what the gateway sends to backends; they must be started with it. */
-export async function startGateway(backendSecret: string): Promise<Gateway> {
+/** The origin the gateway listens on and writes into its signed adapter URLs. */
+export const gatewayOrigin = (port: number) => `http://127.0.0.1:${port}`;
+
+/**
+ * `backendSecret` is what the gateway sends to backends; they must be started with it, and
+ * with `--adapter-url-allow` naming the gateway's origin (`gatewayOrigin(port)`): pick the
+ * port first with freePort() when the backends start alongside.
+ */
+export async function startGateway(backendSecret: string, port?: number): Promise<Gateway> {
   const state = mkdtempSync(join(tmpdir(), "lorafleet-gateway-e2e-"));
   const migrate = spawnSync(
     wrangler,
@@ -60,7 +67,7 @@ export async function startGateway(backendSecret: string): Promise<Gateway> {
     URL_SIGNING_KEY: randomBytes(16).toString("hex"),
     BACKEND_SECRET: backendSecret,
   };
-  const port = await freePort();
+  const listenPort = port ?? (await freePort());
   const child = spawn(
     wrangler,
     [
@@ -68,7 +75,7 @@ export async function startGateway(backendSecret: string): Promise<Gateway> {
       "--ip",
       "127.0.0.1",
       "--port",
-      String(port),
+      String(listenPort),
       "--inspector-port",
       String(await freePort()),
       "--persist-to",
@@ -85,7 +92,7 @@ export async function startGateway(backendSecret: string): Promise<Gateway> {
   child.stderr?.on("data", (chunk) => {
     output += chunk;
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = gatewayOrigin(listenPort);
   const stop = async () => {
     await stopProcess(child);
     rmSync(state, { recursive: true, force: true });

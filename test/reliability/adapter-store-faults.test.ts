@@ -2,6 +2,7 @@
 // a 5xx, a body cut short, or bytes that do not hash to the recorded sha256. Each request
 // fails clearly (retriable 503 for a store that is down, 400 for a mismatch), nothing is
 // cached on disk, and the same adapter is served and cached once the store is right.
+// URLs outside --adapter-url-allow, and redirects, are refused before any download (SSRF).
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -23,11 +24,16 @@ const weights = readFileSync(join(adapterDir, "adapter_model.safetensors"));
 const config = readFileSync(join(adapterDir, "adapter_config.json"));
 const sha256 = createHash("sha256").update(weights).digest("hex");
 
-/** The store's behaviour per path: a healthy file, a 500, a body cut at half its length. */
+/** Requests the store received, by path. */
+const storeHits: string[] = [];
+
+/** The store's behaviour per path: a healthy file, a 500, a body cut at half its length, a redirect. */
 function storeServer(): Server {
   return createServer((req, res) => {
     const path = req.url?.split("?")[0];
+    storeHits.push(path ?? "");
     if (path === "/config") res.end(config);
+    else if (path === "/weights-redirect") res.writeHead(302, { location: "/weights" }).end();
     else if (path === "/weights") res.end(weights);
     else if (path === "/weights-500") res.writeHead(500).end("store down");
     else if (path === "/weights-cut") {
@@ -62,7 +68,14 @@ describe.skipIf(!haveFixtures)("adapter store faults", () => {
     deadUrl = `http://127.0.0.1:${await closedPort()}`;
     // An empty adapter directory: its .remote/ is the download cache under test.
     dir = mkdtempSync(join(tmpdir(), "lorafleet-store-faults-"));
-    backend = await startBackend(["--backend-secret", SECRET, "--adapter-dir", dir]);
+    backend = await startBackend([
+      "--backend-secret",
+      SECRET,
+      "--adapter-dir",
+      dir,
+      "--adapter-url-allow",
+      `${storeUrl},${deadUrl}`,
+    ]);
   });
   afterAll(async () => {
     await backend?.stop();
@@ -122,6 +135,12 @@ describe.skipIf(!haveFixtures)("adapter store faults", () => {
       status: 400,
       code: "adapter_invalid",
     },
+    {
+      name: "store redirects",
+      make: () => adapter("adp_redirect", `${storeUrl}/weights-redirect`),
+      status: 400,
+      code: "adapter_url_not_allowed",
+    },
   ];
 
   it.each(FAULTS)("$name: $status $code, streamed or not; nothing cached", async (fault) => {
@@ -133,6 +152,30 @@ describe.skipIf(!haveFixtures)("adapter store faults", () => {
       expect(error.message).not.toContain("secret-signature");
     }
     // nothing half-written or unverified: no entry, no leftover temp dir
+    expect(readdirSync(cacheDir())).toEqual([]);
+    await expectServes(backend.url, "tiny-llama", { authorization: `Bearer ${SECRET}` });
+  });
+
+  it("refuses origins outside --adapter-url-allow before connecting: 400 adapter_url_not_allowed", async () => {
+    const port = new URL(storeUrl).port;
+    storeHits.length = 0;
+    const refusedUrls = [
+      `http://localhost:${port}`, // the same server under an origin not on the list
+      "http://169.254.169.254",
+      "file://",
+      `http://user:pw@127.0.0.1:${port}`,
+    ];
+    for (const base of refusedUrls) {
+      for (const stream of [false, true]) {
+        const response = await request(
+          adapter("adp_ssrf", `${base}/weights`, sha256, base),
+          stream,
+        );
+        const error = await expectOpenAIError(response, 400, { code: "adapter_url_not_allowed" });
+        expect(error.message).not.toContain("secret-signature");
+      }
+    }
+    expect(storeHits).toEqual([]);
     expect(readdirSync(cacheDir())).toEqual([]);
     await expectServes(backend.url, "tiny-llama", { authorization: `Bearer ${SECRET}` });
   });

@@ -13,7 +13,7 @@ import {
   startBackend,
 } from "../backend/backend-process.ts";
 import { GatewayAdmin, type Tenant, uploadAdapter } from "../gateway/gateway-admin.ts";
-import { type Gateway, startGateway } from "../gateway/gateway-process.ts";
+import { freePort, type Gateway, gatewayOrigin, startGateway } from "../gateway/gateway-process.ts";
 import { expectIdle, expectOpenAIError, post } from "./backend-probe.ts";
 
 const CLIENTS = 200;
@@ -35,9 +35,19 @@ describe.skipIf(!haveFixtures)("through the gateway", () => {
   const tenants: Tenant[] = [];
 
   beforeAll(async () => {
+    const port = await freePort();
     [gateway, backend] = await Promise.all([
-      startGateway(SECRET),
-      startBackend(["--backend-secret", SECRET, "--max-num-seqs", "256", "--max-model-len", "256"]),
+      startGateway(SECRET, port),
+      startBackend([
+        "--backend-secret",
+        SECRET,
+        "--adapter-url-allow",
+        gatewayOrigin(port),
+        "--max-num-seqs",
+        "256",
+        "--max-model-len",
+        "256",
+      ]),
     ]);
     const admin = new GatewayAdmin(gateway.url, gateway.adminToken);
     await admin.registerBaseModel("tiny-llama", join(fixturesDir, "../fixtures/tiny-llama"));

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { type Dispatcher, errors, request } from "undici";
-import { AdapterDownloadFailed, AdapterTooLarge, redactUrl } from "./errors.ts";
+import { AdapterDownloadFailed, AdapterTooLarge, AdapterUrlRefused, redactUrl } from "./errors.ts";
 
 export interface DownloadLimits {
   /** refuse larger files (by Content-Length up front, by count while streaming) */
@@ -21,7 +21,8 @@ export interface Downloaded {
 
 /**
  * GETs `url` into the new file `dest`. Rejects with AdapterDownloadFailed (status, timeout,
- * body cut short) or AdapterTooLarge; the caller removes `dest` on failure.
+ * body cut short), AdapterUrlRefused (a redirect: never followed, it could lead anywhere)
+ * or AdapterTooLarge; the caller removes `dest` on failure.
  */
 export async function downloadFile(
   url: string,
@@ -37,6 +38,12 @@ export async function downloadFile(
     throw failure(where, error, limits.totalTimeoutMs);
   }
   const { statusCode, headers, body } = response;
+  if (statusCode >= 300 && statusCode < 400) {
+    await body.dump().catch(() => {});
+    throw new AdapterUrlRefused(
+      `GET ${where} answered HTTP ${statusCode} (a redirect): redirects are not followed`,
+    );
+  }
   if (statusCode !== 200) {
     await body.dump().catch(() => {});
     throw new AdapterDownloadFailed(`GET ${where} answered HTTP ${statusCode}`, statusCode);

@@ -8,6 +8,14 @@ export class InvalidAdapterRef extends AdapterStoreError {
   override readonly name = "InvalidAdapterRef";
 }
 
+/**
+ * An adapter URL this backend must not fetch: a scheme other than http(s), credentials,
+ * or an origin outside `--adapter-url-allow`. Refused before any connection.
+ */
+export class AdapterUrlRefused extends AdapterStoreError {
+  override readonly name = "AdapterUrlRefused";
+}
+
 /** The HTTP download failed: a status other than 200, a timeout, a cut or broken body. */
 export class AdapterDownloadFailed extends AdapterStoreError {
   override readonly name = "AdapterDownloadFailed";

@@ -23,9 +23,11 @@ import {
   AdapterChecksumMismatch,
   AdapterDownloadFailed,
   AdapterTooLarge,
+  AdapterUrlRefused,
   InvalidAdapterRef,
 } from "./errors.ts";
 import { AdapterStore, type AdapterStoreOptions } from "./store.ts";
+import { AdapterUrlPolicy } from "./url-policy.ts";
 
 const CONFIG = JSON.stringify({
   peft_type: "LORA",
@@ -54,6 +56,10 @@ beforeAll(async () => {
       return void setTimeout(() => res.end(FILES[name]), 50);
     }
     if (kind === "hang") return void hanging.push(res);
+    if (kind === "redirect") {
+      res.writeHead(302, { location: `${base}/weights/${name}` });
+      return void res.end();
+    }
     if (kind === "stall") {
       res.writeHead(200, { "content-length": "1000" });
       res.write(Buffer.alloc(100));
@@ -95,6 +101,7 @@ function store(options: Partial<AdapterStoreOptions> = {}): AdapterStore {
   const made = new AdapterStore({
     dir: join(root, "local"),
     cacheDir: join(root, "cache"),
+    urlPolicy: new AdapterUrlPolicy([base]),
     ...options,
   });
   stores.push(made);
@@ -303,5 +310,53 @@ describe("AdapterStore local directory", () => {
     const noDir = new AdapterStore({ cacheDir: join(root, "c2") });
     stores.push(noDir);
     expect(await noDir.find("tiny-r8")).toBeNull();
+  });
+});
+
+describe("AdapterStore URL policy (SSRF)", () => {
+  const refused = async (s: AdapterStore, adapter: RemoteAdapter) => {
+    const error = await failure(s.fetch(adapter));
+    expect(error).toBeInstanceOf(AdapterUrlRefused);
+    expect(error.message).not.toContain("secret");
+    return error.message;
+  };
+
+  it("refuses an origin outside the policy before connecting, and by default every URL", async () => {
+    const elsewhere = store({ urlPolicy: AdapterUrlPolicy.parse("http://127.0.0.1:1") });
+    expect(await refused(elsewhere, remote("a"))).toMatch(
+      /origin http:\/\/127\.0\.0\.1:\d+ is not allowed/,
+    );
+    expect(await refused(store({ urlPolicy: undefined }), remote("a"))).toMatch(
+      /--adapter-url-allow is empty/,
+    );
+    // The weights URL alone on another origin is refused too.
+    await refused(store(), remote("a", { weightsUrl: "http://169.254.169.254/latest/meta-data" }));
+    expect(hits.size).toBe(0);
+    expect(cacheEntries()).toEqual([]);
+  });
+
+  it("refuses other schemes, credentials and look-alike origins", async () => {
+    const s = store();
+    const port = new URL(base).port;
+    for (const url of [
+      "file:///etc/passwd",
+      "ftp://127.0.0.1/x",
+      "data:text/plain,hi",
+      `http://user:pw@127.0.0.1:${port}/config/a`,
+      `https://127.0.0.1:${port}/config/a`,
+      `http://localhost:${port}/config/a`,
+      `http://127.0.0.1:${port}.evil.example/config/a`,
+      "not a url",
+    ]) {
+      await refused(s, remote("a", { configUrl: url }));
+    }
+    expect(hits.size).toBe(0);
+  });
+
+  it("does not follow a redirect, even to an allowed origin", async () => {
+    const message = await refused(store(), remote("a", { weightsUrl: `${base}/redirect/a` }));
+    expect(message).toMatch(/HTTP 302 \(a redirect\): redirects are not followed/);
+    expect(hits.get("/weights/a")).toBeUndefined();
+    expect(cacheEntries()).toEqual([]);
   });
 });

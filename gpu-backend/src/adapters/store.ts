@@ -3,12 +3,14 @@
 //
 // - Local: `dir/<name>/` (adapter_config.json + adapter_model.safetensors).
 // - Remote: the gateway gives two signed URLs and the sha256 of the weights. The
+//   URLs must be on an origin of `urlPolicy` (the gateway's; checked before connecting),
+//   and redirects are not followed. The
 //   files go to a temp dir inside the disk cache and are renamed into place as
 //   `<cacheDir>/<id>@<sha256>/` only once the weights hash right: nothing half-written
 //   or unverified is ever served. Concurrent requests for one adapter share one
 //   download; the cache evicts least recently used adapters past `cacheMaxBytes`.
 //
-//   const store = new AdapterStore({ dir: "/srv/adapters" });
+//   const store = new AdapterStore({ dir: "/srv/adapters", urlPolicy: AdapterUrlPolicy.parse(gw) });
 //   await store.find("tiny-r8");   // "/srv/adapters/tiny-r8" or null
 //   await store.fetch({ id, name, sha256, configUrl, weightsUrl }); // cached dir
 
@@ -20,10 +22,13 @@ import type { AdapterSource, RemoteAdapter } from "../serving/executor-link.ts";
 import { DiskCache } from "./disk-cache.ts";
 import { downloadFile } from "./download.ts";
 import { AdapterChecksumMismatch, AdapterDownloadFailed, InvalidAdapterRef } from "./errors.ts";
+import { AdapterUrlPolicy } from "./url-policy.ts";
 
 export interface AdapterStoreOptions {
   /** local adapters, one subfolder per name; none when undefined */
   dir?: string;
+  /** origins remote adapters may come from; default none (every URL refused) */
+  urlPolicy?: AdapterUrlPolicy;
   /** downloads; default `<dir>/.remote` */
   cacheDir?: string;
   /** bound of the disk cache (LRU by bytes) */
@@ -59,6 +64,7 @@ export class AdapterStore implements AdapterSource {
   readonly #dir: string | undefined;
   readonly #options: typeof DEFAULTS;
   readonly #agent: Agent;
+  readonly #urlPolicy: AdapterUrlPolicy;
   readonly #cache: Promise<DiskCache>;
   readonly #inFlight = new Map<string, Promise<string>>();
 
@@ -68,6 +74,7 @@ export class AdapterStore implements AdapterSource {
       options.cacheDir ?? (options.dir === undefined ? undefined : join(options.dir, ".remote"));
     if (cacheDir === undefined) throw new Error("AdapterStore needs dir or cacheDir");
     this.#options = { ...DEFAULTS, ...definedOnly(options) };
+    this.#urlPolicy = options.urlPolicy ?? new AdapterUrlPolicy([]);
     this.#agent = new Agent({
       connect: { timeout: this.#options.connectTimeoutMs },
       headersTimeout: this.#options.headersTimeoutMs,
@@ -90,10 +97,12 @@ export class AdapterStore implements AdapterSource {
 
   /**
    * The gateway's adapter as a verified local directory: from the cache, or downloaded.
-   * Rejects with InvalidAdapterRef, AdapterDownloadFailed, AdapterTooLarge,
+   * Rejects with AdapterUrlRefused, InvalidAdapterRef, AdapterDownloadFailed, AdapterTooLarge,
    * AdapterChecksumMismatch or AdapterCacheFull; nothing is cached then.
    */
   async fetch(adapter: RemoteAdapter): Promise<string> {
+    this.#urlPolicy.check(adapter.configUrl);
+    this.#urlPolicy.check(adapter.weightsUrl);
     const sha256 = adapter.sha256.toLowerCase();
     if (!SAFE_NAME.test(adapter.id)) {
       throw new InvalidAdapterRef(`adapter id ${JSON.stringify(adapter.id)} is not a safe name`);

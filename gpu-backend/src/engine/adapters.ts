@@ -210,11 +210,11 @@ export class AdapterManager {
     if (entry === undefined || entry.state !== "staging") {
       throw new UnknownAdapterError(`adapter ${staged.adapterId} is not being staged`);
     }
-    if (staged.numPages > this.#pages.numPages) {
+    if (staged.numPages > this.#pages.adapterCapacity) {
       entry.state = "unknown";
       this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "host" });
       this.#forgetIfUnused(entry);
-      return `adapter ${entry.name} needs ${staged.numPages} pages; the pool has ${this.#pages.numPages}`;
+      return `adapter ${entry.name} needs ${staged.numPages} pages; the pool has ${this.#pages.adapterCapacity} for adapters`;
     }
     entry.state = "staged";
     entry.staged = staged;
@@ -347,7 +347,8 @@ export class AdapterManager {
     }
     while (
       !this.#pages.canAllocateAdapter(staged.numPages) ||
-      this.#pages.kvRoom() - staged.numPages < reservePages
+      // Only a unified pool's adapter pages come out of what KV could have had.
+      (this.#pages.unified && this.#pages.kvRoom() - staged.numPages < reservePages)
     ) {
       if (!this.evictOne(rank + 1)) return false;
     }

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PAGES_PER_TOKEN, PageAllocator } from "./allocator.ts";
+import { PAGES_PER_TOKEN, PageAllocator, type PoolSharing } from "./allocator.ts";
 import { PageAllocatorError } from "./errors.ts";
 
 type Op =
@@ -22,14 +22,24 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("stepDone") }),
 ) as fc.Arbitrary<Op>;
 
+const sharing: fc.Arbitrary<PoolSharing> = fc.oneof(
+  fc.constant("unified" as const),
+  fc.record({ adapterFraction: fc.double({ min: 0.05, max: 0.95, noNaN: true }) }),
+);
+
 describe("PageAllocator", () => {
   it("never double-allocates or leaks over random alloc/free/evict sequences", () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 1, max: 200 }),
+        fc.integer({ min: 2, max: 200 }),
+        sharing,
         fc.array(op, { maxLength: 200 }),
-        (total, ops) => {
-          const pages = new PageAllocator(total);
+        (total, share, ops) => {
+          const pages = new PageAllocator(total, share);
+          const kvCap = pages.kvCapacity;
+          const adapterCap = pages.adapterCapacity;
+          if (share === "unified") expect([kvCap, adapterCap]).toEqual([total, total]);
+          else expect(kvCap + adapterCap).toBe(total);
           // The model: who holds each page, as the allocator's users see it.
           const owner = new Map<number, string>();
           const adapters = new Set<number>();
@@ -38,7 +48,11 @@ describe("PageAllocator", () => {
           for (const o of ops) {
             if (o.kind === "kv") {
               const ok = pages.canAllocateKv(o.tokens);
-              expect(ok).toBe(o.tokens * PAGES_PER_TOKEN <= total - owner.size);
+              // What the model says KV may still take: the whole pool's free pages, or the
+              // KV share's when split (adapter pages never count).
+              const kvHeld = [...owner.values()].filter((w) => w.startsWith("s")).length;
+              const room = share === "unified" ? total - owner.size : kvCap - kvHeld;
+              expect(ok).toBe(o.tokens * PAGES_PER_TOKEN <= room);
               if (!ok) {
                 expect(() => pages.allocateKv(o.seq, o.tokens)).toThrow(PageAllocatorError);
                 continue;
@@ -78,7 +92,7 @@ describe("PageAllocator", () => {
               completed++;
               pages.settle(completed);
             }
-            pages.checkInvariants();
+            pages.checkInvariants(); // also: every page inside its share when split
             const s = pages.stats();
             expect(s.kv + s.adapter).toBe(owner.size);
             expect(s.free + s.fenced + s.kv + s.adapter).toBe(total);
@@ -119,6 +133,46 @@ describe("PageAllocator", () => {
     pages.allocateAdapter(1, 2);
     pages.reset(20);
     expect(pages.stats()).toEqual({ total: 20, free: 20, fenced: 0, kv: 0, adapter: 0 });
+    pages.checkInvariants();
+  });
+
+  it("split pool (no-unify-mem): adapter pages never become KV, nor KV pages adapter pages", () => {
+    const pages = new PageAllocator(20, { adapterFraction: 0.4 });
+    expect([pages.adapterCapacity, pages.kvCapacity, pages.unified]).toEqual([8, 12, false]);
+    pages.allocateAdapter(1, 8);
+    expect(pages.canAllocateAdapter(1)).toBe(false);
+    pages.allocateKv(0, 6); // the whole KV share
+    expect(pages.canAllocateKv(1)).toBe(false);
+    pages.freeAdapter(1, null); // 8 pages free, but only for adapters
+    expect(pages.stats()).toMatchObject({ free: 8, kv: 12, adapter: 0 });
+    expect(pages.canAllocateKv(1)).toBe(false);
+    expect(pages.kvRoom()).toBe(0);
+    pages.freeSeq(0, 3); // fenced KV pages: KV may reuse them, adapters may not even settled
+    expect(pages.canAllocateAdapter(9)).toBe(false);
+    pages.settle(3);
+    expect(pages.canAllocateAdapter(9)).toBe(false);
+    expect(pages.canAllocateKv(6)).toBe(true);
+    expect(pages.fitsTogether(8, 12)).toBe(true);
+    expect(pages.fitsTogether(9, 2)).toBe(false);
+    pages.checkInvariants();
+    const unified = new PageAllocator(20);
+    unified.allocateAdapter(1, 8);
+    unified.freeAdapter(1, null);
+    expect(unified.canAllocateKv(10)).toBe(true); // the same pages serve KV when unified
+    expect(unified.fitsTogether(9, 11)).toBe(true);
+  });
+
+  it("split pool: each share keeps a page; bad fractions and pools too small are refused", () => {
+    const tiny = new PageAllocator(2, { adapterFraction: 0.01 });
+    expect([tiny.adapterCapacity, tiny.kvCapacity]).toEqual([1, 1]);
+    expect(() => new PageAllocator(1, { adapterFraction: 0.5 })).toThrow(PageAllocatorError);
+    for (const f of [0, 1, -0.1, Number.NaN]) {
+      expect(() => new PageAllocator(10, { adapterFraction: f })).toThrow(PageAllocatorError);
+    }
+    const pages = new PageAllocator(10, { adapterFraction: 0.5 });
+    pages.allocateKv(0, 2);
+    pages.reset(30); // the same split of the new size
+    expect([pages.adapterCapacity, pages.kvCapacity]).toEqual([15, 15]);
     pages.checkInvariants();
   });
 });

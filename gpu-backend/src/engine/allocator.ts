@@ -19,6 +19,24 @@ const KV = 2;
 const ADAPTER = 3;
 
 /**
+ * How the pool is shared. `unified` (S-LoRA's Unified Paging): KV and adapters take pages
+ * from one free list. `{ adapterFraction }`: the paper's "no-unify-mem" ablation, a static
+ * split: the first round(numPages × adapterFraction) page ids only ever hold adapters, the
+ * rest only KV, so pages an evicted adapter frees cannot become KV and vice versa.
+ */
+export type PoolSharing = "unified" | { adapterFraction: number };
+
+/** Pages one use may draw from: free ones (a stack) and fenced groups (fences non-decreasing). */
+interface Region {
+  free: number[];
+  fenced: { fence: number; pages: number[] }[];
+  numFenced: number;
+  /** first page id of the region; it spans [start, end) */
+  start: number;
+  end: number;
+}
+
+/**
  * Unified Paging (S-LoRA): one pool of page ids for KV cache and adapter weights, with a
  * page table per sequence and a page list per adapter.
  *
@@ -29,41 +47,65 @@ const ADAPTER = 3;
  * page has exactly one owner and a double free is an error, not a reference count.
  *
  * Example:
- *   const pages = new PageAllocator(1000);
+ *   const pages = new PageAllocator(1000); // or (1000, { adapterFraction: 0.5 }): split pool
  *   if (pages.canAllocateKv(16)) pages.allocateKv(seqId, 16); // 32 page ids
  *   pages.freeSeq(seqId, lastSentStepId);                      // fenced until that step is done
  *   pages.settle(completedStepId);
  */
 export class PageAllocator {
   numPages: number;
+  readonly sharing: PoolSharing;
   #state: Uint8Array;
-  /** settled free pages, used as a stack */
-  readonly #free: number[] = [];
-  /** groups of fenced pages, fences non-decreasing */
-  readonly #fenced: { fence: number; pages: number[] }[] = [];
-  #numFenced = 0;
+  /** where KV pages come from, and where adapter pages come from: the same object when unified */
+  #kv: Region;
+  #adapter: Region;
   readonly #seqTables = new Map<number, number[]>();
   readonly #adapterPages = new Map<number, Int32Array>();
   #numKv = 0;
   #numAdapter = 0;
 
-  constructor(numPages: number) {
-    if (!Number.isSafeInteger(numPages) || numPages < 1) {
-      throw new PageAllocatorError(`numPages must be a positive integer, got ${numPages}`);
+  constructor(numPages: number, sharing: PoolSharing = "unified") {
+    if (sharing !== "unified") {
+      const f = sharing.adapterFraction;
+      if (!Number.isFinite(f) || f <= 0 || f >= 1) {
+        throw new PageAllocatorError(`adapterFraction must be in (0, 1), got ${f}`);
+      }
     }
-    this.numPages = numPages;
-    this.#state = new Uint8Array(numPages);
-    // Highest ids at the bottom of the stack so small ids are handed out first (readable plans).
-    for (let page = numPages - 1; page >= 0; page--) this.#free.push(page);
+    this.sharing = sharing;
+    this.numPages = 0;
+    this.#state = new Uint8Array(0);
+    this.#kv = this.#adapter = emptyRegion(0, 0);
+    this.reset(numPages);
+  }
+
+  /** Whether freeing adapter pages makes room for KV (and KV pages for adapters). */
+  get unified(): boolean {
+    return this.sharing === "unified";
+  }
+
+  /** The most pages KV can ever hold: the pool, or its KV share when split. */
+  get kvCapacity(): number {
+    return this.#kv.end - this.#kv.start;
+  }
+
+  /** The most pages adapters can ever hold. */
+  get adapterCapacity(): number {
+    return this.#adapter.end - this.#adapter.start;
+  }
+
+  /** Whether an adapter of `adapterPages` and a request's `kvPages` could be resident together. */
+  fitsTogether(adapterPages: number, kvPages: number): boolean {
+    if (this.unified) return adapterPages + kvPages <= this.numPages;
+    return adapterPages <= this.adapterCapacity && kvPages <= this.kvCapacity;
   }
 
   /** Pages KV could take now (free and fenced), for policies that keep room for running seqs. */
   kvRoom(): number {
-    return this.#free.length + this.#numFenced;
+    return this.#kv.free.length + this.#kv.numFenced;
   }
 
   canAllocateKv(numTokens: number): boolean {
-    return numTokens * PAGES_PER_TOKEN <= this.#free.length + this.#numFenced;
+    return numTokens * PAGES_PER_TOKEN <= this.kvRoom();
   }
 
   /** Appends pages for `numTokens` tokens to the seq's page table; returns them (K, V per token). */
@@ -71,13 +113,13 @@ export class PageAllocator {
     const n = numTokens * PAGES_PER_TOKEN;
     if (!Number.isSafeInteger(numTokens) || numTokens < 1 || !this.canAllocateKv(numTokens)) {
       throw new PageAllocatorError(
-        `cannot allocate KV for ${numTokens} tokens: ${this.#free.length + this.#numFenced} pages free`,
+        `cannot allocate KV for ${numTokens} tokens: ${this.kvRoom()} pages free`,
       );
     }
     const pages = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       // Fenced pages first: a step may reuse them, which keeps settled ones for adapter loads.
-      const page = this.#takeFenced() ?? (this.#free.pop() as number);
+      const page = takeFenced(this.#kv) ?? (this.#kv.free.pop() as number);
       this.#state[page] = KV;
       pages[i] = page;
     }
@@ -105,11 +147,11 @@ export class PageAllocator {
     if (table === undefined) return;
     this.#seqTables.delete(seqId);
     this.#numKv -= table.length;
-    this.#release(table, fence);
+    this.#release(this.#kv, table, fence);
   }
 
   canAllocateAdapter(numPages: number): boolean {
-    return numPages <= this.#free.length;
+    return numPages <= this.#adapter.free.length;
   }
 
   allocateAdapter(adapterId: number, numPages: number): Int32Array {
@@ -118,12 +160,12 @@ export class PageAllocator {
     }
     if (!Number.isSafeInteger(numPages) || numPages < 1 || !this.canAllocateAdapter(numPages)) {
       throw new PageAllocatorError(
-        `cannot allocate ${numPages} adapter pages: ${this.#free.length} settled pages free`,
+        `cannot allocate ${numPages} adapter pages: ${this.#adapter.free.length} settled pages free`,
       );
     }
     const pages = new Int32Array(numPages);
     for (let i = 0; i < numPages; i++) {
-      const page = this.#free.pop() as number;
+      const page = this.#adapter.free.pop() as number;
       this.#state[page] = ADAPTER;
       pages[i] = page;
     }
@@ -140,49 +182,61 @@ export class PageAllocator {
     }
     this.#adapterPages.delete(adapterId);
     this.#numAdapter -= pages.length;
-    this.#release(Array.from(pages), fence);
+    this.#release(this.#adapter, Array.from(pages), fence);
   }
 
   /** Every step up to `completedFence` has completed: its fenced pages are free for any use. */
   settle(completedFence: number): void {
-    while (
-      this.#fenced.length > 0 &&
-      (this.#fenced[0] as { fence: number }).fence <= completedFence
-    ) {
-      const group = this.#fenced.shift() as { fence: number; pages: number[] };
-      for (const page of group.pages) {
-        this.#state[page] = FREE;
-        this.#free.push(page);
+    for (const region of this.#regions()) {
+      while (
+        region.fenced.length > 0 &&
+        (region.fenced[0] as { fence: number }).fence <= completedFence
+      ) {
+        const group = region.fenced.shift() as { fence: number; pages: number[] };
+        for (const page of group.pages) {
+          this.#state[page] = FREE;
+          region.free.push(page);
+        }
+        region.numFenced -= group.pages.length;
       }
-      this.#numFenced -= group.pages.length;
     }
   }
 
   /** Forgets every placement: the executor restarted with a pool of `numPages`. */
   reset(numPages: number): void {
-    if (!Number.isSafeInteger(numPages) || numPages < 1) {
-      throw new PageAllocatorError(`numPages must be a positive integer, got ${numPages}`);
+    const minPages = this.unified ? 1 : 2;
+    if (!Number.isSafeInteger(numPages) || numPages < minPages) {
+      throw new PageAllocatorError(
+        `numPages must be an integer of at least ${minPages}, got ${numPages}`,
+      );
     }
     this.numPages = numPages;
     this.#state = new Uint8Array(numPages);
-    this.#free.length = 0;
-    this.#fenced.length = 0;
-    this.#numFenced = 0;
     this.#seqTables.clear();
     this.#adapterPages.clear();
     this.#numKv = 0;
     this.#numAdapter = 0;
-    for (let page = this.numPages - 1; page >= 0; page--) this.#free.push(page);
+    if (this.sharing === "unified") {
+      this.#kv = this.#adapter = emptyRegion(0, numPages);
+    } else {
+      // Each side keeps at least one page, so neither capacity is zero.
+      const split = Math.min(
+        numPages - 1,
+        Math.max(1, Math.round(numPages * this.sharing.adapterFraction)),
+      );
+      this.#adapter = emptyRegion(0, split);
+      this.#kv = emptyRegion(split, numPages);
+    }
   }
 
   stats(): PageStats {
-    return {
-      total: this.numPages,
-      free: this.#free.length,
-      fenced: this.#numFenced,
-      kv: this.#numKv,
-      adapter: this.#numAdapter,
-    };
+    let free = 0;
+    let fenced = 0;
+    for (const region of this.#regions()) {
+      free += region.free.length;
+      fenced += region.numFenced;
+    }
+    return { total: this.numPages, free, fenced, kv: this.#numKv, adapter: this.#numAdapter };
   }
 
   /**
@@ -199,13 +253,42 @@ export class PageAllocator {
       }
       seen[page] = 1;
     };
-    for (const page of this.#free) visit(page, FREE, "free list");
-    for (const group of this.#fenced) for (const page of group.pages) visit(page, FENCED, "fenced");
+    const within = (page: number, region: Region, where: string): void => {
+      if (page < region.start || page >= region.end) {
+        throw new PageAllocatorError(
+          `page ${page} in ${where} is outside its share [${region.start}, ${region.end})`,
+        );
+      }
+    };
+    for (const region of this.#regions()) {
+      const where = region === this.#kv ? "KV" : "adapter";
+      for (const page of region.free) {
+        within(page, region, `${where} free list`);
+        visit(page, FREE, "free list");
+      }
+      let numFenced = 0;
+      for (const group of region.fenced) {
+        numFenced += group.pages.length;
+        for (const page of group.pages) {
+          within(page, region, `${where} fenced`);
+          visit(page, FENCED, "fenced");
+        }
+      }
+      if (numFenced !== region.numFenced) {
+        throw new PageAllocatorError(`${where} fenced count ${region.numFenced} != ${numFenced}`);
+      }
+    }
     for (const [seqId, table] of this.#seqTables) {
-      for (const page of table) visit(page, KV, `seq ${seqId}`);
+      for (const page of table) {
+        within(page, this.#kv, `seq ${seqId}`);
+        visit(page, KV, `seq ${seqId}`);
+      }
     }
     for (const [adapterId, pages] of this.#adapterPages) {
-      for (const page of pages) visit(page, ADAPTER, `adapter ${adapterId}`);
+      for (const page of pages) {
+        within(page, this.#adapter, `adapter ${adapterId}`);
+        visit(page, ADAPTER, `adapter ${adapterId}`);
+      }
     }
     const s = this.stats();
     if (s.free + s.fenced + s.kv + s.adapter !== s.total || seen.indexOf(0) !== -1) {
@@ -213,31 +296,42 @@ export class PageAllocator {
     }
   }
 
-  #takeFenced(): number | undefined {
-    const group = this.#fenced[0];
-    if (group === undefined) return undefined;
-    const page = group.pages.pop() as number;
-    if (group.pages.length === 0) this.#fenced.shift();
-    this.#numFenced--;
-    return page;
+  #regions(): Region[] {
+    return this.#kv === this.#adapter ? [this.#kv] : [this.#adapter, this.#kv];
   }
 
-  #release(pages: readonly number[], fence: number | null): void {
+  #release(region: Region, pages: readonly number[], fence: number | null): void {
     if (pages.length === 0) return;
     if (fence === null) {
       for (const page of pages) {
         this.#state[page] = FREE;
-        this.#free.push(page);
+        region.free.push(page);
       }
       return;
     }
     for (const page of pages) this.#state[page] = FENCED;
-    const last = this.#fenced.at(-1);
+    const last = region.fenced.at(-1);
     if (last !== undefined && last.fence > fence) {
       throw new PageAllocatorError(`fence ${fence} is older than fence ${last.fence}`);
     }
     if (last !== undefined && last.fence === fence) last.pages.push(...pages);
-    else this.#fenced.push({ fence, pages: [...pages] });
-    this.#numFenced += pages.length;
+    else region.fenced.push({ fence, pages: [...pages] });
+    region.numFenced += pages.length;
   }
+}
+
+function emptyRegion(start: number, end: number): Region {
+  const free: number[] = [];
+  // Highest ids at the bottom of the stack so small ids are handed out first (readable plans).
+  for (let page = end - 1; page >= start; page--) free.push(page);
+  return { free, fenced: [], numFenced: 0, start, end };
+}
+
+function takeFenced(region: Region): number | undefined {
+  const group = region.fenced[0];
+  if (group === undefined) return undefined;
+  const page = group.pages.pop() as number;
+  if (group.pages.length === 0) region.fenced.shift();
+  region.numFenced--;
+  return page;
 }

@@ -1,4 +1,5 @@
 import type { ModelInfo } from "../executor/messages.ts";
+import type { PoolSharing } from "./allocator.ts";
 import { EngineConfigError } from "./errors.ts";
 
 /** Everything the engine's policy depends on; checked once by `validateEngineConfig`. */
@@ -21,6 +22,8 @@ export interface EngineConfig {
   vtcPromptWeight: number;
   /** VTC cost of one output token (w_q) */
   vtcOutputWeight: number;
+  /** "unified" (Unified Paging) or a static split of the pool (the no-unify-mem ablation) */
+  poolSharing: PoolSharing;
 }
 
 /**
@@ -38,12 +41,13 @@ export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): Engi
     prefetchWindow: 32,
     vtcPromptWeight: 1,
     vtcOutputWeight: 2,
+    poolSharing: "unified",
     ...overrides,
   });
 }
 
 export function validateEngineConfig(config: EngineConfig): EngineConfig {
-  const positiveInts: (keyof EngineConfig)[] = [
+  const positiveInts = [
     "maxNumSeqs",
     "maxNumTokens",
     "maxInFlightSteps",
@@ -51,7 +55,7 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
     "maxHostAdapters",
     "hostCacheBytes",
     "prefetchWindow",
-  ];
+  ] as const;
   for (const key of positiveInts) {
     const value = config[key];
     if (!Number.isSafeInteger(value) || value < 1) {
@@ -72,6 +76,13 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
     const value = config[key];
     if (!Number.isFinite(value) || value <= 0) {
       throw new EngineConfigError(`${key} must be a positive number, got ${value}`);
+    }
+  }
+  const sharing = config.poolSharing;
+  if (sharing !== "unified") {
+    const f = sharing.adapterFraction;
+    if (!Number.isFinite(f) || f <= 0 || f >= 1) {
+      throw new EngineConfigError(`poolSharing.adapterFraction must be in (0, 1), got ${f}`);
     }
   }
   return config;

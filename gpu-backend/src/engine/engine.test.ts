@@ -43,7 +43,8 @@ interface Scenario {
   config: Pick<
     EngineConfig,
     "maxNumSeqs" | "maxNumTokens" | "maxInFlightSteps" | "maxResidentAdapters" | "prefetchWindow"
-  >;
+  > &
+    Partial<Pick<EngineConfig, "poolSharing">>;
   numPages: number;
   executor: { extraHostAdapters: number; loadSteps: number; crashAtStep: number | undefined };
   shapes: {
@@ -73,8 +74,21 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
     },
     tenant: (i) => `t${shapes[i]?.tenant}`,
   }).map((req, i) => ({ ...req, ignoreEos: shapes[i]?.ignoreEos ?? true }));
-  for (const req of requests) engine.addRequest(req);
   const adapterPages = (name: string): number => 4 + Number(name.slice(4)) * 3;
+  // The pool's shares as the allocator splits them (no-unify-mem), or the whole pool twice.
+  const sharing = config.poolSharing ?? "unified";
+  const adapterShare =
+    sharing === "unified"
+      ? numPages
+      : Math.min(numPages - 1, Math.max(1, Math.round(numPages * sharing.adapterFraction)));
+  const kvShare = sharing === "unified" ? numPages : numPages - adapterShare;
+  const kvPages = (req: EngineRequest): number => 2 * (req.promptTokenIds.length + req.maxTokens);
+  for (const req of requests) {
+    if (kvPages(req) > kvShare) {
+      expect(() => engine.addRequest(req)).toThrow(InvalidRequestError);
+    } else engine.addRequest(req);
+  }
+  const accepted = requests.filter((req) => kvPages(req) <= kvShare);
   const sim = new SimulatedExecutor(model, adapterPages);
   const outputs = drive(engine, sim, {
     loadSteps: executor.loadSteps,
@@ -90,13 +104,15 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
   // A request whose KV beside its adapter cannot fit the pool is refused with an error.
   const fits = (req: EngineRequest): boolean =>
     req.adapter === null ||
-    2 * (req.promptTokenIds.length + req.maxTokens) + adapterPages(req.adapter.name) <= numPages;
-  for (const req of requests.filter((r) => !fits(r))) {
+    (sharing === "unified"
+      ? kvPages(req) + adapterPages(req.adapter.name) <= numPages
+      : adapterPages(req.adapter.name) <= adapterShare);
+  for (const req of accepted.filter((r) => !fits(r))) {
     expect(outputs.get(req.id)).toEqual([
       expect.objectContaining({ finishReason: "error", newTokenIds: [] }),
     ]);
   }
-  expectServedAlone(requests.filter(fits), outputs, model);
+  expectServedAlone(accepted.filter(fits), outputs, model);
   expect(sim.maxStaged).toBeLessThanOrEqual(maxHostAdapters);
   expect(sim.maxLoaded).toBeLessThanOrEqual(config.maxResidentAdapters);
   const end = engine.stats();
@@ -114,6 +130,13 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     maxInFlightSteps: fc.integer({ min: 1, max: 2 }),
     maxResidentAdapters: fc.integer({ min: 1, max: 4 }),
     prefetchWindow: fc.integer({ min: 1, max: 8 }),
+    poolSharing: fc.oneof(
+      { weight: 2, arbitrary: fc.constant("unified" as const) },
+      {
+        weight: 1,
+        arbitrary: fc.record({ adapterFraction: fc.double({ min: 0.05, max: 0.6, noNaN: true }) }),
+      },
+    ),
   }),
   numPages: fc.integer({ min: 90, max: 400 }),
   executor: fc.record({
@@ -495,6 +518,10 @@ describe("Engine", () => {
       EngineConfigError,
     );
     expect(() => createEngine({ vtcOutputWeight: 0 })).toThrow(EngineConfigError);
+    expect(() => createEngine({ poolSharing: { adapterFraction: 1 } })).toThrow(EngineConfigError);
+    expect(() => createEngine({ poolSharing: { adapterFraction: 0.5 } }, { numPages: 1 })).toThrow(
+      EngineConfigError,
+    );
     expect(() => createEngine({}, { numPages: 0 })).toThrow(EngineConfigError);
     expect(() => createEngine({}, { eosTokenIds: [64] })).toThrow(EngineConfigError);
   });

@@ -2,7 +2,7 @@ import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor
 import { AdapterManager, type AdapterOp, type AdapterStats } from "./adapters.ts";
 import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
 import { type EngineConfig, validateEngineConfig, validateModelInfo } from "./config.ts";
-import { DuplicateRequestError, InvalidRequestError } from "./errors.ts";
+import { DuplicateRequestError, EngineConfigError, InvalidRequestError } from "./errors.ts";
 import { FairShare } from "./fair-share.ts";
 import type { RequestOutput } from "./output.ts";
 import { type EngineRequest, validateRequest } from "./request.ts";
@@ -64,7 +64,10 @@ export class Engine {
   constructor(config: EngineConfig, model: ModelInfo) {
     this.config = validateEngineConfig(config);
     this.#model = validateModelInfo(model);
-    this.#pages = new PageAllocator(model.numPages);
+    if (config.poolSharing !== "unified" && model.numPages < 2) {
+      throw new EngineConfigError(`a split pool needs at least 2 pages, got ${model.numPages}`);
+    }
+    this.#pages = new PageAllocator(model.numPages, config.poolSharing);
     this.#adapters = new AdapterManager(
       {
         maxResident: config.maxResidentAdapters,
@@ -85,10 +88,10 @@ export class Engine {
   addRequest(req: EngineRequest): void {
     validateRequest(req, this.#model);
     const kvPages = this.#kvPagesAtMost(req);
-    if (kvPages > this.#pages.numPages) {
+    if (kvPages > this.#pages.kvCapacity) {
       // It could never run to its end even alone: it would preempt itself forever.
       throw new InvalidRequestError(
-        `request ${JSON.stringify(req.id)}: prompt + maxTokens need ${kvPages} KV pages; the pool has ${this.#pages.numPages}`,
+        `request ${JSON.stringify(req.id)}: prompt + maxTokens need ${kvPages} KV pages; the pool has ${this.#pages.kvCapacity} for KV`,
       );
     }
     if (this.#requests.has(req.id)) {
@@ -114,7 +117,7 @@ export class Engine {
    * (addRequest refuses more). The server's context limit should not exceed it.
    */
   get maxModelLen(): number {
-    return Math.min(this.#model.maxPosition, Math.floor(this.#pages.numPages / PAGES_PER_TOKEN));
+    return Math.min(this.#model.maxPosition, Math.floor(this.#pages.kvCapacity / PAGES_PER_TOKEN));
   }
 
   canSchedule(): boolean {
@@ -149,7 +152,7 @@ export class Engine {
     const tooBig = [...this.#requests.values()].filter(
       (s) =>
         s.req.adapter?.name === name &&
-        staged.numPages + this.#kvPagesAtMost(s.req) > this.#pages.numPages,
+        !this.#pages.fitsTogether(staged.numPages, this.#kvPagesAtMost(s.req)),
     );
     return tooBig.map((seq) =>
       this.#scheduler.finish(
@@ -184,13 +187,13 @@ export class Engine {
     this.#pages.reset(model.numPages);
     this.#adapters.reset();
     const tooBig = [...this.#requests.values()].filter(
-      (s) => this.#kvPagesAtMost(s.req) > model.numPages,
+      (s) => this.#kvPagesAtMost(s.req) > this.#pages.kvCapacity,
     );
     return tooBig.map((seq) =>
       this.#scheduler.finish(
         seq,
         "error",
-        `the restarted executor's pool has ${model.numPages} pages; this request needs ${this.#kvPagesAtMost(seq.req)}`,
+        `the restarted executor's pool has ${this.#pages.kvCapacity} pages for KV; this request needs ${this.#kvPagesAtMost(seq.req)}`,
       ),
     );
   }

@@ -237,11 +237,11 @@ export class Scheduler {
       if (n === 0) continue;
       while (!this.#pages.canAllocateKv(n)) {
         short = true;
-        // Idle adapters go first (S-LoRA).
-        if (this.#adapters.evictOne(0)) continue;
+        // Idle adapters go first (S-LoRA); in a split pool their pages cannot become KV.
+        if (this.#pages.unified && this.#adapters.evictOne(0)) continue;
         // Adapters loading now are idle once loaded: wait for them rather than recompute.
         const missing = n * PAGES_PER_TOKEN - this.#pages.kvRoom();
-        if (missing <= this.#adapters.pagesLoading()) break;
+        if (this.#pages.unified && missing <= this.#adapters.pagesLoading()) break;
         // Then the newest admission gives its pages up and is recomputed later.
         const victim = this.running.at(-1) as Sequence;
         this.#preempt(victim);
@@ -286,7 +286,7 @@ export class Scheduler {
       if (adapter !== null) this.#adapters.pin(adapter.name);
       while (!this.#pages.canAllocateKv(n)) {
         // Idle adapters that queued requests behind this one want may go; they load again.
-        if (this.#adapters.evictOne(rank + 1)) continue;
+        if (this.#pages.unified && this.#adapters.evictOne(rank + 1)) continue;
         if (adapter !== null) this.#adapters.unpin(adapter.name);
         return;
       }

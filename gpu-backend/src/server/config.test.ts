@@ -30,6 +30,21 @@ describe("parseServerConfig", () => {
     ).toThrow(/backend-secret/);
   });
 
+  it("parses --adapter-url-allow into origins; default none; names a bad entry", () => {
+    expect(parseServerConfig(["--model", "m"], {}).adapterUrlAllow.origins).toEqual([]);
+    const config = parseServerConfig(["--model", "m"], {
+      LORAFLEET_ADAPTER_URL_ALLOW: "http://127.0.0.1:8787,https://gw.example.com",
+    });
+    expect(config.adapterUrlAllow.origins).toEqual([
+      "http://127.0.0.1:8787",
+      "https://gw.example.com",
+    ]);
+    expect(describeConfig(config).adapterUrlAllow).toEqual(config.adapterUrlAllow.origins);
+    expect(() =>
+      parseServerConfig(["--model", "m", "--adapter-url-allow", "https://gw.example.com/x"], {}),
+    ).toThrow(/--adapter-url-allow \(LORAFLEET_ADAPTER_URL_ALLOW\): .*not an origin/);
+  });
+
   it("never prints the secret", () => {
     const secret = "s".repeat(32);
     const config = parseServerConfig(["--model", "m", "--backend-secret", secret], {});

@@ -4,6 +4,7 @@
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { AdapterUrlPolicy } from "../adapters/url-policy.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -55,6 +56,21 @@ export const ServerConfigSchema = z.object({
   maxBodyBytes: positiveInt.default(16 * 1024 ** 2),
   /** where adapters named by the store live (one PEFT directory per adapter name) and URL downloads are cached */
   adapterDir: z.string().min(1).default(".cache/adapters"),
+  /**
+   * origins (`scheme://host[:port]`, comma-separated) the `lorafleet` field's adapter URLs
+   * may point at: the gateway's. Empty = every adapter URL is refused (400).
+   */
+  adapterUrlAllow: z
+    .string()
+    .default("")
+    .transform((list, ctx) => {
+      try {
+        return AdapterUrlPolicy.parse(list);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
   /** shared secret of /internal/* and the gateway's `lorafleet` field; unset = those are refused */
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
@@ -112,5 +128,9 @@ export function parseServerConfig(
 
 /** The config as printed at start; the secret never appears. */
 export function describeConfig(config: ServerConfig): Record<string, unknown> {
-  return { ...config, backendSecret: config.backendSecret === undefined ? "(unset)" : "(set)" };
+  return {
+    ...config,
+    adapterUrlAllow: config.adapterUrlAllow.origins,
+    backendSecret: config.backendSecret === undefined ? "(unset)" : "(set)",
+  };
 }

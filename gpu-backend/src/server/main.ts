@@ -59,7 +59,9 @@ async function main(): Promise<void> {
     }),
     model,
   );
-  const adapters = new AdapterRegistry(new AdapterStore({ dir: config.adapterDir }));
+  const adapters = new AdapterRegistry(
+    new AdapterStore({ dir: config.adapterDir, urlPolicy: config.adapterUrlAllow }),
+  );
   const metrics = new ServingMetrics();
   const serving = new ServingLoop({
     engine,

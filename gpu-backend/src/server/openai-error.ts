@@ -8,6 +8,7 @@ import {
   AdapterBusyError,
   AdapterLoadError,
   AdapterStoreUnavailableError,
+  AdapterUrlNotAllowedError,
   BackendUnavailableError,
   GenerationFailedError,
   PromptTooLongError,
@@ -94,6 +95,12 @@ export function toApiError(error: unknown): ApiError {
   }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });
+  }
+  if (error instanceof AdapterUrlNotAllowedError) {
+    return new ApiError(400, error.message, {
+      param: "lorafleet.adapter",
+      code: "adapter_url_not_allowed",
+    });
   }
   if (error instanceof AdapterStoreUnavailableError) {
     return new ApiError(503, error.message, {

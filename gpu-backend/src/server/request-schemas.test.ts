@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { InvalidRequestError } from "../engine/index.ts";
 import {
   AdapterStoreUnavailableError,
+  AdapterUrlNotAllowedError,
   BackendUnavailableError,
   PromptTooLongError,
   QueueFullError,
@@ -123,6 +124,12 @@ describe("OpenAI error mapping", () => {
     const store = toApiError(new AdapterStoreUnavailableError("x"));
     expect(store).toMatchObject({ status: 503, code: "adapter_store_unavailable" });
     expect(store.headers["retry-after"]).toBe("1");
+    const refused = toApiError(new AdapterUrlNotAllowedError("origin x is not allowed"));
+    expect(refused).toMatchObject({
+      status: 400,
+      code: "adapter_url_not_allowed",
+      param: "lorafleet.adapter",
+    });
   });
 
   it("hides the message of unexpected errors", () => {

@@ -2,9 +2,14 @@
 // names registered through /v1/load_lora_adapter, names the adapter store knows
 // (loaded on first use), and the gateway's content-addressed adapters.
 
-import { AdapterDownloadFailed } from "../adapters/errors.ts";
+import { AdapterDownloadFailed, AdapterUrlRefused } from "../adapters/errors.ts";
 import type { AdapterRef } from "../engine/index.ts";
-import { AdapterLoadError, AdapterStoreUnavailableError, UnknownModelError } from "./errors.ts";
+import {
+  AdapterLoadError,
+  AdapterStoreUnavailableError,
+  AdapterUrlNotAllowedError,
+  UnknownModelError,
+} from "./errors.ts";
 import type { AdapterSource, RemoteAdapter } from "./executor-link.ts";
 
 export class AdapterRegistry {
@@ -57,6 +62,7 @@ export class AdapterRegistry {
       path = await this.#source.fetch(adapter);
     } catch (error) {
       const message = `adapter ${adapter.name}: ${(error as Error).message}`;
+      if (error instanceof AdapterUrlRefused) throw new AdapterUrlNotAllowedError(message);
       if (isTransient(error)) throw new AdapterStoreUnavailableError(message);
       throw new AdapterLoadError(message);
     }

@@ -26,6 +26,11 @@ export class AdapterLoadError extends Error {
   override readonly name = "AdapterLoadError";
 }
 
+/** The request named adapter URLs this backend may not fetch (SSRF guard); nothing was fetched. */
+export class AdapterUrlNotAllowedError extends Error {
+  override readonly name = "AdapterUrlNotAllowedError";
+}
+
 /** The adapter store could not be reached or failed (timeout, reset, 5xx): worth retrying. */
 export class AdapterStoreUnavailableError extends Error {
   override readonly name = "AdapterStoreUnavailableError";
