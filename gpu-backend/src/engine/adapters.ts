@@ -330,6 +330,21 @@ export class AdapterManager {
     return best;
   }
 
+  /**
+   * Whether evicting every idle resident adapter ranked after `rank` would make room for a
+   * load of `numPages`. Checked before evicting any: evicting some and then giving up drops
+   * adapters for nothing, and prefetching would load them again next step, and so on.
+   */
+  #canMakeRoom(numPages: number, rank: number, reservePages: number, numInPool: number): boolean {
+    const idle = [...this.#byName.values()].filter(
+      (e) => e.state === "resident" && this.#isIdle(e) && e.wantRank >= rank + 1,
+    );
+    const freed = idle.reduce((sum, e) => sum + (e.staged?.numPages ?? 0), 0);
+    if (numInPool - idle.length >= this.#limits.maxResident) return false;
+    if (this.#pages.adapterRoom() + freed < numPages) return false;
+    return !this.#pages.unified || this.#pages.kvRoom() + freed - numPages >= reservePages;
+  }
+
   #evictFromPool(entry: AdapterEntry): void {
     this.#pages.freeAdapter(entry.id, null);
     entry.state = "staged";
@@ -341,6 +356,7 @@ export class AdapterManager {
     const staged = entry.staged as StagedAdapter;
     const inPool = (e: AdapterEntry): boolean => e.state === "resident" || e.state === "loading";
     let numInPool = [...this.#byName.values()].filter(inPool).length;
+    if (!this.#canMakeRoom(staged.numPages, rank, reservePages, numInPool)) return false;
     while (numInPool >= this.#limits.maxResident) {
       if (!this.evictOne(rank + 1)) return false;
       numInPool--;

@@ -150,6 +150,11 @@ export class PageAllocator {
     this.#release(this.#kv, table, fence);
   }
 
+  /** Settled free pages an adapter load could take now. */
+  adapterRoom(): number {
+    return this.#adapter.free.length;
+  }
+
   canAllocateAdapter(numPages: number): boolean {
     return numPages <= this.#adapter.free.length;
   }

@@ -164,6 +164,25 @@ describe("Engine", () => {
   // Counterexamples the property found, kept as cases.
   it.each<Scenario>([
     {
+      // A split pool (no-unify-mem) whose adapter share holds one of these adapters at a time.
+      config: {
+        maxNumSeqs: 1,
+        maxNumTokens: 1,
+        maxInFlightSteps: 1,
+        maxResidentAdapters: 2,
+        prefetchWindow: 3,
+        poolSharing: { adapterFraction: 0.05 },
+      },
+      numPages: 210,
+      executor: { extraHostAdapters: 1, loadSteps: 2, crashAtStep: undefined },
+      shapes: [
+        { promptLength: 8, maxTokens: 4, adapter: 0, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 2, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+      ],
+    },
+    {
       // Making KV room for an admission evicted the admitted request's own adapter.
       config: {
         maxNumSeqs: 2,
