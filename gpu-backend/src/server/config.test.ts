@@ -23,6 +23,19 @@ describe("parseServerConfig", () => {
     );
   });
 
+  it("takes the no-unify-mem ablation's pool split", () => {
+    const unified = parseServerConfig(["--model", "m"], {});
+    expect([unified.unifiedPaging, unified.adapterPoolFraction]).toEqual([true, 0.5]);
+    const split = parseServerConfig(
+      ["--model", "m", "--unified-paging", "false", "--adapter-pool-fraction", "0.3"],
+      {},
+    );
+    expect([split.unifiedPaging, split.adapterPoolFraction]).toEqual([false, 0.3]);
+    expect(() => parseServerConfig(["--model", "m", "--adapter-pool-fraction", "1"], {})).toThrow(
+      /--adapter-pool-fraction/,
+    );
+  });
+
   it("refuses unknown flags and short secrets", () => {
     expect(() => parseServerConfig(["--model", "m", "--bogus", "1"], {})).toThrow(ConfigError);
     expect(() =>

@@ -75,6 +75,10 @@ export const ServerConfigSchema = z.object({
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
   cudaGraphs: flag.default(true),
+  /** false: the S-LoRA paper's "no-unify-mem" ablation, a pool split statically (below) */
+  unifiedPaging: flag.default(true),
+  /** with --unified-paging false: the share of pool pages only adapters may hold (the rest: KV) */
+  adapterPoolFraction: z.coerce.number().gt(0).lt(1).default(0.5),
   /** GPUs of one tensor-parallel group behind this backend: executor ranks, one engine */
   tensorParallelSize: positiveInt.default(1),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

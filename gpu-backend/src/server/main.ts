@@ -56,6 +56,9 @@ async function main(): Promise<void> {
       maxResidentAdapters: config.maxLoras,
       maxHostAdapters: Math.max(config.maxCpuLoras, config.maxLoras),
       hostCacheBytes: config.hostCacheBytes,
+      poolSharing: config.unifiedPaging
+        ? "unified"
+        : { adapterFraction: config.adapterPoolFraction },
     }),
     model,
   );
