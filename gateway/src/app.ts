@@ -21,6 +21,7 @@ import { accountRoutes } from "./openai/account-routes.ts";
 import { inferenceRoutes } from "./openai/inference-routes.ts";
 import { ModelResolver } from "./openai/resolve-model.ts";
 import { BackendDirectory } from "./routing/backend-directory.ts";
+import { isTransientD1Error, storageUnavailable } from "./storage/d1-retry.ts";
 
 /** The per-isolate state the app keeps between requests; tests build their own. */
 export type GatewayState = {
@@ -80,6 +81,11 @@ export function createApp(state: GatewayState) {
     if (error instanceof ApiError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       return c.json(error.body(), error.status);
+    }
+    if (isTransientD1Error(error)) {
+      const unavailable = storageUnavailable();
+      for (const [name, value] of Object.entries(unavailable.headers)) c.header(name, value);
+      return c.json(unavailable.body(), unavailable.status);
     }
     console.error(
       JSON.stringify({ level: "error", requestId: c.get("requestId"), message: String(error) }),

@@ -430,6 +430,19 @@ describe("signed adapter URLs", () => {
       "adapter_config.json",
     );
     expect((await get(otherFile.href)).status).toBe(403);
+    // bound to the adapter: the same signature on another adapter's path (one that exists) is refused
+    const other = await createTenant();
+    expect((await upload(other.key, uploadForm("other", adapterFiles(files)))).status).toBe(201);
+    const otherId = defined(
+      ((await (await call(other.key, "GET", "/v1/adapters/other")).json()) as { id: string }).id,
+    );
+    const otherAdapter = new URL(url);
+    otherAdapter.pathname = otherAdapter.pathname.replace(
+      /\/adapters\/[^/]+\//,
+      `/adapters/${otherId}/`,
+    );
+    expect(otherAdapter.pathname).toContain(otherId);
+    expect((await get(otherAdapter.href)).status).toBe(403);
     const later = new URL(url);
     later.searchParams.set("exp", String(Number(url.searchParams.get("exp")) + 60));
     expect((await get(later.href)).status).toBe(403);

@@ -1,5 +1,7 @@
 import type { Env } from "../env.ts";
 import { LruCache } from "../lru.ts";
+import { retryD1 } from "../storage/d1-retry.ts";
+import { kvGetJson, kvPutJson } from "../storage/kv-cache.ts";
 import type { AdapterRow } from "./adapter-store.ts";
 
 /** What the hot path needs to route to an adapter and tell a backend how to fetch it. */
@@ -28,16 +30,16 @@ export class AdapterResolver {
     const key = adapterCacheKey(tenantId, name);
     const local = this.#local.get(key);
     if (local !== undefined) return local;
-    const cached = await env.CACHE.get<AdapterMeta>(key, "json");
+    const cached = await kvGetJson<AdapterMeta>(env.CACHE, key);
     if (cached !== null) {
       this.#local.set(key, cached);
       return cached;
     }
-    const row = await env.DB.prepare(
-      "SELECT * FROM adapters WHERE tenant_id = ? AND name = ? AND status = 'ready'",
-    )
-      .bind(tenantId, name)
-      .first<AdapterRow>();
+    const row = await retryD1(() =>
+      env.DB.prepare("SELECT * FROM adapters WHERE tenant_id = ? AND name = ? AND status = 'ready'")
+        .bind(tenantId, name)
+        .first<AdapterRow>(),
+    );
     if (row === null) return null;
     const meta = {
       id: row.id,
@@ -46,7 +48,7 @@ export class AdapterResolver {
       rank: row.rank,
       sha256: row.weights_sha256,
     };
-    await env.CACHE.put(key, JSON.stringify(meta), { expirationTtl: 60 });
+    await kvPutJson(env.CACHE, key, meta, 60);
     this.#local.set(key, meta);
     return meta;
   }

@@ -1,6 +1,8 @@
 import { constantTimeEqual } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { LruCache } from "../lru.ts";
+import { retryD1 } from "../storage/d1-retry.ts";
+import { kvGetJson, kvPutJson } from "../storage/kv-cache.ts";
 import type { Principal } from "./principal.ts";
 import { type PrincipalRow, principalColumns, principalFromRow } from "./principal-row.ts";
 
@@ -43,24 +45,24 @@ export class KeyResolver {
   async resolve(env: Env, hash: string): Promise<Principal | null> {
     const local = this.#local.get(hash);
     if (local !== undefined) return local;
-    const cached = await env.CACHE.get<Principal>(keyCacheKey(hash), "json");
+    const cached = await kvGetJson<Principal>(env.CACHE, keyCacheKey(hash));
     if (cached !== null) {
       this.#local.set(hash, cached);
       return cached;
     }
-    const row = await env.DB.prepare(
-      `SELECT ${principalColumns} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?`,
-    )
-      .bind(hash)
-      .first<PrincipalRow>();
+    const row = await retryD1(() =>
+      env.DB.prepare(
+        `SELECT ${principalColumns} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?`,
+      )
+        .bind(hash)
+        .first<PrincipalRow>(),
+    );
     if (row === null || row.revoked_at !== null) return null;
     // The index lookup already matched; this guards against a collation or
     // trailing-space surprise ever matching a different stored value.
     if (!(await constantTimeEqual(row.hash, hash))) return null;
     const principal = principalFromRow(row);
-    await env.CACHE.put(keyCacheKey(hash), JSON.stringify(principal), {
-      expirationTtl: keyCacheTtl.kvSeconds,
-    });
+    await kvPutJson(env.CACHE, keyCacheKey(hash), principal, keyCacheTtl.kvSeconds);
     this.#local.set(hash, principal);
     return principal;
   }

@@ -3,6 +3,7 @@ import type { Principal } from "../auth/principal.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { LruCache } from "../lru.ts";
+import { retryD1 } from "../storage/d1-retry.ts";
 
 export type ModelTarget = { baseModel: string; adapter: AdapterMeta | null };
 
@@ -24,9 +25,9 @@ export class ModelResolver {
   async baseModels(env: Env, principal: Principal): Promise<string[]> {
     let all = this.#baseModels.get("all");
     if (all === undefined) {
-      const { results } = await env.DB.prepare("SELECT name FROM base_models").all<{
-        name: string;
-      }>();
+      const { results } = await retryD1(() =>
+        env.DB.prepare("SELECT name FROM base_models").all<{ name: string }>(),
+      );
       all = results.map((r) => r.name);
       this.#baseModels.set("all", all);
     }

@@ -1,5 +1,6 @@
 import type { Env } from "../env.ts";
 import { LruCache } from "../lru.ts";
+import { retryD1 } from "../storage/d1-retry.ts";
 import type { RoutableBackend } from "./rendezvous.ts";
 
 export type Backend = RoutableBackend & { url: string; baseModel: string };
@@ -29,11 +30,13 @@ export class BackendDirectory {
   async candidates(env: Env, baseModel: string): Promise<Backend[]> {
     let rows = this.#lists.get(baseModel);
     if (rows === undefined) {
-      const { results } = await env.DB.prepare(
-        "SELECT id, url, base_model, capacity, load FROM backends WHERE base_model = ? AND status = 'active' AND healthy = 1",
-      )
-        .bind(baseModel)
-        .all<BackendRow>();
+      const { results } = await retryD1(() =>
+        env.DB.prepare(
+          "SELECT id, url, base_model, capacity, load FROM backends WHERE base_model = ? AND status = 'active' AND healthy = 1",
+        )
+          .bind(baseModel)
+          .all<BackendRow>(),
+      );
       rows = results;
       this.#lists.set(baseModel, rows);
     }
