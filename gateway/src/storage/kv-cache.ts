@@ -2,9 +2,10 @@
 // with D1 instead of failing. A failed put only costs a later D1 read.
 
 function warn(op: string, key: string, error: unknown): void {
-  // The key names a hash or an adapter, never a secret.
+  // Only the entry's kind ("key", "adapter"): an API key's hash stays out of logs too.
+  const kind = key.split(":")[0];
   console.warn(
-    JSON.stringify({ level: "warn", event: "kv_error", op, key, message: String(error) }),
+    JSON.stringify({ level: "warn", event: "kv_error", op, kind, message: String(error) }),
   );
 }
 
