@@ -330,7 +330,7 @@ export interface DriveOptions {
   /** ms per step */
   stepMs?: number;
   /** called after every schedule, for invariant checks */
-  afterSchedule?: (step: { plan: StepPlan | null }) => void;
+  afterSchedule?: (step: { plan: StepPlan | null; adapterOps: readonly AdapterOp[] }) => void;
   /** steps between a load op and its `ok` */
   loadSteps?: number;
   /** the executor dies before running this step; the engine is told it restarted */
