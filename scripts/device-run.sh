@@ -5,6 +5,9 @@
 #   carry: carry (node22.xz + backend.mjs from scripts/bundle-backend.sh),
 #          .cache/fixtures/tiny-llama, .cache/fixtures/adapters
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
+# More parts (not in the default): roofline (base decode vs the bandwidth floor),
+# coldload (adapter host tier -> pool, beside decode; staging serial vs pooled). Their
+# results go straight to $OUT files (no pipe: a killed pipeline loses its output).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts="${1:-tests,kernels,ablations}"
@@ -29,5 +32,19 @@ if [[ $parts == *ablations* ]]; then
     2>&1 | tail -40 | tee "$OUT/ablations.log"
   cp /tmp/results/summary.json /tmp/results/*/ablations.json "$OUT/" 2>/dev/null
   tail -60 /tmp/bench/logs/*.log 2>/dev/null | tail -40 > "$OUT/server-tail.log"
+fi
+if [[ $parts == *roofline* ]]; then
+  timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" > "$OUT/roofline.log" 2>&1
+fi
+if [[ $parts == *coldload* ]]; then
+  model=/tmp/bench/models/llama-2-7b  # where the ablations part generates it too
+  if [[ ! -f $model/tokenizer.json ]]; then  # make_model.py writes the tokenizer last
+    timeout 300 python3 bench/gpu/make_model.py --shape llama-2-7b --out "$model" \
+      > "$OUT/make_model.log" 2>&1
+  fi
+  timeout 240 python3 bench/gpu/cold_load.py --model "$model" --out "$OUT/cold_load.json" \
+    > "$OUT/cold_load.log" 2>&1
+  timeout 120 python3 bench/gpu/stage_bench.py --threads 1,4,8 --out "$OUT/stage.json" \
+    > "$OUT/stage.log" 2>&1
 fi
 ls -la "$OUT"

@@ -1,0 +1,164 @@
+"""Base-model decode against the memory-bandwidth roofline (issue 7, target 1): Llama-2-7B
+shapes, bf16, no adapters, decode at batch 64 and 128.
+
+    python bench/gpu/roofline.py --out $OUT/roofline.json
+    python bench/gpu/roofline.py --smoke --out /tmp/roofline.json   # tiny shape, CPU, seconds
+
+A decode step reads every weight once and every cached K and V once, so its floor is
+(weight bytes + KV bytes read) / bandwidth, with bandwidth 3.02e12 B/s, the device copy
+bandwidth measured on the H100 (/work/shared/DEVICE.md; --bandwidth to change). The step
+is the executor's real forward (LlamaModel, the Triton paged attention, random weights:
+only shapes matter) on a batch of B sequences with C cached tokens each, timed eagerly and
+replayed as one CUDA graph (as the executor's decode graphs run it). roofline_fraction =
+floor / measured step time; the issue asks >= 0.75.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lorafleet_executor.model import LlamaModel
+from lorafleet_executor.parallel.shard import TensorShard
+from lorafleet_executor.pool import UnifiedPool
+from run_info import REPO, device_folder, run_info
+from shapes import SHAPES
+from tp_bench import Workload, model_config, random_weights, weight_bytes
+
+H100_COPY_BANDWIDTH = 3.02e12  # B/s, /work/shared/DEVICE.md
+
+
+class OneRank:
+    """The single-GPU stand-in for a TensorGroup that tp_bench's helpers read `.shard` of."""
+
+    shard = TensorShard(0, 1)
+
+
+def decode_floor_bytes(cfg, batch: int, context: int, dtype: torch.dtype) -> dict:
+    """Bytes one decode step must read: every weight (of the embedding only the batch's
+    rows), and K and V of every cached token and the new one."""
+    element = torch.empty(0, dtype=dtype).element_size()
+    kv = 2 * cfg.num_layers * batch * (context + 1) * cfg.page_width * element
+    embedding_unread = (cfg.vocab_size - batch) * cfg.hidden_size * element
+    weights = weight_bytes(cfg, dtype) - embedding_unread
+    return {"weight_bytes": weights, "kv_bytes": kv, "total_bytes": weights + kv}
+
+
+def time_decode(model, pool, batch, warmup: int, steps: int, device, graph: bool) -> float:
+    """Seconds per decode step, eagerly or as a replayed CUDA graph."""
+
+    def step():
+        return model.forward(pool, batch)
+
+    run = step
+    if graph:
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):  # Triton compiles and autotunes outside the capture
+                step()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured):
+            step()
+        run = captured.replay
+    for _ in range(warmup):
+        run()
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-2-7b")
+    parser.add_argument("--batches", default="64,128")
+    parser.add_argument("--context", type=int, default=512, help="cached tokens per sequence")
+    parser.add_argument("--bandwidth", type=float, default=H100_COPY_BANDWIDTH, help="B/s")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
+    parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU, eager only")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.shape, args.batches, args.context, args.warmup, args.steps = "tiny", "2,4", 8, 1, 2
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type != "cuda" and not args.smoke:
+        sys.exit("roofline.py measures a GPU; use --smoke on CPU")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    backend = "triton" if device.type == "cuda" else "torch"
+    torch.manual_seed(0)
+    cfg = model_config(SHAPES[args.shape])
+    model = LlamaModel(cfg, random_weights(cfg, OneRank(), dtype, device), backend, backend)
+    runs = []
+    for batch_size in (int(b) for b in args.batches.split(",")):
+        work_args = argparse.Namespace(
+            seed=0, ranks=[16], num_adapters=1, batch=batch_size, context=args.context,
+            prefill_seqs=1, prefill_len=1,
+        )  # fmt: skip
+        work = Workload(work_args, cfg, cfg)
+        pool = UnifiedPool(cfg.num_layers, work.num_pages, cfg.page_width, dtype, device)
+        pool.data.normal_(0, 0.02)
+        batch = work.batch("decode", False, device)
+        floor = decode_floor_bytes(cfg, batch_size, args.context, dtype)
+        floor_s = floor["total_bytes"] / args.bandwidth
+        run = {"batch": batch_size, "context": args.context, **floor, "floor_ms": floor_s * 1e3}
+        modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
+        for mode in list(modes):
+            try:
+                step_s = time_decode(
+                    model, pool, batch, args.warmup, args.steps, device, graph=mode == "graph"
+                )
+            except RuntimeError as error:  # e.g. a kernel that cannot be captured
+                run[mode] = {"error": f"{type(error).__name__}: {error}"}
+                modes.remove(mode)
+                continue
+            run[mode] = {
+                "step_ms": step_s * 1e3,
+                "tokens_per_s": batch_size / step_s,
+                "achieved_bytes_per_s": floor["total_bytes"] / step_s,
+                "roofline_fraction": floor_s / step_s,
+            }
+        run["roofline_fraction"] = max(run[m]["roofline_fraction"] for m in modes)
+        runs.append(run)
+        del pool, batch
+    result = {
+        "bench": "roofline",
+        **run_info(device),
+        "shape": args.shape,
+        "dtype": str(dtype).removeprefix("torch."),
+        "bandwidth_bytes_per_s": args.bandwidth,
+        "bandwidth_source": "device copy bandwidth, /work/shared/DEVICE.md (H100)",
+        "steps": args.steps,
+        "runs": runs,
+        # issue 7's headline: the worse of the batches, each at its better mode
+        "base_roofline_fraction": min(r["roofline_fraction"] for r in runs),
+    }
+    out = args.out or REPO / "bench" / "results" / device_folder(device) / "roofline.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for run in runs:
+        modes = " ".join(
+            f"{m} {run[m]['step_ms']:.2f} ms ({run[m]['roofline_fraction']:.2f})"
+            for m in ("eager", "graph")
+            if "step_ms" in run.get(m, {})
+        )
+        print(f"batch {run['batch']}: floor {run['floor_ms']:.2f} ms; {modes}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+// The GPU scripts that time the executor's own paths (stage_bench.py, cold_load.py,
+// roofline.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
+// run will, with the run's provenance.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { python, repoRoot } from "./repo.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "bench-executor-scripts-"));
+
+function runScript(name: string): Record<string, unknown> {
+  const out = join(dir, `${name}.json`);
+  const result = spawnSync(python, [join("bench/gpu", name), "--smoke", "--out", out], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  expect(result.status, result.stderr).toBe(0);
+  const json = JSON.parse(readFileSync(out, "utf8")) as Record<string, unknown>;
+  expect(json.git_sha).toMatch(/^[0-9a-f]{40}$/);
+  expect(json.command).toBe(`python bench/gpu/${name} --smoke --out ${out}`);
+  expect(json.torch).toMatch(/^\d+\.\d+/);
+  expect(json.device).toMatch(/^cpu/);
+  return json;
+}
+
+describe("executor timing scripts (--smoke, CPU)", () => {
+  it("stage_bench.py stages the same adapters serially and on a pool, byte-identical", () => {
+    const json = runScript("stage_bench.py");
+    const runs = json.runs as { threads: number; identical_to_serial: boolean; seconds: number }[];
+    expect(runs.map((r) => r.threads)).toEqual([1, 2, 4, 1, 2, 4]);
+    for (const r of runs) {
+      expect(r.identical_to_serial).toBe(true);
+      expect(r.seconds).toBeGreaterThan(0);
+    }
+  });
+
+  it("cold_load.py loads through the executor, with a decode loop beside it", () => {
+    const json = runScript("cold_load.py");
+    expect(json.cold_load_ms).toBe(json.load_ms);
+    expect(json.load_ms).toBeGreaterThan(0);
+    expect(json.stage_plus_load_ms).toBeGreaterThan(0);
+    expect(json.adapter_pages).toBeGreaterThan(0);
+    const decode = json.decode as Record<string, number>;
+    expect(decode.step_ms_alone).toBeGreaterThan(0);
+    expect(decode.step_ms_with_loads).toBeGreaterThan(0);
+  });
+
+  it("roofline.py times base decode against weight + KV bytes over the bandwidth", () => {
+    const json = runScript("roofline.py");
+    const runs = json.runs as {
+      batch: number;
+      weight_bytes: number;
+      kv_bytes: number;
+      total_bytes: number;
+      eager: { roofline_fraction: number };
+    }[];
+    expect(runs.map((r) => r.batch)).toEqual([2, 4]);
+    for (const r of runs) {
+      expect(r.total_bytes).toBe(r.weight_bytes + r.kv_bytes);
+      // tiny shape: 2 layers × batch × (8 + 1) tokens × K and V × W=32 × fp32
+      expect(r.kv_bytes).toBe(2 * 2 * r.batch * 9 * 32 * 4);
+      expect(r.eager.roofline_fraction).toBeGreaterThan(0);
+    }
+    expect(json.base_roofline_fraction).toBe(
+      Math.min(...runs.map((r) => r.eager.roofline_fraction)),
+    );
+  });
+});
