@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 // The console in a real browser against the real stack: an operator issues a key, the
 // tenant signs in with it, uploads an adapter, chats with it and sees the request in
-// usage; the key is revoked; another tenant sees none of it.
+// usage; the key is revoked; another tenant sees none of it. A tenant key with the
+// admin scope manages its own tenant's keys; one without it has no keys page.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -263,6 +264,57 @@ describe.skipIf(!haveChromium)(
       await expect.poll(() => row.textContent()).toContain("revoked");
       await signOut(page);
       await signIn(page, "tenant", issuedKey);
+      await expect.poll(() => page.getByRole("alert").textContent()).toContain("invalid_api_key");
+    });
+
+    it("a key without the admin scope has no keys page", async () => {
+      await signIn(page, "tenant", stack.acme.key);
+      await page.getByRole("heading", { level: 2, name: "Adapters" }).waitFor();
+      expect(await page.getByRole("link", { name: "API keys" }).count()).toBe(0);
+      await page.goto(`${stack.url}/#/keys`);
+      await page.getByRole("heading", { level: 2, name: "Adapters" }).waitFor();
+      expect(await page.getByRole("heading", { name: "Issue a key" }).count()).toBe(0);
+      await signOut(page);
+    });
+
+    it("a tenant's admin-scoped key issues, lists and revokes its own keys", async () => {
+      await signIn(page, "tenant", stack.acmeAdmin.key);
+      await openPage(page, "API keys");
+      const own = page.locator(`tr[data-key='${stack.acmeAdmin.id}']`);
+      await own.waitFor();
+      expect(await own.textContent()).toContain("this key");
+      // Its own tenant's keys only: acme's, used earlier in this file, and never globex's.
+      const used = page
+        .locator("tr")
+        .filter({ has: page.getByRole("cell", { name: "e2e", exact: true }) });
+      expect(await used.textContent()).toContain("inference, adapters:write");
+      expect(await used.textContent()).not.toContain("never");
+      expect(await page.content()).not.toContain(stack.globex.key.slice(0, 12));
+      expect(await page.getByLabel("Tenant", { exact: true }).count()).toBe(0);
+
+      await page.getByLabel("Name (optional)").fill("self-service");
+      await page.getByLabel("adapters:write").check();
+      await page.getByRole("button", { name: "Create key" }).click();
+      const secret = (await page.getByTestId("new-key").textContent()) ?? "";
+      expect(secret).toMatch(/^lf_live_[A-Za-z0-9]{40}$/);
+      await page.getByRole("button", { name: "Copy" }).click();
+      expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(secret);
+      const row = page.locator("tr", { hasText: "self-service" });
+      await row.waitFor();
+      const listed = (await row.textContent()) ?? "";
+      for (const shown of [secret.slice(0, 12), "inference, adapters:write", "UTC", "never"])
+        expect(listed).toContain(shown);
+      expect(listed).not.toContain(secret);
+      await screenshot(page, "tenant-keys");
+      await page.getByRole("button", { name: "Done" }).click();
+      expect(await page.content()).not.toContain(secret);
+
+      page.once("dialog", (dialog) => dialog.accept());
+      await row.getByRole("button", { name: /^Revoke/ }).click();
+      await expect.poll(() => row.textContent()).toContain("revoked");
+      expect(await own.textContent()).toContain("active");
+      await signOut(page);
+      await signIn(page, "tenant", secret);
       await expect.poll(() => page.getByRole("alert").textContent()).toContain("invalid_api_key");
     });
 

@@ -1,7 +1,8 @@
 // The whole system the console runs against: the real backend (tiny-llama on CPU,
 // Python executor) behind `wrangler dev` (local D1/KV/R2/DO in a fresh folder, the
 // real migrations applied, the console built into console/dist and served as assets),
-// seeded through the admin API with a base model, the backend and two tenants.
+// seeded through the admin API with a base model, the backend, two tenants and an
+// admin-scoped key of the first.
 // Gateway start and seeding are the end-to-end suite's own helpers (test/gateway/).
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -17,6 +18,8 @@ export type StackInfo = {
   baseModel: string;
   /** tenant "acme": a key with inference + adapters:write */
   acme: { id: string; key: string };
+  /** a second key of acme with only the `admin` scope: manages acme's keys (/v1/keys) */
+  acmeAdmin: { id: string; key: string };
   /** tenant "globex", to check that acme's things stay invisible to it */
   globex: { id: string; key: string };
 };
@@ -53,11 +56,13 @@ export async function startStack(): Promise<Stack> {
       const { id, key } = await admin.createTenant(name);
       return { id, key };
     };
+    const acme = await tenant("acme");
     return {
       url: gateway.url,
       adminToken: gateway.adminToken,
       baseModel,
-      acme: await tenant("acme"),
+      acme,
+      acmeAdmin: await admin.issueKey(acme.id, ["admin"]).then(({ id, key }) => ({ id, key })),
       globex: await tenant("globex"),
       stop,
     };

@@ -55,9 +55,12 @@ export class GatewayAdmin {
     return { id, name, key };
   }
 
-  /** Issues another key of `tenantId`; returns its id (for revoking) and secret. */
-  async issueKey(tenantId: string): Promise<{ id: string; key: string }> {
-    return this.call("POST", `/admin/tenants/${tenantId}/keys`, { scopes: ["inference"] });
+  /** Issues another key of `tenantId` (inference only unless `scopes`); returns its id (for revoking) and secret. */
+  async issueKey(
+    tenantId: string,
+    scopes: string[] = ["inference"],
+  ): Promise<{ id: string; key: string }> {
+    return this.call("POST", `/admin/tenants/${tenantId}/keys`, { scopes });
   }
 
   async revokeKey(keyId: string): Promise<void> {

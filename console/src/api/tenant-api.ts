@@ -1,5 +1,15 @@
 import type { GatewayClient } from "./gateway-client.ts";
-import type { Adapter, GroupedUsage, List, Me, Model, Scope, UsageGroup } from "./types.ts";
+import type {
+  Adapter,
+  ApiKey,
+  GroupedUsage,
+  IssuedKey,
+  List,
+  Me,
+  Model,
+  Scope,
+  UsageGroup,
+} from "./types.ts";
 
 /** Who the key is (tenant, prefix, scopes, limits); GatewayError 401 for a bad key, 403 for a suspended tenant. */
 export function whoAmI(client: GatewayClient): Promise<Me> {
@@ -34,4 +44,21 @@ export function groupedUsage(
     "GET",
     `/v1/usage?start=${start}&end=${end}&group_by=${groupBy.join(",")}`,
   );
+}
+
+// The key's own tenant's keys (/v1/keys): only for keys with the `admin` scope.
+
+export function listOwnKeys(client: GatewayClient): Promise<ApiKey[]> {
+  return client.json<List<ApiKey>>("GET", "/v1/keys").then((list) => list.data);
+}
+
+export function issueOwnKey(
+  client: GatewayClient,
+  input: { scopes: Scope[]; name?: string; expires_at?: number },
+): Promise<IssuedKey> {
+  return client.json<IssuedKey>("POST", "/v1/keys", input);
+}
+
+export function revokeOwnKey(client: GatewayClient, keyId: string): Promise<unknown> {
+  return client.json("POST", `/v1/keys/${encodeURIComponent(keyId)}/revoke`);
 }

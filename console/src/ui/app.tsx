@@ -7,7 +7,7 @@ import { PlaygroundPage } from "./pages/playground-page.tsx";
 import { TenantsPage } from "./pages/tenants-page.tsx";
 import { UsagePage } from "./pages/usage-page.tsx";
 import { useHashRoute } from "./route.ts";
-import { loadSession, type Session, saveSession } from "./session.ts";
+import { can, loadSession, type Session, saveSession } from "./session.ts";
 import { SignIn } from "./sign-in.tsx";
 
 type Page = { route: string; title: string; render: (session: Session) => ComponentChildren };
@@ -16,6 +16,12 @@ const tenantPages: Page[] = [
   { route: "adapters", title: "Adapters", render: (s) => <AdaptersPage session={s} /> },
   { route: "usage", title: "Usage", render: (s) => <UsagePage session={s} /> },
   { route: "playground", title: "Playground", render: (s) => <PlaygroundPage session={s} /> },
+];
+
+/** Only a key with the `admin` scope may manage its tenant's keys (/v1/keys). */
+const tenantAdminPages: Page[] = [
+  ...tenantPages,
+  { route: "keys", title: "API keys", render: (s) => <KeysPage session={s} /> },
 ];
 
 const adminPages: Page[] = [
@@ -35,7 +41,8 @@ export function App() {
   }
 
   if (session === null) return <SignIn onSignedIn={change} />;
-  const pages = session.kind === "admin" ? adminPages : tenantPages;
+  const pages =
+    session.kind === "admin" ? adminPages : can(session, "admin") ? tenantAdminPages : tenantPages;
   const page = pages.find((p) => p.route === route) ?? (pages[0] as Page);
   return (
     <div class="layout">
