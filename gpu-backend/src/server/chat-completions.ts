@@ -1,21 +1,20 @@
 // POST /v1/chat/completions: messages through the model's chat template, n choices,
 // whole JSON or SSE chunks (with a usage chunk when stream_options.include_usage).
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { AppContext } from "./app-context.ts";
 import {
   awaitFirstOutputs,
   cancelChoices,
   collectChoice,
-  mergeChoices,
   startChoices,
   usageOf,
 } from "./choices.ts";
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
-import { ApiError, toApiError } from "./openai-error.ts";
+import { ApiError } from "./openai-error.ts";
 import { chatLogprobs, completionId, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
 import { type ChatCompletionRequest, ChatCompletionRequestSchema } from "./request-schemas.ts";
+import { streamChoices } from "./stream-choices.ts";
 
 /** The prompt of a chat request; throws ApiError / ChatTemplateError for what cannot render. */
 function chatPromptIds(app: AppContext, body: ChatCompletionRequest): number[] {
@@ -87,56 +86,24 @@ export function chatCompletions(app: AppContext) {
 
     const { promptIds, logprobs, choices } = await startChat(app, body, caller, signal);
     await awaitFirstOutputs(choices);
-    const id = completionId("chatcmpl");
-    const created = nowSeconds();
-    const model = body.model;
-    const includeUsage = body.stream_options?.include_usage === true;
-    return streamSSE(c, async (sse) => {
-      sse.onAbort(() => cancelChoices(choices));
-      const chunk = (choicesPart: unknown[], usage: unknown = undefined) =>
-        sse.writeSSE({
-          data: JSON.stringify({
-            id,
-            object: "chat.completion.chunk",
-            created,
-            model,
-            choices: choicesPart,
-            ...(includeUsage ? { usage: usage ?? null } : {}),
-          }),
-        });
-      for (const choice of choices) {
-        await chunk([
-          {
-            index: choice.index,
-            delta: { role: "assistant", content: "" },
-            logprobs: null,
-            finish_reason: null,
-          },
-        ]);
-      }
-      const outputTokens = new Map<number, number>();
-      try {
-        for await (const { index, delta } of mergeChoices(choices)) {
-          outputTokens.set(index, delta.numOutputTokens);
-          if (delta.text === "" && delta.finishReason === null && logprobs === null) continue;
-          await chunk([
-            {
-              index,
-              delta: delta.text === "" ? {} : { content: delta.text },
-              logprobs: logprobs === null ? null : chatLogprobs(delta.tokens),
-              finish_reason: delta.finishReason,
-            },
-          ]);
-        }
-      } catch (error) {
-        await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
-        cancelChoices(choices);
-      }
-      if (includeUsage) {
-        const completionTokens = [...outputTokens.values()].reduce((a, b) => a + b, 0);
-        await chunk([], usageOf([promptIds.length], completionTokens));
-      }
-      await sse.writeSSE({ data: "[DONE]" });
+    return streamChoices(c, choices, {
+      kind: "chat",
+      model: body.model,
+      includeUsage: body.stream_options?.include_usage === true,
+      promptLengths: [promptIds.length],
+      logprobs: logprobs !== null,
+      opening: choices.map((choice) => ({
+        index: choice.index,
+        delta: { role: "assistant", content: "" },
+        logprobs: null,
+        finish_reason: null,
+      })),
+      choiceOf: (index, delta) => ({
+        index,
+        delta: delta.text === "" ? {} : { content: delta.text },
+        logprobs: logprobs === null ? null : chatLogprobs(delta.tokens),
+        finish_reason: delta.finishReason,
+      }),
     });
   };
 }

@@ -1,22 +1,20 @@
 // POST /v1/completions: one or many prompts (text or token ids), n choices each;
 // choice index = prompt index × n + choice, as OpenAI numbers them.
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
 import {
   awaitFirstOutputs,
   cancelChoices,
   collectChoice,
-  mergeChoices,
   startChoices,
   usageOf,
 } from "./choices.ts";
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
-import { toApiError } from "./openai-error.ts";
 import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
 import { type CompletionRequest, CompletionRequestSchema } from "./request-schemas.ts";
+import { streamChoices } from "./stream-choices.ts";
 
 function promptIdsOf(
   prompt: CompletionRequest["prompt"],
@@ -86,49 +84,25 @@ export function completions(app: AppContext) {
 
     const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
     await awaitFirstOutputs(choices);
-    const id = completionId("cmpl");
-    const created = nowSeconds();
-    const model = body.model;
-    const includeUsage = body.stream_options?.include_usage === true;
-    return streamSSE(c, async (sse) => {
-      sse.onAbort(() => cancelChoices(choices));
-      const chunk = (choicesPart: unknown[], usage: unknown = undefined) =>
-        sse.writeSSE({
-          data: JSON.stringify({
-            id,
-            object: "text_completion",
-            created,
-            model,
-            choices: choicesPart,
-            ...(includeUsage ? { usage: usage ?? null } : {}),
-          }),
-        });
-      const outputTokens = new Map<number, number>();
-      const textLength = new Map<number, number>();
-      try {
-        for await (const { index, delta } of mergeChoices(choices)) {
-          outputTokens.set(index, delta.numOutputTokens);
-          if (delta.text === "" && delta.finishReason === null && logprobs === null) continue;
-          const offset = textLength.get(index) ?? 0;
-          textLength.set(index, offset + delta.text.length);
-          await chunk([
-            {
-              index,
-              text: delta.text,
-              logprobs: logprobs === null ? null : completionLogprobs(delta.tokens, offset),
-              finish_reason: delta.finishReason,
-            },
-          ]);
-        }
-      } catch (error) {
-        await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
-        cancelChoices(choices);
-      }
-      if (includeUsage) {
-        const completionTokens = [...outputTokens.values()].reduce((a, b) => a + b, 0);
-        await chunk([], usageOf(promptLengths, completionTokens));
-      }
-      await sse.writeSSE({ data: "[DONE]" });
+    // A choice's logprobs offsets count the text it streamed so far.
+    const textLength = new Map<number, number>();
+    return streamChoices(c, choices, {
+      kind: "completion",
+      model: body.model,
+      includeUsage: body.stream_options?.include_usage === true,
+      promptLengths,
+      logprobs: logprobs !== null,
+      opening: [],
+      choiceOf: (index, delta) => {
+        const offset = textLength.get(index) ?? 0;
+        textLength.set(index, offset + delta.text.length);
+        return {
+          index,
+          text: delta.text,
+          logprobs: logprobs === null ? null : completionLogprobs(delta.tokens, offset),
+          finish_reason: delta.finishReason,
+        };
+      },
     });
   };
 }
