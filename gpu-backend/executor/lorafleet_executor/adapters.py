@@ -61,6 +61,26 @@ class ParsedAdapter:
         return self.rows.numel() * self.rows.element_size()
 
 
+@dataclass
+class AdapterFiles:
+    """A PEFT directory read and checked against the base model, not yet packed."""
+
+    root: Path
+    rank: int
+    scale: float  # alpha / r, or alpha / sqrt(r) with rsLoRA
+    targets: list[str]  # canonical order
+    weights: dict[tuple[int, str, str], torch.Tensor]  # (layer, module, "A" | "B")
+
+
+def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterFiles:
+    root = Path(path)
+    if not root.is_dir():
+        raise AdapterInvalid(f"{root} is not a directory")
+    rank, alpha, use_rslora, targets = _read_config(root, cfg, max_rank)
+    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
+    return AdapterFiles(root, rank, scale, targets, _read_weights(root, cfg, rank, targets))
+
+
 def parse_adapter(
     adapter_id: int,
     path: str | Path,
@@ -69,35 +89,26 @@ def parse_adapter(
     dtype: torch.dtype,
     pin: bool = False,
 ) -> ParsedAdapter:
-    root = Path(path)
-    if not root.is_dir():
-        raise AdapterInvalid(f"{root} is not a directory")
-    rank, alpha, use_rslora, targets = _read_config(root, cfg, max_rank)
-    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
-    weights = _read_weights(root, cfg, rank, targets)
-    return packed_adapter(adapter_id, root, rank, scale, targets, weights, cfg, dtype, pin)
+    files = read_adapter_files(path, cfg, max_rank)
+    return packed_adapter(adapter_id, files, files.weights, cfg, dtype, pin)
 
 
 def packed_adapter(
     adapter_id: int,
-    root: Path,
-    rank: int,
-    scale: float,
-    targets: list[str],
+    files: AdapterFiles,
     weights: dict[tuple[int, str, str], torch.Tensor],
     cfg: ModelConfig,
     dtype: torch.dtype,
     pin: bool,
 ) -> ParsedAdapter:
-    """Checked weights -> the host-tier adapter in `cfg`'s page layout.
-
-    Packed straight into (pinned) memory of the pool dtype: one buffer, no copies.
-    """
+    """`weights` (all of `files`' or a rank's share) -> the host-tier adapter in `cfg`'s
+    page layout, packed straight into (pinned) memory of the pool dtype: one buffer."""
+    rank, scale, targets = files.rank, files.scale, files.targets
     spans, num_pages = adapter_layout(rank, targets, cfg.module_shapes(), cfg.page_width)
     rows = _pack(weights, spans, cfg, num_pages, scale, dtype, pin)
     if not all_finite(rows):
         check_finite(weights)  # every source value lands in `rows`: name the culprit
-        raise AdapterInvalid(f"{root}: weights overflow {dtype} once scaled by {scale:g}")
+        raise AdapterInvalid(f"{files.root}: weights overflow {dtype} once scaled by {scale:g}")
     return ParsedAdapter(adapter_id, rank, scale, targets, spans, num_pages, rows)
 
 

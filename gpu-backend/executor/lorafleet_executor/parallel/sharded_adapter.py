@@ -19,14 +19,12 @@ Example:
     adapter.rows.shape  # [num_layers, num_pages, W / N]
 """
 
-import math
 from pathlib import Path
 
 import torch
 
-from ..adapters import ParsedAdapter, _read_config, _read_weights, check_finite, packed_adapter
+from ..adapters import ParsedAdapter, check_finite, packed_adapter, read_adapter_files
 from ..config import ModelConfig
-from ..errors import AdapterInvalid
 from .shard import COLUMN_PARALLEL, TensorShard
 
 
@@ -39,17 +37,12 @@ def parse_adapter_shard(
     dtype: torch.dtype,
     pin: bool = False,
 ) -> ParsedAdapter:
-    root = Path(path)
-    if not root.is_dir():
-        raise AdapterInvalid(f"{root} is not a directory")
-    rank, alpha, use_rslora, targets = _read_config(root, cfg, max_rank)
-    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
     # Checked against the whole model's shapes first, so every rank refuses the same files.
-    weights = _read_weights(root, cfg, rank, targets)
-    check_finite(weights)  # all of it, not only this rank's share
+    files = read_adapter_files(path, cfg, max_rank)
+    check_finite(files.weights)  # all of it, not only this rank's share
     local = shard.local_config(cfg)
-    share = {key: _share(shard, cfg, key[1], key[2], t) for key, t in weights.items()}
-    return packed_adapter(adapter_id, root, rank, scale, targets, share, local, dtype, pin)
+    share = {key: _share(shard, cfg, key[1], key[2], t) for key, t in files.weights.items()}
+    return packed_adapter(adapter_id, files, share, local, dtype, pin)
 
 
 def _share(
