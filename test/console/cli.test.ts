@@ -55,6 +55,21 @@ async function seedTenant(name: string): Promise<string> {
   return issued.key;
 }
 
+/** Another key of the tenant named `name`, with `scopes`. */
+async function seedKey(name: string, scopes: string[]): Promise<string> {
+  const admin = { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" };
+  const tenants = await fetch(`${stack.url}/admin/tenants`, { headers: admin }).then(
+    (r) => r.json() as Promise<{ data: { id: string; name: string }[] }>,
+  );
+  const tenant = tenants.data.find((t) => t.name === name);
+  const issued = await fetch(`${stack.url}/admin/tenants/${tenant?.id}/keys`, {
+    method: "POST",
+    headers: admin,
+    body: JSON.stringify({ scopes }),
+  }).then((r) => r.json() as Promise<{ key: string }>);
+  return issued.key;
+}
+
 describe("lorafleet CLI against the running stack", () => {
   let dir: string;
   let config: string;
@@ -162,6 +177,36 @@ describe("lorafleet CLI against the running stack", () => {
     expect(remove.stderr).toContain("adapter_not_found");
   });
 
+  it("a tenant's admin-scoped key manages the tenant's own keys; an inference key cannot", async () => {
+    const own = join(dir, "own", "config.json");
+    const adminKey = await seedKey("cli-one", ["admin"]);
+    expect((await lorafleet(own, ["login", "--url", stack.url], `${adminKey}\n`)).code).toBe(0);
+    const create = await lorafleet(own, [
+      "keys",
+      "create",
+      "--scope",
+      "inference",
+      "--name",
+      "mine",
+    ]);
+    expect(create.code, create.stderr).toBe(0);
+    const issued = create.stdout.trim();
+    const id = /Created (key_\S+)/.exec(create.stderr)?.[1] ?? "";
+    const list = await lorafleet(own, ["keys", "list"]);
+    expect(list.stdout).toMatch(
+      new RegExp(`${id}\\s+lf_live_\\S*…\\s+mine\\s+inference\\s.*active`),
+    );
+    expect(list.stdout).not.toContain(issued);
+    expect((await lorafleet(own, ["keys", "revoke", id])).code).toBe(0);
+    expect((await lorafleet(own, ["keys", "list"])).stdout).toMatch(new RegExp(`${id}.*revoked`));
+
+    const inferenceOnly = join(dir, "inference-only", "config.json");
+    expect(
+      (await lorafleet(inferenceOnly, ["login", "--url", stack.url], `${issued}\n`)).code,
+    ).toBe(1);
+    expect((await lorafleet(otherConfig, ["keys", "list"])).code).toBe(1);
+  });
+
   it("the operator issues, lists and revokes a key; the revoked key can no longer log in", async () => {
     const admin = await lorafleet(config, ["login", "--admin", "--url", stack.url], "", {
       LORAFLEET_ADMIN_TOKEN: stack.adminToken,
@@ -192,7 +237,7 @@ describe("lorafleet CLI against the running stack", () => {
     );
     expect(list.stdout).not.toContain(issued);
 
-    expect((await lorafleet(config, ["keys", "revoke", id])).code).toBe(0);
+    expect((await lorafleet(config, ["keys", "revoke", id, "--tenant", "cli-one"])).code).toBe(0);
     expect((await lorafleet(config, ["keys", "list", "--tenant", "cli-one"])).stdout).toMatch(
       new RegExp(`${id}.*revoked`),
     );

@@ -1,20 +1,32 @@
 import { parseArgs } from "node:util";
 import {
+  type ApiKey,
   type GatewayClient,
+  type IssuedKey,
   issueKey,
+  issueOwnKey,
   listKeys,
+  listOwnKeys,
   listTenants,
   revokeKey,
+  revokeOwnKey,
   type Scope,
 } from "@lorafleet/console/api";
 import { CliError } from "../cli-error.ts";
-import { adminClient, type CliContext, configOption, loadConfig } from "../context.ts";
+import {
+  adminClient,
+  type CliContext,
+  configOption,
+  loadConfig,
+  tenantClient,
+} from "../context.ts";
 import { table } from "../table.ts";
 
-export const keysHelp = `lorafleet keys list --tenant <name|id>
-lorafleet keys create --tenant <name|id> [--scope inference]... [--name <n>] [--expires-days <d>]
-lorafleet keys revoke <key id>
-  Needs the admin token (lorafleet login --admin): the gateway issues keys through /admin.`;
+export const keysHelp = `lorafleet keys list [--tenant <name|id>]
+lorafleet keys create [--tenant <name|id>] [--scope inference]... [--name <n>] [--expires-days <d>]
+lorafleet keys revoke <key id> [--tenant <name|id>]
+  Without --tenant: the signed-in tenant's own keys (its key needs the admin scope).
+  With --tenant: the operator's view of that tenant (lorafleet login --admin).`;
 
 const scopes: Scope[] = ["inference", "adapters:write", "admin"];
 
@@ -39,10 +51,15 @@ export async function keys(ctx: CliContext, args: string[]): Promise<void> {
       "expires-days": { type: "string" },
     },
   });
-  const client = adminClient(loadConfig(ctx, values.config));
+  const config = loadConfig(ctx, values.config);
+  // --tenant picks the operator's /admin routes; without it, the tenant's own /v1/keys.
+  const operator = values.tenant !== undefined;
+  const client = operator ? adminClient(config) : tenantClient(config);
   const [action, id] = positionals;
   if (action === "list") {
-    const list = await listKeys(client, await tenantId(client, values.tenant));
+    const list: ApiKey[] = operator
+      ? await listKeys(client, await tenantId(client, values.tenant))
+      : await listOwnKeys(client);
     ctx.stdout.write(
       `${table(
         ["ID", "PREFIX", "NAME", "SCOPES", "CREATED", "LAST USED", "STATUS"],
@@ -65,18 +82,21 @@ export async function keys(ctx: CliContext, args: string[]): Promise<void> {
     const days = values["expires-days"] === undefined ? undefined : Number(values["expires-days"]);
     if (days !== undefined && !(days > 0))
       throw new CliError("--expires-days must be a positive number");
-    const issued = await issueKey(client, await tenantId(client, values.tenant), {
+    const input = {
       scopes: chosen,
       ...(values.name ? { name: values.name } : {}),
       ...(days ? { expires_at: Date.now() + days * 86_400_000 } : {}),
-    });
+    };
+    const issued: IssuedKey = operator
+      ? await issueKey(client, await tenantId(client, values.tenant), input)
+      : await issueOwnKey(client, input);
     ctx.stderr.write(
       `Created ${issued.id} (${issued.scopes.join(", ")}). The key is shown only now:\n`,
     );
     ctx.stdout.write(`${issued.key}\n`);
   } else if (action === "revoke") {
-    if (!id) throw new CliError("usage: lorafleet keys revoke <key id>");
-    await revokeKey(client, id);
+    if (!id) throw new CliError("usage: lorafleet keys revoke <key id> [--tenant <name|id>]");
+    await (operator ? revokeKey(client, id) : revokeOwnKey(client, id));
     ctx.stderr.write(`Revoked ${id}: it stops working within 70 s everywhere.\n`);
   } else {
     throw new CliError(keysHelp);
