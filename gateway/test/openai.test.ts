@@ -243,6 +243,8 @@ describe("streaming", () => {
     expect(events.slice(0, -1).map((e) => JSON.parse(e).choices[0].delta.content)).toEqual(
       Array(5).fill("tok "),
     );
+    // The gateway asked the backend for usage; the client, who did not, sees none of it.
+    expect(events.slice(0, -1).filter((e) => "usage" in JSON.parse(e))).toEqual([]);
     const [row] = await eventually(async () => {
       const rows = await usageRows(tenant.id);
       expect(rows).toHaveLength(1);
@@ -259,6 +261,7 @@ describe("streaming", () => {
       stream_options: { include_usage: true },
     });
     const events = await sseEvents(res);
+    expect(JSON.parse(events[0] ?? "{}").usage).toBeNull();
     expect(JSON.parse(events.at(-2) ?? "{}").usage).toEqual({
       prompt_tokens: 2,
       completion_tokens: 2,

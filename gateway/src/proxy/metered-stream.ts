@@ -31,7 +31,9 @@ export function usageFrom(value: unknown): TokenUsage | null {
  * usage event on the way, and calls `onEnd` once however the stream ends:
  * finished, cut by the backend, or cancelled by the client (which also cancels
  * the backend call; seen through `clientGone` or the stream's cancel). The usage-only event is dropped unless the client asked
- * for it with stream_options.include_usage. A backend failure mid-stream ends
+ * for it with stream_options.include_usage, and so is the `usage: null` field the
+ * backend puts in every other chunk once usage is asked for (the gateway always asks,
+ * to meter): the client sees what OpenAI would send it. A backend failure mid-stream ends
  * the client's stream with an OpenAI-shaped error event. A stream in which the
  * backend itself sent an error event failed too, however cleanly it ends after
  * (usage chunk, `[DONE]`): it is reported as `backend_error`, not `ok`.
@@ -77,26 +79,30 @@ export function meterSse(
     return events;
   };
 
-  /** Reads what an event says and decides whether the client gets it. */
-  const forward = (event: string): boolean => {
+  /** Reads what an event says; returns what the client gets of it (null: nothing). */
+  const forward = (event: string): string | null => {
     const data = event
       .split("\n")
       .filter((line) => line.startsWith("data:"))
       .map((line) => line.slice(5).trimStart())
       .join("\n");
-    if (data === "" || data === "[DONE]") return true;
-    let parsed: { choices?: unknown[] } | null = null;
+    if (data === "" || data === "[DONE]") return event;
+    let parsed: { choices?: unknown[]; usage?: unknown } | null = null;
     try {
       parsed = JSON.parse(data);
     } catch {
-      return true;
+      return event;
     }
     if (isErrorEvent(parsed)) backendFailed = true;
     const eventUsage = usageFrom(parsed);
     if (eventUsage !== null) usage = eventUsage;
     const hasChoices = Array.isArray(parsed?.choices) && parsed.choices.length > 0;
     if (hasChoices) contentEvents += 1;
-    return hasChoices || eventUsage === null || keepUsageEvent;
+    if (keepUsageEvent) return event;
+    if (!hasChoices) return eventUsage === null ? event : null;
+    if (parsed === null || !("usage" in parsed)) return event;
+    const { usage: _, ...withoutUsage } = parsed;
+    return `data: ${JSON.stringify(withoutUsage)}\n\n`;
   };
 
   return new ReadableStream<Uint8Array>(
@@ -128,7 +134,9 @@ export function meterSse(
             return;
           }
           pending += decoder.decode(chunk.value, { stream: true });
-          const events = takeEvents().filter(forward);
+          const events = takeEvents()
+            .map(forward)
+            .filter((event) => event !== null);
           if (events.length > 0) {
             controller.enqueue(encoder.encode(events.join("")));
             return;

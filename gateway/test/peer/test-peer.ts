@@ -181,7 +181,11 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
         break;
       }
       const choice = chat ? { index: 0, delta: { content: "tok " } } : { index: 0, text: "tok " };
-      res.write(`data: ${JSON.stringify({ ...base, object, choices: [choice] })}\n\n`);
+      // As gpu-backend (and OpenAI) do once usage is asked for: `usage: null` until the end.
+      const pendingUsage = body.stream_options?.include_usage ? { usage: null } : {};
+      res.write(
+        `data: ${JSON.stringify({ ...base, object, choices: [choice], ...pendingUsage })}\n\n`,
+      );
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
       if (res.destroyed || res.socket?.destroyed) {
         entry.aborted = true;
