@@ -2,13 +2,7 @@
 // whole JSON or SSE chunks (with a usage chunk when stream_options.include_usage).
 import type { Context } from "hono";
 import type { AppContext } from "./app-context.ts";
-import {
-  awaitFirstOutputs,
-  cancelChoices,
-  collectChoice,
-  startChoices,
-  usageOf,
-} from "./choices.ts";
+import { awaitFirstOutputs, collectChoices, startChoices, usageOf } from "./choices.ts";
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { ApiError } from "./openai-error.ts";
 import { chatLogprobs, completionId, nowSeconds } from "./openai-format.ts";
@@ -43,8 +37,7 @@ async function startChat(
     body.max_completion_tokens ?? body.max_tokens ?? null,
     logprobs,
   );
-  const choices = await startChoices(app.serving, [request], body.n ?? 1);
-  signal.addEventListener("abort", () => cancelChoices(choices));
+  const choices = await startChoices(app.serving, [request], body.n ?? 1, signal);
   return { promptIds, logprobs, choices };
 }
 
@@ -56,11 +49,7 @@ export async function chatCompletionJson(
   signal: AbortSignal,
 ) {
   const { promptIds, logprobs, choices } = await startChat(app, body, caller, signal);
-  // One failed choice ends the others too: the client gets one error, not half an answer.
-  const collected = await Promise.all(choices.map(collectChoice)).catch((error: unknown) => {
-    cancelChoices(choices);
-    throw error;
-  });
+  const collected = await collectChoices(choices);
   const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
   return {
     id: completionId("chatcmpl"),

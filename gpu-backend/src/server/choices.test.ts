@@ -13,10 +13,13 @@ describe("startChoices", () => {
       },
     } as unknown as ServingLoop;
     const request = {} as GenerateRequest;
-    const tooMany = await startChoices(serving, [request, request, request], 3).catch((e) => e);
+    const stillHere = new AbortController().signal;
+    const tooMany = await startChoices(serving, [request, request, request], 3, stillHere).catch(
+      (e) => e,
+    );
     expect(tooMany).toBeInstanceOf(ApiError);
     expect(tooMany).toMatchObject({ status: 400, param: "prompt", code: "invalid_value" });
-    const tooManyN = await startChoices(serving, [request], 9).catch((e) => e);
+    const tooManyN = await startChoices(serving, [request], 9, stillHere).catch((e) => e);
     expect(tooManyN).toMatchObject({ status: 400, param: "n" });
   });
 });

@@ -13,14 +13,15 @@ export interface ChoiceStream {
 }
 
 /**
- * Starts n choices per request; if one cannot start, those already started are cancelled.
- * More choices than the server ever holds at once is a 400: a 429 would have the client
- * retry something that can never fit.
+ * Starts n choices per request; if one cannot start, those already started are cancelled,
+ * and all are cancelled when `clientGone` fires. More choices than the server ever holds
+ * at once is a 400: a 429 would have the client retry something that can never fit.
  */
 export async function startChoices(
   serving: ServingLoop,
   requests: GenerateRequest[],
   n: number,
+  clientGone: AbortSignal,
 ): Promise<ChoiceStream[]> {
   if (requests.length * n > serving.maxUnfinished) {
     throw new ApiError(
@@ -49,6 +50,7 @@ export async function startChoices(
   } finally {
     seats.release();
   }
+  clientGone.addEventListener("abort", () => cancelChoices(started));
   return started;
 }
 
@@ -77,8 +79,20 @@ export interface CollectedChoice {
   numOutputTokens: number;
 }
 
-/** Reads one choice to its end. */
-export async function collectChoice(choice: ChoiceStream): Promise<CollectedChoice> {
+/**
+ * Reads every choice to its end. One failed choice ends the others too: the client gets
+ * one error, not half an answer.
+ */
+export async function collectChoices(choices: ChoiceStream[]): Promise<CollectedChoice[]> {
+  try {
+    return await Promise.all(choices.map(collectChoice));
+  } catch (error) {
+    cancelChoices(choices);
+    throw error;
+  }
+}
+
+async function collectChoice(choice: ChoiceStream): Promise<CollectedChoice> {
   let text = "";
   const tokens: TokenInfo[] = [];
   let finishReason = "stop";

@@ -3,13 +3,7 @@
 import type { Context } from "hono";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
-import {
-  awaitFirstOutputs,
-  cancelChoices,
-  collectChoice,
-  startChoices,
-  usageOf,
-} from "./choices.ts";
+import { awaitFirstOutputs, collectChoices, startChoices, usageOf } from "./choices.ts";
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
@@ -41,8 +35,7 @@ async function startCompletion(
   const requests = prompts.map((ids) =>
     generateRequest(body, caller, ids, body.max_tokens ?? 16, logprobs),
   );
-  const choices = await startChoices(app.serving, requests, body.n ?? 1);
-  signal.addEventListener("abort", () => cancelChoices(choices));
+  const choices = await startChoices(app.serving, requests, body.n ?? 1, signal);
   return { promptLengths: prompts.map((ids) => ids.length), logprobs, choices };
 }
 
@@ -54,11 +47,7 @@ export async function completionJson(
   signal: AbortSignal,
 ) {
   const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
-  // One failed choice ends the others too: the client gets one error, not half an answer.
-  const collected = await Promise.all(choices.map(collectChoice)).catch((error: unknown) => {
-    cancelChoices(choices);
-    throw error;
-  });
+  const collected = await collectChoices(choices);
   const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
   return {
     id: completionId("cmpl"),
