@@ -2,25 +2,17 @@
 // model: a SIGKILLed or hung executor fails its calls retriably and is restarted; a
 // crash loop ends in "failed" after maxAttempts.
 
-import { afterEach, describe, expect, it } from "vitest";
-import { ExecutorClient } from "./client.ts";
+import { describe, expect, it } from "vitest";
 import { ExecutorUnavailable } from "./errors.ts";
-import { HAVE_TINY, prefillPlan, RecordingLogger, rejection, tinyConfig } from "./test-fixtures.ts";
+import {
+  clientsShutAfterEach,
+  HAVE_TINY,
+  prefillPlan,
+  rejection,
+  tinyConfig,
+} from "./test-fixtures.ts";
 
-const clients: ExecutorClient[] = [];
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.shutdown()));
-});
-
-function client(timeouts: ConstructorParameters<typeof ExecutorClient>[0] = {}) {
-  const made = new ExecutorClient({
-    logger: new RecordingLogger(),
-    restart: { initialBackoffMs: 50, maxAttempts: 3 },
-    ...timeouts,
-  });
-  clients.push(made);
-  return made;
-}
+const { client } = clientsShutAfterEach();
 
 describe.skipIf(!HAVE_TINY)(
   "ExecutorClient supervision with the tiny model (run `npm run setup` if skipped)",

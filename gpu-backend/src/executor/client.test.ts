@@ -2,10 +2,11 @@
 // handshake, typed calls, named errors, restart() semantics, failures to start.
 // Supervision (crash, hang, give-up) is in client.supervision.test.ts.
 
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ExecutorClient } from "./client.ts";
 import { BadMessage, ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
 import {
+  clientsShutAfterEach,
   HAVE_TINY,
   prefillPlan,
   RecordingLogger,
@@ -14,20 +15,7 @@ import {
   tinyConfig,
 } from "./test-fixtures.ts";
 
-const clients: ExecutorClient[] = [];
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.shutdown()));
-});
-
-function client(timeouts: ConstructorParameters<typeof ExecutorClient>[0] = {}) {
-  const made = new ExecutorClient({
-    logger: new RecordingLogger(),
-    restart: { initialBackoffMs: 50, maxAttempts: 3 },
-    ...timeouts,
-  });
-  clients.push(made);
-  return made;
-}
+const { client, track } = clientsShutAfterEach();
 
 describe.skipIf(!HAVE_TINY)(
   "ExecutorClient with the tiny model (run `npm run setup` if skipped)",
@@ -35,7 +23,7 @@ describe.skipIf(!HAVE_TINY)(
     it("does the handshake, stages, loads, steps, reports stats and shuts down", async () => {
       const logger = new RecordingLogger();
       const executor = new ExecutorClient({ logger });
-      clients.push(executor);
+      track(executor);
       const model = await executor.init(tinyConfig());
       expect(model.numPages).toBe(1024);
       expect(model.device).toBe("cpu");
@@ -110,7 +98,7 @@ describe("ExecutorClient without a model", () => {
       pythonPath: "/no/such/python",
       logger: new RecordingLogger(),
     });
-    clients.push(executor);
+    track(executor);
     const failed = await rejection(executor.init(tinyConfig()));
     expect(failed).toBeInstanceOf(ExecutorUnavailable);
     expect(failed.message).toMatch(/ENOENT/);
@@ -123,7 +111,7 @@ describe("ExecutorClient without a model", () => {
       logger: new RecordingLogger(),
       timeouts: { connectMs: 300 },
     });
-    clients.push(executor);
+    track(executor);
     const failed = await rejection(executor.init(tinyConfig()));
     expect(failed).toBeInstanceOf(ExecutorUnavailable);
   });

@@ -4,6 +4,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { afterEach } from "vitest";
+import { ExecutorClient } from "./client.ts";
 import type { ExecutorLogger } from "./executor-process.ts";
 import { type InitConfig, StepFlag, type StepPlan } from "./messages.ts";
 
@@ -81,4 +83,28 @@ export async function rejection(promise: Promise<unknown>): Promise<Error> {
     return error as Error;
   }
   throw new Error("expected a rejection");
+}
+
+/**
+ * The ExecutorClients of a test file, shut down after each test: `client()` makes one
+ * that restarts quickly, `track()` takes one made otherwise.
+ */
+export function clientsShutAfterEach() {
+  const clients: ExecutorClient[] = [];
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.shutdown()));
+  });
+  const track = (made: ExecutorClient) => {
+    clients.push(made);
+    return made;
+  };
+  const client = (options: ConstructorParameters<typeof ExecutorClient>[0] = {}) =>
+    track(
+      new ExecutorClient({
+        logger: new RecordingLogger(),
+        restart: { initialBackoffMs: 50, maxAttempts: 3 },
+        ...options,
+      }),
+    );
+  return { client, track };
 }
