@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import torch
+from lorafleet_executor.fixtures.llama_config import LlamaShape as FixtureShape
+from lorafleet_executor.fixtures.llama_config import SpecialTokenIds, write_llama_config
 from safetensors.torch import save_file
 from shapes import SHAPES, LlamaShape
 
@@ -84,35 +86,18 @@ def random_tensor(shape, kind, generator, device, dtype) -> torch.Tensor:
 
 
 def write_config(out: Path, shape: LlamaShape, dtype_name: str) -> None:
-    config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": shape.vocab_size,
-        "hidden_size": shape.hidden_size,
-        "intermediate_size": shape.intermediate_size,
-        "num_hidden_layers": shape.num_hidden_layers,
-        "num_attention_heads": shape.num_attention_heads,
-        "num_key_value_heads": shape.num_key_value_heads,
-        "head_dim": shape.head_dim,
-        "hidden_act": "silu",
-        "max_position_embeddings": shape.max_position_embeddings,
-        "rope_theta": 10000.0,
-        "rope_scaling": None,
-        "rms_norm_eps": 1e-5,
-        "tie_word_embeddings": False,
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "mlp_bias": False,
-        "initializer_range": 0.02,
-        "bos_token_id": BOS,
-        "eos_token_id": EOS,
-        "pad_token_id": EOS,
-        "torch_dtype": dtype_name,
-        "use_cache": True,
-    }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    generation = {"bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": EOS}
-    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    # The fixtures' writer: one definition of what an HF Llama directory's config holds.
+    fixture_shape = FixtureShape(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+    )
+    tokens = SpecialTokenIds(bos=BOS, eos=EOS, pad=EOS)
+    write_llama_config(out, fixture_shape, tokens, torch_dtype=dtype_name)
 
 
 def write_tokenizer(out: Path, source: Path, vocab_size: int) -> None:
