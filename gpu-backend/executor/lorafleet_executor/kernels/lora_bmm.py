@@ -10,6 +10,8 @@ per-slot reference. Arguments are as in `lora.py`, already checked.
 
 import torch
 
+from .lora_reference import gather_rows
+
 
 def _rank_mask(ranks: torch.Tensor, row_slot: torch.Tensor, max_rank: int) -> torch.Tensor:
     """bool [M, T, R]: rank j of row t counts for module m."""
@@ -21,8 +23,7 @@ def _rank_mask(ranks: torch.Tensor, row_slot: torch.Tensor, max_rank: int) -> to
 
 def _gather(pool: torch.Tensor, pages: torch.Tensor, row_slot: torch.Tensor, length: int):
     """pages [M, S, R, n] -> [M, T, R, length]: each row's adapter rows, in pool dtype."""
-    per_row = pages[:, row_slot.clamp(min=0).long()].long()  # [M, T, R, n]
-    return pool[per_row].flatten(-2)[..., :length]
+    return gather_rows(pool, pages[:, row_slot.clamp(min=0).long()], length, pool.dtype)
 
 
 def lora_shrink_bmm(

@@ -7,10 +7,12 @@ time (bounded memory), and multiplies. Arguments are as in `lora.py`, already ch
 import torch
 
 
-def gather_rows(pool: torch.Tensor, pages: torch.Tensor, length: int) -> torch.Tensor:
-    """pages int32 [..., n] -> fp32 [..., length]: rows spread over n pages of width W."""
+def gather_rows(
+    pool: torch.Tensor, pages: torch.Tensor, length: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """pages int32 [..., n] -> [..., length] in `dtype`: rows spread over n pages of width W."""
     rows = pool[pages.long()]  # [..., n, W]
-    return rows.flatten(-2)[..., :length].float()
+    return rows.flatten(-2)[..., :length].to(dtype)
 
 
 def lora_shrink_reference(
