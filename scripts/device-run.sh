@@ -7,7 +7,8 @@
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
 # More parts (not in the default): roofline (base decode vs the bandwidth floor),
 # coldload (adapter host tier -> pool, beside decode; staging serial vs pooled). Their
-# results go straight to $OUT files (no pipe: a killed pipeline loses its output).
+# results go straight to $OUT files (no pipe: a killed pipeline loses its output); logs
+# and profiles come back as $OUT/logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts="${1:-tests,kernels,ablations}"
@@ -18,7 +19,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 if [[ $parts == *tests* ]]; then
   (cd gpu-backend/executor && timeout 170 python3 -m pytest -q -m gpu -p no:cacheprovider \
     --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
-    tests/test_executor_gpu.py) 2>&1 | tail -25 | tee "$OUT/pytest-gpu.txt"
+    tests/test_executor_gpu.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
 fi
 if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
@@ -29,12 +30,13 @@ if [[ $parts == *ablations* ]]; then
   timeout 420 /tmp/node bench/src/main.ts ablations --duration 10 --variants base,slora,bmm \
     --server-args="--max-loras 1024" --server-entry carry/backend.mjs --work-dir /tmp/bench \
     --out /tmp/results \
-    2>&1 | tail -40 | tee "$OUT/ablations.log"
+    > "$OUT/ablations.log" 2>&1
   cp /tmp/results/summary.json /tmp/results/*/ablations.json "$OUT/" 2>/dev/null
   tail -60 /tmp/bench/logs/*.log 2>/dev/null | tail -40 > "$OUT/server-tail.log"
 fi
 if [[ $parts == *roofline* ]]; then
-  timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" > "$OUT/roofline.log" 2>&1
+  timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" \
+    --profile "$OUT/roofline-profile.txt" > "$OUT/roofline.log" 2>&1
 fi
 if [[ $parts == *coldload* ]]; then
   model=/tmp/bench/models/llama-2-7b  # where the ablations part generates it too
@@ -47,4 +49,7 @@ if [[ $parts == *coldload* ]]; then
   timeout 120 python3 bench/gpu/stage_bench.py --threads 1,4,8 --out "$OUT/stage.json" \
     > "$OUT/stage.log" 2>&1
 fi
+# The device returns at most 8 files: logs and profiles travel as one archive.
+(cd "$OUT" && shopt -s nullglob && logs=(*.log *.txt) && ((${#logs[@]})) &&
+  tar czf logs.tgz "${logs[@]}" && rm "${logs[@]}")
 ls -la "$OUT"

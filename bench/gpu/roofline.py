@@ -77,6 +77,19 @@ def time_decode(model, pool, batch, warmup: int, steps: int, device, graph: bool
     return float(np.median(times))
 
 
+def profile_step(model, pool, batch, device) -> str:
+    """Where one eager decode step's time goes, kernel by kernel (3 steps profiled)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(3):
+            model.forward(pool, batch)
+        _sync(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -92,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
     parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU, eager only")
+    parser.add_argument(
+        "--profile", type=Path, help="write the torch profiler's kernel table of one eager step"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.shape, args.batches, args.context, args.warmup, args.steps = "tiny", "2,4", 8, 1, 2
@@ -133,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
                 "roofline_fraction": floor_s / step_s,
             }
         run["roofline_fraction"] = max(run[m]["roofline_fraction"] for m in modes)
+        if args.profile:
+            profile_path = args.profile.with_name(f"{args.profile.stem}-b{batch_size}.txt")
+            profile_path.write_text(profile_step(model, pool, batch, device))
         runs.append(run)
         del pool, batch
     result = {

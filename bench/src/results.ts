@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Environment } from "./environment.ts";
 import type { RunMetrics } from "./metrics.ts";
+import type { ServerActivity } from "./server-counters.ts";
 
 export const RESULT_SCHEMA = 1;
 
@@ -18,6 +19,8 @@ export interface RunResult {
   trace: string;
   serverArgs: string[];
   metrics: RunMetrics | null;
+  /** what the backend counted during the run (absent where the run has no metrics) */
+  server?: ServerActivity;
   /** why the run has no metrics (the server refused its flags, crashed, ...) */
   error: string | null;
 }

@@ -12,6 +12,7 @@ import { runOpenLoop } from "./client.ts";
 import { summarize } from "./metrics.ts";
 import type { PeftResult, RunResult } from "./results.ts";
 import type { Point, ScenarioPlan, Variant } from "./scenarios.ts";
+import { scrapeServerCounters, serverActivity } from "./server-counters.ts";
 import { writeTrace } from "./trace-file.ts";
 import { generateTrace, type Trace, type TraceRequest } from "./workload.ts";
 
@@ -72,7 +73,11 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
     const names = group.map((v) => v.name).join("+");
     const pointsOf = (variant: Variant) =>
       variant.points === "first" ? plan.points.slice(0, 1) : plan.points;
-    const record = (variant: Variant, point: Point, fields: Pick<RunResult, "metrics" | "error">) =>
+    const record = (
+      variant: Variant,
+      point: Point,
+      fields: Pick<RunResult, "metrics" | "error"> & Partial<Pick<RunResult, "server">>,
+    ) =>
       runs.push({
         variant: variant.name,
         point: point.label,
@@ -116,19 +121,23 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
           // PEFT baseline has them loaded: one 1-token request per adapter first.
           if (point.spec.arrival.kind === "burst" && !variant.baseOnly)
             await runOpenLoop(warmUpRequests(trace.requests), options);
+          const before = await scrapeServerCounters(server.url);
           const records = await runOpenLoop(trace.requests, {
             ...options,
             onRecord: progress(ctx, `${variant.name} ${point.label}`),
           });
           const metrics = summarize(records, plan.sloFirstTokenS);
+          const activity = serverActivity(before, await scrapeServerCounters(server.url));
           ctx.log(
             `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
               `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
-              `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s`,
+              `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s; ` +
+              `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
+              `${activity.adapterLoads} adapter loads`,
           );
           const failures = records.filter((r) => r.status !== "ok").slice(0, 3);
           for (const r of failures) ctx.log(`  request ${r.id} ${r.status}: ${r.error}`);
-          record(variant, point, { metrics, error: null });
+          record(variant, point, { metrics, server: activity, error: null });
         }
       }
     } finally {

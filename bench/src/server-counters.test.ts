@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { parseServerCounters, serverActivity } from "./server-counters.ts";
+
+const exposition = (steps: number, seconds: number, loads: number) => `
+# HELP lorafleet_step_forward_seconds executor forward time per step
+# TYPE lorafleet_step_forward_seconds histogram
+lorafleet_step_forward_seconds_bucket{le="0.01"} 3
+lorafleet_step_forward_seconds_sum ${seconds}
+lorafleet_step_forward_seconds_count ${steps}
+lorafleet_adapter_loads_total ${loads}
+lorafleet_requests_total{finish_reason="length"} 9
+`;
+
+describe("server counters", () => {
+  it("reads unlabelled samples and defaults the missing ones to 0", () => {
+    expect(parseServerCounters(exposition(10, 0.25, 4))).toEqual({
+      steps: 10,
+      stepSeconds: 0.25,
+      adapterLoads: 4,
+      adapterEvictions: 0,
+      preemptions: 0,
+    });
+  });
+
+  it("gives the activity between two scrapes", () => {
+    const before = parseServerCounters(exposition(10, 0.25, 4));
+    const after = parseServerCounters(exposition(110, 1.25, 9));
+    expect(serverActivity(before, after)).toEqual({
+      steps: 100,
+      stepMsMean: 10,
+      adapterLoads: 5,
+      adapterEvictions: 0,
+      preemptions: 0,
+    });
+    expect(serverActivity(before, before).stepMsMean).toBeNull();
+  });
+});
