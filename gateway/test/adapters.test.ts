@@ -1,6 +1,7 @@
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createApp, createGatewayState } from "../src/app.ts";
+import { backendCredential } from "../src/auth/backend-credential.ts";
 import { sha256Hex } from "../src/crypto.ts";
 import {
   adapterFiles,
@@ -20,6 +21,7 @@ import {
   uploadForm,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter, buildSafetensors, loraTensors } from "./helpers/safetensors-builder.ts";
+import { testSecrets } from "./peer/constants.ts";
 
 let model: BaseModelSpec;
 let tenant: Tenant;
@@ -380,9 +382,10 @@ describe("tenant isolation", () => {
 });
 
 describe("signed adapter URLs", () => {
-  it("lets a backend download the exact bytes for a short time, and nothing else", async () => {
+  /** A backend of its own base model (the only candidate) and a tenant's adapter, forwarded to it once. */
+  async function signedFor() {
     const owner = await createTenant();
-    const ownModel = await registerBaseModel(tinyModel()); // so this test's backend is the only candidate
+    const ownModel = await registerBaseModel(tinyModel());
     const backend = await registerPeerBackend(ownModel.name);
     const files = buildAdapter(ownModel);
     expect((await upload(owner.key, uploadForm("signed", adapterFiles(files)))).status).toBe(201);
@@ -393,27 +396,47 @@ describe("signed adapter URLs", () => {
       config_url: string;
       sha256: string;
     };
-    expect(adapter.sha256).toBe(await sha256Hex(files.weights));
+    const secret = await backendCredential(testSecrets.backendSecret, backend, 1);
+    return { backend, files, adapter, secret, weightsUrl: new URL(adapter.weights_url) };
+  }
 
-    const app = createApp(createGatewayState());
-    const get = async (url: string, at?: number) => {
-      const gateway = at === undefined ? app : createApp(createGatewayState(() => at));
-      const ctx = createExecutionContext();
-      const res = await gateway.fetch(new Request(url), env, ctx);
-      await waitOnExecutionContext(ctx);
-      return res;
-    };
-    const weights = await get(adapter.weights_url);
+  /** GET as a backend sending `secret` (none when null), with the gateway's clock at `at`. */
+  async function download(url: URL | string, secret: string | null, at?: number) {
+    const gateway = createApp(
+      at === undefined ? createGatewayState() : createGatewayState(() => at),
+    );
+    const ctx = createExecutionContext();
+    const headers: Record<string, string> =
+      secret === null ? {} : { authorization: `Bearer ${secret}` };
+    const res = await gateway.fetch(new Request(url, { headers }), env, ctx);
+    await waitOnExecutionContext(ctx);
+    return res;
+  }
+
+  async function expectRefused(res: Response, status: number, code: string) {
+    expect(res.status).toBe(status);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error).toMatchObject({
+      code,
+      type: status === 401 ? "authentication_error" : "permission_error",
+    });
+    expect(body.error.message).not.toContain(testSecrets.backendSecret);
+  }
+
+  it("lets the backend it was signed for download the exact bytes for a short time, and nothing else", async () => {
+    const { files, adapter, secret, weightsUrl: url, backend } = await signedFor();
+    expect(adapter.sha256).toBe(await sha256Hex(files.weights));
+    expect(url.searchParams.get("backend")).toBe(backend);
+    const weights = await download(url, secret);
     expect(weights.status).toBe(200);
     expect(weights.headers.get("x-lorafleet-sha256")).toBe(adapter.sha256);
     expect(new Uint8Array(await weights.arrayBuffer())).toEqual(files.weights);
-    expect(await (await get(adapter.config_url)).text()).toBe(files.config);
+    expect(await (await download(adapter.config_url, secret)).text()).toBe(files.config);
 
-    const url = new URL(adapter.weights_url);
     const sig = url.searchParams.get("sig") ?? "";
     const tampered = new URL(url);
     tampered.searchParams.set("sig", `${sig.startsWith("A") ? "B" : "A"}${sig.slice(1)}`);
-    expect((await get(tampered.href)).status).toBe(403);
+    await expectRefused(await download(tampered, secret), 403, "bad_signature");
     // The last character has 2 unused bits: a non-canonical spelling of the same bytes is refused too.
     const last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".indexOf(
       sig.slice(-1),
@@ -423,13 +446,13 @@ describe("signed adapter URLs", () => {
       "sig",
       `${sig.slice(0, -1)}${"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]}`,
     );
-    expect((await get(respelled.href)).status).toBe(403);
+    await expectRefused(await download(respelled, secret), 403, "bad_signature");
     const otherFile = new URL(url);
     otherFile.pathname = otherFile.pathname.replace(
       "adapter_model.safetensors",
       "adapter_config.json",
     );
-    expect((await get(otherFile.href)).status).toBe(403);
+    await expectRefused(await download(otherFile, secret), 403, "bad_signature");
     // bound to the adapter: the same signature on another adapter's path (one that exists) is refused
     const other = await createTenant();
     expect((await upload(other.key, uploadForm("other", adapterFiles(files)))).status).toBe(201);
@@ -442,13 +465,66 @@ describe("signed adapter URLs", () => {
       `/adapters/${otherId}/`,
     );
     expect(otherAdapter.pathname).toContain(otherId);
-    expect((await get(otherAdapter.href)).status).toBe(403);
+    await expectRefused(await download(otherAdapter, secret), 403, "bad_signature");
     const later = new URL(url);
     later.searchParams.set("exp", String(Number(url.searchParams.get("exp")) + 60));
-    expect((await get(later.href)).status).toBe(403);
-    const expired = await get(url.href, Number(url.searchParams.get("exp")) * 1000);
-    expect(expired.status).toBe(403);
-    expect(((await expired.json()) as ErrorBody).error.code).toBe("url_expired");
+    await expectRefused(await download(later, secret), 403, "bad_signature");
+    const expiry = Number(url.searchParams.get("exp")) * 1000;
+    await expectRefused(await download(url, secret, expiry), 403, "url_expired");
+    expect((await download(url, secret, expiry - 1000)).status).toBe(200);
     expect(url.origin).toBe(origin);
+  });
+
+  it("is useless without the secret of the backend it was signed for", async () => {
+    const { weightsUrl: url, secret, backend } = await signedFor();
+    // another registered backend, with its own secret
+    const otherBackend = await registerPeerBackend((await registerBaseModel(tinyModel())).name);
+    const otherSecret = await backendCredential(testSecrets.backendSecret, otherBackend, 1);
+
+    // the URL alone (as leaked in a log)
+    await expectRefused(await download(url, null), 401, "backend_credential_required");
+    await expectRefused(
+      await download(url, "not-a-backend-secret"),
+      401,
+      "invalid_backend_credential",
+    );
+    // the master secret is not a backend's secret
+    await expectRefused(
+      await download(url, testSecrets.backendSecret),
+      401,
+      "invalid_backend_credential",
+    );
+    // one character off
+    const flipped = `${secret.slice(0, -2)}${secret.at(-2) === "A" ? "B" : "A"}${secret.at(-1)}`;
+    await expectRefused(await download(url, flipped), 401, "invalid_backend_credential");
+    // a backend's secret cannot claim another id or another version
+    const [, version, mac] = /^.+\.(v\d+)\.([^.]+)$/.exec(otherSecret) ?? [];
+    await expectRefused(
+      await download(url, `${backend}.${version}.${mac}`),
+      401,
+      "invalid_backend_credential",
+    );
+    const [, ownMac] = /^.+\.v\d+\.([^.]+)$/.exec(secret) ?? [];
+    await expectRefused(
+      await download(url, `${backend}.v2.${ownMac}`),
+      401,
+      "invalid_backend_credential",
+    );
+    // an unregistered id, even with a well-derived secret
+    const ghost = await backendCredential(testSecrets.backendSecret, unique("ghost"), 1);
+    await expectRefused(await download(url, ghost), 401, "invalid_backend_credential");
+
+    // backend B with a URL signed for backend A
+    await expectRefused(await download(url, otherSecret), 403, "url_for_another_backend");
+    // ... nor by writing its own id into A's URL
+    const claimed = new URL(url);
+    claimed.searchParams.set("backend", otherBackend);
+    await expectRefused(await download(claimed, otherSecret), 403, "bad_signature");
+    const unbound = new URL(url);
+    unbound.searchParams.delete("backend");
+    await expectRefused(await download(unbound, secret), 403, "bad_signature");
+
+    // and the rightful backend still gets it
+    expect((await download(url, secret)).status).toBe(200);
   });
 });

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
+import { backendCredential } from "../src/auth/backend-credential.ts";
 import { rankBackends } from "../src/routing/rendezvous.ts";
 import {
   adapterFiles,
@@ -70,7 +71,10 @@ describe("chat and completions", () => {
       (r) => r.headers["x-request-id"] === "req-contract-1",
     );
     expect(received?.path).toBe("/v1/chat/completions");
-    expect(received?.headers.authorization).toBe(`Bearer ${testSecrets.backendSecret}`);
+    // this backend's own secret, never the master BACKEND_SECRET
+    expect(received?.headers.authorization).toBe(
+      `Bearer ${await backendCredential(testSecrets.backendSecret, backend, 1)}`,
+    );
     expect(received?.body).toMatchObject({
       model: model.name,
       max_tokens: 3,
@@ -173,7 +177,9 @@ describe("chat and completions", () => {
     expect(received?.body.model).toBe("poet");
     expect(received?.body.lorafleet.adapter).toMatchObject({ name: "poet", rank: 4 });
     expect(received?.body.lorafleet.adapter?.weights_url).toMatch(
-      /\/internal\/adapters\/ad_\w+\/adapter_model\.safetensors\?exp=\d+&sig=/,
+      new RegExp(
+        `/internal/adapters/ad_\\w+/adapter_model\\.safetensors\\?backend=${backend}&exp=\\d+&sig=`,
+      ),
     );
   });
 

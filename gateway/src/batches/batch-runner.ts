@@ -152,22 +152,32 @@ export class BatchRunner extends DurableObject<Env> {
   ): Promise<[string, LineResult][]> {
     const { admitted: items, refused } = await this.#admit(job, bucket);
     if (items.length === 0) return refused;
-    const requests = await Promise.all(
-      items.map(async (item) => ({
-        id: item.requestId,
-        endpoint: job.endpoint,
-        tenant: job.tenantId,
-        adapter: await adapterField(this.env, job.origin, item.target.adapter, started),
-        body: { ...item.line.body, stream: false },
-      })),
-    );
+    // Built per backend tried: the adapter URLs are signed for that backend.
+    const requestsFor = async (backend: Backend) => {
+      const requests = await Promise.all(
+        items.map(async (item) => ({
+          id: item.requestId,
+          endpoint: job.endpoint,
+          tenant: job.tenantId,
+          adapter: await adapterField(
+            this.env,
+            job.origin,
+            item.target.adapter,
+            backend.id,
+            started,
+          ),
+          body: { ...item.line.body, stream: false },
+        })),
+      );
+      return JSON.stringify({ requests });
+    };
     const callId = `${items[0]?.requestId ?? job.batchId}+${items.length}`;
     const forwarded = await forwardWithFailover(
       this.env,
       this.#backends,
       ranked,
       "/internal/batch",
-      JSON.stringify({ requests }),
+      requestsFor,
       callId,
       Date.now,
     );

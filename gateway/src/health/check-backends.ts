@@ -1,3 +1,4 @@
+import { backendCredential } from "../auth/backend-credential.ts";
 import type { Env } from "../env.ts";
 import type { BackendDirectory } from "../routing/backend-directory.ts";
 
@@ -9,13 +10,13 @@ const timeoutMs = 5_000;
  * given); anything else, or no answer in 5 s, marks it unhealthy with the reason.
  */
 export async function checkBackends(env: Env, directory: BackendDirectory): Promise<void> {
-  const { results } = await env.DB.prepare("SELECT id, url FROM backends").all<{
-    id: string;
-    url: string;
-  }>();
+  const { results } = await env.DB.prepare(
+    "SELECT b.id, b.url, c.version FROM backends b JOIN backend_credentials c ON c.backend_id = b.id",
+  ).all<{ id: string; url: string; version: number }>();
   await Promise.all(
     results.map(async (backend) => {
-      const { healthy, load, error } = await probe(env, backend.url);
+      const secret = await backendCredential(env.BACKEND_SECRET, backend.id, backend.version);
+      const { healthy, load, error } = await probe(backend.url, secret);
       await env.DB.prepare(
         "UPDATE backends SET healthy = ?, load = ?, last_checked_at = ?, last_error = ? WHERE id = ?",
       )
@@ -27,12 +28,12 @@ export async function checkBackends(env: Env, directory: BackendDirectory): Prom
 }
 
 async function probe(
-  env: Env,
   url: string,
+  secret: string,
 ): Promise<{ healthy: boolean; load: number; error: string | null }> {
   try {
     const response = await fetch(`${url}/health`, {
-      headers: { authorization: `Bearer ${env.BACKEND_SECRET}` },
+      headers: { authorization: `Bearer ${secret}` },
       signal: AbortSignal.timeout(timeoutMs),
     });
     if (!response.ok) return { healthy: false, load: 0, error: `HTTP ${response.status}` };

@@ -5,7 +5,8 @@ import { ApiError } from "../errors.ts";
 /** Secrets the tenant-facing routes need, with the least length that is not a placeholder. */
 const required: { name: "URL_SIGNING_KEY" | "BACKEND_SECRET"; minLength: number }[] = [
   { name: "URL_SIGNING_KEY", minLength: 16 },
-  { name: "BACKEND_SECRET", minLength: 8 },
+  // The key every backend's own secret is derived from (auth/backend-credential.ts).
+  { name: "BACKEND_SECRET", minLength: 16 },
 ];
 
 /** Names the secrets that are missing or too short; empty when the gateway can serve. */
@@ -16,8 +17,8 @@ export function missingSecrets(env: Env): string[] {
 }
 
 /**
- * Refuses tenant and backend traffic with a clear 503 while the Worker lacks
- * a secret it needs (instead of signing with, or sending, an empty one).
+ * Refuses tenant and backend traffic, and backend registration, with a clear 503 while
+ * the Worker lacks a secret it needs (instead of signing with, or deriving from, an empty one).
  */
 export function requireSecrets() {
   return createMiddleware<AppEnv>(async function requireSecrets(c, next) {

@@ -176,20 +176,22 @@ async function handleInference(
     state.backends,
     ranked,
     path,
-    JSON.stringify(
-      await backendBody(
-        c.env,
-        {
-          origin: c.env.PUBLIC_URL || new URL(c.req.url).origin,
-          tenantId: principal.tenantId,
-          requestId,
-          now: state.now(),
-          deadlineMs,
-        },
-        body,
-        target,
+    async (backend) =>
+      JSON.stringify(
+        await backendBody(
+          c.env,
+          {
+            origin: c.env.PUBLIC_URL || new URL(c.req.url).origin,
+            tenantId: principal.tenantId,
+            requestId,
+            backendId: backend.id,
+            now: state.now(),
+            deadlineMs,
+          },
+          body,
+          target,
+        ),
       ),
-    ),
     requestId,
     state.now,
     clientGone,

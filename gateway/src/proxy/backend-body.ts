@@ -1,23 +1,29 @@
 import type { AdapterMeta } from "../adapters/adapter-resolver.ts";
-import { signAdapterUrl } from "../adapters/signed-url.ts";
+import { type AdapterFile, signAdapterUrl } from "../adapters/signed-url.ts";
 import type { Env } from "../env.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
 
-/** What a backend needs to fetch and check an adapter (`lorafleet.adapter`). */
+/**
+ * What a backend needs to fetch and check an adapter (`lorafleet.adapter`); the URLs are
+ * signed for `backendId` alone.
+ */
 export async function adapterField(
   env: Env,
   origin: string,
   adapter: AdapterMeta | null,
+  backendId: string,
   now: number,
 ) {
   if (adapter === null) return null;
+  const url = (file: AdapterFile) =>
+    signAdapterUrl(env, origin, { adapterId: adapter.id, file, backendId }, now);
   return {
     id: adapter.id,
     name: adapter.name,
     rank: adapter.rank,
     sha256: adapter.sha256,
-    config_url: await signAdapterUrl(env, origin, adapter.id, "adapter_config.json", now),
-    weights_url: await signAdapterUrl(env, origin, adapter.id, "adapter_model.safetensors", now),
+    config_url: await url("adapter_config.json"),
+    weights_url: await url("adapter_model.safetensors"),
   };
 }
 
@@ -32,6 +38,8 @@ export async function backendBody(
     origin: string;
     tenantId: string;
     requestId: string;
+    /** The backend this body goes to: the adapter URLs are signed for it. */
+    backendId: string;
     now: number;
     /** Absolute unix ms after which the backend drops the request; null = none. */
     deadlineMs: number | null;
@@ -52,7 +60,13 @@ export async function backendBody(
       request_id: request.requestId,
       ...(request.deadlineMs === null ? {} : { deadline_ms: request.deadlineMs }),
       base_model: target.baseModel,
-      adapter: await adapterField(env, request.origin, target.adapter, request.now),
+      adapter: await adapterField(
+        env,
+        request.origin,
+        target.adapter,
+        request.backendId,
+        request.now,
+      ),
     },
   };
 }

@@ -3,9 +3,21 @@ import { LruCache } from "../lru.ts";
 import { retryD1 } from "../storage/d1-retry.ts";
 import type { RoutableBackend } from "./rendezvous.ts";
 
-export type Backend = RoutableBackend & { url: string; baseModel: string };
+export type Backend = RoutableBackend & {
+  url: string;
+  baseModel: string;
+  /** Version of the backend's secret (auth/backend-credential.ts) */
+  secretVersion: number;
+};
 
-type BackendRow = { id: string; url: string; base_model: string; capacity: number; load: number };
+type BackendRow = {
+  id: string;
+  url: string;
+  base_model: string;
+  capacity: number;
+  load: number;
+  secret_version: number;
+};
 
 /** How long an isolate reuses the backend list before reading D1 again. */
 export const backendListTtlMs = 5_000;
@@ -32,7 +44,9 @@ export class BackendDirectory {
     if (rows === undefined) {
       const { results } = await retryD1(() =>
         env.DB.prepare(
-          "SELECT id, url, base_model, capacity, load FROM backends WHERE base_model = ? AND status = 'active' AND healthy = 1",
+          `SELECT b.id, b.url, b.base_model, b.capacity, b.load, c.version AS secret_version
+           FROM backends b JOIN backend_credentials c ON c.backend_id = b.id
+           WHERE b.base_model = ? AND b.status = 'active' AND b.healthy = 1`,
         )
           .bind(baseModel)
           .all<BackendRow>(),
@@ -47,6 +61,7 @@ export class BackendDirectory {
         url: r.url,
         baseModel: r.base_model,
         capacity: r.capacity,
+        secretVersion: r.secret_version,
         load: r.load + (this.#inFlight.get(r.id) ?? 0),
       }));
   }

@@ -8,6 +8,7 @@
 // backend through /__control/<name> (its mode) and read what it received
 // from /__control/<name>/requests.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { backendCredential } from "../../src/auth/backend-credential.ts";
 import { testSecrets } from "./constants.ts";
 
 /**
@@ -18,11 +19,14 @@ import { testSecrets } from "./constants.ts";
  * generation fails mid-stream).
  * busy: answer 429 queue_full, as gpu-backend does when its queue is full.
  * slow: stream with `delayMs` between tokens, or answer after `delayMs`.
+ * Like a real backend, each virtual backend accepts one secret: the one the gateway
+ * derives for its name (= its backend id) at `secretVersion` (default 1).
  */
 export type PeerMode = {
   mode: "ok" | "error" | "busy" | "reset" | "cut" | "error_event" | "slow";
   delayMs?: number;
   load?: number;
+  secretVersion?: number;
 };
 
 type Received = {
@@ -114,7 +118,12 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
         ? json(res, 503, { ok: false })
         : json(res, 200, { ok: true, load: mode.load ?? 0 });
     }
-    if (req.headers.authorization !== `Bearer ${testSecrets.backendSecret}`) {
+    const secret = await backendCredential(
+      testSecrets.backendSecret,
+      name,
+      mode.secretVersion ?? 1,
+    );
+    if (req.headers.authorization !== `Bearer ${secret}`) {
       return json(res, 401, {
         error: { message: "bad backend secret", type: "authentication_error" },
       });
