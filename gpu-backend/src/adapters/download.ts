@@ -5,12 +5,14 @@ import { open } from "node:fs/promises";
 import { type Dispatcher, errors, request } from "undici";
 import { AdapterDownloadFailed, AdapterTooLarge, AdapterUrlRefused, redactUrl } from "./errors.ts";
 
-export interface DownloadLimits {
+export interface DownloadOptions {
   /** refuse larger files (by Content-Length up front, by count while streaming) */
   maxBytes: number;
   /** the whole download, headers to last byte */
   totalTimeoutMs: number;
   dispatcher: Dispatcher;
+  /** sent as `authorization: Bearer <credential>`; the caller vouches for the URL's origin */
+  credential?: string | undefined;
 }
 
 export interface Downloaded {
@@ -27,13 +29,19 @@ export interface Downloaded {
 export async function downloadFile(
   url: string,
   dest: string,
-  limits: DownloadLimits,
+  limits: DownloadOptions,
 ): Promise<Downloaded> {
   const where = redactUrl(url);
   const signal = AbortSignal.timeout(limits.totalTimeoutMs);
   let response: Dispatcher.ResponseData;
   try {
-    response = await request(url, { method: "GET", dispatcher: limits.dispatcher, signal });
+    response = await request(url, {
+      method: "GET",
+      dispatcher: limits.dispatcher,
+      signal,
+      headers:
+        limits.credential === undefined ? {} : { authorization: `Bearer ${limits.credential}` },
+    });
   } catch (error) {
     throw failure(where, error, limits.totalTimeoutMs);
   }

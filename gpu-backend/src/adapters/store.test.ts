@@ -43,12 +43,15 @@ const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 let server: Server;
 let base: string;
 const hits = new Map<string, number>();
+/** the authorization header of the last request to each path */
+const authorizations = new Map<string, string | undefined>();
 const hanging: ServerResponse[] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
     hits.set(path, (hits.get(path) ?? 0) + 1);
+    authorizations.set(path, req.headers.authorization);
     const [, kind, name] = path.split("/");
     if (kind === "config") return void res.end(name === "broken" ? "[1," : CONFIG);
     if (kind === "weights" && name !== undefined && FILES[name] !== undefined) {
@@ -91,6 +94,7 @@ const stores: AdapterStore[] = [];
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), "lorafleet-store-"));
   hits.clear();
+  authorizations.clear();
 });
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
@@ -351,6 +355,15 @@ describe("AdapterStore URL policy (SSRF)", () => {
       await refused(s, remote("a", { configUrl: url }));
     }
     expect(hits.size).toBe(0);
+  });
+
+  it("sends its credential to the allowed origin with each download, and none without one", async () => {
+    await store({ credential: "gpu-0.v1.secret" }).fetch(remote("a"));
+    expect(authorizations.get("/config/a")).toBe("Bearer gpu-0.v1.secret");
+    expect(authorizations.get("/weights/a")).toBe("Bearer gpu-0.v1.secret");
+    await store({ cacheDir: join(root, "cache-no-credential") }).fetch(remote("b"));
+    expect(authorizations.has("/weights/b")).toBe(true);
+    expect(authorizations.get("/weights/b")).toBeUndefined();
   });
 
   it("does not follow a redirect, even to an allowed origin", async () => {

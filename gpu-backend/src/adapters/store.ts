@@ -4,7 +4,8 @@
 // - Local: `dir/<name>/` (adapter_config.json + adapter_model.safetensors).
 // - Remote: the gateway gives two signed URLs and the sha256 of the weights. The
 //   URLs must be on an origin of `urlPolicy` (the gateway's; checked before connecting),
-//   and redirects are not followed. The
+//   and redirects are not followed. Each request carries `credential` (this backend's
+//   --backend-secret): the gateway serves a URL only to the backend it was signed for. The
 //   files go to a temp dir inside the disk cache and are renamed into place as
 //   `<cacheDir>/<id>@<sha256>/` only once the weights hash right: nothing half-written
 //   or unverified is ever served. Concurrent requests for one adapter share one
@@ -29,6 +30,11 @@ export interface AdapterStoreOptions {
   dir?: string;
   /** origins remote adapters may come from; default none (every URL refused) */
   urlPolicy?: AdapterUrlPolicy;
+  /**
+   * this backend's secret, sent as `authorization: Bearer` with each download: only to
+   * `urlPolicy`'s origins (checked before connecting), never across a redirect (none followed)
+   */
+  credential?: string | undefined;
   /** downloads; default `<dir>/.remote` */
   cacheDir?: string;
   /** bound of the disk cache (LRU by bytes) */
@@ -65,6 +71,7 @@ export class AdapterStore implements AdapterSource {
   readonly #options: typeof DEFAULTS;
   readonly #agent: Agent;
   readonly #urlPolicy: AdapterUrlPolicy;
+  readonly #credential: string | undefined;
   readonly #cache: Promise<DiskCache>;
   readonly #inFlight = new Map<string, Promise<string>>();
 
@@ -75,6 +82,7 @@ export class AdapterStore implements AdapterSource {
     if (cacheDir === undefined) throw new Error("AdapterStore needs dir or cacheDir");
     this.#options = { ...DEFAULTS, ...definedOnly(options) };
     this.#urlPolicy = options.urlPolicy ?? new AdapterUrlPolicy([]);
+    this.#credential = options.credential;
     this.#agent = new Agent({
       connect: { timeout: this.#options.connectTimeoutMs },
       headersTimeout: this.#options.headersTimeoutMs,
@@ -146,6 +154,7 @@ export class AdapterStore implements AdapterSource {
     try {
       const limits = {
         dispatcher: this.#agent,
+        credential: this.#credential,
         totalTimeoutMs: this.#options.totalTimeoutMs,
         maxBytes: MAX_CONFIG_BYTES,
       };

@@ -63,7 +63,12 @@ async function main(): Promise<void> {
     model,
   );
   const adapters = new AdapterRegistry(
-    new AdapterStore({ dir: config.adapterDir, urlPolicy: config.adapterUrlAllow }),
+    new AdapterStore({
+      dir: config.adapterDir,
+      urlPolicy: config.adapterUrlAllow,
+      // The gateway serves an adapter URL only to the backend it signed it for.
+      credential: config.backendSecret,
+    }),
   );
   const metrics = new ServingMetrics();
   const serving = new ServingLoop({
