@@ -46,3 +46,33 @@ def test_bmm_matches_reference(num_rows, slot_ranks, spread, no_adapter_every, u
     lora_expand_reference(y_ref, h_ref, *expand_args)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y - y0, batch.dense_delta(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float16, 2e-2), (torch.bfloat16, 8e-2)])
+def test_gpu_half_bmm_matches_reference(dtype, atol):
+    """On CUDA in the model dtype, as the bmm variant serves: h is rounded to the dtype."""
+    batch = make_lora_batch(
+        num_rows=33,
+        in_features=4096,
+        out_features=[4096, 4096, 4096],
+        slot_ranks=[8, 16, 32, 64],
+        page_width=4096,
+        spread="zipf",
+        no_adapter_every=5,
+        untargeted=((1, 0),),
+        dtype=dtype,
+        device="cuda",
+        seed=3,
+    )
+    args = (batch.pool, batch.a_pages, batch.ranks, batch.row_slot)
+    h = lora_shrink_bmm(batch.x, *args)
+    h_ref = lora_shrink_reference(batch.x, *args)
+    torch.testing.assert_close(h, h_ref, atol=atol, rtol=1e-2)
+    y0 = torch.randn(33, 3 * 4096, device="cuda").to(dtype)
+    y, y_ref = y0.clone(), y0.clone()
+    expand_args = (batch.pool, batch.b_pages, batch.ranks, batch.row_slot, batch.out_features)
+    lora_expand_bmm(y, h, *expand_args)
+    lora_expand_reference(y_ref, h_ref, *expand_args)
+    torch.testing.assert_close(y.float(), y_ref.float(), atol=atol, rtol=2e-2)

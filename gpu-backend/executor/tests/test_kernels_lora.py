@@ -21,6 +21,10 @@ if not CUDA:
 from lorafleet_executor.kernels import KernelArgumentError, lora_expand, lora_shrink  # noqa: E402
 from lorafleet_executor.kernels.backend import is_interpreted  # noqa: E402
 from lorafleet_executor.kernels.lora_decode import shrink_decode_kernel  # noqa: E402
+from lorafleet_executor.kernels.lora_reference import (  # noqa: E402
+    lora_expand_reference,
+    lora_shrink_reference,
+)
 from lorafleet_executor.kernels.testing import SPREADS, make_lora_batch  # noqa: E402
 
 DEVICE = "cuda" if CUDA else "cpu"
@@ -42,34 +46,38 @@ def triton_runs_here() -> None:
 
 
 def run_both(batch, dtype):
-    """(h, y) of the torch reference and of the Triton kernels from one starting y."""
+    """(h, y) of the fp32 reference and of the Triton kernels from one starting y. The
+    reference is called directly: the torch backend on CUDA decode is the bmm baseline,
+    which rounds h to the model dtype (tests/test_kernels_bmm.py covers it)."""
     gen = torch.Generator().manual_seed(1)
     y0 = torch.randn(batch.x.shape[0], sum(batch.out_features), generator=gen).to(dtype)
-    results = []
-    for backend in ("torch", "triton"):
-        h = lora_shrink(
-            batch.x,
-            batch.pool,
-            batch.a_pages,
-            batch.ranks,
-            batch.row_slot,
-            segments=batch.segments,
-            backend=backend,
-        )
-        y = y0.to(DEVICE, copy=True)
-        lora_expand(
-            y,
-            h,
-            batch.pool,
-            batch.b_pages,
-            batch.ranks,
-            batch.row_slot,
-            batch.out_features,
-            segments=batch.segments,
-            backend=backend,
-        )
-        results.append((h, y))
-    return y0, results
+    h_ref = lora_shrink_reference(batch.x, batch.pool, batch.a_pages, batch.ranks, batch.row_slot)
+    y_ref = y0.to(DEVICE, copy=True)
+    lora_expand_reference(
+        y_ref, h_ref, batch.pool, batch.b_pages, batch.ranks, batch.row_slot, batch.out_features
+    )
+    h = lora_shrink(
+        batch.x,
+        batch.pool,
+        batch.a_pages,
+        batch.ranks,
+        batch.row_slot,
+        segments=batch.segments,
+        backend="triton",
+    )
+    y = y0.to(DEVICE, copy=True)
+    lora_expand(
+        y,
+        h,
+        batch.pool,
+        batch.b_pages,
+        batch.ranks,
+        batch.row_slot,
+        batch.out_features,
+        segments=batch.segments,
+        backend="triton",
+    )
+    return y0, ((h_ref, y_ref), (h, y))
 
 
 def check_batch(batch, dtype) -> None:
