@@ -41,8 +41,14 @@ export class GatewayAdmin {
     await this.call("PUT", "/admin/base-models", { ...config, name, max_lora_rank: 64 });
   }
 
-  async registerBackend(id: string, url: string, baseModel: string): Promise<void> {
-    await this.call("POST", "/admin/backends", { id, url, base_model: baseModel, capacity: 16 });
+  /** Registers a backend; returns its secret (the backend's `--backend-secret`). */
+  async registerBackend(id: string, url: string, baseModel: string): Promise<string> {
+    const { backend_secret } = await this.call<{ backend_secret: string }>(
+      "POST",
+      "/admin/backends",
+      { id, url, base_model: baseModel, capacity: 16 },
+    );
+    return backend_secret;
   }
 
   /** A tenant with one key that may infer and upload adapters. */

@@ -4,7 +4,8 @@
 // backends only through the gateway: uploaded by the tenant, downloaded by the backend
 // through signed URLs. Every greedy answer must equal the backend's own answer to the
 // same request, asked directly with the fixture adapter of the same weights.
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI, {
   APIError,
@@ -22,7 +23,13 @@ import {
   startBackend,
 } from "../backend/backend-process.ts";
 import { GatewayAdmin, type Tenant, uploadAdapter } from "./gateway-admin.ts";
-import { freePort, type Gateway, gatewayOrigin, startGateway } from "./gateway-process.ts";
+import {
+  backendSecretFor,
+  freePort,
+  type Gateway,
+  gatewayOrigin,
+  startGateway,
+} from "./gateway-process.ts";
 
 const baseModel = "tiny-llama";
 const fixtureAdapter = (name: string) => join(fixturesDir, "adapters", name);
@@ -65,7 +72,10 @@ function requestLines(gateway: Gateway, tenantId: string): RequestLine[] {
 }
 
 describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () => {
-  const backendSecret = randomBytes(16).toString("hex");
+  /** the gateway's BACKEND_SECRET; each backend gets its own secret derived from it */
+  const masterSecret = randomBytes(16).toString("hex");
+  const backendIds = ["cpu-0", "cpu-1"];
+  const backendSecrets: string[] = [];
   let gateway: Gateway;
   const backends: Backend[] = [];
   let admin: GatewayAdmin;
@@ -80,16 +90,18 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
 
   beforeAll(async () => {
     const port = await freePort();
-    const backendArgs = [
+    backendSecrets.push(
+      ...(await Promise.all(backendIds.map((id) => backendSecretFor(masterSecret, id)))),
+    );
+    const backendArgs = (secret: string) => [
       "--backend-secret",
-      backendSecret,
+      secret,
       "--adapter-url-allow",
       gatewayOrigin(port),
     ];
     const started = await Promise.allSettled([
-      startGateway(backendSecret, port),
-      startBackend(backendArgs),
-      startBackend(backendArgs),
+      startGateway(masterSecret, port),
+      ...backendSecrets.map((secret) => startBackend(backendArgs(secret))),
     ]);
     for (const result of started.slice(1)) {
       if (result.status === "fulfilled") backends.push(result.value as Backend);
@@ -100,13 +112,16 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
 
     direct = new OpenAI({
       baseURL: `${backends[0]?.url}/v1`,
-      apiKey: backendSecret,
+      apiKey: backendSecrets[0],
       maxRetries: 0,
     });
     admin = new GatewayAdmin(gateway.url, gateway.adminToken);
     await admin.registerBaseModel(baseModel, join(fixturesDir, baseModel));
     for (const [i, backend] of backends.entries()) {
-      await admin.registerBackend(`cpu-${i}`, backend.url, baseModel);
+      // the secret the admin API answers is the one the backend was started with
+      expect(await admin.registerBackend(`cpu-${i}`, backend.url, baseModel)).toBe(
+        backendSecrets[i],
+      );
     }
     acme = await admin.createTenant("acme");
     globex = await admin.createTenant("globex");
@@ -156,6 +171,38 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
 
     const models = await tenantClient(globex.key).models.list();
     expect(models.data.map((m) => m.id).sort()).toEqual(["bot", baseModel]);
+  });
+
+  it("serves a signed adapter URL only with the secret of the backend it was signed for", async () => {
+    const tenant = await admin.createTenant("leaked-url");
+    const adapter = await uploadAdapter(
+      gateway.url,
+      tenant.key,
+      "leaky",
+      fixtureAdapter("tiny-r8"),
+    );
+    // A URL as the gateway signs one for cpu-0 (gateway/README.md, "Gateway -> backend"), as if leaked.
+    const file = "adapter_model.safetensors";
+    const exp = Math.floor(Date.now() / 1000) + 120;
+    const sig = createHmac("sha256", gateway.urlSigningKey)
+      .update(`${adapter.id}/${file}/cpu-0/${exp}`)
+      .digest("base64url");
+    const url = `${gateway.url}/internal/adapters/${adapter.id}/${file}?backend=cpu-0&exp=${exp}&sig=${sig}`;
+    const get = (secret?: string) =>
+      fetch(url, { headers: secret === undefined ? {} : { authorization: `Bearer ${secret}` } });
+    const refusal = async (response: Response) => [
+      response.status,
+      ((await response.json()) as { error: { code: string } }).error.code,
+    ];
+
+    expect(await refusal(await get())).toEqual([401, "backend_credential_required"]);
+    expect(await refusal(await get(masterSecret))).toEqual([401, "invalid_backend_credential"]);
+    expect(await refusal(await get(backendSecrets[1]))).toEqual([403, "url_for_another_backend"]);
+    const own = await get(backendSecrets[0]);
+    expect(own.status).toBe(200);
+    expect(own.headers.get("x-lorafleet-sha256")).toBe(adapter.sha256);
+    const fixture = readFileSync(join(fixtureAdapter("tiny-r8"), file));
+    expect(Buffer.from(await own.arrayBuffer()).equals(fixture)).toBe(true);
   });
 
   it("streams the backend's greedy text, with the usage chunk only when asked for", async () => {
@@ -442,7 +489,11 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
     const tenant = await admin.createTenant("drained");
     const client = tenantClient(tenant.key);
     const last = backends.find((backend) => backend.process.exitCode === null) as Backend;
-    const own = new OpenAI({ baseURL: `${last.url}/v1`, apiKey: backendSecret, maxRetries: 0 });
+    const own = new OpenAI({
+      baseURL: `${last.url}/v1`,
+      apiKey: backendSecrets[backends.indexOf(last)],
+      maxRetries: 0,
+    });
     const expected = await own.chat.completions.create(chat(baseModel, "A long story", 300));
     const stream = await client.chat.completions.create({
       ...chat(baseModel, "A long story", 300),

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { backendCredential } from "../../gateway/src/auth/backend-credential.ts";
 import { repoRoot } from "../backend/backend-process.ts";
 
 const wrangler = join(repoRoot, "node_modules/.bin/wrangler");
@@ -22,6 +23,8 @@ const env = {
 export interface Gateway {
   url: string;
   adminToken: string;
+  /** its URL_SIGNING_KEY: lets a test sign an adapter URL the way the gateway does */
+  urlSigningKey: string;
   /** everything wrangler printed so far */
   logs: () => string;
   stop: () => Promise<void>;
@@ -46,11 +49,20 @@ export function freePort(): Promise<number> {
 export const gatewayOrigin = (port: number) => `http://127.0.0.1:${port}`;
 
 /**
- * `backendSecret` is what the gateway sends to backends; they must be started with it, and
- * with `--adapter-url-allow` naming the gateway's origin (`gatewayOrigin(port)`): pick the
- * port first with freePort() when the backends start alongside.
+ * The secret the gateway answers when a backend is first registered as `backendId` (its
+ * credential version 1, derived from the gateway's BACKEND_SECRET `masterSecret`): start
+ * that backend with it to start it alongside the gateway, before registering it.
  */
-export async function startGateway(backendSecret: string, port?: number): Promise<Gateway> {
+export const backendSecretFor = (masterSecret: string, backendId: string) =>
+  backendCredential(masterSecret, backendId, 1);
+
+/**
+ * `masterSecret` is the gateway's BACKEND_SECRET: each backend must be started with its own
+ * secret, backendSecretFor(masterSecret, its id), and with `--adapter-url-allow` naming the
+ * gateway's origin (`gatewayOrigin(port)`): pick the port first with freePort() when the
+ * backends start alongside.
+ */
+export async function startGateway(masterSecret: string, port?: number): Promise<Gateway> {
   const state = mkdtempSync(join(tmpdir(), "lorafleet-gateway-e2e-"));
   const migrate = spawnSync(
     wrangler,
@@ -62,10 +74,11 @@ export async function startGateway(backendSecret: string, port?: number): Promis
     throw new Error(`D1 migrations failed:\n${migrate.stdout}${migrate.stderr}`);
   }
   const adminToken = randomBytes(16).toString("hex");
+  const urlSigningKey = randomBytes(16).toString("hex");
   const vars = {
     ADMIN_TOKEN: adminToken,
-    URL_SIGNING_KEY: randomBytes(16).toString("hex"),
-    BACKEND_SECRET: backendSecret,
+    URL_SIGNING_KEY: urlSigningKey,
+    BACKEND_SECRET: masterSecret,
   };
   const listenPort = port ?? (await freePort());
   const child = spawn(
@@ -103,7 +116,7 @@ export async function startGateway(backendSecret: string, port?: number): Promis
     await stop();
     throw error;
   }
-  return { url, adminToken, logs: () => output, stop };
+  return { url, adminToken, urlSigningKey, logs: () => output, stop };
 }
 
 async function waitHealthy(url: string, child: ChildProcess, logs: () => string): Promise<void> {
