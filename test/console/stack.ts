@@ -9,7 +9,12 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { type Backend, repoRoot, startBackend, tinyModel } from "../backend/backend-process.ts";
 import { GatewayAdmin } from "../gateway/gateway-admin.ts";
-import { freePort, gatewayOrigin, startGateway } from "../gateway/gateway-process.ts";
+import {
+  backendSecretFor,
+  freePort,
+  gatewayOrigin,
+  startGateway,
+} from "../gateway/gateway-process.ts";
 
 /** What the tests get: where the gateway listens and the secrets of two tenants. */
 export type StackInfo = {
@@ -35,7 +40,7 @@ export async function startStack(): Promise<Stack> {
   const port = await freePort();
   const backend: Backend = await startBackend([
     "--backend-secret",
-    backendSecret,
+    await backendSecretFor(backendSecret, "cpu-0"),
     "--adapter-url-allow",
     gatewayOrigin(port),
   ]);

@@ -13,7 +13,13 @@ import {
   startBackend,
 } from "../backend/backend-process.ts";
 import { GatewayAdmin, type Tenant, uploadAdapter } from "../gateway/gateway-admin.ts";
-import { freePort, type Gateway, gatewayOrigin, startGateway } from "../gateway/gateway-process.ts";
+import {
+  backendSecretFor,
+  freePort,
+  type Gateway,
+  gatewayOrigin,
+  startGateway,
+} from "../gateway/gateway-process.ts";
 import { expectIdle, expectOpenAIError, post } from "./backend-probe.ts";
 
 const CLIENTS = 200;
@@ -40,7 +46,7 @@ describe.skipIf(!haveFixtures)("through the gateway", () => {
       startGateway(SECRET, port),
       startBackend([
         "--backend-secret",
-        SECRET,
+        await backendSecretFor(SECRET, "cpu-0"),
         "--adapter-url-allow",
         gatewayOrigin(port),
         "--max-num-seqs",
