@@ -71,6 +71,8 @@ function shutdown(code) {
 async function main() {
   setup();
   const secrets = devSecrets();
+  // The gateway first: registering the backend answers the backend's own secret.
+  const gateway = await startGateway(secrets);
   const model = join(fixturesDir, "smollm2-135m-instruct");
   log(`backend: ${model} on http://127.0.0.1:${backendPort}`);
   launch("backend", join(binDir, "node"), [
@@ -86,14 +88,13 @@ async function main() {
     "--python",
     pythonPath(),
     "--backend-secret",
-    secrets.backendSecret,
+    gateway?.backendSecret ?? secrets.backendSecret,
     // The gateway's signed adapter URLs carry the origin a client used to reach it.
     "--adapter-url-allow",
     `http://127.0.0.1:${gatewayPort},http://localhost:${gatewayPort}`,
     ...cpuPoolArgs(),
   ]);
   await waitFor(`http://127.0.0.1:${backendPort}/ready`, "the backend", 300_000);
-  const gateway = await startGateway(secrets);
   printUsage(gateway);
 }
 

@@ -1,8 +1,9 @@
 // The gateway half of `npm start` (scripts/start.mjs calls seedDevGateway): `wrangler dev`
 // with local D1/KV/R2/DO persisted under .wrangler/state, the real migrations applied,
 // and, through the admin and tenant APIs, a demo tenant with an API key, the local
-// backend registered and the fixture adapter uploaded. Every step is idempotent, so a
-// restart keeps the same key; a revoked key or wiped state gets a new one.
+// backend registered (its secret returned, for the backend started after this) and the
+// fixture adapter uploaded. Every step is idempotent, so a restart keeps the same key
+// and backend secret; a revoked key or wiped state gets a new one.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -24,8 +25,11 @@ export class DevSeedError extends Error {
 }
 
 /**
+ * `backendSecret` is the secret the gateway derived for the local backend: start it with
+ * `--backend-secret <backendSecret>`.
+ *
  * @example
- * const { apiKey } = await seedDevGateway({ launch, waitFor, log, port: 8787,
+ * const { apiKey, backendSecret } = await seedDevGateway({ launch, waitFor, log, port: 8787,
  *   backendUrl: "http://127.0.0.1:8000", baseModel: "smollm2-135m-instruct", secrets });
  */
 export async function seedDevGateway({
@@ -60,7 +64,8 @@ export async function seedDevGateway({
   const admin = apiClient(url, secrets.adminToken);
   const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8"));
   await admin("PUT", "/admin/base-models", { ...config, name: baseModel, max_lora_rank: 64 });
-  await admin("POST", "/admin/backends", {
+  // The backend is started after this, with the secret the gateway answers for it.
+  const { backend_secret: backendSecret } = await admin("POST", "/admin/backends", {
     id: backendId,
     url: backendUrl,
     base_model: baseModel,
@@ -72,7 +77,7 @@ export async function seedDevGateway({
   log(
     `gateway seeded: tenant ${demoTenant} (${tenantId}), backend ${backendId}, adapter ${demoAdapter}`,
   );
-  return { apiKey };
+  return { apiKey, backendSecret };
 }
 
 /** Writes .dev.vars (git-ignored; wrangler dev reads it) with the secrets of this checkout. */
