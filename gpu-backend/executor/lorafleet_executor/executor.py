@@ -67,7 +67,7 @@ class Executor:
             self.local_cfg,
             weights,
             lora_backend=config.lora_backend if on_cuda else "torch",
-            attention_backend="triton" if on_cuda else "torch",
+            kernel_backend="triton" if on_cuda else "torch",
             tp=tp,
             full_vocab_size=self.cfg.vocab_size,
         )

@@ -1,9 +1,12 @@
 """The Llama-family forward pass over a flattened batch, reading and writing the unified pool.
 
-Per layer: RMSNorm -> fused qkv GEMM (+ LoRA for q/k/v) -> RoPE -> K/V written into
-their pool pages -> paged attention -> o GEMM (+ LoRA) -> residual -> RMSNorm ->
-fused gate_up GEMM (+ LoRA) -> SwiGLU -> down GEMM (+ LoRA) -> residual. Only the rows
-that sample go through the final norm and lm_head.
+Per layer: RMSNorm -> fused qkv GEMM (+ LoRA for q/k/v) -> RoPE with K/V written into
+their pool pages -> paged attention -> o GEMM (+ LoRA) -> residual + RMSNorm -> fused
+gate_up GEMM (+ LoRA) -> SwiGLU -> down GEMM (+ LoRA) -> residual (added by the next
+norm). Besides the GEMMs each layer is four launches (kernels/rms_norm.py, rope_kv.py,
+silu_mul.py, attention): at decode batch sizes the torch form's ~35 elementwise launches
+per layer cost about a fifth of the step. Only the rows that sample go through the
+final norm and lm_head.
 
 With a tensor-parallel group (parallel/README.md) `cfg` is the rank's narrower model
 (`TensorShard.local_config`), the embedding and lm_head hold the rank's vocabulary rows,
@@ -12,7 +15,7 @@ of down's output (row-parallel LoRA deltas ride in the last two), and a gather o
 logits. `full_vocab_size` is the whole model's.
 
 Example:
-    model = LlamaModel(cfg, weights, lora_backend="torch", attention_backend="torch")
+    model = LlamaModel(cfg, weights, lora_backend="torch", kernel_backend="torch")
     logits = model.forward(pool, batch)  # float32 [len(batch.logits_rows), vocab]
 """
 
@@ -23,22 +26,18 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .forward_batch import ForwardBatch
-from .kernels.attention import paged_attention, write_kv
+from .kernels.attention import paged_attention
 from .kernels.lora import lora_expand, lora_shrink
+from .kernels.rms_norm import rms_norm
+from .kernels.rope_kv import rope_write_kv
+from .kernels.silu_mul import silu_mul
 from .lora_batch import LoraBatch, LoraGroup
 from .pool import UnifiedPool
-from .rope import apply_rope, rope_tables
+from .rope import rope_tables
 from .weights import ModelWeights
 
 if TYPE_CHECKING:
     from .parallel.group import TensorGroup
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    # In float32 and cast back before the weight, as HF's LlamaRMSNorm, so bf16 matches it.
-    x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x32.to(x.dtype)
 
 
 class LlamaModel:
@@ -47,7 +46,7 @@ class LlamaModel:
         cfg: ModelConfig,
         weights: ModelWeights,
         lora_backend: str,
-        attention_backend: str,
+        kernel_backend: str,
         tp: "TensorGroup | None" = None,
         full_vocab_size: int | None = None,
     ) -> None:
@@ -56,7 +55,8 @@ class LlamaModel:
         self.vocab_size = full_vocab_size or cfg.vocab_size
         self.weights = weights
         self.lora_backend = lora_backend
-        self.attention_backend = attention_backend
+        # attention, RMSNorm, RoPE + KV write and SwiGLU: "triton" or their torch references
+        self.kernel_backend = kernel_backend
         self.cos, self.sin = rope_tables(
             cfg.rope, cfg.head_dim, cfg.max_position, weights.embed.device
         )
@@ -65,21 +65,28 @@ class LlamaModel:
         self.scale = cfg.head_dim**-0.5
 
     def forward(self, pool: UnifiedPool, batch: ForwardBatch) -> torch.Tensor:
-        cfg, w = self.cfg, self.weights
+        cfg, w, kernels = self.cfg, self.weights, self.kernel_backend
         num_tokens = batch.token_ids.shape[0]
-        cos, sin = self.cos[batch.positions], self.sin[batch.positions]
         hidden = self._embed(batch.token_ids)
+        out = None  # the last block's output, added into `hidden` by the next norm
         for index, layer in enumerate(w.layers):
             pool_layer = pool.layer(index)
-            x = rms_norm(hidden, layer.input_norm, cfg.rms_norm_eps)
+            x = self._add_norm(hidden, out, layer.input_norm)
             qkv = F.linear(x, layer.qkv, layer.qkv_bias)
             self._lora(qkv, x, pool_layer, batch.lora, "qkv")
-            q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-            q = q.view(num_tokens, cfg.num_heads, cfg.head_dim)
-            k = k.view(num_tokens, cfg.num_kv_heads, cfg.head_dim)
-            q, k = apply_rope(q, k, cos, sin)
-            v = v.reshape(num_tokens, cfg.num_kv_heads, cfg.head_dim)
-            write_kv(pool_layer, k, v, batch.k_pages, batch.v_pages, backend=self.attention_backend)
+            q = rope_write_kv(
+                qkv,
+                batch.positions,
+                self.cos,
+                self.sin,
+                pool_layer,
+                batch.k_pages,
+                batch.v_pages,
+                cfg.num_heads,
+                cfg.num_kv_heads,
+                cfg.head_dim,
+                backend=kernels,
+            )
             attn = paged_attention(
                 q,
                 pool_layer,
@@ -89,22 +96,31 @@ class LlamaModel:
                 batch.ctx_lens,
                 self.scale,
                 max_q=batch.max_q,
-                backend=self.attention_backend,
+                backend=kernels,
             ).reshape(num_tokens, self.q_size)
             out = F.linear(attn, layer.o)
             self._lora(out, attn, pool_layer, batch.lora, "o")
-            hidden = hidden + self._reduce(out)
-            x = rms_norm(hidden, layer.post_norm, cfg.rms_norm_eps)
+            x = self._add_norm(hidden, self._reduce(out), layer.post_norm)
             gate_up = F.linear(x, layer.gate_up)
             self._lora(gate_up, x, pool_layer, batch.lora, "gate_up")
-            gate, up = gate_up.chunk(2, dim=-1)
-            act = F.silu(gate) * up
+            act = silu_mul(gate_up, backend=kernels)
             out = F.linear(act, layer.down)
             self._lora(out, act, pool_layer, batch.lora, "down")
-            hidden = hidden + self._reduce(out)
-        last = rms_norm(hidden[batch.logits_rows], w.norm, cfg.rms_norm_eps)
+            out = self._reduce(out)
+        if out is not None:
+            hidden.add_(out)
+        last = rms_norm(hidden[batch.logits_rows], w.norm, cfg.rms_norm_eps, backend=kernels)
         logits = F.linear(last, w.lm_head).float()
         return logits if self.tp is None else self.tp.gather_logits(logits, self.vocab_size)
+
+    def _add_norm(
+        self, hidden: torch.Tensor, out: torch.Tensor | None, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """hidden += out (in place; none before the first layer), then RMSNorm of hidden."""
+        eps, kernels = self.cfg.rms_norm_eps, self.kernel_backend
+        if out is None:
+            return rms_norm(hidden, weight, eps, backend=kernels)
+        return rms_norm(out, weight, eps, residual=hidden, backend=kernels)
 
     def _embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         if self.tp is None:

@@ -6,7 +6,7 @@ page tables, so nothing is contiguous and the pages interleave with adapter weig
 
 Example (one step, new tokens' K/V written first, then attention over all of them):
 
-    write_kv(pool, k, v, kv_pages[0::2], kv_pages[1::2])
+    write_kv(pool, k, v, k_pages, v_pages)   # int32 [T] each, contiguous
     o = paged_attention(q, pool, k_table, v_table, cu_q, ctx_lens, head_dim**-0.5)
 """
 

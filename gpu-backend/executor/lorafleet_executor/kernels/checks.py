@@ -31,6 +31,8 @@ def require_float(name: str, t: torch.Tensor, ndim: int) -> None:
 def require_int32(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
     require(t.dtype == torch.int32, f"{name} must be int32, got {t.dtype}")
     require(tuple(t.shape) == shape, f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    # The Triton kernels index metadata as flat arrays.
+    require(t.is_contiguous(), f"{name} must be contiguous (a strided view would be misread)")
 
 
 def require_same_device(**tensors: torch.Tensor) -> None:
