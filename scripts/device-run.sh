@@ -18,9 +18,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 
 if [[ $parts == *tests* ]]; then
   (cd gpu-backend/executor && timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider \
-    --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py tests/test_kernels_fused.py \
-    tests/test_kernels_bmm.py
-    tests/test_executor_gpu.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
+    --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
+    tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
 fi
 if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \

@@ -11,6 +11,11 @@ is the executor's real forward (LlamaModel, the Triton paged attention, random w
 only shapes matter) on a batch of B sequences with C cached tokens each, timed eagerly and
 replayed as one CUDA graph (as the executor's decode graphs run it). roofline_fraction =
 floor / measured step time; the issue asks >= 0.75.
+
+With --adapters N (default 2,000; 0 skips it) the same batch runs again with every row on
+one of N adapters (ranks drawn from --ranks, rows zipf(1) over them, q/k/v/o as the
+paper, the batch's adapters in the pool): `lora.vs_base`, the executor-level bound of
+the serving benchmark's lora2000_vs_base. --profile writes the kernel table of each.
 """
 
 import argparse
@@ -90,6 +95,11 @@ def profile_step(model, pool, batch, device) -> str:
     return prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
 
 
+def best(timed: dict, key: str) -> float:
+    """The better mode's figure (eager or graph) among those that ran."""
+    return max(timed[m][key] for m in ("eager", "graph") if key in timed.get(m, {}))
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -100,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-2-7b")
     parser.add_argument("--batches", default="64,128")
     parser.add_argument("--context", type=int, default=512, help="cached tokens per sequence")
+    parser.add_argument(
+        "--adapters", type=int, default=2000, help="also decode with every row on one of N (0: not)"
+    )
+    parser.add_argument("--ranks", default="8,16,32,64", help="adapter ranks, drawn uniformly")
+    parser.add_argument("--modules", default="q,k,v,o", help="targeted modules, as the paper")
     parser.add_argument("--bandwidth", type=float, default=H100_COPY_BANDWIDTH, help="B/s")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
@@ -119,39 +134,49 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     cfg = model_config(SHAPES[args.shape])
     model = LlamaModel(cfg, random_weights(cfg, OneRank(), dtype, device), backend, backend)
+    modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
     runs = []
     for batch_size in (int(b) for b in args.batches.split(",")):
         work_args = argparse.Namespace(
-            seed=0, ranks=[16], num_adapters=1, batch=batch_size, context=args.context,
-            prefill_seqs=1, prefill_len=1,
+            seed=0, ranks=[int(r) for r in args.ranks.split(",")],
+            num_adapters=max(1, args.adapters), modules=args.modules.split(","),
+            batch=batch_size, context=args.context, prefill_seqs=1, prefill_len=1,
         )  # fmt: skip
         work = Workload(work_args, cfg, cfg)
         pool = UnifiedPool(cfg.num_layers, work.num_pages, cfg.page_width, dtype, device)
         pool.data.normal_(0, 0.02)
-        batch = work.batch("decode", False, device)
         floor = decode_floor_bytes(cfg, batch_size, args.context, dtype)
         floor_s = floor["total_bytes"] / args.bandwidth
         run = {"batch": batch_size, "context": args.context, **floor, "floor_ms": floor_s * 1e3}
-        modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
-        for mode in list(modes):
-            try:
-                step_s = time_decode(
-                    model, pool, batch, args.warmup, args.steps, device, graph=mode == "graph"
-                )
-            except RuntimeError as error:  # e.g. a kernel that cannot be captured
-                run[mode] = {"error": f"{type(error).__name__}: {error}"}
-                modes.remove(mode)
-                continue
-            run[mode] = {
-                "step_ms": step_s * 1e3,
-                "tokens_per_s": batch_size / step_s,
-                "achieved_bytes_per_s": floor["total_bytes"] / step_s,
-                "roofline_fraction": floor_s / step_s,
-            }
-        run["roofline_fraction"] = max(run[m]["roofline_fraction"] for m in modes)
-        if args.profile:
-            profile_path = args.profile.with_name(f"{args.profile.stem}-b{batch_size}.txt")
-            profile_path.write_text(profile_step(model, pool, batch, device))
+        variants = [("base", False)] + ([("lora", True)] if args.adapters > 0 else [])
+        for name, with_lora in variants:
+            batch = work.batch("decode", with_lora, device)
+            timed = run if name == "base" else run.setdefault(name, {})
+            for mode in modes:
+                try:
+                    step_s = time_decode(
+                        model, pool, batch, args.warmup, args.steps, device, graph=mode == "graph"
+                    )
+                except RuntimeError as error:  # e.g. a kernel that cannot be captured
+                    timed[mode] = {"error": f"{type(error).__name__}: {error}"}
+                    continue
+                timed[mode] = {
+                    "step_ms": step_s * 1e3,
+                    "tokens_per_s": batch_size / step_s,
+                    "achieved_bytes_per_s": floor["total_bytes"] / step_s,
+                    "roofline_fraction": floor_s / step_s,
+                }
+            if args.profile:
+                suffix = "" if name == "base" else f"-{name}"
+                profile = args.profile.with_name(f"{args.profile.stem}-b{batch_size}{suffix}.txt")
+                profile.write_text(profile_step(model, pool, batch, device))
+        run["roofline_fraction"] = best(run, "roofline_fraction")
+        if "lora" in run:
+            run["lora"]["adapters_in_batch"] = len(set(work.rows_adapter["decode"].tolist()))
+            # the ratio the serving benchmark's lora2000_vs_base bounds from above
+            run["lora"]["vs_base"] = (
+                best(run["lora"], "roofline_fraction") / run["roofline_fraction"]
+            )
         runs.append(run)
         del pool, batch
     result = {
@@ -175,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
             for m in ("eager", "graph")
             if "step_ms" in run.get(m, {})
         )
-        print(f"batch {run['batch']}: floor {run['floor_ms']:.2f} ms; {modes}")
+        lora = run.get("lora", {})
+        with_lora = f"; with LoRA x{lora['vs_base']:.2f} of base" if "vs_base" in lora else ""
+        print(f"batch {run['batch']}: floor {run['floor_ms']:.2f} ms; {modes}{with_lora}")
     print(f"wrote {out}")
 
 

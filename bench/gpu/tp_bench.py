@@ -44,6 +44,7 @@ ALL_SHAPES = SHAPES | {"llama-2-70b": LlamaShape(32000, 8192, 28672, 80, 64, 8, 
 WORKLOAD_FIELDS = (
     "num_adapters",
     "ranks",
+    "modules",
     "batch",
     "context",
     "prefill_seqs",
@@ -128,7 +129,7 @@ class Workload:
         self.adapters: dict[int, PlacedAdapter] = {}
         cursor = 0
         for a in used:
-            spans, n = adapter_layout(int(ranks[a]), list(MODULES), shapes, width)
+            spans, n = adapter_layout(int(ranks[a]), args.modules, shapes, width)
             pages = np.arange(cursor, cursor + n, dtype=np.int32)
             self.adapters[a] = PlacedAdapter(a, int(ranks[a]), spans, pages)
             cursor += n
@@ -272,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tp", default="1,2", help="group sizes, comma-separated")
     parser.add_argument("--num-adapters", type=int, default=1000)
     parser.add_argument("--ranks", default="8,16,32,64")
+    parser.add_argument("--modules", default=",".join(MODULES), help="targeted, comma-separated")
     parser.add_argument("--batch", type=int, default=32, help="decode sequences")
     parser.add_argument("--context", type=int, default=512, help="cached tokens per decode seq")
     parser.add_argument("--prefill-seqs", type=int, default=4)
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch, args.context, args.prefill_seqs, args.prefill_len = 4, 16, 2, 8
         args.warmup, args.steps, args.profile_steps = 1, 2, 1
     args.ranks = [int(r) for r in args.ranks.split(",")]
+    args.modules = args.modules.split(",")
     sizes = sorted({int(n) for n in args.tp.split(",")})
     cfg = model_config(ALL_SHAPES[args.shape])
     on_gpu = torch.cuda.is_available() and not args.smoke
