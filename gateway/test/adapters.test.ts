@@ -1,6 +1,5 @@
-import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { createApp, createGatewayState } from "../src/app.ts";
 import { backendCredential } from "../src/auth/backend-credential.ts";
 import { sha256Hex } from "../src/crypto.ts";
 import {
@@ -10,6 +9,7 @@ import {
   chat,
   createTenant,
   defined,
+  getAsBackend,
   origin,
   peerRequests,
   registerBaseModel,
@@ -400,19 +400,6 @@ describe("signed adapter URLs", () => {
     return { backend, files, adapter, secret, weightsUrl: new URL(adapter.weights_url) };
   }
 
-  /** GET as a backend sending `secret` (none when null), with the gateway's clock at `at`. */
-  async function download(url: URL | string, secret: string | null, at?: number) {
-    const gateway = createApp(
-      at === undefined ? createGatewayState() : createGatewayState(() => at),
-    );
-    const ctx = createExecutionContext();
-    const headers: Record<string, string> =
-      secret === null ? {} : { authorization: `Bearer ${secret}` };
-    const res = await gateway.fetch(new Request(url, { headers }), env, ctx);
-    await waitOnExecutionContext(ctx);
-    return res;
-  }
-
   async function expectRefused(res: Response, status: number, code: string) {
     expect(res.status).toBe(status);
     const body = (await res.json()) as ErrorBody;
@@ -427,16 +414,16 @@ describe("signed adapter URLs", () => {
     const { files, adapter, secret, weightsUrl: url, backend } = await signedFor();
     expect(adapter.sha256).toBe(await sha256Hex(files.weights));
     expect(url.searchParams.get("backend")).toBe(backend);
-    const weights = await download(url, secret);
+    const weights = await getAsBackend(url, secret);
     expect(weights.status).toBe(200);
     expect(weights.headers.get("x-lorafleet-sha256")).toBe(adapter.sha256);
     expect(new Uint8Array(await weights.arrayBuffer())).toEqual(files.weights);
-    expect(await (await download(adapter.config_url, secret)).text()).toBe(files.config);
+    expect(await (await getAsBackend(adapter.config_url, secret)).text()).toBe(files.config);
 
     const sig = url.searchParams.get("sig") ?? "";
     const tampered = new URL(url);
     tampered.searchParams.set("sig", `${sig.startsWith("A") ? "B" : "A"}${sig.slice(1)}`);
-    await expectRefused(await download(tampered, secret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(tampered, secret), 403, "bad_signature");
     // The last character has 2 unused bits: a non-canonical spelling of the same bytes is refused too.
     const last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".indexOf(
       sig.slice(-1),
@@ -446,13 +433,13 @@ describe("signed adapter URLs", () => {
       "sig",
       `${sig.slice(0, -1)}${"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]}`,
     );
-    await expectRefused(await download(respelled, secret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(respelled, secret), 403, "bad_signature");
     const otherFile = new URL(url);
     otherFile.pathname = otherFile.pathname.replace(
       "adapter_model.safetensors",
       "adapter_config.json",
     );
-    await expectRefused(await download(otherFile, secret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(otherFile, secret), 403, "bad_signature");
     // bound to the adapter: the same signature on another adapter's path (one that exists) is refused
     const other = await createTenant();
     expect((await upload(other.key, uploadForm("other", adapterFiles(files)))).status).toBe(201);
@@ -465,13 +452,13 @@ describe("signed adapter URLs", () => {
       `/adapters/${otherId}/`,
     );
     expect(otherAdapter.pathname).toContain(otherId);
-    await expectRefused(await download(otherAdapter, secret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(otherAdapter, secret), 403, "bad_signature");
     const later = new URL(url);
     later.searchParams.set("exp", String(Number(url.searchParams.get("exp")) + 60));
-    await expectRefused(await download(later, secret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(later, secret), 403, "bad_signature");
     const expiry = Number(url.searchParams.get("exp")) * 1000;
-    await expectRefused(await download(url, secret, expiry), 403, "url_expired");
-    expect((await download(url, secret, expiry - 1000)).status).toBe(200);
+    await expectRefused(await getAsBackend(url, secret, expiry), 403, "url_expired");
+    expect((await getAsBackend(url, secret, expiry - 1000)).status).toBe(200);
     expect(url.origin).toBe(origin);
   });
 
@@ -482,49 +469,49 @@ describe("signed adapter URLs", () => {
     const otherSecret = await backendCredential(testSecrets.backendSecret, otherBackend, 1);
 
     // the URL alone (as leaked in a log)
-    await expectRefused(await download(url, null), 401, "backend_credential_required");
+    await expectRefused(await getAsBackend(url, null), 401, "backend_credential_required");
     await expectRefused(
-      await download(url, "not-a-backend-secret"),
+      await getAsBackend(url, "not-a-backend-secret"),
       401,
       "invalid_backend_credential",
     );
     // the master secret is not a backend's secret
     await expectRefused(
-      await download(url, testSecrets.backendSecret),
+      await getAsBackend(url, testSecrets.backendSecret),
       401,
       "invalid_backend_credential",
     );
     // one character off
     const flipped = `${secret.slice(0, -2)}${secret.at(-2) === "A" ? "B" : "A"}${secret.at(-1)}`;
-    await expectRefused(await download(url, flipped), 401, "invalid_backend_credential");
+    await expectRefused(await getAsBackend(url, flipped), 401, "invalid_backend_credential");
     // a backend's secret cannot claim another id or another version
     const [, version, mac] = /^.+\.(v\d+)\.([^.]+)$/.exec(otherSecret) ?? [];
     await expectRefused(
-      await download(url, `${backend}.${version}.${mac}`),
+      await getAsBackend(url, `${backend}.${version}.${mac}`),
       401,
       "invalid_backend_credential",
     );
     const [, ownMac] = /^.+\.v\d+\.([^.]+)$/.exec(secret) ?? [];
     await expectRefused(
-      await download(url, `${backend}.v2.${ownMac}`),
+      await getAsBackend(url, `${backend}.v2.${ownMac}`),
       401,
       "invalid_backend_credential",
     );
     // an unregistered id, even with a well-derived secret
     const ghost = await backendCredential(testSecrets.backendSecret, unique("ghost"), 1);
-    await expectRefused(await download(url, ghost), 401, "invalid_backend_credential");
+    await expectRefused(await getAsBackend(url, ghost), 401, "invalid_backend_credential");
 
     // backend B with a URL signed for backend A
-    await expectRefused(await download(url, otherSecret), 403, "url_for_another_backend");
+    await expectRefused(await getAsBackend(url, otherSecret), 403, "url_for_another_backend");
     // ... nor by writing its own id into A's URL
     const claimed = new URL(url);
     claimed.searchParams.set("backend", otherBackend);
-    await expectRefused(await download(claimed, otherSecret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(claimed, otherSecret), 403, "bad_signature");
     const unbound = new URL(url);
     unbound.searchParams.delete("backend");
-    await expectRefused(await download(unbound, secret), 403, "bad_signature");
+    await expectRefused(await getAsBackend(unbound, secret), 403, "bad_signature");
 
     // and the rightful backend still gets it
-    expect((await download(url, secret)).status).toBe(200);
+    expect((await getAsBackend(url, secret)).status).toBe(200);
   });
 });

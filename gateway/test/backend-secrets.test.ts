@@ -10,6 +10,7 @@ import {
   adminCall,
   chat,
   createTenant,
+  getAsBackend,
   peerRequests,
   peerUrl,
   registerBaseModel,
@@ -36,17 +37,9 @@ async function downloadAs(
   secret: string,
   url = "https://gateway.test/internal/adapters/ad_x/adapter_config.json",
 ) {
-  const ctx = createExecutionContext();
-  const res = await createApp(createGatewayState()).fetch(
-    new Request(url, { headers: { authorization: `Bearer ${secret}` } }),
-    env,
-    ctx,
-  );
-  await waitOnExecutionContext(ctx);
-  return {
-    status: res.status,
-    code: ((await res.json().catch(() => null)) as ErrorBody | null)?.error.code,
-  };
+  const res = await getAsBackend(url, secret);
+  const body = (await res.json().catch(() => null)) as ErrorBody | null;
+  return { status: res.status, code: body?.error.code };
 }
 
 const refused = { status: 401, code: "invalid_backend_credential" };

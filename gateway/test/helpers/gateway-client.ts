@@ -1,4 +1,5 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { createApp, createGatewayState } from "../../src/app.ts";
 import { testSecrets } from "../peer/constants.ts";
 import type { PeerMode } from "../peer/test-peer.ts";
 import type { AdapterFiles } from "./safetensors-builder.ts";
@@ -148,6 +149,20 @@ export function upload(key: string, form: FormData) {
     headers: { authorization: `Bearer ${key}` },
     body: form,
   });
+}
+
+/**
+ * GETs `url` as a backend would, sending `secret` as its bearer (none when null), through
+ * a fresh gateway whose clock reads `at` (unix ms) when given.
+ */
+export async function getAsBackend(url: URL | string, secret: string | null, at?: number) {
+  const gateway = createApp(at === undefined ? createGatewayState() : createGatewayState(() => at));
+  const ctx = createExecutionContext();
+  const headers: Record<string, string> =
+    secret === null ? {} : { authorization: `Bearer ${secret}` };
+  const res = await gateway.fetch(new Request(url, { headers }), env, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
 }
 
 // ── the test peer (a Node HTTP server standing in for backends; see peer/test-peer.ts) ──
