@@ -27,7 +27,8 @@ if [[ $parts == *kernels* ]]; then
 fi
 if [[ $parts == *ablations* ]]; then
   xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node
-  timeout 420 /tmp/node bench/src/main.ts ablations --duration 10 --variants base,slora,bmm \
+  timeout 500 /tmp/node bench/src/main.ts ablations --duration 15 \
+    --variants base,slora,bmm,no-unifymem \
     --server-args="--max-loras 1024" --server-entry carry/backend.mjs --work-dir /tmp/bench \
     --out /tmp/results \
     > "$OUT/ablations.log" 2>&1

@@ -103,13 +103,14 @@ export function writeJson(path: string, value: unknown): void {
   writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** summary.json keys this harness fills, from which scenario's ratio. */
-const SUMMARY_KEYS: Record<string, { scenario: string; ratio: string }> = {
-  lora2000_vs_base: { scenario: "sweep-adapters", ratio: "slora_vs_base@n=2000" },
-  lora5000_vs_base: { scenario: "sweep-adapters", ratio: "slora_vs_base@n=5000" },
-  vs_peft: { scenario: "ablations", ratio: "slora_vs_peft" },
-  vs_bmm_min: { scenario: "ablations", ratio: "slora_vs_bmm_min" },
-  vs_no_unifymem_min: { scenario: "ablations", ratio: "slora_vs_no-unifymem_min" },
+/** summary.json keys this harness fills, from which scenarios' ratio (both sweep-adapters
+ * and ablations run n=2000: the later run's figure stands). */
+const SUMMARY_KEYS: Record<string, { scenarios: string[]; ratio: string }> = {
+  lora2000_vs_base: { scenarios: ["sweep-adapters", "ablations"], ratio: "slora_vs_base@n=2000" },
+  lora5000_vs_base: { scenarios: ["sweep-adapters"], ratio: "slora_vs_base@n=5000" },
+  vs_peft: { scenarios: ["ablations"], ratio: "slora_vs_peft" },
+  vs_bmm_min: { scenarios: ["ablations"], ratio: "slora_vs_bmm_min" },
+  vs_no_unifymem_min: { scenarios: ["ablations"], ratio: "slora_vs_no-unifymem_min" },
 };
 
 /**
@@ -128,9 +129,9 @@ export function updateSummary(
   const entry = summary[gpu] ?? {};
   const sources = (entry.sources ?? {}) as Record<string, string>;
   const written: string[] = [];
-  for (const [key, { scenario, ratio }] of Object.entries(SUMMARY_KEYS)) {
+  for (const [key, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
     const value = result.ratios[ratio];
-    if (scenario !== result.scenario || value === undefined) continue;
+    if (!scenarios.includes(result.scenario) || value === undefined) continue;
     entry[key] = value;
     sources[key] = resultFile;
     written.push(key);
