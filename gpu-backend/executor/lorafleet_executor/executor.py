@@ -37,6 +37,7 @@ from .runtime import check_init_config, resolve_device, resolve_dtype
 from .sampling import SamplingParams, TokenHistory, sample
 from .sequences import SequenceState, SequenceTable
 from .step_inputs import StepInputs, step_inputs, to_forward_batch
+from .warm_up import warm_up_eager
 from .weights import ModelWeights
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class Executor:
             if on_cuda and config.cuda_graphs and tp is None
             else None
         )
+        if on_cuda:
+            warm_up_eager(self.model, self.pool, config.max_rank)
         self.steps = 0
 
     def ready_info(self) -> dict:
@@ -253,7 +256,12 @@ class Executor:
             return self.graphs.run(inputs)
         local = self.local_cfg
         batch: ForwardBatch = to_forward_batch(
-            inputs, self.seqs, local.module_shapes(), local.page_width, self.device
+            inputs,
+            self.seqs,
+            local.module_shapes(),
+            local.page_width,
+            self.device,
+            self.config.max_rank,
         )
         return self.model.forward(self.pool, batch)
 

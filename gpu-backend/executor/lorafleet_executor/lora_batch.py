@@ -56,13 +56,15 @@ def build_lora_batch(
     num_slots: int | None = None,
     max_rank: int | None = None,
 ) -> LoraBatch:
-    """num_slots / max_rank pad the tables to fixed shapes (CUDA graphs); by default they
-    are as small as this step allows."""
+    """num_slots / max_rank pad the tables to fixed shapes (CUDA graphs; max_rank alone
+    keeps the kernels' rank constexpr fixed in eager steps); by default they are as small
+    as this step allows. Groups no slot targets are left out unless num_slots is fixed."""
+    fixed_slots = num_slots is not None
     num_slots = num_slots or len(slots)
     rank = max_rank or max(a.rank for a in slots)
     groups: dict[str, LoraGroup | None] = {}
     for name, modules in GROUPS.items():
-        if max_rank is None and not any(m in a.spans for a in slots for m in modules):
+        if not fixed_slots and not any(m in a.spans for a in slots for m in modules):
             groups[name] = None
             continue
         outs = [shapes[m][1] for m in modules]
@@ -83,19 +85,25 @@ def build_lora_batch(
                 a_pages[m, s, : span.rank] = span.a_pages(adapter.pages)
                 b_pages[m, s, : span.rank, : span.b_row_pages] = span.b_pages(adapter.pages)
         groups[name] = LoraGroup(
-            a_pages=torch.from_numpy(a_pages).to(device),
-            b_pages=torch.from_numpy(b_pages).to(device),
-            ranks=torch.from_numpy(ranks).to(device),
+            a_pages=to_device(a_pages, device),
+            b_pages=to_device(b_pages, device),
+            ranks=to_device(ranks, device),
             out_features=outs,
         )
     return LoraBatch(
-        row_slot=torch.from_numpy(row_slot).to(device),
+        row_slot=to_device(row_slot, device),
         segments=None
         if segments is None
-        else (torch.from_numpy(segments[0]).to(device), torch.from_numpy(segments[1]).to(device)),
+        else (to_device(segments[0], device), to_device(segments[1], device)),
         groups=groups,
         max_segment_len=None if segments is None else int(np.diff(segments[0]).max(initial=0)),
     )
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on the device without a stream sync (a blocking copy from pageable
+    memory waits for every step queued before it)."""
+    return torch.from_numpy(array).to(device, non_blocking=True)
 
 
 def slot_runs(row_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

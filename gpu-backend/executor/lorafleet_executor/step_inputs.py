@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .forward_batch import ForwardBatch
-from .lora_batch import PlacedAdapter, build_lora_batch, slot_runs
+from .lora_batch import PlacedAdapter, build_lora_batch, slot_runs, to_device
 from .plan import FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan
 from .sequences import SequenceState, SequenceTable
 
@@ -76,27 +76,33 @@ def to_forward_batch(
     shapes: dict[str, tuple[int, int]],
     page_width: int,
     device: torch.device,
+    max_rank: int | None = None,
 ) -> ForwardBatch:
-    """Writes the new tokens' pages into the sequences' page tables and gathers the batch."""
+    """Writes the new tokens' pages into the sequences' page tables and gathers the batch.
+
+    `max_rank` pads the LoRA tables' rank dimension, a constexpr of the kernels: with it
+    fixed, a new mix of ranks never makes Triton compile a kernel mid-serving."""
     table.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
     max_ctx = int(inputs.ctx_lens.max(initial=1))
-    rows = torch.from_numpy(inputs.seq_rows).to(device)
+    rows = to_device(inputs.seq_rows, device)
     lora = None
     if inputs.slots:
         # Prefill runs (several rows on one slot) go to the segment kernel; decode-only
         # steps to the one-row-per-program kernel.
         segments = slot_runs(inputs.row_slot) if inputs.max_q > 1 else None
-        lora = build_lora_batch(inputs.slots, inputs.row_slot, segments, shapes, page_width, device)
+        lora = build_lora_batch(
+            inputs.slots, inputs.row_slot, segments, shapes, page_width, device, max_rank=max_rank
+        )
     return ForwardBatch(
-        token_ids=torch.from_numpy(inputs.token_ids).to(device),
-        positions=torch.from_numpy(inputs.positions).to(device),
-        k_pages=torch.from_numpy(inputs.k_pages).to(device),
-        v_pages=torch.from_numpy(inputs.v_pages).to(device),
+        token_ids=to_device(inputs.token_ids, device),
+        positions=to_device(inputs.positions, device),
+        k_pages=to_device(inputs.k_pages, device),
+        v_pages=to_device(inputs.v_pages, device),
         k_table=table.k_table[rows, :max_ctx],
         v_table=table.v_table[rows, :max_ctx],
-        cu_q=torch.from_numpy(inputs.cu_q).to(device),
-        ctx_lens=torch.from_numpy(inputs.ctx_lens).to(device),
+        cu_q=to_device(inputs.cu_q, device),
+        ctx_lens=to_device(inputs.ctx_lens, device),
         max_q=inputs.max_q,
-        logits_rows=torch.from_numpy(inputs.logits_rows).to(device),
+        logits_rows=to_device(inputs.logits_rows, device),
         lora=lora,
     )

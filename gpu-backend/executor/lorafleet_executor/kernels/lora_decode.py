@@ -23,7 +23,7 @@ def module_columns(m, OUT0, OUT1, OUT2, OUT3):
     return out, col
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_rows", "num_slots"])
 def shrink_decode_kernel(
     x_ptr,
     x_stride,
@@ -68,7 +68,7 @@ def shrink_decode_kernel(
     tl.store(h_ptr + (m * num_rows + t) * MAX_RANK + j, h, mask=j < MAX_RANK)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_rows", "num_slots"])
 def expand_decode_kernel(
     y_ptr,
     y_stride,

@@ -15,7 +15,7 @@ from .triton_common import dot_acc, next_pow2
 BLOCK_T = 64
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_rows", "num_slots", "row_tiles"])
 def shrink_prefill_kernel(
     x_ptr,
     x_stride,
@@ -73,7 +73,7 @@ def shrink_prefill_kernel(
         tl.store(h, acc, mask=r_mask[:, None] & (j[None, :] < MAX_RANK))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_rows", "num_slots", "row_tiles"])
 def expand_prefill_kernel(
     y_ptr,
     y_stride,
