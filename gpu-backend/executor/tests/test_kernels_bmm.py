@@ -5,7 +5,13 @@ modules and in/out not a multiple of W. fp32: only the summation order differs (
 import pytest
 import torch
 
-from lorafleet_executor.kernels.lora_bmm import lora_expand_bmm, lora_shrink_bmm
+from lorafleet_executor.kernels import lora_bmm
+from lorafleet_executor.kernels.lora_bmm import (
+    lora_expand_bmm,
+    lora_expand_bmm_segments,
+    lora_shrink_bmm,
+    lora_shrink_bmm_segments,
+)
 from lorafleet_executor.kernels.lora_reference import (
     lora_expand_reference,
     lora_shrink_reference,
@@ -46,6 +52,43 @@ def test_bmm_matches_reference(num_rows, slot_ranks, spread, no_adapter_every, u
     lora_expand_reference(y_ref, h_ref, *expand_args)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y - y0, batch.dense_delta(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("group_bytes", [lora_bmm.SEGMENT_BYTES, 1], ids=["one-group", "per-run"])
+@pytest.mark.parametrize(
+    ("num_rows", "slot_ranks", "spread", "no_adapter_every"),
+    [(1, [8], "identical", 0), (29, [1, 4, 16, 64], "zipf", 3), (40, [4, 128, 8], "distinct", 5)],
+)
+def test_bmm_segments_match_reference(
+    num_rows, slot_ranks, spread, no_adapter_every, group_bytes, monkeypatch
+):
+    """Prefill runs: padded per run, in one group of runs or one run per group."""
+    monkeypatch.setattr(lora_bmm, "SEGMENT_BYTES", group_bytes)
+    batch = make_lora_batch(
+        num_rows=num_rows,
+        in_features=72,
+        out_features=[72, 40, 40],
+        slot_ranks=slot_ranks,
+        page_width=32,
+        spread=spread,
+        no_adapter_every=no_adapter_every,
+        untargeted=((1, 0),),
+        prefill=True,
+        seed=num_rows,
+    )
+    starts = batch.segments[0]
+    longest = int((starts[1:] - starts[:-1]).max())
+    args = (batch.pool, batch.a_pages, batch.ranks)
+    h = lora_shrink_bmm_segments(batch.x, *args, batch.segments, longest)
+    h_ref = lora_shrink_reference(batch.x, *args, batch.row_slot)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+    y0 = torch.randn(num_rows, 152, generator=torch.Generator().manual_seed(2))
+    y, y_ref = y0.clone(), y0.clone()
+    lora_expand_bmm_segments(y, h, batch.pool, batch.b_pages, batch.ranks, batch.segments,
+                             longest, batch.out_features)  # fmt: skip
+    lora_expand_reference(y_ref, h_ref, batch.pool, batch.b_pages, batch.ranks, batch.row_slot,
+                          batch.out_features)  # fmt: skip
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.gpu

@@ -25,7 +25,12 @@ from .checks import (
     require_same_device,
     should_validate_values,
 )
-from .lora_bmm import lora_expand_bmm, lora_shrink_bmm
+from .lora_bmm import (
+    lora_expand_bmm,
+    lora_expand_bmm_segments,
+    lora_shrink_bmm,
+    lora_shrink_bmm_segments,
+)
 from .lora_reference import lora_expand_reference, lora_shrink_reference
 
 MAX_FUSED_MODULES = 4  # q/k/v is the most modules that share one input
@@ -59,6 +64,8 @@ def lora_shrink(
             h[m, t, :r] = A_{m,s}[:r, :in] @ x[t]     (fp32 accumulate)
             h[m, t, r:] = 0
 
+    backend "torch" is the fp32 reference on CPU and, on CUDA, the gather-and-bmm
+    baseline in the model dtype (lora_bmm.py, the paper's S-LoRA-bmm).
     Without `segments` the decode kernel runs (one program per row); with them the
     prefill kernel (tl.dot tiles per segment). `max_segment_len` (an upper bound on
     run length, default T) only sizes the prefill grid. `validate` checks metadata
@@ -82,8 +89,13 @@ def lora_shrink(
     require_same_device(x=x, pool=pool, a_pages=a_pages, ranks=ranks, row_slot=row_slot)
     h = torch.empty(num_modules, num_rows, max_rank, dtype=torch.float32, device=x.device)
     if not use_triton(backend, x.device):
-        torch_path = lora_shrink_bmm if _bmm_fits(segments, x.device) else lora_shrink_reference
-        h.copy_(torch_path(x, pool, a_pages, ranks, row_slot))
+        if x.device.type != "cuda":
+            h.copy_(lora_shrink_reference(x, pool, a_pages, ranks, row_slot))
+        elif segments is None:
+            h.copy_(lora_shrink_bmm(x, pool, a_pages, ranks, row_slot))
+        else:
+            run_len = num_rows if max_segment_len is None else max_segment_len
+            h.copy_(lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, run_len))
         return h
     if num_rows == 0:
         return h
@@ -170,8 +182,13 @@ def lora_expand(
     _check_metadata(b_pages, "b_pages", ranks, row_slot, segments, pool, num_rows, validate)
     require_same_device(y=y, h=h, pool=pool, b_pages=b_pages, ranks=ranks, row_slot=row_slot)
     if not use_triton(backend, y.device):
-        torch_path = lora_expand_bmm if _bmm_fits(segments, y.device) else lora_expand_reference
-        torch_path(y, h, pool, b_pages, ranks, row_slot, out_features)
+        if y.device.type != "cuda":
+            lora_expand_reference(y, h, pool, b_pages, ranks, row_slot, out_features)
+        elif segments is None:
+            lora_expand_bmm(y, h, pool, b_pages, ranks, row_slot, out_features)
+        else:
+            run_len = num_rows if max_segment_len is None else max_segment_len
+            lora_expand_bmm_segments(y, h, pool, b_pages, ranks, segments, run_len, out_features)
         return
     if num_rows == 0:
         return
@@ -191,13 +208,6 @@ def lora_expand(
             num_rows if max_segment_len is None else max_segment_len,
             dot_in_fp32(y.dtype, y.device),
         )
-
-
-def _bmm_fits(segments, device: torch.device) -> bool:
-    """The torch path on CUDA decode rows is gather-and-bmm (graph-safe, S-LoRA's "bmm"
-    baseline); prefill and the CPU keep the per-slot reference, whose dense gather per
-    row would not fit prefill batches."""
-    return segments is None and device.type == "cuda"
 
 
 def _check_metadata(

@@ -4,13 +4,18 @@ Gathers every row's own A (and Bᵀ) from the pool into a padded dense batch, th
 batched matmul per module; no Python loop over adapters and no host-device sync, so it
 runs inside CUDA graphs as our Triton kernels do. It costs T × R × in elements of
 gather traffic per module (each row copies its adapter even when rows share one),
-which is exactly what the paper's MBGMV kernel avoids. Prefill (segments) keeps the
-per-slot reference. Arguments are as in `lora.py`, already checked.
+which is exactly what the paper's MBGMV kernel avoids. Prefill runs (segments) are
+padded to the longest run and multiplied one batched matmul per module and group of
+runs, each run with its adapter gathered once (as the paper's bmm baseline pads);
+groups are sized so the padded input stays near SEGMENT_BYTES. Arguments are as in
+`lora.py`, already checked.
 """
 
 import torch
 
 from .lora_reference import gather_rows
+
+SEGMENT_BYTES = 256 * 2**20
 
 
 def _rank_mask(ranks: torch.Tensor, row_slot: torch.Tensor, max_rank: int) -> torch.Tensor:
@@ -64,3 +69,58 @@ def lora_expand_bmm(
         delta = torch.bmm(hm[m].unsqueeze(1), bt).squeeze(1)  # [T, out]
         y[:, col : col + out] += delta.to(y.dtype)
         col += out
+
+
+def lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, max_segment_len) -> torch.Tensor:
+    """h as lora_shrink_bmm, for rows in runs on one slot each; fp32 [M, T, R]."""
+    num_modules, _, max_rank, _ = a_pages.shape
+    num_rows, in_features = x.shape
+    h = torch.zeros(num_rows, num_modules, max_rank, dtype=torch.float32, device=x.device)
+    for rows, valid, slot in _run_groups(segments, max_segment_len, in_features, x):
+        a = gather_rows(pool, a_pages[:, slot.clamp(min=0).long()], in_features, pool.dtype)
+        xs = x.to(pool.dtype)[rows]  # [n, L, in]
+        hs = torch.matmul(xs.unsqueeze(0), a.transpose(-1, -2)).float()  # [M, n, L, R]
+        keep = _run_rank_mask(ranks, slot, max_rank)[:, :, None, :] & valid[None, :, :, None]
+        hs = torch.where(keep, hs, 0.0)
+        h.index_put_((rows.reshape(-1),), hs.reshape(num_modules, -1, max_rank).transpose(0, 1),
+                     accumulate=True)  # fmt: skip
+    return h.transpose(0, 1)
+
+
+def lora_expand_bmm_segments(
+    y, h, pool, b_pages, ranks, segments, max_segment_len, out_features
+) -> None:
+    """y += h @ Bᵀ as lora_expand_bmm, for rows in runs on one slot each, in place."""
+    max_rank = h.shape[2]
+    col = 0
+    for m, out in enumerate(out_features):
+        for rows, valid, slot in _run_groups(segments, max_segment_len, out, y):
+            bt = gather_rows(pool, b_pages[m, slot.clamp(min=0).long()], out, pool.dtype)
+            keep = _run_rank_mask(ranks[m : m + 1], slot, max_rank)[0]  # [n, R]
+            bt = torch.where(keep[:, :, None], bt, 0.0)  # [n, R, out]
+            hs = torch.where(valid[:, :, None], h[m][rows], 0.0).to(pool.dtype)  # [n, L, R]
+            delta = torch.bmm(hs, bt).to(y.dtype)  # [n, L, out]
+            y[:, col : col + out].index_put_((rows.reshape(-1),), delta.reshape(-1, out),
+                                             accumulate=True)  # fmt: skip
+        col += out
+
+
+def _run_groups(segments, max_len: int, width: int, like: torch.Tensor):
+    """Yields (rows int64 [n, L], valid bool [n, L], slot int32 [n]) for groups of runs,
+    each run padded to the longest; padding rows point at row 0 and are masked."""
+    starts, seg_slot = segments
+    num_runs = seg_slot.shape[0]
+    per_group = max(1, SEGMENT_BYTES // max(1, max_len * width * like.element_size()))
+    offsets = torch.arange(max_len, device=starts.device)
+    for first in range(0, num_runs, per_group):
+        last = min(num_runs, first + per_group)
+        rows = starts[first:last, None].long() + offsets
+        valid = rows < starts[first + 1 : last + 1, None]
+        yield torch.where(valid, rows, 0), valid, seg_slot[first:last]
+
+
+def _run_rank_mask(ranks: torch.Tensor, slot: torch.Tensor, max_rank: int) -> torch.Tensor:
+    """bool [M, n, R]: rank j of run i counts for module m (runs without adapter: none)."""
+    run_ranks = ranks[:, slot.clamp(min=0).long()]  # [M, n]
+    within = torch.arange(max_rank, device=ranks.device) < run_ranks[..., None]
+    return within & (slot >= 0)[None, :, None]
