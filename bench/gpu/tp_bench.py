@@ -14,8 +14,10 @@ cached) and a prefill batch, each on the base model alone and with every row on 
 all seven modules targeted). Only the batch's adapters are resident, as in S-LoRA; the
 rest live in host memory and do not change a step's time. Results: step time, tokens
 per second, scaling efficiency (throughput / (N/N₀ × throughput at the smallest N
-measured, N₀), with N₀ = 1 where the model fits one GPU) and, from the torch profiler,
-the share of step time in communication (NCCL kernels; gloo ops on CPU) with and
+measured, N₀), with N₀ = 1 where the model fits one GPU) and the share of step time in
+communication: the step's time minus the same step with every collective skipped (each
+rank computing its share alone; NCCL kernel time from a profiler would also count the
+time a rank waits for the slowest one), with and
 without adapters. Weight contents do not matter for speed; no model directory is read.
 """
 
@@ -208,7 +210,7 @@ def bench_rank(tp: TensorGroup, args: argparse.Namespace) -> dict:
         for label, with_lora in (("base", False), ("lora", True)):
             batch = work.batch(kind, with_lora, device)
             step_s = _time_steps(model, pool, batch, args.warmup, args.steps, device)
-            comm_s = _comm_seconds(model, pool, batch, args.profile_steps, device)
+            comm_s = _comm_seconds(model, pool, batch, args.warmup, args.steps, device, step_s)
             out[kind][label] = {
                 "step_ms": step_s * 1e3,
                 "tokens_per_s": tokens / step_s,
@@ -236,23 +238,35 @@ def _time_steps(model, pool, batch, warmup: int, steps: int, device) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def _comm_seconds(model, pool, batch, steps: int, device) -> float:
-    """Time per step in collectives: NCCL kernels on the GPU, c10d ops on CPU."""
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(steps):
-            model.forward(pool, batch)
-        _sync(device)
-    total_us = 0.0
-    for event in prof.key_averages():
-        name = event.key.lower()
-        if device.type == "cuda" and "nccl" in name:
-            total_us += event.self_device_time_total
-        elif device.type == "cpu" and name.startswith("c10d::"):
-            total_us += event.cpu_time_total
-    return total_us / 1e6 / steps
+class WithoutCollectives:
+    """The model's group with every collective skipped: each rank computes its share alone
+    (wrong numbers, right work), so the step time it gives excludes communication."""
+
+    def __init__(self, group: TensorGroup) -> None:
+        self.shard = group.shard
+
+    def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def embed(self, table: torch.Tensor, token_ids: torch.Tensor, vocab_size: int):
+        start, _ = self.shard.vocab_range(vocab_size)
+        rows = (token_ids - start).clamp(0, table.shape[0] - 1)
+        return table[rows]
+
+    def gather_logits(self, local: torch.Tensor, vocab_size: int) -> torch.Tensor:
+        return local
+
+
+def _comm_seconds(model, pool, batch, warmup: int, steps: int, device, step_s: float) -> float:
+    """Step time with the collectives minus without them (0 without a group)."""
+    if model.tp is None:
+        return 0.0
+    group, model.tp = model.tp, WithoutCollectives(model.tp)
+    try:
+        alone_s = _time_steps(model, pool, batch, warmup, steps, device)
+    finally:
+        model.tp = group
+    return max(0.0, step_s - alone_s)
 
 
 def add_scaling(runs: list[dict]) -> None:
@@ -280,7 +294,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefill-len", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--profile-steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (gloo)")
@@ -288,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.shape, args.tp, args.num_adapters = "tiny", "1,2", 40
         args.batch, args.context, args.prefill_seqs, args.prefill_len = 4, 16, 2, 8
-        args.warmup, args.steps, args.profile_steps = 1, 2, 1
+        args.warmup, args.steps = 1, 2
     args.ranks = [int(r) for r in args.ranks.split(",")]
     args.modules = args.modules.split(",")
     sizes = sorted({int(n) for n in args.tp.split(",")})
