@@ -14,14 +14,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def git_sha() -> str | None:
-    """The checkout's HEAD; on the device (a copy with no .git) LORAFLEET_GIT_SHA."""
+    """LORAFLEET_GIT_SHA where given (the device's copy of the tree may carry a stale
+    .git), else the checkout's HEAD."""
+    if os.environ.get("LORAFLEET_GIT_SHA"):
+        return os.environ["LORAFLEET_GIT_SHA"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("LORAFLEET_GIT_SHA")
+        return None
 
 
 def device_name(device: torch.device) -> str:

@@ -39,6 +39,7 @@ from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group
 from lorafleet_executor.pool import UnifiedPool
 from lorafleet_executor.weights import LayerWeights, ModelWeights
+from run_info import device_folder, run_info
 from shapes import SHAPES, LlamaShape
 
 REPO = Path(__file__).resolve().parents[2]
@@ -322,18 +323,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tp={n}: {args.shape} ...", file=sys.stderr, flush=True)
         runs.append(run_group(bench_rank, n, args, timeout=1800)[0])
     add_scaling(runs)
-    device = torch.cuda.get_device_name(0).lower().removeprefix("nvidia ") if on_gpu else "cpu"
-    device = device.replace(" ", "-")
+    device = torch.device("cuda" if on_gpu else "cpu")
     result = {
         "bench": "tp",
+        **run_info(device),
         "shape": args.shape,
-        "device": device,
         "dtype": "bfloat16" if on_gpu else "float32",
         "fits_one_gpu": fits_one,
         "workload": {k: getattr(args, k) for k in WORKLOAD_FIELDS},
         "runs": runs,
     }
-    out = args.out or REPO / "bench" / "results" / device / f"tp-{args.shape}.json"
+    out = args.out or REPO / "bench" / "results" / device_folder(device) / f"tp-{args.shape}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for run in runs:

@@ -18,14 +18,17 @@ JSON; progress to stderr.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import triton
 from lorafleet_executor.kernels import lora_expand, lora_shrink
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
+from run_info import git_sha  # noqa: E402
 
 
 @dataclass
@@ -237,14 +240,6 @@ def run(args) -> dict:
         "lora_kernel_64x64_r16_us": headline,
         "results": results,
     }
-
-
-def git_sha() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    except OSError:
-        return None
-    return done.stdout.strip() or None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,13 +37,14 @@ print(json.dumps(info))
 `;
 
 /**
- * `gitShaFallback` stands in where the tree has no git (the GPU machine gets a copy of
- * the working tree without .git: pass the commit in LORAFLEET_GIT_SHA there).
+ * `gitShaGiven` (LORAFLEET_GIT_SHA) names the commit where git cannot: the GPU machine
+ * gets a copy of the working tree whose .git, if any, is stale (it reported an old
+ * commit as dirty), so a given sha wins and the tree's state is then unknown.
  */
 export function probeEnvironment(
   python: string,
   repoRoot: string,
-  gitShaFallback: string | null,
+  gitShaGiven: string | null,
 ): Environment {
   const probe = spawnSync(python, ["-c", PROBE], { encoding: "utf8" });
   if (probe.status !== 0) {
@@ -63,8 +64,11 @@ export function probeEnvironment(
     const result = spawnSync("git", args, { cwd: repoRoot, encoding: "utf8" });
     return result.status === 0 ? result.stdout.trim() : null;
   };
-  const sha = git("rev-parse", "HEAD");
-  const status = sha === null ? null : git("status", "--porcelain", "--untracked-files=no");
+  const sha = gitShaGiven ?? git("rev-parse", "HEAD");
+  const status =
+    gitShaGiven !== null || sha === null
+      ? null
+      : git("status", "--porcelain", "--untracked-files=no");
   return {
     device: gpu?.trim() || "cpu",
     driver: driver?.trim() || null,
@@ -74,7 +78,7 @@ export function probeEnvironment(
     peft: info.peft ?? null,
     python,
     node: process.version,
-    gitSha: sha ?? gitShaFallback,
+    gitSha: sha,
     gitDirty: status === null ? null : status !== "",
   };
 }

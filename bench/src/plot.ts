@@ -8,7 +8,7 @@
  *   node bench/src/plot.ts bench/results/h100-80gb-hbm3/*.json
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { ScenarioResult } from "./results.ts";
 import { barChart, lineChart, type Series } from "./svg-chart.ts";
 
@@ -111,12 +111,18 @@ export function figuresFor(result: ScenarioResult): Figure[] {
   }
 }
 
+/**
+ * Figures of each scenario result (other JSON, such as bench/gpu's results, is skipped),
+ * named after the result file: ablations-peft.json's figure must not replace ablations'.
+ */
 export function plotFiles(paths: string[]): string[] {
   const written: string[] = [];
   for (const path of paths) {
     const result = JSON.parse(readFileSync(path, "utf8")) as ScenarioResult;
+    if (typeof result.scenario !== "string" || !Array.isArray(result.runs)) continue;
     for (const figure of figuresFor(result)) {
-      const out = join(dirname(path), figure.file);
+      const suffix = figure.file.slice(result.scenario.length); // e.g. "-latency.svg"
+      const out = join(dirname(path), `${basename(path, ".json")}${suffix}`);
       writeFileSync(out, figure.svg);
       written.push(out);
     }

@@ -1,6 +1,6 @@
 """bench/gpu/tp_bench.py at --smoke shapes on CPU (gloo): it runs TP=1 and TP=2 over
 the real forward pass and writes the result the GPU run will, with the communication
-measured by the profiler (none at TP=1, some at TP=2)."""
+measured against the same steps without collectives (none at TP=1)."""
 
 import json
 import subprocess
@@ -20,7 +20,8 @@ def test_tp_bench_smoke_writes_throughput_scaling_and_communication(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["shape"] == "tiny" and result["device"] == "cpu"
+    assert result["shape"] == "tiny" and result["device"].startswith("cpu")
+    assert "git_sha" in result and result["command"].startswith("python")
     one, two = result["runs"]
     assert (one["tp"], two["tp"]) == (1, 2)
     for run in (one, two):
@@ -29,8 +30,9 @@ def test_tp_bench_smoke_writes_throughput_scaling_and_communication(tmp_path):
             for label in ("base", "lora"):
                 row = run[kind][label]
                 assert row["tokens_per_s"] > 0 and row["step_ms"] > 0
-                assert row["comm_share"] >= 0 and row["scaling_efficiency"] > 0
+                assert 0 <= row["comm_share"] < 1 and row["scaling_efficiency"] > 0
     assert one["decode"]["lora"]["comm_ms"] == 0
     assert one["decode"]["lora"]["scaling_efficiency"] == 1
-    assert two["decode"]["base"]["comm_ms"] > 0 and two["decode"]["lora"]["comm_ms"] > 0
+    # gloo collectives on CPU cost milliseconds beside microseconds of tiny compute
+    assert two["decode"]["base"]["comm_ms"] + two["decode"]["lora"]["comm_ms"] > 0
     assert "tp=2: decode" in done.stdout
