@@ -19,6 +19,22 @@ from lorafleet_executor.kernels.lora_reference import (
 from lorafleet_executor.kernels.testing import make_lora_batch
 
 
+def small_batch(num_rows, slot_ranks, spread, no_adapter_every, untargeted, prefill):
+    """In and out not a multiple of the page width W = 32."""
+    return make_lora_batch(
+        num_rows=num_rows,
+        in_features=72,
+        out_features=[72, 40, 40],
+        slot_ranks=slot_ranks,
+        page_width=32,
+        spread=spread,
+        no_adapter_every=no_adapter_every,
+        untargeted=untargeted,
+        prefill=prefill,
+        seed=num_rows,
+    )
+
+
 @pytest.mark.parametrize(
     ("num_rows", "slot_ranks", "spread", "no_adapter_every", "untargeted"),
     [
@@ -29,17 +45,7 @@ from lorafleet_executor.kernels.testing import make_lora_batch
     ],
 )
 def test_bmm_matches_reference(num_rows, slot_ranks, spread, no_adapter_every, untargeted):
-    batch = make_lora_batch(
-        num_rows=num_rows,
-        in_features=72,
-        out_features=[72, 40, 40],
-        slot_ranks=slot_ranks,
-        page_width=32,
-        spread=spread,
-        no_adapter_every=no_adapter_every,
-        untargeted=untargeted,
-        seed=num_rows,
-    )
+    batch = small_batch(num_rows, slot_ranks, spread, no_adapter_every, untargeted, prefill=False)
     args = (batch.pool, batch.a_pages, batch.ranks, batch.row_slot)
     h = lora_shrink_bmm(batch.x, *args)
     h_ref = lora_shrink_reference(batch.x, *args)
@@ -64,18 +70,7 @@ def test_bmm_segments_match_reference(
 ):
     """Prefill runs: padded per run, in one group of runs or one run per group."""
     monkeypatch.setattr(lora_bmm, "SEGMENT_BYTES", group_bytes)
-    batch = make_lora_batch(
-        num_rows=num_rows,
-        in_features=72,
-        out_features=[72, 40, 40],
-        slot_ranks=slot_ranks,
-        page_width=32,
-        spread=spread,
-        no_adapter_every=no_adapter_every,
-        untargeted=((1, 0),),
-        prefill=True,
-        seed=num_rows,
-    )
+    batch = small_batch(num_rows, slot_ranks, spread, no_adapter_every, ((1, 0),), prefill=True)
     starts = batch.segments[0]
     longest = int((starts[1:] - starts[:-1]).max())
     args = (batch.pool, batch.a_pages, batch.ranks)

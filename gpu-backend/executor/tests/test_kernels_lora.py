@@ -51,32 +51,14 @@ def run_both(batch, dtype):
     which rounds h to the model dtype (tests/test_kernels_bmm.py covers it)."""
     gen = torch.Generator().manual_seed(1)
     y0 = torch.randn(batch.x.shape[0], sum(batch.out_features), generator=gen).to(dtype)
-    h_ref = lora_shrink_reference(batch.x, batch.pool, batch.a_pages, batch.ranks, batch.row_slot)
+    meta = (batch.ranks, batch.row_slot)
+    h_ref = lora_shrink_reference(batch.x, batch.pool, batch.a_pages, *meta)
     y_ref = y0.to(DEVICE, copy=True)
-    lora_expand_reference(
-        y_ref, h_ref, batch.pool, batch.b_pages, batch.ranks, batch.row_slot, batch.out_features
-    )
-    h = lora_shrink(
-        batch.x,
-        batch.pool,
-        batch.a_pages,
-        batch.ranks,
-        batch.row_slot,
-        segments=batch.segments,
-        backend="triton",
-    )
+    lora_expand_reference(y_ref, h_ref, batch.pool, batch.b_pages, *meta, batch.out_features)
+    triton = {"segments": batch.segments, "backend": "triton"}
+    h = lora_shrink(batch.x, batch.pool, batch.a_pages, *meta, **triton)
     y = y0.to(DEVICE, copy=True)
-    lora_expand(
-        y,
-        h,
-        batch.pool,
-        batch.b_pages,
-        batch.ranks,
-        batch.row_slot,
-        batch.out_features,
-        segments=batch.segments,
-        backend="triton",
-    )
+    lora_expand(y, h, batch.pool, batch.b_pages, *meta, batch.out_features, **triton)
     return y0, ((h_ref, y_ref), (h, y))
 
 
