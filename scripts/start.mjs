@@ -83,6 +83,8 @@ async function main() {
     "smollm2-135m-instruct",
     "--adapter-dir",
     join(fixturesDir, "adapters"),
+    "--adapter-cache-dir",
+    join(cacheDir, "adapter-downloads"),
     "--port",
     String(backendPort),
     "--python",

@@ -33,6 +33,9 @@ export async function startBackend(
       "tiny-llama",
       "--adapter-dir",
       join(fixturesDir, "adapters"),
+      // URL downloads stay out of the fixtures (they would pile up there run after run).
+      "--adapter-cache-dir",
+      join(repoRoot, ".cache/test-adapter-downloads"),
       "--device",
       "cpu",
       "--port",

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
 
@@ -21,6 +22,13 @@ describe("parseServerConfig", () => {
     expect(() => parseServerConfig(["--gpu-memory-utilization", "2", "--model", "m"], {})).toThrow(
       ConfigError,
     );
+  });
+
+  it("caches URL downloads under the adapter dir unless told where", () => {
+    const base = ["--model", "m", "--adapter-dir", "ad"];
+    expect(parseServerConfig(base, {}).adapterCacheDir).toBeUndefined();
+    const config = parseServerConfig([...base, "--adapter-cache-dir", "dl"], {});
+    expect(config.adapterCacheDir).toBe(resolve("dl"));
   });
 
   it("takes the no-unify-mem ablation's pool split", () => {

@@ -56,6 +56,8 @@ export const ServerConfigSchema = z.object({
   maxBodyBytes: positiveInt.default(16 * 1024 ** 2),
   /** where adapters named by the store live (one PEFT directory per adapter name) and URL downloads are cached */
   adapterDir: z.string().min(1).default(".cache/adapters"),
+  /** where adapters downloaded from URLs are cached; default `<adapter-dir>/.remote` */
+  adapterCacheDir: z.string().min(1).optional(),
   /**
    * origins (`scheme://host[:port]`, comma-separated) the `lorafleet` field's adapter URLs
    * may point at: the gateway's. Empty = every adapter URL is refused (400).
@@ -126,6 +128,8 @@ export function parseServerConfig(
     ...config,
     model: resolve(config.model),
     adapterDir: resolve(config.adapterDir),
+    adapterCacheDir:
+      config.adapterCacheDir === undefined ? undefined : resolve(config.adapterCacheDir),
     servedModelName: config.servedModelName ?? basename(resolve(config.model)),
   };
 }

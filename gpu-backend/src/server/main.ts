@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   const adapters = new AdapterRegistry(
     new AdapterStore({
       dir: config.adapterDir,
+      cacheDir: config.adapterCacheDir,
       urlPolicy: config.adapterUrlAllow,
       // The gateway serves an adapter URL only to the backend it signed it for.
       credential: config.backendSecret,
