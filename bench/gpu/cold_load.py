@@ -81,11 +81,13 @@ def main(argv: list[str] | None = None) -> None:
         folder = str(Path(tmp) / "adapter")
         # Pages: the decode batch's KV first, the adapter's after it (never overlapping).
         cfg = ModelConfig.from_dir(args.model)
+        modules = [t.removesuffix("_proj") for t in TARGETS]
         work = Workload(
             argparse.Namespace(
                 seed=0,
                 ranks=[args.rank],
                 num_adapters=1,
+                modules=modules,
                 batch=args.decode_batch,
                 context=args.decode_context,
                 prefill_seqs=1,
@@ -94,7 +96,6 @@ def main(argv: list[str] | None = None) -> None:
             cfg,
             cfg,
         )
-        modules = [t.removesuffix("_proj") for t in TARGETS]
         _, adapter_pages = adapter_layout(args.rank, modules, cfg.module_shapes(), cfg.page_width)
         ex = Executor(
             InitConfig(
