@@ -66,13 +66,15 @@ describe.skipIf(!haveFixtures)("adapter store faults", () => {
     await new Promise<void>((resolve) => store.listen(0, "127.0.0.1", resolve));
     storeUrl = `http://127.0.0.1:${(store.address() as AddressInfo).port}`;
     deadUrl = `http://127.0.0.1:${await closedPort()}`;
-    // An empty adapter directory: its .remote/ is the download cache under test.
+    // An empty adapter directory; its .remote/ is the download cache under test.
     dir = mkdtempSync(join(tmpdir(), "lorafleet-store-faults-"));
     backend = await startBackend([
       "--backend-secret",
       SECRET,
       "--adapter-dir",
       dir,
+      "--adapter-cache-dir",
+      cacheDir(),
       "--adapter-url-allow",
       `${storeUrl},${deadUrl}`,
     ]);
