@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lorafleet_executor.adapter_layout import adapter_layout
+from lorafleet_executor.adapters import all_finite
 from lorafleet_executor.errors import AdapterInvalid, CapacityExceeded
 from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
@@ -240,3 +241,17 @@ def test_host_cache_is_a_byte_bounded_lru(executor):
     with pytest.raises(CapacityExceeded):
         tiny.put(parsed[0])
     assert len(tiny) == 0 and tiny.used_bytes == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_all_finite_finds_any_nan_or_inf(dtype):
+    gen = torch.Generator().manual_seed(0)
+    values = (torch.randn(4, 1000, generator=gen) * 1e3).to(dtype)
+    values[0, 0] = torch.finfo(dtype).max  # the largest finite value is finite
+    values[1, 1] = -torch.finfo(dtype).max
+    assert all_finite(values) and all_finite(values[:0])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for index in ((0, 1), (3, 999), (2, 517)):
+            broken = values.clone()
+            broken[index] = bad
+            assert not all_finite(broken), (bad, index)
