@@ -168,7 +168,7 @@ class DecodeGraphs:
         lora = LoraBatch(
             row_slot=self.lora.row_slot[:size],
             segments=None,
-            max_segment_len=None,
+            run_lengths=None,
             groups=self.lora.groups,
         )
         return ForwardBatch(

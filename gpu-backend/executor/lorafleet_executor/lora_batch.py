@@ -42,7 +42,7 @@ class LoraGroup:
 class LoraBatch:
     row_slot: torch.Tensor  # int32 [T]; -1 = base model only
     segments: tuple[torch.Tensor, torch.Tensor] | None  # (starts int32 [n+1], slot int32 [n])
-    max_segment_len: int | None  # longest run; sizes the segment kernel's grid
+    run_lengths: np.ndarray | None  # int [n], the runs' lengths on the host (grids, no sync)
     groups: dict[str, LoraGroup | None]  # None: no slot targets any module of the group
 
 
@@ -96,7 +96,7 @@ def build_lora_batch(
         if segments is None
         else (to_device(segments[0], device), to_device(segments[1], device)),
         groups=groups,
-        max_segment_len=None if segments is None else int(np.diff(segments[0]).max(initial=0)),
+        run_lengths=None if segments is None else np.diff(segments[0]),
     )
 
 

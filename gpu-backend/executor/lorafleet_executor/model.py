@@ -151,7 +151,7 @@ class LlamaModel:
             lora.row_slot,
             segments=lora.segments,
             backend=self.lora_backend,
-            max_segment_len=lora.max_segment_len,
+            run_lengths=lora.run_lengths,
         )
         lora_expand(
             y,
@@ -163,5 +163,5 @@ class LlamaModel:
             group.out_features,
             segments=lora.segments,
             backend=self.lora_backend,
-            max_segment_len=lora.max_segment_len,
+            run_lengths=lora.run_lengths,
         )

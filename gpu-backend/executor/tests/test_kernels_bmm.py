@@ -60,27 +60,28 @@ def test_bmm_matches_reference(num_rows, slot_ranks, spread, no_adapter_every, u
     torch.testing.assert_close(y - y0, batch.dense_delta(), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("host_lengths", [True, False], ids=["bucketed", "padded-to-T"])
 @pytest.mark.parametrize("group_bytes", [lora_bmm.SEGMENT_BYTES, 1], ids=["one-group", "per-run"])
 @pytest.mark.parametrize(
     ("num_rows", "slot_ranks", "spread", "no_adapter_every"),
     [(1, [8], "identical", 0), (29, [1, 4, 16, 64], "zipf", 3), (40, [4, 128, 8], "distinct", 5)],
 )
 def test_bmm_segments_match_reference(
-    num_rows, slot_ranks, spread, no_adapter_every, group_bytes, monkeypatch
+    num_rows, slot_ranks, spread, no_adapter_every, group_bytes, host_lengths, monkeypatch
 ):
-    """Prefill runs: padded per run, in one group of runs or one run per group."""
+    """Prefill runs: padded in buckets of similar length (or all to T without the host's
+    run lengths), in one group of runs or one run per group."""
     monkeypatch.setattr(lora_bmm, "SEGMENT_BYTES", group_bytes)
     batch = small_batch(num_rows, slot_ranks, spread, no_adapter_every, ((1, 0),), prefill=True)
-    starts = batch.segments[0]
-    longest = int((starts[1:] - starts[:-1]).max())
+    lengths = batch.segments[0].diff().numpy() if host_lengths else None
     args = (batch.pool, batch.a_pages, batch.ranks)
-    h = lora_shrink_bmm_segments(batch.x, *args, batch.segments, longest)
+    h = lora_shrink_bmm_segments(batch.x, *args, batch.segments, lengths)
     h_ref = lora_shrink_reference(batch.x, *args, batch.row_slot)
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
     y0 = torch.randn(num_rows, 152, generator=torch.Generator().manual_seed(2))
     y, y_ref = y0.clone(), y0.clone()
     lora_expand_bmm_segments(y, h, batch.pool, batch.b_pages, batch.ranks, batch.segments,
-                             longest, batch.out_features)  # fmt: skip
+                             lengths, batch.out_features)  # fmt: skip
     lora_expand_reference(y_ref, h_ref, batch.pool, batch.b_pages, batch.ranks, batch.row_slot,
                           batch.out_features)  # fmt: skip
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)

@@ -11,6 +11,7 @@ Example (q/k/v fused, shared x):
     lora_expand(qkv, h, pool, b_pages, ranks, row_slot, [q_out, k_out, v_out])
 """
 
+import numpy as np
 import torch
 
 from . import lora_decode, lora_prefill
@@ -47,7 +48,7 @@ def lora_shrink(
     *,
     segments: Segments | None = None,
     backend: str = "auto",
-    max_segment_len: int | None = None,
+    run_lengths: np.ndarray | None = None,
     validate: bool | None = None,
 ) -> torch.Tensor:
     """h = x @ Aᵀ per row, with each row's own adapter, for M modules sharing x.
@@ -67,9 +68,10 @@ def lora_shrink(
     backend "torch" is the fp32 reference on CPU and, on CUDA, the gather-and-bmm
     baseline in the model dtype (lora_bmm.py, the paper's S-LoRA-bmm).
     Without `segments` the decode kernel runs (one program per row); with them the
-    prefill kernel (tl.dot tiles per segment). `max_segment_len` (an upper bound on
-    run length, default T) only sizes the prefill grid. `validate` checks metadata
-    values (a host sync on CUDA; default: only on CPU).
+    prefill kernel (tl.dot tiles per segment). `run_lengths`, the runs' lengths as a host
+    array, sizes the prefill grid (its longest; default T) and the bmm baseline's padding
+    without a host sync. `validate` checks metadata values (a host sync on CUDA; default:
+    only on CPU).
     """
     require_float("x", x, 2)
     require_float("pool", pool, 2)
@@ -94,8 +96,7 @@ def lora_shrink(
         elif segments is None:
             h.copy_(lora_shrink_bmm(x, pool, a_pages, ranks, row_slot))
         else:
-            run_len = num_rows if max_segment_len is None else max_segment_len
-            h.copy_(lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, run_len))
+            h.copy_(lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, run_lengths))
         return h
     if num_rows == 0:
         return h
@@ -111,7 +112,7 @@ def lora_shrink(
             ranks,
             segments,
             h,
-            num_rows if max_segment_len is None else max_segment_len,
+            _longest_run(run_lengths, num_rows),
             dot_in_fp32(x.dtype, x.device),
         )
     return h
@@ -128,7 +129,7 @@ def lora_expand(
     *,
     segments: Segments | None = None,
     backend: str = "auto",
-    max_segment_len: int | None = None,
+    run_lengths: np.ndarray | None = None,
     validate: bool | None = None,
 ) -> None:
     """y += h @ Bᵀ per row, with each row's own adapter, into M modules' column blocks.
@@ -187,8 +188,9 @@ def lora_expand(
         elif segments is None:
             lora_expand_bmm(y, h, pool, b_pages, ranks, row_slot, out_features)
         else:
-            run_len = num_rows if max_segment_len is None else max_segment_len
-            lora_expand_bmm_segments(y, h, pool, b_pages, ranks, segments, run_len, out_features)
+            lora_expand_bmm_segments(
+                y, h, pool, b_pages, ranks, segments, run_lengths, out_features
+            )
         return
     if num_rows == 0:
         return
@@ -205,9 +207,13 @@ def lora_expand(
             ranks,
             segments,
             out_features,
-            num_rows if max_segment_len is None else max_segment_len,
+            _longest_run(run_lengths, num_rows),
             dot_in_fp32(y.dtype, y.device),
         )
+
+
+def _longest_run(run_lengths: np.ndarray | None, num_rows: int) -> int:
+    return num_rows if run_lengths is None else int(np.max(run_lengths, initial=0))
 
 
 def _check_metadata(

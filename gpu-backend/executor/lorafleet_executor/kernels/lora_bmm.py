@@ -5,12 +5,13 @@ batched matmul per module; no Python loop over adapters and no host-device sync,
 runs inside CUDA graphs as our Triton kernels do. It costs T × R × in elements of
 gather traffic per module (each row copies its adapter even when rows share one),
 which is exactly what the paper's MBGMV kernel avoids. Prefill runs (segments) are
-padded to the longest run and multiplied one batched matmul per module and group of
-runs, each run with its adapter gathered once (as the paper's bmm baseline pads);
-groups are sized so the padded input stays near SEGMENT_BYTES. Arguments are as in
+padded, in buckets of similar length, and multiplied one batched matmul per module and
+group of runs, each run with its adapter gathered once (as the paper's bmm baseline
+pads); groups are sized so the padded input stays near SEGMENT_BYTES. Arguments are as in
 `lora.py`, already checked.
 """
 
+import numpy as np
 import torch
 
 from .lora_reference import gather_rows
@@ -71,12 +72,12 @@ def lora_expand_bmm(
         col += out
 
 
-def lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, max_segment_len) -> torch.Tensor:
+def lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, run_lengths) -> torch.Tensor:
     """h as lora_shrink_bmm, for rows in runs on one slot each; fp32 [M, T, R]."""
     num_modules, _, max_rank, _ = a_pages.shape
     num_rows, in_features = x.shape
     h = torch.zeros(num_rows, num_modules, max_rank, dtype=torch.float32, device=x.device)
-    for rows, valid, slot in _run_groups(segments, max_segment_len, in_features, x):
+    for rows, valid, slot in _run_groups(segments, run_lengths, in_features, x):
         a = gather_rows(pool, a_pages[:, slot.clamp(min=0).long()], in_features, pool.dtype)
         xs = x.to(pool.dtype)[rows]  # [n, L, in]
         hs = torch.matmul(xs.unsqueeze(0), a.transpose(-1, -2)).float()  # [M, n, L, R]
@@ -88,13 +89,13 @@ def lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, max_segment_len)
 
 
 def lora_expand_bmm_segments(
-    y, h, pool, b_pages, ranks, segments, max_segment_len, out_features
+    y, h, pool, b_pages, ranks, segments, run_lengths, out_features
 ) -> None:
     """y += h @ Bᵀ as lora_expand_bmm, for rows in runs on one slot each, in place."""
     max_rank = h.shape[2]
     col = 0
     for m, out in enumerate(out_features):
-        for rows, valid, slot in _run_groups(segments, max_segment_len, out, y):
+        for rows, valid, slot in _run_groups(segments, run_lengths, out, y):
             bt = gather_rows(pool, b_pages[m, slot.clamp(min=0).long()], out, pool.dtype)
             keep = _run_rank_mask(ranks[m : m + 1], slot, max_rank)[0]  # [n, R]
             bt = torch.where(keep[:, :, None], bt, 0.0)  # [n, R, out]
@@ -105,18 +106,29 @@ def lora_expand_bmm_segments(
         col += out
 
 
-def _run_groups(segments, max_len: int, width: int, like: torch.Tensor):
-    """Yields (rows int64 [n, L], valid bool [n, L], slot int32 [n]) for groups of runs,
-    each run padded to the longest; padding rows point at row 0 and are masked."""
+def _run_groups(segments, run_lengths, width: int, like: torch.Tensor):
+    """Yields (rows int64 [n, L], valid bool [n, L], slot int32 [n]) for groups of runs of
+    similar length: runs are bucketed by their length's next power of two and padded to
+    it (at most 2x the rows; one long prefill chunk no longer pads every one-row decode
+    run to its length). Padding rows point at row 0 and are masked. Without host
+    `run_lengths` every run is padded to T."""
     starts, seg_slot = segments
     num_runs = seg_slot.shape[0]
-    per_group = max(1, SEGMENT_BYTES // max(1, max_len * width * like.element_size()))
-    offsets = torch.arange(max_len, device=starts.device)
-    for first in range(0, num_runs, per_group):
-        last = min(num_runs, first + per_group)
-        rows = starts[first:last, None].long() + offsets
-        valid = rows < starts[first + 1 : last + 1, None]
-        yield torch.where(valid, rows, 0), valid, seg_slot[first:last]
+    if run_lengths is None:
+        buckets = {like.shape[0]: list(range(num_runs))}
+    else:
+        buckets: dict[int, list[int]] = {}
+        for run, length in enumerate(np.asarray(run_lengths).tolist()):
+            buckets.setdefault(1 << max(0, int(length) - 1).bit_length(), []).append(run)
+    for padded, runs in sorted(buckets.items()):
+        per_group = max(1, SEGMENT_BYTES // max(1, padded * width * like.element_size()))
+        offsets = torch.arange(padded, device=starts.device)
+        for first in range(0, len(runs), per_group):
+            index = np.asarray(runs[first : first + per_group], np.int64)
+            index = torch.from_numpy(index).to(starts.device, non_blocking=True)
+            rows = starts[index, None].long() + offsets
+            valid = rows < starts[index + 1, None]
+            yield torch.where(valid, rows, 0), valid, seg_slot[index]
 
 
 def _run_rank_mask(ranks: torch.Tensor, slot: torch.Tensor, max_rank: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
 A program takes a tile of BLOCK_T rows of one segment and multiplies it with tiles of
 that segment's adapter gathered from pool pages, on the tensor cores (tl.dot, fp32
 accumulate). Grid axis 0 enumerates (segment, row tile); tiles past a segment's end
-exit at once, so no host sync is needed to size the grid (`max_segment_len` tightens it).
+exit at once, so no host sync is needed to size the grid (the longest run, known on the
+host from `run_lengths`, tightens it).
 """
 
 import triton
