@@ -115,6 +115,8 @@ def test_bad_arguments_are_named():
     qkv, positions, cos, sin, pool, k_pages, v_pages = rope_case(4, 2, 16, 3, torch.float32, 0)
     with pytest.raises(KernelArgumentError, match="qkv must be"):
         rope_write_kv(qkv, positions, cos, sin, pool, k_pages, v_pages, 4, 4, 16)
+    with pytest.raises(KernelArgumentError, match="positions must be"):
+        rope_write_kv(qkv, positions.int(), cos, sin, pool, k_pages, v_pages, 4, 2, 16)
 
 
 @pytest.mark.gpu

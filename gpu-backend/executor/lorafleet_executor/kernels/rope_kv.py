@@ -127,6 +127,12 @@ def rope_write_kv(
     require(cos.is_contiguous() and sin.is_contiguous(), "cos/sin must be contiguous")
     require_int32("k_pages", k_pages, (num_tokens,))
     require_int32("v_pages", v_pages, (num_tokens,))
+    require(
+        positions.dtype == torch.int64
+        and tuple(positions.shape) == (num_tokens,)
+        and positions.is_contiguous(),
+        f"positions must be contiguous int64 [{num_tokens}]",
+    )
     if not use_triton(backend, qkv.device):
         return rope_write_kv_reference(
             qkv, positions, cos, sin, pool, k_pages, v_pages, num_heads, num_kv_heads, head_dim
