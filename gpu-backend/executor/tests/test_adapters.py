@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from fixture_skip import require_fixture
 from safetensors.torch import load_file, save_file
 
 from lorafleet_executor.adapter_layout import adapter_layout
@@ -26,20 +27,9 @@ Q_A = "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"
 DOWN_B = "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a small CI box shared with other jobs, torch's intra-op threads spin against
-    # each other: one thread runs these tiny models about 10x faster in wall time.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def executor():
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    require_fixture(TINY)
     return Executor(InitConfig(model_path=str(TINY), num_pages=2000, max_rank=64))
 
 
@@ -216,8 +206,7 @@ def test_not_a_directory(executor, tmp_path):
 
 
 def test_fp16_overflow_after_scaling_is_refused(tmp_path):
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip("fixture tiny-llama is missing")
+    require_fixture(TINY)
     ex = Executor(InitConfig(model_path=str(TINY), num_pages=500, dtype="float16"))
     path = copy_adapter(tmp_path / "big")
     edit_tensors(path, _set(DOWN_B, lambda t: t * 0 + 60000.0))  # x scale 2 > fp16 max

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
+from fixture_skip import require_fixture
 
 from lorafleet_executor.config import ModelInvalid
 from lorafleet_executor.driver import Driver, Request
@@ -25,20 +25,9 @@ ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a small CI box shared with other jobs, torch's intra-op threads spin against
-    # each other: one thread runs these tiny models about 10x faster in wall time.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def executor():
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    require_fixture(TINY)
     return Executor(InitConfig(model_path=str(TINY), num_pages=400, max_num_seqs=4,
                                max_num_tokens=32))  # fmt: skip
 

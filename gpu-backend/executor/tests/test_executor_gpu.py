@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from fixture_skip import require_fixture
 
 from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.executor import Executor
@@ -24,8 +25,7 @@ ADAPTERS = ["tiny-r4", "tiny-r8", "tiny-r16", "tiny-r64", "tiny-r16-rslora", "ti
 
 
 def cuda_executor(**overrides) -> Executor:
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    require_fixture(TINY)
     config = dict(model_path=str(TINY), device="cuda", num_pages=6000, max_num_seqs=16,
                   max_num_tokens=128, max_rank=64)  # fmt: skip
     return Executor(InitConfig(**{**config, **overrides}))

@@ -43,16 +43,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a small CI box shared with other jobs, torch's intra-op threads spin against
-    # each other: one thread runs these tiny models about 10x faster in wall time.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def save_tiny(path, family):
     config_class, extra = FAMILIES[family]
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from fixture_skip import require_fixture
 
 from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.executor import Executor
@@ -23,21 +24,6 @@ TINY = ROOT / "tiny-llama"
 MIXED_ADAPTERS = ["tiny-r4", "tiny-r8", "tiny-r16", "tiny-r64", "tiny-r16-rslora", "tiny-mix-09"]
 NUM_NEW = 34
 TOP_N = 5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a small CI box shared with other jobs, torch's intra-op threads spin against
-    # each other: one thread runs these tiny models about 10x faster in wall time.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def require_fixture(path):
-    if not (path / ".fixture.json").exists():
-        pytest.skip(f"fixture {path} is missing: run `python -m lorafleet_executor.fixtures`")
 
 
 def nan_filled(executor: Executor) -> Executor:

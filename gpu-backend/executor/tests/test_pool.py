@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from fixture_skip import require_fixture
 
 from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.errors import BadMessage, PageOutOfRange, UnknownAdapter
@@ -18,20 +19,9 @@ TINY = ROOT / "tiny-llama"
 ADAPTERS = ROOT / "adapters"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # On a small CI box shared with other jobs, torch's intra-op threads spin against
-    # each other: one thread runs these tiny models about 10x faster in wall time.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def executor():
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    require_fixture(TINY)
     ex = Executor(InitConfig(model_path=str(TINY), num_pages=3000, max_num_tokens=64))
     ex.pool.data.fill_(float("nan"))  # a read of a page nobody wrote poisons the logits
     return ex

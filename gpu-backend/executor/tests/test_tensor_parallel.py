@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from fixture_skip import require_fixture
 
 from lorafleet_executor.config import ModelConfig
 from lorafleet_executor.driver import Driver, Request
@@ -86,8 +87,7 @@ def _collectives_of_one_step(driver: Driver, adapter_id: int) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def outputs():
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    require_fixture(TINY)
     return _generate(None), run_group(_generate, 2)
 
 

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from fixture_skip import require_fixture
 
 from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.executor import Executor
@@ -51,8 +52,7 @@ def _generate(tp: TensorGroup | None) -> dict:
 
 
 def test_two_gpus_generate_the_tokens_of_one():
-    if not (TINY / ".fixture.json").exists():
-        pytest.skip(f"fixture {TINY} is missing: run `python -m lorafleet_executor.fixtures`")
+    require_fixture(TINY)
     single = _generate(None)
     ranks = run_group(_generate, 2)
     assert ranks[0]["tokens"] == ranks[1]["tokens"] == single["tokens"]
