@@ -23,6 +23,12 @@ def module_columns(m, OUT0, OUT1, OUT2, OUT3):
     return out, col
 
 
+@triton.jit
+def slot_rank(ranks_ptr, m, num_slots, slot):
+    """Module m's rank in `slot`'s adapter; 0 for rows without one (slot -1)."""
+    return tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+
+
 @triton.jit(do_not_specialize=["num_rows", "num_slots"])
 def shrink_decode_kernel(
     x_ptr,
@@ -46,7 +52,7 @@ def shrink_decode_kernel(
     j0 = tl.program_id(2) * BLOCK_R
     j = j0 + tl.arange(0, BLOCK_R)
     slot = tl.load(row_slot_ptr + t)
-    rank = tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+    rank = slot_rank(ranks_ptr, m, num_slots, slot)
     acc = tl.zeros([BLOCK_R, BLOCK_K], dtype=tl.float32)
     if j0 < rank:
         j_mask = j < rank
@@ -98,7 +104,7 @@ def expand_decode_kernel(
     n = p * PAGE_WIDTH + off
     n_mask = (off < PAGE_WIDTH) & (n < out)
     slot = tl.load(row_slot_ptr + t)
-    rank = tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+    rank = slot_rank(ranks_ptr, m, num_slots, slot)
     if (rank > 0) & (p * PAGE_WIDTH < out):
         acc = tl.zeros([BLOCK_R, BLOCK_N], dtype=tl.float32)
         # A constexpr bound (the interpreter of triton 3.6 on numpy >= 2.4

@@ -10,7 +10,7 @@ host from `run_lengths`, tightens it).
 import triton
 import triton.language as tl
 
-from .lora_decode import module_columns
+from .lora_decode import module_columns, slot_rank
 from .triton_common import dot_acc, next_pow2
 
 BLOCK_T = 64
@@ -48,7 +48,7 @@ def shrink_prefill_kernel(
         r_mask = rows < end
         j = j0 + tl.arange(0, BLOCK_R)
         slot = tl.load(seg_slot_ptr + seg)
-        rank = tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+        rank = slot_rank(ranks_ptr, m, num_slots, slot)
         acc = tl.zeros([BLOCK_T, BLOCK_R], dtype=tl.float32)
         if j0 < rank:
             j_mask = j < rank
@@ -108,7 +108,7 @@ def expand_prefill_kernel(
     end = tl.load(seg_starts_ptr + seg + 1)
     row0 = tl.load(seg_starts_ptr + seg) + (tl.program_id(0) % row_tiles) * BLOCK_T
     slot = tl.load(seg_slot_ptr + seg)
-    rank = tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
+    rank = slot_rank(ranks_ptr, m, num_slots, slot)
     if (row0 < end) & (rank > 0) & (p * PAGE_WIDTH < out):
         rows = row0 + tl.arange(0, BLOCK_T)
         r_mask = rows < end
