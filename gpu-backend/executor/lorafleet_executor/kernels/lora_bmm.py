@@ -19,12 +19,11 @@ from .lora_reference import gather_rows
 SEGMENT_BYTES = 256 * 2**20
 
 
-def _rank_mask(ranks: torch.Tensor, row_slot: torch.Tensor, max_rank: int) -> torch.Tensor:
-    """bool [M, T, R]: rank j of row t counts for module m."""
-    slot = row_slot.clamp(min=0).long()
-    row_ranks = ranks[:, slot]  # [M, T]
-    within = torch.arange(max_rank, device=ranks.device) < row_ranks[..., None]
-    return within & (row_slot >= 0)[None, :, None]
+def _rank_mask(ranks: torch.Tensor, slots: torch.Tensor, max_rank: int) -> torch.Tensor:
+    """bool [M, n, R]: rank j of row (or run) i counts for module m; slot -1: none."""
+    own_ranks = ranks[:, slots.clamp(min=0).long()]  # [M, n]
+    within = torch.arange(max_rank, device=ranks.device) < own_ranks[..., None]
+    return within & (slots >= 0)[None, :, None]
 
 
 def _gather(pool: torch.Tensor, pages: torch.Tensor, row_slot: torch.Tensor, length: int):
@@ -81,7 +80,7 @@ def lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, run_lengths) -> 
         a = gather_rows(pool, a_pages[:, slot.clamp(min=0).long()], in_features, pool.dtype)
         xs = x.to(pool.dtype)[rows]  # [n, L, in]
         hs = torch.matmul(xs.unsqueeze(0), a.transpose(-1, -2)).float()  # [M, n, L, R]
-        keep = _run_rank_mask(ranks, slot, max_rank)[:, :, None, :] & valid[None, :, :, None]
+        keep = _rank_mask(ranks, slot, max_rank)[:, :, None, :] & valid[None, :, :, None]
         hs = torch.where(keep, hs, 0.0)
         h.index_put_((rows.reshape(-1),), hs.reshape(num_modules, -1, max_rank).transpose(0, 1),
                      accumulate=True)  # fmt: skip
@@ -97,7 +96,7 @@ def lora_expand_bmm_segments(
     for m, out in enumerate(out_features):
         for rows, valid, slot in _run_groups(segments, run_lengths, out, y):
             bt = gather_rows(pool, b_pages[m, slot.clamp(min=0).long()], out, pool.dtype)
-            keep = _run_rank_mask(ranks[m : m + 1], slot, max_rank)[0]  # [n, R]
+            keep = _rank_mask(ranks[m : m + 1], slot, max_rank)[0]  # [n, R]
             bt = torch.where(keep[:, :, None], bt, 0.0)  # [n, R, out]
             hs = torch.where(valid[:, :, None], h[m][rows], 0.0).to(pool.dtype)  # [n, L, R]
             delta = torch.bmm(hs, bt).to(y.dtype)  # [n, L, out]
@@ -129,10 +128,3 @@ def _run_groups(segments, run_lengths, width: int, like: torch.Tensor):
             rows = starts[index, None].long() + offsets
             valid = rows < starts[index + 1, None]
             yield torch.where(valid, rows, 0), valid, seg_slot[index]
-
-
-def _run_rank_mask(ranks: torch.Tensor, slot: torch.Tensor, max_rank: int) -> torch.Tensor:
-    """bool [M, n, R]: rank j of run i counts for module m (runs without adapter: none)."""
-    run_ranks = ranks[:, slot.clamp(min=0).long()]  # [M, n]
-    within = torch.arange(max_rank, device=ranks.device) < run_ranks[..., None]
-    return within & (slot >= 0)[None, :, None]
