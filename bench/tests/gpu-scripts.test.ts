@@ -45,7 +45,7 @@ describe("make_model.py and make_adapters.py", () => {
   });
 
   it("writes PEFT adapters of the asked ranks, hard-linking beyond --distinct", () => {
-    const made = script("make_adapters.py", [
+    const args = [
       "--model",
       model,
       "--out",
@@ -56,7 +56,8 @@ describe("make_model.py and make_adapters.py", () => {
       "4,8",
       "--distinct",
       "1",
-    ]);
+    ];
+    const made = script("make_adapters.py", args);
     expect(made.status, made.stderr).toBe(0);
     expect(JSON.parse(made.stdout)).toMatchObject({
       adapters: 5,
@@ -83,18 +84,7 @@ describe("make_model.py and make_adapters.py", () => {
       statSync(join(adapters, name, "adapter_model.safetensors")).nlink;
     expect(links("adapter-0000")).toBe(3); // adapters 0, 2, 4 have rank 4: one file
     expect(links("adapter-0001")).toBe(2);
-    const again = script("make_adapters.py", [
-      "--model",
-      model,
-      "--out",
-      adapters,
-      "--count",
-      "5",
-      "--ranks",
-      "4,8",
-      "--distinct",
-      "1",
-    ]);
+    const again = script("make_adapters.py", args);
     expect(JSON.parse(again.stdout)).toMatchObject({ kept: 5 });
   });
 
