@@ -34,18 +34,18 @@ from lorafleet_executor.executor import Executor
 from lorafleet_executor.plan import InitConfig
 from make_adapters import make_adapters, shape_of_model
 from run_info import REPO, device_folder, run_info
-from tp_bench import Workload
+from tp_bench import Workload, sync_device
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def median_ms(run, repeats: int, sync) -> float:
+def median_ms(run, repeats: int, device: torch.device) -> float:
     times = []
     for _ in range(repeats):
-        sync()
+        sync_device(device)
         started = time.perf_counter()
         run()
-        sync()
+        sync_device(device)
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1e3)
 
@@ -70,10 +70,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model is required (or --smoke)")
     on_gpu = torch.cuda.is_available() and not args.smoke
     device = torch.device("cuda" if on_gpu else "cpu")
-
-    def sync() -> None:
-        if on_gpu:
-            torch.cuda.synchronize(device)
 
     with tempfile.TemporaryDirectory(prefix="cold-load-") as tmp:
         shape = shape_of_model(args.model)
@@ -116,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             ex.load_adapter(1, pages)
 
         ex.load_adapter(1, pages)  # warm-up (allocator, first copy)
-        load_ms = median_ms(load, args.repeats, sync)
+        load_ms = median_ms(load, args.repeats, device)
 
         def stage_and_load() -> None:
             if 2 in ex.host:
@@ -124,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             again = ex.stage_adapter(2, folder)
             ex.load_adapter(2, pages[: again.num_pages])
 
-        stage_ms = median_ms(lambda: ex.stage_adapter(3, folder), args.repeats, sync)
-        stage_plus_load_ms = median_ms(stage_and_load, args.repeats, sync)
+        stage_ms = median_ms(lambda: ex.stage_adapter(3, folder), args.repeats, device)
+        stage_plus_load_ms = median_ms(stage_and_load, args.repeats, device)
 
         batch = work.batch("decode", False, device)
 
@@ -134,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
 
         for _ in range(3):
             decode()
-        decode_alone_ms = median_ms(decode, args.decode_steps, sync)
+        decode_alone_ms = median_ms(decode, args.decode_steps, device)
         # Loads back to back on the side stream while the main thread decodes.
         stop = threading.Event()
         loads_during: list[float] = []
@@ -147,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
 
         loader = threading.Thread(target=keep_loading, daemon=True)
         loader.start()
-        decode_with_loads_ms = median_ms(decode, args.decode_steps, sync)
+        decode_with_loads_ms = median_ms(decode, args.decode_steps, device)
         stop.set()
         loader.join()
     result = {

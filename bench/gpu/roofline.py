@@ -31,7 +31,7 @@ from lorafleet_executor.parallel.shard import TensorShard
 from lorafleet_executor.pool import UnifiedPool
 from run_info import REPO, device_folder, run_info
 from shapes import SHAPES
-from tp_bench import Workload, model_config, random_weights, weight_bytes
+from tp_bench import Workload, model_config, random_weights, sync_device, weight_bytes
 
 H100_COPY_BANDWIDTH = 3.02e12  # B/s, /work/shared/DEVICE.md
 
@@ -72,12 +72,12 @@ def time_decode(model, pool, batch, warmup: int, steps: int, device, graph: bool
         run = captured.replay
     for _ in range(warmup):
         run()
-    _sync(device)
+    sync_device(device)
     times = []
     for _ in range(steps):
         started = time.perf_counter()
         run()
-        _sync(device)
+        sync_device(device)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
 
@@ -90,7 +90,7 @@ def profile_step(model, pool, batch, device) -> str:
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(3):
             model.forward(pool, batch)
-        _sync(device)
+        sync_device(device)
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
 
@@ -98,11 +98,6 @@ def profile_step(model, pool, batch, device) -> str:
 def best(timed: dict, key: str) -> float:
     """The better mode's figure (eager or graph) among those that ran."""
     return max(timed[m][key] for m in ("eager", "graph") if key in timed.get(m, {}))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -223,7 +223,8 @@ def bench_rank(tp: TensorGroup, args: argparse.Namespace) -> dict:
     return out
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Waits for the GPU's queued work (timings); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -231,11 +232,11 @@ def _sync(device: torch.device) -> None:
 def _time_steps(model, pool, batch, warmup: int, steps: int, device) -> float:
     for _ in range(warmup):
         model.forward(pool, batch)
-    _sync(device)
+    sync_device(device)
     started = time.perf_counter()
     for _ in range(steps):
         model.forward(pool, batch)
-    _sync(device)
+    sync_device(device)
     return (time.perf_counter() - started) / steps
 
 
