@@ -2,6 +2,7 @@
 on CUDA) through a LoRA prefill and writes nothing but the scratch page."""
 
 import torch
+from fixture_skip import require_fixture
 from test_executor import TINY
 
 from lorafleet_executor.executor import Executor
@@ -10,6 +11,7 @@ from lorafleet_executor.warm_up import warm_up_eager
 
 
 def test_warm_up_writes_only_the_scratch_page():
+    require_fixture(TINY)
     ex = Executor(InitConfig(model_path=str(TINY), num_pages=64, max_rank=16))
     ex.pool.data.fill_(0.5)
     ex.model.lora_backend = ex.model.kernel_backend = "triton"  # the interpreter on CPU
