@@ -144,27 +144,38 @@ class Workload:
         self.args, self.cfg, self.local = args, cfg, local
 
     def batch(self, kind: str, with_lora: bool, device: torch.device) -> ForwardBatch:
+        """ "decode" (B seqs, one token each after C cached), "prefill" (the prefill seqs
+        from scratch) or "mixed" (both in one step, as continuous batching runs them)."""
         args = self.args
-        if kind == "decode":
-            seqs, new, ctx, first = args.batch, 1, args.context + 1, self.kv_start
-        else:
-            seqs, new, ctx = args.prefill_seqs, args.prefill_len, args.prefill_len
-            first = self.kv_start + 2 * args.batch * (args.context + 1)
-        tokens = seqs * new
-        # seq s's token i has K page first + 2·(s·ctx + i), V page the next
-        k_table = first + 2 * (np.arange(seqs)[:, None] * ctx + np.arange(ctx)[None, :])
-        new_pos = np.arange(ctx - new, ctx)
-        k_pages = k_table[:, ctx - new :].reshape(-1)
-        cu_q = np.arange(seqs + 1) * new
+        decode = (args.batch, 1, args.context + 1, self.kv_start)
+        prefill_first = self.kv_start + 2 * args.batch * (args.context + 1)
+        prefill = (args.prefill_seqs, args.prefill_len, args.prefill_len, prefill_first)
+        parts = {"decode": [decode], "prefill": [prefill], "mixed": [decode, prefill]}[kind]
+        width = max(ctx for _, _, ctx, _ in parts)
+        tables, k_pages, positions, new_per_seq, ctx_lens, adapters = [], [], [], [], [], []
+        for part in parts:
+            seqs, new, ctx, first = part
+            # seq s's token i has K page first + 2·(s·ctx + i), V page the next
+            table = first + 2 * (np.arange(seqs)[:, None] * ctx + np.arange(ctx)[None, :])
+            tables.append(np.pad(table, ((0, 0), (0, width - ctx))))
+            k_pages.append(table[:, ctx - new :].reshape(-1))
+            positions.append(np.tile(np.arange(ctx - new, ctx), seqs))
+            new_per_seq += [new] * seqs
+            ctx_lens += [ctx] * seqs
+            adapters.append(self.rows_adapter["decode" if part is decode else "prefill"])
+        k_table = np.concatenate(tables)
+        new_per_seq = np.array(new_per_seq)
+        cu_q = np.concatenate([[0], np.cumsum(new_per_seq)])
         lora = None
         if with_lora:
-            adapters = self.rows_adapter[kind]
-            slot_of = {a: i for i, a in enumerate(dict.fromkeys(adapters.tolist()))}
-            row_slot = np.repeat([slot_of[a] for a in adapters.tolist()], new).astype(np.int32)
+            seq_adapter = np.concatenate(adapters)
+            slot_of = {a: i for i, a in enumerate(dict.fromkeys(seq_adapter.tolist()))}
+            row_slot = np.repeat([slot_of[a] for a in seq_adapter.tolist()], new_per_seq)
+            row_slot = row_slot.astype(np.int32)
             lora = build_lora_batch(
                 [self.adapters[a] for a in slot_of],
                 row_slot,
-                slot_runs(row_slot) if new > 1 else None,
+                slot_runs(row_slot) if new_per_seq.max() > 1 else None,
                 self.local.module_shapes(),
                 self.local.page_width,
                 device,
@@ -174,16 +185,17 @@ class Workload:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
 
         rng = np.random.default_rng(1)
+        k_pages = np.concatenate(k_pages)
         return ForwardBatch(
-            token_ids=dev(rng.integers(3, self.cfg.vocab_size, tokens), torch.int64),
-            positions=dev(np.tile(new_pos, seqs), torch.int64),
+            token_ids=dev(rng.integers(3, self.cfg.vocab_size, int(cu_q[-1])), torch.int64),
+            positions=dev(np.concatenate(positions), torch.int64),
             k_pages=dev(k_pages, torch.int32),
             v_pages=dev(k_pages + 1, torch.int32),
             k_table=dev(k_table, torch.int32),
             v_table=dev(k_table + 1, torch.int32),
             cu_q=dev(cu_q, torch.int32),
-            ctx_lens=dev(np.full(seqs, ctx), torch.int32),
-            max_q=new,
+            ctx_lens=dev(np.array(ctx_lens), torch.int32),
+            max_q=int(new_per_seq.max()),
             logits_rows=dev(cu_q[1:] - 1, torch.int64),
             lora=lora,
         )

@@ -1,0 +1,124 @@
+"""Where an eager step's time goes: the executor's forward at Llama-2-7B shapes (random
+weights) on decode, prefill and mixed batches, on the base model and with every sequence
+on one of N adapters (ranks 8-64, q/k/v/o, zipf(1) as the serving benchmark).
+
+    python bench/gpu/step_profile.py --out $OUT/step_profile.json --profile $OUT/step.txt
+    python bench/gpu/step_profile.py --smoke --out /tmp/step_profile.json   # CPU, seconds
+
+For each batch: `step_ms`, the wall time of one eager step (the GPU's work done), and
+`host_ms`, the time until forward() returns: the host's share of launching it. A step
+whose host_ms reaches its step_ms is bound by the host, not the GPU; CUDA graphs (decode)
+remove that share. --profile writes cProfile's table of the mixed step with adapters.
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from lorafleet_executor.model import LlamaModel
+from lorafleet_executor.pool import UnifiedPool
+from roofline import OneRank
+from run_info import REPO, device_folder, run_info
+from shapes import SHAPES
+from tp_bench import Workload, model_config, random_weights, sync_device
+
+KINDS = ("decode", "prefill", "mixed")
+
+
+def time_step(model, pool, batch, warmup: int, steps: int, device) -> dict:
+    """Median wall and host-launch milliseconds of one eager forward."""
+    for _ in range(warmup):
+        model.forward(pool, batch)
+    walls, hosts = [], []
+    for _ in range(steps):
+        sync_device(device)
+        started = time.perf_counter()
+        model.forward(pool, batch)
+        launched = time.perf_counter()
+        sync_device(device)
+        walls.append(time.perf_counter() - started)
+        hosts.append(launched - started)
+    return {"step_ms": float(np.median(walls)) * 1e3, "host_ms": float(np.median(hosts)) * 1e3}
+
+
+def profile_table(model, pool, batch, device, rows: int = 40) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(3):
+        model.forward(pool, batch)
+    sync_device(device)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(rows)
+    return text.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-2-7b")
+    parser.add_argument("--adapters", type=int, default=2000)
+    parser.add_argument("--ranks", default="8,16,32,64")
+    parser.add_argument("--modules", default="q,k,v,o")
+    parser.add_argument("--batch", type=int, default=64, help="decode sequences")
+    parser.add_argument("--context", type=int, default=512, help="cached tokens per decode seq")
+    parser.add_argument("--prefill-seqs", type=int, default=1)
+    parser.add_argument("--prefill-len", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
+    parser.add_argument("--profile", type=Path, help="cProfile table of the mixed LoRA step")
+    parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.shape, args.adapters, args.batch, args.context = "tiny", 40, 4, 8
+        args.prefill_len, args.warmup, args.steps = 8, 1, 2
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type != "cuda" and not args.smoke:
+        sys.exit("step_profile.py measures a GPU; use --smoke on CPU")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    backend = "triton" if device.type == "cuda" else "torch"
+    torch.manual_seed(0)
+    cfg = model_config(SHAPES[args.shape])
+    model = LlamaModel(cfg, random_weights(cfg, OneRank(), dtype, device), backend, backend)
+    work_args = argparse.Namespace(
+        seed=0, ranks=[int(r) for r in args.ranks.split(",")], num_adapters=args.adapters,
+        modules=args.modules.split(","), batch=args.batch, context=args.context,
+        prefill_seqs=args.prefill_seqs, prefill_len=args.prefill_len,
+    )  # fmt: skip
+    work = Workload(work_args, cfg, cfg)
+    pool = UnifiedPool(cfg.num_layers, work.num_pages, cfg.page_width, dtype, device)
+    pool.data.normal_(0, 0.02)
+    runs = {}
+    for kind in KINDS:
+        runs[kind] = {}
+        for label, with_lora in (("base", False), ("lora", True)):
+            batch = work.batch(kind, with_lora, device)
+            runs[kind][label] = time_step(model, pool, batch, args.warmup, args.steps, device)
+            print(f"{kind} {label}: {runs[kind][label]}", file=sys.stderr, flush=True)
+    if args.profile:
+        batch = work.batch("mixed", True, device)
+        args.profile.write_text(profile_table(model, pool, batch, device))
+    result = {
+        "bench": "step_profile",
+        **run_info(device),
+        "shape": args.shape,
+        "workload": {k: v for k, v in vars(work_args).items()},
+        "adapters_in_batch": len(work.adapters),
+        "runs": runs,
+    }
+    folder = REPO / "bench" / "results" / device_folder(device)
+    out = args.out or folder / "step_profile.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
