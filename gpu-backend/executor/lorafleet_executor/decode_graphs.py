@@ -9,19 +9,21 @@ of the smallest context bucket are captured at start, the others on first use.
 Graphs read static buffers: the step's inputs are copied into them, the page tables
 are gathered from the sequence table inside the graph, and the LoRA tables are padded
 to (max_num_seqs slots, max_rank).
-Prefill and mixed steps run eagerly.
+Steps with prefill chunks go to MixedGraphs (mixed_graphs.py); both share one memory
+pool of the graphs' intermediate tensors (only one graph replays at a time).
 
 Example:
-    graphs = DecodeGraphs(model, pool, seqs, max_num_seqs=256, max_rank=64)
+    graphs = DecodeGraphs(model, pool, seqs, max_num_seqs=256, max_rank=64,
+                          memory_pool=torch.cuda.graph_pool_handle())
     if graphs.can_run(inputs):
         logits = graphs.run(inputs)
 """
 
-import numpy as np
 import torch
 
 from .forward_batch import ForwardBatch
-from .lora_batch import LoraBatch, build_lora_batch
+from .graph_buffers import StaticLora, fill
+from .lora_batch import LoraBatch
 from .model import LlamaModel
 from .pool import UnifiedPool
 from .sequences import SequenceTable
@@ -61,17 +63,17 @@ class DecodeGraphs:
         seqs: SequenceTable,
         max_num_seqs: int,
         max_rank: int,
+        memory_pool: tuple,
     ) -> None:
         self.model, self.pool, self.seqs = model, pool, seqs
-        self.max_rank = max_rank
         self.num_slots = max_num_seqs
         self.buckets = batch_buckets(max_num_seqs)
         self.context_buckets = context_buckets(seqs.width)
         device = pool.data.device
         size = self.buckets[-1]
 
-        def buffer(dtype: torch.dtype, fill: int = 0) -> torch.Tensor:
-            return torch.full((size,), fill, dtype=dtype, device=device)
+        def buffer(dtype: torch.dtype, value: int = 0) -> torch.Tensor:
+            return torch.full((size,), value, dtype=dtype, device=device)
 
         self.token_ids = buffer(torch.int64)
         self.positions = buffer(torch.int64)
@@ -81,9 +83,11 @@ class DecodeGraphs:
         self.ctx_lens = buffer(torch.int32, 1)
         self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
         self.rows = torch.arange(size, dtype=torch.int64, device=device)
-        self.lora = self._empty_lora(size)
+        self.lora = StaticLora(
+            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank, size
+        )
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self._memory_pool = None
+        self.memory_pool = memory_pool
         for size in reversed(self.buckets):
             self._capture(size, self.context_buckets[0])
 
@@ -102,74 +106,27 @@ class DecodeGraphs:
             next(c for c in self.context_buckets if c >= int(inputs.ctx_lens.max())),
         )
         self.seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
-        self._fill(self.token_ids, inputs.token_ids, 0)
-        self._fill(self.positions, inputs.positions, 0)
-        self._fill(self.k_pages, inputs.k_pages, self.pool.scratch_page)
-        self._fill(self.v_pages, inputs.v_pages, self.pool.scratch_page)
-        self._fill(self.seq_rows, inputs.seq_rows, 0)
-        self._fill(self.ctx_lens, inputs.ctx_lens, 1)
-        self._fill(self.lora.row_slot, inputs.row_slot, -1)
-        self._fill_lora_tables(inputs)
+        fill(self.token_ids, inputs.token_ids, 0)
+        fill(self.positions, inputs.positions, 0)
+        fill(self.k_pages, inputs.k_pages, self.pool.scratch_page)
+        fill(self.v_pages, inputs.v_pages, self.pool.scratch_page)
+        fill(self.seq_rows, inputs.seq_rows, 0)
+        fill(self.ctx_lens, inputs.ctx_lens, 1)
+        self.lora.fill(inputs.slots, inputs.row_slot)
         if key not in self.graphs:
             self._capture(*key)
         graph, logits = self.graphs[key]
         graph.replay()
         return logits[torch.from_numpy(inputs.logits_rows).to(logits.device)]
 
-    def _fill_lora_tables(self, inputs: StepInputs) -> None:
-        """Copies this step's tables into the front of the padded static ones.
-
-        Only slots < len(slots) are named by row_slot and only rank rows < rank are read,
-        so what lies beyond from earlier steps is never used.
-        """
-        slots = len(inputs.slots)
-        if not slots:
-            return
-        tables = build_lora_batch(
-            inputs.slots,
-            inputs.row_slot,
-            None,
-            self.model.cfg.module_shapes(),
-            self.pool.page_width,
-            self.pool.data.device,
-        )
-        for name, static in self.lora.groups.items():
-            group = tables.groups[name]
-            if group is None:
-                static.ranks[:, :slots] = 0
-                continue
-            rank = group.a_pages.shape[2]
-            static.a_pages[:, :slots, :rank] = group.a_pages
-            static.b_pages[:, :slots, :rank] = group.b_pages
-            static.ranks[:, :slots] = group.ranks
-
-    def _fill(self, static: torch.Tensor, values: np.ndarray, pad: int) -> None:
-        n = len(values)
-        static[:n].copy_(torch.from_numpy(values), non_blocking=True)
-        static[n:].fill_(pad)
-
-    def _empty_lora(self, size: int) -> LoraBatch:
-        shapes = self.model.cfg.module_shapes()
-        batch = build_lora_batch(
-            [],
-            np.full(size, -1, np.int32),
-            None,
-            shapes,
-            self.pool.page_width,
-            self.pool.data.device,
-            num_slots=self.num_slots,
-            max_rank=self.max_rank,
-        )
-        return batch
-
     def _batch(self, size: int, context: int) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table
         rows = self.seq_rows[:size]
         lora = LoraBatch(
-            row_slot=self.lora.row_slot[:size],
+            row_slot=self.lora.batch.row_slot[:size],
             segments=None,
             run_lengths=None,
-            groups=self.lora.groups,
+            groups=self.lora.batch.groups,
         )
         return ForwardBatch(
             token_ids=self.token_ids[:size],
@@ -192,7 +149,6 @@ class DecodeGraphs:
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         # thread_local: an adapter load on the side stream may run in another thread.
-        with torch.cuda.graph(graph, pool=self._memory_pool, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=self.memory_pool, capture_error_mode="thread_local"):
             logits = self.model.forward(self.pool, self._batch(size, context))
-        self._memory_pool = graph.pool()
         self.graphs[(size, context)] = (graph, logits)

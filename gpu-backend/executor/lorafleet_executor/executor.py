@@ -27,6 +27,7 @@ from .forward_batch import ForwardBatch
 from .host_cache import HostCache
 from .lora_batch import PlacedAdapter
 from .memory_budget import pages_from_memory
+from .mixed_graphs import MixedGraphs
 from .model import LlamaModel
 from .parallel.sharded_adapter import parse_adapter_shard
 from .parallel.sharded_weights import load_weight_shard
@@ -97,14 +98,25 @@ class Executor:
         self.host = HostCache(config.host_cache_bytes)
         self.placed: dict[int, PlacedAdapter] = {}
         self.load_stream = torch.cuda.Stream(self.device) if on_cuda else None
-        self.graphs = (
-            DecodeGraphs(self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank)
-            # Collectives inside captured graphs are not tried yet: TP decodes eagerly.
-            if on_cuda and config.cuda_graphs and tp is None
-            else None
-        )
         if on_cuda:
             warm_up_eager(self.model, self.pool, config.max_rank)
+        self.decode_graphs: DecodeGraphs | None = None
+        self.mixed_graphs: MixedGraphs | None = None
+        # Collectives inside captured graphs are not tried yet: TP runs eagerly.
+        if on_cuda and config.cuda_graphs and tp is None:
+            shared = torch.cuda.graph_pool_handle()  # one graph replays at a time
+            self.decode_graphs = DecodeGraphs(
+                self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank, shared
+            )
+            self.mixed_graphs = MixedGraphs(
+                self.model,
+                self.pool,
+                self.seqs,
+                config.max_num_seqs,
+                config.max_num_tokens,
+                config.max_rank,
+                shared,
+            )
         self.steps = 0
 
     def ready_info(self) -> dict:
@@ -252,8 +264,9 @@ class Executor:
         return generator
 
     def _forward(self, inputs: StepInputs) -> torch.Tensor:
-        if self.graphs is not None and self.graphs.can_run(inputs):
-            return self.graphs.run(inputs)
+        for graphs in (self.decode_graphs, self.mixed_graphs):
+            if graphs is not None and graphs.can_run(inputs):
+                return graphs.run(inputs)
         local = self.local_cfg
         batch: ForwardBatch = to_forward_batch(
             inputs,

@@ -1,6 +1,6 @@
 """The executor on CUDA: bf16 forward with the Triton kernels against HF + PEFT, CUDA-graph
-decode against eager, the side-stream adapter load, pool sizing from memory_fraction.
-Skipped (visibly) without a CUDA device."""
+decode and mixed steps against eager, the side-stream adapter load, pool sizing from
+memory_fraction. Skipped (visibly) without a CUDA device."""
 
 import os
 
@@ -12,6 +12,7 @@ from fixture_skip import require_fixture
 from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.lora_batch import GROUPS
 from lorafleet_executor.plan import InitConfig
 
 pytestmark = [
@@ -62,7 +63,7 @@ def hf_reference():
 
 def test_bf16_triton_with_cuda_graphs_matches_hf_peft():
     executor = cuda_executor(dtype="bfloat16", cuda_graphs=True)
-    assert executor.graphs is not None
+    assert executor.decode_graphs is not None and executor.mixed_graphs is not None
     requests = mixed_requests(executor.cfg.vocab_size)
     outputs = run(executor, requests)
     model = hf_reference()
@@ -89,19 +90,25 @@ def test_bf16_triton_with_cuda_graphs_matches_hf_peft():
     assert agree >= 0.9 * total
 
 
-def test_cuda_graph_decode_equals_eager_in_fp32():
+def test_cuda_graphs_equal_eager_in_fp32():
     requests = mixed_requests(512, max_new_tokens=20)
     # one context past the first context bucket (256): its graphs are captured on first use
     requests.append(Request(prompt=list(range(3, 283)), adapter_id=11, max_new_tokens=20))
-    eager = run(cuda_executor(dtype="float32", cuda_graphs=False), requests)
-    graphed_executor = cuda_executor(dtype="float32", cuda_graphs=True)
-    graphed = run(graphed_executor, requests)
+    # chunks of 100 (past the 64-row pieces) fill steps of up to 256 tokens
+    eager = run(cuda_executor(dtype="float32", cuda_graphs=False, max_num_tokens=256),
+                requests, chunk_size=100)  # fmt: skip
+    graphed_executor = cuda_executor(dtype="float32", cuda_graphs=True, max_num_tokens=256)
+    graphed = run(graphed_executor, requests, chunk_size=100)
     for a, b in zip(eager, graphed, strict=True):
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
-    assert graphed_executor.graphs.buckets == [1, 2, 4, 8, 16]
-    assert graphed_executor.graphs.context_buckets == [256, 1024]
-    assert any(context == 1024 for _, context in graphed_executor.graphs.graphs)
+    decode, mixed = graphed_executor.decode_graphs, graphed_executor.mixed_graphs
+    assert decode.buckets == [1, 2, 4, 8, 16]
+    assert decode.context_buckets == [256, 1024]
+    assert any(context == 1024 for _, context in decode.graphs)
+    assert mixed.buckets == [128, 192, 256]
+    # captured at start for every LoRA group; the steps' own groups on first use
+    assert {groups for _, groups in mixed.graphs} > {frozenset(GROUPS)}
 
 
 def test_side_stream_load_lands_before_ack():

@@ -104,9 +104,10 @@ def paged_attention(
         n_b = cu_q[b+1] - cu_q[b];  query j of b is at position p = ctx_lens[b] - n_b + j
         o[cu_q[b]+j, h] = softmax_i<=p(scale * q·K_b[i, h//G]) @ V_b[:, h//G]   (fp32)
 
-    When T == B (every n_b == 1: a decode step) the split-context decode kernel runs,
-    else the prefill kernel; `max_q` (max n_b) sizes the prefill grid, and is computed
-    with a host sync when not given.
+    A sequence may have no queries (n_b = 0, ctx_lens[b] = 0: padding of a captured
+    batch). When max_q == 1 (a decode step) the split-context decode kernel runs, else
+    the prefill kernel; `max_q` (max n_b, or for the prefill kernel any bound of it)
+    sizes the grid, and is computed with a host sync when not given.
     """
     require_float("q", q, 3)
     require_float("pool", pool, 2)
@@ -144,11 +145,11 @@ def paged_attention(
         return out
     require_runnable(prefill_kernel, q.device)
     dot_f32 = dot_in_fp32(q.dtype, q.device)
-    if num_tokens == num_seqs:
+    if max_q is None:
+        max_q = int((cu_q[1:] - cu_q[:-1]).max())
+    if max_q == 1:
         paged_decode_attention(q, pool, k_table, v_table, cu_q, ctx_lens, scale, out, dot_f32)
     else:
-        if max_q is None:
-            max_q = int((cu_q[1:] - cu_q[:-1]).max())
         paged_prefill_attention(
             q, pool, k_table, v_table, cu_q, ctx_lens, scale, out, max_q, dot_f32,
             is_interpreted(prefill_kernel),
@@ -160,7 +161,7 @@ def _check_attention_values(pool, k_table, v_table, cu_q, ctx_lens, num_tokens) 
     require_offsets("cu_q", cu_q, num_tokens)
     new = (cu_q[1:] - cu_q[:-1]).cpu()
     lens = ctx_lens.cpu()
-    require(bool((new >= 1).all()), "every sequence needs at least one query (cu_q)")
+    require(bool((new >= 0).all()), "cu_q must not decrease")
     require(bool((lens >= new).all()), "ctx_lens must count each sequence's new tokens")
     longest = int(lens.max()) if lens.numel() else 0
     require(

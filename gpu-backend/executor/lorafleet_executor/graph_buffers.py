@@ -1,0 +1,66 @@
+"""Static inputs of captured CUDA graphs: a step's values are copied into the front of
+fixed buffers before a replay, and the rest is padding nobody reads.
+
+Example:
+    lora = StaticLora(cfg.module_shapes(), page_width, device, num_slots=256, max_rank=64,
+                      num_rows=2048)
+    lora.fill(inputs.slots, inputs.row_slot)
+    fill(token_ids, inputs.token_ids, pad=0)
+"""
+
+import numpy as np
+import torch
+
+from .lora_batch import LoraBatch, PlacedAdapter, build_lora_batch
+
+
+def fill(static: torch.Tensor, values: np.ndarray, pad: int) -> None:
+    n = len(values)
+    static[:n].copy_(torch.from_numpy(values), non_blocking=True)
+    static[n:].fill_(pad)
+
+
+class StaticLora:
+    """LoRA page tables padded to (num_slots, max_rank) and a row_slot of num_rows."""
+
+    def __init__(
+        self,
+        shapes: dict[str, tuple[int, int]],
+        page_width: int,
+        device: torch.device,
+        num_slots: int,
+        max_rank: int,
+        num_rows: int,
+    ) -> None:
+        self.shapes, self.page_width, self.device = shapes, page_width, device
+        self.num_slots = num_slots
+        self.batch: LoraBatch = build_lora_batch(
+            [],
+            np.full(num_rows, -1, np.int32),
+            None,
+            shapes,
+            page_width,
+            device,
+            num_slots=num_slots,
+            max_rank=max_rank,
+        )
+
+    def fill(self, slots: list[PlacedAdapter], row_slot: np.ndarray) -> None:
+        """Copies this step's tables into the front of the static ones.
+
+        Only slots < len(slots) are named by row_slot and only rank rows < rank are read,
+        so what lies beyond from earlier steps is never used.
+        """
+        fill(self.batch.row_slot, row_slot, -1)
+        if not slots:
+            return
+        tables = build_lora_batch(slots, row_slot, None, self.shapes, self.page_width, self.device)
+        for name, static in self.batch.groups.items():
+            group = tables.groups[name]
+            if group is None:
+                static.ranks[:, : len(slots)] = 0
+                continue
+            rank = group.a_pages.shape[2]
+            static.a_pages[:, : len(slots), :rank] = group.a_pages
+            static.b_pages[:, : len(slots), :rank] = group.b_pages
+            static.ranks[:, : len(slots)] = group.ranks
