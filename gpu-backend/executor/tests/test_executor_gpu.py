@@ -99,6 +99,10 @@ def test_cuda_graphs_equal_eager_in_fp32():
                 requests, chunk_size=100)  # fmt: skip
     graphed_executor = cuda_executor(dtype="float32", cuda_graphs=True, max_num_tokens=256)
     graphed = run(graphed_executor, requests, chunk_size=100)
+    # a base-model prefill: no LoRA group, its graph captured on first use
+    base_only = [Request(prompt=list(range(3, 120)), max_new_tokens=4)]
+    eager += run(cuda_executor(dtype="float32", cuda_graphs=False), base_only, chunk_size=100)
+    graphed += run(graphed_executor, base_only, chunk_size=100)
     for a, b in zip(eager, graphed, strict=True):
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
@@ -107,8 +111,10 @@ def test_cuda_graphs_equal_eager_in_fp32():
     assert decode.context_buckets == [256, 1024]
     assert any(context == 1024 for _, context in decode.graphs)
     assert mixed.buckets == [128, 192, 256]
-    # captured at start for every LoRA group; the steps' own groups on first use
-    assert {groups for _, groups in mixed.graphs} > {frozenset(GROUPS)}
+    # captured at start for every LoRA group; other groups on first use
+    assert {(b, frozenset(GROUPS)) for b in mixed.buckets} | {(128, frozenset())} == set(
+        mixed.graphs
+    )
 
 
 def test_side_stream_load_lands_before_ack():
