@@ -5,10 +5,12 @@ on one of N adapters (ranks 8-64, q/k/v/o, zipf(1) as the serving benchmark).
     python bench/gpu/step_profile.py --out $OUT/step_profile.json --profile $OUT/step.txt
     python bench/gpu/step_profile.py --smoke --out /tmp/step_profile.json   # CPU, seconds
 
-For each batch: `step_ms`, the wall time of one eager step (the GPU's work done), and
-`host_ms`, the time until forward() returns: the host's share of launching it. A step
-whose host_ms reaches its step_ms is bound by the host, not the GPU; CUDA graphs (decode)
-remove that share. --profile writes cProfile's table of the mixed step with adapters.
+For each batch: `step_ms`, the wall time of one eager step (the GPU's work done),
+`host_ms`, the time until forward() returns: the host's share of launching it, and
+`graph_ms`, the same batch replayed as one CUDA graph (the GPU's work alone; the
+executor's graphs pad it to a bucket). A step whose host_ms reaches its step_ms is bound
+by the host, not the GPU. --profile writes cProfile's table of the eager mixed step with
+adapters and the torch profiler's kernel table of its graph-free GPU work.
 """
 
 import argparse
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from lorafleet_executor.model import LlamaModel
 from lorafleet_executor.pool import UnifiedPool
-from roofline import OneRank
+from roofline import OneRank, profile_step, time_decode
 from run_info import REPO, device_folder, run_info
 from shapes import SHAPES
 from tp_bench import Workload, model_config, random_weights, sync_device
@@ -45,7 +47,10 @@ def time_step(model, pool, batch, warmup: int, steps: int, device) -> dict:
         sync_device(device)
         walls.append(time.perf_counter() - started)
         hosts.append(launched - started)
-    return {"step_ms": float(np.median(walls)) * 1e3, "host_ms": float(np.median(hosts)) * 1e3}
+    timed = {"step_ms": float(np.median(walls)) * 1e3, "host_ms": float(np.median(hosts)) * 1e3}
+    if device.type == "cuda":
+        timed["graph_ms"] = time_decode(model, pool, batch, warmup, steps, device, True) * 1e3
+    return timed
 
 
 def profile_table(model, pool, batch, device, rows: int = 40) -> str:
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         batch = work.batch("mixed", True, device)
         args.profile.write_text(profile_table(model, pool, batch, device))
+        kernels = args.profile.with_name(f"{args.profile.stem}-kernels.txt")
+        kernels.write_text(profile_step(model, pool, batch, device))
     result = {
         "bench": "step_profile",
         **run_info(device),
