@@ -44,6 +44,7 @@ class LoraBatch:
     segments: tuple[torch.Tensor, torch.Tensor] | None  # (starts int32 [n+1], slot int32 [n])
     run_lengths: np.ndarray | None  # int [n], the runs' lengths on the host (grids, no sync)
     groups: dict[str, LoraGroup | None]  # None: no slot targets any module of the group
+    lead_rows: int = 0  # rows before the segments (one-token seqs), or a bound of them
 
 
 def build_lora_batch(
@@ -55,6 +56,7 @@ def build_lora_batch(
     device: torch.device,
     num_slots: int | None = None,
     max_rank: int | None = None,
+    lead_rows: int = 0,
 ) -> LoraBatch:
     """num_slots / max_rank pad the tables to fixed shapes (CUDA graphs; max_rank alone
     keeps the kernels' rank constexpr fixed in eager steps); by default they are as small
@@ -97,6 +99,7 @@ def build_lora_batch(
         else (to_device(segments[0], device), to_device(segments[1], device)),
         groups=groups,
         run_lengths=None if segments is None else np.diff(segments[0]),
+        lead_rows=lead_rows,
     )
 
 
@@ -104,6 +107,22 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A host array on the device without a stream sync (a blocking copy from pageable
     memory waits for every step queued before it)."""
     return torch.from_numpy(array).to(device, non_blocking=True)
+
+
+def mixed_segments(
+    row_slot: np.ndarray, cu_q: np.ndarray
+) -> tuple[int, tuple[np.ndarray, np.ndarray]]:
+    """(lead rows, segments of the rest) of a step with prefill chunks: the rows of the
+    leading one-token sequences (the scheduler puts running decodes first) go one per
+    program, as in decode steps; the rest go by runs of one slot.
+
+    >>> mixed_segments(np.array([0, 1, 1, 1, -1], np.int32), np.array([0, 1, 2, 4, 5]))
+    (2, (array([2, 4, 5], dtype=int32), array([ 1, -1], dtype=int32)))
+    """
+    several = np.flatnonzero(np.diff(cu_q) > 1)
+    lead = int(cu_q[several[0]]) if len(several) else len(row_slot)
+    starts, slots = slot_runs(row_slot[lead:])
+    return lead, ((starts + lead).astype(np.int32), slots)
 
 
 def slot_runs(row_slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,12 @@ writing their K/V into the scratch page.
 What would make a grid depend on the step is cut into pieces of at most BLOCK rows on
 the host: each sequence's queries become pseudo-sequences of <= BLOCK queries (ending
 at the right context length, reading the sequence's page-table row), and each run of
-rows on one adapter becomes segments of <= BLOCK rows. Then the attention and LoRA
-segment kernels need one row tile per piece, and their grids are the piece count's
-bound, T // BLOCK + max_num_seqs; unused pieces are empty and exit at once. The pieces
-are exactly the tiles the eager kernels take, so the results are the eager step's.
+rows on one adapter after the leading decode rows (lora_batch.mixed_segments: those go
+one per program, as in decode steps) becomes segments of <= BLOCK rows. Then the
+attention and LoRA segment kernels need one row tile per piece, and their grids are the
+piece count's bound, T // BLOCK + max_num_seqs + 1; unused pieces are empty and exit at
+once. The pieces are exactly the tiles the eager kernels take, so the results are the
+eager step's.
 Larger steps run eagerly: their GPU work outweighs the launches.
 
 Example:
@@ -30,7 +32,7 @@ from .forward_batch import ForwardBatch
 from .graph_buffers import StaticLora, fill
 from .kernels.attention_prefill import BLOCK_M
 from .kernels.lora_prefill import BLOCK_T
-from .lora_batch import GROUPS, LoraBatch, slot_runs
+from .lora_batch import GROUPS, LoraBatch, mixed_segments
 from .model import LlamaModel
 from .pool import UnifiedPool
 from .sequences import SequenceTable
@@ -124,7 +126,7 @@ class PaddedMixedBatch:
         fill(self.cu_q, np.append(cu_q, bucket), bucket)
         fill(self.ctx_lens, np.append(ctx_lens, padding), 0)
         fill(self.piece_rows, inputs.seq_rows[seq], 0)
-        run_starts, run_slot = slot_runs(inputs.row_slot)
+        _, (run_starts, run_slot) = mixed_segments(inputs.row_slot, inputs.cu_q)
         seg_starts, run = split_ranges(run_starts, BLOCK)
         fill(self.seg_starts, np.append(seg_starts, bucket), bucket)
         fill(self.seg_slot, run_slot[run], -1)
@@ -140,8 +142,10 @@ class PaddedMixedBatch:
             row_slot=static.row_slot[:size],
             segments=(self.seg_starts[: pieces + 1], self.seg_slot[:pieces]),
             # pieces of at most BLOCK rows: one row tile each
-            run_lengths=np.array([BLOCK]),
+            run_lengths=np.full(pieces, BLOCK),
             groups={n: g if n in groups else None for n, g in static.groups.items()},
+            # the decode rows before the pieces: at most one per sequence
+            lead_rows=min(size, self.max_num_seqs),
         )
         return ForwardBatch(
             token_ids=self.token_ids[:size],

@@ -150,6 +150,7 @@ class LlamaModel:
             group.ranks,
             lora.row_slot,
             segments=lora.segments,
+            lead_rows=lora.lead_rows,
             backend=self.lora_backend,
             run_lengths=lora.run_lengths,
         )
@@ -162,6 +163,7 @@ class LlamaModel:
             lora.row_slot,
             group.out_features,
             segments=lora.segments,
+            lead_rows=lora.lead_rows,
             backend=self.lora_backend,
             run_lengths=lora.run_lengths,
         )

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .forward_batch import ForwardBatch
-from .lora_batch import PlacedAdapter, build_lora_batch, slot_runs, to_device
+from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments, to_device
 from .plan import FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan
 from .sequences import SequenceState, SequenceTable
 
@@ -87,12 +87,15 @@ def to_forward_batch(
     rows = to_device(inputs.seq_rows, device)
     lora = None
     if inputs.slots:
-        # Prefill runs (several rows on one slot) go to the segment kernel; decode-only
-        # steps to the one-row-per-program kernel.
-        segments = slot_runs(inputs.row_slot) if inputs.max_q > 1 else None
+        # Prefill runs (several rows on one slot) go to the segment kernel; decode rows
+        # to the one-row-per-program kernel.
+        lead_rows, segments = 0, None
+        if inputs.max_q > 1:
+            lead_rows, segments = mixed_segments(inputs.row_slot, inputs.cu_q)
         lora = build_lora_batch(
-            inputs.slots, inputs.row_slot, segments, shapes, page_width, device, max_rank=max_rank
-        )
+            inputs.slots, inputs.row_slot, segments, shapes, page_width, device,
+            max_rank=max_rank, lead_rows=lead_rows,
+        )  # fmt: skip
     return ForwardBatch(
         token_ids=to_device(inputs.token_ids, device),
         positions=to_device(inputs.positions, device),

@@ -5,7 +5,7 @@ modules and in/out not a multiple of W. fp32: only the summation order differs (
 import pytest
 import torch
 
-from lorafleet_executor.kernels import lora_bmm
+from lorafleet_executor.kernels import lora_bmm, lora_expand, lora_shrink
 from lorafleet_executor.kernels.lora_bmm import (
     lora_expand_bmm,
     lora_expand_bmm_segments,
@@ -84,6 +84,32 @@ def test_bmm_segments_match_reference(
                              lengths, batch.out_features)  # fmt: skip
     lora_expand_reference(y_ref, h_ref, batch.pool, batch.b_pages, batch.ranks, batch.row_slot,
                           batch.out_features)  # fmt: skip
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("lead_rows", [0, 5, 12])
+def test_gpu_mixed_step_bmm_matches_reference(lead_rows):
+    """The torch backend on CUDA (the bmm baseline) with decode rows before segments."""
+    batch = make_lora_batch(
+        num_rows=33, in_features=72, out_features=[72, 40, 40], slot_ranks=[4, 16, 64],
+        page_width=32, spread="zipf", no_adapter_every=4, untargeted=((1, 0),),
+        prefill=True, device="cuda", seed=5,
+    )  # fmt: skip
+    batch.lead_by_rows(lead_rows)
+    meta = (batch.ranks, batch.row_slot)
+    kw = {"segments": batch.segments, "lead_rows": batch.lead_rows, "backend": "torch"}
+    # lengths as the host knows them; a bound of lead rows past seg_starts[0] as graphs do
+    kw["run_lengths"] = batch.segments[0].diff().cpu().numpy()
+    kw["lead_rows"] = min(33, lead_rows + 3)
+    h = lora_shrink(batch.x, batch.pool, batch.a_pages, *meta, **kw)
+    h_ref = lora_shrink_reference(batch.x, batch.pool, batch.a_pages, *meta)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+    y0 = torch.randn(33, 152, device="cuda")
+    y, y_ref = y0.clone(), y0.clone()
+    lora_expand(y, h, batch.pool, batch.b_pages, *meta, batch.out_features, **kw)
+    lora_expand_reference(y_ref, h_ref, batch.pool, batch.b_pages, *meta, batch.out_features)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
 
 

@@ -55,7 +55,7 @@ def run_both(batch, dtype):
     h_ref = lora_shrink_reference(batch.x, batch.pool, batch.a_pages, *meta)
     y_ref = y0.to(DEVICE, copy=True)
     lora_expand_reference(y_ref, h_ref, batch.pool, batch.b_pages, *meta, batch.out_features)
-    triton = {"segments": batch.segments, "backend": "triton"}
+    triton = {"segments": batch.segments, "lead_rows": batch.lead_rows, "backend": "triton"}
     h = lora_shrink(batch.x, batch.pool, batch.a_pages, *meta, **triton)
     y = y0.to(DEVICE, copy=True)
     lora_expand(y, h, batch.pool, batch.b_pages, *meta, batch.out_features, **triton)
@@ -139,6 +139,25 @@ def test_no_row_has_an_adapter_leaves_y_unchanged():
     check_batch(batch, torch.float32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("lead_rows", [1, 4, 9])
+def test_mixed_step_decode_rows_then_segments(lead_rows, dtype):
+    # A mixed step: the leading rows one per program (decode kernel), the rest in runs.
+    triton_runs_here()
+    batch = make(9, "zipf", dtype, True)
+    batch.lead_by_rows(lead_rows)
+    check_batch(batch, dtype)
+
+
+def test_lead_rows_bound_may_exceed_the_rows_before_the_segments():
+    # In a CUDA graph the grid covers a bound; rows from seg_starts[0] on are not redone.
+    triton_runs_here()
+    batch = make(9, "distinct", torch.float32, True)
+    batch.lead_by_rows(3)
+    batch.lead_rows = 6
+    check_batch(batch, torch.float32)
+
+
 def test_prefill_segments_may_split_one_slot():
     # Two sequences on one adapter are two segments; the kernel must not care.
     triton_runs_here()
@@ -206,9 +225,12 @@ GPU_SHAPES = {
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("spread", SPREADS)
 @pytest.mark.parametrize("num_rows", [1, 3, 7, 33, 133])
-@pytest.mark.parametrize("prefill", [False, True], ids=["decode", "prefill"])
+@pytest.mark.parametrize("prefill", [False, True, "mixed"], ids=["decode", "prefill", "mixed"])
 def test_gpu_full_grid(num_rows, spread, dtype, shape, prefill):
-    check_batch(make(num_rows, spread, dtype, prefill, **GPU_SHAPES[shape]), dtype)
+    batch = make(num_rows, spread, dtype, bool(prefill), **GPU_SHAPES[shape])
+    if prefill == "mixed":
+        batch.lead_by_rows(num_rows // 2)
+    check_batch(batch, dtype)
 
 
 @pytest.mark.gpu

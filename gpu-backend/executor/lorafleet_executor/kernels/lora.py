@@ -47,6 +47,7 @@ def lora_shrink(
     row_slot: torch.Tensor,
     *,
     segments: Segments | None = None,
+    lead_rows: int = 0,
     backend: str = "auto",
     run_lengths: np.ndarray | None = None,
     validate: bool | None = None,
@@ -68,7 +69,9 @@ def lora_shrink(
     backend "torch" is the fp32 reference on CPU and, on CUDA, the gather-and-bmm
     baseline in the model dtype (lora_bmm.py, the paper's S-LoRA-bmm).
     Without `segments` the decode kernel runs (one program per row); with them the
-    prefill kernel (tl.dot tiles per segment). `run_lengths`, the runs' lengths as a host
+    prefill kernel (tl.dot tiles per segment). Segments cover rows seg_starts[0] .. T; the
+    rows before seg_starts[0] (a mixed step's decode rows, at most `lead_rows` of them)
+    go one per program as without segments. `run_lengths`, the runs' lengths as a host
     array, sizes the prefill grid (its longest; default T) and the bmm baseline's padding
     without a host sync. `validate` checks metadata values (a host sync on CUDA; default:
     only on CPU).
@@ -87,7 +90,9 @@ def lora_shrink(
         f"a_pages' last dim must be ceil(in / W) = {-(-in_features // page_width)}"
         f" for in={in_features}, W={page_width}; got {pages_per_row}",
     )
-    _check_metadata(a_pages, "a_pages", ranks, row_slot, segments, pool, num_rows, validate)
+    _check_metadata(
+        a_pages, "a_pages", ranks, row_slot, segments, lead_rows, pool, num_rows, validate
+    )
     require_same_device(x=x, pool=pool, a_pages=a_pages, ranks=ranks, row_slot=row_slot)
     h = torch.empty(num_modules, num_rows, max_rank, dtype=torch.float32, device=x.device)
     if not use_triton(backend, x.device):
@@ -97,6 +102,9 @@ def lora_shrink(
             h.copy_(lora_shrink_bmm(x, pool, a_pages, ranks, row_slot))
         else:
             h.copy_(lora_shrink_bmm_segments(x, pool, a_pages, ranks, segments, run_lengths))
+            if lead_rows:
+                lead = _lead_slots(row_slot, segments, lead_rows)
+                h[:, :lead_rows] += lora_shrink_bmm(x[:lead_rows], pool, a_pages, ranks, lead)
         return h
     if num_rows == 0:
         return h
@@ -105,6 +113,10 @@ def lora_shrink(
         lora_decode.shrink_decode(x, pool, a_pages, ranks, row_slot, h)
     else:
         require_runnable(lora_prefill.shrink_prefill_kernel, x.device)
+        if lead_rows:
+            lora_decode.shrink_decode(
+                x, pool, a_pages, ranks, row_slot, h, segments[0], grid_rows=lead_rows
+            )
         lora_prefill.shrink_prefill(
             x,
             pool,
@@ -128,6 +140,7 @@ def lora_expand(
     out_features: list[int],
     *,
     segments: Segments | None = None,
+    lead_rows: int = 0,
     backend: str = "auto",
     run_lengths: np.ndarray | None = None,
     validate: bool | None = None,
@@ -180,7 +193,9 @@ def lora_expand(
         f"h must be contiguous [M, T, R] = {(num_modules, num_rows, max_rank)},"
         f" got {tuple(h.shape)}",
     )
-    _check_metadata(b_pages, "b_pages", ranks, row_slot, segments, pool, num_rows, validate)
+    _check_metadata(
+        b_pages, "b_pages", ranks, row_slot, segments, lead_rows, pool, num_rows, validate
+    )
     require_same_device(y=y, h=h, pool=pool, b_pages=b_pages, ranks=ranks, row_slot=row_slot)
     if not use_triton(backend, y.device):
         if y.device.type != "cuda":
@@ -191,6 +206,11 @@ def lora_expand(
             lora_expand_bmm_segments(
                 y, h, pool, b_pages, ranks, segments, run_lengths, out_features
             )
+            if lead_rows:
+                lead = _lead_slots(row_slot, segments, lead_rows)
+                lora_expand_bmm(
+                    y[:lead_rows], h[:, :lead_rows], pool, b_pages, ranks, lead, out_features
+                )
         return
     if num_rows == 0:
         return
@@ -199,6 +219,10 @@ def lora_expand(
         lora_decode.expand_decode(y, h, pool, b_pages, ranks, row_slot, out_features)
     else:
         require_runnable(lora_prefill.expand_prefill_kernel, y.device)
+        if lead_rows:
+            lora_decode.expand_decode(
+                y, h, pool, b_pages, ranks, row_slot, out_features, segments[0], lead_rows
+            )
         lora_prefill.expand_prefill(
             y,
             h,
@@ -212,6 +236,12 @@ def lora_expand(
         )
 
 
+def _lead_slots(row_slot: torch.Tensor, segments: Segments, lead_rows: int) -> torch.Tensor:
+    """row_slot's first lead_rows entries, -1 from seg_starts[0] on (no host sync)."""
+    rows = torch.arange(lead_rows, device=row_slot.device)
+    return torch.where(rows < segments[0][:1], row_slot[:lead_rows], -1)
+
+
 def _longest_run(run_lengths: np.ndarray | None, num_rows: int) -> int:
     return num_rows if run_lengths is None else int(np.max(run_lengths, initial=0))
 
@@ -222,6 +252,7 @@ def _check_metadata(
     ranks: torch.Tensor,
     row_slot: torch.Tensor,
     segments: Segments | None,
+    lead_rows: int,
     pool: torch.Tensor,
     num_rows: int,
     validate: bool | None,
@@ -243,6 +274,11 @@ def _check_metadata(
         require_int32("seg_starts", seg_starts, (seg_slot.shape[0] + 1,))
         require_int32("seg_slot", seg_slot, (seg_slot.shape[0],))
         require_same_device(seg_starts=seg_starts, seg_slot=seg_slot, pool=pool)
+        require(
+            0 <= lead_rows <= num_rows, f"lead_rows must lie in [0, {num_rows}], got {lead_rows}"
+        )
+    else:
+        require(lead_rows == 0, "lead_rows needs segments")
     if not should_validate_values(validate, pool.device):
         return
     require_in_range(pages_name, pages, 0, pool.shape[0])
@@ -250,9 +286,15 @@ def _check_metadata(
     require_in_range("row_slot", row_slot, -1, num_slots)
     if segments is not None:
         seg_starts, seg_slot = segments
-        require_offsets("seg_starts", seg_starts, num_rows)
+        first = int(seg_starts[0]) if seg_starts.numel() else 0
+        require(
+            first <= lead_rows,
+            f"seg_starts[0] = {first}: rows before the segments must be at most lead_rows"
+            f" = {lead_rows}",
+        )
+        require_offsets("seg_starts", seg_starts - first, num_rows - first)
         lengths = (seg_starts[1:] - seg_starts[:-1]).long()
         require(
-            torch.equal(torch.repeat_interleave(seg_slot, lengths), row_slot),
+            torch.equal(torch.repeat_interleave(seg_slot, lengths), row_slot[first:]),
             "segments disagree with row_slot: each run must hold rows of its seg_slot",
         )

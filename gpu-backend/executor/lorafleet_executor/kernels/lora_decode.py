@@ -1,5 +1,9 @@
 """Triton LoRA kernels for decode (MBGMV-style): one program per row, adapter per row.
 
+They also take the leading one-token rows of a mixed step (LIMIT_ROWS: rows from
+row_limit_ptr[0] on belong to the segment kernels of lora_prefill.py and are skipped;
+in a CUDA graph that bound is on the device and the grid covers its largest value).
+
 Each program serves one row t, one module m and one block of rank rows (shrink) or
 one column chunk of one page (expand), and reads its adapter's rows straight from
 the pool pages: every page row is W contiguous elements, loaded as wide vectors.
@@ -29,6 +33,14 @@ def slot_rank(ranks_ptr, m, num_slots, slot):
     return tl.where(slot >= 0, tl.load(ranks_ptr + m * num_slots + tl.maximum(slot, 0)), 0)
 
 
+@triton.jit
+def row_is_ours(t, row_limit_ptr, LIMIT_ROWS: tl.constexpr):
+    """Whether row t is this kernel's: all rows, or those before row_limit_ptr[0]."""
+    if LIMIT_ROWS:
+        return t < tl.load(row_limit_ptr)
+    return t >= 0
+
+
 @triton.jit(do_not_specialize=["num_rows", "num_slots"])
 def shrink_decode_kernel(
     x_ptr,
@@ -37,6 +49,7 @@ def shrink_decode_kernel(
     a_pages_ptr,
     ranks_ptr,
     row_slot_ptr,
+    row_limit_ptr,
     h_ptr,
     num_rows,
     IN_FEATURES: tl.constexpr,
@@ -46,13 +59,15 @@ def shrink_decode_kernel(
     PAGES_PER_ROW: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    LIMIT_ROWS: tl.constexpr,
 ):
     t = tl.program_id(0)
     m = tl.program_id(1)
     j0 = tl.program_id(2) * BLOCK_R
     j = j0 + tl.arange(0, BLOCK_R)
+    ours = row_is_ours(t, row_limit_ptr, LIMIT_ROWS)
     slot = tl.load(row_slot_ptr + t)
-    rank = slot_rank(ranks_ptr, m, num_slots, slot)
+    rank = tl.where(ours, slot_rank(ranks_ptr, m, num_slots, slot), 0)
     acc = tl.zeros([BLOCK_R, BLOCK_K], dtype=tl.float32)
     if j0 < rank:
         j_mask = j < rank
@@ -71,7 +86,7 @@ def shrink_decode_kernel(
                 ).to(tl.float32)
                 acc += a * xv[None, :]
     h = tl.sum(acc, axis=1)
-    tl.store(h_ptr + (m * num_rows + t) * MAX_RANK + j, h, mask=j < MAX_RANK)
+    tl.store(h_ptr + (m * num_rows + t) * MAX_RANK + j, h, mask=(j < MAX_RANK) & ours)
 
 
 @triton.jit(do_not_specialize=["num_rows", "num_slots"])
@@ -83,6 +98,7 @@ def expand_decode_kernel(
     b_pages_ptr,
     ranks_ptr,
     row_slot_ptr,
+    row_limit_ptr,
     num_rows,
     PAGE_WIDTH: tl.constexpr,
     num_slots,
@@ -95,6 +111,7 @@ def expand_decode_kernel(
     OUT3,
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    LIMIT_ROWS: tl.constexpr,
 ):
     t = tl.program_id(0)
     m = tl.program_id(1)
@@ -104,7 +121,9 @@ def expand_decode_kernel(
     n = p * PAGE_WIDTH + off
     n_mask = (off < PAGE_WIDTH) & (n < out)
     slot = tl.load(row_slot_ptr + t)
-    rank = slot_rank(ranks_ptr, m, num_slots, slot)
+    rank = tl.where(
+        row_is_ours(t, row_limit_ptr, LIMIT_ROWS), slot_rank(ranks_ptr, m, num_slots, slot), 0
+    )
     if (rank > 0) & (p * PAGE_WIDTH < out):
         acc = tl.zeros([BLOCK_R, BLOCK_N], dtype=tl.float32)
         # A constexpr bound (the interpreter of triton 3.6 on numpy >= 2.4
@@ -133,14 +152,17 @@ def expand_decode_kernel(
 # Block sizes from bench/kernels/lora_tune.py on an H200 (Llama-2-7B q/k/v, bf16): wide
 # 1024-element page-row loads beat 256/512 by 1.4x (shrink) and 5x (expand).
 def shrink_decode(
-    x, pool, a_pages, ranks, row_slot, h, block_r=4, block_k=1024, num_warps=4
-) -> None:
+    x, pool, a_pages, ranks, row_slot, h, row_limit=None, grid_rows=None,
+    block_r=4, block_k=1024, num_warps=4,
+) -> None:  # fmt: skip
+    """row_limit: int32 device tensor whose [0] bounds the rows done (all without it);
+    grid_rows: the programs launched, a host bound of it (default: every row)."""
     num_modules, _, max_rank, pages_per_row = a_pages.shape
     num_rows, in_features = x.shape
     page_width = pool.shape[1]
     block_r = min(block_r, next_pow2(max_rank))
     block_k = min(block_k, next_pow2(page_width))
-    grid = (num_rows, num_modules, triton.cdiv(max_rank, block_r))
+    grid = (grid_rows or num_rows, num_modules, triton.cdiv(max_rank, block_r))
     shrink_decode_kernel[grid](
         x,
         x.stride(0),
@@ -148,6 +170,7 @@ def shrink_decode(
         a_pages,
         ranks,
         row_slot,
+        row_slot if row_limit is None else row_limit,
         h,
         num_rows,
         in_features,
@@ -157,20 +180,23 @@ def shrink_decode(
         pages_per_row,
         BLOCK_R=block_r,
         BLOCK_K=block_k,
+        LIMIT_ROWS=row_limit is not None,
         num_warps=num_warps,
     )
 
 
 def expand_decode(
-    y, h, pool, b_pages, ranks, row_slot, out_features, block_r=16, block_n=1024, num_warps=4
-) -> None:
+    y, h, pool, b_pages, ranks, row_slot, out_features, row_limit=None, grid_rows=None,
+    block_r=16, block_n=1024, num_warps=4,
+) -> None:  # fmt: skip
+    """row_limit, grid_rows: as shrink_decode."""
     num_modules, num_slots, max_rank, pages_per_row = b_pages.shape
     page_width = pool.shape[1]
     block_r = min(block_r, next_pow2(max_rank))
     block_n = min(block_n, next_pow2(page_width))
     chunks_per_page = triton.cdiv(page_width, block_n)
     outs = list(out_features) + [0] * (4 - len(out_features))
-    grid = (y.shape[0], num_modules, pages_per_row * chunks_per_page)
+    grid = (grid_rows or y.shape[0], num_modules, pages_per_row * chunks_per_page)
     expand_decode_kernel[grid](
         y,
         y.stride(0),
@@ -179,6 +205,7 @@ def expand_decode(
         b_pages,
         ranks,
         row_slot,
+        row_slot if row_limit is None else row_limit,
         y.shape[0],
         page_width,
         num_slots,
@@ -188,5 +215,6 @@ def expand_decode(
         *outs,
         BLOCK_R=block_r,
         BLOCK_N=block_n,
+        LIMIT_ROWS=row_limit is not None,
         num_warps=num_warps,
     )

@@ -112,6 +112,14 @@ class LoraBatch:
     out_features: list[int]
     a: list[list[torch.Tensor | None]]  # [m][s]: dense fp32 A [r, in] as stored (rounded)
     bt: list[list[torch.Tensor | None]]  # [m][s]: dense fp32 Bᵀ [r, out] as stored
+    lead_rows: int = 0  # rows before the segments, one per program (a mixed step's decodes)
+
+    def lead_by_rows(self, lead_rows: int) -> None:
+        """Makes the first lead_rows rows single rows and the rest segments (runs)."""
+        starts, slots = runs_of(self.row_slot[lead_rows:].cpu())
+        device = self.row_slot.device
+        self.segments = ((starts + lead_rows).to(device), slots.to(device))
+        self.lead_rows = lead_rows
 
     def dense_delta(self) -> torch.Tensor:
         """fp32 [T, sum(out)]: Σ_m x @ A_mᵀ @ Bᵀ_m per row, from dense weights (no pages)."""
