@@ -33,7 +33,7 @@ import torch
 from lorafleet_executor.adapter_layout import MODULES, adapter_layout
 from lorafleet_executor.config import ModelConfig, RopeConfig
 from lorafleet_executor.forward_batch import ForwardBatch
-from lorafleet_executor.lora_batch import PlacedAdapter, build_lora_batch, slot_runs
+from lorafleet_executor.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
 from lorafleet_executor.model import LlamaModel
 from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group
@@ -172,13 +172,17 @@ class Workload:
             slot_of = {a: i for i, a in enumerate(dict.fromkeys(seq_adapter.tolist()))}
             row_slot = np.repeat([slot_of[a] for a in seq_adapter.tolist()], new_per_seq)
             row_slot = row_slot.astype(np.int32)
+            lead_rows, segments = 0, None
+            if new_per_seq.max() > 1:  # decode rows first, then runs, as the executor
+                lead_rows, segments = mixed_segments(row_slot, cu_q)
             lora = build_lora_batch(
                 [self.adapters[a] for a in slot_of],
                 row_slot,
-                slot_runs(row_slot) if new_per_seq.max() > 1 else None,
+                segments,
                 self.local.module_shapes(),
                 self.local.page_width,
                 device,
+                lead_rows=lead_rows,
             )
 
         def dev(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
