@@ -148,11 +148,14 @@ def _rank_block(max_rank: int) -> int:
     return min(64, max(16, next_pow2(max_rank)))  # tl.dot wants every dim >= 16
 
 
-def shrink_prefill(x, pool, a_pages, ranks, segments, h, max_segment_len, dot_f32) -> None:
+def shrink_prefill(
+    x, pool, a_pages, ranks, segments, h, max_segment_len, dot_f32,
+    block_r=None, block_k=64, num_warps=4, num_stages=None,
+) -> None:  # fmt: skip
     seg_starts, seg_slot = segments
     num_modules, num_slots, max_rank, pages_per_row = a_pages.shape
     num_rows, in_features = x.shape
-    block_r = _rank_block(max_rank)
+    block_r = block_r or _rank_block(max_rank)
     row_tiles = triton.cdiv(max(1, max_segment_len), BLOCK_T)
     grid = (seg_slot.shape[0] * row_tiles, num_modules, triton.cdiv(max_rank, block_r))
     shrink_prefill_kernel[grid](
@@ -173,8 +176,10 @@ def shrink_prefill(x, pool, a_pages, ranks, segments, h, max_segment_len, dot_f3
         row_tiles,
         BLOCK_T=BLOCK_T,
         BLOCK_R=block_r,
-        BLOCK_K=64,
+        BLOCK_K=block_k,
         DOT_F32=dot_f32,
+        num_warps=num_warps,
+        **({} if num_stages is None else {"num_stages": num_stages}),
     )
 
 
