@@ -129,8 +129,11 @@ def make_model(shape_name: str, out: Path, seed: int, device: str, tokenizer_fro
     shape = SHAPES[shape_name]
     dtype = torch.bfloat16
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("model*.safetensors*"):
-        stale.unlink()
+    # config.json, written last, marks a complete model (bench/src/run-scenario.ts): a
+    # run that fails or is killed midway leaves none, and the next run starts over.
+    for stale in [*out.glob("model*.safetensors*"), out / "config.json"]:
+        stale.unlink(missing_ok=True)
+    write_tokenizer(out, tokenizer_from, shape.vocab_size)  # first: fails before the weights
     generator = torch.Generator(device=device).manual_seed(seed)
     shards = shard_plan(tensor_plan(shape), element_bytes=2)
     weight_map: dict[str, str] = {}
@@ -154,7 +157,6 @@ def make_model(shape_name: str, out: Path, seed: int, device: str, tokenizer_fro
         index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2))
     write_config(out, shape, "bfloat16")
-    write_tokenizer(out, tokenizer_from, shape.vocab_size)
     return {
         "shape": shape_name,
         "out": str(out),

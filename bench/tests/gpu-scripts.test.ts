@@ -1,7 +1,7 @@
 // bench/gpu's model and adapter generators at --smoke shapes on CPU, checked through
 // the files they write (the PEFT baseline runs in smoke.test.ts, end to end).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -101,5 +101,8 @@ describe("make_model.py and make_adapters.py", () => {
     ]);
     expect(noTokenizer.status).toBe(1);
     expect(noTokenizer.stderr).toMatch(/no tokenizer.json in/);
+    // nothing a later run would take for a complete model (config.json marks one)
+    expect(existsSync(join(dir, "m2", "config.json"))).toBe(false);
+    expect(readdirSync(join(dir, "m2")).filter((f) => f.endsWith(".safetensors"))).toEqual([]);
   });
 });
