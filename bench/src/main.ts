@@ -53,6 +53,9 @@ async function main(argv: string[]): Promise<number> {
     readyTimeoutS: cli.readyTimeoutS,
     log,
   });
+  const labels = plan.points.map((p) => p.label);
+  // S-LoRA-style trace points (Gamma arrivals) bound the `_min` ratios; a burst batch not
+  const traces = plan.points.filter((p) => p.spec.arrival.kind === "gamma").map((p) => p.label);
   const result: ScenarioResult = {
     schema: RESULT_SCHEMA,
     scenario: cli.scenario,
@@ -67,11 +70,7 @@ async function main(argv: string[]): Promise<number> {
     sloFirstTokenS: plan.sloFirstTokenS,
     runs: runs.runs,
     peftBaseline: runs.peft,
-    ratios: computeRatios(
-      runs.runs,
-      plan.points.map((p) => p.label),
-      runs.peft,
-    ),
+    ratios: computeRatios(runs.runs, labels, runs.peft, traces.length > 0 ? traces : labels),
   };
   const file = join(cli.outDir, deviceSlug(environment.device), `${cli.scenario}.json`);
   writeJson(file, result);

@@ -23,6 +23,18 @@ describe("computeRatios", () => {
     expect(ratios.slora_vs_bmm_min).toBeCloseTo(2);
   });
 
+  it("takes the minimum over the trace points it is given only", () => {
+    const runs = [
+      run("slora", "n=2000", 900),
+      run("no-unifymem", "n=2000", 850),
+      run("slora", "peft-batch", 2600),
+      run("no-unifymem", "peft-batch", 2700),
+    ];
+    const ratios = computeRatios(runs, ["n=2000", "peft-batch"], null, ["n=2000"]);
+    expect(ratios["slora_vs_no-unifymem@peft-batch"]).toBeCloseTo(2600 / 2700);
+    expect(ratios["slora_vs_no-unifymem_min"]).toBeCloseTo(900 / 850);
+  });
+
   it("leaves out ratios of failed runs and adds PEFT's", () => {
     const runs = [run("slora", "peft-batch", 3000), run("no-unifymem", "peft-batch", null)];
     const peft = {
