@@ -90,18 +90,19 @@ def test_bf16_triton_with_cuda_graphs_matches_hf_peft():
     assert agree >= 0.9 * total
 
 
-def test_cuda_graphs_equal_eager_in_fp32():
+@pytest.mark.parametrize("lora_backend", ["triton", "torch"], ids=["ours", "bmm"])
+def test_cuda_graphs_equal_eager_in_fp32(lora_backend):
     requests = mixed_requests(512, max_new_tokens=20)
     # one context past the first context bucket (256): its graphs are captured on first use
     requests.append(Request(prompt=list(range(3, 283)), adapter_id=11, max_new_tokens=20))
     # chunks of 100 (past the 64-row pieces) fill steps of up to 256 tokens
-    eager = run(cuda_executor(dtype="float32", cuda_graphs=False, max_num_tokens=256),
-                requests, chunk_size=100)  # fmt: skip
-    graphed_executor = cuda_executor(dtype="float32", cuda_graphs=True, max_num_tokens=256)
+    config = {"dtype": "float32", "max_num_tokens": 256, "lora_backend": lora_backend}
+    eager = run(cuda_executor(cuda_graphs=False, **config), requests, chunk_size=100)
+    graphed_executor = cuda_executor(cuda_graphs=True, **config)
     graphed = run(graphed_executor, requests, chunk_size=100)
     # a base-model prefill: no LoRA group, its graph captured on first use
     base_only = [Request(prompt=list(range(3, 120)), max_new_tokens=4)]
-    eager += run(cuda_executor(dtype="float32", cuda_graphs=False), base_only, chunk_size=100)
+    eager += run(cuda_executor(cuda_graphs=False, **config), base_only, chunk_size=100)
     graphed += run(graphed_executor, base_only, chunk_size=100)
     for a, b in zip(eager, graphed, strict=True):
         assert a.tokens == b.tokens
