@@ -108,15 +108,18 @@ class Executor:
             self.decode_graphs = DecodeGraphs(
                 self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank, shared
             )
-            self.mixed_graphs = MixedGraphs(
-                self.model,
-                self.pool,
-                self.seqs,
-                config.max_num_seqs,
-                config.max_num_tokens,
-                config.max_rank,
-                shared,
-            )
+            # The bmm baseline gathers every row's adapter: captured, a mixed step would
+            # gather for the bucket's bounds (every piece, every decode row) each replay.
+            if config.lora_backend == "triton":
+                self.mixed_graphs = MixedGraphs(
+                    self.model,
+                    self.pool,
+                    self.seqs,
+                    config.max_num_seqs,
+                    config.max_num_tokens,
+                    config.max_rank,
+                    shared,
+                )
         self.steps = 0
 
     def ready_info(self) -> dict:

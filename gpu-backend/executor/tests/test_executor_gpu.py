@@ -111,6 +111,9 @@ def test_cuda_graphs_equal_eager_in_fp32(lora_backend):
     assert decode.buckets == [1, 2, 4, 8, 16]
     assert decode.context_buckets == [256, 1024]
     assert any(context == 1024 for _, context in decode.graphs)
+    if lora_backend == "torch":  # the bmm baseline runs mixed steps eagerly
+        assert mixed is None
+        return
     assert mixed.buckets == [128, 192, 256]
     # captured at start for every LoRA group; other groups on first use
     assert {(b, frozenset(GROUPS)) for b in mixed.buckets} | {(128, frozenset())} == set(
