@@ -125,7 +125,7 @@ def _run_groups(segments, run_lengths, width: int, like: torch.Tensor):
         for first in range(0, len(runs), per_group):
             group = runs[first : first + per_group]
             if group == list(range(group[0], group[0] + len(group))):
-                # made on the device: no host copy, which a CUDA graph capture refuses
+                # made on the device: no host copy (and no sync with the queued steps)
                 index = torch.arange(group[0], group[0] + len(group), device=starts.device)
             else:
                 index = torch.from_numpy(np.asarray(group, np.int64))
