@@ -5,8 +5,10 @@
 #   carry: carry (node22.xz + backend.mjs from scripts/bundle-backend.sh),
 #          .cache/fixtures/tiny-llama, .cache/fixtures/adapters
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
-# More parts (not in the default): roofline (base decode vs the bandwidth floor),
-# coldload (adapter host tier -> pool, beside decode; staging serial vs pooled). Their
+# More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
+# peft (slora vs HF PEFT on the PEFT batch), roofline (base decode vs the bandwidth
+# floor), coldload (adapter host tier -> pool, beside decode; staging serial vs pooled).
+# Each of ablations, bmm and peft takes a call of its own (~4 minutes). Their
 # results go straight to $OUT files (no pipe: a killed pipeline loses its output); logs
 # and profiles come back as $OUT/logs.tgz.
 set -uo pipefail
@@ -25,15 +27,25 @@ if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
     2>&1 | tail -5
 fi
-if [[ $parts == *ablations* ]]; then
-  xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node
-  timeout 500 /tmp/node bench/src/main.ts ablations --duration 15 \
-    --variants base,slora,bmm,no-unifymem \
+ablations() {  # <result name> <ablations args...>
+  local name=$1
+  shift
+  [[ -x /tmp/node ]] || { xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node; }
+  rm -rf /tmp/results
+  timeout 560 /tmp/node bench/src/main.ts ablations "$@" \
     --server-args="--max-loras 1024" --server-entry carry/backend.mjs --work-dir /tmp/bench \
-    --out /tmp/results \
-    > "$OUT/ablations.log" 2>&1
-  cp /tmp/results/summary.json /tmp/results/*/ablations.json "$OUT/" 2>/dev/null
-  tail -60 /tmp/bench/logs/*.log 2>/dev/null | tail -40 > "$OUT/server-tail.log"
+    --out /tmp/results > "$OUT/$name.log" 2>&1
+  cp /tmp/results/*/ablations.json "$OUT/$name.json" 2>/dev/null
+  cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
+}
+if [[ $parts == *ablations* ]]; then
+  ablations ablations --variants base,slora,no-unifymem --no-peft
+fi
+if [[ $parts == *bmm* ]]; then
+  ablations ablations-bmm --duration 15 --variants slora,bmm --no-peft
+fi
+if [[ $parts == *peft* ]]; then
+  ablations ablations-peft --adapters 32 --duration 2 --variants slora
 fi
 if [[ $parts == *roofline* ]]; then
   timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" \
