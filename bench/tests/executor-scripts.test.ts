@@ -1,5 +1,5 @@
 // The GPU scripts that time the executor's own paths (stage_bench.py, cold_load.py,
-// roofline.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
+// roofline.py, step_profile.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
 // run will, with the run's provenance.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -67,5 +67,20 @@ describe("executor timing scripts (--smoke, CPU)", () => {
     expect(json.base_roofline_fraction).toBe(
       Math.min(...runs.map((r) => r.eager.roofline_fraction)),
     );
+  });
+
+  it("step_profile.py times decode, prefill and mixed steps, base and with adapters", () => {
+    const json = runScript("step_profile.py");
+    const runs = json.runs as Record<string, Record<string, { step_ms: number; host_ms: number }>>;
+    expect(Object.keys(runs)).toEqual(["decode", "prefill", "mixed"]);
+    for (const kind of Object.values(runs)) {
+      expect(Object.keys(kind)).toEqual(["base", "lora"]);
+      for (const timed of Object.values(kind)) {
+        // the host's share of a step is part of it (on CPU, all of it)
+        expect(timed.host_ms).toBeGreaterThan(0);
+        expect(timed.host_ms).toBeLessThanOrEqual(timed.step_ms);
+      }
+    }
+    expect(json.adapters_in_batch).toBeGreaterThan(1);
   });
 });
