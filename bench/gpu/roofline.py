@@ -95,6 +95,20 @@ def profile_step(model, pool, batch, device) -> str:
     return prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
 
 
+def random_model(shape: str, smoke: bool, script: str):
+    """(device, dtype, cfg, LlamaModel) of `shape` with random weights: bf16 + Triton on
+    the GPU, fp32 + torch kernels for --smoke on CPU; without a GPU only smoke runs."""
+    device = torch.device("cuda" if torch.cuda.is_available() and not smoke else "cpu")
+    if device.type != "cuda" and not smoke:
+        sys.exit(f"{script} measures a GPU; use --smoke on CPU")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    backend = "triton" if device.type == "cuda" else "torch"
+    torch.manual_seed(0)
+    cfg = model_config(SHAPES[shape])
+    model = LlamaModel(cfg, random_weights(cfg, OneRank(), dtype, device), backend, backend)
+    return device, dtype, cfg, model
+
+
 def best(timed: dict, key: str) -> float:
     """The better mode's figure (eager or graph) among those that ran."""
     return max(timed[m][key] for m in ("eager", "graph") if key in timed.get(m, {}))
@@ -121,14 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.smoke:
         args.shape, args.batches, args.context, args.warmup, args.steps = "tiny", "2,4", 8, 1, 2
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    if device.type != "cuda" and not args.smoke:
-        sys.exit("roofline.py measures a GPU; use --smoke on CPU")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    backend = "triton" if device.type == "cuda" else "torch"
-    torch.manual_seed(0)
-    cfg = model_config(SHAPES[args.shape])
-    model = LlamaModel(cfg, random_weights(cfg, OneRank(), dtype, device), backend, backend)
+    device, dtype, cfg, model = random_model(args.shape, args.smoke, "roofline.py")
     modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
     runs = []
     for batch_size in (int(b) for b in args.batches.split(",")):

@@ -23,13 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from lorafleet_executor.model import LlamaModel
 from lorafleet_executor.pool import UnifiedPool
-from roofline import OneRank, profile_step, time_decode
+from roofline import profile_step, random_model, time_decode
 from run_info import REPO, device_folder, run_info
 from shapes import SHAPES
-from tp_bench import Workload, model_config, random_weights, sync_device
+from tp_bench import Workload, sync_device
 
 KINDS = ("decode", "prefill", "mixed")
 
@@ -84,14 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.shape, args.adapters, args.batch, args.context = "tiny", 40, 4, 8
         args.prefill_len, args.warmup, args.steps = 8, 1, 2
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    if device.type != "cuda" and not args.smoke:
-        sys.exit("step_profile.py measures a GPU; use --smoke on CPU")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    backend = "triton" if device.type == "cuda" else "torch"
-    torch.manual_seed(0)
-    cfg = model_config(SHAPES[args.shape])
-    model = LlamaModel(cfg, random_weights(cfg, OneRank(), dtype, device), backend, backend)
+    device, dtype, cfg, model = random_model(args.shape, args.smoke, "step_profile.py")
     work_args = argparse.Namespace(
         seed=0, ranks=[int(r) for r in args.ranks.split(",")], num_adapters=args.adapters,
         modules=args.modules.split(","), batch=args.batch, context=args.context,

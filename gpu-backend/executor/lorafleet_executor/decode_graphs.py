@@ -22,7 +22,7 @@ Example:
 import torch
 
 from .forward_batch import ForwardBatch
-from .graph_buffers import StaticLora, fill
+from .graph_buffers import StaticLora, buffer, capture, fill
 from .lora_batch import LoraBatch
 from .model import LlamaModel
 from .pool import UnifiedPool
@@ -72,15 +72,12 @@ class DecodeGraphs:
         device = pool.data.device
         size = self.buckets[-1]
 
-        def buffer(dtype: torch.dtype, value: int = 0) -> torch.Tensor:
-            return torch.full((size,), value, dtype=dtype, device=device)
-
-        self.token_ids = buffer(torch.int64)
-        self.positions = buffer(torch.int64)
-        self.k_pages = buffer(torch.int32, pool.scratch_page)
-        self.v_pages = buffer(torch.int32, pool.scratch_page)
-        self.seq_rows = buffer(torch.int64)
-        self.ctx_lens = buffer(torch.int32, 1)
+        self.token_ids = buffer(size, torch.int64, device)
+        self.positions = buffer(size, torch.int64, device)
+        self.k_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.v_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.seq_rows = buffer(size, torch.int64, device)
+        self.ctx_lens = buffer(size, torch.int32, device, 1)
         self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
         self.rows = torch.arange(size, dtype=torch.int64, device=device)
         self.lora = StaticLora(
@@ -143,12 +140,6 @@ class DecodeGraphs:
         )
 
     def _capture(self, size: int, context: int) -> None:
-        # Warm up first: Triton compiles on the first launch, which a capture cannot hold.
-        # The warm-up computes what the graph will: K/V writes are the same values twice.
-        self.model.forward(self.pool, self._batch(size, context))
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: an adapter load on the side stream may run in another thread.
-        with torch.cuda.graph(graph, pool=self.memory_pool, capture_error_mode="thread_local"):
-            logits = self.model.forward(self.pool, self._batch(size, context))
-        self.graphs[(size, context)] = (graph, logits)
+        self.graphs[(size, context)] = capture(
+            lambda: self.model.forward(self.pool, self._batch(size, context)), self.memory_pool
+        )

@@ -1,5 +1,6 @@
-"""Static inputs of captured CUDA graphs: a step's values are copied into the front of
-fixed buffers before a replay, and the rest is padding nobody reads.
+"""Captured CUDA graphs of forward passes and their static inputs: a step's values are
+copied into the front of fixed buffers before a replay, and the rest is padding nobody
+reads.
 
 Example:
     lora = StaticLora(cfg.module_shapes(), page_width, device, num_slots=256, max_rank=64,
@@ -8,10 +9,34 @@ Example:
     fill(token_ids, inputs.token_ids, pad=0)
 """
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from .lora_batch import LoraBatch, PlacedAdapter, build_lora_batch
+
+
+def capture(
+    forward: Callable[[], torch.Tensor], memory_pool: tuple
+) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """(graph, its output) of `forward` over static buffers.
+
+    Warms up first: Triton compiles on the first launch, which a capture cannot hold. The
+    warm-up computes what the graph will: K/V writes are the same values twice.
+    """
+    forward()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    # thread_local: an adapter load on the side stream may run in another thread.
+    with torch.cuda.graph(graph, pool=memory_pool, capture_error_mode="thread_local"):
+        output = forward()
+    return graph, output
+
+
+def buffer(n: int, dtype: torch.dtype, device: torch.device, pad: int = 0) -> torch.Tensor:
+    """A static input of n entries, all padding to start with."""
+    return torch.full((n,), pad, dtype=dtype, device=device)
 
 
 def fill(static: torch.Tensor, values: np.ndarray, pad: int) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .forward_batch import ForwardBatch
-from .graph_buffers import StaticLora, fill
+from .graph_buffers import StaticLora, buffer, capture, fill
 from .kernels.attention_prefill import BLOCK_M
 from .kernels.lora_prefill import BLOCK_T
 from .lora_batch import GROUPS, LoraBatch, mixed_segments
@@ -86,19 +86,16 @@ class PaddedMixedBatch:
         device = pool.data.device
         pieces = self.max_pieces(size)
 
-        def buffer(n: int, dtype: torch.dtype, value: int = 0) -> torch.Tensor:
-            return torch.full((n,), value, dtype=dtype, device=device)
-
-        self.token_ids = buffer(size, torch.int64)
-        self.positions = buffer(size, torch.int64)
-        self.k_pages = buffer(size, torch.int32, pool.scratch_page)
-        self.v_pages = buffer(size, torch.int32, pool.scratch_page)
-        self.piece_rows = buffer(pieces, torch.int64)  # page-table row of each pseudo-seq
-        self.cu_q = buffer(pieces + 1, torch.int32)
-        self.ctx_lens = buffer(pieces, torch.int32)
-        self.seg_starts = buffer(pieces + 1, torch.int32)
-        self.seg_slot = buffer(pieces, torch.int32, -1)
-        self.logits_rows = buffer(max_num_seqs, torch.int64)
+        self.token_ids = buffer(size, torch.int64, device)
+        self.positions = buffer(size, torch.int64, device)
+        self.k_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.v_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.piece_rows = buffer(pieces, torch.int64, device)  # each pseudo-seq's table row
+        self.cu_q = buffer(pieces + 1, torch.int32, device)
+        self.ctx_lens = buffer(pieces, torch.int32, device)
+        self.seg_starts = buffer(pieces + 1, torch.int32, device)
+        self.seg_slot = buffer(pieces, torch.int32, device, -1)
+        self.logits_rows = buffer(max_num_seqs, torch.int64, device)
         self.lora = StaticLora(
             model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank, size
         )
@@ -214,12 +211,7 @@ class MixedGraphs:
         return logits[: len(inputs.logits_rows)]
 
     def _capture(self, size: int, groups: frozenset) -> None:
-        # Warm up first: Triton compiles on the first launch, which a capture cannot hold.
-        # The warm-up computes what the graph will: K/V writes are the same values twice.
-        self.model.forward(self.pool, self.inputs.batch(size, groups))
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: an adapter load on the side stream may run in another thread.
-        with torch.cuda.graph(graph, pool=self.memory_pool, capture_error_mode="thread_local"):
-            logits = self.model.forward(self.pool, self.inputs.batch(size, groups))
-        self.graphs[(size, groups)] = (graph, logits)
+        self.graphs[(size, groups)] = capture(
+            lambda: self.model.forward(self.pool, self.inputs.batch(size, groups)),
+            self.memory_pool,
+        )
