@@ -193,6 +193,18 @@ def test_shrink_rejects_bad_arguments(mutate, message):
         lora_shrink(*args, backend="torch")
 
 
+def test_lead_rows_are_checked_against_the_segments():
+    batch = make(9, "zipf", torch.float32, True)
+    args = shrink_args(batch)
+    with pytest.raises(KernelArgumentError, match="lead_rows needs segments"):
+        lora_shrink(*args, lead_rows=2, backend="torch")
+    batch.lead_by_rows(4)
+    with pytest.raises(KernelArgumentError, match="rows before the segments must be at most"):
+        lora_shrink(*args, segments=batch.segments, lead_rows=3, backend="torch", validate=True)
+    with pytest.raises(KernelArgumentError, match="lead_rows must lie in"):
+        lora_shrink(*args, segments=batch.segments, lead_rows=10, backend="torch")
+
+
 def test_expand_rejects_bad_arguments():
     batch = make(4, "zipf", torch.float32, True)
     h = lora_shrink(*shrink_args(batch), segments=batch.segments, backend="torch")
