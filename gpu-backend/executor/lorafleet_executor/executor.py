@@ -73,6 +73,8 @@ class Executor:
             tp=tp,
             full_vocab_size=self.cfg.vocab_size,
         )
+        # Collectives inside captured graphs are not tried yet: TP runs eagerly.
+        graphs = on_cuda and config.cuda_graphs and tp is None
         num_pages = config.num_pages or pages_from_memory(
             self.model,
             self.local_cfg,
@@ -82,6 +84,7 @@ class Executor:
             config.max_rank,
             self.dtype,
             self.device,
+            graphs,
         )
         if tp is not None:
             # Page ids name the same slot on every rank: the smallest pool bounds them all.
@@ -102,8 +105,7 @@ class Executor:
             warm_up_eager(self.model, self.pool, config.max_rank)
         self.decode_graphs: DecodeGraphs | None = None
         self.mixed_graphs: MixedGraphs | None = None
-        # Collectives inside captured graphs are not tried yet: TP runs eagerly.
-        if on_cuda and config.cuda_graphs and tp is None:
+        if graphs:
             shared = torch.cuda.graph_pool_handle()  # one graph replays at a time
             self.decode_graphs = DecodeGraphs(
                 self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank, shared

@@ -2,8 +2,10 @@
 
 On CUDA: the fraction of total GPU memory, minus what is already in use (weights,
 other processes), minus the activation workspace measured by one profiling forward
-over max_num_tokens tokens and one sampling pass over max_num_seqs rows. On CPU: the
-fraction of the memory available now.
+over max_num_tokens tokens and one sampling pass over max_num_seqs rows, twice with
+CUDA graphs (their private memory pool holds the activations of the largest bucket, at
+most a step's, beside the eager steps' cached ones). On CPU: the fraction of the memory
+available now.
 """
 
 import os
@@ -28,11 +30,13 @@ def pages_from_memory(
     max_rank: int,
     dtype: torch.dtype,
     device: torch.device,
+    graphs: bool = False,
 ) -> int:
     if device.type == "cuda":
         workspace = _profile_workspace(model, cfg, max_num_tokens, max_num_seqs, dtype, device)
         # LoRA's fp32 h buffers ([M, T, R] for q/k/v) are not in the base-only profile.
         workspace += 2 * 3 * max_num_tokens * max_rank * 4
+        workspace *= 2 if graphs else 1
         torch.cuda.empty_cache()
         free, total = torch.cuda.mem_get_info(device)
         budget = int(total * memory_fraction) - (total - free) - workspace
