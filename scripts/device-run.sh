@@ -6,8 +6,10 @@
 #          .cache/fixtures/tiny-llama, .cache/fixtures/adapters
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
 # More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
-# peft (slora vs HF PEFT on the PEFT batch), roofline (base decode vs the bandwidth
-# floor), coldload (adapter host tier -> pool, beside decode; staging serial vs pooled).
+# peft (slora vs HF PEFT on the PEFT batch), pressure (slora vs no-unifymem in a pool of
+# 100,000 pages, 25 GB: the trace's ~70k pages of KV and its adapters fit it shared, not
+# split in halves), roofline (base decode vs the bandwidth floor), coldload (adapter host
+# tier -> pool, beside decode; staging serial vs pooled).
 # Each of ablations, bmm and peft takes a call of its own (~4 minutes). Their
 # results go straight to $OUT files (no pipe: a killed pipeline loses its output); logs
 # and profiles come back as $OUT/logs.tgz.
@@ -27,25 +29,28 @@ if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
     2>&1 | tail -5
 fi
-ablations() {  # <result name> <ablations args...>
-  local name=$1
-  shift
+ablations() {  # <result name> <server args> <ablations args...>
+  local name=$1 server_args=$2
+  shift 2
   [[ -x /tmp/node ]] || { xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node; }
   rm -rf /tmp/results
   timeout 560 /tmp/node bench/src/main.ts ablations "$@" \
-    --server-args="--max-loras 1024" --server-entry carry/backend.mjs --work-dir /tmp/bench \
-    --out /tmp/results > "$OUT/$name.log" 2>&1
+    --server-args="--max-loras 1024 $server_args" --server-entry carry/backend.mjs \
+    --work-dir /tmp/bench --out /tmp/results > "$OUT/$name.log" 2>&1
   cp /tmp/results/*/ablations.json "$OUT/$name.json" 2>/dev/null
   cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
 }
 if [[ $parts == *ablations* ]]; then
-  ablations ablations --variants base,slora,no-unifymem --no-peft
+  ablations ablations "" --variants base,slora,no-unifymem --no-peft
 fi
 if [[ $parts == *bmm* ]]; then
-  ablations ablations-bmm --duration 15 --variants slora,bmm --no-peft
+  ablations ablations-bmm "" --duration 15 --variants slora,bmm --no-peft
 fi
 if [[ $parts == *peft* ]]; then
-  ablations ablations-peft --adapters 32 --duration 2 --variants slora
+  ablations ablations-peft "" --adapters 32 --duration 2 --variants slora
+fi
+if [[ $parts == *pressure* ]]; then
+  ablations ablations-pressure "--num-pages 100000" --variants slora,no-unifymem --no-peft
 fi
 if [[ $parts == *roofline* ]]; then
   timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" \
