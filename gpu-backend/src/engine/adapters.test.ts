@@ -224,6 +224,36 @@ describe("Engine adapter flow", () => {
     expect(engine.stats().adapters).toMatchObject({ loading: 1, misses: 1 });
   });
 
+  it("admits a tenant's requests on resident adapters past one whose adapter is loading", () => {
+    const engine = createEngine({ maxInFlightSteps: 1 });
+    // One tenant: r0 on cold adapter "x", then r1 on the base model and r2 on "x" too.
+    const [cold, base, sameCold] = createRequests({
+      numRequests: 3,
+      maxTokens: () => 4,
+      adapter: (i) => (i === 1 ? null : "x"),
+    }) as [EngineRequest, EngineRequest, EngineRequest];
+    for (const req of [cold, base, sameCold]) engine.addRequest(req);
+    const sim = new SimulatedExecutor(testModel());
+    const s0 = engine.schedule(0);
+    // r1 runs at once; r0 and r2 wait for "x", in their order
+    expect(s0.plan?.seqIds.length).toBe(1);
+    expect(s0.adapterOps.map((o) => o.kind)).toEqual(["stage"]);
+    sim.submit(s0.plan as NonNullable<typeof s0.plan>);
+    engine.adapterStaged(sim.stage(s0.adapterOps[0] as Extract<AdapterOp, { kind: "stage" }>));
+    const out0 = engine.update(sim.runNext(), 1);
+    expect(out0.map((o) => o.id)).toEqual(["r1"]);
+    const s1 = engine.schedule(1);
+    const load = s1.adapterOps[0] as Extract<AdapterOp, { kind: "load" }>;
+    expect(load.kind).toBe("load");
+    sim.submit(s1.plan as NonNullable<typeof s1.plan>);
+    sim.load(load);
+    engine.adapterLoaded(load.adapterId);
+    engine.update(sim.runNext(), 2);
+    const s2 = engine.schedule(2);
+    // "x" is resident: r0 and r2 start together, behind the running r1
+    expect(s2.plan?.seqIds.length).toBe(3);
+  });
+
   it("fails the requests of an adapter that cannot be staged, or cannot fit beside them", () => {
     const engine = createEngine({}, { numPages: 100 });
     const requests = createRequests({

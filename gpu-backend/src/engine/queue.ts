@@ -3,7 +3,9 @@ import type { Sequence } from "./sequence.ts";
 
 /**
  * Requests waiting for admission: one FIFO per tenant; fair share (VTC) decides which
- * tenant's head goes next. Preempted requests go back to the front of their tenant's queue.
+ * tenant goes next, and the scheduler takes its oldest request that can start (one whose
+ * adapter is still loading waits). Preempted requests go back to the front of their
+ * tenant's queue.
  */
 export class WaitingQueue {
   readonly #byTenant = new Map<string, Sequence[]>();
@@ -36,8 +38,9 @@ export class WaitingQueue {
     return this.#byTenant.get(tenant)?.length ?? 0;
   }
 
-  head(tenant: string): Sequence | undefined {
-    return this.#byTenant.get(tenant)?.[0];
+  /** The tenant's queued requests, oldest first. */
+  of(tenant: string): readonly Sequence[] {
+    return this.#byTenant.get(tenant) ?? [];
   }
 
   all(): IterableIterator<Sequence[]> {

@@ -267,20 +267,15 @@ export class Scheduler {
     while (this.running.length < this.#config.maxNumSeqs && budget.tokens > 0) {
       const tenant = this.waiting.pickTenant(this.#fairShare, waitingOnAdapter);
       if (tenant === null) return;
-      const seq = this.waiting.head(tenant) as Sequence;
-      const adapter = seq.req.adapter;
-      // How soon its adapter is wanted; a base-model request outranks every adapter.
-      const found = adapter === null ? -1 : wanted.indexOf(adapter.name);
-      const rank = adapter === null ? -1 : found === -1 ? wanted.length : found;
-      if (adapter !== null) {
-        const readiness = this.#adapters.ensure(adapter.name, rank, this.#nextStepKvPages());
-        // No room for the adapter: stop admitting so finishing requests free room for it.
-        if (readiness === "blocked") return;
-        if (readiness === "pending") {
-          waitingOnAdapter.add(tenant);
-          continue;
-        }
+      const next = this.#nextReady(tenant, wanted);
+      // No room for an adapter: stop admitting so finishing requests free room for it.
+      if (next === "blocked") return;
+      if (next === null) {
+        waitingOnAdapter.add(tenant);
+        continue;
       }
+      const { seq, rank } = next;
+      const adapter = seq.req.adapter;
       const n = Math.min(seq.tokens.length, budget.tokens);
       // Pinned first, so that making room for its KV cannot evict its own adapter.
       if (adapter !== null) this.#adapters.pin(adapter.name);
@@ -303,6 +298,26 @@ export class Scheduler {
       planned.push(this.#plan(seq, n));
       budget.tokens -= n;
     }
+  }
+
+  /**
+   * The tenant's oldest queued request that can start now (its adapter resident, or none)
+   * and the rank of its adapter (how soon it is wanted; base -1, before every adapter).
+   * Requests whose adapter is still staging or loading are passed over, within the
+   * prefetch window, so that one cold adapter does not hold up the requests queued behind
+   * it on resident ones (vLLM's scheduler passes over LoRA requests it cannot run alike).
+   * null: none can; "blocked": an adapter has no room.
+   */
+  #nextReady(tenant: string, wanted: string[]): { seq: Sequence; rank: number } | "blocked" | null {
+    for (const seq of this.waiting.of(tenant).slice(0, this.#config.prefetchWindow)) {
+      const adapter = seq.req.adapter;
+      if (adapter === null) return { seq, rank: -1 };
+      const found = wanted.indexOf(adapter.name);
+      const rank = found === -1 ? wanted.length : found;
+      const readiness = this.#adapters.ensure(adapter.name, rank, this.#nextStepKvPages());
+      if (readiness !== "pending") return readiness === "blocked" ? "blocked" : { seq, rank };
+    }
+    return null;
   }
 
   /** Tokens the seq could compute now: a prefill chunk's worth, one decode token, or 0. */
