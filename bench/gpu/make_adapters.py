@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from shapes import MODULE_PARENT, SHAPES, LlamaShape
+from shapes import MODULE_PARENT, SHAPES, LlamaShape, module_features
 from trace_file import read_trace
 
 PAPER_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -69,7 +69,7 @@ def adapter_config(rank: int, targets: list[str], base: str) -> dict:
 
 def adapter_weights(shape: LlamaShape, rank: int, targets: list[str], seed: int, device: str):
     generator = torch.Generator(device=device).manual_seed(seed)
-    features = shape.module_features()
+    features = module_features(shape)
     tensors = {}
     for layer in range(shape.num_hidden_layers):
         for module in targets:

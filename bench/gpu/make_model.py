@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from lorafleet_executor.fixtures.llama_config import LlamaShape as FixtureShape
 from lorafleet_executor.fixtures.llama_config import SpecialTokenIds, write_llama_config
 from safetensors.torch import save_file
 from shapes import SHAPES, LlamaShape
@@ -87,17 +86,7 @@ def random_tensor(shape, kind, generator, device, dtype) -> torch.Tensor:
 
 def write_config(out: Path, shape: LlamaShape, dtype_name: str) -> None:
     # The fixtures' writer: one definition of what an HF Llama directory's config holds.
-    fixture_shape = FixtureShape(
-        vocab_size=shape.vocab_size,
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        max_position_embeddings=shape.max_position_embeddings,
-    )
-    tokens = SpecialTokenIds(bos=BOS, eos=EOS, pad=EOS)
-    write_llama_config(out, fixture_shape, tokens, torch_dtype=dtype_name)
+    write_llama_config(out, shape, SpecialTokenIds(bos=BOS, eos=EOS, pad=EOS), dtype_name)
 
 
 def write_tokenizer(out: Path, source: Path, vocab_size: int) -> None:

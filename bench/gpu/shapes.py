@@ -1,36 +1,23 @@
 """Llama shapes the benchmark models take: the S-LoRA paper's Llama-2-7B and -13B, and a
-tiny one for --smoke runs on CPU. Only the shapes matter: weights are random."""
+tiny one for --smoke runs on CPU. Only the shapes matter: weights are random. They are
+the fixtures' LlamaShape, so a model's config.json is written by the fixtures' writer."""
 
-from dataclasses import dataclass
+from lorafleet_executor.fixtures.llama_config import LlamaShape
 
 
-@dataclass(frozen=True)
-class LlamaShape:
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    max_position_embeddings: int
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    def module_features(self) -> dict[str, tuple[int, int]]:
-        """(in, out) features of each LoRA-targetable projection."""
-        kv = self.num_key_value_heads * self.head_dim
-        h, i = self.hidden_size, self.intermediate_size
-        return {
-            "q_proj": (h, h),
-            "k_proj": (h, kv),
-            "v_proj": (h, kv),
-            "o_proj": (h, h),
-            "gate_proj": (h, i),
-            "up_proj": (h, i),
-            "down_proj": (i, h),
-        }
+def module_features(shape: LlamaShape) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each LoRA-targetable projection."""
+    kv = shape.num_key_value_heads * shape.head_dim
+    h, i = shape.hidden_size, shape.intermediate_size
+    return {
+        "q_proj": (h, h),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (h, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
 
 
 SHAPES = {
