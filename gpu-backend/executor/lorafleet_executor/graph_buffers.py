@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .lora_batch import LoraBatch, PlacedAdapter, build_lora_batch
+from .lora_batch import LoraBatch, PlacedAdapter, build_lora_batch, group_tables, targeted_groups
 
 
 def capture(
@@ -57,8 +57,7 @@ class StaticLora:
         max_rank: int,
         num_rows: int,
     ) -> None:
-        self.shapes, self.page_width, self.device = shapes, page_width, device
-        self.num_slots = num_slots
+        self.shapes, self.page_width = shapes, page_width
         self.batch: LoraBatch = build_lora_batch(
             [],
             np.full(num_rows, -1, np.int32),
@@ -79,13 +78,16 @@ class StaticLora:
         fill(self.batch.row_slot, row_slot, -1)
         if not slots:
             return
-        tables = build_lora_batch(slots, row_slot, None, self.shapes, self.page_width, self.device)
+        n, rank = len(slots), max(a.rank for a in slots)
+        targeted = targeted_groups(slots)
         for name, static in self.batch.groups.items():
-            group = tables.groups[name]
-            if group is None:
-                static.ranks[:, : len(slots)] = 0
+            if name not in targeted:
+                static.ranks[:, :n] = 0
                 continue
-            rank = group.a_pages.shape[2]
-            static.a_pages[:, : len(slots), :rank] = group.a_pages
-            static.b_pages[:, : len(slots), :rank] = group.b_pages
-            static.ranks[:, : len(slots)] = group.ranks
+            a_pages, b_pages, ranks = group_tables(
+                slots, name, self.shapes, self.page_width, n, rank
+            )
+            # straight from the host into the static tables' front
+            static.a_pages[:, :n, :rank].copy_(torch.from_numpy(a_pages), non_blocking=True)
+            static.b_pages[:, :n, :rank].copy_(torch.from_numpy(b_pages), non_blocking=True)
+            static.ranks[:, :n].copy_(torch.from_numpy(ranks), non_blocking=True)

@@ -61,36 +61,21 @@ def build_lora_batch(
     """num_slots / max_rank pad the tables to fixed shapes (CUDA graphs; max_rank alone
     keeps the kernels' rank constexpr fixed in eager steps); by default they are as small
     as this step allows. Groups no slot targets are left out unless num_slots is fixed."""
+    targeted = targeted_groups(slots)
     fixed_slots = num_slots is not None
     num_slots = num_slots or len(slots)
     rank = max_rank or max(a.rank for a in slots)
     groups: dict[str, LoraGroup | None] = {}
-    for name, modules in GROUPS.items():
-        if not fixed_slots and not any(m in a.spans for a in slots for m in modules):
+    for name in GROUPS:
+        if not fixed_slots and name not in targeted:
             groups[name] = None
             continue
-        outs = [shapes[m][1] for m in modules]
-        a_pages = np.zeros(
-            (len(modules), num_slots, rank, pages_per_row(shapes[modules[0]][0], page_width)),
-            np.int32,
-        )
-        b_pages = np.zeros(
-            (len(modules), num_slots, rank, pages_per_row(max(outs), page_width)), np.int32
-        )
-        ranks = np.zeros((len(modules), num_slots), np.int32)
-        for s, adapter in enumerate(slots):
-            for m, module in enumerate(modules):
-                span = adapter.spans.get(module)
-                if span is None:
-                    continue
-                ranks[m, s] = span.rank
-                a_pages[m, s, : span.rank] = span.a_pages(adapter.pages)
-                b_pages[m, s, : span.rank, : span.b_row_pages] = span.b_pages(adapter.pages)
+        a_pages, b_pages, ranks = group_tables(slots, name, shapes, page_width, num_slots, rank)
         groups[name] = LoraGroup(
             a_pages=to_device(a_pages, device),
             b_pages=to_device(b_pages, device),
             ranks=to_device(ranks, device),
-            out_features=outs,
+            out_features=[shapes[m][1] for m in GROUPS[name]],
         )
     return LoraBatch(
         row_slot=to_device(row_slot, device),
@@ -101,6 +86,44 @@ def build_lora_batch(
         run_lengths=None if segments is None else np.diff(segments[0]),
         lead_rows=lead_rows,
     )
+
+
+def targeted_groups(slots: list[PlacedAdapter]) -> frozenset[str]:
+    """The groups (names of GROUPS) some slot's adapter targets a module of."""
+    return frozenset(
+        name
+        for name, modules in GROUPS.items()
+        if any(m in a.spans for a in slots for m in modules)
+    )
+
+
+def group_tables(
+    slots: list[PlacedAdapter],
+    group: str,
+    shapes: dict[str, tuple[int, int]],
+    page_width: int,
+    num_slots: int,
+    rank: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One group's page tables on the host: a_pages int32 [M, S, R, ceil(in / W)], b_pages
+    int32 [M, S, R, ceil(max(out) / W)] and ranks int32 [M, S], S = num_slots, R = rank."""
+    modules = GROUPS[group]
+    outs = [shapes[m][1] for m in modules]
+    in_pages = pages_per_row(shapes[modules[0]][0], page_width)
+    a_pages = np.zeros((len(modules), num_slots, rank, in_pages), np.int32)
+    b_pages = np.zeros(
+        (len(modules), num_slots, rank, pages_per_row(max(outs), page_width)), np.int32
+    )
+    ranks = np.zeros((len(modules), num_slots), np.int32)
+    for s, adapter in enumerate(slots):
+        for m, module in enumerate(modules):
+            span = adapter.spans.get(module)
+            if span is None:
+                continue
+            ranks[m, s] = span.rank
+            a_pages[m, s, : span.rank] = span.a_pages(adapter.pages)
+            b_pages[m, s, : span.rank, : span.b_row_pages] = span.b_pages(adapter.pages)
+    return a_pages, b_pages, ranks
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

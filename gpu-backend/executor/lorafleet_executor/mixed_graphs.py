@@ -32,7 +32,7 @@ from .forward_batch import ForwardBatch
 from .graph_buffers import StaticLora, buffer, capture, fill
 from .kernels.attention_prefill import BLOCK_M
 from .kernels.lora_prefill import BLOCK_T
-from .lora_batch import GROUPS, LoraBatch, mixed_segments
+from .lora_batch import GROUPS, LoraBatch, mixed_segments, targeted_groups
 from .model import LlamaModel
 from .pool import UnifiedPool
 from .sequences import SequenceTable
@@ -159,15 +159,6 @@ class PaddedMixedBatch:
         )
 
 
-def lora_groups(inputs: StepInputs) -> frozenset:
-    """The LoRA groups (names of GROUPS) some adapter of the step targets."""
-    return frozenset(
-        name
-        for name, modules in GROUPS.items()
-        if any(m in a.spans for a in inputs.slots for m in modules)
-    )
-
-
 class MixedGraphs:
     def __init__(
         self,
@@ -203,7 +194,7 @@ class MixedGraphs:
         """float32 [N, vocab] logits of the sampling rows (valid until the next replay)."""
         bucket = next(b for b in self.buckets if b >= len(inputs.token_ids))
         self.inputs.fill(inputs, bucket)
-        key = (bucket, lora_groups(inputs))
+        key = (bucket, targeted_groups(inputs.slots))
         if key not in self.graphs:
             self._capture(*key)
         graph, logits = self.graphs[key]

@@ -13,14 +13,8 @@ from hypothesis import strategies as st
 from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.lora_batch import GROUPS
-from lorafleet_executor.mixed_graphs import (
-    BLOCK,
-    PaddedMixedBatch,
-    lora_groups,
-    split_ranges,
-    token_buckets,
-)
+from lorafleet_executor.lora_batch import GROUPS, targeted_groups
+from lorafleet_executor.mixed_graphs import BLOCK, PaddedMixedBatch, split_ranges, token_buckets
 from lorafleet_executor.plan import InitConfig
 
 ROOT = fixtures_root(os.environ)
@@ -79,7 +73,9 @@ def through_padded_batch(executor: Executor, groups_of) -> None:
 
 
 @pytest.mark.parametrize(
-    "groups_of", [lora_groups, lambda _: frozenset(GROUPS)], ids=["step's groups", "all groups"]
+    "groups_of",
+    [lambda inputs: targeted_groups(inputs.slots), lambda _: frozenset(GROUPS)],
+    ids=["step's groups", "all groups"],
 )
 def test_padded_pieces_compute_what_the_eager_step_computes(groups_of):
     require_fixture(TINY)
