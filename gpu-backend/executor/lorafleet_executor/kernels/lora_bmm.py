@@ -123,13 +123,8 @@ def _run_groups(segments, run_lengths, width: int, like: torch.Tensor):
         per_group = max(1, SEGMENT_BYTES // max(1, padded * width * like.element_size()))
         offsets = torch.arange(padded, device=starts.device)
         for first in range(0, len(runs), per_group):
-            group = runs[first : first + per_group]
-            if group == list(range(group[0], group[0] + len(group))):
-                # made on the device: no host copy (and no sync with the queued steps)
-                index = torch.arange(group[0], group[0] + len(group), device=starts.device)
-            else:
-                index = torch.from_numpy(np.asarray(group, np.int64))
-                index = index.to(starts.device, non_blocking=True)
+            index = np.asarray(runs[first : first + per_group], np.int64)
+            index = torch.from_numpy(index).to(starts.device, non_blocking=True)
             rows = starts[index, None].long() + offsets
             valid = rows < starts[index + 1, None]
             yield torch.where(valid, rows, 0), valid, seg_slot[index]
