@@ -22,7 +22,7 @@ Example:
 import torch
 
 from .forward_batch import ForwardBatch
-from .graph_buffers import StaticLora, buffer, capture, fill
+from .graph_buffers import StaticLora, StaticTokens, buffer, capture, fill
 from .lora_batch import LoraBatch
 from .model import LlamaModel
 from .pool import UnifiedPool
@@ -72,10 +72,7 @@ class DecodeGraphs:
         device = pool.data.device
         size = self.buckets[-1]
 
-        self.token_ids = buffer(size, torch.int64, device)
-        self.positions = buffer(size, torch.int64, device)
-        self.k_pages = buffer(size, torch.int32, device, pool.scratch_page)
-        self.v_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.tokens = StaticTokens(size, pool)
         self.seq_rows = buffer(size, torch.int64, device)
         self.ctx_lens = buffer(size, torch.int32, device, 1)
         self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
@@ -102,11 +99,7 @@ class DecodeGraphs:
             next(b for b in self.buckets if b >= n),
             next(c for c in self.context_buckets if c >= int(inputs.ctx_lens.max())),
         )
-        self.seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
-        fill(self.token_ids, inputs.token_ids, 0)
-        fill(self.positions, inputs.positions, 0)
-        fill(self.k_pages, inputs.k_pages, self.pool.scratch_page)
-        fill(self.v_pages, inputs.v_pages, self.pool.scratch_page)
+        self.tokens.fill(inputs, self.seqs)
         fill(self.seq_rows, inputs.seq_rows, 0)
         fill(self.ctx_lens, inputs.ctx_lens, 1)
         self.lora.fill(inputs.slots, inputs.row_slot)
@@ -126,10 +119,7 @@ class DecodeGraphs:
             groups=self.lora.batch.groups,
         )
         return ForwardBatch(
-            token_ids=self.token_ids[:size],
-            positions=self.positions[:size],
-            k_pages=self.k_pages[:size],
-            v_pages=self.v_pages[:size],
+            **self.tokens.first(size),
             k_table=k_table[rows, :context],
             v_table=v_table[rows, :context],
             cu_q=self.cu_q[: size + 1],

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from .lora_batch import LoraBatch, PlacedAdapter, build_lora_batch, group_tables, targeted_groups
+from .pool import UnifiedPool
+from .sequences import SequenceTable
+from .step_inputs import StepInputs
 
 
 def capture(
@@ -43,6 +46,35 @@ def fill(static: torch.Tensor, values: np.ndarray, pad: int) -> None:
     n = len(values)
     static[:n].copy_(torch.from_numpy(values), non_blocking=True)
     static[n:].fill_(pad)
+
+
+class StaticTokens:
+    """A step's new tokens in static buffers of `size` rows: ids, positions and the pages
+    their K and V go to (the padding rows' to the scratch page)."""
+
+    def __init__(self, size: int, pool: UnifiedPool) -> None:
+        device, self.scratch_page = pool.data.device, pool.scratch_page
+        self.token_ids = buffer(size, torch.int64, device)
+        self.positions = buffer(size, torch.int64, device)
+        self.k_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.v_pages = buffer(size, torch.int32, device, pool.scratch_page)
+
+    def fill(self, inputs: StepInputs, seqs: SequenceTable) -> None:
+        """Writes the new tokens' pages into the page tables and the step into the buffers."""
+        seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
+        fill(self.token_ids, inputs.token_ids, 0)
+        fill(self.positions, inputs.positions, 0)
+        fill(self.k_pages, inputs.k_pages, self.scratch_page)
+        fill(self.v_pages, inputs.v_pages, self.scratch_page)
+
+    def first(self, rows: int) -> dict[str, torch.Tensor]:
+        """The ForwardBatch fields of the first `rows` rows."""
+        return {
+            "token_ids": self.token_ids[:rows],
+            "positions": self.positions[:rows],
+            "k_pages": self.k_pages[:rows],
+            "v_pages": self.v_pages[:rows],
+        }
 
 
 class StaticLora:

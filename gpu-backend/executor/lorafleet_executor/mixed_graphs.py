@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .forward_batch import ForwardBatch
-from .graph_buffers import StaticLora, buffer, capture, fill
+from .graph_buffers import StaticLora, StaticTokens, buffer, capture, fill
 from .kernels.attention_prefill import BLOCK_M
 from .kernels.lora_prefill import BLOCK_T
 from .lora_batch import GROUPS, LoraBatch, mixed_segments, targeted_groups
@@ -81,15 +81,12 @@ class PaddedMixedBatch:
         size: int,
         max_rank: int,
     ) -> None:
-        self.pool, self.seqs = pool, seqs
+        self.seqs = seqs
         self.max_num_seqs = max_num_seqs
         device = pool.data.device
         pieces = self.max_pieces(size)
 
-        self.token_ids = buffer(size, torch.int64, device)
-        self.positions = buffer(size, torch.int64, device)
-        self.k_pages = buffer(size, torch.int32, device, pool.scratch_page)
-        self.v_pages = buffer(size, torch.int32, device, pool.scratch_page)
+        self.tokens = StaticTokens(size, pool)
         self.piece_rows = buffer(pieces, torch.int64, device)  # each pseudo-seq's table row
         self.cu_q = buffer(pieces + 1, torch.int32, device)
         self.ctx_lens = buffer(pieces, torch.int32, device)
@@ -109,11 +106,7 @@ class PaddedMixedBatch:
         """Writes the step's pages into the page tables and its values into the buffers,
         its rows padded to `bucket`."""
         num_tokens = len(inputs.token_ids)
-        self.seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
-        fill(self.token_ids, inputs.token_ids, 0)
-        fill(self.positions, inputs.positions, 0)
-        fill(self.k_pages, inputs.k_pages, self.pool.scratch_page)
-        fill(self.v_pages, inputs.v_pages, self.pool.scratch_page)
+        self.tokens.fill(inputs, self.seqs)
         cu_q, seq = split_ranges(inputs.cu_q, BLOCK)
         # A piece's context ends at its last query: the sequence's minus the queries after it.
         ctx_lens = inputs.ctx_lens[seq] - (inputs.cu_q[seq + 1] - cu_q[1:])
@@ -145,10 +138,7 @@ class PaddedMixedBatch:
             lead_rows=min(size, self.max_num_seqs),
         )
         return ForwardBatch(
-            token_ids=self.token_ids[:size],
-            positions=self.positions[:size],
-            k_pages=self.k_pages[:size],
-            v_pages=self.v_pages[:size],
+            **self.tokens.first(size),
             k_table=self.seqs.k_table[rows],
             v_table=self.seqs.v_table[rows],
             cu_q=self.cu_q[: pieces + 1],
