@@ -147,14 +147,21 @@ class Workload:
         """ "decode" (B seqs, one token each after C cached), "prefill" (the prefill seqs
         from scratch) or "mixed" (both in one step, as continuous batching runs them)."""
         args = self.args
-        decode = (args.batch, 1, args.context + 1, self.kv_start)
-        prefill_first = self.kv_start + 2 * args.batch * (args.context + 1)
-        prefill = (args.prefill_seqs, args.prefill_len, args.prefill_len, prefill_first)
-        parts = {"decode": [decode], "prefill": [prefill], "mixed": [decode, prefill]}[kind]
-        width = max(ctx for _, _, ctx, _ in parts)
+        # (seqs, new tokens each, context each, first KV page) of each part
+        parts = {
+            "decode": (args.batch, 1, args.context + 1, self.kv_start),
+            "prefill": (
+                args.prefill_seqs,
+                args.prefill_len,
+                args.prefill_len,
+                self.kv_start + 2 * args.batch * (args.context + 1),
+            ),
+        }
+        names = ["decode", "prefill"] if kind == "mixed" else [kind]
+        width = max(parts[name][2] for name in names)
         tables, k_pages, positions, new_per_seq, ctx_lens, adapters = [], [], [], [], [], []
-        for part in parts:
-            seqs, new, ctx, first = part
+        for name in names:
+            seqs, new, ctx, first = parts[name]
             # seq s's token i has K page first + 2·(s·ctx + i), V page the next
             table = first + 2 * (np.arange(seqs)[:, None] * ctx + np.arange(ctx)[None, :])
             tables.append(np.pad(table, ((0, 0), (0, width - ctx))))
@@ -162,7 +169,7 @@ class Workload:
             positions.append(np.tile(np.arange(ctx - new, ctx), seqs))
             new_per_seq += [new] * seqs
             ctx_lens += [ctx] * seqs
-            adapters.append(self.rows_adapter["decode" if part is decode else "prefill"])
+            adapters.append(self.rows_adapter[name])
         k_table = np.concatenate(tables)
         new_per_seq = np.array(new_per_seq)
         cu_q = np.concatenate([[0], np.cumsum(new_per_seq)])
