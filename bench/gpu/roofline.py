@@ -30,8 +30,8 @@ from lorafleet_executor.model import LlamaModel
 from lorafleet_executor.parallel.shard import TensorShard
 from lorafleet_executor.pool import UnifiedPool
 from run_info import REPO, device_folder, run_info
-from shapes import SHAPES
-from tp_bench import Workload, model_config, random_weights, sync_device, weight_bytes
+from shapes import SHAPES, model_config
+from tp_bench import Workload, random_weights, sync_device, weight_bytes
 
 H100_COPY_BANDWIDTH = 3.02e12  # B/s, /work/shared/DEVICE.md
 

@@ -1,23 +1,34 @@
 """Llama shapes the benchmark models take: the S-LoRA paper's Llama-2-7B and -13B, and a
 tiny one for --smoke runs on CPU. Only the shapes matter: weights are random. They are
-the fixtures' LlamaShape, so a model's config.json is written by the fixtures' writer."""
+the fixtures' LlamaShape, so a model's config.json is written by the fixtures' writer,
+and `model_config` gives the executor's ModelConfig of one (its projection shapes too)."""
 
+from lorafleet_executor.config import ModelConfig, RopeConfig
 from lorafleet_executor.fixtures.llama_config import LlamaShape
 
 
+def model_config(shape: LlamaShape) -> ModelConfig:
+    return ModelConfig(
+        architecture="LlamaForCausalLM",
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_layers=shape.num_hidden_layers,
+        num_heads=shape.num_attention_heads,
+        num_kv_heads=shape.num_key_value_heads,
+        head_dim=shape.head_dim,
+        vocab_size=shape.vocab_size,
+        rms_norm_eps=1e-5,
+        rope=RopeConfig(theta=10000.0, kind="default"),
+        max_position=shape.max_position_embeddings,
+        tie_word_embeddings=False,
+        qkv_bias=False,
+        eos_token_ids=(2,),
+    )
+
+
 def module_features(shape: LlamaShape) -> dict[str, tuple[int, int]]:
-    """(in, out) features of each LoRA-targetable projection."""
-    kv = shape.num_key_value_heads * shape.head_dim
-    h, i = shape.hidden_size, shape.intermediate_size
-    return {
-        "q_proj": (h, h),
-        "k_proj": (h, kv),
-        "v_proj": (h, kv),
-        "o_proj": (h, h),
-        "gate_proj": (h, i),
-        "up_proj": (h, i),
-        "down_proj": (i, h),
-    }
+    """(in, out) features of each LoRA-targetable projection, by its HF name."""
+    return {f"{m}_proj": io for m, io in model_config(shape).module_shapes().items()}
 
 
 SHAPES = {

@@ -25,8 +25,7 @@ import torch
 from lorafleet_executor.adapters import ParsedAdapter, parse_adapter
 from make_adapters import make_adapters
 from run_info import REPO, device_folder, run_info
-from shapes import SHAPES
-from tp_bench import model_config
+from shapes import SHAPES, model_config
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 

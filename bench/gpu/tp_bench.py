@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lorafleet_executor.adapter_layout import MODULES, adapter_layout
-from lorafleet_executor.config import ModelConfig, RopeConfig
+from lorafleet_executor.config import ModelConfig
 from lorafleet_executor.forward_batch import ForwardBatch
 from lorafleet_executor.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
 from lorafleet_executor.model import LlamaModel
@@ -40,7 +40,7 @@ from lorafleet_executor.parallel.launch import run_group
 from lorafleet_executor.pool import UnifiedPool
 from lorafleet_executor.weights import LayerWeights, ModelWeights
 from run_info import device_folder, run_info
-from shapes import SHAPES, LlamaShape
+from shapes import SHAPES, LlamaShape, model_config
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_SHAPES = SHAPES | {"llama-2-70b": LlamaShape(32000, 8192, 28672, 80, 64, 8, 4096)}
@@ -55,25 +55,6 @@ WORKLOAD_FIELDS = (
     "steps",
     "seed",
 )
-
-
-def model_config(shape: LlamaShape) -> ModelConfig:
-    return ModelConfig(
-        architecture="LlamaForCausalLM",
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_layers=shape.num_hidden_layers,
-        num_heads=shape.num_attention_heads,
-        num_kv_heads=shape.num_key_value_heads,
-        head_dim=shape.head_dim,
-        vocab_size=shape.vocab_size,
-        rms_norm_eps=1e-5,
-        rope=RopeConfig(theta=10000.0, kind="default"),
-        max_position=shape.max_position_embeddings,
-        tie_word_embeddings=False,
-        qkv_bias=False,
-        eos_token_ids=(2,),
-    )
 
 
 def weight_bytes(cfg: ModelConfig, dtype: torch.dtype) -> int:
