@@ -250,33 +250,36 @@ def _pack(
     dtype: torch.dtype,
     pin: bool,
 ) -> torch.Tensor:
-    width = cfg.page_width
+    # A few bulk copies per module for all layers at once, not one per layer: staging
+    # runs on threads beside the step loop, and every Python-level operation there is a
+    # turn at the GIL that the step loop waits for.
+    width, layers = cfg.page_width, range(cfg.num_layers)
     # The spans tile all pages, so every element is written below: data, then row tails.
     rows = torch.empty(cfg.num_layers, num_pages * width, dtype=dtype, pin_memory=pin)
-    for layer in range(cfg.num_layers):
-        for module, span in spans.items():
-            for kind, start, row_pages in (
-                ("A", span.a_start, span.a_row_pages),
-                ("B", span.b_start, span.b_row_pages),
-            ):
-                block = rows[layer, start * width : (start + span.rank * row_pages) * width]
-                block = block.view(span.rank, row_pages * width)
-                source = weights[(layer, module, kind)]  # A [r, in]; B [out, r]
-                length = source.shape[1] if kind == "A" else source.shape[0]
-                if kind == "A":
-                    block[:, :length] = source
-                else:
-                    _scaled_transpose(block[:, :length], source, scale)
-                block[:, length:] = 0
+    for module, span in spans.items():
+        for kind, start, row_pages in (
+            ("A", span.a_start, span.a_row_pages),
+            ("B", span.b_start, span.b_row_pages),
+        ):
+            block = rows[:, start * width : (start + span.rank * row_pages) * width]
+            block = block.view(cfg.num_layers, span.rank, row_pages * width)
+            sources = [weights[(layer, module, kind)] for layer in layers]
+            length = sources[0].shape[1] if kind == "A" else sources[0].shape[0]
+            if kind == "A":  # [r, in] each
+                torch._foreach_copy_(list(block[..., :length].unbind()), sources)
+            else:  # [out, r] each
+                _scaled_transpose(block[..., :length], torch.stack(sources), scale)
+            block[..., length:] = 0
     return rows.view(cfg.num_layers, num_pages, width)
 
 
 def _scaled_transpose(out: torch.Tensor, b: torch.Tensor, scale: float) -> None:
-    """out [r, n] = scale · bᵀ, rounded once to out's dtype. Of the packing's time the
-    transpose is most: numpy's transposing copy is ~2.7x torch's on the CPU."""
+    """out [L, r, n] = scale · bᵀ for b [L, n, r], rounded once to out's dtype. Of the
+    packing's time the transpose is most: numpy's transposing copy is ~2.7x torch's on
+    the CPU."""
     if b.dtype == out.dtype and b.element_size() == 2:
-        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().T
+        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().transpose(0, 2, 1)
         if scale != 1:
             out.mul_(scale)  # half times a Python float: fp32 math, one rounding
     else:
-        out.copy_(b.float().t() * scale)
+        out.copy_(b.float().transpose(1, 2) * scale)

@@ -13,7 +13,7 @@ from fixture_skip import require_fixture
 from safetensors.torch import load_file, save_file
 
 from lorafleet_executor.adapter_layout import adapter_layout
-from lorafleet_executor.adapters import all_finite
+from lorafleet_executor.adapters import all_finite, parse_adapter
 from lorafleet_executor.errors import AdapterInvalid, CapacityExceeded
 from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
@@ -67,6 +67,33 @@ def test_packed_rows_are_a_and_scaled_b_transposed(executor):
     assert bool((a[:, 64:] == 0).all())
     scale = 16 / math.sqrt(16)
     torch.testing.assert_close(bt[:, :32], raw[f"{prefix}.lora_B.weight"].t() * scale)
+
+
+@pytest.mark.parametrize("stored", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_every_layer_and_module_packs_like_a_per_row_copy(executor, tmp_path, stored, dtype):
+    # All seven modules, rsLoRA (a scale that is no power of two).
+    source = ADAPTERS / "tiny-mix-06"
+    shutil.copytree(source, tmp_path / "a")
+    raw = {k: v.to(stored) for k, v in load_file(str(source / "adapter_model.safetensors")).items()}
+    save_file(raw, str(tmp_path / "a" / "adapter_model.safetensors"))
+    cfg = executor.cfg
+    adapter = parse_adapter(7, tmp_path / "a", cfg, 64, dtype)
+    w = cfg.page_width
+    for layer in range(cfg.num_layers):
+        rows = adapter.rows[layer].reshape(-1)
+        for module, span in adapter.spans.items():
+            parent = "mlp" if module in ("gate", "up", "down") else "self_attn"
+            prefix = f"base_model.model.model.layers.{layer}.{parent}.{module}_proj"
+            a, b = raw[f"{prefix}.lora_A.weight"], raw[f"{prefix}.lora_B.weight"]
+            got_a = rows[span.a_start * w : span.b_start * w].view(span.rank, -1)
+            got_b = rows[span.b_start * w : (span.b_start + span.rank * span.b_row_pages) * w]
+            got_b = got_b.view(span.rank, -1)
+            assert torch.equal(got_a[:, : a.shape[1]], a.to(dtype))
+            expected_b = (b.float().t() * adapter.scale).to(dtype)
+            torch.testing.assert_close(got_b[:, : b.shape[0]], expected_b, rtol=0, atol=0)
+            assert bool((got_a[:, a.shape[1] :] == 0).all())
+            assert bool((got_b[:, b.shape[0] :] == 0).all())
 
 
 def test_all_linear_and_regex_targets(executor, tmp_path):
