@@ -21,9 +21,10 @@ export LORAFLEET_PYTHON=$(command -v python3) LORAFLEET_FIXTURES=$PWD/.cache/fix
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 
 if [[ $parts == *tests* ]]; then
-  (cd gpu-backend/executor && timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider \
+  (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider \
     --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
-    tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
+    tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py \
+    tests/test_stage_processes.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
 fi
 if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \

@@ -32,6 +32,7 @@ from lorafleet_executor.adapter_layout import adapter_layout
 from lorafleet_executor.config import ModelConfig
 from lorafleet_executor.executor import Executor
 from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.stage_processes import StageProcesses
 from make_adapters import make_adapters, shape_of_model
 from run_info import REPO, device_folder, run_info
 from tp_bench import Workload, sync_device
@@ -51,14 +52,16 @@ def median_ms(run, repeats: int, device: torch.device) -> float:
 
 
 def decode_beside_staging(
-    ex: Executor, folder: str, decode, threads: int, torch_threads: int, args, device
+    ex: Executor, folder: str, decode, threads: int, processes: bool, args, device
 ) -> dict:
     """Decode steps while `threads` threads stage adapters as a burst of cold requests
     does: each under a new id, into fresh (pinned) host memory, nothing dropped until the
-    end. Staging shares the GIL and the cores (torch's intra-op threads) with the step
-    loop."""
-    default_torch_threads = torch.get_num_threads()
-    torch.set_num_threads(torch_threads or default_torch_threads)
+    end. In threads alone staging shares the GIL and the cores with the step loop; with
+    `processes` each thread hands the parsing to one of as many worker processes, as the
+    executor's server does on a GPU."""
+    ex.stagers = StageProcesses(threads) if processes else None
+    if ex.stagers is not None:
+        ex.stage_adapter(999, folder)  # the workers are up
     stop = threading.Event()
     stage_ms: list[float] = []
     ids = iter(range(1000, 1 << 30))
@@ -79,13 +82,15 @@ def decode_beside_staging(
     stop.set()
     for stager in stagers:
         stager.join()
-    for adapter_id in range(1000, next(ids)):
+    for adapter_id in [999, *range(1000, next(ids))]:
         if adapter_id in ex.host:
             ex.drop_adapter(adapter_id, "host")
-    torch.set_num_threads(default_torch_threads)
+    if ex.stagers is not None:
+        ex.close()
+        ex.stagers = None
     return {
         "threads": threads,
-        "torch_threads": torch_threads or default_torch_threads,
+        "processes": processes,
         "step_ms": step_ms,
         "stages": len(stage_ms),
         "stage_ms": float(np.median(stage_ms)) if stage_ms else None,
@@ -102,11 +107,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decode-steps", type=int, default=30)
     parser.add_argument(
         "--stage-threads", default="1,4", help="staging threads beside decode, comma-separated"
-    )
-    parser.add_argument(
-        "--stage-torch-threads",
-        default="0,1",
-        help="torch intra-op threads while staging, comma-separated (0: torch's default)",
     )
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
     parser.add_argument("--smoke", action="store_true", help="tiny fixture model on CPU")
@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         stop.set()
         loader.join()
         staging = [
-            decode_beside_staging(ex, folder, decode, threads, torch_threads, args, device)
-            for torch_threads in (int(t) for t in args.stage_torch_threads.split(","))
+            decode_beside_staging(ex, folder, decode, threads, processes, args, device)
+            for processes in (False, True)
             for threads in (int(t) for t in args.stage_threads.split(","))
         ]
         kept: list[torch.Tensor] = []  # alive, so the caching host allocator cannot reuse
@@ -250,8 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     for run in d["while_staging"]:
         print(
-            f"decode {run['step_ms']:.2f} ms while {run['threads']} thread(s) stage "
-            f"({run['torch_threads']} torch threads): {run['stage_ms']} ms per adapter"
+            f"decode {run['step_ms']:.2f} ms while {run['threads']} thread(s) stage"
+            f"{' through as many processes' if run['processes'] else ''}: "
+            f"{run['stage_ms']:.1f} ms per adapter"
         )
     print(f"wrote {out}")
 

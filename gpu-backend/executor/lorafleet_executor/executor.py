@@ -37,6 +37,7 @@ from .pool import UnifiedPool
 from .runtime import check_init_config, resolve_device, resolve_dtype
 from .sampling import SamplingParams, TokenHistory, sample
 from .sequences import SequenceState, SequenceTable
+from .stage_processes import StageProcesses
 from .step_inputs import StepInputs, step_inputs, to_forward_batch
 from .warm_up import warm_up_eager
 from .weights import ModelWeights
@@ -48,10 +49,18 @@ T = TypeVar("T")
 
 
 class Executor:
-    def __init__(self, config: InitConfig, tp: "TensorGroup | None" = None) -> None:
+    def __init__(
+        self,
+        config: InitConfig,
+        tp: "TensorGroup | None" = None,
+        stagers: StageProcesses | None = None,
+    ) -> None:
+        """`stagers`: worker processes that parse adapters (stage_processes.py); without
+        them `stage_adapter` parses on the calling thread."""
         check_init_config(config)
         self.config = config
         self.tp = tp
+        self.stagers = stagers
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.cfg = ModelConfig.from_dir(config.model_path)
@@ -148,7 +157,11 @@ class Executor:
 
     def _stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
         pin = self.device.type == "cuda"
-        if self.tp is None:
+        if self.stagers is not None:
+            adapter = self.stagers.parse(
+                adapter_id, path, self.cfg, self.config.max_rank, self.dtype, pin
+            )
+        elif self.tp is None:
             adapter = parse_adapter(
                 adapter_id, path, self.cfg, self.config.max_rank, self.dtype, pin=pin
             )
@@ -226,6 +239,11 @@ class Executor:
         sampled.forward_ms = (forward_done - started) * 1e3
         sampled.sample_ms = (time.perf_counter() - forward_done) * 1e3
         return sampled
+
+    def close(self) -> None:
+        """Stops the staging workers; stages still queued fail."""
+        if self.stagers is not None:
+            self.stagers.shutdown()
 
     def stats(self) -> dict:
         if self.device.type == "cuda":

@@ -7,8 +7,10 @@ Threads: the reader decodes frames and answers `stats` itself; `step`s run in or
 the step thread; `load_adapter` and `drop_adapter` run in order on the adapter thread, so
 a load never holds up the steps sent after it; `stage_adapter`s run on a pool of
 `--stage-threads` threads (stage_pool.py), several at once, and a load or drop of an
-adapter waits for that adapter's staging. Replies go out in the order the work
-finishes, each under the request id it answers.
+adapter waits for that adapter's staging. On a GPU each staging thread hands the parsing
+to one of as many worker processes (stage_processes.py), so it stays off the step
+thread's GIL. Replies go out in the order the work finishes, each under the request id
+it answers.
 
 With `--tensor-parallel-size N` (N > 1) this process is rank 0 of a tensor-parallel
 group (parallel/README.md): it starts ranks 1..N-1, and every message it acts on (init,
@@ -66,6 +68,7 @@ class Server:
         # Under tensor parallelism every stage ends in a collective on the `adapters`
         # group (Executor._agreed), and one group's collectives must come in the same
         # order on every rank: stages stay serialized on the adapter thread there.
+        self.stage_threads = stage_threads
         self.stagers = StagePool(stage_threads) if tp is None else None
         self.stream = sock.makefile("rb")
         self.executor: Any = None
@@ -136,7 +139,7 @@ class Server:
             raise BadMessage("init twice: the executor is already initialized")
         log.info("init: %s", message.body)
         self._fan_out(message)
-        self.executor = _make_executor(message.body, self.tp)
+        self.executor = _make_executor(message.body, self.tp, self.stage_threads)
         info = self.executor.ready_info()
         log.info("ready: %s", info)
         self._send(message, "ready", info)
@@ -189,6 +192,8 @@ class Server:
             worker.join()
         if self.stagers is not None:
             self.stagers.shutdown()
+        if self.executor is not None:
+            self.executor.close()
         self._write(encode_message(request_id, "ok", None))
         log.info("shutdown: done")
         return EXIT_OK
@@ -223,7 +228,9 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _make_executor(config: Any, tp: Any) -> Any:
+def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
+    """The executor of this process: rank 0's share under tensor parallelism, else the
+    whole model with `stage_workers` staging processes on a GPU."""
     # Imported here, not at the top: torch takes seconds to import, and the protocol
     # loop (and its tests) must not wait for it before the first frame.
     if tp is not None:
@@ -231,8 +238,13 @@ def _make_executor(config: Any, tp: Any) -> Any:
 
         return make_rank_executor(config, tp)
     from .executor import Executor
+    from .runtime import resolve_device
+    from .stage_processes import StageProcesses
 
-    return Executor(config)
+    # On a GPU, staging in worker processes keeps its CPU work off the step loop's GIL;
+    # on the CPU the steps use every core anyway.
+    on_gpu = resolve_device(config.device).type == "cuda"
+    return Executor(config, stagers=StageProcesses(stage_workers) if on_gpu else None)
 
 
 def _start_group(size: int, log_level: str) -> Any:
@@ -269,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         "--stage-threads",
         type=_positive,
         default=os.environ.get("LORAFLEET_STAGE_THREADS", str(DEFAULT_STAGE_THREADS)),
-        help="threads that stage adapters at once (1 under tensor parallelism)",
+        help="adapters staged at once, each by a worker process on a GPU "
+        "(1 under tensor parallelism)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
