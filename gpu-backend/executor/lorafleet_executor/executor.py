@@ -25,6 +25,7 @@ from .decode_graphs import DecodeGraphs
 from .errors import BadMessage, UnknownAdapter
 from .forward_batch import ForwardBatch
 from .host_cache import HostCache
+from .launched_step import LaunchedStep
 from .lora_batch import PlacedAdapter
 from .memory_budget import pages_from_memory
 from .mixed_graphs import MixedGraphs
@@ -132,6 +133,7 @@ class Executor:
                     shared,
                 )
         self.steps = 0
+        self._unwaited: list[LaunchedStep] = []  # launched, maybe not waited for yet
 
     def ready_info(self) -> dict:
         cfg = self.cfg
@@ -215,30 +217,37 @@ class Executor:
             self.host.drop(adapter_id)
 
     def step(self, plan: StepPlan) -> StepResult:
+        return self.launch(plan).wait()
+
+    def launch(self, plan: StepPlan) -> LaunchedStep:
+        """Queues the step's GPU work; its samples are read by `wait` on the result.
+
+        A step may be launched before the one before it is waited for: its
+        use_last_sampled tokens then come from the device. Older steps are waited for
+        here, and all of them when the step's sampling needs full token histories."""
         started = time.perf_counter()
         for seq_id in plan.free_seq_ids:
             self.seqs.free(int(seq_id))
         check_plan(plan, self.limits, set(self.placed))
         if plan.num_seqs == 0:
             self.steps += 1
-            return _empty_result(plan.step_id)
+            return LaunchedStep.done(_empty_result(plan.step_id))
+        self._wait_for_older(keep_last=not _any_penalty(plan))
         created: list[int] = []
         try:
             seqs = self._seq_states(plan, created)
             inputs = step_inputs(plan, seqs, self.placed)
             logits = self._forward(inputs)
-            forward_done = time.perf_counter()
-            sampled = self._sample_on_rank0(plan, seqs, inputs, logits)
+            forward_ms = (time.perf_counter() - started) * 1e3
+            launched = self._sample_on_rank0(plan, seqs, inputs, logits, forward_ms)
         except BaseException:
             for seq_id in created:
                 self.seqs.free(seq_id)
             raise
-        self._commit(plan, seqs, inputs, sampled.tokens)
+        self._commit(seqs, inputs)
         self.steps += 1
-        sampled.step_id = plan.step_id
-        sampled.forward_ms = (forward_done - started) * 1e3
-        sampled.sample_ms = (time.perf_counter() - forward_done) * 1e3
-        return sampled
+        self._unwaited.append(launched)
+        return launched
 
     def close(self) -> None:
         """Stops the staging workers; stages still queued fail."""
@@ -274,7 +283,11 @@ class Executor:
                         f"sequence {seq_id} holds {seq.num_tokens} tokens, "
                         f"the plan says num_cached {plan.num_cached[i]}"
                     )
-            if plan.flags[i] & FLAG_USE_LAST_SAMPLED and seq.last_sampled is None:
+            if (
+                plan.flags[i] & FLAG_USE_LAST_SAMPLED
+                and seq.last_sampled is None
+                and seq.late is None
+            ):
                 raise BadMessage(f"sequence {seq_id} has no sampled token to use")
             seqs.append(seq)
         return seqs
@@ -285,6 +298,14 @@ class Executor:
         generator = torch.Generator(self.device)
         generator.manual_seed(seed)
         return generator
+
+    def _wait_for_older(self, keep_last: bool) -> None:
+        """Waits for launched steps, all but the last one when `keep_last`: a step reads
+        late tokens of one step only, and penalties read whole histories."""
+        keep = self._unwaited[-1:] if keep_last else []
+        for launched in self._unwaited[: len(self._unwaited) - len(keep)]:
+            launched.wait()
+        self._unwaited = [s for s in keep if not s.waited]
 
     def _forward(self, inputs: StepInputs) -> torch.Tensor:
         for graphs in (self.decode_graphs, self.mixed_graphs):
@@ -314,15 +335,21 @@ class Executor:
         return result
 
     def _sample_on_rank0(
-        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
-    ) -> StepResult:
+        self,
+        plan: StepPlan,
+        seqs: list[SequenceState],
+        inputs: StepInputs,
+        logits: torch.Tensor,
+        forward_ms: float,
+    ) -> LaunchedStep:
         if self.tp is None:
-            return self._sample(plan, seqs, inputs, logits)
+            return self._sample(plan, seqs, inputs, logits, forward_ms)
         rows = inputs.sample_seqs
         if len(rows) == 0:  # the same on every rank: the plan is the same
-            return _empty_result(plan.step_id)
+            return LaunchedStep.done(_empty_result(plan.step_id))
+        # Every rank needs the tokens to go on: under TP a step is read back at once.
         if self.tp.rank == 0:
-            result = self._sample(plan, seqs, inputs, logits)
+            result = self._sample(plan, seqs, inputs, logits, forward_ms).wait()
             tokens = torch.from_numpy(result.tokens.astype(np.int64)).to(self.device)
         else:
             # The tokens alone: a worker rank's result only continues its sequences.
@@ -332,14 +359,21 @@ class Executor:
             result.top_counts = np.zeros(len(rows), np.int32)
             tokens = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
         result.tokens = self.tp.broadcast_tokens(tokens).cpu().numpy().astype(np.int32)
-        return result
+        for i, token in zip(rows, result.tokens.tolist(), strict=True):
+            seqs[i].last_sampled, seqs[i].late = token, None
+        return LaunchedStep.done(result)
 
     def _sample(
-        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
-    ) -> StepResult:
+        self,
+        plan: StepPlan,
+        seqs: list[SequenceState],
+        inputs: StepInputs,
+        logits: torch.Tensor,
+        forward_ms: float,
+    ) -> LaunchedStep:
         rows = inputs.sample_seqs
         if len(rows) == 0:
-            return _empty_result(plan.step_id)
+            return LaunchedStep.done(_empty_result(plan.step_id))
         params = SamplingParams.from_arrays(
             self.device,
             [seqs[i].generator for i in rows],
@@ -368,26 +402,33 @@ class Executor:
                 for i in rows
             ]
         out = sample(logits, params, histories)
-        counts = np.maximum(params.num_logprobs, 0).astype(np.int32)
-        top_ids, top_logprobs = out.top_ids.cpu().numpy(), out.top_logprobs.cpu().numpy()
-        keep = np.arange(top_ids.shape[1])[None, :] < counts[:, None]
-        return StepResult(
-            step_id=plan.step_id,
-            seq_ids=plan.seq_ids[rows].astype(np.uint32),
-            tokens=out.tokens.cpu().numpy().astype(np.int32),
-            logprobs=out.logprobs.cpu().numpy().astype(np.float32),
-            top_counts=counts,
-            top_ids=top_ids[keep].astype(np.int32),
-            top_logprobs=top_logprobs[keep].astype(np.float32),
+        return LaunchedStep(
+            plan.step_id,
+            plan.seq_ids[rows],
+            [seqs[i] for i in rows],
+            out,
+            np.maximum(params.num_logprobs, 0).astype(np.int32),
+            forward_ms,
         )
 
-    def _commit(
-        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, tokens: np.ndarray
-    ) -> None:
+    def _commit(self, seqs: list[SequenceState], inputs: StepInputs) -> None:
+        late = inputs.late
+        late_rows = (
+            {} if late is None else dict(zip(late.at.tolist(), late.rows.tolist(), strict=True))
+        )
         for i, seq in enumerate(seqs):
-            seq.append(inputs.token_ids[inputs.cu_q[i] : inputs.cu_q[i + 1]])
-        for i, token in zip(inputs.sample_seqs, tokens.tolist(), strict=True):
-            seqs[i].last_sampled = token
+            start = int(inputs.cu_q[i])
+            if start in late_rows:  # its first token is still on the device
+                late.step.fill_in(seq, seq.num_tokens, late_rows[start])
+            seq.append(inputs.token_ids[start : inputs.cu_q[i + 1]])
+
+
+def _any_penalty(plan: StepPlan) -> bool:
+    return bool(
+        (plan.repetition_penalty != 1).any()
+        or (plan.presence_penalty != 0).any()
+        or (plan.frequency_penalty != 0).any()
+    )
 
 
 def _empty_result(step_id: int) -> StepResult:

@@ -63,6 +63,8 @@ class StaticTokens:
         """Writes the new tokens' pages into the page tables and the step into the buffers."""
         seqs.write_pages(inputs.table_rows, inputs.positions, inputs.k_pages, inputs.v_pages)
         fill(self.token_ids, inputs.token_ids, 0)
+        if inputs.late is not None:
+            inputs.late.write(self.token_ids)
         fill(self.positions, inputs.positions, 0)
         fill(self.k_pages, inputs.k_pages, self.scratch_page)
         fill(self.v_pages, inputs.v_pages, self.scratch_page)

@@ -10,6 +10,7 @@ Example:
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ class SequenceState:
     generator: torch.Generator | None  # seeded sampling; None = the default generator
     num_tokens: int = 0  # tokens with K/V in the pool = positions 0..num_tokens-1
     last_sampled: int | None = None
+    # While the last sample is still on the device: (the LaunchedStep that drew it, its
+    # row there); last_sampled is None until that step's results come back.
+    late: tuple[Any, int] | None = None
     _tokens: np.ndarray = field(default_factory=lambda: np.zeros(64, np.int32))
 
     @property
@@ -39,6 +43,10 @@ class SequenceState:
             self._tokens = grown
         self._tokens[self.num_tokens : end] = new_tokens
         self.num_tokens = end
+
+    def set_token(self, position: int, token: int) -> None:
+        """Fills in a token that went into a step from the device before it reached us."""
+        self._tokens[position] = token
 
 
 class SequenceTable:

@@ -4,13 +4,13 @@ its requests (PROTOCOL.md).
     python -m lorafleet_executor.server --socket /tmp/lorafleet-x/executor.sock
 
 Threads: the reader decodes frames and answers `stats` itself; `step`s run in order on
-the step thread; `load_adapter` and `drop_adapter` run in order on the adapter thread, so
-a load never holds up the steps sent after it; `stage_adapter`s run on a pool of
-`--stage-threads` threads (stage_pool.py), several at once, and a load or drop of an
-adapter waits for that adapter's staging. On a GPU each staging thread hands the parsing
-to one of as many worker processes (stage_processes.py), so it stays off the step
-thread's GIL. Replies go out in the order the work finishes, each under the request id
-it answers.
+the step thread, each launched before the samples of the one before are read;
+`load_adapter` and `drop_adapter` run in order on the adapter thread, so a load never
+holds up the steps sent after it; `stage_adapter`s run on a pool of `--stage-threads`
+threads (stage_pool.py), several at once, and a load or drop of an adapter waits for
+that adapter's staging. On a GPU each staging thread hands the parsing to one of as many
+worker processes (stage_processes.py), so it stays off the step thread's GIL. Replies go
+out in the order the work finishes, each under the request id it answers.
 
 With `--tensor-parallel-size N` (N > 1) this process is rank 0 of a tensor-parallel
 group (parallel/README.md): it starts ranks 1..N-1, and every message it acts on (init,
@@ -52,6 +52,11 @@ EXIT_BAD_FRAME = 3
 
 log = logging.getLogger("lorafleet_executor.server")
 
+# How often the step thread, waiting for the next step, checks whether the launched one
+# is done on the device (its result then goes out at once).
+STEP_POLL_S = 0.0002
+_LAUNCHED_DONE = object()
+
 REQUESTS = {"init", "stage_adapter", "load_adapter", "drop_adapter", "step", "stats", "shutdown"}
 ADAPTER_WORK = {"stage_adapter", "load_adapter", "drop_adapter"}
 
@@ -76,8 +81,10 @@ class Server:
         self.step_queue: queue.Queue[Message | None] = queue.Queue()
         self.adapter_queue: queue.Queue[Message | None] = queue.Queue()
         self.workers = [
-            threading.Thread(target=self._work, args=(q,), name=name, daemon=True)
-            for name, q in (("step", self.step_queue), ("adapter", self.adapter_queue))
+            threading.Thread(target=self._steps, name="step", daemon=True),
+            threading.Thread(
+                target=self._work, args=(self.adapter_queue,), name="adapter", daemon=True
+            ),
         ]
 
     def run(self) -> int:
@@ -144,6 +151,43 @@ class Server:
         log.info("ready: %s", info)
         self._send(message, "ready", info)
 
+    def _steps(self) -> None:
+        """The step thread. It launches a step before it reads the samples of the one
+        before (Executor.launch), so the host's share of a step overlaps the GPU's work
+        on the last one; replies still go out in step order."""
+        launched: tuple[Message, Any] | None = None  # (its message, LaunchedStep)
+        while True:
+            message = self._next_step(launched)
+            if message is not _LAUNCHED_DONE and message is not None:
+                try:
+                    step = self.executor.launch(message.body)
+                except Exception as error:
+                    self._finish(launched)
+                    launched = None
+                    self._send_failure(message, error)
+                    continue
+            self._finish(launched)
+            if message is None:
+                return
+            launched = None if message is _LAUNCHED_DONE else (message, step)
+
+    def _next_step(self, launched: tuple[Message, Any] | None) -> Any:
+        """The next step message, None at shutdown, or _LAUNCHED_DONE when the launched
+        step finished on the device before another step came."""
+        if launched is None:
+            return self.step_queue.get()
+        while True:
+            try:
+                return self.step_queue.get(timeout=STEP_POLL_S)
+            except queue.Empty:
+                if launched[1].ready():
+                    return _LAUNCHED_DONE
+
+    def _finish(self, launched: tuple[Message, Any] | None) -> None:
+        if launched is not None:
+            message, step = launched
+            self._guarded(message, lambda m: self._send(m, "step_result", step.wait()))
+
     def _work(self, work: "queue.Queue[Message | None]") -> None:
         while (message := work.get()) is not None:
             self._guarded(message, self._carry_out)
@@ -168,20 +212,25 @@ class Server:
         """Runs `handle`; any failure becomes an `error` reply to this request only."""
         try:
             handle(message)
-        except ExecutorError as error:
+        except Exception as error:
+            self._send_failure(message, error)
+
+    def _send_failure(self, message: Message, error: Exception) -> None:
+        """A named error as it is; anything else as a crash of this request."""
+        if isinstance(error, ExecutorError):
             log.warning("%s (request %d) failed: %s", message.name, message.request_id, error)
             self._send_error(message.request_id, error)
-        except Exception as error:
-            log.error(
-                "%s (request %d) crashed:\n%s",
-                message.name,
-                message.request_id,
-                traceback.format_exc(),
-            )
-            self._send_error(
-                message.request_id,
-                ExecutorError(f"{message.name} crashed: {type(error).__name__}: {error}"),
-            )
+            return
+        log.error(
+            "%s (request %d) crashed:\n%s",
+            message.name,
+            message.request_id,
+            "".join(traceback.format_exception(error)),
+        )
+        self._send_error(
+            message.request_id,
+            ExecutorError(f"{message.name} crashed: {type(error).__name__}: {error}"),
+        )
 
     def _shutdown(self, request_id: int) -> int:
         log.info("shutdown: finishing queued work")

@@ -5,6 +5,7 @@ which rows sample. Pure numpy: the device side is `to_forward_batch`.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,21 +30,46 @@ class StepInputs:
     logits_rows: np.ndarray  # int64 [N]: their last token's row
     row_slot: np.ndarray  # int32 [T], -1 = base model
     slots: list[PlacedAdapter]  # the adapters of the step, by slot
+    late: "LateTokens | None" = None  # use_last_sampled tokens still on the device
 
     @property
     def max_q(self) -> int:
         return int(np.diff(self.cu_q).max(initial=0))
 
 
+@dataclass
+class LateTokens:
+    """Tokens of a step that were sampled by the step before it and are not back on the
+    host yet: token_ids[at] = source[rows], written on the device before the forward."""
+
+    at: np.ndarray  # int64 [L]: rows of the step's token_ids
+    step: Any  # the earlier LaunchedStep; its `tokens`: int64 [N] on the device
+    rows: np.ndarray  # int64 [L]: rows of those
+
+    def write(self, token_ids: torch.Tensor) -> None:
+        device = token_ids.device
+        token_ids[to_device(self.at, device)] = self.step.tokens[to_device(self.rows, device)]
+
+
 def step_inputs(
     plan: StepPlan, seqs: list[SequenceState], placed: dict[int, PlacedAdapter]
 ) -> StepInputs:
+    """Every late token (SequenceState.late) must come from one step: the executor waits
+    for older ones before it launches."""
     new = plan.num_new_tokens.astype(np.int64)
     cu_q = np.concatenate([[0], np.cumsum(new)]).astype(np.int32)
     starts = cu_q[:-1].astype(np.int64)
     token_ids = plan.token_ids.astype(np.int64)
+    late_at, late_rows, late_step = [], [], None
     for i in np.flatnonzero(plan.flags & FLAG_USE_LAST_SAMPLED):
-        token_ids[starts[i]] = seqs[i].last_sampled
+        if seqs[i].late is None:
+            token_ids[starts[i]] = seqs[i].last_sampled
+            continue
+        step, row = seqs[i].late
+        assert late_step in (None, step), "late tokens of two steps"
+        late_step, token_ids[starts[i]] = step, 0
+        late_at.append(starts[i])
+        late_rows.append(row)
     positions = np.arange(plan.num_tokens, dtype=np.int64) - np.repeat(
         starts - plan.num_cached, new
     )
@@ -67,6 +93,9 @@ def step_inputs(
         logits_rows=cu_q[1:][sample_seqs].astype(np.int64) - 1,
         row_slot=np.repeat(seq_slot, new),
         slots=[placed[a] for a in slot_of],
+        late=None
+        if late_step is None
+        else LateTokens(np.array(late_at, np.int64), late_step, np.array(late_rows, np.int64)),
     )
 
 
@@ -96,8 +125,11 @@ def to_forward_batch(
             inputs.slots, inputs.row_slot, segments, shapes, page_width, device,
             max_rank=max_rank, lead_rows=lead_rows,
         )  # fmt: skip
+    token_ids = to_device(inputs.token_ids, device)
+    if inputs.late is not None:
+        inputs.late.write(token_ids)
     return ForwardBatch(
-        token_ids=to_device(inputs.token_ids, device),
+        token_ids=token_ids,
         positions=to_device(inputs.positions, device),
         k_pages=to_device(inputs.k_pages, device),
         v_pages=to_device(inputs.v_pages, device),

@@ -89,6 +89,44 @@ def test_use_last_sampled_and_explicit_token_agree(executor):
     assert executor.stats()["live_seqs"] == 0
 
 
+def decode_plans(steps: int, **sampling) -> list[StepPlan]:
+    """Two sequences: a prefill step, then `steps` decode steps on last sampled tokens."""
+    last = FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED
+    plans = [plan(0, [(1, NEW, [5, 6, 7], 0, 0), (2, NEW, [9, 4], 0, 10)])]
+    for k in range(1, steps + 1):
+        plans.append(
+            plan(k, [(1, last, [-1], 2 + k, 16 + 4 * k), (2, last, [-1], 1 + k, 18 + 4 * k)])
+        )
+    return [replace(p, **{name: np.full(p.num_seqs, value, dtype=getattr(p, name).dtype)
+                          for name, value in sampling.items()}) for p in plans]  # fmt: skip
+
+
+def histories(executor) -> list[list[int]]:
+    return [
+        executor.seqs.get(i).tokens.tolist() + [executor.seqs.get(i).last_sampled] for i in (1, 2)
+    ]
+
+
+@pytest.mark.parametrize("ahead", [1, 2])
+@pytest.mark.parametrize("sampling", [{}, {"presence_penalty": 1.5}], ids=["greedy", "penalty"])
+def test_steps_launched_before_the_last_is_read_equal_steps_one_by_one(ahead, sampling):
+    # `ahead` steps are launched before the oldest is waited for: their last sampled
+    # tokens come from the device (or, under a penalty, after waiting for them).
+    require_fixture(TINY)
+    config = InitConfig(model_path=str(TINY), num_pages=400, max_num_seqs=4, max_num_tokens=32)
+    one_by_one, ahead_of_reads = Executor(config), Executor(config)
+    expected = [one_by_one.step(p).tokens.tolist() for p in decode_plans(6, **sampling)]
+    launched, results = [], []
+    for p in decode_plans(6, **sampling):
+        launched.append(ahead_of_reads.launch(p))
+        if len(launched) > ahead:
+            results.append(launched.pop(0).wait().tokens.tolist())
+    results += [step.wait().tokens.tolist() for step in launched]
+    assert results == expected
+    assert histories(ahead_of_reads) == histories(one_by_one)
+    assert len({tuple(r) for r in expected}) > 2  # the tokens change from step to step
+
+
 def test_only_sampling_rows_are_returned(executor):
     result = executor.step(plan(0, [(1, FLAG_NEW, [5, 6], 0, 0), (2, NEW, [9], 0, 10)]))
     assert list(result.seq_ids) == [2] and len(result.tokens) == 1

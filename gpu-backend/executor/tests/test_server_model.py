@@ -2,13 +2,21 @@
 staging and loading, steps, stats, errors from the executor, shutdown."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from test_server import EngineEnd
 
+from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import FLAG_NEW, FLAG_SAMPLE, InitConfig, StepPlan
+from lorafleet_executor.plan import (
+    FLAG_NEW,
+    FLAG_SAMPLE,
+    FLAG_USE_LAST_SAMPLED,
+    InitConfig,
+    StepPlan,
+)
 from lorafleet_executor.protocol import DropAdapter, LoadAdapter, StageAdapter
 from lorafleet_executor.server import EXIT_OK
 
@@ -189,5 +197,39 @@ def test_stages_overlap_a_bad_one_fails_alone_and_a_load_waits_for_its_stage(tmp
         engine.send(7, "shutdown")
         assert engine.receive().name == "ok"
         assert engine.exit_code() == EXIT_OK
+    finally:
+        engine.close()
+
+
+def test_steps_sent_back_to_back_are_answered_in_order_as_if_one_by_one(tmp_path):
+    # The step thread launches a step before it reads the one before: the second step's
+    # last sampled token comes from the device, and a failing step is answered after
+    # the one launched before it.
+    config = InitConfig(model_path=str(TINY), device="cpu", num_pages=512, cuda_graphs=False)
+    first = one_seq_plan(1, -1, np.arange(8, dtype=np.int32))
+    flags = np.array([FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED], np.uint8)
+    second = replace(first, step_id=2, flags=flags, num_new_tokens=np.array([1], np.int32),
+                     num_cached=np.array([4], np.int32), token_ids=np.array([-1], np.int32),
+                     kv_pages=np.array([8, 9], np.int32))  # fmt: skip
+    unknown = replace(second, step_id=3, seq_ids=np.array([77], np.uint32))
+    one_by_one = Executor(config)
+    expected = [one_by_one.step(p).tokens.tolist() for p in (first, second)]
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", config)
+        assert engine.receive().name == "ready"
+        for request_id, plan in enumerate([first, second, unknown, replace(second, step_id=4)], 2):
+            engine.send(request_id, "step", plan)
+        replies = [engine.receive() for _ in range(4)]
+        assert [(r.request_id, r.name) for r in replies] == [
+            (2, "step_result"),
+            (3, "step_result"),
+            (4, "error"),
+            (5, "error"),  # the seq holds 5 tokens now, not the 4 the plan says
+        ]
+        assert [r.body.tokens.tolist() for r in replies[:2]] == expected
+        assert "77" in replies[2].body.message and "num_cached" in replies[3].body.message
+        engine.send(6, "shutdown")
+        assert engine.receive().name == "ok"
     finally:
         engine.close()
