@@ -142,3 +142,23 @@ def test_memory_fraction_sizes_the_pool_within_budget():
     )
     assert used <= 0.25 * total
     assert executor.pool.nbytes > 0.5 * 0.25 * total
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_steps_launched_before_the_last_is_read_equal_steps_one_by_one_on_cuda(cuda_graphs):
+    # On the GPU the late tokens are gathered on the device and the samples come back
+    # by copies queued behind the step (test_executor.py has the CPU twin).
+    from test_executor import decode_plans, histories
+
+    one_by_one = cuda_executor(dtype="float32", cuda_graphs=cuda_graphs)
+    ahead = cuda_executor(dtype="float32", cuda_graphs=cuda_graphs)
+    expected = [one_by_one.step(p).tokens.tolist() for p in decode_plans(8)]
+    launched, results = None, []
+    for p in decode_plans(8):
+        step = ahead.launch(p)
+        if launched is not None:
+            results.append(launched.wait().tokens.tolist())
+        launched = step
+    results.append(launched.wait().tokens.tolist())
+    assert results == expected
+    assert histories(ahead) == histories(one_by_one)
