@@ -23,7 +23,7 @@ import torch
 
 from .forward_batch import ForwardBatch
 from .graph_buffers import StaticLora, StaticTokens, buffer, capture, fill
-from .lora_batch import LoraBatch
+from .lora_batch import LoraBatch, to_device
 from .model import LlamaModel
 from .pool import UnifiedPool
 from .sequences import SequenceTable
@@ -107,7 +107,7 @@ class DecodeGraphs:
             self._capture(*key)
         graph, logits = self.graphs[key]
         graph.replay()
-        return logits[torch.from_numpy(inputs.logits_rows).to(logits.device)]
+        return logits[to_device(inputs.logits_rows, logits.device)]
 
     def _batch(self, size: int, context: int) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .lora_batch import to_device
+
 MAX_TOP_LOGPROBS = 20
 
 
@@ -45,14 +47,14 @@ class SamplingParams:
         device: torch.device, generators: list, **arrays: np.ndarray
     ) -> "SamplingParams":
         def f32(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(arrays[name], np.float32)).to(device)
+            return to_device(np.ascontiguousarray(arrays[name], np.float32), device)
 
         repetition = bool((arrays["repetition_penalty"] != 1).any())
         additive = (arrays["presence_penalty"] != 0) | (arrays["frequency_penalty"] != 0)
         return SamplingParams(
             temperature=f32("temperature"),
             top_p=f32("top_p"),
-            top_k=torch.from_numpy(arrays["top_k"].astype(np.int64)).to(device),
+            top_k=to_device(arrays["top_k"].astype(np.int64), device),
             min_p=f32("min_p"),
             presence_penalty=f32("presence_penalty"),
             frequency_penalty=f32("frequency_penalty"),
@@ -108,7 +110,7 @@ def apply_penalties(
     rows = np.repeat(np.arange(n), [len(h.tokens) for h in histories])
     all_tokens = np.concatenate([h.tokens for h in histories]).astype(np.int64)
     is_output = np.concatenate([np.arange(len(h.tokens)) >= h.num_prompt for h in histories])
-    flat = torch.from_numpy(rows * vocab + all_tokens).to(device)
+    flat = to_device(rows * vocab + all_tokens, device)
     logits = logits.clone()
     if params.any_repetition:
         seen = torch.zeros(n * vocab, dtype=torch.bool, device=device)
@@ -116,7 +118,7 @@ def apply_penalties(
         seen = seen.view(n, vocab)
         penalized = torch.where(logits > 0, logits / rep[:, None], logits * rep[:, None])
         logits = torch.where(seen, penalized, logits)
-    out_flat = flat[torch.from_numpy(is_output).to(device)]
+    out_flat = flat[to_device(is_output, device)]
     counts = torch.zeros(n * vocab, dtype=torch.float32, device=device)
     counts.scatter_add_(0, out_flat, torch.ones_like(out_flat, dtype=torch.float32))
     counts = counts.view(n, vocab)
@@ -159,7 +161,7 @@ def _with_logprobs(
         nan = torch.full((n,), float("nan"), device=device)
         empty = torch.zeros((n, 0), device=device)
         return SampleOutput(tokens, nan, empty.long(), empty)
-    asked = torch.from_numpy(num_logprobs >= 0).to(device)
+    asked = to_device(num_logprobs >= 0, device)
     chosen = raw_logprobs.gather(1, tokens[:, None])[:, 0]
     top = raw_logprobs.topk(top_n, dim=-1)
     return SampleOutput(tokens, torch.where(asked, chosen, float("nan")), top.indices, top.values)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import BadMessage, CapacityExceeded
+from .lora_batch import to_device
 
 
 @dataclass
@@ -88,6 +89,6 @@ class SequenceTable:
     ) -> None:
         """Sets the K/V page of (row, position) for each new token; all arrays [T]."""
         device = self.k_table.device
-        index = (torch.from_numpy(rows).to(device), torch.from_numpy(positions).to(device))
-        self.k_table.index_put_(index, torch.from_numpy(k_pages).to(device))
-        self.v_table.index_put_(index, torch.from_numpy(v_pages).to(device))
+        index = (to_device(rows, device), to_device(positions, device))
+        self.k_table.index_put_(index, to_device(k_pages, device))
+        self.v_table.index_put_(index, to_device(v_pages, device))
