@@ -180,7 +180,11 @@ class Server:
             try:
                 return self.step_queue.get(timeout=STEP_POLL_S)
             except queue.Empty:
-                if launched[1].ready():
+                try:
+                    done = launched[1].ready()
+                except Exception:  # a device error: waiting raises it as the step's reply
+                    done = True
+                if done:
                     return _LAUNCHED_DONE
 
     def _finish(self, launched: tuple[Message, Any] | None) -> None:
