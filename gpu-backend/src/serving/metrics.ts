@@ -72,7 +72,7 @@ export class ServingMetrics {
   });
   readonly #stepSeconds = new Histogram({
     name: "lorafleet_step_forward_seconds",
-    help: "executor forward time per step",
+    help: "executor time per step: launching it plus waiting for its samples (steps overlap, so not its wall time)",
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
