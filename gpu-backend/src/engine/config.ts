@@ -26,6 +26,8 @@ export interface EngineConfig {
   poolSharing: PoolSharing;
 }
 
+export const MAX_IN_FLIGHT_STEPS = 4;
+
 /**
  * A full config from a few overrides.
  * Example: `defaultEngineConfig({ maxNumSeqs: 64 })`.
@@ -62,9 +64,12 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
       throw new EngineConfigError(`${key} must be a positive integer, got ${value}`);
     }
   }
-  if (config.maxInFlightSteps > 2) {
-    // One step of lookahead is what StepFlag.useLastSampled can express per seq.
-    throw new EngineConfigError(`maxInFlightSteps must be 1 or 2, got ${config.maxInFlightSteps}`);
+  if (config.maxInFlightSteps > MAX_IN_FLIGHT_STEPS) {
+    // Each step in flight holds its seqs' KV pages and a sample that may be wasted (EOS
+    // comes back late); beyond a few, the executor already has the next step queued.
+    throw new EngineConfigError(
+      `maxInFlightSteps must be 1 to ${MAX_IN_FLIGHT_STEPS}, got ${config.maxInFlightSteps}`,
+    );
   }
   if (config.maxHostAdapters < config.maxResidentAdapters) {
     // A resident adapter keeps its host copy, so the host tier must hold every resident one.

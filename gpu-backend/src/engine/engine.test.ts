@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { StepFlag, type StepPlan } from "../executor/messages.ts";
-import type { EngineConfig } from "./config.ts";
+import { type EngineConfig, MAX_IN_FLIGHT_STEPS } from "./config.ts";
 import {
   DuplicateRequestError,
   EngineConfigError,
@@ -127,7 +127,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
   config: fc.record({
     maxNumSeqs: fc.integer({ min: 1, max: 8 }),
     maxNumTokens: fc.integer({ min: 1, max: 48 }),
-    maxInFlightSteps: fc.integer({ min: 1, max: 2 }),
+    maxInFlightSteps: fc.integer({ min: 1, max: MAX_IN_FLIGHT_STEPS }),
     maxResidentAdapters: fc.integer({ min: 1, max: 4 }),
     prefetchWindow: fc.integer({ min: 1, max: 8 }),
     poolSharing: fc.oneof(
@@ -362,7 +362,7 @@ describe("Engine", () => {
           minLength: 1,
           maxLength: 12,
         }),
-        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 1, max: MAX_IN_FLIGHT_STEPS }),
         (deadlines, maxInFlightSteps) => {
           const model = testModel();
           const engine = createEngine({ maxNumSeqs: 2, maxInFlightSteps });
@@ -532,7 +532,9 @@ describe("Engine", () => {
 
   it("refuses bad configs and model info with named errors", () => {
     expect(() => createEngine({ maxNumSeqs: 0 })).toThrow(EngineConfigError);
-    expect(() => createEngine({ maxInFlightSteps: 3 })).toThrow(EngineConfigError);
+    expect(() => createEngine({ maxInFlightSteps: MAX_IN_FLIGHT_STEPS + 1 })).toThrow(
+      EngineConfigError,
+    );
     expect(() => createEngine({ maxResidentAdapters: 8, maxHostAdapters: 4 })).toThrow(
       EngineConfigError,
     );

@@ -24,6 +24,16 @@ describe("parseServerConfig", () => {
     );
   });
 
+  it("sends up to 3 steps ahead of their results unless told, at most the engine's cap", () => {
+    expect(parseServerConfig(["--model", "m"], {}).maxInFlightSteps).toBe(3);
+    expect(
+      parseServerConfig(["--model", "m", "--max-in-flight-steps", "1"], {}).maxInFlightSteps,
+    ).toBe(1);
+    expect(() => parseServerConfig(["--model", "m", "--max-in-flight-steps", "5"], {})).toThrow(
+      /--max-in-flight-steps/,
+    );
+  });
+
   it("caches URL downloads under the adapter dir unless told where", () => {
     const base = ["--model", "m", "--adapter-dir", "ad"];
     expect(parseServerConfig(base, {}).adapterCacheDir).toBeUndefined();

@@ -5,6 +5,7 @@ import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { AdapterUrlPolicy } from "../adapters/url-policy.ts";
+import { MAX_IN_FLIGHT_STEPS } from "../engine/config.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -46,6 +47,9 @@ export const ServerConfigSchema = z.object({
   /** tokens per step (the scheduler's token budget) */
   maxNumBatchedTokens: positiveInt.default(2048),
   maxNumSeqs: positiveInt.default(128),
+  /** steps sent ahead of their results: 3 keeps the next step queued in the executor
+   * while it reads one, so its host work overlaps the GPU's (issue 7 notes) */
+  maxInFlightSteps: positiveInt.max(MAX_IN_FLIGHT_STEPS).default(3),
   /** longest prompt + completion; 0 = the model's max_position_embeddings */
   maxModelLen: nonNegativeInt.default(0),
   /** requests waiting beyond this are refused with 429 */

@@ -53,6 +53,7 @@ async function main(): Promise<void> {
     defaultEngineConfig({
       maxNumSeqs: config.maxNumSeqs,
       maxNumTokens: config.maxNumBatchedTokens,
+      maxInFlightSteps: config.maxInFlightSteps,
       maxResidentAdapters: config.maxLoras,
       maxHostAdapters: Math.max(config.maxCpuLoras, config.maxLoras),
       hostCacheBytes: config.hostCacheBytes,
