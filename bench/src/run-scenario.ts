@@ -132,7 +132,7 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
             `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
               `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
               `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s; ` +
-              `${activity.steps} steps, executor ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms each, ` +
+              `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
               `${activity.adapterLoads} adapter loads`,
           );
           const failures = records.filter((r) => r.status !== "ok").slice(0, 3);

@@ -2,11 +2,11 @@ import { describe, expect, it } from "vitest";
 import { parseServerCounters, serverActivity } from "./server-counters.ts";
 
 const exposition = (steps: number, seconds: number, loads: number) => `
-# HELP lorafleet_step_forward_seconds executor forward time per step
-# TYPE lorafleet_step_forward_seconds histogram
-lorafleet_step_forward_seconds_bucket{le="0.01"} 3
-lorafleet_step_forward_seconds_sum ${seconds}
-lorafleet_step_forward_seconds_count ${steps}
+# HELP lorafleet_step_seconds a step's wall time
+# TYPE lorafleet_step_seconds histogram
+lorafleet_step_seconds_bucket{le="0.01"} 3
+lorafleet_step_seconds_sum ${seconds}
+lorafleet_step_seconds_count ${steps}
 lorafleet_adapter_loads_total ${loads}
 lorafleet_requests_total{finish_reason="length"} 9
 `;

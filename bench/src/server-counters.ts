@@ -1,13 +1,13 @@
 /**
  * What the backend itself counted during one run, from its Prometheus /metrics before
- * and after: how many steps the executor ran and how long they took on average, and
+ * and after: how many steps the executor ran and how long each took on average, and
  * the adapter traffic. Next to the client's latencies this says where time went
  * (executor step vs everything around it).
  */
 
 const COUNTERS = {
-  steps: "lorafleet_step_forward_seconds_count",
-  stepSeconds: "lorafleet_step_forward_seconds_sum",
+  steps: "lorafleet_step_seconds_count",
+  stepSeconds: "lorafleet_step_seconds_sum",
   adapterLoads: "lorafleet_adapter_loads_total",
   adapterEvictions: "lorafleet_adapter_evictions_total",
   preemptions: "lorafleet_preemptions_total",
@@ -17,7 +17,7 @@ export type ServerCounters = Record<keyof typeof COUNTERS, number>;
 
 export interface ServerActivity {
   steps: number;
-  /** mean executor time per step (forward + sampling), ms */
+  /** mean wall time per step (steps overlap: each from the result before it), ms */
   stepMsMean: number | null;
   adapterLoads: number;
   adapterEvictions: number;

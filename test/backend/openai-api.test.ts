@@ -194,6 +194,8 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
   it("exports Prometheus metrics", async () => {
     const text = await (await fetch(`${backend.url}/metrics`)).text();
     expect(text).toContain("lorafleet_time_to_first_token_seconds_count");
+    expect(text).toMatch(/lorafleet_step_seconds_count [1-9]/);
+    expect(text).toMatch(/lorafleet_step_executor_seconds_count [1-9]/);
     expect(text).toMatch(/lorafleet_generated_tokens_total \d+/);
     expect(text).toContain('lorafleet_pool_pages{use="free"}');
   });

@@ -71,8 +71,14 @@ export class ServingMetrics {
     registers: [this.registry],
   });
   readonly #stepSeconds = new Histogram({
-    name: "lorafleet_step_forward_seconds",
-    help: "executor time per step: launching it plus waiting for its samples (steps overlap, so not its wall time)",
+    name: "lorafleet_step_seconds",
+    help: "a step's wall time: from its send, or from the result before it when steps overlap, to its result",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #stepExecutorSeconds = new Histogram({
+    name: "lorafleet_step_executor_seconds",
+    help: "the executor's host time per step: launching it plus waiting for its samples",
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
@@ -137,8 +143,9 @@ export class ServingMetrics {
     this.#requests.inc({ finish_reason: finishReason });
   }
 
-  stepDone(forwardMs: number, sampleMs: number): void {
-    this.#stepSeconds.observe((forwardMs + sampleMs) / 1000);
+  stepDone(wallMs: number, forwardMs: number, sampleMs: number): void {
+    this.#stepSeconds.observe(wallMs / 1000);
+    this.#stepExecutorSeconds.observe((forwardMs + sampleMs) / 1000);
   }
 
   executorRestarted(): void {

@@ -69,6 +69,8 @@ export class ServingLoop {
   readonly #log: Logger;
   readonly #streams = new Map<string, GenerationStream>();
   #nextId = 0;
+  /** performance.now() of the last step result (step wall times, metrics) */
+  #lastStepResultAt = 0;
   #wake: (() => void) | null = null;
   #running = false;
   #stopped: Promise<void> | null = null;
@@ -274,10 +276,16 @@ export class ServingLoop {
 
   #sendStep(plan: StepPlan): void {
     const epoch = this.#epoch;
+    const sentAt = performance.now();
     this.#executor.step(plan).then(
       (result) => {
         if (epoch !== this.#epoch) return;
-        this.#metrics.stepDone(result.forwardMs, result.sampleMs);
+        // Steps overlap: this one had the executor to itself from the later of its send
+        // and the result before it.
+        const now = performance.now();
+        const wallMs = now - Math.max(sentAt, this.#lastStepResultAt);
+        this.#lastStepResultAt = now;
+        this.#metrics.stepDone(wallMs, result.forwardMs, result.sampleMs);
         try {
           this.#deliver(this.#engine.update(result, Date.now()), GenerationFailedError);
         } catch (error) {
