@@ -36,7 +36,7 @@ from .plan import FLAG_NEW, FLAG_USE_LAST_SAMPLED, InitConfig, StagedAdapter, St
 from .plan_checks import StepLimits, check_plan
 from .pool import UnifiedPool
 from .runtime import check_init_config, resolve_device, resolve_dtype
-from .sampling import SamplingParams, TokenHistory, sample
+from .sampling import SamplingParams, TokenHistory, any_penalty, sample
 from .sequences import SequenceState, SequenceTable
 from .stage_processes import StageProcesses
 from .step_inputs import StepInputs, step_inputs, to_forward_batch
@@ -232,7 +232,10 @@ class Executor:
         if plan.num_seqs == 0:
             self.steps += 1
             return LaunchedStep.done(_empty_result(plan.step_id))
-        self._wait_for_older(keep_last=not _any_penalty(plan))
+        penalized = any_penalty(
+            plan.presence_penalty, plan.frequency_penalty, plan.repetition_penalty
+        )
+        self._wait_for_older(keep_last=not penalized)
         created: list[int] = []
         try:
             seqs = self._seq_states(plan, created)
@@ -421,14 +424,6 @@ class Executor:
             if start in late_rows:  # its first token is still on the device
                 late.step.fill_in(seq, seq.num_tokens, late_rows[start])
             seq.append(inputs.token_ids[start : inputs.cu_q[i + 1]])
-
-
-def _any_penalty(plan: StepPlan) -> bool:
-    return bool(
-        (plan.repetition_penalty != 1).any()
-        or (plan.presence_penalty != 0).any()
-        or (plan.frequency_penalty != 0).any()
-    )
 
 
 def _empty_result(step_id: int) -> StepResult:

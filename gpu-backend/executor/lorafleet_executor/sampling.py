@@ -49,8 +49,6 @@ class SamplingParams:
         def f32(name: str) -> torch.Tensor:
             return to_device(np.ascontiguousarray(arrays[name], np.float32), device)
 
-        repetition = bool((arrays["repetition_penalty"] != 1).any())
-        additive = (arrays["presence_penalty"] != 0) | (arrays["frequency_penalty"] != 0)
         return SamplingParams(
             temperature=f32("temperature"),
             top_p=f32("top_p"),
@@ -62,9 +60,18 @@ class SamplingParams:
             generators=generators,
             num_logprobs=np.asarray(arrays["logprobs"]),
             any_random=bool((arrays["temperature"] > 0).any()),
-            any_repetition=repetition,
-            any_penalty=repetition or bool(additive.any()),
+            any_repetition=bool((arrays["repetition_penalty"] != 1).any()),
+            any_penalty=any_penalty(
+                arrays["presence_penalty"],
+                arrays["frequency_penalty"],
+                arrays["repetition_penalty"],
+            ),
         )
+
+
+def any_penalty(presence: np.ndarray, frequency: np.ndarray, repetition: np.ndarray) -> bool:
+    """Whether some row is penalized (its sampling reads the sequence's token history)."""
+    return bool((repetition != 1).any() or (presence != 0).any() or (frequency != 0).any())
 
 
 @dataclass
