@@ -24,7 +24,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +40,7 @@ from run_info import REPO, device_folder, run_info
 from tp_bench import Workload, sync_device
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+T = TypeVar("T")
 
 
 def median_ms(run, repeats: int, device: torch.device) -> float:
@@ -51,6 +54,29 @@ def median_ms(run, repeats: int, device: torch.device) -> float:
     return float(np.median(times) * 1e3)
 
 
+def beside(measure: Callable[[], T], work: Callable[[], None], threads: int) -> tuple[T, list]:
+    """measure() while `threads` threads run work() back to back: (what measure returned,
+    each work's milliseconds)."""
+    stop = threading.Event()
+    times: list[float] = []
+
+    def keep_working() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            work()
+            times.append((time.perf_counter() - started) * 1e3)
+
+    workers = [threading.Thread(target=keep_working) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        return measure(), times
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
 def decode_beside_staging(
     ex: Executor, folder: str, decode, threads: int, processes: bool, args, device
 ) -> dict:
@@ -62,26 +88,17 @@ def decode_beside_staging(
     ex.stagers = StageProcesses(threads) if processes else None
     if ex.stagers is not None:
         ex.stage_adapter(999, folder)  # the workers are up
-    stop = threading.Event()
-    stage_ms: list[float] = []
     ids = iter(range(1000, 1 << 30))
     lock = threading.Lock()
 
-    def keep_staging() -> None:
-        while not stop.is_set():
-            with lock:
-                adapter_id = next(ids)
-            started = time.perf_counter()
-            ex.stage_adapter(adapter_id, folder)
-            stage_ms.append((time.perf_counter() - started) * 1e3)
+    def stage_next() -> None:
+        with lock:
+            adapter_id = next(ids)
+        ex.stage_adapter(adapter_id, folder)
 
-    stagers = [threading.Thread(target=keep_staging) for _ in range(threads)]
-    for stager in stagers:
-        stager.start()
-    step_ms = median_ms(decode, args.decode_steps, device)
-    stop.set()
-    for stager in stagers:
-        stager.join()
+    step_ms, stage_ms = beside(
+        lambda: median_ms(decode, args.decode_steps, device), stage_next, threads
+    )
     for adapter_id in [999, *range(1000, next(ids))]:
         if adapter_id in ex.host:
             ex.drop_adapter(adapter_id, "host")
@@ -183,20 +200,9 @@ def main(argv: list[str] | None = None) -> None:
             decode()
         decode_alone_ms = median_ms(decode, args.decode_steps, device)
         # Loads back to back on the side stream while the main thread decodes.
-        stop = threading.Event()
-        loads_during: list[float] = []
-
-        def keep_loading() -> None:
-            while not stop.is_set():
-                started = time.perf_counter()
-                load()
-                loads_during.append((time.perf_counter() - started) * 1e3)
-
-        loader = threading.Thread(target=keep_loading, daemon=True)
-        loader.start()
-        decode_with_loads_ms = median_ms(decode, args.decode_steps, device)
-        stop.set()
-        loader.join()
+        decode_with_loads_ms, loads_during = beside(
+            lambda: median_ms(decode, args.decode_steps, device), load, 1
+        )
         staging = [
             decode_beside_staging(ex, folder, decode, threads, processes, args, device)
             for processes in (False, True)
