@@ -5,6 +5,7 @@ Llama-2-7B q/k/v shapes; prints one line per (case, kernel, config) to stdout, e
 median per-call time from CUDA-graph replays (as lora_bench.py times them).
 
     python bench/kernels/lora_tune.py            # decode
+    python bench/kernels/lora_tune.py --tiles    # the expand on blocks of rows on one adapter
     python bench/kernels/lora_tune.py --prefill  # the segment shrink
 """
 
@@ -20,6 +21,8 @@ from lorafleet_executor.kernels.lora_prefill import shrink_prefill
 from lorafleet_executor.lora_batch import slot_runs
 
 CASES = [(64, 64, 16), (64, 1, 16), (256, 256, 16), (64, 64, 64)]  # rows, adapters, rank
+# rows, adapters (rows sorted: one run each), rank; every block of 16 rows on one adapter
+TILE_CASES = [(64, 1, 16), (64, 4, 16), (256, 1, 16), (256, 8, 64)]
 # rows, adapters (one run each), rank; tables padded to rank 64 (the server's max rank)
 PREFILL_CASES = [(256, 1, 16), (256, 1, 64), (1024, 8, 16), (2048, 4, 64)]
 
@@ -50,10 +53,27 @@ def tune_prefill(device, gen) -> None:
             )
 
 
+def tune_tiles(device, gen) -> None:
+    for rows, n, rank in TILE_CASES:
+        row_slot = (torch.arange(rows) * n // rows).to(torch.int32)
+        case = build_case(LLAMA7B, rows, [rank] * n, row_slot, None, torch.bfloat16, device, gen)
+        h = lora_shrink(case.x, case.pool, case.a_pages, case.ranks, case.row_slot)
+        for block_n, warps in itertools.product((256, 512, 1024), (2, 4, 8)):
+            expand = partial(
+                expand_decode, case.y, h, case.pool, case.b_pages, case.ranks, case.row_slot,
+                LLAMA7B.out_features, block_n=block_n, num_warps=warps,
+            )  # fmt: skip
+            us = time_us(expand, device, 10, 20)
+            print(f"tiles rows={rows} n={n} r={rank} expand N{block_n} w{warps}: {us:.1f}")
+
+
 def main() -> None:
     device, gen = torch.device("cuda"), torch.Generator().manual_seed(0)
     if "--prefill" in sys.argv[1:]:
         tune_prefill(device, gen)
+        return
+    if "--tiles" in sys.argv[1:]:
+        tune_tiles(device, gen)
         return
     for rows, n, rank in CASES:
         row_slot = (torch.arange(rows) % n).to(torch.int32)

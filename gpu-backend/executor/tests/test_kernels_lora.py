@@ -168,6 +168,34 @@ def test_prefill_segments_may_split_one_slot():
     check_batch(batch, torch.float32)
 
 
+def with_slots(batch, slots):
+    batch.row_slot = torch.as_tensor(slots, dtype=torch.int32).to(DEVICE)
+    return batch
+
+
+# Aligned blocks of 16 rows on one adapter take the tensor-core tiles (rank 128 over many
+# rank programs; slot 2 skips module 1); 16 rows without one, then a block on two adapters
+# and a partial block stay one row per program.
+SHARED_BLOCKS = [5] * 16 + [2] * 16 + [-1] * 16 + [0, 3] * 4 + [3] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_decode_blocks_on_one_adapter_match_reference(dtype):
+    triton_runs_here()
+    batch = make(len(SHARED_BLOCKS), "distinct", dtype, False)
+    check_batch(with_slots(batch, SHARED_BLOCKS), dtype)
+
+
+def test_mixed_step_block_cut_by_the_segments_is_done_row_by_row():
+    # Rows 0-15 are a shared block; 16-19 share the adapter but are cut by the segments
+    # (from row 20 on), so they go one per program.
+    triton_runs_here()
+    batch = with_slots(make(32, "identical", torch.float32, True), [1] * 32)
+    batch.lead_by_rows(20)
+    batch.lead_rows = 24  # the grid's bound may pass the segments' start
+    check_batch(batch, torch.float32)
+
+
 def shrink_args(batch):
     return [batch.x, batch.pool, batch.a_pages, batch.ranks, batch.row_slot]
 
@@ -247,6 +275,20 @@ def test_gpu_full_grid(num_rows, spread, dtype, shape, prefill):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("shape", list(GPU_SHAPES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mixed", [False, True], ids=["decode", "mixed"])
+def test_gpu_sorted_rows_share_blocks(mixed, dtype, shape):
+    # Rows sorted by adapter: long runs, most of them in aligned blocks on one adapter.
+    batch = make(133, "zipf", dtype, False, **GPU_SHAPES[shape])
+    with_slots(batch, batch.row_slot.sort().values)
+    if mixed:
+        batch.lead_by_rows(70)
+    check_batch(batch, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_gpu_cuda_graph_replay_matches_eager_exactly():
     batch = make(33, "zipf", torch.bfloat16, False, **GPU_SHAPES["llama-gqa"])
     y0 = torch.randn(33, sum(batch.out_features), device=DEVICE).to(torch.bfloat16)
@@ -265,6 +307,14 @@ def test_gpu_cuda_graph_replay_matches_eager_exactly():
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             step(static)
+    static.copy_(y0)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(static, eager)
+    # Replayed on sorted slots, the captured kernels take the shared blocks as eager does.
+    batch.row_slot.copy_(batch.row_slot.sort().values)
+    eager = y0.clone()
+    step(eager)
     static.copy_(y0)
     graph.replay()
     torch.cuda.synchronize()

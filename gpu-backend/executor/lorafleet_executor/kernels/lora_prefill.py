@@ -10,7 +10,7 @@ host from `run_lengths`, tightens it).
 import triton
 import triton.language as tl
 
-from .lora_decode import module_columns, slot_rank
+from .lora_tiles import expand_tile, module_columns, slot_rank
 from .triton_common import dot_acc, next_pow2
 
 BLOCK_T = 64
@@ -114,30 +114,11 @@ def expand_prefill_kernel(
         r_mask = rows < end
         n = p * PAGE_WIDTH + off
         n_mask = (off < PAGE_WIDTH) & (n < out)
-        acc = tl.zeros([BLOCK_T, BLOCK_N], dtype=tl.float32)
-        # A constexpr bound (the interpreter of triton 3.6 on numpy >= 2.4
-        # cannot loop to a tensor); blocks past the rank skip their loads.
-        for j0 in range(0, MAX_RANK, BLOCK_R):
-            if j0 < rank:
-                j = j0 + tl.arange(0, BLOCK_R)
-                j_mask = j < rank
-                ht = tl.load(
-                    h_ptr + (m * num_rows + rows[:, None]) * MAX_RANK + j[None, :],
-                    mask=r_mask[:, None] & j_mask[None, :],
-                    other=0.0,
-                )
-                page = tl.load(
-                    b_pages_ptr + ((m * num_slots + slot) * MAX_RANK + j) * PAGES_PER_ROW + p,
-                    mask=j_mask,
-                    other=0,
-                ).to(tl.int64)
-                bt = tl.load(
-                    pool_ptr + page[:, None] * PAGE_WIDTH + off[None, :],
-                    mask=j_mask[:, None] & n_mask[None, :],
-                    other=0.0,
-                )
-                # h is rounded to the model dtype here, as punica's and S-LoRA's kernels do.
-                acc = dot_acc(ht.to(bt.dtype), bt, acc, DOT_F32)
+        acc = expand_tile(
+            h_ptr, rows, r_mask, pool_ptr, b_pages_ptr, m, slot, rank, p, off, n_mask,
+            num_rows, num_slots, MAX_RANK, PAGE_WIDTH, PAGES_PER_ROW, BLOCK_T, BLOCK_R,
+            BLOCK_N, DOT_F32,
+        )  # fmt: skip
         y = y_ptr + rows[:, None] * y_stride + col + n[None, :]
         mask = r_mask[:, None] & n_mask[None, :]
         total = tl.load(y, mask=mask, other=0.0).to(tl.float32) + acc
