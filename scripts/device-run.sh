@@ -40,6 +40,9 @@ ablations() {  # <result name> <server args> <ablations args...>
     --work-dir /tmp/bench --out /tmp/results > "$OUT/$name.log" 2>&1
   cp /tmp/results/*/ablations.json "$OUT/$name.json" 2>/dev/null
   cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
+  for log in /tmp/bench/logs/ablations.*.server.log; do  # the backends' own logs
+    [[ -f $log ]] && mv "$log" "$OUT/$name.$(basename "$log" .log | cut -d. -f2).server.log"
+  done
 }
 if [[ $parts == *ablations* ]]; then
   ablations ablations "" --variants base,slora,no-unifymem --no-peft

@@ -168,5 +168,6 @@ describe("runOpenLoop against the test peer", () => {
     expect(m.perTokenS.p50 as number).toBeGreaterThan(0.009);
     expect(m.perTokenS.p50 as number).toBeLessThan(0.05);
     expect(m.endToEndS.p99 as number).toBeGreaterThanOrEqual(m.endToEndS.p50 as number);
+    expect(m.failures).toEqual([expect.stringMatching(/^request 3 aborted: HTTP 429/)]);
   });
 });

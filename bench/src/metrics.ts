@@ -33,7 +33,11 @@ export interface RunMetrics {
   shortOutputs: number;
   /** worst lateness of a send against its schedule: a large value means the client, not the server, was the bottleneck */
   maxSendLagS: number;
+  /** why the first few requests that did not end ok did not: "request <id> <status>: <error>" */
+  failures: string[];
 }
+
+const FAILURES_KEPT = 5;
 
 export function summarize(records: readonly RequestRecord[], sloFirstTokenS: number): RunMetrics {
   const ok = records.filter((r) => r.status === "ok");
@@ -68,5 +72,9 @@ export function summarize(records: readonly RequestRecord[], sloFirstTokenS: num
     sloAttainment: records.length === 0 ? 0 : inSlo.length / records.length,
     shortOutputs: ok.filter((r) => r.outputTokens < r.requestedTokens).length,
     maxSendLagS: records.length === 0 ? 0 : Math.max(...records.map((r) => r.sentS - r.scheduledS)),
+    failures: records
+      .filter((r) => r.status !== "ok")
+      .slice(0, FAILURES_KEPT)
+      .map((r) => `request ${r.id} ${r.status}: ${r.error}`),
   };
 }

@@ -135,8 +135,7 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
               `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
               `${activity.adapterLoads} adapter loads`,
           );
-          const failures = records.filter((r) => r.status !== "ok").slice(0, 3);
-          for (const r of failures) ctx.log(`  request ${r.id} ${r.status}: ${r.error}`);
+          for (const failure of metrics.failures) ctx.log(`  ${failure}`);
           record(variant, point, { metrics, server: activity, error: null });
         }
       }

@@ -20,6 +20,7 @@ export function metricsWith(outputTokensPerS: number, ok = 10): RunMetrics {
     sloAttainment: 1,
     shortOutputs: 0,
     maxSendLagS: 0,
+    failures: [],
   };
 }
 
