@@ -23,11 +23,12 @@ import torch
 
 from .forward_batch import ForwardBatch
 from .graph_buffers import StaticLora, StaticTokens, buffer, capture, fill
-from .lora_batch import LoraBatch, to_device
+from .lora_batch import LoraBatch
 from .model import LlamaModel
 from .pool import UnifiedPool
 from .sequences import SequenceTable
 from .step_inputs import StepInputs
+from .transfer import to_device
 
 
 def batch_buckets(max_num_seqs: int) -> list[int]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .adapter_layout import ModuleSpan, pages_per_row
+from .transfer import to_device
 
 GROUPS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
 
@@ -124,12 +125,6 @@ def group_tables(
             a_pages[m, s, : span.rank] = span.a_pages(adapter.pages)
             b_pages[m, s, : span.rank, : span.b_row_pages] = span.b_pages(adapter.pages)
     return a_pages, b_pages, ranks
-
-
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host array on the device without a stream sync (a blocking copy from pageable
-    memory waits for every step queued before it)."""
-    return torch.from_numpy(array).to(device, non_blocking=True)
 
 
 def mixed_segments(

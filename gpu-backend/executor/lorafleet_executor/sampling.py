@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .lora_batch import to_device
+from .transfer import to_device
 
 MAX_TOP_LOGPROBS = 20
 

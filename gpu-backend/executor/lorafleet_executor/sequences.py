@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import BadMessage, CapacityExceeded
-from .lora_batch import to_device
+from .transfer import to_device
 
 
 @dataclass

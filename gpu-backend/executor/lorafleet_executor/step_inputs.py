@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from .forward_batch import ForwardBatch
-from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments, to_device
+from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
 from .plan import FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan
 from .sequences import SequenceState, SequenceTable
+from .transfer import to_device
 
 
 @dataclass

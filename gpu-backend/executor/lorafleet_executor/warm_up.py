@@ -10,9 +10,10 @@ import torch
 
 from .adapter_layout import MODULES, adapter_layout
 from .forward_batch import ForwardBatch
-from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments, to_device
+from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
 from .model import LlamaModel
 from .pool import UnifiedPool
+from .transfer import to_device
 
 CHUNK = 16  # new tokens of each of the two prefill sequences
 
