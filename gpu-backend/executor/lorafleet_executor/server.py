@@ -45,6 +45,7 @@ from .protocol import (
     read_header,
 )
 from .stage_pool import DEFAULT_STAGE_THREADS, StagePool
+from .step_profiler import StepProfiler
 
 EXIT_OK = 0
 EXIT_NO_SOCKET = 2
@@ -80,6 +81,7 @@ class Server:
         self.send_lock = threading.Lock()
         self.step_queue: queue.Queue[Message | None] = queue.Queue()
         self.adapter_queue: queue.Queue[Message | None] = queue.Queue()
+        self.profiler = StepProfiler.from_env()  # step_profiler.py: off unless asked for
         self.workers = [
             threading.Thread(target=self._steps, name="step", daemon=True),
             threading.Thread(
@@ -159,6 +161,8 @@ class Server:
         while True:
             message = self._next_step(launched)
             if message is not _LAUNCHED_DONE and message is not None:
+                if self.profiler is not None:
+                    self.profiler.before_launch()
                 try:
                     step = self.executor.launch(message.body)
                 except Exception as error:

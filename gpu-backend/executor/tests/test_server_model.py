@@ -233,3 +233,30 @@ def test_steps_sent_back_to_back_are_answered_in_order_as_if_one_by_one(tmp_path
         assert engine.receive().name == "ok"
     finally:
         engine.close()
+
+
+def test_a_profile_window_of_served_steps_is_written(tmp_path, monkeypatch):
+    # step_profiler.py: steps 1..1 (the second launched) profiled, written at the third.
+    monkeypatch.setenv("LORAFLEET_PROFILE_STEPS", "1:1")
+    monkeypatch.setenv("LORAFLEET_PROFILE_OUT", str(tmp_path / "prof"))
+    config = InitConfig(model_path=str(TINY), device="cpu", num_pages=512, cuda_graphs=False)
+    first = one_seq_plan(1, -1, np.arange(8, dtype=np.int32))
+    flags = np.array([FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED], np.uint8)
+    second = replace(first, step_id=2, flags=flags, num_new_tokens=np.array([1], np.int32),
+                     num_cached=np.array([4], np.int32), token_ids=np.array([-1], np.int32),
+                     kv_pages=np.array([8, 9], np.int32))  # fmt: skip
+    third = replace(second, step_id=3, num_cached=np.array([5], np.int32),
+                    kv_pages=np.array([10, 11], np.int32))  # fmt: skip
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", config)
+        assert engine.receive().name == "ready"
+        for request_id, plan in enumerate([first, second, third], 2):
+            engine.send(request_id, "step", plan)
+            assert engine.receive().name == "step_result"
+        engine.send(5, "shutdown")
+        assert engine.receive().name == "ok"
+    finally:
+        engine.close()
+    assert (tmp_path / "prof.txt").read_text().startswith("steps 1..1 (1): device busy")
+    assert (tmp_path / "prof.json.gz").stat().st_size > 0
