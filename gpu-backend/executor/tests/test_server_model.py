@@ -56,6 +56,16 @@ def one_seq_plan(step_id: int, adapter_id: int, kv_pages: np.ndarray) -> StepPla
     )
 
 
+def prompt_then_decode_plans() -> tuple[StepPlan, StepPlan]:
+    """Step 1: a 4-token prompt, sampled; step 2: one token from its last sample."""
+    first = one_seq_plan(1, -1, np.arange(8, dtype=np.int32))
+    flags = np.array([FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED], np.uint8)
+    second = replace(first, step_id=2, flags=flags, num_new_tokens=np.array([1], np.int32),
+                     num_cached=np.array([4], np.int32), token_ids=np.array([-1], np.int32),
+                     kv_pages=np.array([8, 9], np.int32))  # fmt: skip
+    return first, second
+
+
 def test_init_adapter_step_stats_shutdown(tmp_path):
     engine = EngineEnd(tmp_path, timeout=120)
     try:
@@ -206,11 +216,7 @@ def test_steps_sent_back_to_back_are_answered_in_order_as_if_one_by_one(tmp_path
     # last sampled token comes from the device, and a failing step is answered after
     # the one launched before it.
     config = InitConfig(model_path=str(TINY), device="cpu", num_pages=512, cuda_graphs=False)
-    first = one_seq_plan(1, -1, np.arange(8, dtype=np.int32))
-    flags = np.array([FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED], np.uint8)
-    second = replace(first, step_id=2, flags=flags, num_new_tokens=np.array([1], np.int32),
-                     num_cached=np.array([4], np.int32), token_ids=np.array([-1], np.int32),
-                     kv_pages=np.array([8, 9], np.int32))  # fmt: skip
+    first, second = prompt_then_decode_plans()
     unknown = replace(second, step_id=3, seq_ids=np.array([77], np.uint32))
     one_by_one = Executor(config)
     expected = [one_by_one.step(p).tokens.tolist() for p in (first, second)]
@@ -240,11 +246,7 @@ def test_a_profile_window_of_served_steps_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("LORAFLEET_PROFILE_STEPS", "1:1")
     monkeypatch.setenv("LORAFLEET_PROFILE_OUT", str(tmp_path / "prof"))
     config = InitConfig(model_path=str(TINY), device="cpu", num_pages=512, cuda_graphs=False)
-    first = one_seq_plan(1, -1, np.arange(8, dtype=np.int32))
-    flags = np.array([FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED], np.uint8)
-    second = replace(first, step_id=2, flags=flags, num_new_tokens=np.array([1], np.int32),
-                     num_cached=np.array([4], np.int32), token_ids=np.array([-1], np.int32),
-                     kv_pages=np.array([8, 9], np.int32))  # fmt: skip
+    first, second = prompt_then_decode_plans()
     third = replace(second, step_id=3, num_cached=np.array([5], np.int32),
                     kv_pages=np.array([10, 11], np.int32))  # fmt: skip
     engine = EngineEnd(tmp_path, timeout=120)
