@@ -88,9 +88,11 @@ def parse_adapter(
     max_rank: int,
     dtype: torch.dtype,
     pin: bool = False,
+    out: torch.Tensor | None = None,
 ) -> ParsedAdapter:
+    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes)."""
     files = read_adapter_files(path, cfg, max_rank)
-    return packed_adapter(adapter_id, files, files.weights, cfg, dtype, pin)
+    return packed_adapter(adapter_id, files, files.weights, cfg, dtype, pin, out)
 
 
 def packed_adapter(
@@ -100,12 +102,14 @@ def packed_adapter(
     cfg: ModelConfig,
     dtype: torch.dtype,
     pin: bool,
+    out: torch.Tensor | None = None,
 ) -> ParsedAdapter:
     """`weights` (all of `files`' or a rank's share) -> the host-tier adapter in `cfg`'s
-    page layout, packed straight into (pinned) memory of the pool dtype: one buffer."""
+    page layout, packed straight into (pinned) memory of the pool dtype: one buffer, or
+    the start of `out` (uint8) when it is big enough."""
     rank, scale, targets = files.rank, files.scale, files.targets
     spans, num_pages = adapter_layout(rank, targets, cfg.module_shapes(), cfg.page_width)
-    rows = _pack(weights, spans, cfg, num_pages, scale, dtype, pin)
+    rows = _pack(weights, spans, cfg, num_pages, scale, dtype, pin, out)
     if not all_finite(rows):
         check_finite(weights)  # every source value lands in `rows`: name the culprit
         raise AdapterInvalid(f"{files.root}: weights overflow {dtype} once scaled by {scale:g}")
@@ -249,13 +253,19 @@ def _pack(
     scale: float,
     dtype: torch.dtype,
     pin: bool,
+    out: torch.Tensor | None,
 ) -> torch.Tensor:
     # A few bulk copies per module for all layers at once, not one per layer: staging
     # runs on threads beside the step loop, and every Python-level operation there is a
     # turn at the GIL that the step loop waits for.
     width, layers = cfg.page_width, range(cfg.num_layers)
     # The spans tile all pages, so every element is written below: data, then row tails.
-    rows = torch.empty(cfg.num_layers, num_pages * width, dtype=dtype, pin_memory=pin)
+    shape = (cfg.num_layers, num_pages * width)
+    nbytes = shape[0] * shape[1] * dtype.itemsize
+    if out is not None and out.numel() >= nbytes:
+        rows = out[:nbytes].view(dtype).view(shape)
+    else:
+        rows = torch.empty(shape, dtype=dtype, pin_memory=pin)
     for module, span in spans.items():
         for kind, start, row_pages in (
             ("A", span.a_start, span.a_row_pages),

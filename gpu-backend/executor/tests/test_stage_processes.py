@@ -46,6 +46,27 @@ def test_a_worker_packs_what_parse_adapter_packs(stagers, name, dtype):
     assert there.rows.dtype == dtype and torch.equal(there.rows, here.rows)
 
 
+def test_workers_pack_into_a_lent_buffer_that_grows_once_and_is_copied_out():
+    require_fixture(TINY)
+    cfg = ModelConfig.from_dir(TINY)
+    stagers = StageProcesses(workers=1)
+    lent = lambda: stagers._buffers.queue[0][1]  # noqa: E731 (the one slot's buffer)
+    try:
+        stagers.parse(1, ADAPTERS / "tiny-r8", cfg, 64, torch.float32, pin=False)
+        small = lent()
+        big = stagers.parse(2, ADAPTERS / "tiny-r64", cfg, 64, torch.float32, pin=False)
+        grown = lent()
+        assert grown.numel() == big.host_bytes > small.numel()
+        for name in ("tiny-r64", "tiny-r8", "tiny-mix-06"):  # each fits: packed in place
+            there = stagers.parse(3, ADAPTERS / name, cfg, 64, torch.float32, pin=False)
+            assert lent() is grown
+            assert there.rows.untyped_storage().data_ptr() != grown.untyped_storage().data_ptr()
+            here = parse_adapter(3, ADAPTERS / name, cfg, 64, torch.float32)
+            assert torch.equal(there.rows, here.rows)
+    finally:
+        stagers.shutdown()
+
+
 def test_a_bad_adapter_comes_back_as_adapter_invalid_and_the_workers_go_on(stagers, tmp_path):
     cfg = ModelConfig.from_dir(TINY)
     shutil.copytree(ADAPTERS / "tiny-r8", tmp_path / "a")
