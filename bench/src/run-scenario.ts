@@ -12,7 +12,7 @@ import { runOpenLoop } from "./client.ts";
 import { summarize } from "./metrics.ts";
 import type { PeftResult, RunResult } from "./results.ts";
 import type { Point, ScenarioPlan, Variant } from "./scenarios.ts";
-import { scrapeServerCounters, serverActivity } from "./server-counters.ts";
+import { type ServerActivity, scrapeServerCounters, serverActivity } from "./server-counters.ts";
 import { writeTrace } from "./trace-file.ts";
 import { generateTrace, type Trace, type TraceRequest } from "./workload.ts";
 
@@ -133,7 +133,7 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
               `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
               `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s; ` +
               `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
-              `${activity.adapterLoads} adapter loads`,
+              adapterTraffic(activity),
           );
           for (const failure of metrics.failures) ctx.log(`  ${failure}`);
           record(variant, point, { metrics, server: activity, error: null });
@@ -285,4 +285,12 @@ function runPeft(
     writeFileSync(out, "");
     return { point, result: null, error: error.message };
   }
+}
+
+/** "N adapter loads", with how long a stage and a load took on average when any ran. */
+function adapterTraffic(activity: ServerActivity): string {
+  const loads = `${activity.adapterLoads} adapter loads`;
+  if (activity.stageMsMean === null && activity.loadMsMean === null) return loads;
+  const ms = (value: number | null) => (value ?? Number.NaN).toFixed(1);
+  return `${loads} (stage ${ms(activity.stageMsMean)} ms, load ${ms(activity.loadMsMean)} ms each)`;
 }

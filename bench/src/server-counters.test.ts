@@ -8,17 +8,23 @@ lorafleet_step_seconds_bucket{le="0.01"} 3
 lorafleet_step_seconds_sum ${seconds}
 lorafleet_step_seconds_count ${steps}
 lorafleet_adapter_loads_total ${loads}
+lorafleet_adapter_op_seconds_sum{op="stage"} ${loads * 0.05}
+lorafleet_adapter_op_seconds_count{op="stage"} ${loads}
 lorafleet_requests_total{finish_reason="length"} 9
 `;
 
 describe("server counters", () => {
-  it("reads unlabelled samples and defaults the missing ones to 0", () => {
+  it("reads its samples, labelled ones by name and labels, and defaults the missing to 0", () => {
     expect(parseServerCounters(exposition(10, 0.25, 4))).toEqual({
       steps: 10,
       stepSeconds: 0.25,
       adapterLoads: 4,
       adapterEvictions: 0,
       preemptions: 0,
+      stages: 4,
+      stageSeconds: 0.2,
+      loads: 0,
+      loadSeconds: 0,
     });
   });
 
@@ -31,6 +37,8 @@ describe("server counters", () => {
       adapterLoads: 5,
       adapterEvictions: 0,
       preemptions: 0,
+      stageMsMean: expect.closeTo(50, 9),
+      loadMsMean: null,
     });
     expect(serverActivity(before, before).stepMsMean).toBeNull();
   });

@@ -1,8 +1,8 @@
 /**
  * What the backend itself counted during one run, from its Prometheus /metrics before
  * and after: how many steps the executor ran and how long each took on average, and
- * the adapter traffic. Next to the client's latencies this says where time went
- * (executor step vs everything around it).
+ * the adapter traffic with how long a stage and a load took. Next to the client's
+ * latencies this says where time went (executor step vs everything around it).
  */
 
 const COUNTERS = {
@@ -11,6 +11,10 @@ const COUNTERS = {
   adapterLoads: "lorafleet_adapter_loads_total",
   adapterEvictions: "lorafleet_adapter_evictions_total",
   preemptions: "lorafleet_preemptions_total",
+  stages: 'lorafleet_adapter_op_seconds_count{op="stage"}',
+  stageSeconds: 'lorafleet_adapter_op_seconds_sum{op="stage"}',
+  loads: 'lorafleet_adapter_op_seconds_count{op="load"}',
+  loadSeconds: 'lorafleet_adapter_op_seconds_sum{op="load"}',
 } as const;
 
 export type ServerCounters = Record<keyof typeof COUNTERS, number>;
@@ -22,13 +26,16 @@ export interface ServerActivity {
   adapterLoads: number;
   adapterEvictions: number;
   preemptions: number;
+  /** mean time of an adapter's stage (disk to host tier) and load (host tier to pool), ms */
+  stageMsMean: number | null;
+  loadMsMean: number | null;
 }
 
-/** Reads the counters out of a Prometheus text exposition (unlabelled samples only). */
+/** Reads the counters out of a Prometheus text exposition (a labelled sample by its name and labels as written). */
 export function parseServerCounters(text: string): ServerCounters {
   const samples = new Map<string, number>();
   for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*) ([-+.\deE]+|NaN)$/.exec(line.trim());
+    const match = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([-+.\deE]+|NaN)$/.exec(line.trim());
     if (match) samples.set(match[1] as string, Number(match[2]));
   }
   const counters = {} as ServerCounters;
@@ -44,12 +51,17 @@ export async function scrapeServerCounters(baseUrl: string): Promise<ServerCount
 }
 
 export function serverActivity(before: ServerCounters, after: ServerCounters): ServerActivity {
-  const steps = after.steps - before.steps;
+  const meanMs = (count: keyof ServerCounters, seconds: keyof ServerCounters) => {
+    const n = after[count] - before[count];
+    return n > 0 ? ((after[seconds] - before[seconds]) / n) * 1e3 : null;
+  };
   return {
-    steps,
-    stepMsMean: steps > 0 ? ((after.stepSeconds - before.stepSeconds) / steps) * 1e3 : null,
+    steps: after.steps - before.steps,
+    stepMsMean: meanMs("steps", "stepSeconds"),
     adapterLoads: after.adapterLoads - before.adapterLoads,
     adapterEvictions: after.adapterEvictions - before.adapterEvictions,
     preemptions: after.preemptions - before.preemptions,
+    stageMsMean: meanMs("stages", "stageSeconds"),
+    loadMsMean: meanMs("loads", "loadSeconds"),
   };
 }

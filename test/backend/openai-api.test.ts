@@ -196,6 +196,9 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(text).toContain("lorafleet_time_to_first_token_seconds_count");
     expect(text).toMatch(/lorafleet_step_seconds_count [1-9]/);
     expect(text).toMatch(/lorafleet_step_executor_seconds_count [1-9]/);
+    // the adapter served on first use above: staged from disk, then loaded into the pool
+    expect(text).toMatch(/lorafleet_adapter_op_seconds_count\{op="stage"\} [1-9]/);
+    expect(text).toMatch(/lorafleet_adapter_op_seconds_count\{op="load"\} [1-9]/);
     expect(text).toMatch(/lorafleet_generated_tokens_total \d+/);
     expect(text).toContain('lorafleet_pool_pages{use="free"}');
   });

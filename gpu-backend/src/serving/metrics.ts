@@ -82,6 +82,13 @@ export class ServingMetrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  readonly #adapterOpSeconds = new Histogram({
+    name: "lorafleet_adapter_op_seconds",
+    help: "the executor's adapter work, request to reply: stage (disk to the host tier: read, checked, packed), load (host tier to the pool)",
+    labelNames: ["op"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
   readonly #adapterLoads = new Counter({
     name: "lorafleet_adapter_loads_total",
     help: "adapters copied into the GPU pool",
@@ -146,6 +153,10 @@ export class ServingMetrics {
   stepDone(wallMs: number, forwardMs: number, sampleMs: number): void {
     this.#stepSeconds.observe(wallMs / 1000);
     this.#stepExecutorSeconds.observe((forwardMs + sampleMs) / 1000);
+  }
+
+  adapterOpDone(op: "stage" | "load", seconds: number): void {
+    this.#adapterOpSeconds.observe({ op }, seconds);
   }
 
   executorRestarted(): void {

@@ -310,6 +310,9 @@ export class ServingLoop {
 
   #sendAdapterOp(op: AdapterOp): void {
     const epoch = this.#epoch;
+    const sentAt = performance.now();
+    const timed = (kind: "stage" | "load") =>
+      this.#metrics.adapterOpDone(kind, (performance.now() - sentAt) / 1000);
     const failed = (error: unknown) => {
       if (epoch !== this.#epoch) return;
       if (error instanceof ExecutorRequestError && op.kind === "drop") {
@@ -336,13 +339,17 @@ export class ServingLoop {
       case "stage":
         this.#executor.stageAdapter(op.adapterId, op.path).then((staged) => {
           if (epoch !== this.#epoch) return;
+          timed("stage");
           this.#deliver(this.#engine.adapterStaged(staged), AdapterLoadError);
           this.#poke();
         }, failed);
         return;
       case "load":
         this.#executor.loadAdapter(op.adapterId, op.pages).then(
-          settled(() => this.#engine.adapterLoaded(op.adapterId)),
+          settled(() => {
+            timed("load");
+            this.#engine.adapterLoaded(op.adapterId);
+          }),
           failed,
         );
         return;
