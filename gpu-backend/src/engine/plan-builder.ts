@@ -16,6 +16,18 @@ export interface PlannedSeq {
   kvPages: Int32Array;
 }
 
+/**
+ * The step's row order: one-token seqs first (the executor runs the leading ones on the
+ * decode LoRA kernel, the rest by runs of one adapter), each part grouped by adapter,
+ * otherwise as planned. Rows of one adapter side by side share their reads of its pages:
+ * a prefill run per adapter, and decode blocks of 16 rows on one adapter on the tensor
+ * cores (kernels/lora_decode.py).
+ */
+export function inRowOrder(planned: PlannedSeq[]): PlannedSeq[] {
+  const part = (s: PlannedSeq) => (s.numNewTokens === 1 ? 0 : 1);
+  return planned.toSorted((a, b) => part(a) - part(b) || a.adapterId - b.adapterId);
+}
+
 /** Packs planned seqs into the flat typed arrays of a StepPlan (PROTOCOL.md `step`). */
 export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: PlannedSeq[]): StepPlan {
   const n = seqs.length;

@@ -5,7 +5,7 @@ import type { EngineConfig } from "./config.ts";
 import { StepResultError } from "./errors.ts";
 import type { FairShare } from "./fair-share.ts";
 import type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";
-import { buildStepPlan, type PlannedSeq } from "./plan-builder.ts";
+import { buildStepPlan, inRowOrder, type PlannedSeq } from "./plan-builder.ts";
 import { WaitingQueue } from "./queue.ts";
 import type { Sequence } from "./sequence.ts";
 
@@ -356,12 +356,13 @@ export class Scheduler {
   }
 
   #send(planned: PlannedSeq[]): StepPlan {
-    const plan = buildStepPlan(this.#nextStepId++, this.#toFree, planned);
+    const rows = inRowOrder(planned);
+    const plan = buildStepPlan(this.#nextStepId++, this.#toFree, rows);
     this.#toFree = [];
     this.#inFlight.push({
       stepId: plan.stepId,
       seqIds: plan.seqIds,
-      sampled: planned.filter((p) => p.flags & StepFlag.sample).map((p) => p.seqId),
+      sampled: rows.filter((p) => p.flags & StepFlag.sample).map((p) => p.seqId),
     });
     return plan;
   }
