@@ -10,14 +10,14 @@ the pool pages: every page row is W contiguous elements, loaded as wide vectors.
 Rows on the same adapter read the same pages; those hits come from L2, so HBM sees
 each adapter's pages about once per step. Work is fp32 throughout.
 
-In the expand, an aligned block of SHARED_BLOCK rows all on one adapter (requests for
-one adapter admitted together sit in consecutive rows) shares each chunk out among its
-rows' programs: each multiplies all the block's rows with a slice of the chunk's columns
-on the tensor cores (lora_tiles.py, the segment kernels' tile), reading each page row
-once for the block instead of once per row. As in the segment kernels, h is then
-rounded to the model dtype. (The shrink has no such path: one program per block must
-run the whole K reduction alone and took longer than the rows' programs reading A from
-L2; measured in bench/kernels/results/README.md.)
+In the expand, an aligned block of SHARED_BLOCK rows all on one adapter (the engine
+groups a step's rows by adapter, plan-builder.ts `inRowOrder`) shares each chunk out
+among its rows' programs: each multiplies all the block's rows with a slice of the
+chunk's columns on the tensor cores (lora_tiles.py, the segment kernels' tile), reading
+each page row once for the block instead of once per row. As in the segment kernels, h
+is then rounded to the model dtype. (The shrink has no such path: one program per block
+must run the whole K reduction alone and took longer than the rows' programs reading A
+from L2; measured in bench/kernels/results/README.md.)
 """
 
 import triton
