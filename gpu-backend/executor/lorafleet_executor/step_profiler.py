@@ -17,9 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch.profiler import ProfilerActivity, profile
+from typing import Any
 
 # Trace event categories of work on the device (kernels, copies, memsets).
 DEVICE_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
@@ -69,7 +67,7 @@ class StepProfiler:
             raise ValueError(f"profile window must be first >= 0, count >= 1; got {first}:{count}")
         self.first, self.end, self.out = first, first + count, out
         self.launched = 0
-        self._profile: profile | None = None
+        self._profile: Any = None  # the running torch.profiler.profile
 
     @classmethod
     def from_env(cls) -> "StepProfiler | None":
@@ -83,6 +81,11 @@ class StepProfiler:
 
     def before_launch(self) -> None:
         if self.launched == self.first:
+            # torch on first use only: the server imports this module before its first
+            # frame, which must not wait seconds for torch (server._make_executor).
+            import torch
+            from torch.profiler import ProfilerActivity, profile
+
             activities = [ProfilerActivity.CPU]
             if torch.cuda.is_available():
                 activities.append(ProfilerActivity.CUDA)
@@ -94,7 +97,7 @@ class StepProfiler:
             self._profile = None
         self.launched += 1
 
-    def _write(self, prof: profile) -> None:
+    def _write(self, prof: Any) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             trace = Path(tmp) / "trace.json"
@@ -105,7 +108,8 @@ class StepProfiler:
         busy = device_busy(events)
         steps = self.end - self.first
         gaps = ", ".join(f"{g / 1e3:.3f}" for g in busy.gaps_us[:GAPS_LISTED])
-        sort_by = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+        on_device = any(a.name == "CUDA" for a in prof.activities)
+        sort_by = "cuda_time_total" if on_device else "cpu_time_total"
         Path(f"{self.out}.txt").write_text(
             f"steps {self.first}..{self.end - 1} ({steps}): device busy {busy.busy_share:.1%} of"
             f" {busy.span_us / 1e3:.1f} ms ({busy.span_us / 1e3 / steps:.3f} ms per step),"

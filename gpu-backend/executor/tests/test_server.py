@@ -146,3 +146,11 @@ def test_no_engine_socket_exits_2_naming_the_path(tmp_path):
     )
     assert run.returncode == EXIT_NO_SOCKET
     assert str(missing) in run.stderr.decode()
+
+
+def test_the_server_module_does_not_import_torch():
+    # torch takes seconds to import; the protocol loop must not wait for it before the
+    # first frame (server._make_executor imports the executor on init).
+    check = "import sys, lorafleet_executor.server; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
