@@ -9,7 +9,9 @@
 # peft (slora vs HF PEFT on the PEFT batch), pressure (slora vs no-unifymem in a pool of
 # 100,000 pages, 25 GB: the trace's ~70k pages of KV and its adapters fit it shared, not
 # split in halves), roofline (base decode vs the bandwidth floor), coldload (adapter host
-# tier -> pool, beside decode; staging serial vs pooled).
+# tier -> pool, beside decode; staging serial vs pooled), c64 / c128 (the ablations' trace
+# with the client holding 64 / 128 requests in flight at most: each engine at the same
+# concurrency, so the ratios compare capacity rather than where the trace's tail ends).
 # Each of ablations, bmm and peft takes a call of its own (~4 minutes). Their
 # results go straight to $OUT files (no pipe: a killed pipeline loses its output); logs
 # and profiles come back as $OUT/logs.tgz.
@@ -56,6 +58,11 @@ fi
 if [[ $parts == *pressure* ]]; then
   ablations ablations-pressure "--num-pages 100000" --variants slora,no-unifymem --no-peft
 fi
+for c in 64 128; do
+  if [[ $parts == *c$c* ]]; then
+    ablations ablations-c$c "" --variants base,slora,no-unifymem --no-peft --max-concurrency $c
+  fi
+done
 if [[ $parts == *roofline* ]]; then
   timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" \
     --profile "$OUT/roofline-profile.txt" > "$OUT/roofline.log" 2>&1

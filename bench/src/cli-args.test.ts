@@ -18,6 +18,7 @@ describe("parseCli", () => {
       body: { ignore_eos: true },
       summary: true,
       peft: true,
+      maxConcurrency: null,
     });
     expect(cli.plan).toMatchObject({ seed: 0, shape: "llama-2-7b", rates: null, variants: null });
   });
@@ -36,6 +37,8 @@ describe("parseCli", () => {
         '{"ignore_eos":false,"top_k":1}',
         "--no-summary",
         "--no-peft",
+        "--max-concurrency",
+        "64",
       ],
       root,
       {},
@@ -49,6 +52,7 @@ describe("parseCli", () => {
     expect(cli.body).toEqual({ ignore_eos: false, top_k: 1 });
     expect(cli.summary).toBe(false);
     expect(cli.peft).toBe(false);
+    expect(cli.maxConcurrency).toBe(64);
   });
 
   it("refuses bad input by name", () => {
@@ -60,6 +64,9 @@ describe("parseCli", () => {
     expect(bad(["smoke", "--variants", "vllm"])).toThrow(/unknown variant vllm/);
     expect(bad(["smoke", "--body", "[1]"])).toThrow(/--body must be a JSON object/);
     expect(bad(["smoke", "--shape", "llama-3-8b"])).toThrow(/unknown shape/);
+    expect(bad(["smoke", "--max-concurrency", "0"])).toThrow(
+      /--max-concurrency: expected an integer >= 1/,
+    );
     expect(bad(["smoke", "--bogus"])).toThrow(UsageError);
     // parseArgs takes a value that starts with "--" only after "=".
     expect(bad(["smoke", "--server-args", "--max-loras 64"])).toThrow(/ambiguous/);

@@ -37,6 +37,8 @@ flags:
   --rates A,B,..        the rates of sweep-rate
   --adapters A,B,..     adapter counts of sweep-adapters; the first is n for sweep-rate and ablations
   --variants A,B,..     of ${Object.keys(VARIANTS).join(", ")}
+  --max-concurrency N   requests in flight at most; later arrivals wait for one to end (as
+                        vLLM's benchmark): the engines compared run at the same concurrency
   --ready-timeout S     seconds a backend may take to start (default 600)
   --no-summary          do not update <out>/summary.json (it is updated only on a GPU anyway)
   --no-peft             skip the HF PEFT baseline (minutes on a GPU; its ratio needs the same run)
@@ -52,6 +54,8 @@ export interface CliOptions {
   serverArgs: string[];
   body: Record<string, unknown>;
   readyTimeoutS: number;
+  /** requests in flight at most (null: open loop, the server decides) */
+  maxConcurrency: number | null;
   summary: boolean;
   peft: boolean;
 }
@@ -111,6 +115,10 @@ export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEn
     serverArgs: (values["server-args"] ?? "").split(/\s+/).filter(Boolean),
     body,
     readyTimeoutS: positive("--ready-timeout", values["ready-timeout"] ?? "600"),
+    maxConcurrency:
+      values["max-concurrency"] === undefined
+        ? null
+        : integer("--max-concurrency", values["max-concurrency"], 1),
     summary: !values["no-summary"],
     peft: !values["no-peft"],
   };
@@ -138,6 +146,7 @@ function parse(argv: string[]) {
       adapters: text,
       variants: text,
       "ready-timeout": text,
+      "max-concurrency": text,
       "no-summary": { type: "boolean" },
       "no-peft": { type: "boolean" },
       help: { type: "boolean" },

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOpenLoop } from "./client.ts";
+import { concurrencyLimit, runOpenLoop } from "./client.ts";
 import { summarize } from "./metrics.ts";
 import type { TraceRequest } from "./workload.ts";
 
@@ -80,11 +80,12 @@ describe("runOpenLoop against the test peer", () => {
     peer.server.closeAllConnections();
     peer.server.close();
   });
-  const run = (requests: TraceRequest[], timeoutS = 5) =>
+  const run = (requests: TraceRequest[], timeoutS = 5, maxConcurrency?: number) =>
     runOpenLoop(requests, {
       baseUrl: peer.url,
       modelFor: (r) => r.adapter ?? "fast",
       requestTimeoutS: timeoutS,
+      maxConcurrency,
     });
 
   it("sends at trace times regardless of completions (open loop)", async () => {
@@ -101,6 +102,20 @@ describe("runOpenLoop against the test peer", () => {
     }
     const arrivals = peer.log.arrivals.map((a) => a.at);
     expect((arrivals.at(-1) as number) - (arrivals[0] as number)).toBeLessThan(0.3);
+  });
+
+  it("holds arrivals beyond maxConcurrency until a request ends, and counts the wait", async () => {
+    peer.log.arrivals.length = 0;
+    peer.log.maxConcurrent = 0;
+    // All arrive at once; each reply takes ~20 + 10 × 10 = 120 ms.
+    const requests = Array.from({ length: 9 }, (_, i) => request(i, 0, null, 10));
+    const records = await run(requests, 5, 3);
+    expect(peer.log.maxConcurrent).toBe(3);
+    expect(records.every((r) => r.status === "ok")).toBe(true);
+    // Three waves: the last three were sent once the first six had ended.
+    const sent = records.map((r) => r.sentS).sort((a, b) => a - b);
+    expect((sent[8] as number) - (sent[0] as number)).toBeGreaterThan(0.2);
+    expect(summarize(records, 10).maxSendLagS).toBeGreaterThan(0.2);
   });
 
   it("sends the prompt as token ids with max_tokens and streaming options", async () => {
@@ -169,5 +184,34 @@ describe("runOpenLoop against the test peer", () => {
     expect(m.perTokenS.p50 as number).toBeLessThan(0.05);
     expect(m.endToEndS.p99 as number).toBeGreaterThanOrEqual(m.endToEndS.p50 as number);
     expect(m.failures).toEqual([expect.stringMatching(/^request 3 aborted: HTTP 429/)]);
+  });
+});
+
+describe("concurrencyLimit", () => {
+  it("runs at most `limit` at once, the rest in call order, and frees a slot on failure", async () => {
+    const slot = concurrencyLimit(2);
+    let active = 0;
+    let peak = 0;
+    const started: number[] = [];
+    const task = (i: number) =>
+      slot(async () => {
+        started.push(i);
+        active += 1;
+        peak = Math.max(peak, active);
+        await sleep(5);
+        active -= 1;
+        if (i === 1) throw new Error("boom");
+        return i;
+      });
+    const results = await Promise.allSettled([0, 1, 2, 3, 4].map(task));
+    expect(peak).toBe(2);
+    expect(started).toEqual([0, 1, 2, 3, 4]);
+    expect(results.map((r) => r.status)).toEqual([
+      "fulfilled",
+      "rejected",
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+    ]);
   });
 });

@@ -4,6 +4,9 @@
  * server, not the client, decides how much runs at once), streams each reply
  * over SSE from the OpenAI-compatible `/v1/completions`, and records per-request
  * times (request-record.ts). metrics.ts turns the records into figures.
+ * With maxConcurrency, a request arriving while that many are in flight waits for
+ * one to end (a gateway holding requests, as vLLM's benchmark --max-concurrency):
+ * the server then runs at that concurrency whenever the trace offers more.
  *
  *   const records = await runOpenLoop(trace.requests, {
  *     baseUrl: "http://127.0.0.1:8000", modelFor: (r) => r.adapter ?? "base", requestTimeoutS: 60,
@@ -24,6 +27,8 @@ export interface OpenLoopOptions {
   /** fields merged into every request body (e.g. server-specific sampling options) */
   extraBody?: Record<string, unknown>;
   onRecord?: (record: RequestRecord, done: number, total: number) => void;
+  /** requests in flight at most; the wait for a slot counts in the request's latency */
+  maxConcurrency?: number;
 }
 
 /** Statuses by which a server says it shed the request rather than broke. */
@@ -38,12 +43,13 @@ export async function runOpenLoop(
   const now = () => (performance.now() - start) / 1000;
   const ordered = [...requests].sort((a, b) => a.arrivalS - b.arrivalS || a.id - b.id);
   const inFlight: Promise<RequestRecord>[] = [];
+  const slot = concurrencyLimit(options.maxConcurrency ?? Number.POSITIVE_INFINITY);
   let done = 0;
   for (const request of ordered) {
     const wait = request.arrivalS - now();
     if (wait > 0) await sleep(wait * 1000);
     inFlight.push(
-      sendOne(request, options, now).then((record) => {
+      slot(() => sendOne(request, options, now)).then((record) => {
         done += 1;
         options.onRecord?.(record, done, ordered.length);
         return record;
@@ -52,6 +58,23 @@ export async function runOpenLoop(
   }
   const records = await Promise.all(inFlight);
   return records.sort((a, b) => a.id - b.id);
+}
+
+/** Runs at most `limit` of the calls given to it at once; the others wait in call order. */
+export function concurrencyLimit(limit: number) {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(run: () => Promise<T>): Promise<T> => {
+    if (active < limit) active += 1;
+    else await new Promise<void>((resolve) => waiting.push(resolve)); // handed a slot
+    try {
+      return await run();
+    } finally {
+      const next = waiting.shift();
+      if (next === undefined) active -= 1;
+      else next();
+    }
+  };
 }
 
 async function sendOne(

@@ -51,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
     extraServerArgs: cli.serverArgs,
     extraBody: cli.body,
     readyTimeoutS: cli.readyTimeoutS,
+    maxConcurrency: cli.maxConcurrency,
     log,
   });
   const labels = plan.points.map((p) => p.label);
@@ -68,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
       shape: plan.model.kind === "generated" ? plan.model.shape : null,
     },
     sloFirstTokenS: plan.sloFirstTokenS,
+    maxConcurrency: cli.maxConcurrency,
     runs: runs.runs,
     peftBaseline: runs.peft,
     ratios: computeRatios(runs.runs, labels, runs.peft, traces.length > 0 ? traces : labels),

@@ -41,6 +41,8 @@ export interface ScenarioResult extends Environment {
   finishedAt: string;
   model: { path: string; shape: string | null };
   sloFirstTokenS: number;
+  /** requests the client kept in flight at most (null: open loop) */
+  maxConcurrency: number | null;
   runs: RunResult[];
   peftBaseline: PeftResult | null;
   /** headline ratios (see computeRatios), output tokens/s over output tokens/s */

@@ -28,6 +28,8 @@ export interface RunContext {
   /** fields merged into every request body */
   extraBody: Record<string, unknown>;
   readyTimeoutS: number;
+  /** requests in flight at most (null: open loop) */
+  maxConcurrency: number | null;
   log: (message: string) => void;
 }
 
@@ -116,6 +118,7 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
               variant.baseOnly || r.adapter === null ? served : r.adapter,
             requestTimeoutS: plan.requestTimeoutS,
             extraBody: ctx.extraBody,
+            maxConcurrency: ctx.maxConcurrency ?? undefined,
           };
           // A burst (the PEFT comparison) is measured with its adapters resident, as the
           // PEFT baseline has them loaded: one 1-token request per adapter first.
