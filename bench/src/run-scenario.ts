@@ -11,7 +11,7 @@ import { type Backend, BackendStartError, startBackend } from "./backend-server.
 import { runOpenLoop } from "./client.ts";
 import { summarize } from "./metrics.ts";
 import type { PeftResult, RunResult } from "./results.ts";
-import type { Point, ScenarioPlan, Variant } from "./scenarios.ts";
+import type { Point, ScenarioPlan } from "./scenarios.ts";
 import { type ServerActivity, scrapeServerCounters, serverActivity } from "./server-counters.ts";
 import { writeTrace } from "./trace-file.ts";
 import { generateTrace, type Trace, type TraceRequest } from "./workload.ts";
@@ -60,7 +60,10 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
   prepareAdapters(plan, [...traces.values()], modelPath, adapterDir, ctx);
 
   const runs: RunResult[] = [];
-  for (const group of groupByServerArgs(plan.variants)) {
+  // Each variant in a backend of its own: one that served another variant first ran the
+  // PEFT batch's decode steps 1-2 ms slower on the H100 (bench/README.md), which would
+  // count against whichever variant came second.
+  for (const variant of plan.variants) {
     const serverArgs = [
       "--model",
       modelPath,
@@ -69,14 +72,11 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
       "--python",
       ctx.python,
       ...plan.serverArgs,
-      ...(group[0] as Variant).serverArgs,
+      ...variant.serverArgs,
       ...ctx.extraServerArgs,
     ];
-    const names = group.map((v) => v.name).join("+");
-    const pointsOf = (variant: Variant) =>
-      variant.points === "first" ? plan.points.slice(0, 1) : plan.points;
+    const points = variant.points === "first" ? plan.points.slice(0, 1) : plan.points;
     const record = (
-      variant: Variant,
       point: Point,
       fields: Pick<RunResult, "metrics" | "error"> & Partial<Pick<RunResult, "server">>,
     ) =>
@@ -88,59 +88,54 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
         serverArgs,
         ...fields,
       });
-    ctx.log(`${names}: starting the backend`);
+    ctx.log(`${variant.name}: starting the backend`);
     let server: Backend;
     try {
       server = await startBackend({
         entry: ctx.serverEntry,
         args: serverArgs,
         cwd: ctx.repoRoot,
-        log: join(ctx.workDir, "logs", `${plan.scenario}.${names}.server.log`),
+        log: join(ctx.workDir, "logs", `${plan.scenario}.${variant.name}.server.log`),
         readyTimeoutS: ctx.readyTimeoutS,
       });
     } catch (error) {
       if (!(error instanceof BackendStartError)) throw error;
-      ctx.log(`${names}: ${error.message}`);
-      for (const variant of group) {
-        for (const point of pointsOf(variant))
-          record(variant, point, { metrics: null, error: error.message });
-      }
+      ctx.log(`${variant.name}: ${error.message}`);
+      for (const point of points) record(point, { metrics: null, error: error.message });
       continue;
     }
     try {
       const served = basename(modelPath);
-      for (const variant of group) {
-        for (const point of pointsOf(variant)) {
-          const { trace } = traces.get(point.label) as { trace: Trace };
-          const options = {
-            baseUrl: server.url,
-            modelFor: (r: TraceRequest) =>
-              variant.baseOnly || r.adapter === null ? served : r.adapter,
-            requestTimeoutS: plan.requestTimeoutS,
-            extraBody: ctx.extraBody,
-            maxConcurrency: ctx.maxConcurrency ?? undefined,
-          };
-          // A burst (the PEFT comparison) is measured with its adapters resident, as the
-          // PEFT baseline has them loaded: one 1-token request per adapter first.
-          if (point.spec.arrival.kind === "burst" && !variant.baseOnly)
-            await runOpenLoop(warmUpRequests(trace.requests), options);
-          const before = await scrapeServerCounters(server.url);
-          const records = await runOpenLoop(trace.requests, {
-            ...options,
-            onRecord: progress(ctx, `${variant.name} ${point.label}`),
-          });
-          const metrics = summarize(records, plan.sloFirstTokenS);
-          const activity = serverActivity(before, await scrapeServerCounters(server.url));
-          ctx.log(
-            `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
-              `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
-              `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s; ` +
-              `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
-              adapterTraffic(activity),
-          );
-          for (const failure of metrics.failures) ctx.log(`  ${failure}`);
-          record(variant, point, { metrics, server: activity, error: null });
-        }
+      for (const point of points) {
+        const { trace } = traces.get(point.label) as { trace: Trace };
+        const options = {
+          baseUrl: server.url,
+          modelFor: (r: TraceRequest) =>
+            variant.baseOnly || r.adapter === null ? served : r.adapter,
+          requestTimeoutS: plan.requestTimeoutS,
+          extraBody: ctx.extraBody,
+          maxConcurrency: ctx.maxConcurrency ?? undefined,
+        };
+        // A burst (the PEFT comparison) is measured with its adapters resident, as the
+        // PEFT baseline has them loaded: one 1-token request per adapter first.
+        if (point.spec.arrival.kind === "burst" && !variant.baseOnly)
+          await runOpenLoop(warmUpRequests(trace.requests), options);
+        const before = await scrapeServerCounters(server.url);
+        const records = await runOpenLoop(trace.requests, {
+          ...options,
+          onRecord: progress(ctx, `${variant.name} ${point.label}`),
+        });
+        const metrics = summarize(records, plan.sloFirstTokenS);
+        const activity = serverActivity(before, await scrapeServerCounters(server.url));
+        ctx.log(
+          `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
+            `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
+            `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s; ` +
+            `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
+            adapterTraffic(activity),
+        );
+        for (const failure of metrics.failures) ctx.log(`  ${failure}`);
+        record(point, { metrics, server: activity, error: null });
       }
     } finally {
       await server.stop();
@@ -162,16 +157,6 @@ export function warmUpRequests(requests: readonly TraceRequest[]): TraceRequest[
     outputLen: 1,
     prompt: r.prompt.slice(0, 8),
   }));
-}
-
-/** Variants with the same server flags, in plan order: one backend start serves each group. */
-function groupByServerArgs(variants: Variant[]): Variant[][] {
-  const groups = new Map<string, Variant[]>();
-  for (const variant of variants) {
-    const key = JSON.stringify(variant.serverArgs);
-    groups.set(key, [...(groups.get(key) ?? []), variant]);
-  }
-  return [...groups.values()];
 }
 
 function progress(ctx: RunContext, label: string) {

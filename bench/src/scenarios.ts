@@ -63,7 +63,7 @@ export interface PlanOptions {
 }
 
 export const VARIANTS: Record<Variant["name"], Omit<Variant, "points">> = {
-  // The same server as slora's: variants with equal flags share one backend start.
+  // base is slora's server with requests naming the base model; each variant gets a backend of its own.
   base: { name: "base", baseOnly: true, serverArgs: ["--lora-backend", "triton"] },
   slora: { name: "slora", baseOnly: false, serverArgs: ["--lora-backend", "triton"] },
   bmm: { name: "bmm", baseOnly: false, serverArgs: ["--lora-backend", "torch"] },
