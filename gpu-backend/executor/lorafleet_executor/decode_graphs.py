@@ -4,8 +4,10 @@ A decode step (one new token per sequence) of B sequences, the longest holding C
 tokens, runs the graph of the smallest batch bucket >= B and context bucket >= C; the
 extra rows are padding that writes its K/V into the pool's scratch page and reads
 nothing anyone uses. The context bucket bounds the page tables' width, which sizes
-the decode attention grid, so short contexts do not pay for the longest one. Graphs
-of the smallest context bucket are captured at start, the others on first use.
+the decode attention grid, so short contexts do not pay for the longest one. A step
+with no adapter rows runs a graph without the LoRA kernels (they would launch and exit
+at once: ~0.6 ms a 7B step on the H100). Graphs with LoRA of the smallest context
+bucket are captured at start, the others on first use.
 Graphs read static buffers: the step's inputs are copied into them, the page tables
 are gathered from the sequence table inside the graph, and the LoRA tables are padded
 to (max_num_seqs slots, max_rank).
@@ -81,10 +83,11 @@ class DecodeGraphs:
         self.lora = StaticLora(
             model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank, size
         )
-        self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        # (batch bucket, context bucket, with LoRA) -> (graph, its logits)
+        self.graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.memory_pool = memory_pool
         for size in reversed(self.buckets):
-            self._capture(size, self.context_buckets[0])
+            self._capture(size, self.context_buckets[0], True)
 
     def can_run(self, inputs: StepInputs) -> bool:
         return (
@@ -96,29 +99,34 @@ class DecodeGraphs:
     def run(self, inputs: StepInputs) -> torch.Tensor:
         """float32 [N, vocab] logits of the sampling rows."""
         n = len(inputs.seq_rows)
+        with_lora = bool(inputs.slots)
         key = (
             next(b for b in self.buckets if b >= n),
             next(c for c in self.context_buckets if c >= int(inputs.ctx_lens.max())),
+            with_lora,
         )
         self.tokens.fill(inputs, self.seqs)
         fill(self.seq_rows, inputs.seq_rows, 0)
         fill(self.ctx_lens, inputs.ctx_lens, 1)
-        self.lora.fill(inputs.slots, inputs.row_slot)
+        if with_lora:
+            self.lora.fill(inputs.slots, inputs.row_slot)
         if key not in self.graphs:
             self._capture(*key)
         graph, logits = self.graphs[key]
         graph.replay()
         return logits[to_device(inputs.logits_rows, logits.device)]
 
-    def _batch(self, size: int, context: int) -> ForwardBatch:
+    def _batch(self, size: int, context: int, with_lora: bool) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table
         rows = self.seq_rows[:size]
-        lora = LoraBatch(
-            row_slot=self.lora.batch.row_slot[:size],
-            segments=None,
-            run_lengths=None,
-            groups=self.lora.batch.groups,
-        )
+        lora = None
+        if with_lora:
+            lora = LoraBatch(
+                row_slot=self.lora.batch.row_slot[:size],
+                segments=None,
+                run_lengths=None,
+                groups=self.lora.batch.groups,
+            )
         return ForwardBatch(
             **self.tokens.first(size),
             k_table=k_table[rows, :context],
@@ -130,7 +138,8 @@ class DecodeGraphs:
             lora=lora,
         )
 
-    def _capture(self, size: int, context: int) -> None:
-        self.graphs[(size, context)] = capture(
-            lambda: self.model.forward(self.pool, self._batch(size, context)), self.memory_pool
+    def _capture(self, size: int, context: int, with_lora: bool) -> None:
+        self.graphs[(size, context, with_lora)] = capture(
+            lambda: self.model.forward(self.pool, self._batch(size, context, with_lora)),
+            self.memory_pool,
         )

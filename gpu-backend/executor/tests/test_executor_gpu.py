@@ -110,7 +110,9 @@ def test_cuda_graphs_equal_eager_in_fp32(lora_backend):
     decode, mixed = graphed_executor.decode_graphs, graphed_executor.mixed_graphs
     assert decode.buckets == [1, 2, 4, 8, 16]
     assert decode.context_buckets == [256, 1024]
-    assert any(context == 1024 for _, context in decode.graphs)
+    assert any(context == 1024 for _, context, _ in decode.graphs)
+    # the base-model request's decode steps: a graph without the LoRA kernels
+    assert any(not with_lora for _, _, with_lora in decode.graphs)
     if lora_backend == "torch":  # the bmm baseline runs mixed steps eagerly
         assert mixed is None
         return
