@@ -158,7 +158,6 @@ export function fitRun(s: PoolShape, ranks: number[], sharing: PoolSharing): Fit
       maxInFlightSteps: 2,
       maxResidentAdapters: numQueued + 1,
       maxHostAdapters: numQueued + 1,
-      hostCacheBytes: Number.MAX_SAFE_INTEGER,
       prefetchWindow: numQueued,
       poolSharing: sharing,
     },

@@ -52,3 +52,8 @@ def adapter_layout(
         spans[module] = ModuleSpan(rank, cursor, a_row, cursor + rank * a_row, b_row)
         cursor += rank * (a_row + b_row)
     return spans, cursor
+
+
+def max_adapter_pages(max_rank: int, shapes: dict[str, tuple[int, int]], page_width: int) -> int:
+    """Pages of the largest adapter `max_rank` allows: that rank on every module."""
+    return adapter_layout(max_rank, list(MODULES), shapes, page_width)[1]

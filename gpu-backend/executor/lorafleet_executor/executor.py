@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import torch
 
+from .adapter_layout import max_adapter_pages
 from .adapters import parse_adapter
 from .config import ModelConfig
 from .decode_graphs import DecodeGraphs
@@ -148,11 +149,21 @@ class Executor:
             "head_dim": cfg.head_dim,
             "vocab_size": cfg.vocab_size,
             "max_position": self.limits.max_context,
+            "host_cache_bytes": self.host.capacity_bytes,
+            "max_adapter_host_bytes": self._max_adapter_host_bytes(),
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": self.device.type,
             "modules": {m: list(shape) for m, shape in cfg.module_shapes().items()},
             "eos_token_ids": list(cfg.eos_token_ids),
         }
+
+    def _max_adapter_host_bytes(self) -> int:
+        """Host bytes of the largest adapter this executor takes, in its (rank's) layout:
+        ParsedAdapter.host_bytes of rank max_rank on all seven modules."""
+        local = self.local_cfg
+        pages = max_adapter_pages(self.config.max_rank, local.module_shapes(), local.page_width)
+        element_size = torch.empty(0, dtype=self.dtype).element_size()
+        return local.num_layers * pages * local.page_width * element_size
 
     def stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
         return self._agreed(lambda: self._stage_adapter(adapter_id, path))

@@ -1,16 +1,19 @@
-"""The host tier: a byte-bounded LRU of parsed adapters (pinned memory on CUDA).
+"""The host tier: parsed adapters in (pinned, on CUDA) host memory, within a byte bound.
+
+The engine alone decides what the tier holds (PROTOCOL.md `ready`): it drops adapters to
+make room before it stages one, so a `put` that does not fit is refused, never made to
+fit by evicting something the engine still counts on.
 
 Thread-safe: adapters are staged on several threads at once while the adapter thread
-loads and drops (server.py).
+loads and the reader drops (server.py).
 
 Example:
     cache = HostCache(capacity_bytes=4 << 30)
-    evicted = cache.put(adapter)  # ids that made room, least recently used first
-    cache.get(7)                  # marks 7 most recently used
+    cache.put(adapter)  # CapacityExceeded when it does not fit beside the others
+    cache.get(7)
 """
 
 import threading
-from collections import OrderedDict
 
 from .adapters import ParsedAdapter
 from .errors import CapacityExceeded, UnknownAdapter
@@ -20,7 +23,7 @@ class HostCache:
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
         self.used_bytes = 0
-        self._entries: OrderedDict[int, ParsedAdapter] = OrderedDict()
+        self._entries: dict[int, ParsedAdapter] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -31,33 +34,27 @@ class HostCache:
         with self._lock:
             return adapter_id in self._entries
 
-    def can_put(self, adapter: ParsedAdapter) -> bool:
-        return adapter.host_bytes <= self.capacity_bytes
-
-    def put(self, adapter: ParsedAdapter) -> list[int]:
-        """Stores (or replaces) an adapter, evicting least recently used ones to fit it."""
-        if not self.can_put(adapter):
-            raise CapacityExceeded(
-                f"adapter {adapter.adapter_id} needs {adapter.host_bytes} bytes; "
-                f"the host cache holds {self.capacity_bytes}"
-            )
+    def put(self, adapter: ParsedAdapter) -> None:
+        """Stores (or replaces) an adapter; refuses one that does not fit beside the rest."""
         with self._lock:
+            replaced = self._entries.get(adapter.adapter_id)
+            free = self.capacity_bytes - self.used_bytes
+            if replaced is not None:
+                free += replaced.host_bytes
+            if adapter.host_bytes > free:
+                raise CapacityExceeded(
+                    f"adapter {adapter.adapter_id} needs {adapter.host_bytes} bytes; the host "
+                    f"tier has {free} of {self.capacity_bytes} free"
+                )
             self._drop(adapter.adapter_id)
-            evicted = []
-            while self.used_bytes + adapter.host_bytes > self.capacity_bytes:
-                old_id, old = self._entries.popitem(last=False)
-                self.used_bytes -= old.host_bytes
-                evicted.append(old_id)
             self._entries[adapter.adapter_id] = adapter
             self.used_bytes += adapter.host_bytes
-            return evicted
 
     def get(self, adapter_id: int) -> ParsedAdapter:
         with self._lock:
             adapter = self._entries.get(adapter_id)
             if adapter is None:
                 raise UnknownAdapter(f"adapter {adapter_id} is not staged in the host cache")
-            self._entries.move_to_end(adapter_id)
             return adapter
 
     def drop(self, adapter_id: int) -> None:

@@ -109,6 +109,8 @@ MESSAGES: dict[str, Spec] = {
                 "head_dim",
                 "vocab_size",
                 "max_position",
+                "host_cache_bytes",
+                "max_adapter_host_bytes",
             ),
             Field("dtype", "string"),
             Field("device", "string"),

@@ -5,12 +5,14 @@ its requests (PROTOCOL.md).
 
 Threads: the reader decodes frames and answers `stats` itself; `step`s run in order on
 the step thread, each launched before the samples of the one before are read;
-`load_adapter` and `drop_adapter` run in order on the adapter thread, so a load never
-holds up the steps sent after it; `stage_adapter`s run on a pool of `--stage-threads`
-threads (stage_pool.py), several at once, and a load or drop of an adapter waits for
-that adapter's staging. On a GPU each staging thread hands the parsing to one of as many
-worker processes (stage_processes.py), so it stays off the step thread's GIL. Replies go
-out in the order the work finishes, each under the request id it answers.
+`load_adapter` runs in order on the adapter thread, so a load never holds up the steps
+sent after it; `drop_adapter` runs on the reader as it arrives (under tensor
+parallelism on the adapter thread, in order with the stages); `stage_adapter`s run on a
+pool of `--stage-threads` threads (stage_pool.py), several at once, and a load or drop
+of an adapter waits for that adapter's staging. On a GPU each staging thread hands the
+parsing to one of as many worker processes (stage_processes.py), so it stays off the
+step thread's GIL. Replies go out in the order the work finishes, each under the request
+id it answers.
 
 With `--tensor-parallel-size N` (N > 1) this process is rank 0 of a tensor-parallel
 group (parallel/README.md): it starts ranks 1..N-1, and every message it acts on (init,
@@ -59,7 +61,6 @@ STEP_POLL_S = 0.0002
 _LAUNCHED_DONE = object()
 
 REQUESTS = {"init", "stage_adapter", "load_adapter", "drop_adapter", "step", "stats", "shutdown"}
-ADAPTER_WORK = {"stage_adapter", "load_adapter", "drop_adapter"}
 
 
 class Server:
@@ -134,6 +135,11 @@ class Server:
             self.stagers.submit(
                 message.body.adapter_id, lambda: self._guarded(message, self._carry_out)
             )
+        elif name == "drop_adapter" and self.stagers is not None:
+            # At once, not behind queued loads: the engine drops to make room for the
+            # stages it sends next, and those run on other threads (PROTOCOL.md
+            # `drop_adapter`). It only drops idle adapters, so no step or load reads it.
+            self._guarded(message, self._carry_out)
         else:
             self._fan_out(message)
             self.adapter_queue.put(message)
@@ -204,9 +210,7 @@ class Server:
         body = message.body
         if self.stagers is not None and message.name in ("load_adapter", "drop_adapter"):
             self.stagers.wait_for(body.adapter_id)
-        if message.name == "step":
-            self._send(message, "step_result", self.executor.step(body))
-        elif message.name == "stage_adapter":
+        if message.name == "stage_adapter":
             staged = self.executor.stage_adapter(body.adapter_id, body.path)
             self._send(message, "adapter_staged", staged)
         elif message.name == "load_adapter":

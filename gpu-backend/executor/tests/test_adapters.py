@@ -241,22 +241,36 @@ def test_fp16_overflow_after_scaling_is_refused(tmp_path):
         ex.stage_adapter(1, str(path))
 
 
-def test_host_cache_is_a_byte_bounded_lru(executor):
+def test_host_cache_refuses_what_does_not_fit_and_never_evicts(executor):
     one = executor.stage_adapter(20, str(ADAPTERS / "tiny-r4")).host_bytes
     cache = HostCache(capacity_bytes=3 * one)
-    parsed = {i: executor.host.get(20) for i in range(4)}
-    for i in range(3):
-        parsed[i] = type(parsed[i])(**{**vars(parsed[i]), "adapter_id": i})
-        assert cache.put(parsed[i]) == []
-    cache.get(0)  # 0 is now the most recently used, 1 the least
-    parsed[3] = type(parsed[3])(**{**vars(parsed[3]), "adapter_id": 3})
-    assert cache.put(parsed[3]) == [1]
-    assert (0 in cache, 1 in cache, 2 in cache, 3 in cache) == (True, False, True, True)
+    parsed = executor.host.get(20)
+    copies = [type(parsed)(**{**vars(parsed), "adapter_id": i}) for i in range(4)]
+    for adapter in copies[:3]:
+        cache.put(adapter)
+    # The engine owns the tier: a fourth is refused, and the three it counts on stay.
+    with pytest.raises(CapacityExceeded, match="has 0 of"):
+        cache.put(copies[3])
+    assert [i in cache for i in range(4)] == [True, True, True, False]
+    assert cache.used_bytes == 3 * one
+    cache.put(copies[1])  # replacing one takes no more room
+    cache.drop(1)
+    cache.put(copies[3])  # the engine made room first
+    assert [i in cache for i in range(4)] == [True, False, True, True]
     assert cache.used_bytes == 3 * one
     tiny = HostCache(capacity_bytes=one - 1)
     with pytest.raises(CapacityExceeded):
-        tiny.put(parsed[0])
+        tiny.put(copies[0])
     assert len(tiny) == 0 and tiny.used_bytes == 0
+
+
+def test_ready_names_the_host_tier_and_the_largest_adapter_it_takes(executor):
+    info = executor.ready_info()
+    assert info["host_cache_bytes"] == executor.config.host_cache_bytes
+    # tiny-r64 is rank 64 on all seven modules: the largest adapter max_rank 64 allows.
+    assert executor.config.max_rank == 64
+    staged = executor.stage_adapter(21, str(ADAPTERS / "tiny-r64"))
+    assert staged.host_bytes == info["max_adapter_host_bytes"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

@@ -49,6 +49,13 @@ interface AdapterEntry {
   wantRank: number;
 }
 
+/** The executor's host tier, as its `ready` describes it. */
+export interface HostTier {
+  capacityBytes: number;
+  /** the most one adapter can take: what a stage reserves until its size is known */
+  maxAdapterBytes: number;
+}
+
 /** The outcome of trying to get an adapter into the pool now. */
 export type Readiness = "resident" | "pending" | "blocked";
 
@@ -65,23 +72,24 @@ export type Readiness = "resident" | "pending" | "blocked";
  *   adapters.takeOps();      // [{ kind: "stage", adapterId: 0, name: "a", path: "/lora/a" }]
  */
 export class AdapterManager {
-  readonly #limits: { maxResident: number; maxHost: number; hostBytes: number };
+  readonly #limits: { maxResident: number; maxHost: number };
+  #hostTier: HostTier;
   readonly #pages: PageAllocator;
   readonly #byName = new Map<string, AdapterEntry>();
   readonly #byId = new Map<number, AdapterEntry>();
   #nextId = 0;
   #clock = 0;
   #completedStep = -1;
-  /** the largest host size seen: the estimate for an adapter not staged yet */
-  #largestHostBytes = 0;
   #ops: AdapterOp[] = [];
   readonly #counts = { loads: 0, evictions: 0, hostDrops: 0, hits: 0, misses: 0 };
 
   constructor(
-    limits: { maxResident: number; maxHost: number; hostBytes: number },
+    limits: { maxResident: number; maxHost: number },
+    hostTier: HostTier,
     pages: PageAllocator,
   ) {
     this.#limits = limits;
+    this.#hostTier = hostTier;
     this.#pages = pages;
   }
 
@@ -219,7 +227,6 @@ export class AdapterManager {
     entry.state = "staged";
     entry.staged = staged;
     entry.lastUse = ++this.#clock;
-    this.#largestHostBytes = Math.max(this.#largestHostBytes, staged.hostBytes);
     return null;
   }
 
@@ -269,8 +276,9 @@ export class AdapterManager {
     this.#byId.delete(entry.id);
   }
 
-  /** The executor restarted: nothing is staged or loaded any more. */
-  reset(): void {
+  /** The executor restarted (with `hostTier`): nothing is staged or loaded any more. */
+  reset(hostTier: HostTier): void {
+    this.#hostTier = hostTier;
     for (const entry of [...this.#byName.values()]) {
       entry.state = "unknown";
       entry.staged = null;
@@ -375,20 +383,19 @@ export class AdapterManager {
     return true;
   }
 
-  /** Room in the host tier for one more adapter of the largest size seen so far. */
+  /**
+   * Room in the host tier for one more adapter of the largest size allowed. The executor
+   * refuses a stage that does not fit and never evicts (PROTOCOL.md `ready`), so this is
+   * the tier's only owner: an adapter being staged counts at that largest size until its
+   * `adapter_staged` says how much it took.
+   */
   #makeHostRoom(rank: number): boolean {
     const inHost = (e: AdapterEntry): boolean => e.state !== "unknown";
+    const { capacityBytes, maxAdapterBytes } = this.#hostTier;
     for (;;) {
       const entries = [...this.#byName.values()].filter(inHost);
-      // One being staged will take about as much as the largest seen.
-      const bytes = entries.reduce(
-        (sum, e) => sum + (e.staged?.hostBytes ?? this.#largestHostBytes),
-        0,
-      );
-      if (
-        entries.length < this.#limits.maxHost &&
-        bytes + this.#largestHostBytes <= this.#limits.hostBytes
-      ) {
+      const bytes = entries.reduce((sum, e) => sum + (e.staged?.hostBytes ?? maxAdapterBytes), 0);
+      if (entries.length < this.#limits.maxHost && bytes + maxAdapterBytes <= capacityBytes) {
         return true;
       }
       // Host-only copies go first; an idle resident adapter gives up both tiers.

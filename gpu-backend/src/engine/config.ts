@@ -12,10 +12,9 @@ export interface EngineConfig {
   maxInFlightSteps: number;
   /** adapters in the GPU pool at most */
   maxResidentAdapters: number;
-  /** adapters in the executor's host tier at most (resident ones count too) */
+  /** adapters in the executor's host tier at most (resident ones count too); its bytes
+   * are the executor's `ready.hostCacheBytes` */
   maxHostAdapters: number;
-  /** bytes of the executor's host tier; must equal the executor's `host_cache_bytes` */
-  hostCacheBytes: number;
   /** queued requests (in fair-share order) whose adapters are staged and loaded ahead */
   prefetchWindow: number;
   /** VTC cost of one prompt token (Sheng et al., OSDI 2024: w_p) */
@@ -39,7 +38,6 @@ export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): Engi
     maxInFlightSteps: 2,
     maxResidentAdapters: 64,
     maxHostAdapters: 256,
-    hostCacheBytes: 4 * 1024 ** 3,
     prefetchWindow: 32,
     vtcPromptWeight: 1,
     vtcOutputWeight: 2,
@@ -55,7 +53,6 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
     "maxInFlightSteps",
     "maxResidentAdapters",
     "maxHostAdapters",
-    "hostCacheBytes",
     "prefetchWindow",
   ] as const;
   for (const key of positiveInts) {
@@ -95,11 +92,23 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
 
 /** The executor's `ready` fields the engine relies on. */
 export function validateModelInfo(model: ModelInfo): ModelInfo {
-  for (const key of ["numPages", "vocabSize", "maxPosition"] as const) {
+  for (const key of [
+    "numPages",
+    "vocabSize",
+    "maxPosition",
+    "hostCacheBytes",
+    "maxAdapterHostBytes",
+  ] as const) {
     const value = model[key];
     if (!Number.isSafeInteger(value) || value < 1) {
       throw new EngineConfigError(`model ${key} must be a positive integer, got ${value}`);
     }
+  }
+  if (model.maxAdapterHostBytes > model.hostCacheBytes) {
+    // Every stage reserves the largest adapter's bytes until it is staged.
+    throw new EngineConfigError(
+      `the host tier (${model.hostCacheBytes} bytes) cannot hold one adapter of the largest rank (${model.maxAdapterHostBytes} bytes): raise --host-cache-bytes or lower --max-lora-rank`,
+    );
   }
   if (!model.eosTokenIds.every((t) => Number.isInteger(t) && t >= 0 && t < model.vocabSize)) {
     throw new EngineConfigError(

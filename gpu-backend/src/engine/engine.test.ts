@@ -15,6 +15,7 @@ import {
   createRequests,
   drive,
   EOS,
+  HOST_BYTES_PER_PAGE,
   referenceTokens,
   SimulatedExecutor,
   testModel,
@@ -39,6 +40,9 @@ function expectServedAlone(
   }
 }
 
+/** scenario adapters are lora0 .. lora5 */
+const MAX_ADAPTER = 5;
+
 interface Scenario {
   config: Pick<
     EngineConfig,
@@ -46,7 +50,13 @@ interface Scenario {
   > &
     Partial<Pick<EngineConfig, "poolSharing">>;
   numPages: number;
-  executor: { extraHostAdapters: number; loadSteps: number; crashAtStep: number | undefined };
+  executor: {
+    extraHostAdapters: number;
+    /** the host tier holds this many of the largest adapter (default 4) */
+    hostSlots?: number;
+    loadSteps: number;
+    crashAtStep: number | undefined;
+  };
   shapes: {
     promptLength: number;
     maxTokens: number;
@@ -61,9 +71,15 @@ interface Scenario {
  * what it yields alone, within the step limits, with every page accounted for.
  */
 function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
-  const model = testModel({ numPages });
+  const adapterPages = (name: string): number => 4 + Number(name.slice(4)) * 3;
+  const maxAdapterHostBytes = adapterPages(`lora${MAX_ADAPTER}`) * HOST_BYTES_PER_PAGE;
+  const model = testModel({
+    numPages,
+    maxAdapterHostBytes,
+    hostCacheBytes: (executor.hostSlots ?? 4) * maxAdapterHostBytes,
+  });
   const maxHostAdapters = config.maxResidentAdapters + executor.extraHostAdapters;
-  const engine = createEngine({ ...config, maxHostAdapters }, { numPages });
+  const engine = createEngine({ ...config, maxHostAdapters }, model);
   const requests = createRequests({
     numRequests: shapes.length,
     promptLength: (i) => shapes[i]?.promptLength ?? 1,
@@ -74,7 +90,6 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
     },
     tenant: (i) => `t${shapes[i]?.tenant}`,
   }).map((req, i) => ({ ...req, ignoreEos: shapes[i]?.ignoreEos ?? true }));
-  const adapterPages = (name: string): number => 4 + Number(name.slice(4)) * 3;
   // The pool's shares as the allocator splits them (no-unify-mem), or the whole pool twice.
   const sharing = config.poolSharing ?? "unified";
   const adapterShare =
@@ -141,6 +156,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
   numPages: fc.integer({ min: 90, max: 400 }),
   executor: fc.record({
     extraHostAdapters: fc.integer({ min: 0, max: 2 }),
+    hostSlots: fc.integer({ min: 1, max: 4 }),
     loadSteps: fc.integer({ min: 0, max: 3 }),
     crashAtStep: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined }),
   }),
@@ -148,7 +164,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     fc.record({
       promptLength: fc.integer({ min: 1, max: 24 }),
       maxTokens: fc.integer({ min: 1, max: 12 }),
-      adapter: fc.option(fc.integer({ min: 0, max: 5 }), { nil: null }),
+      adapter: fc.option(fc.integer({ min: 0, max: MAX_ADAPTER }), { nil: null }),
       tenant: fc.integer({ min: 0, max: 2 }),
       ignoreEos: fc.boolean(),
     }),

@@ -1,5 +1,5 @@
 import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
-import { AdapterManager, type AdapterOp, type AdapterStats } from "./adapters.ts";
+import { AdapterManager, type AdapterOp, type AdapterStats, type HostTier } from "./adapters.ts";
 import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
 import { type EngineConfig, validateEngineConfig, validateModelInfo } from "./config.ts";
 import { DuplicateRequestError, EngineConfigError, InvalidRequestError } from "./errors.ts";
@@ -8,6 +8,10 @@ import type { RequestOutput } from "./output.ts";
 import { type EngineRequest, validateRequest } from "./request.ts";
 import { Scheduler } from "./scheduler.ts";
 import { Sequence } from "./sequence.ts";
+
+function hostTierOf(model: ModelInfo): HostTier {
+  return { capacityBytes: model.hostCacheBytes, maxAdapterBytes: model.maxAdapterHostBytes };
+}
 
 /** What one `schedule` call asks of the executor client. */
 export interface ScheduledStep {
@@ -69,11 +73,8 @@ export class Engine {
     }
     this.#pages = new PageAllocator(model.numPages, config.poolSharing);
     this.#adapters = new AdapterManager(
-      {
-        maxResident: config.maxResidentAdapters,
-        maxHost: config.maxHostAdapters,
-        hostBytes: config.hostCacheBytes,
-      },
+      { maxResident: config.maxResidentAdapters, maxHost: config.maxHostAdapters },
+      hostTierOf(model),
       this.#pages,
     );
     this.#fairShare = new FairShare(config.vtcPromptWeight, config.vtcOutputWeight);
@@ -185,7 +186,7 @@ export class Engine {
     this.#model = validateModelInfo(model);
     this.#scheduler.reset();
     this.#pages.reset(model.numPages);
-    this.#adapters.reset();
+    this.#adapters.reset(hostTierOf(model));
     const tooBig = [...this.#requests.values()].filter(
       (s) => this.#kvPagesAtMost(s.req) > this.#pages.kvCapacity,
     );

@@ -10,6 +10,8 @@ import type { RequestOutput } from "./output.ts";
 import type { EngineRequest, SamplingParams } from "./request.ts";
 
 export const EOS = 1;
+/** host bytes a simulated adapter takes per pool page it needs */
+export const HOST_BYTES_PER_PAGE = 100;
 
 export function testModel(overrides: Partial<ModelInfo> = {}): ModelInfo {
   return {
@@ -23,6 +25,8 @@ export function testModel(overrides: Partial<ModelInfo> = {}): ModelInfo {
     headDim: 32,
     vocabSize: 64,
     maxPosition: 2048,
+    hostCacheBytes: 4 * 1024 ** 3,
+    maxAdapterHostBytes: 64 * HOST_BYTES_PER_PAGE,
     dtype: "float32",
     device: "cpu",
     modules: { q: [128, 128], k: [128, 64], v: [128, 64], o: [128, 128] },
@@ -131,7 +135,9 @@ export class SimulatedExecutor {
   readonly #seqs = new Map<number, SimSeq>();
   /** who last wrote each page: `s${seqId}` or `a${adapterId}` */
   readonly #writer = new Map<number, string>();
-  readonly #staged = new Map<number, string>();
+  /** adapter id -> its name and host bytes */
+  readonly #staged = new Map<number, { name: string; hostBytes: number }>();
+  #hostBytes = 0;
   readonly #loaded = new Map<number, Int32Array>();
   readonly #queued: StepPlan[] = [];
   stepsRun = 0;
@@ -151,17 +157,25 @@ export class SimulatedExecutor {
     return this.#queued.length;
   }
 
+  /** The host tier refuses what does not fit, as the executor does: the engine owns it. */
   stage(op: Extract<AdapterOp, { kind: "stage" }>): StagedAdapter {
-    this.#staged.set(op.adapterId, op.name);
+    const numPages = this.adapterPages(op.name);
+    const hostBytes = numPages * HOST_BYTES_PER_PAGE;
+    if (hostBytes > this.model.maxAdapterHostBytes) {
+      throw new ContractViolation(`adapter ${op.name} is larger than maxAdapterHostBytes`);
+    }
+    if (this.#staged.has(op.adapterId)) {
+      throw new ContractViolation(`stage of adapter ${op.adapterId}, staged already`);
+    }
+    if (this.#hostBytes + hostBytes > this.model.hostCacheBytes) {
+      throw new ContractViolation(
+        `stage of adapter ${op.adapterId} (${hostBytes} bytes) into a host tier with ${this.model.hostCacheBytes - this.#hostBytes} bytes free`,
+      );
+    }
+    this.#staged.set(op.adapterId, { name: op.name, hostBytes });
+    this.#hostBytes += hostBytes;
     this.maxStaged = Math.max(this.maxStaged, this.#staged.size);
-    return {
-      adapterId: op.adapterId,
-      rank: 8,
-      scale: 2,
-      targets: ["q", "v"],
-      numPages: this.adapterPages(op.name),
-      hostBytes: 1000,
-    };
+    return { adapterId: op.adapterId, rank: 8, scale: 2, targets: ["q", "v"], numPages, hostBytes };
   }
 
   /** Runs on a side stream at once: its pages must not be touched by any step in flight. */
@@ -191,7 +205,11 @@ export class SimulatedExecutor {
       }
     }
     this.#loaded.delete(op.adapterId);
-    if (op.tier === "host") this.#staged.delete(op.adapterId);
+    const staged = this.#staged.get(op.adapterId);
+    if (op.tier === "host" && staged !== undefined) {
+      this.#staged.delete(op.adapterId);
+      this.#hostBytes -= staged.hostBytes;
+    }
   }
 
   submit(plan: StepPlan): void {
@@ -242,7 +260,7 @@ export class SimulatedExecutor {
       }
       offset += n;
       if (flags & StepFlag.sample) {
-        const name = seq.adapterId === -1 ? null : (this.#staged.get(seq.adapterId) ?? null);
+        const name = seq.adapterId === -1 ? null : (this.#staged.get(seq.adapterId)?.name ?? null);
         seq.lastSampled = nextToken(seq.history, name, this.model.vocabSize);
         rows.push({ seqId, token: seq.lastSampled, topCount: Math.max(0, plan.logprobs[i] ?? 0) });
       }
@@ -273,6 +291,7 @@ export class SimulatedExecutor {
     this.#seqs.clear();
     this.#writer.clear();
     this.#staged.clear();
+    this.#hostBytes = 0;
     this.#loaded.clear();
     this.#queued.length = 0;
   }

@@ -88,6 +88,8 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
       headDim: count,
       vocabSize: count,
       maxPosition: count,
+      hostCacheBytes: count,
+      maxAdapterHostBytes: count,
       dtype: text,
       device: text,
       modules: fc

@@ -40,7 +40,12 @@ export interface ModelInfo {
   numKvHeads: number;
   headDim: number;
   vocabSize: number;
+  /** longest sequence the executor accepts */
   maxPosition: number;
+  /** bytes of the host tier (init's hostCacheBytes): the engine keeps staged adapters within it */
+  hostCacheBytes: number;
+  /** host bytes of the largest adapter `maxRank` allows: what the engine reserves for one being staged */
+  maxAdapterHostBytes: number;
   dtype: string;
   device: string;
   /** module name (q k v o gate up down) -> [in, out] features */

@@ -97,6 +97,8 @@ export const MESSAGES = {
       f("head_dim", "count"),
       f("vocab_size", "count"),
       f("max_position", "count"),
+      f("host_cache_bytes", "count"),
+      f("max_adapter_host_bytes", "count"),
       f("dtype", "string"),
       f("device", "string"),
       f("modules", "modules"),

@@ -56,7 +56,6 @@ async function main(): Promise<void> {
       maxInFlightSteps: config.maxInFlightSteps,
       maxResidentAdapters: config.maxLoras,
       maxHostAdapters: Math.max(config.maxCpuLoras, config.maxLoras),
-      hostCacheBytes: config.hostCacheBytes,
       poolSharing: config.unifiedPaging
         ? "unified"
         : { adapterFraction: config.adapterPoolFraction },

@@ -107,6 +107,7 @@ def generate(n: int, seed: int) -> None:
             **{k: count() for k in ("num_pages", "page_width", "num_layers", "hidden_size")},
             **{k: count() for k in ("intermediate_size", "num_heads", "num_kv_heads")},
             **{k: count() for k in ("head_dim", "vocab_size", "max_position")},
+            **{k: count() for k in ("host_cache_bytes", "max_adapter_host_bytes")},
             "dtype": text(),
             "device": text(),
             "modules": {m: [count(), count()] for m in MODULE_NAMES},

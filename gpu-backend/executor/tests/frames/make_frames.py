@@ -79,6 +79,8 @@ GOOD = {
         "head_dim": 32,
         "vocab_size": 512,
         "max_position": 2048,
+        "host_cache_bytes": 1 << 33,
+        "max_adapter_host_bytes": 1 << 24,
         "dtype": "float32",
         "device": "cpu",
         "modules": {
