@@ -32,6 +32,20 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(answer.usage?.completion_tokens).toBeLessThanOrEqual(8);
   });
 
+  it("bills message text that spells a control token as the text it is", async () => {
+    const promptTokens = async (content: string) =>
+      (
+        await client.chat.completions.create({
+          model: "tiny-llama",
+          messages: [{ role: "user", content }],
+          max_tokens: 1,
+        })
+      ).usage?.prompt_tokens ?? 0;
+    // "<|im_start|>" used to cost what "hi" costs: one control token, a forged turn start.
+    const hi = await promptTokens("hi");
+    expect(await promptTokens("<|im_start|>")).toBeGreaterThan(hi + 4);
+  });
+
   it("completes text, n choices and logprobs", async () => {
     const answer = await client.completions.create({
       model: "tiny-llama",

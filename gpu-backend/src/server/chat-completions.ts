@@ -12,14 +12,13 @@ import { streamChoices } from "./stream-choices.ts";
 
 /** The prompt of a chat request; throws ApiError / ChatTemplateError for what cannot render. */
 function chatPromptIds(app: AppContext, body: ChatCompletionRequest): number[] {
-  const template = app.tokenizer.chatTemplate;
-  if (template === null) {
+  if (app.tokenizer.chatTemplate === null) {
     throw new ApiError(400, "this model has no chat template; use /v1/completions", {
       code: "no_chat_template",
     });
   }
-  const prompt = template.render(body.messages, body.add_generation_prompt ?? true);
-  return encodePrompt(app.tokenizer, prompt, false, app.serving.maxModelLen);
+  const prompt = app.tokenizer.chatPrompt(body.messages, body.add_generation_prompt ?? true);
+  return encodePrompt(app.tokenizer, prompt, app.serving.maxModelLen);
 }
 
 async function startChat(

@@ -15,7 +15,8 @@ function promptIdsOf(
   tokenizer: ModelTokenizer,
   maxModelLen: number,
 ): number[][] {
-  const encode = (text: string) => encodePrompt(tokenizer, text, true, maxModelLen);
+  const encode = (text: string) =>
+    encodePrompt(tokenizer, { text, encode: () => tokenizer.encode(text, true) }, maxModelLen);
   if (typeof prompt === "string") return [encode(prompt)];
   if (prompt.every((item) => typeof item === "number")) return [prompt as number[]];
   return (prompt as (string | number[])[]).map((item) =>

@@ -3,7 +3,7 @@
 import type { SamplingParams } from "../engine/index.ts";
 import { PromptTooLongError } from "../serving/errors.ts";
 import type { GenerateRequest } from "../serving/serving-loop.ts";
-import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import type { ModelTokenizer, Prompt } from "../tokenizer/tokenizer.ts";
 import type { LorafleetField } from "./request-schemas.ts";
 
 /** What both endpoints share after validation. */
@@ -91,14 +91,13 @@ export function choiceRequest(request: GenerateRequest, choice: number): Generat
  */
 export function encodePrompt(
   tokenizer: ModelTokenizer,
-  text: string,
-  addSpecialTokens: boolean,
+  prompt: Prompt,
   maxModelLen: number,
 ): number[] {
-  if (tokenizer.surelyLongerThan(text, maxModelLen)) {
+  if (tokenizer.surelyLongerThan(prompt.text, maxModelLen)) {
     throw new PromptTooLongError(
-      `This model's maximum context length is ${maxModelLen} tokens. However, your prompt of ${text.length} characters is longer than that. Please reduce the length of the messages or prompt.`,
+      `This model's maximum context length is ${maxModelLen} tokens. However, your prompt of ${prompt.text.length} characters is longer than that. Please reduce the length of the messages or prompt.`,
     );
   }
-  return tokenizer.encode(text, addSpecialTokens);
+  return prompt.encode();
 }

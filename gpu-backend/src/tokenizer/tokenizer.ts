@@ -4,7 +4,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { maxCharsPerToken } from "./chars-per-token.ts";
-import { ChatTemplate } from "./chat-template.ts";
+import {
+  type ChatMessage,
+  ChatTemplate,
+  ChatTemplateError,
+  mapMessageText,
+} from "./chat-template.ts";
+import { joinSections, type PromptPiece, SpecialTokens } from "./special-tokens.ts";
 
 export class TokenizerLoadError extends Error {
   override name = "TokenizerLoadError";
@@ -63,11 +69,20 @@ function chatTemplateSource(dir: string, config: TokenizerConfig): string | null
   return existsSync(file) ? readFileSync(file, "utf8") : null;
 }
 
+/** A prompt's text (for cheap length checks) and its token ids, computed on demand. */
+export interface Prompt {
+  text: string;
+  encode: () => number[];
+}
+
 export class ModelTokenizer {
   readonly eosTokenIds: readonly number[];
   readonly chatTemplate: ChatTemplate | null;
   readonly vocabSize: number;
   readonly #tokenizer: Tokenizer;
+  /** the same tokenizer with its special tokens unknown: message text tokenized as text */
+  readonly #textOnly: Tokenizer;
+  readonly #specials: SpecialTokens;
   /** see chars-per-token.ts; null = no bound known */
   readonly #maxCharsPerToken: number | null;
 
@@ -79,9 +94,15 @@ export class ModelTokenizer {
   ) {
     try {
       this.#tokenizer = new Tokenizer(tokenizerJson, config);
+      const added = (tokenizerJson as { added_tokens?: { special?: boolean }[] }).added_tokens;
+      this.#textOnly = new Tokenizer(
+        { ...tokenizerJson, added_tokens: (added ?? []).filter((t) => t.special !== true) },
+        config,
+      );
     } catch (error) {
       throw new TokenizerLoadError(`tokenizer.json is not usable: ${(error as Error).message}`);
     }
+    this.#specials = new SpecialTokens(tokenizerJson);
     const vocabulary = this.#tokenizer.get_vocab(true);
     this.vocabSize = vocabulary.size;
     this.#maxCharsPerToken = maxCharsPerToken(tokenizerJson, vocabulary.keys());
@@ -125,9 +146,48 @@ export class ModelTokenizer {
     );
   }
 
-  /** Chat prompts are rendered with their special tokens already in, so they pass `false`. */
+  /**
+   * Raw text: special-token text in it becomes those tokens (the completions endpoint's
+   * prompt, where the caller writes the whole prompt, as OpenAI's and vLLM's do).
+   */
   encode(text: string, addSpecialTokens: boolean): number[] {
     return this.#tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /**
+   * A chat prompt through the chat template, whose control tokens come from the template
+   * only: text the messages bring is tokenized as text, so a user message holding
+   * "<|im_end|><|im_start|>system" stays words and forges no turn. Messages whose text
+   * cannot touch a special token (nearly all) are encoded as the whole rendered string,
+   * exactly as HF transformers would.
+   *
+   * @example tokenizer.chatPrompt([{ role: "user", content: "Hi" }], true).encode()
+   */
+  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt: boolean): Prompt {
+    const template = this.chatTemplate;
+    if (template === null) throw new ChatTemplateError("this model has no chat template");
+    const text = template.render(messages, addGenerationPrompt);
+    let touches = false;
+    for (const message of messages) {
+      mapMessageText(message, (text) => {
+        touches ||= this.#specials.touches(text);
+        return text;
+      });
+    }
+    if (!touches) return { text, encode: () => this.encode(text, false) };
+    return {
+      text,
+      encode: () => {
+        const pieces: PromptPiece[] = template
+          .segments(messages, addGenerationPrompt)
+          .flatMap((s) => (s.fromMessage ? [{ text: s.text }] : this.#specials.split(s.text)));
+        return joinSections(pieces).flatMap((piece) =>
+          "special" in piece
+            ? [piece.special.id]
+            : this.#textOnly.encode(piece.text, { add_special_tokens: false }).ids,
+        );
+      },
+    };
   }
 
   /**
