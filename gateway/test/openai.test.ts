@@ -61,7 +61,7 @@ describe("chat and completions", () => {
     );
     expect(res.status).toBe(200);
     expect(res.headers.get("x-request-id")).toBe("req-contract-1");
-    expect(Number(res.headers.get("x-lorafleet-gateway-ms"))).toBeGreaterThanOrEqual(0);
+    expect(res.headers.get("x-lorafleet-gateway-ms")).toMatch(/^\d+$/);
     const body = (await res.json()) as {
       choices: { message: { content: string } }[];
       usage: { completion_tokens: number };
@@ -97,6 +97,18 @@ describe("chat and completions", () => {
       completion_tokens: 3,
       backend_id: backend,
     });
+  });
+
+  it("leaves the wait for the backend out of x-lorafleet-gateway-ms", async () => {
+    const { model: slowModel, backends } = await fleet(1);
+    await setPeerMode(defined(backends[0]), { mode: "slow", delayMs: 400 });
+    const tenant = await createTenant();
+    const started = Date.now();
+    const res = await chat(tenant.key, slowModel.name);
+    const elapsedMs = Date.now() - started;
+    expect(res.status).toBe(200);
+    // the 400 ms the backend took are not the gateway's: both fit in what the client waited
+    expect(Number(res.headers.get("x-lorafleet-gateway-ms")) + 400).toBeLessThanOrEqual(elapsedMs);
   });
 
   it("turns x-lorafleet-timeout-ms into the backend's absolute deadline, and refuses bad ones", async () => {
