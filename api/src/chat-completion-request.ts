@@ -49,4 +49,3 @@ export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequestSchema>;
 export const BackendChatCompletionRequestSchema = ChatCompletionRequestSchema.extend({
   lorafleet: LorafleetFieldSchema.nullish(),
 });
-export type BackendChatCompletionRequest = z.infer<typeof BackendChatCompletionRequestSchema>;

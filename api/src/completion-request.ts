@@ -34,4 +34,3 @@ export type CompletionRequest = z.infer<typeof CompletionRequestSchema>;
 export const BackendCompletionRequestSchema = CompletionRequestSchema.extend({
   lorafleet: LorafleetFieldSchema.nullish(),
 });
-export type BackendCompletionRequest = z.infer<typeof BackendCompletionRequestSchema>;

@@ -3,13 +3,11 @@
 export { batchInputLineSchema } from "./batch-input-line.ts";
 export { BodyNotJsonError, BodyTooLargeError, readBodyBytes, readJsonBody } from "./body-reader.ts";
 export {
-  type BackendChatCompletionRequest,
   BackendChatCompletionRequestSchema,
   type ChatCompletionRequest,
   ChatCompletionRequestSchema,
 } from "./chat-completion-request.ts";
 export {
-  type BackendCompletionRequest,
   BackendCompletionRequestSchema,
   type CompletionRequest,
   CompletionRequestSchema,
@@ -22,4 +20,4 @@ export {
 } from "./inference-endpoint.ts";
 export { type InternalBatchRequest, InternalBatchRequestSchema } from "./internal-batch-request.ts";
 export { type LorafleetField, LorafleetFieldSchema } from "./lorafleet-field.ts";
-export { type RequestIssue, requestIssue } from "./request-issue.ts";
+export { requestIssue } from "./request-issue.ts";

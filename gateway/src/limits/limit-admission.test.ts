@@ -1,13 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { usageRows } from "../../test/helpers/gateway-client.ts";
-import {
-  authenticatedAs,
-  bareApp,
-  principalWith,
-  resolvedChat,
-  send,
-} from "../../test/helpers/middleware-app.ts";
+import { principalWith, resolvedChatApp, send } from "../../test/helpers/middleware-app.ts";
 import type { TenantLimits } from "../auth/principal.ts";
 import { usageMeter } from "../usage/usage-meter.ts";
 import { limitAdmission } from "./limit-admission.ts";
@@ -18,18 +12,11 @@ const usage = { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 };
 function limited(limits: Partial<TenantLimits>) {
   const principal = principalWith(limits);
   const handled: string[] = [];
-  const app = bareApp();
-  app.post(
-    "/",
-    authenticatedAs(principal),
-    resolvedChat({ max_tokens: 5 }),
-    usageMeter(),
-    limitAdmission(),
-    (c) => {
-      handled.push(c.var.requestId);
-      return c.json({ usage });
-    },
-  );
+  const app = resolvedChatApp(principal, { body: { max_tokens: 5 } });
+  app.post("/", usageMeter(), limitAdmission(), (c) => {
+    handled.push(c.var.requestId);
+    return c.json({ usage });
+  });
   const limiter = env.LIMITER.get(env.LIMITER.idFromName(principal.tenantId));
   return { app, tenantId: principal.tenantId, handled, limiter };
 }

@@ -5,7 +5,7 @@ import { ApiError } from "../errors.ts";
 import type { UsageEnv } from "../usage/usage-meter.ts";
 
 /** A tenant with no limit set needs no admission: its requests skip the Durable Object round trip. */
-export function hasLimits(limits: TenantLimits): boolean {
+function hasLimits(limits: TenantLimits): boolean {
   return Object.values(limits).some((limit) => limit !== null);
 }
 

@@ -20,7 +20,7 @@ export type InferenceCall = {
   deadlineMs: number | null;
 };
 
-export type InferenceVariables = { inference: InferenceCall };
+type InferenceVariables = { inference: InferenceCall };
 export type InferenceEnv = { Bindings: Env; Variables: Variables & InferenceVariables };
 
 /** Longest timeout a client may ask for. */

@@ -1,13 +1,7 @@
 import type { Context, Next } from "hono";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { usageRows } from "../../test/helpers/gateway-client.ts";
-import {
-  authenticatedAs,
-  bareApp,
-  principalWith,
-  resolvedChat,
-  send,
-} from "../../test/helpers/middleware-app.ts";
+import { principalWith, resolvedChatApp, send } from "../../test/helpers/middleware-app.ts";
 import { ApiError } from "../errors.ts";
 import type { TokenUsage } from "../proxy/metered-stream.ts";
 import { type UsageEnv, usageMeter } from "./usage-meter.ts";
@@ -22,11 +16,9 @@ const chunk = (text: string) => ({ choices: [{ index: 0, delta: { content: text 
 function metered(handler: (c: Context<UsageEnv>) => Response | Promise<Response>) {
   const principal = principalWith();
   const ended: TokenUsage[] = [];
-  const app = bareApp();
+  const app = resolvedChatApp(principal, { startedAt: t0 });
   app.post(
     "/",
-    authenticatedAs(principal, t0),
-    resolvedChat(),
     usageMeter({ now: () => t0 + 25 }),
     async (c, next) => {
       c.var.usage.onEnd((tokens) => {
@@ -147,11 +139,9 @@ describe("usageMeter", () => {
 
   it("runs a listener that comes after the end at once", async () => {
     const late: TokenUsage[] = [];
-    const app = bareApp();
+    const app = resolvedChatApp(principalWith());
     app.post(
       "/",
-      authenticatedAs(principalWith(), t0),
-      resolvedChat(),
       // outside the meter: it registers once the meter has ended the request
       async (c: Context<UsageEnv>, next: Next) => {
         await next();

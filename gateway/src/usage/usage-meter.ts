@@ -4,9 +4,9 @@ import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts
 import { recordUsage, type UsageRecord } from "./record.ts";
 
 /** Called once when the request ends, with the tokens it used; a promise it returns is waited for. */
-export type EndListener = (tokens: TokenUsage) => unknown;
+type EndListener = (tokens: TokenUsage) => unknown;
 
-export type UsageVariables = {
+type UsageVariables = {
   /** `onEnd(listener)`: run `listener` when the request ends (at once if it has). */
   usage: { onEnd(listener: EndListener): void };
   /** The backend that answered, once one has; the usage row names it. */

@@ -66,9 +66,24 @@ export function resolvedChat(body: object = {}) {
   });
 }
 
+/** A Hono app that renders errors as the gateway does; add the middleware under test. */
 export function bareApp() {
   const app = new Hono<AppEnv>();
   app.onError(renderError);
+  return app;
+}
+
+/**
+ * A bare app whose requests arrive authenticated as `principal` (at `startedAt`) and
+ * resolved as a chat of base model `m` (`resolvedChat(body)`): what the middleware after
+ * `inferenceRequest` finds.
+ */
+export function resolvedChatApp(
+  principal: Principal,
+  options: { startedAt?: number; body?: object } = {},
+) {
+  const app = bareApp();
+  app.use(authenticatedAs(principal, options.startedAt), resolvedChat(options.body));
   return app;
 }
 

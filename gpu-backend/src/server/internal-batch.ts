@@ -16,7 +16,7 @@ import type { AppContext } from "./app-context.ts";
 import { chatCompletionJson } from "./chat-completions.ts";
 import { completionJson } from "./completions.ts";
 import type { Caller } from "./generation-request.ts";
-import { toApiError } from "./openai-error.ts";
+import { ApiError, toApiError } from "./openai-error.ts";
 import { parseBody } from "./parse-body.ts";
 
 type BatchItem = InternalBatchRequest["requests"][number];
@@ -48,17 +48,7 @@ export function internalBatch(app: AppContext) {
     const batch = await parseBody(c, InternalBatchRequestSchema, app.maxBodyBytes);
     const ids = new Set(batch.requests.map((item) => item.id));
     if (ids.size !== batch.requests.length) {
-      return c.json(
-        {
-          error: {
-            message: "request ids must be unique",
-            type: "invalid_request_error",
-            param: "requests",
-            code: null,
-          },
-        },
-        400,
-      );
+      throw new ApiError(400, "request ids must be unique", { param: "requests" });
     }
     const signal = c.req.raw.signal;
     c.header("content-type", "application/x-ndjson");
