@@ -29,7 +29,8 @@ export default defineConfig(async () => {
       })),
     ],
     test: {
-      include: ["test/**/*.test.ts"],
+      // test/: through the whole Worker; src/: a middleware on a bare app, next to its code.
+      include: ["test/**/*.test.ts", "src/**/*.test.ts"],
       globalSetup: ["test/peer/global-setup.ts"],
       setupFiles: ["test/setup.ts"],
       testTimeout: 30_000,

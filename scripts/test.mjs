@@ -14,6 +14,7 @@ const binDir = join(root, "node_modules", ".bin");
 
 /** Each suite: how to run it, and where its runner writes machine-readable counts. */
 const suites = [
+  { name: "api", kind: "vitest", config: "api/vitest.config.ts" },
   { name: "gpu-backend", kind: "vitest", config: "gpu-backend/vitest.config.ts" },
   { name: "gateway", kind: "vitest", config: "gateway/vitest.config.ts" },
   { name: "executor", kind: "pytest", dir: "gpu-backend/executor/tests" },

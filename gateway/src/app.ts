@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { AdapterResolver } from "./adapters/adapter-resolver.ts";
 import { adapterRoutes } from "./adapters/adapter-routes.ts";
 import { internalRoutes } from "./adapters/internal-routes.ts";
@@ -77,23 +77,29 @@ export function createApp(state: GatewayState) {
   app.notFound(() => {
     throw new ApiError(404, "not_found", "No such route");
   });
-  app.onError((error, c) => {
-    if (error instanceof ApiError) {
-      for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-      return c.json(error.body(), error.status);
-    }
-    if (isTransientD1Error(error)) {
-      const unavailable = storageUnavailable();
-      for (const [name, value] of Object.entries(unavailable.headers)) c.header(name, value);
-      return c.json(unavailable.body(), unavailable.status);
-    }
-    console.error(
-      JSON.stringify({ level: "error", requestId: c.get("requestId"), message: String(error) }),
-    );
-    return c.json(
-      new ApiError(500, "internal_error", "The gateway failed on this request").body(),
-      500,
-    );
-  });
+  app.onError(renderError);
   return app;
+}
+
+/**
+ * Every error as the client sees it: an ApiError as it says, a D1 outage as a 503
+ * `storage_unavailable`, anything else as a 500 that tells nothing of the gateway's insides.
+ */
+export function renderError(error: Error, c: Context<AppEnv>): Response {
+  if (error instanceof ApiError) {
+    for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+    return c.json(error.body(), error.status);
+  }
+  if (isTransientD1Error(error)) {
+    const unavailable = storageUnavailable();
+    for (const [name, value] of Object.entries(unavailable.headers)) c.header(name, value);
+    return c.json(unavailable.body(), unavailable.status);
+  }
+  console.error(
+    JSON.stringify({ level: "error", requestId: c.get("requestId"), message: String(error) }),
+  );
+  return c.json(
+    new ApiError(500, "internal_error", "The gateway failed on this request").body(),
+    500,
+  );
 }

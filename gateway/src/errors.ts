@@ -17,7 +17,7 @@ export class ApiError extends Error {
     status: ContentfulStatusCode,
     code: string,
     message: string,
-    options: { param?: string; headers?: Record<string, string> } = {},
+    options: { param?: string | null; headers?: Record<string, string> } = {},
   ) {
     super(message);
     this.name = "ApiError";

@@ -1,3 +1,4 @@
+import { BodyNotJsonError, BodyTooLargeError, readBodyBytes, readJsonBody } from "@lorafleet/api";
 import { ApiError } from "./errors.ts";
 
 const mib = 1024 * 1024;
@@ -12,65 +13,46 @@ const mib = 1024 * 1024;
  */
 export const bodyLimits = { inference: 8 * mib, control: mib } as const;
 
-function tooLarge(maxBytes: number, code: string): ApiError {
-  return new ApiError(413, code, `The request body is larger than ${maxBytes} bytes`);
+/** The shared reader's refusals (@lorafleet/api) in the gateway's words; 413s carry `tooLargeCode`. */
+function inGatewayWords(error: unknown, tooLargeCode: string): unknown {
+  if (error instanceof BodyTooLargeError) {
+    return new ApiError(
+      413,
+      tooLargeCode,
+      `The request body is larger than ${error.maxBytes} bytes`,
+    );
+  }
+  if (error instanceof BodyNotJsonError) {
+    const what = error.reason === "utf8" ? "UTF-8" : "JSON";
+    return new ApiError(400, "invalid_json", `The request body is not valid ${what}`);
+  }
+  return error;
 }
 
 /**
- * The whole body, refused with 413 as soon as it passes `maxBytes`: at once
+ * The whole body, refused with 413 `code` as soon as it passes `maxBytes`: at once
  * when content-length says so, else while streaming, before the rest is read.
  *
- * @example const bytes = await readBodyBytes(c.req.raw, partBytes, "part_too_large");
+ * @example const bytes = await readBody(c.req.raw, partBytes, "part_too_large");
  */
-export async function readBodyBytes(
+export async function readBody(
   request: Request,
   maxBytes: number,
   code = "request_too_large",
 ): Promise<Uint8Array> {
-  if (Number(request.headers.get("content-length") ?? 0) > maxBytes) {
-    throw tooLarge(maxBytes, code);
-  }
-  if (request.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw tooLarge(maxBytes, code);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return readBodyBytes(request, maxBytes).catch((error: unknown) => {
+    throw inGatewayWords(error, code);
+  });
 }
 
 /**
- * The body as JSON, at most `maxBytes`. It is decoded as strict UTF-8: JSON is
- * UTF-8 (RFC 8259), and replacing bad bytes with U+FFFD would send the model
- * text the client never wrote. Both failures are 400 `invalid_json`.
+ * The body as strict UTF-8 JSON, at most `maxBytes` (413 `request_too_large`); bytes that
+ * are not UTF-8, or text that is not JSON, are a 400 `invalid_json`.
  *
- * @example const raw = await readJsonBody(c.req.raw, bodyLimits.inference);
+ * @example const raw = await readJson(c.req.raw, bodyLimits.inference);
  */
-export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
-  const bytes = await readBodyBytes(request, maxBytes);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
-  } catch {
-    throw new ApiError(400, "invalid_json", "The request body is not valid UTF-8");
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError(400, "invalid_json", "The request body is not valid JSON");
-  }
+export async function readJson(request: Request, maxBytes: number): Promise<unknown> {
+  return readJsonBody(request, maxBytes).catch((error: unknown) => {
+    throw inGatewayWords(error, "request_too_large");
+  });
 }

@@ -1,4 +1,5 @@
 import { SELF } from "cloudflare:test";
+import { ChatCompletionRequestSchema } from "@lorafleet/api";
 import { beforeAll, describe, expect, it } from "vitest";
 import { estimateTokens } from "../src/limits/estimate-tokens.ts";
 import {
@@ -166,7 +167,9 @@ describe("Files and Batches", () => {
 
   it("holds batch lines to the monthly token quota", async () => {
     const lines = Array.from({ length: 10 }, (_, i) => line(`m-${i}`, model.name, 1));
-    const perLine = estimateTokens(JSON.parse(defined(lines[0])).body).total;
+    const perLine = estimateTokens(
+      ChatCompletionRequestSchema.parse(JSON.parse(defined(lines[0])).body),
+    ).total;
     const capped = await createTenant({ monthly_token_quota: 5 * perLine });
     const batch = await createBatch(capped.key, lines.join("\n"));
     const done = await settled(capped.key, batch.id);
@@ -195,11 +198,35 @@ describe("Files and Batches", () => {
   });
 
   it("refuses bad input files with the line number, and unknown models, before running anything", async () => {
+    const good = line("g", model.name, 1);
+    /** A line whose body is the good one's with `body` merged in. */
+    const withBody = (id: string, body: object) => {
+      const parsed = JSON.parse(line(id, model.name, 1));
+      return JSON.stringify({ ...parsed, body: { ...parsed.body, ...body } });
+    };
     const cases: [string, string][] = [
-      ["{not json", "Line 1"],
+      ["{not json", "Line 1 of the input file: not valid JSON"],
       [`${line("x", model.name, 1)}\n${line("x", model.name, 1)}`, "Line 2"],
-      [line("x", model.name, 1, "/v1/completions"), "Line 1"],
+      [
+        line("x", model.name, 1, "/v1/completions"),
+        "Line 1 of the input file: url: must be the batch's endpoint /v1/chat/completions",
+      ],
       ["\n\n", "no requests"],
+      // Bodies the backend would refuse are refused now, naming the line and the field,
+      // in the backend's words, instead of failing later line by line.
+      [
+        `${good}\n${withBody("y", { messages: [{ role: "wizard", content: "hi" }] })}`,
+        "Line 2 of the input file: body.messages[0].role: Invalid option",
+      ],
+      [
+        withBody("t", { tools: [{ type: "function", function: { name: "f" } }] }),
+        "Line 1 of the input file: body.tools: tool calling (tools) is not supported by this backend",
+      ],
+      [
+        withBody("s", { stream: true }),
+        "Line 1 of the input file: body.stream: streaming is not available in batches",
+      ],
+      [withBody("m", { model: "" }), "Line 1 of the input file: body.model: Too small"],
     ];
     for (const [jsonl, message] of cases) {
       const file = (await (await uploadFile(tenant.key, jsonl)).json()) as { id: string };
@@ -209,9 +236,9 @@ describe("Files and Batches", () => {
         completion_window: "24h",
       });
       expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: { message: string } }).error.message).toContain(
-        message,
-      );
+      const { error } = (await res.json()) as { error: { message: string; code: string } };
+      expect(error.message).toContain(message);
+      expect(error.code).toBe("invalid_batch_input");
     }
     const unknown = (await (await uploadFile(tenant.key, line("x", "nope", 1))).json()) as {
       id: string;

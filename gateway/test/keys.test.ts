@@ -67,7 +67,7 @@ describe("API keys", () => {
     const missing = await call("", "GET", "/v1/models", undefined, { authorization: "" });
     expect(missing.status).toBe(401);
     // Errors carry the request id and the gateway's time too.
-    expect(missing.headers.get("x-request-id")).toBeTruthy();
+    expect(missing.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
     expect(missing.headers.get("x-lorafleet-gateway-ms")).toMatch(/^\d+$/);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe(
       "missing_api_key",

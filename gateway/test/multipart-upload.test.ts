@@ -145,10 +145,11 @@ describe("multipart adapter upload", () => {
       ).json()) as Adapter;
       const done = await sendParts(tenant.key, adapter.id, sent);
       expect(done.status).toBe(400);
-      expect(((await done.json()) as ErrorBody).error.code).toBe(code);
+      const { error } = (await done.json()) as ErrorBody;
+      expect(error.code).toBe(code);
       const row = (await (await call(tenant.key, "GET", `/v1/adapters/${name}`)).json()) as Adapter;
       expect(row.status).toBe("failed");
-      expect(row.failure_reason).toBeTruthy();
+      expect(row.failure_reason).toBe(error.message);
       expect((await env.FILES.list({ prefix: `adapters/${adapter.id}/` })).objects).toEqual([]);
       expect((await chat(tenant.key, name)).status).toBe(404);
       expect((await call(tenant.key, "DELETE", `/v1/adapters/${name}`)).status).toBe(200);

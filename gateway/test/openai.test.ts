@@ -61,7 +61,7 @@ describe("chat and completions", () => {
     );
     expect(res.status).toBe(200);
     expect(res.headers.get("x-request-id")).toBe("req-contract-1");
-    expect(Number(res.headers.get("x-lorafleet-gateway-ms"))).toBeGreaterThanOrEqual(0);
+    expect(res.headers.get("x-lorafleet-gateway-ms")).toMatch(/^\d+$/);
     const body = (await res.json()) as {
       choices: { message: { content: string } }[];
       usage: { completion_tokens: number };
@@ -97,6 +97,18 @@ describe("chat and completions", () => {
       completion_tokens: 3,
       backend_id: backend,
     });
+  });
+
+  it("leaves the wait for the backend out of x-lorafleet-gateway-ms", async () => {
+    const { model: slowModel, backends } = await fleet(1);
+    await setPeerMode(defined(backends[0]), { mode: "slow", delayMs: 400 });
+    const tenant = await createTenant();
+    const started = Date.now();
+    const res = await chat(tenant.key, slowModel.name);
+    const elapsedMs = Date.now() - started;
+    expect(res.status).toBe(200);
+    // the 400 ms the backend took are not the gateway's: both fit in what the client waited
+    expect(Number(res.headers.get("x-lorafleet-gateway-ms")) + 400).toBeLessThanOrEqual(elapsedMs);
   });
 
   it("turns x-lorafleet-timeout-ms into the backend's absolute deadline, and refuses bad ones", async () => {
@@ -154,13 +166,19 @@ describe("chat and completions", () => {
     );
     expect(received.map((r) => r.body.prompt)).toEqual(prompts);
     // A list mixing texts and token-id lists is none of OpenAI's forms (OpenAI refuses it too).
-    for (const bad of [[], [{}], ["x", 1.5], 7, ["one", [1, 2]], [[1, 2], "one"], [[]]]) {
+    const refused: [unknown, string][] = [
+      [[], "prompt"],
+      [["one", [1, 2]], "prompt"],
+      [[[1, 2], "one"], "prompt"],
+      [[[]], "prompt[0]"],
+    ];
+    for (const [bad, param] of refused) {
       const res = await call(tenant.key, "POST", "/v1/completions", {
         model: model.name,
         prompt: bad,
       });
       expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: { param: string } }).error.param).toBe("prompt");
+      expect(((await res.json()) as { error: { param: string } }).error.param).toBe(param);
     }
   });
 
@@ -183,32 +201,73 @@ describe("chat and completions", () => {
     );
   });
 
-  it("refuses bad requests in OpenAI's error shape without billing them", async () => {
+  it("refuses bad requests in OpenAI's error shape, as the backend words them, without billing them", async () => {
     const tenant = await createTenant();
-    const cases: [unknown, number, string][] = [
-      [{ messages: [{ role: "user", content: "x" }] }, 400, "invalid_request"],
-      [{ model: model.name, messages: [] }, 400, "invalid_request"],
+    const message = [{ role: "user", content: "x" }];
+    const cases: [unknown, number, Record<string, unknown>][] = [
       [
-        { model: model.name, messages: [{ role: "user", content: "x" }], max_tokens: -1 },
+        { messages: message },
         400,
-        "invalid_request",
+        {
+          message: "model: Invalid input: expected string, received undefined",
+          param: "model",
+          code: "invalid_value",
+        },
       ],
       [
-        { model: "no-such-model", messages: [{ role: "user", content: "x" }] },
-        404,
-        "model_not_found",
+        { model: model.name, messages: [] },
+        400,
+        {
+          message: "messages: Too small: expected array to have >=1 items",
+          param: "messages",
+          code: "invalid_value",
+        },
       ],
+      [
+        { model: model.name, messages: message, max_tokens: -1 },
+        400,
+        { param: "max_tokens", code: "invalid_value" },
+      ],
+      [
+        { model: model.name, messages: message, response_format: { type: "json_object" } },
+        400,
+        {
+          message:
+            "response_format: response_format other than {type: text} is not supported by this backend",
+          param: "response_format",
+          code: "unsupported_parameter",
+        },
+      ],
+      [
+        [1, 2],
+        400,
+        {
+          message: "Invalid input: expected object, received array",
+          param: null,
+          code: "invalid_value",
+        },
+      ],
+      [{ model: "no-such-model", messages: message }, 404, { code: "model_not_found" }],
     ];
-    for (const [body, status, code] of cases) {
+    for (const [body, status, error] of cases) {
       const res = await call(tenant.key, "POST", "/v1/chat/completions", body);
       expect(res.status).toBe(status);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+      expect(((await res.json()) as { error: object }).error).toMatchObject(error);
     }
+    // null is every OpenAI field's "not set", here too (this gateway used to refuse stream: null)
+    const nulls = { stream: null, max_tokens: null, n: null, stop: null, lorafleet: "ignored" };
+    expect((await chat(tenant.key, model.name, nulls)).status).toBe(200);
     const notJson = await call(tenant.key, "POST", "/v1/chat/completions", undefined, {
       "content-type": "application/json",
     });
     expect(notJson.status).toBe(400);
-    expect(await usageRows(tenant.id)).toEqual([]);
+    // only the request that was served is billed
+    const rows = await eventually(async () => {
+      const rows = await usageRows(tenant.id);
+      expect(rows).toHaveLength(1);
+      return rows;
+    });
+    expect(rows.map((r) => [r.status, r.outcome])).toEqual([[200, "ok"]]);
   });
 
   it("lists the allowed base models and the tenant's adapters in /v1/models", async () => {

@@ -174,4 +174,30 @@ describe.skipIf(!haveFixtures)("gateway contract", () => {
       }
     }
   });
+  it("refuses repeated ids as a whole, and leaves a body's own `lorafleet` to the item's fields", async () => {
+    const item = (id: string, body: object = {}) => ({
+      id,
+      endpoint: "/v1/completions",
+      tenant: "tenant-0",
+      adapter: null,
+      body: { model: "tiny-llama", prompt: "hi", max_tokens: 1, ...body },
+    });
+    const twice = await post("/internal/batch", { requests: [item("a"), item("a")] });
+    expect(twice.status).toBe(400);
+    expect(await twice.json()).toEqual({
+      error: {
+        message: "request ids must be unique",
+        type: "invalid_request_error",
+        param: "requests",
+        code: null,
+      },
+    });
+    // a batch line is a client's body (checked as the gateway checked it at batch creation):
+    // the envelope is the item's tenant/adapter/deadline, so a `lorafleet` in it is ignored
+    const answer = await post("/internal/batch", {
+      requests: [item("b", { lorafleet: "not an envelope" })],
+    });
+    const [line] = (await answer.text()).trim().split("\n");
+    expect(JSON.parse(line ?? "")).toMatchObject({ id: "b", status: 200 });
+  });
 });

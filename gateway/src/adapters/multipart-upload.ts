@@ -7,7 +7,7 @@ import { sha256Hex, toHex } from "../crypto.ts";
 import type { AppEnv, Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { readBodyBytes } from "../request-body.ts";
+import { readBody } from "../request-body.ts";
 import { parseJsonBody } from "../validation.ts";
 import { adapterError } from "./adapter-error.ts";
 import { type AdapterRow, adapterObjectKey, adapterView } from "./adapter-store.ts";
@@ -50,11 +50,7 @@ export function multipartUploadRoutes(keys: KeyResolver, now: () => number) {
     const principal = c.get("principal");
     // Only the config travels here (the weights come as parts), so the body is bounded
     // by the config's limit plus room for the form fields.
-    const bytes = await readBodyBytes(
-      c.req.raw,
-      maxConfigBytes + formSlackBytes,
-      "adapter_too_large",
-    );
+    const bytes = await readBody(c.req.raw, maxConfigBytes + formSlackBytes, "adapter_too_large");
     const contentType = c.req.header("content-type") ?? "";
     const form = await new Response(bytes, { headers: { "content-type": contentType } })
       .formData()
@@ -157,7 +153,7 @@ export function multipartUploadRoutes(keys: KeyResolver, now: () => number) {
         `Part numbers run from 1 to ${Math.ceil(row.weights_bytes / partBytes)}`,
       );
     }
-    const bytes = await readBodyBytes(c.req.raw, partBytes, "part_too_large");
+    const bytes = await readBody(c.req.raw, partBytes, "part_too_large");
     const upload = c.env.FILES.resumeMultipartUpload(weightsKey(row.id), row.upload_id ?? "");
     const uploaded = await upload.uploadPart(part, bytes);
     return c.json({ part_number: uploaded.partNumber, etag: uploaded.etag });

@@ -1,10 +1,19 @@
+import {
+  batchInputLineSchema,
+  type InferenceEndpoint,
+  type InferenceRequest,
+  requestIssue,
+} from "@lorafleet/api";
 import { ApiError } from "../errors.ts";
 
-export const batchEndpoints = ["/v1/chat/completions", "/v1/completions"] as const;
-export type BatchEndpoint = (typeof batchEndpoints)[number];
-
 /** One request of a batch input file. */
-export type BatchLine = { customId: string; body: Record<string, unknown> & { model: string } };
+export type BatchLine = {
+  customId: string;
+  /** The line's body as the endpoint's shared schema reads it (@lorafleet/api). */
+  request: InferenceRequest;
+  /** The body as written: what the backend is sent. */
+  body: Record<string, unknown>;
+};
 
 /** Most lines one batch may hold. */
 export const maxBatchLines = 50_000;
@@ -12,36 +21,33 @@ export const maxBatchLines = 50_000;
 /**
  * Parses an OpenAI batch input file: one JSON object per line,
  * `{"custom_id", "method": "POST", "url": <endpoint>, "body": {...}}`, unique
- * custom ids, no streaming. A bad line is a 400 naming its line number.
+ * custom ids, each body checked with the schema the backend checks it with
+ * (`batchInputLineSchema`), so a line the backend would refuse is refused now.
+ * A bad line is a 400 naming its line number and field.
  *
  * @example parseBatchInput('{"custom_id":"a","method":"POST","url":"/v1/completions","body":{"model":"m","prompt":"hi"}}', "/v1/completions")
  */
-export function parseBatchInput(text: string, endpoint: BatchEndpoint): BatchLine[] {
+export function parseBatchInput(text: string, endpoint: InferenceEndpoint): BatchLine[] {
+  const schema = batchInputLineSchema(endpoint);
   const lines: BatchLine[] = [];
   const ids = new Set<string>();
-  const rows = text.split("\n");
-  for (const [index, raw] of rows.entries()) {
+  for (const [index, raw] of text.split("\n").entries()) {
     if (raw.trim() === "") continue;
     const bad = (why: string) =>
       new ApiError(400, "invalid_batch_input", `Line ${index + 1} of the input file: ${why}`);
-    let item: { custom_id?: unknown; method?: unknown; url?: unknown; body?: unknown };
+    let json: unknown;
     try {
-      item = JSON.parse(raw);
+      json = JSON.parse(raw);
     } catch {
       throw bad("not valid JSON");
     }
-    if (typeof item.custom_id !== "string" || item.custom_id === "")
-      throw bad("custom_id must be a non-empty string");
-    if (ids.has(item.custom_id)) throw bad(`custom_id ${item.custom_id} is used twice`);
-    if (item.method !== "POST") throw bad('method must be "POST"');
-    if (item.url !== endpoint) throw bad(`url must be the batch's endpoint ${endpoint}`);
-    const body = item.body as Record<string, unknown> | null;
-    if (typeof body !== "object" || body === null || Array.isArray(body))
-      throw bad("body must be a JSON object");
-    if (typeof body.model !== "string" || body.model === "") throw bad("body.model is required");
-    if (body.stream === true) throw bad("streaming is not available in batches");
-    ids.add(item.custom_id);
-    lines.push({ customId: item.custom_id, body: body as BatchLine["body"] });
+    const line = schema.safeParse(json);
+    if (!line.success) throw bad(requestIssue(line.error).message);
+    const customId = line.data.custom_id;
+    if (ids.has(customId)) throw bad(`custom_id ${customId} is used twice`);
+    ids.add(customId);
+    const { body } = json as { body: Record<string, unknown> };
+    lines.push({ customId, request: line.data.body, body });
     if (lines.length > maxBatchLines) throw bad(`a batch holds at most ${maxBatchLines} requests`);
   }
   if (lines.length === 0)

@@ -1,3 +1,4 @@
+import { inferenceEndpoints } from "@lorafleet/api";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { GatewayState } from "../app.ts";
@@ -8,12 +9,12 @@ import { fileObjectKey, findTenantFile } from "../files/file-store.ts";
 import { newId } from "../ids.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
 import { parseJsonBody } from "../validation.ts";
-import { batchEndpoints, parseBatchInput } from "./batch-input.ts";
+import { parseBatchInput } from "./batch-input.ts";
 import { type BatchRow, batchView, findTenantBatch } from "./batch-store.ts";
 
 const createSchema = z.strictObject({
   input_file_id: z.string().min(1),
-  endpoint: z.enum(batchEndpoints),
+  endpoint: z.enum(inferenceEndpoints),
   completion_window: z.literal("24h"),
   metadata: z.record(z.string().max(64), z.string().max(512)).optional(),
 });
@@ -41,7 +42,7 @@ export function batchRoutes(state: GatewayState) {
     const lines = parseBatchInput(await object.text(), input.endpoint);
     // Every model is resolved now, so a batch naming a model the tenant can't use fails at once.
     const targets: Record<string, ModelTarget> = {};
-    for (const model of new Set(lines.map((l) => l.body.model))) {
+    for (const model of new Set(lines.map((l) => l.request.model))) {
       targets[model] = await state.models.resolve(c.env, principal, model);
     }
     const id = newId("batch_");

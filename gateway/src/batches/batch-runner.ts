@@ -1,4 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
+import type { InferenceEndpoint, InternalBatchRequestSchema } from "@lorafleet/api";
+import type { z } from "zod";
 import type { Env } from "../env.ts";
 import { createFile, fileObjectKey } from "../files/file-store.ts";
 import { newId } from "../ids.ts";
@@ -10,7 +12,7 @@ import { usageFrom } from "../proxy/metered-stream.ts";
 import { type Backend, BackendDirectory } from "../routing/backend-directory.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage } from "../usage/record.ts";
-import { type BatchEndpoint, type BatchLine, parseBatchInput } from "./batch-input.ts";
+import { type BatchLine, parseBatchInput } from "./batch-input.ts";
 import { failure, type Item, type LineResult, resultKey, success } from "./batch-output.ts";
 
 /** Everything the runner needs, fixed when the batch is created. */
@@ -20,7 +22,7 @@ export type BatchJob = {
   keyId: string;
   /** Origin for signed adapter URLs. */
   origin: string;
-  endpoint: BatchEndpoint;
+  endpoint: InferenceEndpoint;
   inputFileId: string;
   /** The tenant's monthly token quota when the batch was created; per-minute limits don't apply to batches. */
   monthlyTokenQuota: number | null;
@@ -90,11 +92,11 @@ export class BatchRunner extends DurableObject<Env> {
         line,
         index,
         requestId: `${job.batchId}-${index}`,
-        target: job.targets[line.body.model],
+        target: job.targets[line.request.model],
       };
       if (item.target === undefined) {
         results.push(
-          failure(item, "model_not_found", `The model \`${line.body.model}\` does not exist`),
+          failure(item, "model_not_found", `The model \`${line.request.model}\` does not exist`),
         );
         continue;
       }
@@ -130,7 +132,7 @@ export class BatchRunner extends DurableObject<Env> {
       items.map((item) =>
         limiter.admit({
           requestId: item.requestId,
-          estimatedTokens: estimateTokens(item.line.body).total,
+          estimatedTokens: estimateTokens(item.line.request).total,
           stream: false,
           limits,
         }),
@@ -169,7 +171,7 @@ export class BatchRunner extends DurableObject<Env> {
           body: { ...item.line.body, stream: false },
         })),
       );
-      return JSON.stringify({ requests });
+      return JSON.stringify({ requests } satisfies z.input<typeof InternalBatchRequestSchema>);
     };
     const callId = `${items[0]?.requestId ?? job.batchId}+${items.length}`;
     const forwarded = await forwardWithFailover(
@@ -213,7 +215,7 @@ export class BatchRunner extends DurableObject<Env> {
             tenantId: job.tenantId,
             keyId: job.keyId,
             endpoint: job.endpoint,
-            model: item.line.body.model,
+            model: item.line.request.model,
             adapterId: item.target.adapter?.id ?? null,
             backendId: forwarded?.backend.id ?? null,
             ...usage,

@@ -1,31 +1,30 @@
-/** An OpenAI request body: the estimate reads messages or prompt, n, and max_(completion_)tokens. */
-type EstimatedBody = Record<string, unknown>;
+import type { InferenceRequest } from "@lorafleet/api";
 
-const positive = (v: unknown): number | null =>
-  Number.isSafeInteger(v) && (v as number) > 0 ? (v as number) : null;
+/** Tokens a request is expected to use, reserved at admission and corrected at settle. */
+export type TokenEstimate = {
+  /** about 4 characters per token of the prompt (messages or prompt, as JSON) */
+  prompt: number;
+  /** the prompt plus every completion the request allows */
+  total: number;
+};
 
 /** Completion tokens reserved for a request that names no max_tokens (corrected at settle). */
 export const defaultCompletionEstimate = 256;
 
-/** How many completions a request asks for: one per prompt of a multi-prompt request, times n. */
-function completionCount(body: EstimatedBody): number {
+/**
+ * About 4 characters per token, plus the completions the request allows: one per prompt of
+ * a multi-prompt completion, times `n`, each of max_completion_tokens (chat) or max_tokens.
+ *
+ * @example estimateTokens(ChatCompletionRequestSchema.parse(body)).total
+ */
+export function estimateTokens(body: InferenceRequest): TokenEstimate {
+  const chat = "messages" in body;
+  const prompt = Math.ceil(JSON.stringify(chat ? body.messages : body.prompt).length / 4);
   const prompts =
-    Array.isArray(body.prompt) && body.prompt.some((p) => typeof p === "string" || Array.isArray(p))
+    !chat && Array.isArray(body.prompt) && body.prompt.some((p) => typeof p !== "number")
       ? body.prompt.length
       : 1;
-  return prompts * (positive(body.n) ?? 1);
-}
-
-/** About 4 characters per token, plus the completions the request allows. */
-export function estimateTokens(body: EstimatedBody): { prompt: number; total: number } {
-  const prompt = Math.ceil(JSON.stringify(body.messages ?? body.prompt ?? "").length / 4);
-  return {
-    prompt,
-    total:
-      prompt +
-      completionCount(body) *
-        (positive(body.max_completion_tokens) ??
-          positive(body.max_tokens) ??
-          defaultCompletionEstimate),
-  };
+  const perCompletion =
+    (chat ? body.max_completion_tokens : null) ?? body.max_tokens ?? defaultCompletionEstimate;
+  return { prompt, total: prompt + prompts * (body.n ?? 1) * perCompletion };
 }

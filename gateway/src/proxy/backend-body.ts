@@ -1,3 +1,5 @@
+import type { LorafleetFieldSchema } from "@lorafleet/api";
+import type { z } from "zod";
 import type { AdapterMeta } from "../adapters/adapter-resolver.ts";
 import { type AdapterFile, signAdapterUrl } from "../adapters/signed-url.ts";
 import type { Env } from "../env.ts";
@@ -30,7 +32,8 @@ export async function adapterField(
 /**
  * The body a backend gets: the client's, plus stream usage always on (the
  * gateway meters it), plus `lorafleet` with the tenant, the request id, the
- * deadline if the client set one and, for an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend").
+ * deadline if the client set one and, for an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend"),
+ * shaped as the backend's schema reads it (@lorafleet/api `LorafleetFieldSchema`).
  */
 export async function backendBody(
   env: Env,
@@ -67,6 +70,6 @@ export async function backendBody(
         request.backendId,
         request.now,
       ),
-    },
+    } satisfies z.input<typeof LorafleetFieldSchema>,
   };
 }

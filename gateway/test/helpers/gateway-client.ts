@@ -235,6 +235,7 @@ export type UsageRow = {
   completion_tokens: number;
   backend_id: string | null;
   adapter_id: string | null;
+  latency_ms: number;
 };
 
 export async function usageRows(tenantId: string): Promise<UsageRow[]> {

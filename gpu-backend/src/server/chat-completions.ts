@@ -1,5 +1,6 @@
 // POST /v1/chat/completions: messages through the model's chat template, n choices,
 // whole JSON or SSE chunks (with a usage chunk when stream_options.include_usage).
+import { BackendChatCompletionRequestSchema, type ChatCompletionRequest } from "@lorafleet/api";
 import type { Context } from "hono";
 import type { AppContext } from "./app-context.ts";
 import { awaitFirstOutputs, collectChoices, startChoices, usageOf } from "./choices.ts";
@@ -7,7 +8,6 @@ import { type Caller, encodePrompt, generateRequest } from "./generation-request
 import { ApiError } from "./openai-error.ts";
 import { chatLogprobs, completionId, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
-import { type ChatCompletionRequest, ChatCompletionRequestSchema } from "./request-schemas.ts";
 import { streamChoices } from "./stream-choices.ts";
 
 /** The prompt of a chat request; throws ApiError / ChatTemplateError for what cannot render. */
@@ -67,7 +67,7 @@ export async function chatCompletionJson(
 
 export function chatCompletions(app: AppContext) {
   return async function chatCompletionsHandler(c: Context) {
-    const body = await parseBody(c, ChatCompletionRequestSchema, app.maxBodyBytes);
+    const body = await parseBody(c, BackendChatCompletionRequestSchema, app.maxBodyBytes);
     const caller = callerOf(app, body.lorafleet ?? null);
     const signal = c.req.raw.signal;
     if (!body.stream) return c.json(await chatCompletionJson(app, body, caller, signal));

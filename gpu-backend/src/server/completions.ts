@@ -1,5 +1,6 @@
 // POST /v1/completions: one or many prompts (text or token ids), n choices each;
 // choice index = prompt index × n + choice, as OpenAI numbers them.
+import { BackendCompletionRequestSchema, type CompletionRequest } from "@lorafleet/api";
 import type { Context } from "hono";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
@@ -7,7 +8,6 @@ import { awaitFirstOutputs, collectChoices, startChoices, usageOf } from "./choi
 import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
 import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
-import { type CompletionRequest, CompletionRequestSchema } from "./request-schemas.ts";
 import { streamChoices } from "./stream-choices.ts";
 
 function promptIdsOf(
@@ -67,7 +67,7 @@ export async function completionJson(
 
 export function completions(app: AppContext) {
   return async function completionsHandler(c: Context) {
-    const body = await parseBody(c, CompletionRequestSchema, app.maxBodyBytes);
+    const body = await parseBody(c, BackendCompletionRequestSchema, app.maxBodyBytes);
     const caller = callerOf(app, body.lorafleet ?? null);
     const signal = c.req.raw.signal;
     if (!body.stream) return c.json(await completionJson(app, body, caller, signal));

@@ -1,10 +1,10 @@
 // From a validated OpenAI body to the serving loop's GenerateRequest: which model or
 // adapter, sampling in the executor's units, tenant and deadline from the gateway.
+import type { LorafleetField } from "@lorafleet/api";
 import type { SamplingParams } from "../engine/index.ts";
 import { PromptTooLongError } from "../serving/errors.ts";
 import type { GenerateRequest } from "../serving/serving-loop.ts";
 import type { ModelTokenizer, Prompt } from "../tokenizer/tokenizer.ts";
-import type { LorafleetField } from "./request-schemas.ts";
 
 /** What both endpoints share after validation. */
 export interface SamplingBody {

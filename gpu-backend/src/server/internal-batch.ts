@@ -4,22 +4,22 @@
 //   {"id": "<caller's id>", "status": 200, "body": <chat.completion | text_completion>}
 //   {"id": "<caller's id>", "status": 4xx|5xx, "body": {"error": {...}}}
 // All requests enter the engine together, so they share batches on the GPU.
+import {
+  ChatCompletionRequestSchema,
+  CompletionRequestSchema,
+  type InternalBatchRequest,
+  InternalBatchRequestSchema,
+} from "@lorafleet/api";
 import type { Context } from "hono";
 import { stream } from "hono/streaming";
 import type { AppContext } from "./app-context.ts";
 import { chatCompletionJson } from "./chat-completions.ts";
 import { completionJson } from "./completions.ts";
 import type { Caller } from "./generation-request.ts";
-import { toApiError } from "./openai-error.ts";
+import { ApiError, toApiError } from "./openai-error.ts";
 import { parseBody } from "./parse-body.ts";
-import {
-  type BatchRequest,
-  BatchRequestSchema,
-  ChatCompletionRequestSchema,
-  CompletionRequestSchema,
-} from "./request-schemas.ts";
 
-type BatchItem = BatchRequest["requests"][number];
+type BatchItem = InternalBatchRequest["requests"][number];
 
 async function answer(app: AppContext, item: BatchItem, signal: AbortSignal) {
   const caller: Caller = {
@@ -45,20 +45,10 @@ async function answer(app: AppContext, item: BatchItem, signal: AbortSignal) {
 
 export function internalBatch(app: AppContext) {
   return async function internalBatchHandler(c: Context) {
-    const batch = await parseBody(c, BatchRequestSchema, app.maxBodyBytes);
+    const batch = await parseBody(c, InternalBatchRequestSchema, app.maxBodyBytes);
     const ids = new Set(batch.requests.map((item) => item.id));
     if (ids.size !== batch.requests.length) {
-      return c.json(
-        {
-          error: {
-            message: "request ids must be unique",
-            type: "invalid_request_error",
-            param: "requests",
-            code: null,
-          },
-        },
-        400,
-      );
+      throw new ApiError(400, "request ids must be unique", { param: "requests" });
     }
     const signal = c.req.raw.signal;
     c.header("content-type", "application/x-ndjson");

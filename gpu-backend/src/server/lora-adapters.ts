@@ -5,12 +5,23 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Context } from "hono";
+import { z } from "zod";
 import { AdapterInUseError } from "../engine/index.ts";
 import { AdapterBusyError } from "../serving/errors.ts";
 import type { AppContext } from "./app-context.ts";
 import { ApiError } from "./openai-error.ts";
 import { parseBody } from "./parse-body.ts";
-import { LoadAdapterRequestSchema, UnloadAdapterRequestSchema } from "./request-schemas.ts";
+
+/** vLLM's POST /v1/load_lora_adapter */
+const LoadAdapterRequestSchema = z.object({
+  lora_name: z.string().min(1).max(200),
+  lora_path: z.string().min(1).nullish(),
+});
+
+/** vLLM's POST /v1/unload_lora_adapter */
+const UnloadAdapterRequestSchema = z.object({
+  lora_name: z.string().min(1).max(200),
+});
 
 export function loadLoraAdapter(app: AppContext) {
   return async function loadLoraAdapterHandler(c: Context) {

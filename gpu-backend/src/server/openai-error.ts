@@ -1,5 +1,6 @@
 // Errors as OpenAI's API answers them: {error: {message, type, param, code}} with the
 // matching status, one mapping from every named error the server and serving layer throw.
+import { BodyNotJsonError, BodyTooLargeError, requestIssue } from "@lorafleet/api";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
@@ -54,27 +55,22 @@ export class ApiError extends Error {
   }
 }
 
-/** The first zod issue as a 400 naming its parameter (e.g. `messages[0].role`). */
+/** The first zod issue as a 400 naming its parameter (e.g. `messages[0].role`), in the gateway's words too (`requestIssue`). */
 export function fromZodError(error: z.ZodError): ApiError {
-  const issue = error.issues[0];
-  const param = issue
-    ? issue.path
-        .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
-        .join("")
-        .replace(/^\./, "")
-    : null;
-  const message = issue ? `${param ? `${param}: ` : ""}${issue.message}` : "invalid request";
-  // A refinement may name its own code (e.g. `unsupported_parameter`).
-  const custom =
-    issue?.code === "custom" ? (issue.params as { code?: unknown } | undefined) : undefined;
-  const code = typeof custom?.code === "string" ? custom.code : "invalid_value";
-  return new ApiError(400, message, { param: param || null, code });
+  const { message, param, code } = requestIssue(error);
+  return new ApiError(400, message, { param, code });
 }
 
 /** Maps any error to the ApiError a client sees; unknown ones become a 500 without internals. */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof z.ZodError) return fromZodError(error);
+  if (error instanceof BodyTooLargeError) {
+    return new ApiError(413, error.message, { code: "request_too_large" });
+  }
+  if (error instanceof BodyNotJsonError) {
+    return new ApiError(400, error.message, { code: "invalid_json" });
+  }
   if (error instanceof QueueFullError) {
     return new ApiError(429, error.message, {
       type: "rate_limit_error",
