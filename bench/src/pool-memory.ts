@@ -33,7 +33,7 @@ import {
   SimulatedExecutor,
   testModel,
 } from "../../gpu-backend/src/engine/testing.ts";
-import type { ModelInfo } from "../../gpu-backend/src/executor/messages.ts";
+import type { ModelInfo } from "../../gpu-backend/src/protocol/messages.ts";
 
 const repoRoot = join(import.meta.dirname, "../..");
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { StagedAdapter } from "../executor/messages.ts";
+import type { StagedAdapter } from "../protocol/messages.ts";
 import { AdapterManager, type AdapterOp } from "./adapters.ts";
 import { PageAllocator } from "./allocator.ts";
 import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";

@@ -1,4 +1,4 @@
-import type { StagedAdapter } from "../executor/messages.ts";
+import type { StagedAdapter } from "../protocol/messages.ts";
 import type { PageAllocator } from "./allocator.ts";
 import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
 import type { AdapterRef } from "./request.ts";

@@ -1,4 +1,4 @@
-import type { ModelInfo } from "../executor/messages.ts";
+import type { ModelInfo } from "../protocol/messages.ts";
 import type { PoolSharing } from "./allocator.ts";
 import { EngineConfigError } from "./errors.ts";
 

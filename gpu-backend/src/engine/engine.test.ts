@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { StepFlag, type StepPlan } from "../executor/messages.ts";
+import { StepFlag, type StepPlan } from "../protocol/messages.ts";
 import { type EngineConfig, MAX_IN_FLIGHT_STEPS } from "./config.ts";
 import {
   DuplicateRequestError,

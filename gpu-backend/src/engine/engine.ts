@@ -1,4 +1,4 @@
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
 import { AdapterManager, type AdapterOp, type AdapterStats, type HostTier } from "./adapters.ts";
 import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
 import { type EngineConfig, validateEngineConfig, validateModelInfo } from "./config.ts";

@@ -1,4 +1,4 @@
-import type { ModelInfo } from "../executor/messages.ts";
+import type { ModelInfo } from "../protocol/messages.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 /** A LoRA adapter by name; `path` is a local PEFT directory the server has already resolved. */

@@ -1,4 +1,4 @@
-import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../executor/messages.ts";
+import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../protocol/messages.ts";
 import type { AdapterManager } from "./adapters.ts";
 import { PAGES_PER_TOKEN, type PageAllocator } from "./allocator.ts";
 import type { EngineConfig } from "./config.ts";

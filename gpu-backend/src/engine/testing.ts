@@ -1,8 +1,8 @@
 // Test helpers (vLLM's create_scheduler / create_requests): build engines and requests, and
 // a simulated executor that honours PROTOCOL.md's contract and computes tokens with a
 // deterministic function of each sequence's history, so engine tests need no GPU.
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
-import { StepFlag } from "../executor/messages.ts";
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
+import { StepFlag } from "../protocol/messages.ts";
 import type { AdapterOp } from "./adapters.ts";
 import { defaultEngineConfig, type EngineConfig } from "./config.ts";
 import { Engine } from "./engine.ts";

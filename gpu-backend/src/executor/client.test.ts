@@ -3,8 +3,9 @@
 // Supervision (crash, hang, give-up) is in client.supervision.test.ts.
 
 import { describe, expect, it } from "vitest";
+import { BadMessage } from "../protocol/errors.ts";
 import { ExecutorClient } from "./client.ts";
-import { BadMessage, ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
+import { ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
 import {
   clientsShutAfterEach,
   HAVE_TINY,

@@ -16,8 +16,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ExecutorUnavailable } from "./errors.ts";
-import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
 import type {
   ExecutorStats,
   InitConfig,
@@ -25,10 +23,12 @@ import type {
   StagedAdapter,
   StepPlan,
   StepResult,
-} from "./messages.ts";
-import type { Decoded, Message, MessageBodies } from "./protocol.ts";
+} from "../protocol/messages.ts";
+import type { Decoded, Message, MessageBodies } from "../protocol/protocol.ts";
+import type { MessageName } from "../protocol/schema.ts";
+import { ExecutorUnavailable } from "./errors.ts";
+import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
 import { defaultPythonPath } from "./python-path.ts";
-import type { MessageName } from "./schema.ts";
 
 export interface ExecutorTimeouts {
   /** spawn -> the executor connects to the socket (Python + imports) */

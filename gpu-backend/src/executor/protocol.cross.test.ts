@@ -5,9 +5,9 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FrameReader } from "./frame.ts";
-import { anyMessage } from "./message-arbitraries.ts";
-import { decodeMessage, encodeMessage } from "./protocol.ts";
+import { FrameReader } from "../protocol/frame.ts";
+import { anyMessage } from "../protocol/message-arbitraries.ts";
+import { decodeMessage, encodeMessage } from "../protocol/protocol.ts";
 import { defaultPythonPath } from "./python-path.ts";
 
 const SCRIPT = join(import.meta.dirname, "../../executor/tests/frames/cross_language.py");

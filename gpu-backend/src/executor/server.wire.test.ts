@@ -8,8 +8,8 @@ import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FrameReader } from "./frame.ts";
-import { type Decoded, decodeMessage, encodeMessage } from "./protocol.ts";
+import { FrameReader } from "../protocol/frame.ts";
+import { type Decoded, decodeMessage, encodeMessage } from "../protocol/protocol.ts";
 import { defaultPythonPath } from "./python-path.ts";
 
 const BAD = join(import.meta.dirname, "../../executor/tests/frames/bad");

@@ -5,9 +5,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach } from "vitest";
+import { type InitConfig, StepFlag, type StepPlan } from "../protocol/messages.ts";
 import { ExecutorClient } from "./client.ts";
 import type { ExecutorLogger } from "./executor-process.ts";
-import { type InitConfig, StepFlag, type StepPlan } from "./messages.ts";
 
 export const FIXTURES =
   process.env.LORAFLEET_FIXTURES ||

@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
-import type { InitConfig } from "../executor/messages.ts";
+import type { InitConfig } from "../protocol/messages.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
 import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";

@@ -1,7 +1,7 @@
 // What the serving loop needs from the executor client and the adapter store: the
 // calls it makes, typed structurally so the real client (src/executor/client.ts) and
 // store (src/adapters/store.ts) plug in as they are.
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
 
 export interface ExecutorLink {
   stageAdapter(adapterId: number, path: string): Promise<StagedAdapter>;

@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import type { AdapterOp, Engine, RequestOutput, SamplingParams } from "../engine/index.ts";
 import { ExecutorRequestError, ExecutorUnavailable } from "../executor/errors.ts";
-import type { ModelInfo, StepPlan } from "../executor/messages.ts";
+import type { ModelInfo, StepPlan } from "../protocol/messages.ts";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AdapterRegistry } from "./adapter-registry.ts";
 import {
