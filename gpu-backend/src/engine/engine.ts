@@ -73,7 +73,7 @@ export class Engine {
     }
     this.#pages = new PageAllocator(model.numPages, config.poolSharing);
     this.#adapters = new AdapterManager(
-      { maxResident: config.maxResidentAdapters, maxHost: config.maxHostAdapters },
+      { maxLoras: config.maxLoras, maxCpuLoras: config.maxCpuLoras },
       hostTierOf(model),
       this.#pages,
     );

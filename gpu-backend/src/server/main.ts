@@ -52,10 +52,10 @@ async function main(): Promise<void> {
   const engine = new Engine(
     defaultEngineConfig({
       maxNumSeqs: config.maxNumSeqs,
-      maxNumTokens: config.maxNumBatchedTokens,
+      maxNumBatchedTokens: config.maxNumBatchedTokens,
       maxInFlightSteps: config.maxInFlightSteps,
-      maxResidentAdapters: config.maxLoras,
-      maxHostAdapters: Math.max(config.maxCpuLoras, config.maxLoras),
+      maxLoras: config.maxLoras,
+      maxCpuLoras: Math.max(config.maxCpuLoras, config.maxLoras),
       poolSharing: config.unifiedPaging
         ? "unified"
         : { adapterFraction: config.adapterPoolFraction },
