@@ -1,5 +1,6 @@
-// Test support: the tiny fixture model (made by `npm run setup`), a plan builder, a
-// logger that keeps what it is told, and a rejection catcher.
+// Test support: the Python and the tiny fixture model (made by `npm run setup`), a plan
+// builder, a logger that keeps what it is told, and a rejection catcher. Tests are entry
+// points: like server/config.ts, they take their settings from the environment.
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -8,6 +9,10 @@ import { afterEach } from "vitest";
 import { type InitConfig, StepFlag, type StepPlan } from "../protocol/messages.ts";
 import { ExecutorClient } from "./client.ts";
 import type { ExecutorLogger } from "./executor-process.ts";
+import { REPO_VENV_PYTHON } from "./python-path.ts";
+
+/** The executor's Python for tests: LORAFLEET_PYTHON (a device's own), else the repo's venv. */
+export const TEST_PYTHON = process.env.LORAFLEET_PYTHON || REPO_VENV_PYTHON;
 
 export const FIXTURES =
   process.env.LORAFLEET_FIXTURES ||
@@ -101,6 +106,7 @@ export function clientsShutAfterEach() {
   const client = (options: ConstructorParameters<typeof ExecutorClient>[0] = {}) =>
     track(
       new ExecutorClient({
+        pythonPath: TEST_PYTHON,
         logger: new RecordingLogger(),
         restart: { initialBackoffMs: 50, maxAttempts: 3 },
         ...options,
