@@ -522,7 +522,7 @@ describe("Engine", () => {
   });
 
   it("rejects bad requests with named errors", () => {
-    const engine = createEngine({}, { numPages: 100, maxPosition: 64 });
+    const engine = createEngine({}, { numPages: 100 });
     const [req] = createRequests({ numRequests: 1 });
     const ok = req as NonNullable<typeof req>;
     engine.addRequest(ok);
@@ -531,7 +531,7 @@ describe("Engine", () => {
       { ...ok, id: "a", promptTokenIds: [] },
       { ...ok, id: "b", promptTokenIds: [1, 64] },
       { ...ok, id: "c", maxTokens: 0 },
-      { ...ok, id: "d", maxTokens: 60 },
+      { ...ok, id: "d", maxTokens: 43 }, // 8 + 43 tokens: 102 KV pages > 100
       { ...ok, id: "e", sampling: { ...ok.sampling, topP: 0 } },
       { ...ok, id: "f", sampling: { ...ok.sampling, logprobs: 21 } },
       { ...ok, id: "g", tenant: "" },
@@ -542,7 +542,7 @@ describe("Engine", () => {
       { ...ok, id: "j", sampling: { ...ok.sampling, repetitionPenalty: 5e-324 } },
       { ...ok, id: "k", sampling: { ...ok.sampling, topK: 2 ** 31 } },
     ];
-    expect(engine.maxModelLen).toBe(50);
+    expect(engine.kvTokenCapacity).toBe(50);
     for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);
   });
 

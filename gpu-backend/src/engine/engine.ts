@@ -114,11 +114,12 @@ export class Engine {
   }
 
   /**
-   * The most prompt + output tokens one request may have: its KV must fit the pool on its own
-   * (addRequest refuses more). The server's context limit should not exceed it.
+   * The most prompt + output tokens one request may have for its KV to fit the pool on its
+   * own (addRequest refuses more): the engine's one bound on a request's length. The
+   * context limit in front of it (serving/admission.ts) stays within it.
    */
-  get maxModelLen(): number {
-    return Math.min(this.#model.maxPosition, Math.floor(this.#pages.kvCapacity / PAGES_PER_TOKEN));
+  get kvTokenCapacity(): number {
+    return Math.floor(this.#pages.kvCapacity / PAGES_PER_TOKEN);
   }
 
   canSchedule(): boolean {

@@ -19,7 +19,7 @@ function chatPromptIds(app: AppContext, body: ChatCompletionRequest): number[] {
     });
   }
   const prompt = template.render(body.messages, body.add_generation_prompt ?? true);
-  return encodePrompt(app.tokenizer, prompt, false, app.serving.maxModelLen);
+  return encodePrompt(app.tokenizer, prompt, false, app.serving.admission);
 }
 
 async function startChat(

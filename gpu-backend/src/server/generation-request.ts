@@ -1,7 +1,7 @@
 // From a validated OpenAI body to the serving loop's GenerateRequest: which model or
 // adapter, sampling in the executor's units, tenant and deadline from the gateway.
 import type { SamplingParams } from "../engine/index.ts";
-import { PromptTooLongError } from "../serving/errors.ts";
+import type { Admission } from "../serving/admission.ts";
 import type { GenerateRequest } from "../serving/serving-loop.ts";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { LorafleetField } from "./request-schemas.ts";
@@ -85,20 +85,13 @@ export function choiceRequest(request: GenerateRequest, choice: number): Generat
     : { ...request, sampling: { ...request.sampling, seed: seed + choice } };
 }
 
-/**
- * The prompt's token ids; a text that surely cannot fit `maxModelLen` is refused before it
- * is encoded (encoding megabytes would stall every other request).
- */
+/** The prompt's token ids, once admission has looked at the text (too long to encode?). */
 export function encodePrompt(
   tokenizer: ModelTokenizer,
   text: string,
   addSpecialTokens: boolean,
-  maxModelLen: number,
+  admission: Admission,
 ): number[] {
-  if (tokenizer.surelyLongerThan(text, maxModelLen)) {
-    throw new PromptTooLongError(
-      `This model's maximum context length is ${maxModelLen} tokens. However, your prompt of ${text.length} characters is longer than that. Please reduce the length of the messages or prompt.`,
-    );
-  }
+  admission.checkPromptText(text, tokenizer);
   return tokenizer.encode(text, addSpecialTokens);
 }
