@@ -442,33 +442,36 @@ describe("Engine", () => {
 
   it("finishes on EOS, on stop tokens, and with 'stop' when the server matched a stop string", () => {
     const model = testModel();
-    const base = createRequests({ numRequests: 40, maxTokens: () => 30, ignoreEos: false });
-    const withEos = base.find(
-      (r) => referenceTokens(r, model).at(-1) === EOS && referenceTokens(r, model).length < 30,
-    );
-    expect(withEos).toBeDefined();
-    const eosReq = withEos as (typeof base)[number];
+    const [, eosReq] = createRequests({
+      numRequests: 2,
+      maxTokens: () => 30,
+      ignoreEos: false,
+    }) as [EngineRequest, EngineRequest];
     const engine = createEngine();
     const eosTokens = referenceTokens(eosReq, model);
-    const stopAt = eosTokens[0] as number;
+    // r1 samples EOS as its 21st token; a stop token ends it at the first one it samples
+    expect([eosTokens.length, eosTokens.at(-1)]).toEqual([21, EOS]);
+    const stopAt = eosTokens[3] as number;
+    expect(eosTokens.indexOf(stopAt)).toBe(3);
     engine.addRequest(eosReq);
     engine.addRequest({ ...eosReq, id: "stop", stopTokenIds: [stopAt] });
     engine.addRequest({ ...eosReq, id: "abort-stop", ignoreEos: true, maxTokens: 20 });
+    let stopped: RequestOutput | null = null;
     const outputs = drive(engine, new SimulatedExecutor(model), {
       onOutput: (out) => {
         if (out.id === "abort-stop" && out.numOutputTokens === 2 && !out.finishReason) {
-          expect(engine.abort("abort-stop", "stop")).toMatchObject({
-            finishReason: "stop",
-            stopTokenId: null,
-          });
+          stopped = engine.abort("abort-stop", "stop");
         }
       },
     });
+    expect(stopped).toMatchObject({ finishReason: "stop", stopTokenId: null, numOutputTokens: 2 });
+    expect(tokensOf(outputs.get("abort-stop"))).toEqual(eosTokens.slice(0, 2));
+    expect(tokensOf(outputs.get(eosReq.id))).toEqual(eosTokens);
     expect(outputs.get(eosReq.id)?.at(-1)).toMatchObject({
       finishReason: "stop",
       stopTokenId: EOS,
     });
-    expect(tokensOf(outputs.get("stop"))).toEqual([stopAt]);
+    expect(tokensOf(outputs.get("stop"))).toEqual(eosTokens.slice(0, 4));
     expect(outputs.get("stop")?.at(-1)).toMatchObject({
       finishReason: "stop",
       stopTokenId: stopAt,

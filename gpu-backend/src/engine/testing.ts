@@ -92,6 +92,14 @@ export function nextToken(history: readonly number[], adapter: string | null, vo
   let h = 2166136261;
   for (const ch of adapter ?? "") h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
   for (const t of history) h = Math.imul(h ^ t, 16777619);
+  // FNV's low bits depend only on the inputs' low bits ((h ^ t) × 19 mod 64 for a vocab of
+  // 64): unmixed, every sequence read [x, 0, 0, ...], and a token lost or repeated went
+  // unseen. murmur3's finalizer spreads every bit of the history over the low ones.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return (h >>> 0) % vocab;
 }
 
