@@ -9,7 +9,7 @@ import { EngineConfigError } from "./errors.ts";
 export interface EngineConfig {
   /** admitted (running) requests at most; also the most seqs in one step (--max-num-seqs) */
   maxNumSeqs: number;
-  /** tokens computed per step at most: decode tokens + prefill chunks (--max-num-batched-tokens) */
+  /** tokens per step at most: decode tokens + prefill chunks (--max-num-batched-tokens) */
   maxNumBatchedTokens: number;
   /** steps sent but not answered at most; 2 lets step N+1 be planned while N runs
    * (--max-in-flight-steps) */

@@ -88,7 +88,7 @@ export function createRequests(shape: RequestShape): EngineRequest[] {
 }
 
 /** The simulated model: the next token is a hash of the adapter and the whole history. */
-export function nextToken(history: readonly number[], adapter: string | null, vocab: number) {
+function nextToken(history: readonly number[], adapter: string | null, vocab: number) {
   let h = 2166136261;
   for (const ch of adapter ?? "") h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
   for (const t of history) h = Math.imul(h ^ t, 16777619);

@@ -63,7 +63,7 @@ export interface RestartPolicy {
   stableAfterMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
+const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   connectMs: 60_000,
   initMs: 600_000,
   stepMs: 60_000,
@@ -73,7 +73,7 @@ export const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   shutdownMs: 30_000,
 };
 
-export const DEFAULT_RESTART: RestartPolicy = {
+const DEFAULT_RESTART: RestartPolicy = {
   initialBackoffMs: 500,
   maxBackoffMs: 30_000,
   maxAttempts: 5,

@@ -14,7 +14,7 @@ import { REPO_VENV_PYTHON } from "./python-path.ts";
 /** The executor's Python for tests: LORAFLEET_PYTHON (a device's own), else the repo's venv. */
 export const TEST_PYTHON = process.env.LORAFLEET_PYTHON || REPO_VENV_PYTHON;
 
-export const FIXTURES =
+const FIXTURES =
   process.env.LORAFLEET_FIXTURES ||
   fileURLToPath(new URL("../../../.cache/fixtures", import.meta.url));
 export const TINY_MODEL = join(FIXTURES, "tiny-llama");

@@ -18,7 +18,7 @@ const flag = z
   .enum(["true", "false", "1", "0"])
   .transform((value) => value === "true" || value === "1");
 
-export const ServerConfigSchema = z.object({
+const ServerConfigSchema = z.object({
   /** HF-format model directory (config.json, *.safetensors, tokenizer.json) */
   model: z.string().min(1),
   /** the name clients put in `model` for the base model; default the directory's name */
@@ -88,7 +88,7 @@ export const ServerConfigSchema = z.object({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
-export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
+type ServerConfigInput = z.input<typeof ServerConfigSchema>;
 export type ServerConfig = z.output<typeof ServerConfigSchema> & { servedModelName: string };
 
 /** `maxLoraRank` -> `max-lora-rank` (flag) and `LORAFLEET_MAX_LORA_RANK` (env). */

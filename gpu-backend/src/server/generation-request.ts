@@ -28,7 +28,7 @@ export interface Caller {
   lorafleet: LorafleetField | null;
 }
 
-export const DIRECT_TENANT = "default";
+const DIRECT_TENANT = "default";
 
 /**
  * @param logprobs null = none, 0 = sampled token only, n = also the top n
