@@ -2,12 +2,13 @@
 // flight either finish (re-queued and recomputed) or fail with a retriable 503, and the
 // backend serves again afterwards. An executor that cannot start again is given up after
 // the restart policy's 5 restarts in a row, and the backend says so.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Backend, haveFixtures, repoRoot, startBackend } from "./backend-process.ts";
+import { pythonThatStartsOnce } from "../../gpu-backend/src/executor/test-fixtures.ts";
+import { type Backend, haveFixtures, startBackend } from "./backend-process.ts";
 
 describe.skipIf(!haveFixtures)("executor crash", () => {
   let backend: Backend;
@@ -77,16 +78,9 @@ describe.skipIf(!haveFixtures)("an executor that cannot start again", () => {
 
   it("is restarted 5 times, then given up: /health and /ready 503, requests a retriable 503", async () => {
     // --python: the real executor the first time, a start that fails every time after.
-    const python = process.env.LORAFLEET_PYTHON || join(repoRoot, ".venv/bin/python");
-    const spawnLog = join(dir, "spawns");
-    const wrapper = join(dir, "python");
-    writeFileSync(
-      wrapper,
-      `#!/bin/sh\necho spawn >> "${spawnLog}"\n[ "$(wc -l < "${spawnLog}")" -eq 1 ] && exec "${python}" "$@"\nexit 1\n`,
-    );
-    chmodSync(wrapper, 0o755);
-    const spawns = () => readFileSync(spawnLog, "utf8").split("\n").filter(Boolean).length;
-    backend = await startBackend(["--python", wrapper]);
+    const python = pythonThatStartsOnce(dir);
+    const spawns = python.spawns;
+    backend = await startBackend(["--python", python.path]);
     const url = backend.url;
     for (const pid of backend.childPids()) process.kill(pid, "SIGKILL");
     const noticed = Date.now() + 10_000;

@@ -2,7 +2,7 @@
 // builder, a logger that keeps what it is told, and a rejection catcher. Tests are entry
 // points: like server/config.ts, they take their settings from the environment.
 
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach } from "vitest";
@@ -65,6 +65,24 @@ export function prefillPlan(
     tokenIds: Int32Array.from(tokens),
     kvPages: Int32Array.from({ length: 2 * n }, (_, i) => firstPage + i),
   };
+}
+
+/**
+ * A Python, written into `dir`, that runs `python` the first time only and fails every
+ * start after it (a driver gone, a GPU fallen off the bus); `spawns()` counts the starts.
+ */
+export function pythonThatStartsOnce(
+  dir: string,
+  python = TEST_PYTHON,
+): { path: string; spawns: () => number } {
+  const log = join(dir, "spawns");
+  const path = join(dir, "python");
+  writeFileSync(
+    path,
+    `#!/bin/sh\necho spawn >> "${log}"\n[ "$(wc -l < "${log}")" -eq 1 ] && exec "${python}" "$@"\nexit 1\n`,
+  );
+  chmodSync(path, 0o755);
+  return { path, spawns: () => readFileSync(log, "utf8").split("\n").filter(Boolean).length };
 }
 
 export class RecordingLogger implements ExecutorLogger {

@@ -1,17 +1,40 @@
-// Admission as a function of state: no engine, no executor, no clock.
+// Admission as a function of state: no engine, no executor, no clock. Each refusal is
+// checked as the client sees it (status, OpenAI error body, headers): the e2e and
+// reliability suites assert the same.
 import { describe, expect, it } from "vitest";
 import { toApiError } from "../server/openai-error.ts";
 import { byteLevelTokenizer } from "../tokenizer/testing/byte-level-tokenizer.ts";
 import { Admission, contextLength, type Phase } from "./admission.ts";
-import {
-  BackendUnavailableError,
-  PromptTooLongError,
-  QueueFullError,
-  TooManyCompletionsError,
-} from "./errors.ts";
 
 const admission = () => new Admission({ maxModelLen: 100, maxUnfinished: 8 });
 const request = (promptLength: number, maxTokens: number | null) => ({ promptLength, maxTokens });
+
+/** What a client gets for the error `refused` throws. */
+function answer(refused: () => unknown) {
+  try {
+    refused();
+  } catch (error) {
+    const { status, body, headers } = toApiError(error);
+    return { status, ...body.error, headers };
+  }
+  throw new Error("expected a refusal");
+}
+
+/** The answer OpenAI's API gives for such an error. */
+const openAIError = (
+  status: number,
+  code: string,
+  message: string,
+  extra: { type?: string; param?: string | null; headers?: Record<string, string> } = {},
+) => ({
+  status,
+  message,
+  type: extra.type ?? "invalid_request_error",
+  param: extra.param ?? null,
+  code,
+  headers: extra.headers ?? {},
+});
+const retryAfter = { "retry-after": "1" };
 
 describe("contextLength", () => {
   it("is the flag's, within the model's positions and the KV one request may take", () => {
@@ -26,30 +49,29 @@ describe("contextLength", () => {
 describe("Admission.admit", () => {
   it("grants maxTokens, or all the room the context leaves", () => {
     const a = admission();
-    const seats = a.reserve(0, 2, "n");
+    const seats = a.reserve(0, 3, "n");
     expect(a.admit("serving", request(30, 70), seats)).toBe(70);
     expect(a.admit("serving", request(30, null), seats)).toBe(70);
     expect(a.admit("serving", request(99, null), seats)).toBe(1);
   });
 
-  it("refuses a prompt + completion over the context with OpenAI's message", () => {
+  it("refuses a prompt + completion over the context: 400 context_length_exceeded", () => {
     const a = admission();
     const seats = a.reserve(0, 1, "n");
-    const tooLong = () => a.admit("serving", request(30, 71), seats);
-    expect(tooLong).toThrow(PromptTooLongError);
-    expect(tooLong).toThrow(
-      "This model's maximum context length is 100 tokens. However, you requested 101 tokens (30 in the messages, 71 in the completion). Please reduce the length of the messages or completion.",
+    const tooLong = (requested: string) =>
+      openAIError(
+        400,
+        "context_length_exceeded",
+        `This model's maximum context length is 100 tokens. However, you requested ${requested}. Please reduce the length of the messages or completion.`,
+        { param: "messages" },
+      );
+    expect(answer(() => a.admit("serving", request(30, 71), seats))).toEqual(
+      tooLong("101 tokens (30 in the messages, 71 in the completion)"),
     );
     // no room left for even one token
-    expect(() => a.admit("serving", request(100, null), seats)).toThrow(
-      "However, you requested 101 tokens (100 in the messages, 1 in the completion)",
+    expect(answer(() => a.admit("serving", request(100, null), seats))).toEqual(
+      tooLong("101 tokens (100 in the messages, 1 in the completion)"),
     );
-    expect(toApiError(new PromptTooLongError("x")).body.error).toEqual({
-      message: "x",
-      type: "invalid_request_error",
-      param: "messages",
-      code: "context_length_exceeded",
-    });
   });
 
   it("refuses everything with a retriable 503 unless serving, before looking at the request", () => {
@@ -61,16 +83,13 @@ describe("Admission.admit", () => {
       ["failed", "the executor crashed and could not be restarted; retry on another backend"],
     ];
     for (const [phase, message] of refusals) {
-      const refused = () => a.admit(phase, request(1000, null), seats);
-      expect(refused).toThrow(BackendUnavailableError);
-      expect(refused).toThrow(message);
+      expect(answer(() => a.admit(phase, request(1000, null), seats))).toEqual(
+        openAIError(503, "backend_unavailable", message, {
+          type: "server_error",
+          headers: retryAfter,
+        }),
+      );
     }
-    const apiError = toApiError(new BackendUnavailableError("x"));
-    expect([apiError.status, apiError.body.error.code, apiError.headers]).toEqual([
-      503,
-      "backend_unavailable",
-      { "retry-after": "1" },
-    ]);
   });
 
   it("needs a seat left in the reservation", () => {
@@ -82,54 +101,43 @@ describe("Admission.admit", () => {
 });
 
 describe("Admission.reserve", () => {
-  it("holds all the seats or none, and counts held seats against the bound", () => {
+  const queueFull = (message: string) =>
+    openAIError(429, "queue_full", message, { type: "rate_limit_error", headers: retryAfter });
+
+  it("holds all the seats or none, and counts held seats against the bound: 429 queue_full", () => {
     const a = admission();
     const first = a.reserve(3, 4, "n"); // 3 unfinished + 4 held = 7 of 8
     expect(first.remaining).toBe(4);
-    const full = () => a.reserve(3, 2, "n");
-    expect(full).toThrow(QueueFullError);
-    expect(full).toThrow(
-      "The server has 7 requests in progress and room for 8; this one needs 2. Retry later.",
+    expect(answer(() => a.reserve(3, 2, "n"))).toEqual(
+      queueFull(
+        "The server has 7 requests in progress and room for 8; this one needs 2. Retry later.",
+      ),
     );
     // a taken seat is an unfinished request now: the caller counts it there
     first.take();
-    expect(() => a.reserve(4, 2, "n")).toThrow(QueueFullError);
+    expect(answer(() => a.reserve(4, 2, "n"))).toEqual(
+      queueFull(
+        "The server has 7 requests in progress and room for 8; this one needs 2. Retry later.",
+      ),
+    );
     // released seats are free again
     first.release();
     expect(first.remaining).toBe(0);
     expect(a.reserve(4, 4, "n").remaining).toBe(4);
   });
 
-  it("answers a full queue with 429 queue_full and Retry-After", () => {
-    const a = admission();
-    const error = (() => {
-      try {
-        a.reserve(8, 1, "n");
-      } catch (thrown) {
-        return thrown;
-      }
-    })();
-    expect(error).toBeInstanceOf(QueueFullError);
-    const apiError = toApiError(error);
-    expect([apiError.status, apiError.body.error.code, apiError.headers]).toEqual([
-      429,
-      "queue_full",
-      { "retry-after": "1" },
-    ]);
-  });
-
   it("answers more completions than the server ever holds with 400, not a 429 to retry forever", () => {
     // Found by the reliability suite: 2000 prompts × n=16 got 429 queue_full.
     const a = admission();
     for (const param of ["prompt", "n"] as const) {
-      const tooMany = () => a.reserve(0, 9, param);
-      expect(tooMany).toThrow(TooManyCompletionsError);
-      expect(tooMany).toThrow(
-        "this request asks for 9 completions (prompts × n); this server runs at most 8 at once",
+      expect(answer(() => a.reserve(0, 9, param))).toEqual(
+        openAIError(
+          400,
+          "invalid_value",
+          "this request asks for 9 completions (prompts × n); this server runs at most 8 at once",
+          { param },
+        ),
       );
-      const apiError = toApiError(new TooManyCompletionsError("x", param));
-      expect(apiError.status).toBe(400);
-      expect(apiError.body.error).toMatchObject({ param, code: "invalid_value" });
     }
     // exactly the bound fits an idle server
     expect(a.reserve(0, 8, "n").remaining).toBe(8);
@@ -141,9 +149,13 @@ describe("Admission.checkPromptText", () => {
     const a = admission();
     const tokenizer = byteLevelTokenizer();
     expect(() => a.checkPromptText("x".repeat(100), tokenizer)).not.toThrow();
-    const huge = "x".repeat(1_000_000);
-    expect(() => a.checkPromptText(huge, tokenizer)).toThrow(
-      "This model's maximum context length is 100 tokens. However, your prompt of 1000000 characters is longer than that. Please reduce the length of the messages or prompt.",
+    expect(answer(() => a.checkPromptText("x".repeat(1_000_000), tokenizer))).toEqual(
+      openAIError(
+        400,
+        "context_length_exceeded",
+        "This model's maximum context length is 100 tokens. However, your prompt of 1000000 characters is longer than that. Please reduce the length of the messages or prompt.",
+        { param: "messages" },
+      ),
     );
   });
 });

@@ -13,121 +13,113 @@ import type { ServingMetrics } from "./metrics.ts";
 import type { Recovery } from "./recovery.ts";
 import type { RequestStreams } from "./request-streams.ts";
 
-export class ExecutorCalls {
-  readonly #executor: ExecutorLink;
-  readonly #engine: Engine;
-  readonly #streams: RequestStreams;
-  readonly #recovery: Recovery;
-  readonly #metrics: ServingMetrics;
-  readonly #log: Logger;
+export interface ExecutorCallsDeps {
+  executor: ExecutorLink;
+  engine: Engine;
+  streams: RequestStreams;
+  recovery: Recovery;
+  metrics: ServingMetrics;
+  logger: Logger;
   /** called after each outcome: the loop may schedule again */
-  readonly #onOutcome: () => void;
+  onOutcome: () => void;
+}
+
+export class ExecutorCalls {
+  readonly #deps: ExecutorCallsDeps;
   /** performance.now() of the last step result (step wall times, metrics) */
   #lastStepResultAt = 0;
 
-  constructor(deps: {
-    executor: ExecutorLink;
-    engine: Engine;
-    streams: RequestStreams;
-    recovery: Recovery;
-    metrics: ServingMetrics;
-    logger: Logger;
-    onOutcome: () => void;
-  }) {
-    this.#executor = deps.executor;
-    this.#engine = deps.engine;
-    this.#streams = deps.streams;
-    this.#recovery = deps.recovery;
-    this.#metrics = deps.metrics;
-    this.#log = deps.logger;
-    this.#onOutcome = deps.onOutcome;
+  constructor(deps: ExecutorCallsDeps) {
+    this.#deps = deps;
   }
 
   sendStep(plan: StepPlan): void {
-    const epoch = this.#recovery.epoch;
+    const { executor, engine, streams, recovery, metrics, logger, onOutcome } = this.#deps;
+    const epoch = recovery.epoch;
     const sentAt = performance.now();
-    this.#executor.step(plan).then(
+    executor.step(plan).then(
       (result) => {
-        if (epoch !== this.#recovery.epoch) return;
+        if (epoch !== recovery.epoch) return;
         // Steps overlap: this one had the executor to itself from the later of its send
         // and the result before it.
         const now = performance.now();
         const wallMs = now - Math.max(sentAt, this.#lastStepResultAt);
         this.#lastStepResultAt = now;
-        this.#metrics.stepDone(wallMs, result.forwardMs, result.sampleMs);
+        metrics.stepDone(wallMs, result.forwardMs, result.sampleMs);
         try {
-          this.#streams.deliver(this.#engine.update(result, Date.now()), GenerationFailedError);
+          streams.deliver(engine.update(result, Date.now()), GenerationFailedError);
         } catch (error) {
           // The engine and executor disagree (e.g. StepResultError): a fresh executor and
           // re-queued requests put them back in step.
-          this.#recovery.executorLost(error);
+          recovery.executorLost(error);
         }
-        this.#onOutcome();
+        onOutcome();
       },
       (error: unknown) => {
-        if (epoch !== this.#recovery.epoch) return;
+        if (epoch !== recovery.epoch) return;
         if (error instanceof ExecutorRequestError) {
-          this.#log.error({ err: error, stepId: plan.stepId }, "step failed");
-          const failed = this.#engine.stepFailed(plan.stepId, error.message);
-          this.#streams.deliver(failed, GenerationFailedError);
-          this.#onOutcome();
+          logger.error({ err: error, stepId: plan.stepId }, "step failed");
+          const failed = engine.stepFailed(plan.stepId, error.message);
+          streams.deliver(failed, GenerationFailedError);
+          onOutcome();
         } else {
-          this.#recovery.executorLost(error);
+          recovery.executorLost(error);
         }
       },
     );
   }
 
   sendAdapterOp(op: AdapterOp): void {
-    const epoch = this.#recovery.epoch;
+    const { executor, engine, streams, recovery, metrics, logger, onOutcome } = this.#deps;
+    const epoch = recovery.epoch;
     const sentAt = performance.now();
     const timed = (kind: "stage" | "load") =>
-      this.#metrics.adapterOpDone(kind, (performance.now() - sentAt) / 1000);
+      metrics.adapterOpDone(kind, (performance.now() - sentAt) / 1000);
     const failed = (error: unknown) => {
-      if (epoch !== this.#recovery.epoch) return;
+      if (epoch !== recovery.epoch) return;
       if (error instanceof ExecutorRequestError && op.kind === "drop") {
         // The engine has already forgotten the adapter; the executor keeping a copy wastes
         // host memory but breaks nothing.
-        this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter drop refused");
+        logger.warn({ err: error, adapterId: op.adapterId }, "adapter drop refused");
       } else if (error instanceof ExecutorRequestError) {
-        this.#log.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
+        logger.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
         // Clients see this message: name the adapter, not where this host keeps its files.
         const message =
           op.kind === "stage" ? error.message.replaceAll(op.path, op.name) : error.message;
-        this.#streams.deliver(this.#engine.adapterFailed(op.adapterId, message), AdapterLoadError);
-        this.#onOutcome();
+        streams.deliver(engine.adapterFailed(op.adapterId, message), AdapterLoadError);
+        onOutcome();
       } else {
-        this.#recovery.executorLost(error);
+        recovery.executorLost(error);
       }
     };
     const settled =
       <T>(after: (reply: T) => void) =>
       (reply: T) => {
-        if (epoch !== this.#recovery.epoch) return;
+        if (epoch !== recovery.epoch) return;
         after(reply);
-        this.#onOutcome();
+        onOutcome();
       };
     switch (op.kind) {
       case "stage":
-        this.#executor.stageAdapter(op.adapterId, op.path).then(
+        executor.stageAdapter(op.adapterId, op.path).then(
           settled((staged: StagedAdapter) => {
             timed("stage");
-            this.#streams.deliver(this.#engine.adapterStaged(staged), AdapterLoadError);
+            streams.deliver(engine.adapterStaged(staged), AdapterLoadError);
           }),
           failed,
         );
         return;
       case "load":
-        this.#executor.loadAdapter(op.adapterId, op.pages).then(
+        executor.loadAdapter(op.adapterId, op.pages).then(
           settled(() => {
             timed("load");
-            this.#engine.adapterLoaded(op.adapterId);
+            engine.adapterLoaded(op.adapterId);
           }),
           failed,
         );
         return;
       case "drop":
-        this.#executor.dropAdapter(op.adapterId, op.tier).then(
+        executor.dropAdapter(op.adapterId, op.tier).then(
           settled(() => {}),
           failed,
         );

@@ -1,16 +1,17 @@
 // The serving loop losing its executor, against the real client, engine and Python
 // executor (tiny model): one supervisor decides how often to restart, whoever asks.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
+import { greedy } from "../engine/testing.ts";
 import {
   clientsShutAfterEach,
   HAVE_TINY,
-  TEST_PYTHON,
+  pythonThatStartsOnce,
   TINY_MODEL,
   tinyConfig,
 } from "../executor/test-fixtures.ts";
@@ -26,37 +27,12 @@ const dir = mkdtempSync(join(tmpdir(), "lorafleet-recovery-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const { client } = clientsShutAfterEach();
 
-/**
- * A Python for the client that runs the real executor the first time only and fails
- * every start after it (a driver gone, a GPU fallen off the bus); `spawns()` counts them.
- */
-function pythonThatStartsOnce(): { path: string; spawns: () => number } {
-  const log = join(dir, "spawns");
-  const path = join(dir, "python");
-  writeFileSync(
-    path,
-    `#!/bin/sh\necho spawn >> "${log}"\n[ "$(wc -l < "${log}")" -eq 1 ] && exec "${TEST_PYTHON}" "$@"\nexit 1\n`,
-  );
-  chmodSync(path, 0o755);
-  return { path, spawns: () => readFileSync(log, "utf8").split("\n").filter(Boolean).length };
-}
-
 const request: GenerateRequest = {
   tenant: "default",
   adapterName: null,
   remoteAdapter: null,
   promptIds: [5, 6, 7],
-  sampling: {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    seed: null,
-    logprobs: null,
-  },
+  sampling: greedy,
   maxTokens: null,
   stop: [],
   stopTokenIds: [],
@@ -72,7 +48,7 @@ describe.skipIf(!HAVE_TINY)("the serving loop losing its executor (tiny model)",
   it("is restarted maxAttempts times in all, then the loop fails: 503s, phase failed", async () => {
     // Found by issue 19: the loop retried the client's restart 3 times, and the client
     // tried 5 starts each time: 15 restarts of an executor that could not start.
-    const python = pythonThatStartsOnce();
+    const python = pythonThatStartsOnce(dir);
     const executor = client({
       pythonPath: python.path,
       restart: { initialBackoffMs: 10, maxAttempts: 3 },

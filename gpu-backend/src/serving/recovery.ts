@@ -13,31 +13,23 @@ import type { ExecutorSupervisor } from "./executor-link.ts";
 import type { ServingMetrics } from "./metrics.ts";
 import type { RequestStreams } from "./request-streams.ts";
 
-export class Recovery {
-  readonly #supervisor: ExecutorSupervisor;
-  readonly #engine: Engine;
-  readonly #streams: RequestStreams;
-  readonly #metrics: ServingMetrics;
-  readonly #log: Logger;
+export interface RecoveryDeps {
+  supervisor: ExecutorSupervisor;
+  engine: Engine;
+  streams: RequestStreams;
+  metrics: ServingMetrics;
+  logger: Logger;
   /** called once a recovery has ended, either way: the loop schedules again */
-  readonly #onEnd: () => void;
+  onEnd: () => void;
+}
+
+export class Recovery {
+  readonly #deps: RecoveryDeps;
   #recovering: Promise<void> | null = null;
   #epoch = 0;
 
-  constructor(deps: {
-    supervisor: ExecutorSupervisor;
-    engine: Engine;
-    streams: RequestStreams;
-    metrics: ServingMetrics;
-    logger: Logger;
-    onEnd: () => void;
-  }) {
-    this.#supervisor = deps.supervisor;
-    this.#engine = deps.engine;
-    this.#streams = deps.streams;
-    this.#metrics = deps.metrics;
-    this.#log = deps.logger;
-    this.#onEnd = deps.onEnd;
+  constructor(deps: RecoveryDeps) {
+    this.#deps = deps;
   }
 
   /** bumped on each loss: an outcome of a call from an older epoch is ignored */
@@ -53,24 +45,25 @@ export class Recovery {
   executorLost(error: unknown): void {
     if (this.#recovering !== null) return;
     const unavailable = error instanceof ExecutorUnavailable;
-    this.#log.error({ err: error }, unavailable ? "executor lost" : "executor call failed");
+    this.#deps.logger.error({ err: error }, unavailable ? "executor lost" : "executor call failed");
     this.#epoch++;
-    this.#metrics.executorRestarted();
+    this.#deps.metrics.executorRestarted();
     this.#recovering = this.#recover().finally(() => {
       this.#recovering = null;
-      this.#onEnd();
+      this.#deps.onEnd();
     });
   }
 
   async #recover(): Promise<void> {
+    const { supervisor, engine, streams, logger } = this.#deps;
     try {
-      const model = await this.#supervisor.recover();
+      const model = await supervisor.recover();
       // Requests the new pool cannot hold any more come back finished with an error.
-      this.#streams.deliver(this.#engine.executorRestarted(model), BackendUnavailableError);
-      this.#log.info("executor restarted; unfinished requests re-queued");
+      streams.deliver(engine.executorRestarted(model), BackendUnavailableError);
+      logger.info("executor restarted; unfinished requests re-queued");
     } catch (error) {
-      this.#log.error({ err: error }, "no executor came back; unfinished requests fail");
-      this.#streams.failAll(new BackendUnavailableError(EXECUTOR_GAVE_UP));
+      logger.error({ err: error }, "no executor came back; unfinished requests fail");
+      streams.failAll(new BackendUnavailableError(EXECUTOR_GAVE_UP));
     }
   }
 }
