@@ -90,6 +90,9 @@ describe.skipIf(!HAVE_TINY)(
       expect(failed.message).toMatch(/no\/such\/model/);
       expect(executor.state).toBe("failed");
       expect(executor.pid).toBeUndefined();
+      const after = await rejection(executor.recover());
+      expect(after).toBeInstanceOf(ExecutorUnavailable);
+      expect(after.message).toMatch(/^the executor did not start: .*no\/such\/model/);
     });
   },
 );

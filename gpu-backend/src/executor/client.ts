@@ -176,7 +176,8 @@ export class ExecutorClient {
     } catch (error) {
       if (this.#state === "starting") {
         this.#state = "failed";
-        this.#failure = error as Error;
+        const reason = (error as Error).message;
+        this.#failure = new ExecutorUnavailable(`the executor did not start: ${reason}`);
       }
       throw error;
     }
