@@ -1,5 +1,6 @@
 // `npm run check`: types in every TypeScript project (each workspace's tsconfig.json
-// extends the strict root base), Biome lint + format, ruff lint + format for Python.
+// extends the strict root base), the import rules (check-imports.mjs), Biome lint +
+// format, ruff lint + format for Python.
 // Runs every check even when one fails, then exits non-zero if any did.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ const projects = spawnSync("git", ["ls-files", "*/tsconfig.json"], { cwd: root, 
 const python = ["gpu-backend/executor", "bench"];
 const checks = [
   ...projects.map((project) => ["tsc", ["-p", project]]),
+  [process.execPath, [join(root, "scripts", "check-imports.mjs")]],
   ["biome", ["check", "."]],
   [pythonPath(), ["-m", "ruff", "check", ...python]],
   [pythonPath(), ["-m", "ruff", "format", "--check", ...python]],

@@ -33,7 +33,7 @@ import {
   SimulatedExecutor,
   testModel,
 } from "../../gpu-backend/src/engine/testing.ts";
-import type { ModelInfo } from "../../gpu-backend/src/executor/messages.ts";
+import type { ModelInfo } from "../../gpu-backend/src/protocol/messages.ts";
 
 const repoRoot = join(import.meta.dirname, "../..");
 
@@ -154,10 +154,10 @@ export function fitRun(s: PoolShape, ranks: number[], sharing: PoolSharing): Fit
     {
       maxNumSeqs: s.batch,
       // The whole batch prefills in one step, so its requests hold their full KV together.
-      maxNumTokens: s.batch * s.tokensPerSeq,
+      maxNumBatchedTokens: s.batch * s.tokensPerSeq,
       maxInFlightSteps: 2,
-      maxResidentAdapters: numQueued + 1,
-      maxHostAdapters: numQueued + 1,
+      maxLoras: numQueued + 1,
+      maxCpuLoras: numQueued + 1,
       prefetchWindow: numQueued,
       poolSharing: sharing,
     },

@@ -1,8 +1,13 @@
 // Killing the Python executor mid-run: the backend restarts it, requests that were in
 // flight either finish (re-queued and recomputed) or fail with a retriable 503, and the
-// backend serves again afterwards.
+// backend serves again afterwards. An executor that cannot start again is given up after
+// the restart policy's 5 restarts in a row, and the backend says so.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pythonThatStartsOnce } from "../../gpu-backend/src/executor/test-fixtures.ts";
 import { type Backend, haveFixtures, startBackend } from "./backend-process.ts";
 
 describe.skipIf(!haveFixtures)("executor crash", () => {
@@ -60,5 +65,54 @@ describe.skipIf(!haveFixtures)("executor crash", () => {
     expect(backend.childPids().some((pid) => !executors.includes(pid))).toBe(true);
     const metrics = await (await fetch(`${backend.url}/metrics`)).text();
     expect(metrics).toMatch(/lorafleet_executor_restarts_total [1-9]/);
+  });
+});
+
+describe.skipIf(!haveFixtures)("an executor that cannot start again", () => {
+  const dir = mkdtempSync(join(tmpdir(), "lorafleet-crash-loop-"));
+  let backend: Backend | undefined;
+  afterAll(async () => {
+    await backend?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("is restarted 5 times, then given up: /health and /ready 503, requests a retriable 503", async () => {
+    // --python: the real executor the first time, a start that fails every time after.
+    const python = pythonThatStartsOnce(dir);
+    const spawns = python.spawns;
+    backend = await startBackend(["--python", python.path]);
+    const url = backend.url;
+    for (const pid of backend.childPids()) process.kill(pid, "SIGKILL");
+    const noticed = Date.now() + 10_000;
+    while ((await fetch(`${url}/ready`)).status === 200 && Date.now() < noticed) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+
+    // restarting (backoff 0.5 + 1 + 2 + 4 + 8 s before the 5 restarts), then failed
+    let health = await fetch(`${url}/health`);
+    const deadline = Date.now() + 60_000;
+    while (health.status === 200 && Date.now() < deadline) {
+      expect(await health.json()).toMatchObject({ status: expect.stringMatching(/ok|restarting/) });
+      expect((await fetch(`${url}/ready`)).status).toBe(503);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      health = await fetch(`${url}/health`);
+    }
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ status: "failed", load: 0 });
+    expect((await fetch(`${url}/ready`)).status).toBe(503);
+    expect(spawns()).toBe(1 + 5);
+
+    const refused = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny-llama", prompt: "hello", max_tokens: 2 }),
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+      "backend_unavailable",
+    );
+    // given up means given up: no start is tried for new requests
+    expect(spawns()).toBe(1 + 5);
   });
 });

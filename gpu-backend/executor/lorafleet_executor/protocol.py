@@ -1,4 +1,4 @@
-"""PROTOCOL.md's frames and messages, mirroring gpu-backend/src/executor/{frame,schema,protocol}.ts.
+"""PROTOCOL.md's frames and messages, mirroring gpu-backend/src/protocol/{frame,schema,protocol}.ts.
 
 Both sides write the same bytes for the same message (meta keys in schema order, compact
 JSON, numbers as JavaScript prints them), so one set of byte fixtures checks both.

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { AdapterCacheFull } from "./errors.ts";
 
 /** Temp dirs start with this; complete entries never do. */
-export const PARTIAL_PREFIX = ".partial-";
+const PARTIAL_PREFIX = ".partial-";
 /** A temp dir this old belongs to a download that died with its process. */
 const STALE_PARTIAL_MS = 60 * 60 * 1000;
 

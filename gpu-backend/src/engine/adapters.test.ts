@@ -1,13 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { StagedAdapter } from "../executor/messages.ts";
+import type { StagedAdapter } from "../protocol/messages.ts";
 import { AdapterManager, type AdapterOp } from "./adapters.ts";
 import { PageAllocator } from "./allocator.ts";
 import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
 import type { EngineRequest } from "./request.ts";
 import { createEngine, createRequests, SimulatedExecutor, testModel } from "./testing.ts";
 
-const limits = { maxResident: 2, maxHost: 3 };
+const limits = { maxLoras: 2, maxCpuLoras: 3 };
 const hostTier = { capacityBytes: 10_000, maxAdapterBytes: 1000 };
 const roomyHost = { capacityBytes: 1e9, maxAdapterBytes: 1000 };
 
@@ -70,7 +70,7 @@ describe("AdapterManager", () => {
         fc.integer({ min: 10, max: 60 }),
         (ops, numPages) => {
           const pages = new PageAllocator(numPages);
-          const adapters = new AdapterManager({ maxResident: 3, maxHost: 4 }, roomyHost, pages);
+          const adapters = new AdapterManager({ maxLoras: 3, maxCpuLoras: 4 }, roomyHost, pages);
           const pins = new Map<number, number>();
           const lastStep = new Map<number, number>();
           let sent = 0;
@@ -126,7 +126,7 @@ describe("AdapterManager", () => {
 
   it("brings in adapter rank r by evicting only idle adapters ranked after r", () => {
     const pages = new PageAllocator(20);
-    const adapters = new AdapterManager({ maxResident: 4, maxHost: 8 }, roomyHost, pages);
+    const adapters = new AdapterManager({ maxLoras: 4, maxCpuLoras: 8 }, roomyHost, pages);
     makeResident(adapters, "soon");
     makeResident(adapters, "later");
     adapters.ref({ name: "next", path: "/next" });
@@ -145,7 +145,7 @@ describe("AdapterManager", () => {
   it("keeps the host tier within its adapter count and byte budget, dropping host LRU first", () => {
     const pages = new PageAllocator(1000);
     const adapters = new AdapterManager(
-      { maxResident: 1, maxHost: 3 },
+      { maxLoras: 1, maxCpuLoras: 3 },
       { capacityBytes: 2500, maxAdapterBytes: 1000 },
       pages,
     );
@@ -177,7 +177,7 @@ describe("AdapterManager", () => {
     // and its load failed with unknown_adapter).
     const pages = new PageAllocator(100);
     const adapters = new AdapterManager(
-      { maxResident: 4, maxHost: 4 },
+      { maxLoras: 4, maxCpuLoras: 4 },
       { capacityBytes: 1500, maxAdapterBytes: 1000 },
       pages,
     );

@@ -1,4 +1,4 @@
-import type { StagedAdapter } from "../executor/messages.ts";
+import type { StagedAdapter } from "../protocol/messages.ts";
 import type { PageAllocator } from "./allocator.ts";
 import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
 import type { AdapterRef } from "./request.ts";
@@ -72,7 +72,7 @@ export type Readiness = "resident" | "pending" | "blocked";
  *   adapters.takeOps();      // [{ kind: "stage", adapterId: 0, name: "a", path: "/lora/a" }]
  */
 export class AdapterManager {
-  readonly #limits: { maxResident: number; maxHost: number };
+  readonly #limits: { maxLoras: number; maxCpuLoras: number };
   #hostTier: HostTier;
   readonly #pages: PageAllocator;
   readonly #byName = new Map<string, AdapterEntry>();
@@ -84,7 +84,7 @@ export class AdapterManager {
   readonly #counts = { loads: 0, evictions: 0, hostDrops: 0, hits: 0, misses: 0 };
 
   constructor(
-    limits: { maxResident: number; maxHost: number },
+    limits: { maxLoras: number; maxCpuLoras: number },
     hostTier: HostTier,
     pages: PageAllocator,
   ) {
@@ -348,7 +348,7 @@ export class AdapterManager {
       (e) => e.state === "resident" && this.#isIdle(e) && e.wantRank >= rank + 1,
     );
     const freed = idle.reduce((sum, e) => sum + (e.staged?.numPages ?? 0), 0);
-    if (numInPool - idle.length >= this.#limits.maxResident) return false;
+    if (numInPool - idle.length >= this.#limits.maxLoras) return false;
     if (this.#pages.adapterRoom() + freed < numPages) return false;
     return !this.#pages.unified || this.#pages.kvRoom() + freed - numPages >= reservePages;
   }
@@ -365,7 +365,7 @@ export class AdapterManager {
     const inPool = (e: AdapterEntry): boolean => e.state === "resident" || e.state === "loading";
     let numInPool = [...this.#byName.values()].filter(inPool).length;
     if (!this.#canMakeRoom(staged.numPages, rank, reservePages, numInPool)) return false;
-    while (numInPool >= this.#limits.maxResident) {
+    while (numInPool >= this.#limits.maxLoras) {
       if (!this.evictOne(rank + 1)) return false;
       numInPool--;
     }
@@ -395,7 +395,7 @@ export class AdapterManager {
     for (;;) {
       const entries = [...this.#byName.values()].filter(inHost);
       const bytes = entries.reduce((sum, e) => sum + (e.staged?.hostBytes ?? maxAdapterBytes), 0);
-      if (entries.length < this.#limits.maxHost && bytes + maxAdapterBytes <= capacityBytes) {
+      if (entries.length < this.#limits.maxCpuLoras && bytes + maxAdapterBytes <= capacityBytes) {
         return true;
       }
       // Host-only copies go first; an idle resident adapter gives up both tiers.

@@ -1,20 +1,24 @@
-import type { ModelInfo } from "../executor/messages.ts";
+import type { ModelInfo } from "../protocol/messages.ts";
 import type { PoolSharing } from "./allocator.ts";
 import { EngineConfigError } from "./errors.ts";
 
-/** Everything the engine's policy depends on; checked once by `validateEngineConfig`. */
+/**
+ * Everything the engine's policy depends on; checked once by `validateEngineConfig`. A field
+ * that is also a server flag has the flag's name (`maxLoras` = `--max-loras`).
+ */
 export interface EngineConfig {
-  /** admitted (running) requests at most; also the most seqs in one step */
+  /** admitted (running) requests at most; also the most seqs in one step (--max-num-seqs) */
   maxNumSeqs: number;
-  /** tokens computed per step at most (decode tokens + prefill chunks) */
-  maxNumTokens: number;
-  /** steps sent but not answered at most; 2 lets step N+1 be planned while N runs */
+  /** tokens per step at most: decode tokens + prefill chunks (--max-num-batched-tokens) */
+  maxNumBatchedTokens: number;
+  /** steps sent but not answered at most; 2 lets step N+1 be planned while N runs
+   * (--max-in-flight-steps) */
   maxInFlightSteps: number;
-  /** adapters in the GPU pool at most */
-  maxResidentAdapters: number;
-  /** adapters in the executor's host tier at most (resident ones count too); its bytes
-   * are the executor's `ready.hostCacheBytes` */
-  maxHostAdapters: number;
+  /** adapters in the GPU pool at most (--max-loras) */
+  maxLoras: number;
+  /** adapters in the executor's host tier at most, resident ones too (--max-cpu-loras); its
+   * bytes are the executor's `ready.hostCacheBytes` */
+  maxCpuLoras: number;
   /** queued requests (in fair-share order) whose adapters are staged and loaded ahead */
   prefetchWindow: number;
   /** VTC cost of one prompt token (Sheng et al., OSDI 2024: w_p) */
@@ -34,10 +38,10 @@ export const MAX_IN_FLIGHT_STEPS = 4;
 export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): EngineConfig {
   return validateEngineConfig({
     maxNumSeqs: 256,
-    maxNumTokens: 8192,
+    maxNumBatchedTokens: 8192,
     maxInFlightSteps: 2,
-    maxResidentAdapters: 64,
-    maxHostAdapters: 256,
+    maxLoras: 64,
+    maxCpuLoras: 256,
     prefetchWindow: 32,
     vtcPromptWeight: 1,
     vtcOutputWeight: 2,
@@ -49,10 +53,10 @@ export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): Engi
 export function validateEngineConfig(config: EngineConfig): EngineConfig {
   const positiveInts = [
     "maxNumSeqs",
-    "maxNumTokens",
+    "maxNumBatchedTokens",
     "maxInFlightSteps",
-    "maxResidentAdapters",
-    "maxHostAdapters",
+    "maxLoras",
+    "maxCpuLoras",
     "prefetchWindow",
   ] as const;
   for (const key of positiveInts) {
@@ -68,10 +72,10 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
       `maxInFlightSteps must be 1 to ${MAX_IN_FLIGHT_STEPS}, got ${config.maxInFlightSteps}`,
     );
   }
-  if (config.maxHostAdapters < config.maxResidentAdapters) {
+  if (config.maxCpuLoras < config.maxLoras) {
     // A resident adapter keeps its host copy, so the host tier must hold every resident one.
     throw new EngineConfigError(
-      `maxHostAdapters (${config.maxHostAdapters}) must be at least maxResidentAdapters (${config.maxResidentAdapters})`,
+      `maxCpuLoras (${config.maxCpuLoras}) must be at least maxLoras (${config.maxLoras})`,
     );
   }
   for (const key of ["vtcPromptWeight", "vtcOutputWeight"] as const) {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { StepFlag, type StepPlan } from "../executor/messages.ts";
+import { StepFlag, type StepPlan } from "../protocol/messages.ts";
 import { type EngineConfig, MAX_IN_FLIGHT_STEPS } from "./config.ts";
 import {
   DuplicateRequestError,
@@ -46,7 +46,7 @@ const MAX_ADAPTER = 5;
 interface Scenario {
   config: Pick<
     EngineConfig,
-    "maxNumSeqs" | "maxNumTokens" | "maxInFlightSteps" | "maxResidentAdapters" | "prefetchWindow"
+    "maxNumSeqs" | "maxNumBatchedTokens" | "maxInFlightSteps" | "maxLoras" | "prefetchWindow"
   > &
     Partial<Pick<EngineConfig, "poolSharing">>;
   numPages: number;
@@ -78,8 +78,8 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
     maxAdapterHostBytes,
     hostCacheBytes: (executor.hostSlots ?? 4) * maxAdapterHostBytes,
   });
-  const maxHostAdapters = config.maxResidentAdapters + executor.extraHostAdapters;
-  const engine = createEngine({ ...config, maxHostAdapters }, model);
+  const maxCpuLoras = config.maxLoras + executor.extraHostAdapters;
+  const engine = createEngine({ ...config, maxCpuLoras }, model);
   const requests = createRequests({
     numRequests: shapes.length,
     promptLength: (i) => shapes[i]?.promptLength ?? 1,
@@ -111,7 +111,7 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
     afterSchedule: ({ plan }) => {
       if (plan === null) return;
       expect(plan.seqIds.length).toBeLessThanOrEqual(config.maxNumSeqs);
-      expect(plan.tokenIds.length).toBeLessThanOrEqual(config.maxNumTokens);
+      expect(plan.tokenIds.length).toBeLessThanOrEqual(config.maxNumBatchedTokens);
       const pages = engine.stats().pages;
       expect(pages.free + pages.fenced + pages.kv + pages.adapter).toBe(numPages);
     },
@@ -128,8 +128,8 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
     ]);
   }
   expectServedAlone(accepted.filter(fits), outputs, model);
-  expect(sim.maxStaged).toBeLessThanOrEqual(maxHostAdapters);
-  expect(sim.maxLoaded).toBeLessThanOrEqual(config.maxResidentAdapters);
+  expect(sim.maxStaged).toBeLessThanOrEqual(maxCpuLoras);
+  expect(sim.maxLoaded).toBeLessThanOrEqual(config.maxLoras);
   const end = engine.stats();
   expect(end).toMatchObject({ waiting: 0, running: 0, inFlightSteps: 0 });
   expect(end.pages.kv).toBe(0);
@@ -141,9 +141,9 @@ function serveScenario({ config, numPages, executor, shapes }: Scenario): void {
 const scenario: fc.Arbitrary<Scenario> = fc.record({
   config: fc.record({
     maxNumSeqs: fc.integer({ min: 1, max: 8 }),
-    maxNumTokens: fc.integer({ min: 1, max: 48 }),
+    maxNumBatchedTokens: fc.integer({ min: 1, max: 48 }),
     maxInFlightSteps: fc.integer({ min: 1, max: MAX_IN_FLIGHT_STEPS }),
-    maxResidentAdapters: fc.integer({ min: 1, max: 4 }),
+    maxLoras: fc.integer({ min: 1, max: 4 }),
     prefetchWindow: fc.integer({ min: 1, max: 8 }),
     poolSharing: fc.oneof(
       { weight: 2, arbitrary: fc.constant("unified" as const) },
@@ -183,9 +183,9 @@ describe("Engine", () => {
       // A split pool (no-unify-mem) whose adapter share holds one of these adapters at a time.
       config: {
         maxNumSeqs: 1,
-        maxNumTokens: 1,
+        maxNumBatchedTokens: 1,
         maxInFlightSteps: 1,
-        maxResidentAdapters: 2,
+        maxLoras: 2,
         prefetchWindow: 3,
         poolSharing: { adapterFraction: 0.05 },
       },
@@ -202,9 +202,9 @@ describe("Engine", () => {
       // Making KV room for an admission evicted the admitted request's own adapter.
       config: {
         maxNumSeqs: 2,
-        maxNumTokens: 6,
+        maxNumBatchedTokens: 6,
         maxInFlightSteps: 1,
-        maxResidentAdapters: 3,
+        maxLoras: 3,
         prefetchWindow: 1,
       },
       numPages: 90,
@@ -223,9 +223,9 @@ describe("Engine", () => {
       // Prefetched adapters filled the pool so the head request never fit (admission deadlock).
       config: {
         maxNumSeqs: 1,
-        maxNumTokens: 20,
+        maxNumBatchedTokens: 20,
         maxInFlightSteps: 1,
-        maxResidentAdapters: 4,
+        maxLoras: 4,
         prefetchWindow: 4,
       },
       numPages: 90,
@@ -242,9 +242,9 @@ describe("Engine", () => {
       // itself again and again (livelock).
       config: {
         maxNumSeqs: 2,
-        maxNumTokens: 17,
+        maxNumBatchedTokens: 17,
         maxInFlightSteps: 1,
-        maxResidentAdapters: 3,
+        maxLoras: 3,
         prefetchWindow: 2,
       },
       numPages: 90,
@@ -307,7 +307,7 @@ describe("Engine", () => {
   });
 
   it("respects the token budget with chunked prefill, decode first", () => {
-    const engine = createEngine({ maxNumTokens: 10, maxInFlightSteps: 1 });
+    const engine = createEngine({ maxNumBatchedTokens: 10, maxInFlightSteps: 1 });
     const requests = createRequests({ numRequests: 2, promptLength: () => 14, maxTokens: () => 4 });
     for (const req of requests) engine.addRequest(req);
     const model = testModel();
@@ -442,33 +442,36 @@ describe("Engine", () => {
 
   it("finishes on EOS, on stop tokens, and with 'stop' when the server matched a stop string", () => {
     const model = testModel();
-    const base = createRequests({ numRequests: 40, maxTokens: () => 30, ignoreEos: false });
-    const withEos = base.find(
-      (r) => referenceTokens(r, model).at(-1) === EOS && referenceTokens(r, model).length < 30,
-    );
-    expect(withEos).toBeDefined();
-    const eosReq = withEos as (typeof base)[number];
+    const [, eosReq] = createRequests({
+      numRequests: 2,
+      maxTokens: () => 30,
+      ignoreEos: false,
+    }) as [EngineRequest, EngineRequest];
     const engine = createEngine();
     const eosTokens = referenceTokens(eosReq, model);
-    const stopAt = eosTokens[0] as number;
+    // r1 samples EOS as its 21st token; a stop token ends it at the first one it samples
+    expect([eosTokens.length, eosTokens.at(-1)]).toEqual([21, EOS]);
+    const stopAt = eosTokens[3] as number;
+    expect(eosTokens.indexOf(stopAt)).toBe(3);
     engine.addRequest(eosReq);
     engine.addRequest({ ...eosReq, id: "stop", stopTokenIds: [stopAt] });
     engine.addRequest({ ...eosReq, id: "abort-stop", ignoreEos: true, maxTokens: 20 });
+    let stopped: RequestOutput | null = null;
     const outputs = drive(engine, new SimulatedExecutor(model), {
       onOutput: (out) => {
         if (out.id === "abort-stop" && out.numOutputTokens === 2 && !out.finishReason) {
-          expect(engine.abort("abort-stop", "stop")).toMatchObject({
-            finishReason: "stop",
-            stopTokenId: null,
-          });
+          stopped = engine.abort("abort-stop", "stop");
         }
       },
     });
+    expect(stopped).toMatchObject({ finishReason: "stop", stopTokenId: null, numOutputTokens: 2 });
+    expect(tokensOf(outputs.get("abort-stop"))).toEqual(eosTokens.slice(0, 2));
+    expect(tokensOf(outputs.get(eosReq.id))).toEqual(eosTokens);
     expect(outputs.get(eosReq.id)?.at(-1)).toMatchObject({
       finishReason: "stop",
       stopTokenId: EOS,
     });
-    expect(tokensOf(outputs.get("stop"))).toEqual([stopAt]);
+    expect(tokensOf(outputs.get("stop"))).toEqual(eosTokens.slice(0, 4));
     expect(outputs.get("stop")?.at(-1)).toMatchObject({
       finishReason: "stop",
       stopTokenId: stopAt,
@@ -498,7 +501,7 @@ describe("Engine", () => {
 
   it("survives an executor restart: running requests are recomputed, nothing is emitted twice", () => {
     const model = testModel({ numPages: 200 });
-    const engine = createEngine({ maxResidentAdapters: 2, maxHostAdapters: 3 }, { numPages: 200 });
+    const engine = createEngine({ maxLoras: 2, maxCpuLoras: 3 }, { numPages: 200 });
     const requests = createRequests({
       numRequests: 8,
       maxTokens: () => 10,
@@ -522,7 +525,7 @@ describe("Engine", () => {
   });
 
   it("rejects bad requests with named errors", () => {
-    const engine = createEngine({}, { numPages: 100, maxPosition: 64 });
+    const engine = createEngine({}, { numPages: 100 });
     const [req] = createRequests({ numRequests: 1 });
     const ok = req as NonNullable<typeof req>;
     engine.addRequest(ok);
@@ -531,7 +534,7 @@ describe("Engine", () => {
       { ...ok, id: "a", promptTokenIds: [] },
       { ...ok, id: "b", promptTokenIds: [1, 64] },
       { ...ok, id: "c", maxTokens: 0 },
-      { ...ok, id: "d", maxTokens: 60 },
+      { ...ok, id: "d", maxTokens: 43 }, // 8 + 43 tokens: 102 KV pages > 100
       { ...ok, id: "e", sampling: { ...ok.sampling, topP: 0 } },
       { ...ok, id: "f", sampling: { ...ok.sampling, logprobs: 21 } },
       { ...ok, id: "g", tenant: "" },
@@ -542,7 +545,7 @@ describe("Engine", () => {
       { ...ok, id: "j", sampling: { ...ok.sampling, repetitionPenalty: 5e-324 } },
       { ...ok, id: "k", sampling: { ...ok.sampling, topK: 2 ** 31 } },
     ];
-    expect(engine.maxModelLen).toBe(50);
+    expect(engine.kvTokenCapacity).toBe(50);
     for (const r of bad) expect(() => engine.addRequest(r), r.id).toThrow(InvalidRequestError);
   });
 
@@ -551,9 +554,7 @@ describe("Engine", () => {
     expect(() => createEngine({ maxInFlightSteps: MAX_IN_FLIGHT_STEPS + 1 })).toThrow(
       EngineConfigError,
     );
-    expect(() => createEngine({ maxResidentAdapters: 8, maxHostAdapters: 4 })).toThrow(
-      EngineConfigError,
-    );
+    expect(() => createEngine({ maxLoras: 8, maxCpuLoras: 4 })).toThrow(EngineConfigError);
     expect(() => createEngine({ vtcOutputWeight: 0 })).toThrow(EngineConfigError);
     expect(() => createEngine({ poolSharing: { adapterFraction: 1 } })).toThrow(EngineConfigError);
     expect(() => createEngine({ poolSharing: { adapterFraction: 0.5 } }, { numPages: 1 })).toThrow(

@@ -1,4 +1,4 @@
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
 import { AdapterManager, type AdapterOp, type AdapterStats, type HostTier } from "./adapters.ts";
 import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
 import { type EngineConfig, validateEngineConfig, validateModelInfo } from "./config.ts";
@@ -73,7 +73,7 @@ export class Engine {
     }
     this.#pages = new PageAllocator(model.numPages, config.poolSharing);
     this.#adapters = new AdapterManager(
-      { maxResident: config.maxResidentAdapters, maxHost: config.maxHostAdapters },
+      { maxLoras: config.maxLoras, maxCpuLoras: config.maxCpuLoras },
       hostTierOf(model),
       this.#pages,
     );
@@ -114,11 +114,12 @@ export class Engine {
   }
 
   /**
-   * The most prompt + output tokens one request may have: its KV must fit the pool on its own
-   * (addRequest refuses more). The server's context limit should not exceed it.
+   * The most prompt + output tokens one request may have for its KV to fit the pool on its
+   * own (addRequest refuses more): the engine's one bound on a request's length. The
+   * context limit in front of it (serving/admission.ts) stays within it.
    */
-  get maxModelLen(): number {
-    return Math.min(this.#model.maxPosition, Math.floor(this.#pages.kvCapacity / PAGES_PER_TOKEN));
+  get kvTokenCapacity(): number {
+    return Math.floor(this.#pages.kvCapacity / PAGES_PER_TOKEN);
   }
 
   canSchedule(): boolean {

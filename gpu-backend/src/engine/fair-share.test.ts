@@ -58,7 +58,7 @@ describe("FairShare (VTC)", () => {
         });
       const engine = createEngine({
         maxNumSeqs,
-        maxNumTokens: 256,
+        maxNumBatchedTokens: 256,
         vtcPromptWeight: PROMPT_WEIGHT,
         vtcOutputWeight: OUTPUT_WEIGHT,
       });
@@ -93,7 +93,7 @@ describe("FairShare (VTC)", () => {
 describe("FairShare in the engine", () => {
   it("does not let a newcomer cash in the time it was away", () => {
     const maxNumSeqs = 4;
-    const engine = createEngine({ maxNumSeqs, maxNumTokens: 256 });
+    const engine = createEngine({ maxNumSeqs, maxNumBatchedTokens: 256 });
     const early = createRequests({ numRequests: 200, idPrefix: "early-", tenant: () => "early" });
     for (const req of early) engine.addRequest(req);
     const late = createRequests({ numRequests: 40, idPrefix: "late-", tenant: () => "late" });

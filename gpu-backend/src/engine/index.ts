@@ -1,5 +1,5 @@
-// The engine's public surface (README.md): the server's loop and the executor client import
-// from here only.
+// The engine's public surface (README.md): the serving loop and the server import from here
+// only. The records it exchanges with the executor are in ../protocol/messages.ts.
 export type { AdapterOp, AdapterStats } from "./adapters.ts";
 export type { PageStats } from "./allocator.ts";
 export { defaultEngineConfig, type EngineConfig, validateEngineConfig } from "./config.ts";

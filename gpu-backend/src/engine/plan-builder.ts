@@ -1,4 +1,4 @@
-import type { StepPlan } from "../executor/messages.ts";
+import type { StepPlan } from "../protocol/messages.ts";
 import type { Sequence } from "./sequence.ts";
 
 /** One seq's part of a step. */

@@ -1,4 +1,4 @@
-import type { ModelInfo } from "../executor/messages.ts";
+import type { ModelInfo } from "../protocol/messages.ts";
 import { InvalidRequestError } from "./errors.ts";
 
 /** A LoRA adapter by name; `path` is a local PEFT directory the server has already resolved. */
@@ -50,7 +50,11 @@ export interface EngineRequest {
 const MAX_TOP_LOGPROBS = 20;
 const INT32_MAX = 2 ** 31 - 1;
 
-/** Throws InvalidRequestError naming the first field the executor or the model cannot take. */
+/**
+ * Throws InvalidRequestError naming the first field the executor or the model cannot take.
+ * The context length (prompt + maxTokens within the model's positions) is admission's to
+ * check (serving/admission.ts), before a request gets here.
+ */
 export function validateRequest(req: EngineRequest, model: ModelInfo): void {
   const fail = (message: string): never => {
     throw new InvalidRequestError(`request ${JSON.stringify(req.id)}: ${message}`);
@@ -70,11 +74,6 @@ export function validateRequest(req: EngineRequest, model: ModelInfo): void {
   }
   if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens < 1) {
     fail(`maxTokens must be a positive integer, got ${req.maxTokens}`);
-  }
-  if (req.promptTokenIds.length + req.maxTokens > model.maxPosition) {
-    fail(
-      `prompt (${req.promptTokenIds.length} tokens) + maxTokens (${req.maxTokens}) exceeds the model's ${model.maxPosition} positions`,
-    );
   }
   if (!Number.isFinite(req.arrivalMs)) fail("arrivalMs must be a finite number");
   if (req.deadlineMs !== null && !Number.isFinite(req.deadlineMs)) {

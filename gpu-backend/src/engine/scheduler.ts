@@ -1,4 +1,4 @@
-import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../executor/messages.ts";
+import { type ModelInfo, StepFlag, type StepPlan, type StepResult } from "../protocol/messages.ts";
 import type { AdapterManager } from "./adapters.ts";
 import { PAGES_PER_TOKEN, type PageAllocator } from "./allocator.ts";
 import type { EngineConfig } from "./config.ts";
@@ -99,7 +99,7 @@ export class Scheduler {
     let plan: StepPlan | null = null;
     if (this.canSchedule()) {
       const planned: PlannedSeq[] = [];
-      const budget = { tokens: this.#config.maxNumTokens };
+      const budget = { tokens: this.#config.maxNumBatchedTokens };
       const short = this.#scheduleRunning(planned, budget);
       // As vLLM: a step short of pages admits nothing, or it would preempt again.
       if (!short) this.#admit(planned, budget, wanted);
@@ -258,7 +258,7 @@ export class Scheduler {
   #nextStepKvPages(): number {
     let tokens = 0;
     for (const seq of this.running) tokens += this.#tokensToCompute(seq);
-    return PAGES_PER_TOKEN * Math.min(tokens, this.#config.maxNumTokens);
+    return PAGES_PER_TOKEN * Math.min(tokens, this.#config.maxNumBatchedTokens);
   }
 
   /** Admits queued requests by fair share (VTC) while seqs, tokens, pages and adapters allow. */

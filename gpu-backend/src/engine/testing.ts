@@ -1,8 +1,8 @@
 // Test helpers (vLLM's create_scheduler / create_requests): build engines and requests, and
 // a simulated executor that honours PROTOCOL.md's contract and computes tokens with a
 // deterministic function of each sequence's history, so engine tests need no GPU.
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
-import { StepFlag } from "../executor/messages.ts";
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
+import { StepFlag } from "../protocol/messages.ts";
 import type { AdapterOp } from "./adapters.ts";
 import { defaultEngineConfig, type EngineConfig } from "./config.ts";
 import { Engine } from "./engine.ts";
@@ -88,10 +88,18 @@ export function createRequests(shape: RequestShape): EngineRequest[] {
 }
 
 /** The simulated model: the next token is a hash of the adapter and the whole history. */
-export function nextToken(history: readonly number[], adapter: string | null, vocab: number) {
+function nextToken(history: readonly number[], adapter: string | null, vocab: number) {
   let h = 2166136261;
   for (const ch of adapter ?? "") h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
   for (const t of history) h = Math.imul(h ^ t, 16777619);
+  // FNV's low bits depend only on the inputs' low bits ((h ^ t) × 19 mod 64 for a vocab of
+  // 64): unmixed, every sequence read [x, 0, 0, ...], and a token lost or repeated went
+  // unseen. murmur3's finalizer spreads every bit of the history over the low ones.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return (h >>> 0) % vocab;
 }
 

@@ -1,6 +1,7 @@
 // ExecutorClient's supervision against the real Python executor and the tiny fixture
 // model: a SIGKILLed or hung executor fails its calls retriably and is restarted; a
-// crash loop ends in "failed" after maxAttempts.
+// crash loop (starts that fail, or executors that die at once) ends in "failed" after
+// maxAttempts restarts in a row.
 
 import { describe, expect, it } from "vitest";
 import { ExecutorUnavailable } from "./errors.ts";
@@ -35,7 +36,7 @@ describe.skipIf(!HAVE_TINY)(
       expect(executor.state).toBe("restarting");
       expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
 
-      const model = await executor.restart();
+      const model = await executor.recover();
       expect(model.numPages).toBe(1024);
       expect(executor.pid).not.toBe(first);
       const result = await executor.step(prefillPlan(1, 1, [5, 6, 7], 0));
@@ -55,13 +56,13 @@ describe.skipIf(!HAVE_TINY)(
       expect(hung).toBeInstanceOf(ExecutorUnavailable);
       expect(hung.message).toMatch(/hung: no reply to step/);
       expect(Date.now() - started).toBeLessThan(5_000);
-      await executor.restart();
+      await executor.recover();
       const second = executor.pid as number;
       expect(second).not.toBe(first);
 
       process.kill(second, "SIGSTOP"); // no call in flight now: only the heartbeat can tell
       await expect.poll(() => executor.state, { timeout: 10_000 }).toBe("restarting");
-      await executor.restart();
+      await executor.recover();
       expect(executor.pid).not.toBe(second);
     });
 
@@ -73,8 +74,38 @@ describe.skipIf(!HAVE_TINY)(
       expect(given.message).toMatch(/did not come back \(attempts: 1\): .*no\/such\/model/);
       expect(executor.state).toBe("failed");
       expect(await rejection(executor.stats())).toBeInstanceOf(ExecutorUnavailable);
+      // Given up: recover() tries nothing more; only an explicit restart() starts over.
+      expect(await rejection(executor.recover())).toBe(given);
+      expect(executor.state).toBe("failed");
       await executor.restart(tinyConfig());
       expect(executor.state).toBe("ready");
+    });
+
+    it("restarts an executor that dies as soon as it is ready maxAttempts times in a row, then gives up", async () => {
+      // Before one policy covered both, only failed starts counted: this loop never ended.
+      const executor = client({ restart: { initialBackoffMs: 10, maxAttempts: 3 } });
+      await executor.init(tinyConfig());
+      const killed: number[] = [];
+      for (;;) {
+        await expect
+          .poll(
+            () =>
+              executor.state === "failed" ||
+              (executor.state === "ready" && !killed.includes(executor.pid as number)),
+            { timeout: 30_000 },
+          )
+          .toBe(true);
+        if (executor.state === "failed") break;
+        const pid = executor.pid as number;
+        killed.push(pid);
+        process.kill(pid, "SIGKILL");
+      }
+      expect(killed.length).toBe(1 + 3); // the first executor and 3 restarts
+      const given = await rejection(executor.recover());
+      expect(given).toBeInstanceOf(ExecutorUnavailable);
+      expect(given.message).toMatch(
+        /did not come back \(attempts: 3\): the executor (exited \(SIGKILL\)|closed its socket)/,
+      );
     });
   },
 );

@@ -1,16 +1,18 @@
 // ExecutorClient against the real Python executor and the tiny fixture model: the
-// handshake, typed calls, named errors, restart() semantics, failures to start.
+// handshake, typed calls, named errors, recover() semantics, failures to start.
 // Supervision (crash, hang, give-up) is in client.supervision.test.ts.
 
 import { describe, expect, it } from "vitest";
+import { BadMessage } from "../protocol/errors.ts";
 import { ExecutorClient } from "./client.ts";
-import { BadMessage, ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
+import { ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
 import {
   clientsShutAfterEach,
   HAVE_TINY,
   prefillPlan,
   RecordingLogger,
   rejection,
+  TEST_PYTHON,
   TINY_ADAPTER,
   tinyConfig,
 } from "./test-fixtures.ts";
@@ -22,7 +24,7 @@ describe.skipIf(!HAVE_TINY)(
   () => {
     it("does the handshake, stages, loads, steps, reports stats and shuts down", async () => {
       const logger = new RecordingLogger();
-      const executor = new ExecutorClient({ logger });
+      const executor = new ExecutorClient({ pythonPath: TEST_PYTHON, logger });
       track(executor);
       const model = await executor.init(tinyConfig());
       expect(model.numPages).toBe(1024);
@@ -70,14 +72,14 @@ describe.skipIf(!HAVE_TINY)(
       expect((await executor.stats()).steps).toBe(0);
     });
 
-    it("restart() on a used executor replaces it; on a fresh one returns it", async () => {
+    it("recover() on a used executor replaces it; on a fresh one returns it", async () => {
       const executor = client();
       await executor.init(tinyConfig());
       const first = executor.pid;
-      await executor.restart();
+      await executor.recover();
       expect(executor.pid).toBe(first);
       await executor.stats();
-      await executor.restart();
+      await executor.recover();
       expect(executor.pid).not.toBe(first);
     });
 
@@ -88,6 +90,9 @@ describe.skipIf(!HAVE_TINY)(
       expect(failed.message).toMatch(/no\/such\/model/);
       expect(executor.state).toBe("failed");
       expect(executor.pid).toBeUndefined();
+      const after = await rejection(executor.recover());
+      expect(after).toBeInstanceOf(ExecutorUnavailable);
+      expect(after.message).toMatch(/^the executor did not start: .*no\/such\/model/);
     });
   },
 );

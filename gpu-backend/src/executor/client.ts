@@ -1,23 +1,27 @@
 // ExecutorClient: the engine's handle on the Python executor. It spawns the executor on
-// a Unix socket, does the init handshake, correlates requests and replies, and
-// supervises: a crash (exit), a hang (no reply in time; a `stats` heartbeat covers idle
-// times) or a protocol violation kills the process, fails every call in flight with the
-// retriable ExecutorUnavailable, and starts a new one with exponential backoff.
+// a Unix socket, does the init handshake, correlates requests and replies, and is the
+// backend's one supervisor of it: a crash (exit), a hang (no reply in time; a `stats`
+// heartbeat covers idle times) or a protocol violation kills the process, fails every
+// call in flight with the retriable ExecutorUnavailable, and starts a new one.
 // Nothing waits forever: every call has a timeout, and calls made while no executor is
 // ready fail at once.
+//
+// Restart policy (RestartPolicy): restart k in a row waits initialBackoffMs × 2^(k-1)
+// (at most maxBackoffMs) before it spawns. An executor that ran stableAfterMs before it
+// ended starts the count over; one that fails to start, or dies sooner, adds to it. After
+// maxAttempts restarts in a row the client gives up: state "failed", recover() rejects,
+// and only an explicit restart() starts over.
 //
 //   const client = new ExecutorClient({ logger });
 //   const model = await client.init(config);        // spawn + handshake
 //   const result = await client.step(plan);         // ExecutorUnavailable -> re-queue
-//   await client.restart();                         // resolves once a fresh one is ready
+//   await client.recover();                         // resolves once a fresh one is ready
 //   await client.shutdown();
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ExecutorUnavailable } from "./errors.ts";
-import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
 import type {
   ExecutorStats,
   InitConfig,
@@ -25,10 +29,12 @@ import type {
   StagedAdapter,
   StepPlan,
   StepResult,
-} from "./messages.ts";
-import type { Decoded, Message, MessageBodies } from "./protocol.ts";
-import { defaultPythonPath } from "./python-path.ts";
-import type { MessageName } from "./schema.ts";
+} from "../protocol/messages.ts";
+import type { Decoded, Message, MessageBodies } from "../protocol/protocol.ts";
+import type { MessageName } from "../protocol/schema.ts";
+import { ExecutorUnavailable } from "./errors.ts";
+import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
+import { REPO_VENV_PYTHON } from "./python-path.ts";
 
 export interface ExecutorTimeouts {
   /** spawn -> the executor connects to the socket (Python + imports) */
@@ -48,16 +54,16 @@ export interface ExecutorTimeouts {
 }
 
 export interface RestartPolicy {
-  /** the wait before the first restart; doubles with each failure in a row */
+  /** the wait before the first restart in a row; doubles with each restart after it */
   initialBackoffMs: number;
   maxBackoffMs: number;
-  /** starts tried in one restart before the client gives up (state "failed") */
+  /** restarts in a row (no executor stable between them) before the client gives up */
   maxAttempts: number;
-  /** an executor that ran this long before dying resets the backoff */
+  /** an executor that ran this long before it ended starts the count (and backoff) over */
   stableAfterMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
+const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   connectMs: 60_000,
   initMs: 600_000,
   stepMs: 60_000,
@@ -67,7 +73,7 @@ export const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   shutdownMs: 30_000,
 };
 
-export const DEFAULT_RESTART: RestartPolicy = {
+const DEFAULT_RESTART: RestartPolicy = {
   initialBackoffMs: 500,
   maxBackoffMs: 30_000,
   maxAttempts: 5,
@@ -75,7 +81,7 @@ export const DEFAULT_RESTART: RestartPolicy = {
 };
 
 export interface ExecutorClientOptions {
-  /** default: LORAFLEET_PYTHON, else the repo's .venv */
+  /** default: the repo's .venv (the server passes its --python) */
   pythonPath?: string;
   /** default: executor.sock in a fresh temp dir, removed at shutdown */
   socketPath?: string;
@@ -112,16 +118,20 @@ export class ExecutorClient {
   #process: ExecutorProcess | undefined;
   #model: ModelInfo | undefined;
   #restarting: Promise<ModelInfo> | undefined;
-  /** ready and not yet asked anything: restart() can hand it out as it is */
+  /** ready and not yet asked anything: recover() can hand it out as it is */
   #fresh = false;
   #readyAt = 0;
-  /** crashes in a row of executors that never became stable */
-  #crashes = 0;
+  /** restarts since an executor last ran stableAfterMs: the backoff's exponent, give-up count */
+  #restartsInARow = 0;
+  /** why the last executor ended or the last start failed (the give-up message names it) */
+  #lastFailure = "";
+  /** set while "failed": what recover() rejects with */
+  #failure: Error | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #heartbeatInFlight = false;
 
   constructor(options: ExecutorClientOptions = {}) {
-    this.#pythonPath = options.pythonPath ?? defaultPythonPath();
+    this.#pythonPath = options.pythonPath ?? REPO_VENV_PYTHON;
     this.#socketPath = options.socketPath;
     const tp = options.tensorParallelSize;
     if (tp !== undefined && !(Number.isInteger(tp) && tp >= 1)) {
@@ -156,7 +166,7 @@ export class ExecutorClient {
   async init(config: InitConfig): Promise<ModelInfo> {
     if (this.#state !== "idle") {
       throw new Error(
-        `init is called once (state ${this.#state}); restart() brings a new executor`,
+        `init is called once (state ${this.#state}); recover() brings a new executor`,
       );
     }
     this.#config = config;
@@ -164,28 +174,28 @@ export class ExecutorClient {
     try {
       return await this.#launch();
     } catch (error) {
-      if (this.#state === "starting") this.#state = "failed";
+      if (this.#state === "starting") {
+        this.#state = "failed";
+        const reason = (error as Error).message;
+        this.#failure = new ExecutorUnavailable(`the executor did not start: ${reason}`);
+      }
       throw error;
     }
   }
 
   /**
-   * Resolves once a fresh executor is ready: joins a restart under way, hands out one
-   * that has not served a request yet (and runs `config`, when given), or else replaces
-   * the running one. Rejects with ExecutorUnavailable when no executor comes up within
-   * the restart policy.
+   * A fresh executor for a caller whose calls failed: joins the restart under way, hands
+   * out one that has not served a request yet, or else replaces the running one (whose
+   * replies the caller could not use). Rejects with ExecutorUnavailable when the restart
+   * policy gives up, and at once while the client is "failed".
    */
-  restart(config?: InitConfig): Promise<ModelInfo> {
-    if (config !== undefined && JSON.stringify(config) !== JSON.stringify(this.#config)) {
-      this.#config = config;
-      this.#fresh = false; // it runs with the old config
-    }
+  recover(): Promise<ModelInfo> {
     switch (this.#state) {
       case "closed":
         return Promise.reject(new ExecutorUnavailable("the executor client is shut down"));
       case "idle":
       case "starting":
-        return Promise.reject(new Error(`restart before init finished (state ${this.#state})`));
+        return Promise.reject(new Error(`recover before init finished (state ${this.#state})`));
       case "restarting":
         return this.#restarting as Promise<ModelInfo>;
       case "ready":
@@ -193,8 +203,22 @@ export class ExecutorClient {
         this.#lost(this.#process as ExecutorProcess, "restart requested");
         return this.#restarting as Promise<ModelInfo>;
       case "failed":
-        return this.#beginRestart();
+        return Promise.reject(this.#failure);
     }
+  }
+
+  /**
+   * recover(), and more: from "failed" it starts over (a new count of restarts in a row),
+   * and a `config` other than the last one is what the next executor starts with.
+   */
+  restart(config?: InitConfig): Promise<ModelInfo> {
+    if (config !== undefined && JSON.stringify(config) !== JSON.stringify(this.#config)) {
+      this.#config = config;
+      this.#fresh = false; // it runs with the old config
+    }
+    if (this.#state !== "failed") return this.recover();
+    this.#restartsInARow = 0;
+    return this.#beginRestart();
   }
 
   async stageAdapter(adapterId: number, path: string): Promise<StagedAdapter> {
@@ -292,9 +316,10 @@ export class ExecutorClient {
   #lost(proc: ExecutorProcess, reason: string): void {
     if (proc !== this.#process || this.#state !== "ready") return;
     proc.kill(reason);
-    if (Date.now() - this.#readyAt >= this.#policy.stableAfterMs) this.#crashes = 0;
+    if (Date.now() - this.#readyAt >= this.#policy.stableAfterMs) this.#restartsInARow = 0;
+    this.#lastFailure = reason;
     this.#log.error({ pid: proc.pid }, `executor lost (${reason}); restarting`);
-    void this.#beginRestart().catch(() => {}); // callers see it through restart()
+    void this.#beginRestart().catch(() => {}); // callers see it through recover()
   }
 
   #beginRestart(): Promise<ModelInfo> {
@@ -304,30 +329,29 @@ export class ExecutorClient {
   }
 
   async #restartLoop(): Promise<ModelInfo> {
-    let lastError: unknown;
-    for (let attempt = 1; attempt <= this.#policy.maxAttempts; attempt++) {
+    while (this.#restartsInARow < this.#policy.maxAttempts) {
       const backoff = Math.min(
         this.#policy.maxBackoffMs,
-        this.#policy.initialBackoffMs * 2 ** this.#crashes,
+        this.#policy.initialBackoffMs * 2 ** this.#restartsInARow,
       );
-      this.#crashes++;
+      this.#restartsInARow++;
       await sleep(backoff);
       if (this.#isClosed()) break;
       try {
         return await this.#launch();
       } catch (error) {
-        lastError = error;
-        this.#log.error({ attempt }, `executor restart failed: ${(error as Error).message}`);
+        this.#lastFailure = (error as Error).message;
+        const attempt = this.#restartsInARow;
+        this.#log.error({ attempt }, `executor restart failed: ${this.#lastFailure}`);
       }
     }
-    if (!this.#isClosed()) this.#state = "failed";
-    throw new ExecutorUnavailable(
-      this.#isClosed()
-        ? "the executor client is shut down"
-        : `the executor did not come back (attempts: ${this.#policy.maxAttempts}): ${
-            (lastError as Error | undefined)?.message
-          }`,
+    if (this.#isClosed()) throw new ExecutorUnavailable("the executor client is shut down");
+    this.#state = "failed";
+    this.#failure = new ExecutorUnavailable(
+      `the executor did not come back (attempts: ${this.#policy.maxAttempts}): ${this.#lastFailure}`,
     );
+    this.#log.error({}, `giving up on the executor: ${this.#failure.message}`);
+    throw this.#failure;
   }
 
   #defaultSocketPath(): string {

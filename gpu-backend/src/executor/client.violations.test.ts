@@ -8,8 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ExecutorClient } from "./client.ts";
 import { ExecutorUnavailable } from "./errors.ts";
-import { defaultPythonPath } from "./python-path.ts";
-import { RecordingLogger, rejection, tinyConfig } from "./test-fixtures.ts";
+import { RecordingLogger, rejection, TEST_PYTHON, tinyConfig } from "./test-fixtures.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "lorafleet-violations-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,7 +38,7 @@ const peerScript = join(dir, "peer.py");
 writeFileSync(peerScript, PEER);
 // The client runs `<python> -m lorafleet_executor.server --socket PATH`: this stands in.
 const launcher = join(dir, "python");
-writeFileSync(launcher, `#!/bin/sh\nexec "${defaultPythonPath()}" "${peerScript}" "$@"\n`);
+writeFileSync(launcher, `#!/bin/sh\nexec "${TEST_PYTHON}" "${peerScript}" "$@"\n`);
 chmodSync(launcher, 0o755);
 
 describe("ExecutorClient facing protocol violations", () => {

@@ -7,10 +7,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { createInterface } from "node:readline";
-import { type BadFrame, ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
-import { FrameReader } from "./frame.ts";
-import { type Decoded, decodeMessage, encodeMessage, type Message } from "./protocol.ts";
-import type { MessageName } from "./schema.ts";
+import type { BadFrame } from "../protocol/errors.ts";
+import { FrameReader } from "../protocol/frame.ts";
+import { type Decoded, decodeMessage, encodeMessage, type Message } from "../protocol/protocol.ts";
+import type { MessageName } from "../protocol/schema.ts";
+import { ExecutorRequestError, ExecutorUnavailable } from "./errors.ts";
 
 /** pino's logger fits; any object with these three methods does. */
 export interface ExecutorLogger {

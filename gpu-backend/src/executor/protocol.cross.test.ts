@@ -5,16 +5,16 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { FrameReader } from "./frame.ts";
-import { anyMessage } from "./message-arbitraries.ts";
-import { decodeMessage, encodeMessage } from "./protocol.ts";
-import { defaultPythonPath } from "./python-path.ts";
+import { FrameReader } from "../protocol/frame.ts";
+import { anyMessage } from "../protocol/message-arbitraries.ts";
+import { decodeMessage, encodeMessage } from "../protocol/protocol.ts";
+import { TEST_PYTHON } from "./test-fixtures.ts";
 
 const SCRIPT = join(import.meta.dirname, "../../executor/tests/frames/cross_language.py");
 const CASES = 400;
 
 function python(args: string[], input?: Uint8Array): Buffer {
-  const run = spawnSync(defaultPythonPath(), [SCRIPT, ...args], {
+  const run = spawnSync(TEST_PYTHON, [SCRIPT, ...args], {
     input,
     maxBuffer: 256 << 20,
     timeout: 30_000,

@@ -8,9 +8,9 @@ import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { FrameReader } from "./frame.ts";
-import { type Decoded, decodeMessage, encodeMessage } from "./protocol.ts";
-import { defaultPythonPath } from "./python-path.ts";
+import { FrameReader } from "../protocol/frame.ts";
+import { type Decoded, decodeMessage, encodeMessage } from "../protocol/protocol.ts";
+import { TEST_PYTHON } from "./test-fixtures.ts";
 
 const BAD = join(import.meta.dirname, "../../executor/tests/frames/bad");
 const badFixtures = (prefix: string) =>
@@ -67,7 +67,7 @@ async function connect(): Promise<RawLink> {
   const path = join(dir, "s.sock");
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  const child = spawn(defaultPythonPath(), ["-m", "lorafleet_executor.server", "--socket", path], {
+  const child = spawn(TEST_PYTHON, ["-m", "lorafleet_executor.server", "--socket", path], {
     stdio: ["ignore", "ignore", "ignore"],
   });
   children.push(child);

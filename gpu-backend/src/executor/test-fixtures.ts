@@ -1,15 +1,20 @@
-// Test support: the tiny fixture model (made by `npm run setup`), a plan builder, a
-// logger that keeps what it is told, and a rejection catcher.
+// Test support: the Python and the tiny fixture model (made by `npm run setup`), a plan
+// builder, a logger that keeps what it is told, and a rejection catcher. Tests are entry
+// points: like server/config.ts, they take their settings from the environment.
 
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach } from "vitest";
+import { type InitConfig, StepFlag, type StepPlan } from "../protocol/messages.ts";
 import { ExecutorClient } from "./client.ts";
 import type { ExecutorLogger } from "./executor-process.ts";
-import { type InitConfig, StepFlag, type StepPlan } from "./messages.ts";
+import { REPO_VENV_PYTHON } from "./python-path.ts";
 
-export const FIXTURES =
+/** The executor's Python for tests: LORAFLEET_PYTHON (a device's own), else the repo's venv. */
+export const TEST_PYTHON = process.env.LORAFLEET_PYTHON || REPO_VENV_PYTHON;
+
+const FIXTURES =
   process.env.LORAFLEET_FIXTURES ||
   fileURLToPath(new URL("../../../.cache/fixtures", import.meta.url));
 export const TINY_MODEL = join(FIXTURES, "tiny-llama");
@@ -62,6 +67,24 @@ export function prefillPlan(
   };
 }
 
+/**
+ * A Python, written into `dir`, that runs `python` the first time only and fails every
+ * start after it (a driver gone, a GPU fallen off the bus); `spawns()` counts the starts.
+ */
+export function pythonThatStartsOnce(
+  dir: string,
+  python = TEST_PYTHON,
+): { path: string; spawns: () => number } {
+  const log = join(dir, "spawns");
+  const path = join(dir, "python");
+  writeFileSync(
+    path,
+    `#!/bin/sh\necho spawn >> "${log}"\n[ "$(wc -l < "${log}")" -eq 1 ] && exec "${python}" "$@"\nexit 1\n`,
+  );
+  chmodSync(path, 0o755);
+  return { path, spawns: () => readFileSync(log, "utf8").split("\n").filter(Boolean).length };
+}
+
 export class RecordingLogger implements ExecutorLogger {
   readonly lines: string[] = [];
   info(_: object, message: string): void {
@@ -101,6 +124,7 @@ export function clientsShutAfterEach() {
   const client = (options: ConstructorParameters<typeof ExecutorClient>[0] = {}) =>
     track(
       new ExecutorClient({
+        pythonPath: TEST_PYTHON,
         logger: new RecordingLogger(),
         restart: { initialBackoffMs: 50, maxAttempts: 3 },
         ...options,

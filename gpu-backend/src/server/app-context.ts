@@ -18,6 +18,4 @@ export interface AppContext {
   unloadAdapter: (name: string) => void;
   /** a request body larger than this is refused with 413 before it is buffered */
   maxBodyBytes: number;
-  /** true once the executor is up and the loop runs */
-  ready: () => boolean;
 }

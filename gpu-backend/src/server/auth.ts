@@ -5,7 +5,7 @@ import { timingSafeEqual } from "node:crypto";
 import { createMiddleware } from "hono/factory";
 import { ApiError } from "./openai-error.ts";
 
-export function bearerMatches(header: string | undefined, secret: string): boolean {
+function bearerMatches(header: string | undefined, secret: string): boolean {
   const match = /^Bearer (.+)$/.exec(header ?? "");
   if (!match?.[1]) return false;
   const given = Buffer.from(match[1]);

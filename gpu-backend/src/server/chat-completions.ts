@@ -18,7 +18,7 @@ function chatPromptIds(app: AppContext, body: ChatCompletionRequest): number[] {
     });
   }
   const prompt = app.tokenizer.chatPrompt(body.messages, body.add_generation_prompt ?? true);
-  return encodePrompt(app.tokenizer, prompt, app.serving.maxModelLen);
+  return encodePrompt(app.tokenizer, prompt, app.serving.admission);
 }
 
 async function startChat(

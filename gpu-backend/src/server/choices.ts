@@ -4,7 +4,6 @@
 import type { GenerationDelta, GenerationStream, TokenInfo } from "../serving/generation-stream.ts";
 import type { GenerateRequest, ServingLoop } from "../serving/serving-loop.ts";
 import { choiceRequest } from "./generation-request.ts";
-import { ApiError } from "./openai-error.ts";
 
 export interface ChoiceStream {
   index: number;
@@ -14,8 +13,7 @@ export interface ChoiceStream {
 
 /**
  * Starts n choices per request; if one cannot start, those already started are cancelled,
- * and all are cancelled when `clientGone` fires. More choices than the server ever holds
- * at once is a 400: a 429 would have the client retry something that can never fit.
+ * and all are cancelled when `clientGone` fires.
  */
 export async function startChoices(
   serving: ServingLoop,
@@ -23,15 +21,8 @@ export async function startChoices(
   n: number,
   clientGone: AbortSignal,
 ): Promise<ChoiceStream[]> {
-  if (requests.length * n > serving.maxUnfinished) {
-    throw new ApiError(
-      400,
-      `this request asks for ${requests.length * n} completions (prompts × n); this server runs at most ${serving.maxUnfinished} at once`,
-      { param: requests.length > 1 ? "prompt" : "n", code: "invalid_value" },
-    );
-  }
   // all the choices' seats at once: part of the room for each of many requests serves none
-  const seats = serving.reserve(requests.length * n);
+  const seats = serving.reserve(requests.length * n, requests.length > 1 ? "prompt" : "n");
   const started: ChoiceStream[] = [];
   try {
     for (const [promptIndex, request] of requests.entries()) {

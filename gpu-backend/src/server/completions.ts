@@ -2,6 +2,7 @@
 // choice index = prompt index × n + choice, as OpenAI numbers them.
 import { BackendCompletionRequestSchema, type CompletionRequest } from "@lorafleet/api";
 import type { Context } from "hono";
+import type { Admission } from "../serving/admission.ts";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
 import { awaitFirstOutputs, collectChoices, startChoices, usageOf } from "./choices.ts";
@@ -13,10 +14,10 @@ import { streamChoices } from "./stream-choices.ts";
 function promptIdsOf(
   prompt: CompletionRequest["prompt"],
   tokenizer: ModelTokenizer,
-  maxModelLen: number,
+  admission: Admission,
 ): number[][] {
   const encode = (text: string) =>
-    encodePrompt(tokenizer, { text, encode: () => tokenizer.encode(text, true) }, maxModelLen);
+    encodePrompt(tokenizer, { text, encode: () => tokenizer.encode(text, true) }, admission);
   if (typeof prompt === "string") return [encode(prompt)];
   if (prompt.every((item) => typeof item === "number")) return [prompt as number[]];
   return (prompt as (string | number[])[]).map((item) =>
@@ -30,7 +31,7 @@ async function startCompletion(
   caller: Caller,
   signal: AbortSignal,
 ) {
-  const prompts = promptIdsOf(body.prompt, app.tokenizer, app.serving.maxModelLen);
+  const prompts = promptIdsOf(body.prompt, app.tokenizer, app.serving.admission);
   const logprobs = body.logprobs ?? null;
   // The completions API's default max_tokens is 16.
   const requests = prompts.map((ids) =>

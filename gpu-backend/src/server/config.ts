@@ -1,11 +1,12 @@
 // The backend's one typed config: command-line flags over LORAFLEET_* environment
 // variables over defaults, validated with zod at start and passed down; nothing below
 // main.ts reads the environment.
-import { basename, join, resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { AdapterUrlPolicy } from "../adapters/url-policy.ts";
 import { MAX_IN_FLIGHT_STEPS } from "../engine/config.ts";
+import { REPO_VENV_PYTHON } from "../executor/python-path.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -17,7 +18,7 @@ const flag = z
   .enum(["true", "false", "1", "0"])
   .transform((value) => value === "true" || value === "1");
 
-export const ServerConfigSchema = z.object({
+const ServerConfigSchema = z.object({
   /** HF-format model directory (config.json, *.safetensors, tokenizer.json) */
   model: z.string().min(1),
   /** the name clients put in `model` for the base model; default the directory's name */
@@ -27,10 +28,7 @@ export const ServerConfigSchema = z.object({
   /** the Unix socket the executor connects to; default a fresh temp dir's, removed at exit */
   socket: z.string().min(1).optional(),
   /** the executor's Python (LORAFLEET_PYTHON, as scripts/setup.mjs names it) */
-  python: z
-    .string()
-    .min(1)
-    .default(join(import.meta.dirname, "../../../.venv/bin/python")),
+  python: z.string().min(1).default(REPO_VENV_PYTHON),
   device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
   dtype: z.enum(["auto", "bfloat16", "float16", "float32"]).default("auto"),
   /** share of GPU memory the executor may use in all (vLLM's --gpu-memory-utilization) */
@@ -90,7 +88,7 @@ export const ServerConfigSchema = z.object({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
-export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
+type ServerConfigInput = z.input<typeof ServerConfigSchema>;
 export type ServerConfig = z.output<typeof ServerConfigSchema> & { servedModelName: string };
 
 /** `maxLoraRank` -> `max-lora-rank` (flag) and `LORAFLEET_MAX_LORA_RANK` (env). */

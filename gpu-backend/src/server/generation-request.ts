@@ -2,7 +2,7 @@
 // adapter, sampling in the executor's units, tenant and deadline from the gateway.
 import type { LorafleetField } from "@lorafleet/api";
 import type { SamplingParams } from "../engine/index.ts";
-import { PromptTooLongError } from "../serving/errors.ts";
+import type { Admission } from "../serving/admission.ts";
 import type { GenerateRequest } from "../serving/serving-loop.ts";
 import type { ModelTokenizer, Prompt } from "../tokenizer/tokenizer.ts";
 
@@ -28,7 +28,7 @@ export interface Caller {
   lorafleet: LorafleetField | null;
 }
 
-export const DIRECT_TENANT = "default";
+const DIRECT_TENANT = "default";
 
 /**
  * @param logprobs null = none, 0 = sampled token only, n = also the top n
@@ -85,19 +85,12 @@ export function choiceRequest(request: GenerateRequest, choice: number): Generat
     : { ...request, sampling: { ...request.sampling, seed: seed + choice } };
 }
 
-/**
- * The prompt's token ids; a text that surely cannot fit `maxModelLen` is refused before it
- * is encoded (encoding megabytes would stall every other request).
- */
+/** The prompt's token ids, once admission has looked at the text (too long to encode?). */
 export function encodePrompt(
   tokenizer: ModelTokenizer,
   prompt: Prompt,
-  maxModelLen: number,
+  admission: Admission,
 ): number[] {
-  if (tokenizer.surelyLongerThan(prompt.text, maxModelLen)) {
-    throw new PromptTooLongError(
-      `This model's maximum context length is ${maxModelLen} tokens. However, your prompt of ${prompt.text.length} characters is longer than that. Please reduce the length of the messages or prompt.`,
-    );
-  }
+  admission.checkPromptText(prompt.text, tokenizer);
   return prompt.encode();
 }

@@ -1,27 +1,37 @@
 // /health (the process answers; `load` = unfinished requests, which the gateway's
-// health check reads; 503 "draining" after SIGTERM), /ready (the executor is up: 503
-// until then, while it restarts and while draining), /metrics (Prometheus text).
+// health check reads), /ready (requests are served now), /metrics (Prometheus text).
+//
+//   phase       /health                   /ready
+//   serving     200 {status: "ok"}        200
+//   restarting  200 {status: "restarting"} 503   (the executor comes back: keep routing)
+//   failed      503 {status: "failed"}    503   (its supervisor gave up: route around)
+//   draining    503 {status: "draining"}  503   (SIGTERM: route around)
 import type { Context } from "hono";
+import type { Phase } from "../serving/admission.ts";
 import type { AppContext } from "./app-context.ts";
+
+const STATUS: Record<Phase, string> = {
+  serving: "ok",
+  restarting: "restarting",
+  failed: "failed",
+  draining: "draining",
+};
 
 export function health(app: AppContext) {
   return function healthHandler(c: Context) {
-    // Draining answers 503: the gateway's health check (GET /health) then routes around it.
-    const draining = app.serving.draining;
+    const phase = app.serving.phase;
+    // A 503 makes the gateway's health check (GET /health) route around this backend.
+    const healthy = phase === "serving" || phase === "restarting";
     return c.json(
-      {
-        status: draining ? "draining" : "ok",
-        load: app.serving.unfinished,
-        model: app.servedModelName,
-      },
-      draining ? 503 : 200,
+      { status: STATUS[phase], load: app.serving.unfinished, model: app.servedModelName },
+      healthy ? 200 : 503,
     );
   };
 }
 
 export function ready(app: AppContext) {
   return function readyHandler(c: Context) {
-    const isReady = app.ready() && app.serving.available;
+    const isReady = app.serving.phase === "serving";
     return c.json({ ready: isReady }, isReady ? 200 : 503);
   };
 }

@@ -6,8 +6,9 @@ import { pino } from "pino";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
-import type { InitConfig } from "../executor/messages.ts";
+import type { InitConfig } from "../protocol/messages.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
+import { Admission, contextLength } from "../serving/admission.ts";
 import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
@@ -52,10 +53,10 @@ async function main(): Promise<void> {
   const engine = new Engine(
     defaultEngineConfig({
       maxNumSeqs: config.maxNumSeqs,
-      maxNumTokens: config.maxNumBatchedTokens,
+      maxNumBatchedTokens: config.maxNumBatchedTokens,
       maxInFlightSteps: config.maxInFlightSteps,
-      maxResidentAdapters: config.maxLoras,
-      maxHostAdapters: Math.max(config.maxCpuLoras, config.maxLoras),
+      maxLoras: config.maxLoras,
+      maxCpuLoras: Math.max(config.maxCpuLoras, config.maxLoras),
       poolSharing: config.unifiedPaging
         ? "unified"
         : { adapterFraction: config.adapterPoolFraction },
@@ -72,17 +73,17 @@ async function main(): Promise<void> {
     }),
   );
   const metrics = new ServingMetrics();
+  const admission = new Admission({
+    maxModelLen: contextLength(config.maxModelLen, model.maxPosition, engine.kvTokenCapacity),
+    maxUnfinished: config.maxNumSeqs + config.maxQueuedRequests,
+  });
   const serving = new ServingLoop({
     engine,
+    admission,
     executor,
-    restart: () => executor.restart(initConfig),
+    supervisor: executor,
     adapters,
     tokenizer,
-    limits: {
-      // The engine's bound: the model's positions, and one request's KV fitting the pool.
-      maxModelLen: Math.min(config.maxModelLen || engine.maxModelLen, engine.maxModelLen),
-      maxUnfinished: config.maxNumSeqs + config.maxQueuedRequests,
-    },
     metrics,
     logger: logger.child({ component: "serving" }),
   });
@@ -98,7 +99,6 @@ async function main(): Promise<void> {
     backendSecret: config.backendSecret ?? null,
     unloadAdapter: (name) => engine.unloadAdapter(name),
     maxBodyBytes: config.maxBodyBytes,
-    ready: () => true,
   });
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
     logger.info({ url: `http://${config.host}:${info.port}` }, "listening");

@@ -14,6 +14,7 @@ import {
   GenerationFailedError,
   PromptTooLongError,
   QueueFullError,
+  TooManyCompletionsError,
   UnknownModelError,
 } from "../serving/errors.ts";
 import { ChatTemplateError } from "../tokenizer/chat-template.ts";
@@ -77,6 +78,9 @@ export function toApiError(error: unknown): ApiError {
       code: "queue_full",
       headers: { "retry-after": String(error.retryAfterS) },
     });
+  }
+  if (error instanceof TooManyCompletionsError) {
+    return new ApiError(400, error.message, { param: error.param, code: "invalid_value" });
   }
   if (error instanceof UnknownModelError) {
     return new ApiError(404, error.message, { param: "model", code: "model_not_found" });

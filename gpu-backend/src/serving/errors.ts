@@ -11,6 +11,19 @@ export class QueueFullError extends Error {
   }
 }
 
+/**
+ * One request asks for more completions (prompts × n) than the server ever runs at once:
+ * a 400 naming `param`, since a 429 would have the client retry what can never fit.
+ */
+export class TooManyCompletionsError extends Error {
+  override readonly name = "TooManyCompletionsError";
+  readonly param: "prompt" | "n";
+  constructor(message: string, param: "prompt" | "n") {
+    super(message);
+    this.param = param;
+  }
+}
+
 /** `model` names neither the base model nor an adapter this backend knows or can fetch. */
 export class UnknownModelError extends Error {
   override readonly name = "UnknownModelError";
@@ -47,6 +60,10 @@ export class BackendUnavailableError extends Error {
   override readonly name = "BackendUnavailableError";
   readonly retriable = true;
 }
+
+/** What requests get once the executor's supervisor has given up (phase "failed"). */
+export const EXECUTOR_GAVE_UP =
+  "the executor crashed and could not be restarted; retry on another backend";
 
 /** The engine or executor failed this request (a step error). */
 export class GenerationFailedError extends Error {

@@ -1,7 +1,8 @@
 // What the serving loop needs from the executor client and the adapter store: the
-// calls it makes, typed structurally so the real client (src/executor/client.ts) and
-// store (src/adapters/store.ts) plug in as they are.
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../executor/messages.ts";
+// calls it makes and the supervisor's state, typed structurally so the real client
+// (src/executor/client.ts) and store (src/adapters/store.ts) plug in as they are.
+import type { ExecutorState } from "../executor/client.ts";
+import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
 
 export interface ExecutorLink {
   stageAdapter(adapterId: number, path: string): Promise<StagedAdapter>;
@@ -10,8 +11,16 @@ export interface ExecutorLink {
   step(plan: StepPlan): Promise<StepResult>;
 }
 
-/** Brings a crashed executor back (spawn + init); rejects when it cannot. */
-export type ExecutorRestarter = () => Promise<ModelInfo>;
+/**
+ * The executor's one supervisor (the client: its RestartPolicy is the backend's only
+ * restart policy): whether an executor is up, and the way back to one after a loss.
+ */
+export interface ExecutorSupervisor {
+  /** "ready": calls may go out; "restarting"; "failed": it gave up */
+  readonly state: ExecutorState;
+  /** A fresh executor's model (spawn + init); rejects once the supervisor gives up. */
+  recover(): Promise<ModelInfo>;
+}
 
 /** An adapter as the gateway names it: its two files behind signed URLs, the weights' sha256. */
 export interface RemoteAdapter {

@@ -17,7 +17,7 @@ function bytesToUnicode(): string[] {
   return chars;
 }
 
-export const BYTE_CHARS = bytesToUnicode();
+const BYTE_CHARS = bytesToUnicode();
 /** merged tokens, in rank order; ids follow the 256 byte tokens */
 const MERGES: [string, string][] = [
   ["Ġ", "t"],
@@ -27,10 +27,10 @@ const MERGES: [string, string][] = [
 export const IM_START = "<|im_start|>";
 export const IM_END = "<|im_end|>";
 
-export const CHATML_TEMPLATE =
+const CHATML_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-export function byteLevelTokenizerJson(): object {
+function byteLevelTokenizerJson(): object {
   const vocab: Record<string, number> = {};
   BYTE_CHARS.forEach((char, id) => {
     vocab[char] = id;

@@ -93,11 +93,6 @@ export function decodeMessage(bytes: Uint8Array): Decoded {
   return { requestId: frame.requestId, type: name, body } as unknown as Decoded;
 }
 
-/** The message type a frame's header names, if it is one we know (for error replies). */
-export function messageName(type: number): MessageName | undefined {
-  return MESSAGE_BY_TYPE.get(type);
-}
-
 function check(
   name: MessageName,
   spec: MessageSpec,

@@ -4,9 +4,9 @@
 import { BadFrame, BadMessage } from "./errors.ts";
 import { PROTOCOL_VERSION } from "./messages.ts";
 
-export const MAGIC = 0x3150464c; // the bytes "LFP1" read as a little-endian u32
-export const HEADER_BYTES = 16;
-export const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+const MAGIC = 0x3150464c; // the bytes "LFP1" read as a little-endian u32
+const HEADER_BYTES = 16;
+const MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
 
 export type Dtype = "u8" | "i32" | "u32" | "f32" | "i64";
 export type WireArray = Uint8Array | Int32Array | Uint32Array | Float32Array | BigInt64Array;
@@ -19,7 +19,7 @@ const ARRAY_CLASS = {
   i64: BigInt64Array,
 } as const;
 
-export function isDtype(value: unknown): value is Dtype {
+function isDtype(value: unknown): value is Dtype {
   return typeof value === "string" && Object.hasOwn(ARRAY_CLASS, value);
 }
 
@@ -58,7 +58,7 @@ export interface RawFrame extends FrameHeader {
 const pad8 = (n: number): number => (n + 7) & ~7;
 
 /** Checks the first 16 bytes; throws BadFrame when the stream cannot be trusted. */
-export function readHeader(bytes: Uint8Array): FrameHeader {
+function readHeader(bytes: Uint8Array): FrameHeader {
   if (bytes.byteLength < HEADER_BYTES) {
     throw new BadFrame(`truncated frame: ${bytes.byteLength} bytes, the header alone is 16`);
   }
