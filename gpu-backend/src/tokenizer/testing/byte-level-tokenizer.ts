@@ -30,7 +30,7 @@ export const IM_END = "<|im_end|>";
 const CHATML_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-function byteLevelTokenizerJson(): object {
+export function byteLevelTokenizerJson(): object {
   const vocab: Record<string, number> = {};
   BYTE_CHARS.forEach((char, id) => {
     vocab[char] = id;
