@@ -12,13 +12,13 @@ import torch
 from fixture_skip import require_fixture
 from safetensors.torch import load_file, save_file
 
-from lorafleet_executor.adapter_layout import adapter_layout
-from lorafleet_executor.adapters import all_finite, parse_adapter
 from lorafleet_executor.errors import AdapterInvalid, CapacityExceeded
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.host_cache import HostCache
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.model.adapter_layout import adapter_layout
+from lorafleet_executor.model.adapters import all_finite, parse_adapter
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.host_cache import HostCache
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from fixture_skip import require_fixture
 
-from lorafleet_executor.config import ModelInvalid
-from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.errors import BadMessage, CapacityExceeded, PageOutOfRange, UnknownAdapter
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import (
+from lorafleet_executor.model.config import ModelInvalid
+from lorafleet_executor.protocol.messages import (
     FLAG_NEW,
     FLAG_SAMPLE,
     FLAG_USE_LAST_SAMPLED,
     InitConfig,
     StepPlan,
 )
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -241,7 +241,7 @@ def test_init_refuses_bad_config_by_name(tmp_path):
 
 
 def test_generate_cli_reports_a_run(executor, capsys):
-    from lorafleet_executor.generate_cli import main
+    from lorafleet_reference.generate_cli import main
 
     adapter = str(ROOT / "adapters" / "tiny-r8")
     args = ["--model", str(TINY), "--adapter", adapter, "--num-pages", "2000", "--requests", "3"]

@@ -10,12 +10,12 @@ from fixture_skip import require_fixture
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.lora_batch import GROUPS, targeted_groups
-from lorafleet_executor.mixed_graphs import BLOCK, PaddedMixedBatch, split_ranges, token_buckets
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.graphs.mixed import BLOCK, PaddedMixedBatch, split_ranges, token_buckets
+from lorafleet_executor.model.lora_batch import GROUPS, targeted_groups
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"

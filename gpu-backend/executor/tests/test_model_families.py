@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lorafleet_executor.config import ModelConfig, ModelInvalid
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.rope import inverse_frequencies
+from lorafleet_executor.model.config import ModelConfig, ModelInvalid
+from lorafleet_executor.model.rope import inverse_frequencies
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 transformers = pytest.importorskip("transformers")
 

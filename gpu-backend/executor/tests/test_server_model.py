@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 from test_server import EngineEnd
 
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import (
+from lorafleet_executor.protocol.messages import (
     FLAG_NEW,
     FLAG_SAMPLE,
     FLAG_USE_LAST_SAMPLED,
+    DropAdapter,
     InitConfig,
+    LoadAdapter,
+    StageAdapter,
     StepPlan,
 )
-from lorafleet_executor.protocol import DropAdapter, LoadAdapter, StageAdapter
-from lorafleet_executor.server import EXIT_OK
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.server import EXIT_OK
 
 FIXTURES = fixtures_root(os.environ)
 TINY = FIXTURES / "tiny-llama"

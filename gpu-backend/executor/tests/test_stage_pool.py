@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from lorafleet_executor.stage_pool import StagePool
+from lorafleet_executor.runtime.stage_pool import StagePool
 
 TIMEOUT = 10
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.adapters import parse_adapter
-from lorafleet_executor.config import ModelConfig
 from lorafleet_executor.errors import AdapterInvalid, ExecutorError
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.stage_processes import StageProcesses
+from lorafleet_executor.model.adapters import parse_adapter
+from lorafleet_executor.model.config import ModelConfig
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.stage_processes import StageProcesses
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"

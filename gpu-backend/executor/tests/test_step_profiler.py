@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from lorafleet_executor.step_profiler import DeviceBusy, StepProfiler, device_busy
+from lorafleet_executor.runtime.step_profiler import DeviceBusy, StepProfiler, device_busy
 
 
 def kernel(ts: float, dur: float, cat: str = "kernel") -> dict:

@@ -14,11 +14,10 @@ import pytest
 from test_server import EngineEnd
 from test_server_model import one_seq_plan
 
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.protocol import LoadAdapter, StageAdapter
-from lorafleet_executor.server import EXIT_OK
+from lorafleet_executor.protocol.messages import InitConfig, LoadAdapter, StageAdapter
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.server import EXIT_OK
 
 FIXTURES = fixtures_root(os.environ)
 TINY = FIXTURES / "tiny-llama"
@@ -129,7 +128,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_bad_tensor_parallel_size_is_refused_by_name(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "lorafleet_executor.server", "--socket", str(tmp_path / "s")]
+        [sys.executable, "-m", "lorafleet_executor", "--socket", str(tmp_path / "s")]
         + ["--tensor-parallel-size", "0"],
         capture_output=True,
         text=True,

@@ -5,9 +5,9 @@ import torch
 from fixture_skip import require_fixture
 from test_executor import TINY
 
-from lorafleet_executor.executor import Executor
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.warm_up import warm_up_eager
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.warm_up import warm_up_eager
 
 
 def test_warm_up_writes_only_the_scratch_page():

@@ -88,7 +88,7 @@ export class ExecutorProcess {
     });
     const child = spawn(
       options.pythonPath,
-      ["-m", "lorafleet_executor.server", "--socket", options.socketPath],
+      ["-m", "lorafleet_executor", "--socket", options.socketPath],
       { env: options.env, stdio: ["ignore", "pipe", "pipe"] },
     );
     pipeLines(child, options.logger);

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..rope import apply_rope
+from ..model.rope import apply_rope
 from .attention import write_kv
 from .backend import require_runnable, use_triton
 from .checks import require, require_float, require_int32

@@ -15,8 +15,8 @@ Example:
 
 from dataclasses import dataclass, replace
 
-from ..config import ModelConfig
 from ..errors import ExecutorError
+from ..model.config import ModelConfig
 
 COLUMN_PARALLEL = ("q", "k", "v", "gate", "up")  # output features split by rank
 ROW_PARALLEL = ("o", "down")  # input features split by rank; outputs summed

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lorafleet_executor.plan import InitConfig, StagedAdapter, StepPlan, StepResult
-from lorafleet_executor.protocol import (
-    HEADER,
-    MAGIC,
+from lorafleet_executor.protocol.codec import encode_message
+from lorafleet_executor.protocol.frame import HEADER, MAGIC
+from lorafleet_executor.protocol.messages import (
     DropAdapter,
     ErrorReply,
+    InitConfig,
     LoadAdapter,
     StageAdapter,
-    encode_message,
+    StagedAdapter,
+    StepPlan,
+    StepResult,
 )
 
 HERE = Path(__file__).parent

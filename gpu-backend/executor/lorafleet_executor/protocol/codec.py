@@ -1,4 +1,5 @@
-"""PROTOCOL.md's frames and messages, mirroring gpu-backend/src/executor/{frame,schema,protocol}.ts.
+"""Messages to frames and back, checked against the table in schema.py; mirrors
+gpu-backend/src/executor/protocol.ts.
 
 Both sides write the same bytes for the same message (meta keys in schema order, compact
 JSON, numbers as JavaScript prints them), so one set of byte fixtures checks both.
@@ -10,267 +11,25 @@ JSON, numbers as JavaScript prints them), so one set of byte fixtures checks bot
 import json
 import math
 import struct
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from .errors import BadFrame, BadMessage
-from .plan import InitConfig, StagedAdapter, StepPlan, StepResult
-
-MAGIC = 0x3150464C  # the bytes "LFP1" as a little-endian u32
-VERSION = 1
-HEADER = struct.Struct("<IHHII")  # magic, version, type, request id, payload length
-MAX_PAYLOAD_BYTES = 64 << 20
-DTYPES = {
-    "u8": np.dtype("<u1"),
-    "i32": np.dtype("<i4"),
-    "u32": np.dtype("<u4"),
-    "f32": np.dtype("<f4"),
-    "i64": np.dtype("<i8"),
-}
-MODULE_NAMES = ("q", "k", "v", "o", "gate", "up", "down")
-ERROR_CODES = (
-    "bad_frame",
-    "bad_message",
-    "unknown_adapter",
-    "adapter_invalid",
-    "page_out_of_range",
-    "capacity",
-    "internal",
+from ..errors import BadFrame, BadMessage
+from .frame import HEADER, MAGIC, MAX_PAYLOAD_BYTES, VERSION, pad8, read_header
+from .messages import Message
+from .schema import (
+    BODY_CLASS,
+    DTYPES,
+    MAX_COUNT,
+    MAX_U32,
+    MESSAGES,
+    MODULE_NAMES,
+    NAME_BY_TYPE,
+    Field,
+    Spec,
 )
-MAX_COUNT = 2**53 - 1
-MAX_U32 = 2**32 - 1
-
-
-@dataclass(frozen=True)
-class Field:
-    """A meta field. kind: count | u32 | number | string | bool | modules | u32_list |
-    string_list | a tuple of allowed strings. `length_of`: the sender computes it from
-    that array's length, the receiver checks it."""
-
-    wire: str
-    kind: Any
-    length_of: str | None = None
-
-
-@dataclass(frozen=True)
-class Array:
-    wire: str
-    dtype: str
-    length: Any = "any"  # "any" | (meta field, multiplier)
-
-
-@dataclass(frozen=True)
-class Spec:
-    type: int
-    fields: tuple[Field, ...] = ()
-    arrays: tuple[Array, ...] = ()
-
-
-def _per_seq(wire: str, dtype: str) -> Array:
-    return Array(wire, dtype, ("num_seqs", 1))
-
-
-def _per_row(wire: str, dtype: str) -> Array:
-    return Array(wire, dtype, ("num_sampled", 1))
-
-
-def _counts(*names: str) -> tuple[Field, ...]:
-    return tuple(Field(n, "count") for n in names)
-
-
-MESSAGES: dict[str, Spec] = {
-    "init": Spec(
-        1,
-        (
-            Field("model_path", "string"),
-            Field("dtype", ("auto", "bfloat16", "float16", "float32")),
-            Field("device", ("auto", "cpu", "cuda")),
-            Field("num_pages", "count"),
-            Field("memory_fraction", "number"),
-            *_counts("max_rank", "max_num_seqs", "max_num_tokens", "host_cache_bytes"),
-            Field("lora_backend", ("triton", "torch")),
-            Field("cuda_graphs", "bool"),
-        ),
-    ),
-    "ready": Spec(
-        2,
-        (
-            *_counts(
-                "num_pages",
-                "page_width",
-                "num_layers",
-                "hidden_size",
-                "intermediate_size",
-                "num_heads",
-                "num_kv_heads",
-                "head_dim",
-                "vocab_size",
-                "max_position",
-                "host_cache_bytes",
-                "max_adapter_host_bytes",
-            ),
-            Field("dtype", "string"),
-            Field("device", "string"),
-            Field("modules", "modules"),
-            Field("eos_token_ids", "u32_list"),
-        ),
-    ),
-    "stage_adapter": Spec(3, (Field("adapter_id", "u32"), Field("path", "string"))),
-    "adapter_staged": Spec(
-        4,
-        (
-            Field("adapter_id", "u32"),
-            Field("rank", "count"),
-            Field("scale", "number"),
-            Field("targets", "string_list"),
-            *_counts("num_pages", "host_bytes"),
-        ),
-    ),
-    "load_adapter": Spec(5, (Field("adapter_id", "u32"),), (Array("pages", "i32"),)),
-    "drop_adapter": Spec(6, (Field("adapter_id", "u32"), Field("tier", ("pool", "host")))),
-    "step": Spec(
-        7,
-        (
-            Field("step_id", "u32"),
-            Field("num_seqs", "count", "seq_ids"),
-            Field("num_tokens", "count", "token_ids"),
-        ),
-        (
-            Array("free_seq_ids", "u32"),
-            _per_seq("seq_ids", "u32"),
-            _per_seq("flags", "u8"),
-            _per_seq("num_new_tokens", "i32"),
-            _per_seq("num_cached", "i32"),
-            _per_seq("num_prompt", "i32"),
-            _per_seq("adapter_ids", "i32"),
-            _per_seq("temperature", "f32"),
-            _per_seq("top_p", "f32"),
-            _per_seq("top_k", "i32"),
-            _per_seq("min_p", "f32"),
-            _per_seq("presence_penalty", "f32"),
-            _per_seq("frequency_penalty", "f32"),
-            _per_seq("repetition_penalty", "f32"),
-            _per_seq("seed", "i64"),
-            _per_seq("logprobs", "i32"),
-            Array("token_ids", "i32", ("num_tokens", 1)),
-            Array("kv_pages", "i32", ("num_tokens", 2)),
-        ),
-    ),
-    "step_result": Spec(
-        8,
-        (
-            Field("step_id", "u32"),
-            Field("num_sampled", "count", "seq_ids"),
-            Field("forward_ms", "number"),
-            Field("sample_ms", "number"),
-        ),
-        (
-            _per_row("seq_ids", "u32"),
-            _per_row("tokens", "i32"),
-            _per_row("logprobs", "f32"),
-            _per_row("top_counts", "i32"),
-            Array("top_ids", "i32"),
-            Array("top_logprobs", "f32"),
-        ),
-    ),
-    "stats": Spec(9),
-    "stats_result": Spec(
-        10,
-        _counts(
-            "host_cache_bytes",
-            "host_cache_adapters",
-            "pool_adapters",
-            "live_seqs",
-            "steps",
-            "device_memory_bytes",
-        ),
-    ),
-    "shutdown": Spec(11),
-    "ok": Spec(12),
-    "error": Spec(
-        13, (Field("code", ERROR_CODES), Field("message", "string"), Field("request_id", "u32"))
-    ),
-}
-NAME_BY_TYPE = {spec.type: name for name, spec in MESSAGES.items()}
-
-
-@dataclass
-class StageAdapter:
-    adapter_id: int
-    path: str
-
-
-@dataclass
-class LoadAdapter:
-    adapter_id: int
-    pages: np.ndarray  # i32
-
-
-@dataclass
-class DropAdapter:
-    adapter_id: int
-    tier: str  # pool | host
-
-
-@dataclass
-class ErrorReply:
-    code: str
-    message: str
-    request_id: int
-
-
-# The body each message carries: a record class, a dict (`ready` and `stats_result`
-# meta as the executor reports them) or None (no fields).
-BODY_CLASS: dict[str, type | None] = {
-    "init": InitConfig,
-    "ready": dict,
-    "stage_adapter": StageAdapter,
-    "adapter_staged": StagedAdapter,
-    "load_adapter": LoadAdapter,
-    "drop_adapter": DropAdapter,
-    "step": StepPlan,
-    "step_result": StepResult,
-    "stats": None,
-    "stats_result": dict,
-    "shutdown": None,
-    "ok": None,
-    "error": ErrorReply,
-}
-
-
-@dataclass
-class Message:
-    request_id: int
-    name: str
-    body: Any
-
-
-@dataclass
-class Header:
-    type: int
-    request_id: int
-    payload_length: int
-
-
-def _pad8(n: int) -> int:
-    return (n + 7) & ~7
-
-
-def read_header(data: bytes) -> Header:
-    """Checks a frame's first 16 bytes; BadFrame when the stream cannot be trusted."""
-    if len(data) < HEADER.size:
-        raise BadFrame(f"truncated frame: {len(data)} bytes, the header alone is 16")
-    magic, version, type_, request_id, length = HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise BadFrame(f"bad magic 0x{magic:08x}")
-    if version != VERSION:
-        raise BadFrame(f"unsupported protocol version {version}, this side speaks 1")
-    if length > MAX_PAYLOAD_BYTES:
-        raise BadFrame(f"payload length {length} over the limit of {MAX_PAYLOAD_BYTES}")
-    return Header(type_, request_id, length)
 
 
 def encode_message(request_id: int, name: str, body: Any) -> bytes:
@@ -317,11 +76,11 @@ def encode_message(request_id: int, name: str, body: Any) -> bytes:
     parts = [
         struct.pack("<I", len(meta_bytes)),
         meta_bytes,
-        bytes(_pad8(4 + len(meta_bytes)) - 4 - len(meta_bytes)),
+        bytes(pad8(4 + len(meta_bytes)) - 4 - len(meta_bytes)),
     ]
     for _, _, data in arrays:
         raw = np.ascontiguousarray(data).tobytes()
-        parts += [raw, bytes(_pad8(len(raw)) - len(raw))]
+        parts += [raw, bytes(pad8(len(raw)) - len(raw))]
     payload = b"".join(parts)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise BadMessage(f"payload length {len(payload)} over the limit of {MAX_PAYLOAD_BYTES}")
@@ -345,14 +104,14 @@ def decode_message(data: bytes) -> Message:
     meta = _parse_meta(bytes(payload[4 : 4 + meta_len]))
     listed = meta.pop("arrays", None)
     arrays = []
-    offset = _pad8(4 + meta_len)
+    offset = pad8(4 + meta_len)
     for wire, dtype, length in _array_list(listed):
         nbytes = length * DTYPES[dtype].itemsize
         if offset + nbytes > len(payload):
             raise BadMessage(f"array {wire} ({length} × {dtype}) runs past the payload's end")
         array = np.frombuffer(payload, DTYPES[dtype], length, offset).copy()
         arrays.append((wire, dtype, array))
-        offset += _pad8(nbytes)
+        offset += pad8(nbytes)
     if offset != len(payload):
         raise BadMessage(f"payload is {len(payload)} bytes but its meta and arrays take {offset}")
     name = NAME_BY_TYPE.get(header.type)
@@ -554,18 +313,3 @@ def _js_number(x: float) -> str:
     e = n - 1
     mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
     return f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
-
-
-def read_frame(stream: BinaryIO) -> bytes | None:
-    """The next whole frame from a blocking binary stream, or None at a clean EOF (between
-    frames). A bad header raises BadFrame at once; EOF inside a frame is BadFrame too."""
-    head = stream.read(HEADER.size)
-    if not head:
-        return None
-    header = read_header(head)  # BadFrame "truncated" when fewer than 16 bytes came
-    payload = stream.read(header.payload_length) if header.payload_length else b""
-    if len(payload) < header.payload_length:
-        raise BadFrame(
-            f"truncated frame: EOF after {len(payload)} of {header.payload_length} payload bytes"
-        )
-    return head + payload

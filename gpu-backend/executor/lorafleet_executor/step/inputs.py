@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .forward_batch import ForwardBatch
-from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
-from .plan import FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan
+from ..model.forward_batch import ForwardBatch
+from ..model.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
+from ..model.transfer import to_device
+from ..protocol.messages import FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan
 from .sequences import SequenceState, SequenceTable
-from .transfer import to_device
 
 
 @dataclass

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .executor import Executor
+from lorafleet_executor.protocol.messages import (
+    FLAG_NEW,
+    FLAG_SAMPLE,
+    FLAG_USE_LAST_SAMPLED,
+    StepPlan,
+    StepResult,
+)
+from lorafleet_executor.runtime.executor import Executor
+
 from .page_allocator import PageAllocator
-from .plan import FLAG_NEW, FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED, StepPlan, StepResult
 
 
 @dataclass

@@ -14,10 +14,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .lora_batch import LoraBatch, PlacedAdapter, build_lora_batch, group_tables, targeted_groups
-from .pool import UnifiedPool
-from .sequences import SequenceTable
-from .step_inputs import StepInputs
+from ..model.lora_batch import (
+    LoraBatch,
+    PlacedAdapter,
+    build_lora_batch,
+    group_tables,
+    targeted_groups,
+)
+from ..model.pool import UnifiedPool
+from ..step.inputs import StepInputs
+from ..step.sequences import SequenceTable
 
 
 def capture(

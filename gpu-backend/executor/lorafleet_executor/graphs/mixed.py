@@ -28,15 +28,15 @@ Example:
 import numpy as np
 import torch
 
-from .forward_batch import ForwardBatch
-from .graph_buffers import StaticLora, StaticTokens, buffer, capture, fill
-from .kernels.attention_prefill import BLOCK_M
-from .kernels.lora_prefill import BLOCK_T
-from .lora_batch import GROUPS, LoraBatch, mixed_segments, targeted_groups
-from .model import LlamaModel
-from .pool import UnifiedPool
-from .sequences import SequenceTable
-from .step_inputs import StepInputs
+from ..kernels.attention_prefill import BLOCK_M
+from ..kernels.lora_prefill import BLOCK_T
+from ..model.forward_batch import ForwardBatch
+from ..model.llama import LlamaModel
+from ..model.lora_batch import GROUPS, LoraBatch, mixed_segments, targeted_groups
+from ..model.pool import UnifiedPool
+from ..step.inputs import StepInputs
+from ..step.sequences import SequenceTable
+from .buffers import StaticLora, StaticTokens, buffer, capture, fill
 
 BLOCK = BLOCK_M
 assert BLOCK_T == BLOCK, "attention query tiles and LoRA row tiles are cut alike"

@@ -13,9 +13,10 @@ import time
 import numpy as np
 import torch
 
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+
 from .driver import Driver, Request
-from .executor import Executor
-from .plan import InitConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,7 +13,7 @@ Example:
 import numpy as np
 import torch
 
-from .errors import PageOutOfRange
+from ..errors import PageOutOfRange
 
 
 class UnifiedPool:

@@ -2,8 +2,8 @@
 
 import torch
 
-from .errors import BadMessage
-from .plan import InitConfig
+from ..errors import BadMessage
+from ..protocol.messages import InitConfig
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BadMessage, CapacityExceeded, PageOutOfRange, UnknownAdapter
-from .plan import FLAG_USE_LAST_SAMPLED, StepPlan
-from .sampling import MAX_TOP_LOGPROBS
+from ..errors import BadMessage, CapacityExceeded, PageOutOfRange, UnknownAdapter
+from ..model.sampling import MAX_TOP_LOGPROBS
+from ..protocol.messages import FLAG_USE_LAST_SAMPLED, StepPlan
 
 PER_SEQ = (
     "seq_ids",

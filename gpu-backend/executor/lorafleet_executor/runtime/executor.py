@@ -19,33 +19,40 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import torch
 
-from .adapter_layout import max_adapter_pages
-from .adapters import parse_adapter
-from .config import ModelConfig
-from .decode_graphs import DecodeGraphs
-from .errors import BadMessage, UnknownAdapter
-from .forward_batch import ForwardBatch
+from ..errors import BadMessage, UnknownAdapter
+from ..graphs.decode import DecodeGraphs
+from ..graphs.mixed import MixedGraphs
+from ..model.adapter_layout import max_adapter_pages
+from ..model.adapters import parse_adapter
+from ..model.config import ModelConfig
+from ..model.forward_batch import ForwardBatch
+from ..model.llama import LlamaModel
+from ..model.lora_batch import PlacedAdapter
+from ..model.pool import UnifiedPool
+from ..model.sampling import SamplingParams, TokenHistory, any_penalty, sample
+from ..model.weights import ModelWeights
+from ..parallel.sharded_adapter import parse_adapter_shard
+from ..parallel.sharded_weights import load_weight_shard
+from ..protocol.messages import (
+    FLAG_NEW,
+    FLAG_USE_LAST_SAMPLED,
+    InitConfig,
+    StagedAdapter,
+    StepPlan,
+    StepResult,
+)
+from ..step.inputs import StepInputs, step_inputs, to_forward_batch
+from ..step.launched import LaunchedStep
+from ..step.plan_checks import StepLimits, check_plan
+from ..step.sequences import SequenceState, SequenceTable
 from .host_cache import HostCache
-from .launched_step import LaunchedStep
-from .lora_batch import PlacedAdapter
+from .init_config import check_init_config, resolve_device, resolve_dtype
 from .memory_budget import pages_from_memory
-from .mixed_graphs import MixedGraphs
-from .model import LlamaModel
-from .parallel.sharded_adapter import parse_adapter_shard
-from .parallel.sharded_weights import load_weight_shard
-from .plan import FLAG_NEW, FLAG_USE_LAST_SAMPLED, InitConfig, StagedAdapter, StepPlan, StepResult
-from .plan_checks import StepLimits, check_plan
-from .pool import UnifiedPool
-from .runtime import check_init_config, resolve_device, resolve_dtype
-from .sampling import SamplingParams, TokenHistory, any_penalty, sample
-from .sequences import SequenceState, SequenceTable
 from .stage_processes import StageProcesses
-from .step_inputs import StepInputs, step_inputs, to_forward_batch
 from .warm_up import warm_up_eager
-from .weights import ModelWeights
 
 if TYPE_CHECKING:
-    from .parallel.group import TensorGroup
+    from ..parallel.group import TensorGroup
 
 T = TypeVar("T")
 

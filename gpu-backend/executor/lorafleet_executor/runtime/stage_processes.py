@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 import torch.multiprocessing
 
-from .adapters import ParsedAdapter, parse_adapter
-from .config import ModelConfig
-from .errors import ExecutorError
+from ..errors import ExecutorError
+from ..model.adapters import ParsedAdapter, parse_adapter
+from ..model.config import ModelConfig
 
 # Workers run below the executor's priority: when cores are short, steps go first.
 WORKER_NICENESS = 5

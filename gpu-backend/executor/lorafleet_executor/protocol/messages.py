@@ -1,10 +1,12 @@
 """The records that cross the engine <-> executor boundary (PROTOCOL.md), as dataclasses.
 
-`protocol.py` turns frames into these and back; `executor.py` consumes and produces
-them. Arrays are numpy (host memory); the executor moves what it needs to the device.
+Mirrors gpu-backend/src/executor/messages.ts. `codec.py` turns frames into these and
+back; the runtime consumes and produces them. Arrays are numpy (host memory); the
+executor moves what it needs to the device.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +87,35 @@ class StepResult:
     forward_ms: float = 0.0
     sample_ms: float = 0.0
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageAdapter:
+    adapter_id: int
+    path: str
+
+
+@dataclass
+class LoadAdapter:
+    adapter_id: int
+    pages: np.ndarray  # i32
+
+
+@dataclass
+class DropAdapter:
+    adapter_id: int
+    tier: str  # pool | host
+
+
+@dataclass
+class ErrorReply:
+    code: str
+    message: str
+    request_id: int
+
+
+@dataclass
+class Message:
+    request_id: int
+    name: str
+    body: Any

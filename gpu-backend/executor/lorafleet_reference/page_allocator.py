@@ -12,7 +12,7 @@ Example:
 
 import numpy as np
 
-from .errors import CapacityExceeded
+from lorafleet_executor.errors import CapacityExceeded
 
 
 class PageAllocator:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import BadMessage, CapacityExceeded
-from .transfer import to_device
+from ..errors import BadMessage, CapacityExceeded
+from ..model.transfer import to_device
 
 
 @dataclass

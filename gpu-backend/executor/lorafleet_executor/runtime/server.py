@@ -1,7 +1,7 @@
 """The executor's protocol server: connects to the engine's Unix socket and carries out
 its requests (PROTOCOL.md).
 
-    python -m lorafleet_executor.server --socket /tmp/lorafleet-x/executor.sock
+    python -m lorafleet_executor --socket /tmp/lorafleet-x/executor.sock
 
 Threads: the reader decodes frames and answers `stats` itself; `step`s run in order on
 the step thread, each launched before the samples of the one before are read;
@@ -36,16 +36,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .errors import BadFrame, BadMessage, ExecutorError
-from .protocol import (
-    HEADER,
-    MAGIC,
-    ErrorReply,
-    Message,
-    decode_message,
-    encode_message,
-    read_header,
-)
+from ..errors import BadFrame, BadMessage, ExecutorError
+from ..protocol.codec import decode_message, encode_message
+from ..protocol.frame import HEADER, MAGIC, read_header
+from ..protocol.messages import ErrorReply, Message
 from .stage_pool import DEFAULT_STAGE_THREADS, StagePool
 from .step_profiler import StepProfiler
 
@@ -53,7 +47,7 @@ EXIT_OK = 0
 EXIT_NO_SOCKET = 2
 EXIT_BAD_FRAME = 3
 
-log = logging.getLogger("lorafleet_executor.server")
+log = logging.getLogger("lorafleet_executor.runtime.server")
 
 # How often the step thread, waiting for the next step, checks whether the launched one
 # is done on the device (its result then goes out at once).
@@ -295,11 +289,11 @@ def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
     # Imported here, not at the top: torch takes seconds to import, and the protocol
     # loop (and its tests) must not wait for it before the first frame.
     if tp is not None:
-        from .parallel.worker import make_rank_executor
+        from .worker import make_rank_executor
 
         return make_rank_executor(config, tp)
     from .executor import Executor
-    from .runtime import resolve_device
+    from .init_config import resolve_device
     from .stage_processes import StageProcesses
 
     # On a GPU, staging in worker processes keeps its CPU work off the step loop's GIL;
@@ -310,8 +304,8 @@ def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
 
 def _start_group(size: int, log_level: str) -> Any:
     """Starts ranks 1..size-1 and joins them as rank 0."""
-    from .parallel.group import TensorGroup
-    from .parallel.launch import local_init_method, spawn_workers, use_rank_device
+    from ..parallel.group import TensorGroup
+    from ..parallel.launch import local_init_method, spawn_workers, use_rank_device
 
     init_method = local_init_method()
     log.info("tensor parallel: starting %d ranks (%s)", size, init_method)
@@ -328,7 +322,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lorafleet_executor.server")
+    parser = argparse.ArgumentParser(prog="python -m lorafleet_executor")
     parser.add_argument("--socket", required=True, help="the engine's Unix socket path")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     parser.add_argument(
@@ -361,7 +355,3 @@ def main(argv: list[str] | None = None) -> None:
     # os._exit, not sys.exit: a worker may be inside a long torch call, and the engine
     # expects the process gone when this returns (ranks 1..N-1 die with it).
     _exit(Server(sock, tp, args.stage_threads).run())
-
-
-if __name__ == "__main__":
-    main()

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..errors import AdapterInvalid
 from .adapter_layout import MODULES, ModuleSpan, adapter_layout
 from .config import ModelConfig
-from .errors import AdapterInvalid
 
 _PARENT = {m: "self_attn" for m in ("q", "k", "v", "o")} | {
     m: "mlp" for m in ("gate", "up", "down")

@@ -24,20 +24,20 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ..kernels.attention import paged_attention
+from ..kernels.lora import lora_expand, lora_shrink
+from ..kernels.rms_norm import rms_norm
+from ..kernels.rope_kv import rope_write_kv
+from ..kernels.silu_mul import silu_mul
 from .config import ModelConfig
 from .forward_batch import ForwardBatch
-from .kernels.attention import paged_attention
-from .kernels.lora import lora_expand, lora_shrink
-from .kernels.rms_norm import rms_norm
-from .kernels.rope_kv import rope_write_kv
-from .kernels.silu_mul import silu_mul
 from .lora_batch import LoraBatch, LoraGroup
 from .pool import UnifiedPool
 from .rope import rope_tables
 from .weights import ModelWeights
 
 if TYPE_CHECKING:
-    from .parallel.group import TensorGroup
+    from ..parallel.group import TensorGroup
 
 
 class LlamaModel:

@@ -8,12 +8,12 @@ captures). Every write goes to the scratch page.
 import numpy as np
 import torch
 
-from .adapter_layout import MODULES, adapter_layout
-from .forward_batch import ForwardBatch
-from .lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
-from .model import LlamaModel
-from .pool import UnifiedPool
-from .transfer import to_device
+from ..model.adapter_layout import MODULES, adapter_layout
+from ..model.forward_batch import ForwardBatch
+from ..model.llama import LlamaModel
+from ..model.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
+from ..model.pool import UnifiedPool
+from ..model.transfer import to_device
 
 CHUNK = 16  # new tokens of each of the two prefill sequences
 

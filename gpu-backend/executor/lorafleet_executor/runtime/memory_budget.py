@@ -13,12 +13,12 @@ import os
 import numpy as np
 import torch
 
-from .config import ModelConfig
-from .errors import CapacityExceeded
-from .forward_batch import ForwardBatch
-from .model import LlamaModel
-from .pool import UnifiedPool, pages_for_budget
-from .sampling import SamplingParams, TokenHistory, sample
+from ..errors import CapacityExceeded
+from ..model.config import ModelConfig
+from ..model.forward_batch import ForwardBatch
+from ..model.llama import LlamaModel
+from ..model.pool import UnifiedPool, pages_for_budget
+from ..model.sampling import SamplingParams, TokenHistory, sample
 
 
 def pages_from_memory(

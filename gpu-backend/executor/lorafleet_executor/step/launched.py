@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from .plan import StepResult
-from .sampling import SampleOutput
+from ..model.sampling import SampleOutput
+from ..protocol.messages import StepResult
 from .sequences import SequenceState
 
 

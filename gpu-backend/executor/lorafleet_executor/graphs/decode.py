@@ -23,14 +23,14 @@ Example:
 
 import torch
 
-from .forward_batch import ForwardBatch
-from .graph_buffers import StaticLora, StaticTokens, buffer, capture, fill
-from .lora_batch import LoraBatch
-from .model import LlamaModel
-from .pool import UnifiedPool
-from .sequences import SequenceTable
-from .step_inputs import StepInputs
-from .transfer import to_device
+from ..model.forward_batch import ForwardBatch
+from ..model.llama import LlamaModel
+from ..model.lora_batch import LoraBatch
+from ..model.pool import UnifiedPool
+from ..model.transfer import to_device
+from ..step.inputs import StepInputs
+from ..step.sequences import SequenceTable
+from .buffers import StaticLora, StaticTokens, buffer, capture, fill
 
 
 def batch_buckets(max_num_seqs: int) -> list[int]:

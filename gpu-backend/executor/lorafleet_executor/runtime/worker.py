@@ -1,6 +1,6 @@
 """A worker rank (1..N-1) of a tensor-parallel executor.
 
-    python -m lorafleet_executor.parallel.worker --rank 1 --world-size 2 \\
+    python -m lorafleet_executor.runtime.worker --rank 1 --world-size 2 \\
         --init-method tcp://127.0.0.1:29500 --parent-pid 4242
 
 Rank 0 (the protocol server) starts it. It has no socket: it receives every message
@@ -21,10 +21,10 @@ import sys
 import threading
 from typing import Any
 
-from .group import TensorGroup
-from .launch import use_rank_device
+from ..parallel.group import TensorGroup
+from ..parallel.launch import use_rank_device
 
-log = logging.getLogger("lorafleet_executor.worker")
+log = logging.getLogger("lorafleet_executor.runtime.worker")
 
 PR_SET_PDEATHSIG = 1
 STEP_WORK = {"step"}
@@ -33,7 +33,7 @@ ADAPTER_WORK = {"stage_adapter", "load_adapter", "drop_adapter"}
 
 def make_rank_executor(config: Any, group: TensorGroup) -> Any:
     """One rank's Executor; fails on every rank when it fails on any."""
-    from ..executor import Executor
+    from .executor import Executor
 
     executor, error = None, None
     try:
@@ -108,7 +108,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lorafleet_executor.parallel.worker")
+    parser = argparse.ArgumentParser(prog="python -m lorafleet_executor.runtime.worker")
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--world-size", type=int, required=True)
     parser.add_argument("--init-method", required=True)

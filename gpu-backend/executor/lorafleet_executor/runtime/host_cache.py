@@ -15,8 +15,8 @@ Example:
 
 import threading
 
-from .adapters import ParsedAdapter
-from .errors import CapacityExceeded, UnknownAdapter
+from ..errors import CapacityExceeded, UnknownAdapter
+from ..model.adapters import ParsedAdapter
 
 
 class HostCache:
