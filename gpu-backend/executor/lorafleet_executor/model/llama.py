@@ -19,7 +19,7 @@ Example:
     logits = model.forward(pool, batch)  # float32 [len(batch.logits_rows), vocab]
 """
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,21 @@ from .pool import UnifiedPool
 from .rope import rope_tables
 from .weights import ModelWeights
 
-if TYPE_CHECKING:
-    from ..parallel.group import TensorGroup
+class Collectives(Protocol):
+    """What the forward asks of a tensor-parallel group (parallel/group.py's TensorGroup);
+    a protocol here, so the model knows nothing of processes."""
+
+    def embed(self, table: torch.Tensor, token_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+        """[T, hidden]: rows of the whole vocabulary's embedding, from each rank's slice."""
+        ...
+
+    def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ over ranks of a row-parallel partial output."""
+        ...
+
+    def gather_logits(self, local: torch.Tensor, vocab_size: int) -> torch.Tensor:
+        """float32 [N, vocab_size] from each rank's vocabulary slice."""
+        ...
 
 
 class LlamaModel:
@@ -47,7 +60,7 @@ class LlamaModel:
         weights: ModelWeights,
         lora_backend: str,
         kernel_backend: str,
-        tp: "TensorGroup | None" = None,
+        tp: Collectives | None = None,
         full_vocab_size: int | None = None,
     ) -> None:
         self.cfg = cfg

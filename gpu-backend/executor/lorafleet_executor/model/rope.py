@@ -2,11 +2,12 @@
 
 The table is built once for every position up to max_position; a step gathers its
 rows by token position, so prefill chunks and decode tokens of many sequences
-rotate in one call. Layout is HF's rotate-half (first half / second half of each head).
+rotate in one call. Layout is HF's rotate-half (first half / second half of each head);
+the rotation itself is kernels/rope_kv.py's.
 
 Example:
     cos, sin = rope_tables(cfg.rope, cfg.head_dim, cfg.max_position, device)
-    q, k = apply_rope(q, k, cos[positions], sin[positions])
+    q = rope_write_kv(qkv, positions, cos, sin, pool, k_pages, v_pages, Hq, Hkv, D)
 """
 
 import math
@@ -57,20 +58,3 @@ def rope_tables(
     angles = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().to(device), angles.sin().to(device)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-
-
-def apply_rope(
-    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """q [T, Hq, D], k [T, Hkv, D], cos/sin float32 [T, D] -> rotated q, k (input dtype).
-
-    cos/sin are cast to the activations' dtype first, as HF does, so bf16 results match.
-    """
-    cos = cos.to(q.dtype).unsqueeze(1)
-    sin = sin.to(q.dtype).unsqueeze(1)
-    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
