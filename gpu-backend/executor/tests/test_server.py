@@ -18,14 +18,14 @@ from lorafleet_executor.runtime.server import EXIT_BAD_FRAME, EXIT_NO_SOCKET, EX
 class EngineEnd:
     """Listens like the engine, starts `python -m lorafleet_executor`, accepts it."""
 
-    def __init__(self, folder: Path, timeout: float = 20.0) -> None:
+    def __init__(self, folder: Path, timeout: float = 20.0, flags: tuple[str, ...] = ()) -> None:
         path = folder / "engine.sock"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         self.listener.listen(1)
         self.listener.settimeout(timeout)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lorafleet_executor", "--socket", str(path)],
+            [sys.executable, "-m", "lorafleet_executor", "--socket", str(path), *flags],
             stderr=subprocess.PIPE,
         )
         self.conn, _ = self.listener.accept()

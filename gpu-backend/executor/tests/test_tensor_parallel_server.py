@@ -1,5 +1,5 @@
 """The protocol server as rank 0 of a 2-rank tensor-parallel group (gloo, CPU), started
-as the engine's client starts it (LORAFLEET_TENSOR_PARALLEL_SIZE in its environment):
+as the engine's client starts it (`--tensor-parallel-size 2` on its command line):
 the engine talks to one executor, rank 0 broadcasts what it acts on, and the answers
 equal those of one process."""
 
@@ -40,11 +40,11 @@ CONFIG = InitConfig(
     lora_backend="torch",
     cuda_graphs=False,
 )
+TP2 = ("--tensor-parallel-size", "2")
 
 
-def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
-    monkeypatch.setenv("LORAFLEET_TENSOR_PARALLEL_SIZE", "2")
-    engine = EngineEnd(tmp_path, timeout=120)
+def test_rank0_serves_the_engine_as_one_executor(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120, flags=TP2)
     single = Executor(CONFIG)
     try:
         engine.send(1, "init", CONFIG)
@@ -89,9 +89,8 @@ def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
             engine.process.kill()
 
 
-def test_the_ranks_end_when_the_engine_closes_the_socket(tmp_path, monkeypatch):
-    monkeypatch.setenv("LORAFLEET_TENSOR_PARALLEL_SIZE", "2")
-    engine = EngineEnd(tmp_path, timeout=120)
+def test_the_ranks_end_when_the_engine_closes_the_socket(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120, flags=TP2)
     try:
         engine.send(1, "init", CONFIG)
         assert engine.receive().name == "ready"

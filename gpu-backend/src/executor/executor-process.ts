@@ -22,6 +22,8 @@ export interface ExecutorLogger {
 export interface ProcessOptions {
   pythonPath: string;
   socketPath: string;
+  /** the executor's flags after `--socket PATH` (runtime/options.py) */
+  flags: readonly string[];
   /** the child's environment (the caller merges process.env in) */
   env: NodeJS.ProcessEnv;
   connectTimeoutMs: number;
@@ -88,7 +90,7 @@ export class ExecutorProcess {
     });
     const child = spawn(
       options.pythonPath,
-      ["-m", "lorafleet_executor", "--socket", options.socketPath],
+      ["-m", "lorafleet_executor", "--socket", options.socketPath, ...options.flags],
       { env: options.env, stdio: ["ignore", "pipe", "pipe"] },
     );
     pipeLines(child, options.logger);

@@ -44,6 +44,9 @@ async function main(): Promise<void> {
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
     pythonPath: config.python,
     tensorParallelSize: config.tensorParallelSize,
+    stageThreads: config.stageThreads,
+    profileSteps: config.profileSteps,
+    profileOut: config.profileOut,
     logger: logger.child({ component: "executor" }),
   });
   const model = await executor.init(initConfig);

@@ -36,6 +36,7 @@ from .pool import UnifiedPool
 from .rope import rope_tables
 from .weights import ModelWeights
 
+
 class Collectives(Protocol):
     """What the forward asks of a tensor-parallel group (parallel/group.py's TensorGroup);
     a protocol here, so the model knows nothing of processes."""

@@ -1,7 +1,9 @@
 """The executor's protocol server: connects to the engine's Unix socket and carries out
 its requests (PROTOCOL.md).
 
-    python -m lorafleet_executor --socket /tmp/lorafleet-x/executor.sock
+    python -m lorafleet_executor --socket /tmp/lorafleet-x/executor.sock [flags]
+
+Its flags (options.py) are its only configuration; the rest comes in `init`.
 
 Threads: the reader decodes frames and answers `stats` itself; `step`s run in order on
 the step thread, each launched before the samples of the one before are read;
@@ -24,7 +26,6 @@ is left to serve), 2 when the socket cannot be reached, 3 after a bad frame (the
 is out of sync; the engine restarts us).
 """
 
-import argparse
 import logging
 import os
 import queue
@@ -40,7 +41,8 @@ from ..errors import BadFrame, BadMessage, ExecutorError
 from ..protocol.codec import decode_message, encode_message
 from ..protocol.frame import HEADER, MAGIC, read_header
 from ..protocol.messages import ErrorReply, Message
-from .stage_pool import DEFAULT_STAGE_THREADS, StagePool
+from .options import ExecutorOptions, parse_options
+from .stage_pool import StagePool
 from .step_profiler import StepProfiler
 
 EXIT_OK = 0
@@ -61,22 +63,20 @@ class Server:
     """Serves one engine connection until shutdown, EOF or a bad frame; `run` returns the
     process's exit code."""
 
-    def __init__(
-        self, sock: socket.socket, tp: Any = None, stage_threads: int = DEFAULT_STAGE_THREADS
-    ) -> None:
+    def __init__(self, sock: socket.socket, options: ExecutorOptions, tp: Any = None) -> None:
         self.sock = sock
+        self.options = options
         self.tp = tp  # parallel.group.TensorGroup of rank 0, or None
         # Under tensor parallelism every stage ends in a collective on the `adapters`
         # group (Executor._agreed), and one group's collectives must come in the same
         # order on every rank: stages stay serialized on the adapter thread there.
-        self.stage_threads = stage_threads
-        self.stagers = StagePool(stage_threads) if tp is None else None
+        self.stagers = StagePool(options.stage_threads) if tp is None else None
         self.stream = sock.makefile("rb")
         self.executor: Any = None
         self.send_lock = threading.Lock()
         self.step_queue: queue.Queue[Message | None] = queue.Queue()
         self.adapter_queue: queue.Queue[Message | None] = queue.Queue()
-        self.profiler = StepProfiler.from_env()  # step_profiler.py: off unless asked for
+        self.profiler = None if options.profile is None else StepProfiler(options.profile)
         self.workers = [
             threading.Thread(target=self._steps, name="step", daemon=True),
             threading.Thread(
@@ -148,7 +148,7 @@ class Server:
             raise BadMessage("init twice: the executor is already initialized")
         log.info("init: %s", message.body)
         self._fan_out(message)
-        self.executor = _make_executor(message.body, self.tp, self.stage_threads)
+        self.executor = _make_executor(message.body, self.tp, self.options.stage_threads)
         info = self.executor.ready_info()
         log.info("ready: %s", info)
         self._send(message, "ready", info)
@@ -314,44 +314,20 @@ def _start_group(size: int, log_level: str) -> Any:
     return TensorGroup.join(0, size, init_method)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lorafleet_executor")
-    parser.add_argument("--socket", required=True, help="the engine's Unix socket path")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
-    parser.add_argument(
-        "--tensor-parallel-size",
-        type=_positive,
-        # The engine's client passes it in the environment (config.ts tensorParallelSize).
-        default=os.environ.get("LORAFLEET_TENSOR_PARALLEL_SIZE", "1"),
-        help="ranks (GPUs) of one tensor-parallel group; this process is rank 0",
-    )
-    parser.add_argument(
-        "--stage-threads",
-        type=_positive,
-        default=os.environ.get("LORAFLEET_STAGE_THREADS", str(DEFAULT_STAGE_THREADS)),
-        help="adapters staged at once, each by a worker process on a GPU "
-        "(1 under tensor parallelism)",
-    )
-    args = parser.parse_args(argv)
+    options = parse_options(argv)
     logging.basicConfig(
-        stream=sys.stderr, level=args.log_level, format="executor %(levelname)s %(message)s"
+        stream=sys.stderr, level=options.log_level, format="executor %(levelname)s %(message)s"
     )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(args.socket)
+        sock.connect(options.socket)
     except OSError as error:
-        log.error("cannot connect to the engine at %s: %s", args.socket, error)
+        log.error("cannot connect to the engine at %s: %s", options.socket, error)
         _exit(EXIT_NO_SOCKET)
-    log.info("connected to %s (pid %d)", args.socket, os.getpid())
-    size = args.tensor_parallel_size
-    tp = _start_group(size, args.log_level) if size > 1 else None
+    log.info("connected to %s (pid %d)", options.socket, os.getpid())
+    size = options.tensor_parallel_size
+    tp = _start_group(size, options.log_level) if size > 1 else None
     # os._exit, not sys.exit: a worker may be inside a long torch call, and the engine
     # expects the process gone when this returns (ranks 1..N-1 die with it).
-    _exit(Server(sock, tp, args.stage_threads).run())
+    _exit(Server(sock, options, tp).run())

@@ -18,8 +18,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-DEFAULT_STAGE_THREADS = 4
-
 
 class StagePool:
     def __init__(self, threads: int) -> None:

@@ -2,22 +2,23 @@
 including the device's idle time between steps, which profiles of steps run alone
 (bench/gpu/step_profile.py) cannot show.
 
-    LORAFLEET_PROFILE_STEPS=200:50 LORAFLEET_PROFILE_OUT=/tmp/serving npm start ...
+    python -m lorafleet_executor --socket S --profile-steps 200:50 --profile-out /tmp/serving
 
-profiles steps 200..249 as the step thread launches and waits for them, then (as it
-launches step 250) writes /tmp/serving.json.gz (a Chrome trace: chrome://tracing,
-Perfetto) and /tmp/serving.txt (the device's busy share over the window, its longest
-idle gaps, and the kernel table).
+(the backend passes its own --profile-steps / --profile-out on) profiles steps 200..249
+as the step thread launches and waits for them, then (as it launches step 250) writes
+/tmp/serving.json.gz (a Chrome trace: chrome://tracing, Perfetto) and /tmp/serving.txt
+(the device's busy share over the window, its longest idle gaps, and the kernel table).
 """
 
 import gzip
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .options import ProfileWindow
 
 # Trace event categories of work on the device (kernels, copies, memsets).
 DEVICE_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
@@ -58,26 +59,14 @@ def device_busy(events: list[dict]) -> DeviceBusy:
 
 
 class StepProfiler:
-    """Profiles steps first .. first + count - 1, counted as the step thread launches
-    them, and writes the results under `out` (a path prefix) as it launches the step
-    after them (the profiler's stop waits for the device)."""
+    """Profiles the window's steps, counted as the step thread launches them, and writes
+    the results under its `out` (a path prefix) as it launches the step after them (the
+    profiler's stop waits for the device)."""
 
-    def __init__(self, first: int, count: int, out: Path) -> None:
-        if first < 0 or count < 1:
-            raise ValueError(f"profile window must be first >= 0, count >= 1; got {first}:{count}")
-        self.first, self.end, self.out = first, first + count, out
+    def __init__(self, window: ProfileWindow) -> None:
+        self.first, self.end, self.out = window.first, window.first + window.count, window.out
         self.launched = 0
         self._profile: Any = None  # the running torch.profiler.profile
-
-    @classmethod
-    def from_env(cls) -> "StepProfiler | None":
-        """LORAFLEET_PROFILE_STEPS=<first>:<count> and LORAFLEET_PROFILE_OUT=<prefix>."""
-        window = os.environ.get("LORAFLEET_PROFILE_STEPS")
-        if not window:
-            return None
-        first, _, count = window.partition(":")
-        out = os.environ.get("LORAFLEET_PROFILE_OUT", "lorafleet-steps")
-        return cls(int(first), int(count or 1), Path(out))
 
     def before_launch(self) -> None:
         if self.launched == self.first:
