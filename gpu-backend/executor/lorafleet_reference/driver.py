@@ -120,7 +120,7 @@ class Driver:
         return running
 
     def _plan(self, running: list[_Running], free_seq_ids: list[int]) -> StepPlan:
-        budget = self.executor.config.max_num_tokens
+        budget = self.executor.config.max_num_batched_tokens
         rows: list[tuple[_Running, list[int], int]] = []  # (seq, tokens, flags)
         for seq in running:
             prompt = seq.request.prompt

@@ -30,11 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--num-pages", type=int, default=0)
-    parser.add_argument("--memory-fraction", type=float, default=0.9)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     parser.add_argument("--max-num-seqs", type=int, default=64)
-    parser.add_argument("--max-num-tokens", type=int, default=2048)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=2048)
     parser.add_argument("--chunk-size", type=int, default=512)
-    parser.add_argument("--max-rank", type=int, default=128)
+    parser.add_argument("--max-lora-rank", type=int, default=128)
     parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> dict:
         dtype=args.dtype,
         device=args.device,
         num_pages=args.num_pages,
-        memory_fraction=args.memory_fraction,
-        max_rank=args.max_rank,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_lora_rank=args.max_lora_rank,
         max_num_seqs=args.max_num_seqs,
-        max_num_tokens=args.max_num_tokens,
+        max_num_batched_tokens=args.max_num_batched_tokens,
         cuda_graphs=args.cuda_graphs,
     )
     started = time.perf_counter()

@@ -59,7 +59,9 @@ def save_tiny(path, family):
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_matches_hf(tmp_path, family):
     model = save_tiny(tmp_path, family)
-    executor = Executor(InitConfig(model_path=str(tmp_path), num_pages=1200, max_num_tokens=64))
+    executor = Executor(
+        InitConfig(model_path=str(tmp_path), num_pages=1200, max_num_batched_tokens=64)
+    )
     if family == "qwen2-bias":
         assert executor.model.weights.layers[0].qkv_bias is not None
     if family == "tied":

@@ -90,7 +90,7 @@ def mixed_run():
     for name in MIXED_ADAPTERS:
         require_fixture(ROOT / "adapters" / name)
     executor = nan_filled(
-        Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_tokens=96))
+        Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_batched_tokens=96))
     )
     driver = Driver(executor, chunk_size=16)
     for i, name in enumerate(MIXED_ADAPTERS):
@@ -122,7 +122,7 @@ def test_mixed_adapters_and_base_rows_match_hf_peft(mixed_run):
 
 def test_explicit_decode_tokens_equal_use_last_sampled(mixed_run):
     requests, outputs, _, dirs, _ = mixed_run
-    executor = Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_tokens=64))
+    executor = Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_batched_tokens=64))
     driver = Driver(executor, chunk_size=7, use_last_sampled=False, page_seed=3)
     for i, name in enumerate(dirs):
         driver.add_adapter(10 + i, dirs[name])
@@ -139,7 +139,9 @@ SMOLLM = ROOT / "smollm2-135m-instruct"
 def test_smollm2_with_adapter_matches_hf():
     require_fixture(SMOLLM)
     require_fixture(ROOT / "adapters" / "smollm2-r8")
-    executor = Executor(InitConfig(model_path=str(SMOLLM), num_pages=4000, max_num_tokens=64))
+    executor = Executor(
+        InitConfig(model_path=str(SMOLLM), num_pages=4000, max_num_batched_tokens=64)
+    )
     driver = Driver(executor, chunk_size=32)
     driver.add_adapter(1, str(ROOT / "adapters" / "smollm2-r8"))
     prompt = [1, 9690, 198, 2683, 359, 253, 5356, 11173, 30, 2, 198, 1, 4093, 198, 19556, 17]
@@ -165,7 +167,7 @@ def test_rank_128_rslora_adapter_made_by_peft_matches_hf(tmp_path):
             if "lora_B" in name:
                 p.normal_(0, 0.02)  # PEFT starts B at zero, which would test nothing
     model.save_pretrained(tmp_path)
-    executor = Executor(InitConfig(model_path=str(TINY), num_pages=8000, max_rank=128))
+    executor = Executor(InitConfig(model_path=str(TINY), num_pages=8000, max_lora_rank=128))
     driver = Driver(executor, chunk_size=16)
     driver.add_adapter(1, str(tmp_path))
     requests = [Request(prompt=list(range(5, 30)), adapter_id=1, max_new_tokens=8, logprobs=TOP_N)]

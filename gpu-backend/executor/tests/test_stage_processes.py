@@ -93,7 +93,7 @@ def test_a_dead_worker_fails_one_stage_and_the_next_gets_fresh_workers():
 
 
 def test_an_executor_with_stage_processes_stages_like_one_without(stagers):
-    config = InitConfig(model_path=str(TINY), num_pages=2000, max_rank=64)
+    config = InitConfig(model_path=str(TINY), num_pages=2000, max_lora_rank=64)
     with_workers, without = Executor(config, stagers=stagers), Executor(config)
     for executor in (with_workers, without):
         executor.stage_adapter(5, str(ADAPTERS / "tiny-mix-11"))

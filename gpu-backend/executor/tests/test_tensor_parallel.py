@@ -29,7 +29,11 @@ BATCH = [("tiny-r4", 1), ("tiny-r8", 2), (None, -1), ("tiny-r16", 3), ("tiny-r16
 
 def _config() -> InitConfig:
     return InitConfig(
-        model_path=str(TINY), device="cpu", num_pages=2000, max_num_seqs=8, max_num_tokens=64
+        model_path=str(TINY),
+        device="cpu",
+        num_pages=2000,
+        max_num_seqs=8,
+        max_num_batched_tokens=64,
     )
 
 

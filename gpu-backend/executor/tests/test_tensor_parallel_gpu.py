@@ -33,8 +33,8 @@ def _generate(tp: TensorGroup | None) -> dict:
         dtype="float32",
         num_pages=8000,
         max_num_seqs=16,
-        max_num_tokens=128,
-        max_rank=64,
+        max_num_batched_tokens=128,
+        max_lora_rank=64,
     )
     executor = Executor(config, tp)
     driver = Driver(executor, chunk_size=16)

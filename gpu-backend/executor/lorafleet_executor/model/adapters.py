@@ -154,7 +154,7 @@ def _read_config(root: Path, cfg: ModelConfig, max_rank: int) -> tuple[int, floa
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise AdapterInvalid(f"r must be a positive integer, got {rank!r}")
     if rank > max_rank:
-        raise AdapterInvalid(f"rank {rank} exceeds max_rank {max_rank}")
+        raise AdapterInvalid(f"rank {rank} exceeds max_lora_rank {max_rank}")
     if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not math.isfinite(alpha):
         raise AdapterInvalid(f"lora_alpha must be a finite number, got {alpha!r}")
     use_rslora = raw.get("use_rslora", False)

@@ -20,11 +20,11 @@ class InitConfig:
     model_path: str
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32
     device: str = "auto"  # auto | cpu | cuda
-    num_pages: int = 0  # 0: derive from memory_fraction
-    memory_fraction: float = 0.9
-    max_rank: int = 128
+    num_pages: int = 0  # 0: derive from gpu_memory_utilization
+    gpu_memory_utilization: float = 0.9  # share of the GPU's memory in all
+    max_lora_rank: int = 128
     max_num_seqs: int = 256
-    max_num_tokens: int = 8192  # per step
+    max_num_batched_tokens: int = 8192  # per step
     host_cache_bytes: int = 4 << 30
     lora_backend: str = "triton"  # triton | torch
     cuda_graphs: bool = True

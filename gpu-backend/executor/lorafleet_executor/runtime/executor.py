@@ -96,10 +96,10 @@ class Executor:
         num_pages = config.num_pages or pages_from_memory(
             self.model,
             self.local_cfg,
-            config.memory_fraction,
-            config.max_num_tokens,
+            config.gpu_memory_utilization,
+            config.max_num_batched_tokens,
             config.max_num_seqs,
-            config.max_rank,
+            config.max_lora_rank,
             self.dtype,
             self.device,
             graphs,
@@ -114,19 +114,23 @@ class Executor:
         max_context = max(1, min(self.cfg.max_position, num_pages // 2))
         self.seqs = SequenceTable(config.max_num_seqs, max_context, self.device)
         self.limits = StepLimits(
-            config.max_num_seqs, config.max_num_tokens, max_context, self.cfg.vocab_size, num_pages
+            config.max_num_seqs,
+            config.max_num_batched_tokens,
+            max_context,
+            self.cfg.vocab_size,
+            num_pages,
         )
         self.host = HostCache(config.host_cache_bytes)
         self.placed: dict[int, PlacedAdapter] = {}
         self.load_stream = torch.cuda.Stream(self.device) if on_cuda else None
         if on_cuda:
-            warm_up_eager(self.model, self.pool, config.max_rank)
+            warm_up_eager(self.model, self.pool, config.max_lora_rank)
         self.decode_graphs: DecodeGraphs | None = None
         self.mixed_graphs: MixedGraphs | None = None
         if graphs:
             shared = torch.cuda.graph_pool_handle()  # one graph replays at a time
             self.decode_graphs = DecodeGraphs(
-                self.model, self.pool, self.seqs, config.max_num_seqs, config.max_rank, shared
+                self.model, self.pool, self.seqs, config.max_num_seqs, config.max_lora_rank, shared
             )
             # The bmm baseline gathers every row's adapter: captured, a mixed step would
             # gather for the bucket's bounds (every piece, every decode row) each replay.
@@ -136,8 +140,8 @@ class Executor:
                     self.pool,
                     self.seqs,
                     config.max_num_seqs,
-                    config.max_num_tokens,
-                    config.max_rank,
+                    config.max_num_batched_tokens,
+                    config.max_lora_rank,
                     shared,
                 )
         self.steps = 0
@@ -166,9 +170,11 @@ class Executor:
 
     def _max_adapter_host_bytes(self) -> int:
         """Host bytes of the largest adapter this executor takes, in its (rank's) layout:
-        ParsedAdapter.host_bytes of rank max_rank on all seven modules."""
+        ParsedAdapter.host_bytes of rank max_lora_rank on all seven modules."""
         local = self.local_cfg
-        pages = max_adapter_pages(self.config.max_rank, local.module_shapes(), local.page_width)
+        pages = max_adapter_pages(
+            self.config.max_lora_rank, local.module_shapes(), local.page_width
+        )
         element_size = torch.empty(0, dtype=self.dtype).element_size()
         return local.num_layers * pages * local.page_width * element_size
 
@@ -179,15 +185,21 @@ class Executor:
         pin = self.device.type == "cuda"
         if self.stagers is not None:
             adapter = self.stagers.parse(
-                adapter_id, path, self.cfg, self.config.max_rank, self.dtype, pin
+                adapter_id, path, self.cfg, self.config.max_lora_rank, self.dtype, pin
             )
         elif self.tp is None:
             adapter = parse_adapter(
-                adapter_id, path, self.cfg, self.config.max_rank, self.dtype, pin=pin
+                adapter_id, path, self.cfg, self.config.max_lora_rank, self.dtype, pin=pin
             )
         else:
             adapter = parse_adapter_shard(
-                adapter_id, path, self.cfg, self.tp.shard, self.config.max_rank, self.dtype, pin
+                adapter_id,
+                path,
+                self.cfg,
+                self.tp.shard,
+                self.config.max_lora_rank,
+                self.dtype,
+                pin,
             )
         self.host.put(adapter)
         return StagedAdapter(
@@ -339,7 +351,7 @@ class Executor:
             local.module_shapes(),
             local.page_width,
             self.device,
-            self.config.max_rank,
+            self.config.max_lora_rank,
         )
         return self.model.forward(self.pool, batch)
 

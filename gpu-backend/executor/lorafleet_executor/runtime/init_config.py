@@ -27,10 +27,10 @@ def check_init_config(config: InitConfig) -> None:
         "dtype must be auto, bfloat16, float16 or float32": config.dtype in ("auto", *DTYPES),
         "device must be auto, cpu or cuda": config.device in ("auto", "cpu", "cuda"),
         "num_pages must be >= 0": config.num_pages >= 0,
-        "memory_fraction must lie in (0, 1]": 0 < config.memory_fraction <= 1,
-        "max_rank must be >= 1": config.max_rank >= 1,
+        "gpu_memory_utilization must lie in (0, 1]": 0 < config.gpu_memory_utilization <= 1,
+        "max_lora_rank must be >= 1": config.max_lora_rank >= 1,
         "max_num_seqs must be >= 1": config.max_num_seqs >= 1,
-        "max_num_tokens must be >= 1": config.max_num_tokens >= 1,
+        "max_num_batched_tokens must be >= 1": config.max_num_batched_tokens >= 1,
         "host_cache_bytes must be >= 0": config.host_cache_bytes >= 0,
         "lora_backend must be triton or torch": config.lora_backend in ("triton", "torch"),
     }

@@ -1,8 +1,8 @@
-"""How many pages the pool gets from `memory_fraction`, as vLLM's --gpu-memory-utilization.
+"""How many pages the pool gets from `gpu_memory_utilization`, as vLLM's flag of that name.
 
 On CUDA: the fraction of total GPU memory, minus what is already in use (weights,
 other processes), minus the activation workspace measured by one profiling forward
-over max_num_tokens tokens and one sampling pass over max_num_seqs rows, twice with
+over max_num_batched_tokens tokens and one sampling pass over max_num_seqs rows, twice with
 CUDA graphs (their private memory pool holds the activations of the largest bucket, at
 most a step's, beside the eager steps' cached ones). On CPU: the fraction of the memory
 available now.
@@ -24,29 +24,31 @@ from ..model.sampling import SamplingParams, TokenHistory, sample
 def pages_from_memory(
     model: LlamaModel,
     cfg: ModelConfig,
-    memory_fraction: float,
-    max_num_tokens: int,
+    gpu_memory_utilization: float,
+    max_num_batched_tokens: int,
     max_num_seqs: int,
-    max_rank: int,
+    max_lora_rank: int,
     dtype: torch.dtype,
     device: torch.device,
     graphs: bool = False,
 ) -> int:
     if device.type == "cuda":
-        workspace = _profile_workspace(model, cfg, max_num_tokens, max_num_seqs, dtype, device)
+        workspace = _profile_workspace(
+            model, cfg, max_num_batched_tokens, max_num_seqs, dtype, device
+        )
         # LoRA's fp32 h buffers ([M, T, R] for q/k/v) are not in the base-only profile.
-        workspace += 2 * 3 * max_num_tokens * max_rank * 4
+        workspace += 2 * 3 * max_num_batched_tokens * max_lora_rank * 4
         workspace *= 2 if graphs else 1
         torch.cuda.empty_cache()
         free, total = torch.cuda.mem_get_info(device)
-        budget = int(total * memory_fraction) - (total - free) - workspace
+        budget = int(total * gpu_memory_utilization) - (total - free) - workspace
     else:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        budget = int(available * memory_fraction)
+        budget = int(available * gpu_memory_utilization)
     pages = pages_for_budget(budget, cfg.num_layers, cfg.page_width, dtype)
     if pages < 1:
         raise CapacityExceeded(
-            f"memory_fraction {memory_fraction} leaves no memory for the pool "
+            f"gpu_memory_utilization {gpu_memory_utilization} leaves no memory for the pool "
             f"(budget {budget} bytes after weights and workspace)"
         )
     return pages

@@ -34,7 +34,7 @@ PER_SEQ = (
 @dataclass(frozen=True)
 class StepLimits:
     max_num_seqs: int
-    max_num_tokens: int
+    max_num_batched_tokens: int
     max_context: int  # tokens one sequence may hold
     vocab_size: int
     num_pages: int
@@ -55,9 +55,10 @@ def check_plan(plan: StepPlan, limits: StepLimits, loaded_adapters: set[int]) ->
         raise CapacityExceeded(
             f"{num_seqs} sequences in a step, max_num_seqs is {limits.max_num_seqs}"
         )
-    if num_tokens > limits.max_num_tokens:
+    if num_tokens > limits.max_num_batched_tokens:
         raise CapacityExceeded(
-            f"{num_tokens} tokens in a step, max_num_tokens is {limits.max_num_tokens}"
+            f"{num_tokens} tokens in a step, max_num_batched_tokens is "
+            f"{limits.max_num_batched_tokens}"
         )
     _require(len(np.unique(plan.seq_ids)) == num_seqs, "seq_ids repeat a sequence")
     new = plan.num_new_tokens.astype(np.int64)
