@@ -7,6 +7,7 @@ token must be HF's argmax at every step, and our logprobs must match HF's log-so
 """
 
 import os
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -52,21 +53,13 @@ def hf_logprobs(model, prompt: list[int], generated: list[int], adapter: str | N
     ids = torch.tensor([prompt + generated[:-1]])
     with torch.no_grad():
         if adapter is None:
-            ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else _null()
+            ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
             with ctx:
                 logits = model(input_ids=ids).logits[0]
         else:
             model.set_adapter(adapter)
             logits = model(input_ids=ids).logits[0]
     return torch.log_softmax(logits.float(), -1)[len(prompt) - 1 :]
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def assert_matches_hf(model, requests, outputs, adapter_names, atol):

@@ -5,7 +5,7 @@ back; the runtime consumes and produces them. Arrays are numpy (host memory); th
 executor moves what it needs to the device.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,7 +86,6 @@ class StepResult:
     top_logprobs: np.ndarray  # f32 [sum(top_counts)]
     forward_ms: float = 0.0
     sample_ms: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

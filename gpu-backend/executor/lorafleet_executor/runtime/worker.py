@@ -27,8 +27,6 @@ from ..parallel.launch import use_rank_device
 log = logging.getLogger("lorafleet_executor.runtime.worker")
 
 PR_SET_PDEATHSIG = 1
-STEP_WORK = {"step"}
-ADAPTER_WORK = {"stage_adapter", "load_adapter", "drop_adapter"}
 
 
 def make_rank_executor(config: Any, group: TensorGroup) -> Any:
@@ -71,7 +69,7 @@ class Worker:
                 return 0
             if message.name == "init":
                 self._carry_out(message)
-            elif message.name in STEP_WORK:
+            elif message.name == "step":
                 self.queues["step"].put(message)
             else:
                 self.queues["adapter"].put(message)
