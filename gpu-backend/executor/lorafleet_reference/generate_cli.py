@@ -2,7 +2,7 @@
 one JSON line of timings out. For smoke runs and first benchmarks without the engine.
 
 Example:
-    python -m lorafleet_executor.generate_cli --model .cache/fixtures/tiny-llama \\
+    python -m lorafleet_reference.generate_cli --model .cache/fixtures/tiny-llama \\
         --adapter .cache/fixtures/adapters/tiny-r8 --requests 16 --max-new-tokens 32
 """
 

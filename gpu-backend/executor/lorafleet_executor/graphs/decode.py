@@ -11,7 +11,7 @@ bucket are captured at start, the others on first use.
 Graphs read static buffers: the step's inputs are copied into them, the page tables
 are gathered from the sequence table inside the graph, and the LoRA tables are padded
 to (max_num_seqs slots, max_rank).
-Steps with prefill chunks go to MixedGraphs (mixed_graphs.py); both share one memory
+Steps with prefill chunks go to MixedGraphs (mixed.py); both share one memory
 pool of the graphs' intermediate tensors (only one graph replays at a time).
 
 Example:

@@ -6,7 +6,7 @@ The samples travel to pinned host memory by copies queued right behind the step;
 blocks until they are there, builds the StepResult and hands each sampled sequence its
 token. Until then a sequence's `late` names this step and its row in `tokens`, the
 sampled tokens on the device, which a following step reads from there
-(step_inputs.LateTokens); `fill_in` registers where such a token went into a sequence's
+(inputs.LateTokens); `fill_in` registers where such a token went into a sequence's
 history, to be written once it is known.
 
 Example:
