@@ -1,6 +1,7 @@
 // `npm run check`: types in every TypeScript project (each workspace's tsconfig.json
 // extends the strict root base), the import rules (check-imports.mjs), Biome lint +
-// format, ruff lint + format for Python.
+// format, ruff lint + format for Python, and the executor's import rules
+// (scripts/check_python_imports.py).
 // Runs every check even when one fails, then exits non-zero if any did.
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -18,13 +19,14 @@ const env = { ...process.env, PATH: `${binDir}:${process.env.PATH}` };
 const projects = spawnSync("git", ["ls-files", "*/tsconfig.json"], { cwd: root, encoding: "utf8" })
   .stdout.split("\n")
   .filter(Boolean);
-const python = ["gpu-backend/executor", "bench"];
+const python = ["gpu-backend/executor", "bench", "scripts"];
 const checks = [
   ...projects.map((project) => ["tsc", ["-p", project]]),
   [process.execPath, [join(root, "scripts", "check-imports.mjs")]],
   ["biome", ["check", "."]],
   [pythonPath(), ["-m", "ruff", "check", ...python]],
   [pythonPath(), ["-m", "ruff", "format", "--check", ...python]],
+  [pythonPath(), ["scripts/check_python_imports.py", "gpu-backend/executor"]],
 ];
 const failed = [];
 for (const [command, args] of checks) {

@@ -30,11 +30,11 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from lorafleet_executor.adapter_layout import adapter_layout
-from lorafleet_executor.config import ModelConfig
-from lorafleet_executor.executor import Executor
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.stage_processes import StageProcesses
+from lorafleet_executor.model.adapter_layout import adapter_layout
+from lorafleet_executor.model.config import ModelConfig
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.stage_processes import StageProcesses
 from make_adapters import make_adapters, shape_of_model
 from run_info import REPO, device_folder, run_info
 from tp_bench import Workload, sync_device
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                 dtype="bfloat16" if on_gpu else "float32",
                 device=device.type,
                 num_pages=work.num_pages + adapter_pages,
-                max_rank=max(64, args.rank),
+                max_lora_rank=max(64, args.rank),
                 max_num_seqs=max(8, args.decode_batch),
                 cuda_graphs=False,
                 host_cache_bytes=64 << 30,

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lorafleet_executor.model import LlamaModel
+from lorafleet_executor.model.llama import LlamaModel
+from lorafleet_executor.model.pool import UnifiedPool
 from lorafleet_executor.parallel.shard import TensorShard
-from lorafleet_executor.pool import UnifiedPool
 from run_info import REPO, device_folder, run_info
 from shapes import SHAPES, model_config
 from tp_bench import Workload, random_weights, sync_device, weight_bytes

@@ -3,8 +3,8 @@ tiny one for --smoke runs on CPU. Only the shapes matter: weights are random. Th
 the fixtures' LlamaShape, so a model's config.json is written by the fixtures' writer,
 and `model_config` gives the executor's ModelConfig of one (its projection shapes too)."""
 
-from lorafleet_executor.config import ModelConfig, RopeConfig
 from lorafleet_executor.fixtures.llama_config import LlamaShape
+from lorafleet_executor.model.config import ModelConfig, RopeConfig
 
 
 def model_config(shape: LlamaShape) -> ModelConfig:

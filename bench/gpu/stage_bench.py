@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from lorafleet_executor.adapters import ParsedAdapter, parse_adapter
+from lorafleet_executor.model.adapters import ParsedAdapter, parse_adapter
 from make_adapters import make_adapters
 from run_info import REPO, device_folder, run_info
 from shapes import SHAPES, model_config

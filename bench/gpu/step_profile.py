@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lorafleet_executor.pool import UnifiedPool
+from lorafleet_executor.model.pool import UnifiedPool
 from roofline import profile_step, random_model, time_decode
 from run_info import REPO, device_folder, run_info
 from shapes import SHAPES

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lorafleet_executor.adapter_layout import MODULES, adapter_layout
-from lorafleet_executor.config import ModelConfig
-from lorafleet_executor.forward_batch import ForwardBatch
-from lorafleet_executor.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
-from lorafleet_executor.model import LlamaModel
+from lorafleet_executor.model.adapter_layout import MODULES, adapter_layout
+from lorafleet_executor.model.config import ModelConfig
+from lorafleet_executor.model.forward_batch import ForwardBatch
+from lorafleet_executor.model.llama import LlamaModel
+from lorafleet_executor.model.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
+from lorafleet_executor.model.pool import UnifiedPool
+from lorafleet_executor.model.weights import LayerWeights, ModelWeights
 from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group
-from lorafleet_executor.pool import UnifiedPool
-from lorafleet_executor.weights import LayerWeights, ModelWeights
 from run_info import device_folder, run_info
 from shapes import SHAPES, LlamaShape, model_config
 

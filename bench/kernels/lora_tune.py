@@ -18,7 +18,7 @@ from lora_bench import LLAMA7B, build_case, time_us
 from lorafleet_executor.kernels import lora_shrink
 from lorafleet_executor.kernels.lora_decode import expand_decode, shrink_decode
 from lorafleet_executor.kernels.lora_prefill import shrink_prefill
-from lorafleet_executor.lora_batch import slot_runs
+from lorafleet_executor.model.lora_batch import slot_runs
 
 CASES = [(64, 64, 16), (64, 1, 16), (256, 256, 16), (64, 64, 64)]  # rows, adapters, rank
 # rows, adapters (rows sorted: one run each), rank; every block of 16 rows on one adapter

@@ -50,7 +50,7 @@ export interface PoolShape {
   weightBytes: number;
   deviceBytes: number;
   /** share of device memory the executor may use (the server's --gpu-memory-utilization) */
-  memoryFraction: number;
+  gpuMemoryUtilization: number;
   batch: number;
   tokensPerSeq: number;
   ranks: number[];
@@ -72,7 +72,7 @@ export const SHAPES: Record<"llama-2-7b" | "smoke", PoolShape> = {
     ...llama2_7b,
     modules: { q: [h, h], k: [h, h], v: [h, h], o: [h, h] },
     deviceBytes: 80e9,
-    memoryFraction: 0.9,
+    gpuMemoryUtilization: 0.9,
     batch: 64,
     tokensPerSeq: 1024,
     ranks: [8, 16, 32, 64],
@@ -85,7 +85,7 @@ export const SHAPES: Record<"llama-2-7b" | "smoke", PoolShape> = {
     modules: { q: [64, 64], k: [64, 32], v: [64, 32], o: [64, 64] },
     weightBytes: 0,
     deviceBytes: 2 * 64 * 2 * 2400,
-    memoryFraction: 1,
+    gpuMemoryUtilization: 1,
     batch: 4,
     tokensPerSeq: 64,
     ranks: [4, 8],
@@ -98,7 +98,7 @@ export function pageBytes(s: PoolShape): number {
 
 /** Pages left for the unified pool once the weights are in (activations left out). */
 export function poolPages(s: PoolShape): number {
-  return Math.floor((s.deviceBytes * s.memoryFraction - s.weightBytes) / pageBytes(s));
+  return Math.floor((s.deviceBytes * s.gpuMemoryUtilization - s.weightBytes) / pageBytes(s));
 }
 
 /** PROTOCOL.md's page layout: r rows of A and r rows of Bᵀ per module, ceil(L / W) pages a row. */
@@ -302,7 +302,8 @@ export function poolMemory(s: PoolShape, adapterFraction: number): PoolMemoryRes
       pages: numPages,
       pageBytes: pageBytes(s),
       bytes: numPages * pageBytes(s),
-      formula: "floor((deviceBytes × memoryFraction − weightBytes) / (numLayers × W × dtypeBytes))",
+      formula:
+        "floor((deviceBytes × gpuMemoryUtilization − weightBytes) / (numLayers × W × dtypeBytes))",
     },
     batchKvPages: 2 * s.batch * s.tokensPerSeq,
     adapterLayout: s.ranks.map((r) => ({

@@ -1,5 +1,6 @@
-"""`python -m lorafleet_executor --socket PATH`: the same as lorafleet_executor.server."""
+"""`python -m lorafleet_executor --socket PATH [flags]`: the executor process, as the
+engine's client starts it (runtime/server.py; `--help` lists the flags)."""
 
-from .server import main
+from .runtime.server import main
 
 main()

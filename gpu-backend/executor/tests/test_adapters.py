@@ -12,13 +12,13 @@ import torch
 from fixture_skip import require_fixture
 from safetensors.torch import load_file, save_file
 
-from lorafleet_executor.adapter_layout import adapter_layout
-from lorafleet_executor.adapters import all_finite, parse_adapter
 from lorafleet_executor.errors import AdapterInvalid, CapacityExceeded
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.host_cache import HostCache
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.model.adapter_layout import adapter_layout
+from lorafleet_executor.model.adapters import all_finite, parse_adapter
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.host_cache import HostCache
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -30,7 +30,7 @@ DOWN_B = "base_model.model.model.layers.2.mlp.down_proj.lora_B.weight"
 @pytest.fixture(scope="module")
 def executor():
     require_fixture(TINY)
-    return Executor(InitConfig(model_path=str(TINY), num_pages=2000, max_rank=64))
+    return Executor(InitConfig(model_path=str(TINY), num_pages=2000, max_lora_rank=64))
 
 
 def manifest_entry(name: str) -> dict:
@@ -154,7 +154,7 @@ BAD = {
     "bias training": (lambda p: edit_config(p, bias="all"), "bias"),
     "modules_to_save": (lambda p: edit_config(p, modules_to_save=["lm_head"]), "modules_to_save"),
     "rank pattern": (lambda p: edit_config(p, rank_pattern={"q_proj": 4}), "rank_pattern"),
-    "rank over max": (lambda p: edit_config(p, r=65), "exceeds max_rank 64"),
+    "rank over max": (lambda p: edit_config(p, r=65), "exceeds max_lora_rank 64"),
     "rank not int": (lambda p: edit_config(p, r="8"), "positive integer"),
     "alpha not number": (lambda p: edit_config(p, lora_alpha=None), "lora_alpha"),
     "rslora not bool": (lambda p: edit_config(p, use_rslora="yes"), "use_rslora"),
@@ -268,7 +268,7 @@ def test_ready_names_the_host_tier_and_the_largest_adapter_it_takes(executor):
     info = executor.ready_info()
     assert info["host_cache_bytes"] == executor.config.host_cache_bytes
     # tiny-r64 is rank 64 on all seven modules: the largest adapter max_rank 64 allows.
-    assert executor.config.max_rank == 64
+    assert executor.config.max_lora_rank == 64
     staged = executor.stage_adapter(21, str(ADAPTERS / "tiny-r64"))
     assert staged.host_bytes == info["max_adapter_host_bytes"]
 

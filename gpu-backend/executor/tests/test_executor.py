@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from fixture_skip import require_fixture
 
-from lorafleet_executor.config import ModelInvalid
-from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.errors import BadMessage, CapacityExceeded, PageOutOfRange, UnknownAdapter
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import (
+from lorafleet_executor.model.config import ModelInvalid
+from lorafleet_executor.protocol.messages import (
     FLAG_NEW,
     FLAG_SAMPLE,
     FLAG_USE_LAST_SAMPLED,
     InitConfig,
     StepPlan,
 )
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -29,7 +29,7 @@ TINY = ROOT / "tiny-llama"
 def executor():
     require_fixture(TINY)
     return Executor(InitConfig(model_path=str(TINY), num_pages=400, max_num_seqs=4,
-                               max_num_tokens=32))  # fmt: skip
+                               max_num_batched_tokens=32))  # fmt: skip
 
 
 def plan(step_id, seqs, free=()):
@@ -113,7 +113,9 @@ def test_steps_launched_before_the_last_is_read_equal_steps_one_by_one(ahead, sa
     # `ahead` steps are launched before the oldest is waited for: their last sampled
     # tokens come from the device (or, under a penalty, after waiting for them).
     require_fixture(TINY)
-    config = InitConfig(model_path=str(TINY), num_pages=400, max_num_seqs=4, max_num_tokens=32)
+    config = InitConfig(
+        model_path=str(TINY), num_pages=400, max_num_seqs=4, max_num_batched_tokens=32
+    )
     one_by_one, ahead_of_reads = Executor(config), Executor(config)
     expected = [one_by_one.step(p).tokens.tolist() for p in decode_plans(6, **sampling)]
     launched, results = [], []
@@ -157,7 +159,7 @@ BAD_PLANS = {
     "too many tokens": (
         lambda: plan(0, [(1, NEW, [5] * 33, 0, 0)]),
         CapacityExceeded,
-        "max_num_tokens",
+        "max_num_batched_tokens",
     ),
     "page out of range": (lambda: plan(0, [(1, NEW, [5], 0, 399)]), PageOutOfRange, "kv_pages"),
     "repeated seq": (
@@ -234,14 +236,14 @@ def test_stats_count_adapters_seqs_and_steps(executor):
 def test_init_refuses_bad_config_by_name(tmp_path):
     with pytest.raises(BadMessage, match="dtype"):
         Executor(InitConfig(model_path=str(TINY), dtype="int8"))
-    with pytest.raises(BadMessage, match="memory_fraction"):
-        Executor(InitConfig(model_path=str(TINY), memory_fraction=1.5))
+    with pytest.raises(BadMessage, match="gpu_memory_utilization"):
+        Executor(InitConfig(model_path=str(TINY), gpu_memory_utilization=1.5))
     with pytest.raises(ModelInvalid, match="config.json is missing"):
         Executor(InitConfig(model_path=str(tmp_path), num_pages=10))
 
 
 def test_generate_cli_reports_a_run(executor, capsys):
-    from lorafleet_executor.generate_cli import main
+    from lorafleet_reference.generate_cli import main
 
     adapter = str(ROOT / "adapters" / "tiny-r8")
     args = ["--model", str(TINY), "--adapter", adapter, "--num-pages", "2000", "--requests", "3"]

@@ -1,6 +1,6 @@
 """The executor on CUDA: bf16 forward with the Triton kernels against HF + PEFT, CUDA-graph
 decode and mixed steps against eager, the side-stream adapter load, pool sizing from
-memory_fraction. Skipped (visibly) without a CUDA device."""
+gpu_memory_utilization. Skipped (visibly) without a CUDA device."""
 
 import os
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.lora_batch import GROUPS
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.model.lora_batch import GROUPS
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 pytestmark = [
     pytest.mark.gpu,
@@ -28,7 +28,7 @@ ADAPTERS = ["tiny-r4", "tiny-r8", "tiny-r16", "tiny-r64", "tiny-r16-rslora", "ti
 def cuda_executor(**overrides) -> Executor:
     require_fixture(TINY)
     config = dict(model_path=str(TINY), device="cuda", num_pages=6000, max_num_seqs=16,
-                  max_num_tokens=128, max_rank=64)  # fmt: skip
+                  max_num_batched_tokens=128, max_lora_rank=64)  # fmt: skip
     return Executor(InitConfig(**{**config, **overrides}))
 
 
@@ -96,7 +96,7 @@ def test_cuda_graphs_equal_eager_in_fp32(lora_backend):
     # one context past the first context bucket (256): its graphs are captured on first use
     requests.append(Request(prompt=list(range(3, 283)), adapter_id=11, max_new_tokens=20))
     # chunks of 100 (past the 64-row pieces) fill steps of up to 256 tokens
-    config = {"dtype": "float32", "max_num_tokens": 256, "lora_backend": lora_backend}
+    config = {"dtype": "float32", "max_num_batched_tokens": 256, "lora_backend": lora_backend}
     eager = run(cuda_executor(cuda_graphs=False, **config), requests, chunk_size=100)
     graphed_executor = cuda_executor(cuda_graphs=True, **config)
     graphed = run(graphed_executor, requests, chunk_size=100)
@@ -133,9 +133,9 @@ def test_side_stream_load_lands_before_ack():
     assert torch.equal(executor.pool.data[:, torch.from_numpy(pages).long().cuda()].cpu(), host)
 
 
-def test_memory_fraction_sizes_the_pool_within_budget():
+def test_gpu_memory_utilization_sizes_the_pool_within_budget():
     total = torch.cuda.mem_get_info()[1]
-    executor = cuda_executor(num_pages=0, memory_fraction=0.25, cuda_graphs=False)
+    executor = cuda_executor(num_pages=0, gpu_memory_utilization=0.25, cuda_graphs=False)
     assert executor.pool.num_pages > 1000
     used = torch.cuda.memory_reserved()
     print(

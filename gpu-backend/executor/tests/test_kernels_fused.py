@@ -12,13 +12,13 @@ CUDA = torch.cuda.is_available()
 if not CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede triton's first import
 
-from lorafleet_executor.config import RopeConfig  # noqa: E402
 from lorafleet_executor.kernels import KernelArgumentError  # noqa: E402
 from lorafleet_executor.kernels.backend import is_interpreted  # noqa: E402
 from lorafleet_executor.kernels.rms_norm import rms_norm, rms_norm_kernel  # noqa: E402
 from lorafleet_executor.kernels.rope_kv import rope_write_kv  # noqa: E402
 from lorafleet_executor.kernels.silu_mul import silu_mul  # noqa: E402
-from lorafleet_executor.rope import rope_tables  # noqa: E402
+from lorafleet_executor.model.config import RopeConfig  # noqa: E402
+from lorafleet_executor.model.rope import rope_tables  # noqa: E402
 
 DEVICE = "cuda" if CUDA else "cpu"
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}

@@ -4,9 +4,9 @@ entries a later step took from the device, and builds the StepResult once."""
 import numpy as np
 import torch
 
-from lorafleet_executor.launched_step import LaunchedStep
-from lorafleet_executor.sampling import SampleOutput
-from lorafleet_executor.sequences import SequenceState
+from lorafleet_executor.model.sampling import SampleOutput
+from lorafleet_executor.step.launched import LaunchedStep
+from lorafleet_executor.step.sequences import SequenceState
 
 
 def sample_output(tokens: list[int], top: int) -> SampleOutput:

@@ -10,12 +10,12 @@ from fixture_skip import require_fixture
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.lora_batch import GROUPS, targeted_groups
-from lorafleet_executor.mixed_graphs import BLOCK, PaddedMixedBatch, split_ranges, token_buckets
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.graphs.mixed import BLOCK, PaddedMixedBatch, split_ranges, token_buckets
+from lorafleet_executor.model.lora_batch import GROUPS, targeted_groups
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -50,14 +50,14 @@ def generate(executor: Executor, requests: list[Request]):
 
 def through_padded_batch(executor: Executor, groups_of) -> None:
     """Runs the executor's prefill and mixed steps on the padded batch of its bucket."""
-    buckets = token_buckets(executor.config.max_num_tokens)
+    buckets = token_buckets(executor.config.max_num_batched_tokens)
     padded = PaddedMixedBatch(
         executor.model,
         executor.pool,
         executor.seqs,
         executor.config.max_num_seqs,
         buckets[-1],
-        executor.config.max_rank,
+        executor.config.max_lora_rank,
     )
     eager = executor._forward
 
@@ -91,7 +91,7 @@ def test_padded_pieces_compute_what_the_eager_step_computes(groups_of):
         for n, a in zip((150, 70, 9, 130, 40), (10, 11, -1, 12, 10), strict=True)
     ]
     config = InitConfig(model_path=str(TINY), num_pages=4000, max_num_seqs=8,
-                        max_num_tokens=320, max_rank=64)  # fmt: skip
+                        max_num_batched_tokens=320, max_lora_rank=64)  # fmt: skip
     eager = generate(Executor(config), requests)
     executor = Executor(config)
     through_padded_batch(executor, groups_of)

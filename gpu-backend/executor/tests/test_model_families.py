@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lorafleet_executor.config import ModelConfig, ModelInvalid
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.rope import inverse_frequencies
+from lorafleet_executor.model.config import ModelConfig, ModelInvalid
+from lorafleet_executor.model.rope import inverse_frequencies
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 transformers = pytest.importorskip("transformers")
 
@@ -59,7 +59,9 @@ def save_tiny(path, family):
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_matches_hf(tmp_path, family):
     model = save_tiny(tmp_path, family)
-    executor = Executor(InitConfig(model_path=str(tmp_path), num_pages=1200, max_num_tokens=64))
+    executor = Executor(
+        InitConfig(model_path=str(tmp_path), num_pages=1200, max_num_batched_tokens=64)
+    )
     if family == "qwen2-bias":
         assert executor.model.weights.layers[0].qkv_bias is not None
     if family == "tied":

@@ -7,6 +7,7 @@ token must be HF's argmax at every step, and our logprobs must match HF's log-so
 """
 
 import os
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -14,10 +15,10 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -52,21 +53,13 @@ def hf_logprobs(model, prompt: list[int], generated: list[int], adapter: str | N
     ids = torch.tensor([prompt + generated[:-1]])
     with torch.no_grad():
         if adapter is None:
-            ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else _null()
+            ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
             with ctx:
                 logits = model(input_ids=ids).logits[0]
         else:
             model.set_adapter(adapter)
             logits = model(input_ids=ids).logits[0]
     return torch.log_softmax(logits.float(), -1)[len(prompt) - 1 :]
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def assert_matches_hf(model, requests, outputs, adapter_names, atol):
@@ -90,7 +83,7 @@ def mixed_run():
     for name in MIXED_ADAPTERS:
         require_fixture(ROOT / "adapters" / name)
     executor = nan_filled(
-        Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_tokens=96))
+        Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_batched_tokens=96))
     )
     driver = Driver(executor, chunk_size=16)
     for i, name in enumerate(MIXED_ADAPTERS):
@@ -122,7 +115,7 @@ def test_mixed_adapters_and_base_rows_match_hf_peft(mixed_run):
 
 def test_explicit_decode_tokens_equal_use_last_sampled(mixed_run):
     requests, outputs, _, dirs, _ = mixed_run
-    executor = Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_tokens=64))
+    executor = Executor(InitConfig(model_path=str(TINY), num_pages=6000, max_num_batched_tokens=64))
     driver = Driver(executor, chunk_size=7, use_last_sampled=False, page_seed=3)
     for i, name in enumerate(dirs):
         driver.add_adapter(10 + i, dirs[name])
@@ -139,7 +132,9 @@ SMOLLM = ROOT / "smollm2-135m-instruct"
 def test_smollm2_with_adapter_matches_hf():
     require_fixture(SMOLLM)
     require_fixture(ROOT / "adapters" / "smollm2-r8")
-    executor = Executor(InitConfig(model_path=str(SMOLLM), num_pages=4000, max_num_tokens=64))
+    executor = Executor(
+        InitConfig(model_path=str(SMOLLM), num_pages=4000, max_num_batched_tokens=64)
+    )
     driver = Driver(executor, chunk_size=32)
     driver.add_adapter(1, str(ROOT / "adapters" / "smollm2-r8"))
     prompt = [1, 9690, 198, 2683, 359, 253, 5356, 11173, 30, 2, 198, 1, 4093, 198, 19556, 17]
@@ -165,7 +160,7 @@ def test_rank_128_rslora_adapter_made_by_peft_matches_hf(tmp_path):
             if "lora_B" in name:
                 p.normal_(0, 0.02)  # PEFT starts B at zero, which would test nothing
     model.save_pretrained(tmp_path)
-    executor = Executor(InitConfig(model_path=str(TINY), num_pages=8000, max_rank=128))
+    executor = Executor(InitConfig(model_path=str(TINY), num_pages=8000, max_lora_rank=128))
     driver = Driver(executor, chunk_size=16)
     driver.add_adapter(1, str(tmp_path))
     requests = [Request(prompt=list(range(5, 30)), adapter_id=1, max_new_tokens=8, logprobs=TOP_N)]

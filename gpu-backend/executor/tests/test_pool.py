@@ -7,12 +7,12 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.errors import BadMessage, PageOutOfRange, UnknownAdapter
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.pool import UnifiedPool, pages_for_budget
+from lorafleet_executor.model.pool import UnifiedPool, pages_for_budget
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -22,7 +22,7 @@ ADAPTERS = ROOT / "adapters"
 @pytest.fixture
 def executor():
     require_fixture(TINY)
-    ex = Executor(InitConfig(model_path=str(TINY), num_pages=3000, max_num_tokens=64))
+    ex = Executor(InitConfig(model_path=str(TINY), num_pages=3000, max_num_batched_tokens=64))
     ex.pool.data.fill_(float("nan"))  # a read of a page nobody wrote poisons the logits
     return ex
 
@@ -81,7 +81,7 @@ def test_kv_pages_of_a_step_interleave_with_adapter_pages(executor):
     interleaved = driver.generate(requests([3, -1]))
     assert driver.pages.num_free == executor.pool.num_pages - staged.num_pages
 
-    apart = Executor(InitConfig(model_path=str(TINY), num_pages=3000, max_num_tokens=64))
+    apart = Executor(InitConfig(model_path=str(TINY), num_pages=3000, max_num_batched_tokens=64))
     apart.stage_adapter(3, str(ADAPTERS / "tiny-r4"))
     separate = Driver(apart, page_seed=None)
     separate.load_adapter(3, staged.num_pages)

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 
 from lorafleet_executor.errors import BadFrame, BadMessage
-from lorafleet_executor.plan import StepPlan, StepResult
-from lorafleet_executor.protocol import (
-    MAX_PAYLOAD_BYTES,
-    LoadAdapter,
-    decode_message,
-    encode_message,
-    read_frame,
-    read_header,
-)
+from lorafleet_executor.protocol.codec import decode_message, encode_message
+from lorafleet_executor.protocol.frame import MAX_PAYLOAD_BYTES, read_frame, read_header
+from lorafleet_executor.protocol.messages import LoadAdapter, StepPlan, StepResult
 
 FRAMES = Path(__file__).parent / "frames"
 GOOD = sorted((FRAMES / "good").glob("*.bin"))

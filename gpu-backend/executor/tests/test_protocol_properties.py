@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lorafleet_executor.errors import BadFrame, BadMessage
-from lorafleet_executor.plan import StagedAdapter, StepPlan, StepResult
-from lorafleet_executor.protocol import decode_message, encode_message
+from lorafleet_executor.protocol.codec import decode_message, encode_message
+from lorafleet_executor.protocol.messages import StagedAdapter, StepPlan, StepResult
 
 CASES = 300  # per property
 

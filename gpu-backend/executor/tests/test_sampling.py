@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lorafleet_executor.sampling import (
+from lorafleet_executor.model.sampling import (
     SamplingParams,
     TokenHistory,
     _filtered_probs,

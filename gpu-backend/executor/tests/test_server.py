@@ -9,30 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from lorafleet_executor.protocol import (
-    HEADER,
-    MAGIC,
-    MAX_PAYLOAD_BYTES,
-    Message,
-    StageAdapter,
-    decode_message,
-    encode_message,
-    read_frame,
-)
-from lorafleet_executor.server import EXIT_BAD_FRAME, EXIT_NO_SOCKET, EXIT_OK
+from lorafleet_executor.protocol.codec import decode_message, encode_message
+from lorafleet_executor.protocol.frame import HEADER, MAGIC, MAX_PAYLOAD_BYTES, read_frame
+from lorafleet_executor.protocol.messages import Message, StageAdapter
+from lorafleet_executor.runtime.server import EXIT_BAD_FRAME, EXIT_NO_SOCKET, EXIT_OK
 
 
 class EngineEnd:
-    """Listens like the engine, starts `python -m lorafleet_executor.server`, accepts it."""
+    """Listens like the engine, starts `python -m lorafleet_executor`, accepts it."""
 
-    def __init__(self, folder: Path, timeout: float = 20.0) -> None:
+    def __init__(self, folder: Path, timeout: float = 20.0, flags: tuple[str, ...] = ()) -> None:
         path = folder / "engine.sock"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         self.listener.listen(1)
         self.listener.settimeout(timeout)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lorafleet_executor.server", "--socket", str(path)],
+            [sys.executable, "-m", "lorafleet_executor", "--socket", str(path), *flags],
             stderr=subprocess.PIPE,
         )
         self.conn, _ = self.listener.accept()
@@ -151,6 +144,6 @@ def test_no_engine_socket_exits_2_naming_the_path(tmp_path):
 def test_the_server_module_does_not_import_torch():
     # torch takes seconds to import; the protocol loop must not wait for it before the
     # first frame (server._make_executor imports the executor on init).
-    check = "import sys, lorafleet_executor.server; print('torch' in sys.modules)"
+    check = "import sys, lorafleet_executor.runtime.server; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 from test_server import EngineEnd
 
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import (
+from lorafleet_executor.protocol.messages import (
     FLAG_NEW,
     FLAG_SAMPLE,
     FLAG_USE_LAST_SAMPLED,
+    DropAdapter,
     InitConfig,
+    LoadAdapter,
+    StageAdapter,
     StepPlan,
 )
-from lorafleet_executor.protocol import DropAdapter, LoadAdapter, StageAdapter
-from lorafleet_executor.server import EXIT_OK
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.server import EXIT_OK
 
 FIXTURES = fixtures_root(os.environ)
 TINY = FIXTURES / "tiny-llama"
@@ -74,9 +76,9 @@ def test_init_adapter_step_stats_shutdown(tmp_path):
             dtype="float32",
             device="cpu",
             num_pages=512,
-            max_rank=16,
+            max_lora_rank=16,
             max_num_seqs=8,
-            max_num_tokens=64,
+            max_num_batched_tokens=64,
             host_cache_bytes=64 << 20,
             lora_backend="torch",
             cuda_graphs=False,
@@ -241,15 +243,14 @@ def test_steps_sent_back_to_back_are_answered_in_order_as_if_one_by_one(tmp_path
         engine.close()
 
 
-def test_a_profile_window_of_served_steps_is_written(tmp_path, monkeypatch):
+def test_a_profile_window_of_served_steps_is_written(tmp_path):
     # step_profiler.py: steps 1..1 (the second launched) profiled, written at the third.
-    monkeypatch.setenv("LORAFLEET_PROFILE_STEPS", "1:1")
-    monkeypatch.setenv("LORAFLEET_PROFILE_OUT", str(tmp_path / "prof"))
+    profile = ("--profile-steps", "1:1", "--profile-out", str(tmp_path / "prof"))
     config = InitConfig(model_path=str(TINY), device="cpu", num_pages=512, cuda_graphs=False)
     first, second = prompt_then_decode_plans()
     third = replace(second, step_id=3, num_cached=np.array([5], np.int32),
                     kv_pages=np.array([10, 11], np.int32))  # fmt: skip
-    engine = EngineEnd(tmp_path, timeout=120)
+    engine = EngineEnd(tmp_path, timeout=120, flags=profile)
     try:
         engine.send(1, "init", config)
         assert engine.receive().name == "ready"

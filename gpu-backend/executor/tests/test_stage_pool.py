@@ -1,12 +1,14 @@
 """StagePool: stages overlap, per-adapter order holds, wait_for waits. Timing-free:
-threads block on events, so a pool that ran stages one at a time would hang (and time
-out), not pass by luck."""
+a blocked stage waits on an event only the test sets, after its checks (in `finally`,
+so a failing check does not leave a pool thread behind), so a pool that ran stages one
+at a time, or a wait_for that waited for another adapter, fails the check by TIMEOUT
+instead of passing once the blocked stage gives up."""
 
 import threading
 
 import pytest
 
-from lorafleet_executor.stage_pool import StagePool
+from lorafleet_executor.runtime.stage_pool import StagePool
 
 TIMEOUT = 10
 
@@ -14,13 +16,14 @@ TIMEOUT = 10
 def test_stages_of_different_adapters_overlap():
     pool = StagePool(threads=2)
     release_first, second_ran = threading.Event(), threading.Event()
-    pool.submit(1, lambda: release_first.wait(TIMEOUT))
-    pool.submit(2, second_ran.set)
-    # The first stage is still blocked: only a second thread can have run this one.
-    assert second_ran.wait(TIMEOUT)
-    assert not release_first.is_set()
-    release_first.set()
-    pool.shutdown()
+    pool.submit(1, release_first.wait)
+    try:
+        pool.submit(2, second_ran.set)
+        # The first stage is blocked until the test ends: only a second thread can run this.
+        assert second_ran.wait(TIMEOUT)
+    finally:
+        release_first.set()
+        pool.shutdown()
 
 
 def test_stages_of_one_adapter_run_in_order_and_wait_for_waits_for_the_last():
@@ -42,11 +45,16 @@ def test_stages_of_one_adapter_run_in_order_and_wait_for_waits_for_the_last():
 
 def test_wait_for_an_adapter_with_no_staging_returns_at_once():
     pool = StagePool(threads=1)
-    blocker = threading.Event()
-    pool.submit(1, lambda: blocker.wait(TIMEOUT))
-    pool.wait_for(2)  # adapter 2 has nothing pending; adapter 1 does not hold it up
-    blocker.set()
-    pool.shutdown()
+    blocker, waited = threading.Event(), threading.Event()
+    pool.submit(1, blocker.wait)  # adapter 1's stage holds the only thread until released
+    try:
+        waiter = threading.Thread(target=lambda: (pool.wait_for(2), waited.set()), daemon=True)
+        waiter.start()
+        # Adapter 2 has nothing pending: waiting for it must not wait for adapter 1's stage.
+        assert waited.wait(TIMEOUT), "wait_for(2) blocked behind adapter 1's staging"
+    finally:
+        blocker.set()
+        pool.shutdown()
 
 
 def test_shutdown_runs_what_was_submitted():

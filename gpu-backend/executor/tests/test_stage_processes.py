@@ -9,13 +9,13 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.adapters import parse_adapter
-from lorafleet_executor.config import ModelConfig
 from lorafleet_executor.errors import AdapterInvalid, ExecutorError
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.stage_processes import StageProcesses
+from lorafleet_executor.model.adapters import parse_adapter
+from lorafleet_executor.model.config import ModelConfig
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.stage_processes import StageProcesses
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -93,7 +93,7 @@ def test_a_dead_worker_fails_one_stage_and_the_next_gets_fresh_workers():
 
 
 def test_an_executor_with_stage_processes_stages_like_one_without(stagers):
-    config = InitConfig(model_path=str(TINY), num_pages=2000, max_rank=64)
+    config = InitConfig(model_path=str(TINY), num_pages=2000, max_lora_rank=64)
     with_workers, without = Executor(config, stagers=stagers), Executor(config)
     for executor in (with_workers, without):
         executor.stage_adapter(5, str(ADAPTERS / "tiny-mix-11"))

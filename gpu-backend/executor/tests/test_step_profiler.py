@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from lorafleet_executor.step_profiler import DeviceBusy, StepProfiler, device_busy
+from lorafleet_executor.runtime.options import ProfileWindow
+from lorafleet_executor.runtime.step_profiler import DeviceBusy, StepProfiler, device_busy
 
 
 def kernel(ts: float, dur: float, cat: str = "kernel") -> dict:
@@ -28,7 +29,7 @@ def test_device_busy_merges_overlaps_and_lists_gaps_longest_first():
 
 
 def test_profiles_the_window_and_writes_when_the_step_after_it_launches(tmp_path):
-    profiler = StepProfiler(first=1, count=2, out=tmp_path / "prof")
+    profiler = StepProfiler(ProfileWindow(first=1, count=2, out=tmp_path / "prof"))
     x = torch.ones(64, 64)
     for step in range(3):
         profiler.before_launch()
@@ -39,14 +40,3 @@ def test_profiles_the_window_and_writes_when_the_step_after_it_launches(tmp_path
     with gzip.open(tmp_path / "prof.json.gz") as trace:
         names = {e.get("name") for e in json.load(trace)["traceEvents"]}
     assert "aten::mm" in names
-
-
-def test_from_env_reads_the_window_and_is_off_without_it(monkeypatch, tmp_path):
-    monkeypatch.delenv("LORAFLEET_PROFILE_STEPS", raising=False)
-    assert StepProfiler.from_env() is None
-    monkeypatch.setenv("LORAFLEET_PROFILE_STEPS", "5:3")
-    monkeypatch.setenv("LORAFLEET_PROFILE_OUT", str(tmp_path / "p"))
-    profiler = StepProfiler.from_env()
-    assert (profiler.first, profiler.end, profiler.out) == (5, 8, tmp_path / "p")
-    with pytest.raises(ValueError, match="first >= 0, count >= 1"):
-        StepProfiler(0, 0, tmp_path)

@@ -10,15 +10,15 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.config import ModelConfig
-from lorafleet_executor.driver import Driver, Request
 from lorafleet_executor.errors import AdapterInvalid
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.model.config import ModelConfig
 from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group
 from lorafleet_executor.parallel.shard import TensorParallelUnsupported, TensorShard
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -29,7 +29,11 @@ BATCH = [("tiny-r4", 1), ("tiny-r8", 2), (None, -1), ("tiny-r16", 3), ("tiny-r16
 
 def _config() -> InitConfig:
     return InitConfig(
-        model_path=str(TINY), device="cpu", num_pages=2000, max_num_seqs=8, max_num_tokens=64
+        model_path=str(TINY),
+        device="cpu",
+        num_pages=2000,
+        max_num_seqs=8,
+        max_num_batched_tokens=64,
     )
 
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from fixture_skip import require_fixture
 
-from lorafleet_executor.driver import Driver, Request
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group
-from lorafleet_executor.plan import InitConfig
+from lorafleet_executor.protocol.messages import InitConfig
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_reference.driver import Driver, Request
 
 pytestmark = [
     pytest.mark.gpu,
@@ -33,8 +33,8 @@ def _generate(tp: TensorGroup | None) -> dict:
         dtype="float32",
         num_pages=8000,
         max_num_seqs=16,
-        max_num_tokens=128,
-        max_rank=64,
+        max_num_batched_tokens=128,
+        max_lora_rank=64,
     )
     executor = Executor(config, tp)
     driver = Driver(executor, chunk_size=16)

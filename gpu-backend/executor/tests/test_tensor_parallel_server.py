@@ -1,5 +1,5 @@
 """The protocol server as rank 0 of a 2-rank tensor-parallel group (gloo, CPU), started
-as the engine's client starts it (LORAFLEET_TENSOR_PARALLEL_SIZE in its environment):
+as the engine's client starts it (`--tensor-parallel-size 2` on its command line):
 the engine talks to one executor, rank 0 broadcasts what it acts on, and the answers
 equal those of one process."""
 
@@ -14,11 +14,10 @@ import pytest
 from test_server import EngineEnd
 from test_server_model import one_seq_plan
 
-from lorafleet_executor.executor import Executor
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.plan import InitConfig
-from lorafleet_executor.protocol import LoadAdapter, StageAdapter
-from lorafleet_executor.server import EXIT_OK
+from lorafleet_executor.protocol.messages import InitConfig, LoadAdapter, StageAdapter
+from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.server import EXIT_OK
 
 FIXTURES = fixtures_root(os.environ)
 TINY = FIXTURES / "tiny-llama"
@@ -34,18 +33,18 @@ CONFIG = InitConfig(
     dtype="float32",
     device="cpu",
     num_pages=600,
-    max_rank=16,
+    max_lora_rank=16,
     max_num_seqs=4,
-    max_num_tokens=64,
+    max_num_batched_tokens=64,
     host_cache_bytes=64 << 20,
     lora_backend="torch",
     cuda_graphs=False,
 )
+TP2 = ("--tensor-parallel-size", "2")
 
 
-def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
-    monkeypatch.setenv("LORAFLEET_TENSOR_PARALLEL_SIZE", "2")
-    engine = EngineEnd(tmp_path, timeout=120)
+def test_rank0_serves_the_engine_as_one_executor(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120, flags=TP2)
     single = Executor(CONFIG)
     try:
         engine.send(1, "init", CONFIG)
@@ -90,9 +89,8 @@ def test_rank0_serves_the_engine_as_one_executor(tmp_path, monkeypatch):
             engine.process.kill()
 
 
-def test_the_ranks_end_when_the_engine_closes_the_socket(tmp_path, monkeypatch):
-    monkeypatch.setenv("LORAFLEET_TENSOR_PARALLEL_SIZE", "2")
-    engine = EngineEnd(tmp_path, timeout=120)
+def test_the_ranks_end_when_the_engine_closes_the_socket(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120, flags=TP2)
     try:
         engine.send(1, "init", CONFIG)
         assert engine.receive().name == "ready"
@@ -129,7 +127,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_bad_tensor_parallel_size_is_refused_by_name(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "lorafleet_executor.server", "--socket", str(tmp_path / "s")]
+        [sys.executable, "-m", "lorafleet_executor", "--socket", str(tmp_path / "s")]
         + ["--tensor-parallel-size", "0"],
         capture_output=True,
         text=True,

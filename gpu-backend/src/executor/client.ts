@@ -87,9 +87,16 @@ export interface ExecutorClientOptions {
   socketPath?: string;
   /** added to process.env for the child */
   env?: NodeJS.ProcessEnv;
-  /** ranks of the executor's tensor-parallel group (its LORAFLEET_TENSOR_PARALLEL_SIZE);
-   * default: the child's environment decides (1 when unset) */
-  tensorParallelSize?: number;
+  // The executor's flags (executor/lorafleet_executor/runtime/options.py), its only
+  // settings besides `init`; unset ones take the executor's defaults.
+  /** --tensor-parallel-size: ranks (GPUs) of the executor's tensor-parallel group */
+  tensorParallelSize?: number | undefined;
+  /** --stage-threads: adapters staged at once */
+  stageThreads?: number | undefined;
+  /** --profile-steps FIRST:COUNT: served steps to profile (bench/README.md) */
+  profileSteps?: string | undefined;
+  /** --profile-out PREFIX: where that profile goes */
+  profileOut?: string | undefined;
   /** receives the client's events and the child's stdout/stderr lines */
   logger?: ExecutorLogger;
   timeouts?: Partial<ExecutorTimeouts>;
@@ -110,6 +117,7 @@ export class ExecutorClient {
   readonly #socketPath: string | undefined;
   #tempDir: string | undefined;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #flags: readonly string[];
   readonly #log: ExecutorLogger;
   readonly #timeouts: ExecutorTimeouts;
   readonly #policy: RestartPolicy;
@@ -133,16 +141,8 @@ export class ExecutorClient {
   constructor(options: ExecutorClientOptions = {}) {
     this.#pythonPath = options.pythonPath ?? REPO_VENV_PYTHON;
     this.#socketPath = options.socketPath;
-    const tp = options.tensorParallelSize;
-    if (tp !== undefined && !(Number.isInteger(tp) && tp >= 1)) {
-      throw new RangeError(`tensorParallelSize must be an integer >= 1, got ${tp}`);
-    }
-    this.#env = {
-      ...process.env,
-      PYTHONUNBUFFERED: "1",
-      ...options.env,
-      ...(tp === undefined ? {} : { LORAFLEET_TENSOR_PARALLEL_SIZE: String(tp) }),
-    };
+    this.#flags = executorFlags(options);
+    this.#env = { ...process.env, PYTHONUNBUFFERED: "1", ...options.env };
     this.#log = options.logger ?? stderrLogger;
     this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.#policy = { ...DEFAULT_RESTART, ...options.restart };
@@ -282,6 +282,7 @@ export class ExecutorClient {
     const proc = await ExecutorProcess.start({
       pythonPath: this.#pythonPath,
       socketPath: this.#socketPath ?? this.#defaultSocketPath(),
+      flags: this.#flags,
       env: this.#env,
       connectTimeoutMs: this.#timeouts.connectMs,
       logger: this.#log,
@@ -380,4 +381,23 @@ export class ExecutorClient {
     }, this.#timeouts.heartbeatIntervalMs);
     this.#heartbeat.unref();
   }
+}
+
+/** The executor's command-line flags from the client's options; a bad count fails here. */
+function executorFlags(options: ExecutorClientOptions): string[] {
+  const flags: string[] = [];
+  const counts = [
+    ["--tensor-parallel-size", "tensorParallelSize", options.tensorParallelSize],
+    ["--stage-threads", "stageThreads", options.stageThreads],
+  ] as const;
+  for (const [flag, name, value] of counts) {
+    if (value === undefined) continue;
+    if (!(Number.isInteger(value) && value >= 1)) {
+      throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+    }
+    flags.push(flag, String(value));
+  }
+  if (options.profileSteps !== undefined) flags.push("--profile-steps", options.profileSteps);
+  if (options.profileOut !== undefined) flags.push("--profile-out", options.profileOut);
+  return flags;
 }

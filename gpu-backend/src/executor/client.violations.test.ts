@@ -16,7 +16,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 // Answers the first request (init) the way MODE says.
 const PEER = `
 import os, socket, sys
-from lorafleet_executor.protocol import encode_message, read_frame, decode_message
+from lorafleet_executor.protocol.codec import decode_message, encode_message
+from lorafleet_executor.protocol.frame import read_frame
 sock = socket.socket(socket.AF_UNIX)
 sock.connect(sys.argv[sys.argv.index("--socket") + 1])
 request = decode_message(read_frame(sock.makefile("rb")))
@@ -36,7 +37,7 @@ sock.recv(1)  # stay until the client hangs up
 `;
 const peerScript = join(dir, "peer.py");
 writeFileSync(peerScript, PEER);
-// The client runs `<python> -m lorafleet_executor.server --socket PATH`: this stands in.
+// The client runs `<python> -m lorafleet_executor --socket PATH`: this stands in.
 const launcher = join(dir, "python");
 writeFileSync(launcher, `#!/bin/sh\nexec "${TEST_PYTHON}" "${peerScript}" "$@"\n`);
 chmodSync(launcher, 0o755);

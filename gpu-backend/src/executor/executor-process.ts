@@ -23,6 +23,8 @@ export interface ExecutorLogger {
 export interface ProcessOptions {
   pythonPath: string;
   socketPath: string;
+  /** the executor's flags after `--socket PATH` (runtime/options.py) */
+  flags: readonly string[];
   /** the child's environment (the caller merges process.env in) */
   env: NodeJS.ProcessEnv;
   connectTimeoutMs: number;
@@ -89,7 +91,7 @@ export class ExecutorProcess {
     });
     const child = spawn(
       options.pythonPath,
-      ["-m", "lorafleet_executor.server", "--socket", options.socketPath],
+      ["-m", "lorafleet_executor", "--socket", options.socketPath, ...options.flags],
       { env: options.env, stdio: ["ignore", "pipe", "pipe"] },
     );
     pipeLines(child, options.logger);

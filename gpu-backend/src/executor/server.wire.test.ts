@@ -67,7 +67,7 @@ async function connect(): Promise<RawLink> {
   const path = join(dir, "s.sock");
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  const child = spawn(TEST_PYTHON, ["-m", "lorafleet_executor.server", "--socket", path], {
+  const child = spawn(TEST_PYTHON, ["-m", "lorafleet_executor", "--socket", path], {
     stdio: ["ignore", "ignore", "ignore"],
   });
   children.push(child);

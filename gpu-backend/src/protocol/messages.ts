@@ -1,5 +1,5 @@
 // The records that cross the engine <-> executor boundary, mirroring PROTOCOL.md and
-// executor/lorafleet_executor/plan.py. The engine produces StepPlans and consumes
+// executor/lorafleet_executor/protocol/messages.py. The engine produces StepPlans and consumes
 // StepResults; protocol.ts turns them into frames and back.
 
 export const PROTOCOL_VERSION = 1;
@@ -17,13 +17,14 @@ export interface InitConfig {
   modelPath: string;
   dtype: "auto" | "bfloat16" | "float16" | "float32";
   device: "auto" | "cpu" | "cuda";
-  /** pages in the pool; 0 = derive from memoryFraction */
+  /** pages in the pool; 0 = derive from gpuMemoryUtilization */
   numPages: number;
-  memoryFraction: number;
-  maxRank: number;
+  /** share of the GPU's memory the executor may use in all */
+  gpuMemoryUtilization: number;
+  maxLoraRank: number;
   maxNumSeqs: number;
   /** per step */
-  maxNumTokens: number;
+  maxNumBatchedTokens: number;
   hostCacheBytes: number;
   loraBackend: "triton" | "torch";
   cudaGraphs: boolean;
@@ -44,7 +45,7 @@ export interface ModelInfo {
   maxPosition: number;
   /** bytes of the host tier (init's hostCacheBytes): the engine keeps staged adapters within it */
   hostCacheBytes: number;
-  /** host bytes of the largest adapter `maxRank` allows: what the engine reserves for one being staged */
+  /** host bytes of the largest adapter `maxLoraRank` allows: what the engine reserves for one being staged */
   maxAdapterHostBytes: number;
   dtype: string;
   device: string;

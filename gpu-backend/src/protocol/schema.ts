@@ -1,6 +1,6 @@
 // Every message of PROTOCOL.md as data: its type number, meta fields (wire names, in
 // wire order) and arrays. protocol.ts checks frames against this table both ways;
-// executor/lorafleet_executor/protocol.py holds the same table.
+// executor/lorafleet_executor/protocol/schema.py holds the same table.
 
 import type { Dtype } from "./frame.ts";
 
@@ -74,10 +74,10 @@ export const MESSAGES = {
       f("dtype", { oneOf: ["auto", "bfloat16", "float16", "float32"] }),
       f("device", { oneOf: ["auto", "cpu", "cuda"] }),
       f("num_pages", "count"),
-      f("memory_fraction", "number"),
-      f("max_rank", "count"),
+      f("gpu_memory_utilization", "number"),
+      f("max_lora_rank", "count"),
       f("max_num_seqs", "count"),
-      f("max_num_tokens", "count"),
+      f("max_num_batched_tokens", "count"),
       f("host_cache_bytes", "count"),
       f("lora_backend", { oneOf: ["triton", "torch"] }),
       f("cuda_graphs", "bool"),

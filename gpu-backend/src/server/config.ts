@@ -85,6 +85,15 @@ const ServerConfigSchema = z.object({
   adapterPoolFraction: z.coerce.number().gt(0).lt(1).default(0.5),
   /** GPUs of one tensor-parallel group behind this backend: executor ranks, one engine */
   tensorParallelSize: positiveInt.default(1),
+  /** adapters the executor stages at once; unset: the executor's default (4) */
+  stageThreads: positiveInt.optional(),
+  /** served steps the executor profiles, FIRST:COUNT (bench/README.md); unset: none */
+  profileSteps: z
+    .string()
+    .regex(/^\d+:[1-9]\d*$/, "must be FIRST:COUNT, COUNT >= 1")
+    .optional(),
+  /** where that profile goes: PREFIX.json.gz and PREFIX.txt (with --profile-steps) */
+  profileOut: z.string().min(1).optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -33,10 +33,10 @@ async function main(): Promise<void> {
     dtype: config.dtype,
     device: config.device,
     numPages: config.numPages,
-    memoryFraction: config.gpuMemoryUtilization,
-    maxRank: config.maxLoraRank,
+    gpuMemoryUtilization: config.gpuMemoryUtilization,
+    maxLoraRank: config.maxLoraRank,
     maxNumSeqs: config.maxNumSeqs,
-    maxNumTokens: config.maxNumBatchedTokens,
+    maxNumBatchedTokens: config.maxNumBatchedTokens,
     hostCacheBytes: config.hostCacheBytes,
     loraBackend: config.loraBackend,
     cudaGraphs: config.cudaGraphs,
@@ -45,6 +45,9 @@ async function main(): Promise<void> {
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
     pythonPath: config.python,
     tensorParallelSize: config.tensorParallelSize,
+    stageThreads: config.stageThreads,
+    profileSteps: config.profileSteps,
+    profileOut: config.profileOut,
     logger: logger.child({ component: "executor" }),
   });
   const model = await executor.init(initConfig);

@@ -10,11 +10,27 @@ import torch
 import triton
 import triton.language as tl
 
-from ..rope import apply_rope
 from .attention import write_kv
 from .backend import require_runnable, use_triton
 from .checks import require, require_float, require_int32
 from .triton_common import next_pow2
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [T, Hq, D], k [T, Hkv, D], cos/sin float32 [T, D] -> rotated q, k (input dtype).
+
+    cos/sin are cast to the activations' dtype first, as HF does, so bf16 results match.
+    """
+    cos = cos.to(q.dtype).unsqueeze(1)
+    sin = sin.to(q.dtype).unsqueeze(1)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
 
 def rope_write_kv_reference(
@@ -109,7 +125,7 @@ def rope_write_kv(
 
     qkv       [T, (Hq + 2 Hkv) D]   q | k | v, as the fused GEMM writes it; q rotated
                                     in place, k and v left as they were
-    positions int64 [T]; cos, sin float32 [max_position, D] (rope.rope_tables)
+    positions int64 [T]; cos, sin float32 [max_position, D] (model/rope.py's tables)
     pool      [P, W], W = Hkv D; k_pages, v_pages int32 [T], distinct
     returns   q, a [T, Hq, D] view of qkv
     """

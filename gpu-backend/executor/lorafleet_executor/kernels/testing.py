@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-CANONICAL_MODULES = ("q", "k", "v", "o", "gate", "up", "down")
 SPREADS = ("identical", "distinct", "zipf", "skewed")
 
 

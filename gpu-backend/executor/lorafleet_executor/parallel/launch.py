@@ -1,7 +1,7 @@
 """Starting the ranks of a tensor-parallel group on one host.
 
 The protocol server (rank 0) starts ranks 1..N-1 as `python -m
-lorafleet_executor.parallel.worker` subprocesses that die with it; tests and benchmarks
+lorafleet_executor.runtime.worker` subprocesses that die with it; tests and benchmarks
 run a function on N fresh processes with `run_group`.
 
 Example:
@@ -42,7 +42,7 @@ def spawn_workers(size: int, init_method: str, log_level: str) -> list[subproces
             [
                 sys.executable,
                 "-m",
-                "lorafleet_executor.parallel.worker",
+                "lorafleet_executor.runtime.worker",
                 "--rank",
                 str(rank),
                 "--world-size",

@@ -15,11 +15,12 @@ Example:
 
 from dataclasses import dataclass, replace
 
-from ..config import ModelConfig
 from ..errors import ExecutorError
+from ..model.config import ModelConfig
 
-COLUMN_PARALLEL = ("q", "k", "v", "gate", "up")  # output features split by rank
-ROW_PARALLEL = ("o", "down")  # input features split by rank; outputs summed
+# Output features split by rank; the other two, o and down, are row-parallel: input
+# features split by rank, outputs summed.
+COLUMN_PARALLEL = ("q", "k", "v", "gate", "up")
 
 
 class TensorParallelUnsupported(ExecutorError):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..adapters import ParsedAdapter, check_finite, packed_adapter, read_adapter_files
-from ..config import ModelConfig
+from ..model.adapters import ParsedAdapter, check_finite, packed_adapter, read_adapter_files
+from ..model.config import ModelConfig
 from .shard import COLUMN_PARALLEL, TensorShard
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..config import ModelConfig, ModelInvalid
-from ..weights import LayerWeights, ModelWeights, _check_shapes, _TensorReader
+from ..model.config import ModelConfig, ModelInvalid
+from ..model.weights import LayerWeights, ModelWeights, _check_shapes, _TensorReader
 from .shard import TensorShard
 
 

@@ -8,18 +8,19 @@ import sys
 
 import numpy as np
 
-from lorafleet_executor.plan import InitConfig, StagedAdapter, StepPlan, StepResult
-from lorafleet_executor.protocol import (
-    ERROR_CODES,
-    MODULE_NAMES,
+from lorafleet_executor.protocol.codec import decode_message, encode_message
+from lorafleet_executor.protocol.frame import read_frame
+from lorafleet_executor.protocol.messages import (
     DropAdapter,
     ErrorReply,
+    InitConfig,
     LoadAdapter,
     StageAdapter,
-    decode_message,
-    encode_message,
-    read_frame,
+    StagedAdapter,
+    StepPlan,
+    StepResult,
 )
+from lorafleet_executor.protocol.schema import ERROR_CODES, MODULE_NAMES
 
 
 def echo() -> None:

@@ -13,15 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lorafleet_executor.plan import InitConfig, StagedAdapter, StepPlan, StepResult
-from lorafleet_executor.protocol import (
-    HEADER,
-    MAGIC,
+from lorafleet_executor.protocol.codec import encode_message
+from lorafleet_executor.protocol.frame import HEADER, MAGIC
+from lorafleet_executor.protocol.messages import (
     DropAdapter,
     ErrorReply,
+    InitConfig,
     LoadAdapter,
     StageAdapter,
-    encode_message,
+    StagedAdapter,
+    StepPlan,
+    StepResult,
 )
 
 HERE = Path(__file__).parent
@@ -60,10 +62,10 @@ GOOD = {
         dtype="float32",
         device="cpu",
         num_pages=4096,
-        memory_fraction=0.85,
-        max_rank=64,
+        gpu_memory_utilization=0.85,
+        max_lora_rank=64,
         max_num_seqs=32,
-        max_num_tokens=2048,
+        max_num_batched_tokens=2048,
         host_cache_bytes=1 << 33,
         lora_backend="torch",
         cuda_graphs=False,
@@ -129,7 +131,9 @@ GOOD = {
     },
     "shutdown": None,
     "ok": None,
-    "error": ErrorReply(code="adapter_invalid", message="rank 256 > max_rank 128", request_id=9),
+    "error": ErrorReply(
+        code="adapter_invalid", message="rank 256 > max_lora_rank 128", request_id=9
+    ),
 }
 
 
@@ -171,7 +175,7 @@ def bad_frames(good: dict[str, bytes]) -> dict[str, bytes]:
         "bad_message--nan_in_meta": with_meta(
             good["step_result"], lambda m: m.update(forward_ms="NaN"), patch=(b'"NaN"', b"NaN")
         ),
-        "bad_message--missing_field": with_meta(good["init"], lambda m: m.pop("max_rank")),
+        "bad_message--missing_field": with_meta(good["init"], lambda m: m.pop("max_lora_rank")),
         "bad_message--unknown_field": with_meta(good["stats"], lambda m: m.update(extra=1)),
         "bad_message--wrong_field_type": with_meta(good["init"], lambda m: m.update(num_pages="9")),
         "bad_message--negative_count": with_meta(good["ready"], lambda m: m.update(num_pages=-1)),

@@ -1,0 +1,145 @@
+"""Decode steps replayed from CUDA graphs captured at bucketed batch sizes and contexts.
+
+A decode step (one new token per sequence) of B sequences, the longest holding C
+tokens, runs the graph of the smallest batch bucket >= B and context bucket >= C; the
+extra rows are padding that writes its K/V into the pool's scratch page and reads
+nothing anyone uses. The context bucket bounds the page tables' width, which sizes
+the decode attention grid, so short contexts do not pay for the longest one. A step
+with no adapter rows runs a graph without the LoRA kernels (they would launch and exit
+at once: ~0.6 ms a 7B step on the H100). Graphs with LoRA of the smallest context
+bucket are captured at start, the others on first use.
+Graphs read static buffers: the step's inputs are copied into them, the page tables
+are gathered from the sequence table inside the graph, and the LoRA tables are padded
+to (max_num_seqs slots, max_rank).
+Steps with prefill chunks go to MixedGraphs (mixed.py); both share one memory
+pool of the graphs' intermediate tensors (only one graph replays at a time).
+
+Example:
+    graphs = DecodeGraphs(model, pool, seqs, max_num_seqs=256, max_rank=64,
+                          memory_pool=torch.cuda.graph_pool_handle())
+    if graphs.can_run(inputs):
+        logits = graphs.run(inputs)
+"""
+
+import torch
+
+from ..model.forward_batch import ForwardBatch
+from ..model.llama import LlamaModel
+from ..model.lora_batch import LoraBatch
+from ..model.pool import UnifiedPool
+from ..model.transfer import to_device
+from ..step.inputs import StepInputs
+from ..step.sequences import SequenceTable
+from .buffers import StaticLora, StaticTokens, buffer, capture, fill
+
+
+def batch_buckets(max_num_seqs: int) -> list[int]:
+    """1, 2, 4, 8, then every 16 up to max_num_seqs (as vLLM's capture sizes).
+
+    >>> batch_buckets(40)
+    [1, 2, 4, 8, 16, 32, 40]
+    """
+    sizes = [b for b in (1, 2, 4, 8) if b < max_num_seqs]
+    sizes += list(range(16, max_num_seqs, 16))
+    return sizes + [max_num_seqs]
+
+
+def context_buckets(max_context: int) -> list[int]:
+    """256, 1024, 4096, ... (x4) up to max_context.
+
+    >>> context_buckets(5000)
+    [256, 1024, 4096, 5000]
+    """
+    sizes = []
+    size = 256
+    while size < max_context:
+        sizes.append(size)
+        size *= 4
+    return sizes + [max_context]
+
+
+class DecodeGraphs:
+    def __init__(
+        self,
+        model: LlamaModel,
+        pool: UnifiedPool,
+        seqs: SequenceTable,
+        max_num_seqs: int,
+        max_rank: int,
+        memory_pool: tuple,
+    ) -> None:
+        self.model, self.pool, self.seqs = model, pool, seqs
+        self.num_slots = max_num_seqs
+        self.buckets = batch_buckets(max_num_seqs)
+        self.context_buckets = context_buckets(seqs.width)
+        device = pool.data.device
+        size = self.buckets[-1]
+
+        self.tokens = StaticTokens(size, pool)
+        self.seq_rows = buffer(size, torch.int64, device)
+        self.ctx_lens = buffer(size, torch.int32, device, 1)
+        self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
+        self.rows = torch.arange(size, dtype=torch.int64, device=device)
+        self.lora = StaticLora(
+            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank, size
+        )
+        # (batch bucket, context bucket, with LoRA) -> (graph, its logits)
+        self.graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.memory_pool = memory_pool
+        for size in reversed(self.buckets):
+            self._capture(size, self.context_buckets[0], True)
+
+    def can_run(self, inputs: StepInputs) -> bool:
+        return (
+            inputs.max_q == 1
+            and len(inputs.seq_rows) <= self.buckets[-1]
+            and len(inputs.slots) <= self.num_slots
+        )
+
+    def run(self, inputs: StepInputs) -> torch.Tensor:
+        """float32 [N, vocab] logits of the sampling rows."""
+        n = len(inputs.seq_rows)
+        with_lora = bool(inputs.slots)
+        key = (
+            next(b for b in self.buckets if b >= n),
+            next(c for c in self.context_buckets if c >= int(inputs.ctx_lens.max())),
+            with_lora,
+        )
+        self.tokens.fill(inputs, self.seqs)
+        fill(self.seq_rows, inputs.seq_rows, 0)
+        fill(self.ctx_lens, inputs.ctx_lens, 1)
+        if with_lora:
+            self.lora.fill(inputs.slots, inputs.row_slot)
+        if key not in self.graphs:
+            self._capture(*key)
+        graph, logits = self.graphs[key]
+        graph.replay()
+        return logits[to_device(inputs.logits_rows, logits.device)]
+
+    def _batch(self, size: int, context: int, with_lora: bool) -> ForwardBatch:
+        k_table, v_table = self.seqs.k_table, self.seqs.v_table
+        rows = self.seq_rows[:size]
+        lora = None
+        if with_lora:
+            lora = LoraBatch(
+                row_slot=self.lora.batch.row_slot[:size],
+                segments=None,
+                run_lengths=None,
+                groups=self.lora.batch.groups,
+            )
+        return ForwardBatch(
+            **self.tokens.first(size),
+            k_table=k_table[rows, :context],
+            v_table=v_table[rows, :context],
+            cu_q=self.cu_q[: size + 1],
+            ctx_lens=self.ctx_lens[:size],
+            max_q=1,
+            logits_rows=self.rows[:size],
+            lora=lora,
+        )
+
+    def _capture(self, size: int, context: int, with_lora: bool) -> None:
+        self.graphs[(size, context, with_lora)] = capture(
+            lambda: self.model.forward(self.pool, self._batch(size, context, with_lora)),
+            self.memory_pool,
+        )
