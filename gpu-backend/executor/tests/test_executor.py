@@ -143,7 +143,34 @@ def one_seq(**fields):
 
 BAD_PLANS = {
     "unknown seq": (lambda: plan(0, [(9, FLAG_SAMPLE, [5], 3, 0)]), BadMessage, "not live"),
-    "new with cache": (lambda: plan(0, [(1, NEW, [5], 2, 0)]), BadMessage, "num_cached"),
+    "new with cache, no prefix": (lambda: plan(0, [(1, NEW, [5], 2, 0)]), BadMessage, "num_cached"),
+    "prefix for a seq not new": (
+        lambda: replace(
+            plan(0, [(7, FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED, [-1], 2, 110)]),
+            prefix_token_ids=np.array([5], np.int32),
+            prefix_kv_pages=np.array([100, 101], np.int32),
+        ),
+        BadMessage,
+        "prefix_token_ids",
+    ),
+    "prefix page out of range": (
+        lambda: replace(
+            plan(0, [(1, NEW, [6], 1, 0)]),
+            prefix_token_ids=np.array([5], np.int32),
+            prefix_kv_pages=np.array([100, 400], np.int32),
+        ),
+        PageOutOfRange,
+        "prefix_kv_pages",
+    ),
+    "prefix token out of vocab": (
+        lambda: replace(
+            plan(0, [(1, NEW, [6], 1, 0)]),
+            prefix_token_ids=np.array([512], np.int32),
+            prefix_kv_pages=np.array([100, 101], np.int32),
+        ),
+        BadMessage,
+        "prefix_token_ids",
+    ),
     "token out of vocab": (lambda: plan(0, [(1, NEW, [512], 0, 0)]), BadMessage, "token_ids"),
     "-1 without flag": (lambda: plan(0, [(1, NEW, [-1], 0, 0)]), BadMessage, "token_ids"),
     "last sampled never sampled": (
