@@ -424,7 +424,7 @@ export class SimulatedExecutor {
   /** Whether the next step will fail: it has a seq of a failed step, whose state is behind. */
   nextFails(): boolean {
     const plan = this.#queued[0];
-    return plan !== undefined && plan.seqIds.some((seqId) => this.#failedSeqs.has(seqId));
+    return plan?.seqIds.some((seqId) => this.#failedSeqs.has(seqId)) ?? false;
   }
 
   /**
