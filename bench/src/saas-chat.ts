@@ -1,5 +1,5 @@
 /**
- * A SaaS chat workload: `numAdapters` adapters, each the product of one tenant app with
+ * A SaaS chat workload: `adapters.count` adapters, each the product of one tenant app with
  * its own system prompt (~1,500 tokens); sessions arrive by a Poisson process, each on an
  * adapter drawn by Zipf, and run 2-10 turns. A turn's prompt is the system prompt, the
  * history (every earlier user turn and answer) and the new user turn (50-300 tokens); it
@@ -17,20 +17,20 @@
 import { Prng } from "./prng.ts";
 import { type Trace, type TraceAdapter, type TraceRequest, zipfCumulative } from "./workload.ts";
 
+type Range = [lo: number, hi: number];
+
 export interface SaasSpec {
   kind: "saas";
   seed: number;
-  numAdapters: number;
-  ranks: number[];
-  zipfAlpha: number;
+  /** one per tenant app, each with its own system prompt; ranks drawn from a set, Zipf popularity */
+  adapters: { count: number; ranks: number[]; zipfAlpha: number };
   /** sessions per second (Poisson), arriving for `durationS` */
   sessionRate: number;
   durationS: number;
-  systemLen: [number, number];
-  turns: [number, number];
-  userLen: [number, number];
-  answerLen: [number, number];
-  thinkS: [number, number];
+  /** token counts, each uniform in [lo, hi] */
+  lengths: { system: Range; user: Range; answer: Range };
+  turns: Range;
+  thinkS: Range;
   /** how long an answer is expected to take per token, for the next turn's arrival */
   decodeSPerToken: number;
 }
@@ -38,15 +38,11 @@ export interface SaasSpec {
 export const defaultSaas: SaasSpec = {
   kind: "saas",
   seed: 0,
-  numAdapters: 200,
-  ranks: [8, 16, 32, 64],
-  zipfAlpha: 1,
+  adapters: { count: 200, ranks: [8, 16, 32, 64], zipfAlpha: 1 },
   sessionRate: 1,
   durationS: 60,
-  systemLen: [1400, 1600],
+  lengths: { system: [1400, 1600], user: [50, 300], answer: [100, 300] },
   turns: [2, 10],
-  userLen: [50, 300],
-  answerLen: [100, 300],
   thinkS: [2, 8],
   decodeSPerToken: 0.02,
 };
@@ -54,14 +50,15 @@ export const defaultSaas: SaasSpec = {
 export function saasChatTrace(spec: SaasSpec, vocab: number, maxContext: number): Trace {
   const rng = (stream: number) => new Prng(spec.seed * 1_000_003 + stream);
   const rankRng = rng(1);
-  const adapters: TraceAdapter[] = Array.from({ length: spec.numAdapters }, (_, i) => ({
+  const { count, ranks, zipfAlpha } = spec.adapters;
+  const adapters: TraceAdapter[] = Array.from({ length: count }, (_, i) => ({
     name: `saas-${String(i).padStart(4, "0")}`,
-    rank: spec.ranks[rankRng.int(0, spec.ranks.length - 1)] as number,
+    rank: ranks[rankRng.int(0, ranks.length - 1)] as number,
   }));
-  const tokens = (random: Prng, [lo, hi]: [number, number]) =>
+  const tokens = (random: Prng, [lo, hi]: Range) =>
     Array.from({ length: random.int(lo, hi) }, () => random.int(3, vocab - 1));
-  const systemPrompts = adapters.map((_, i) => tokens(rng(100 + i), spec.systemLen));
-  const cumulative = zipfCumulative(spec.numAdapters, spec.zipfAlpha);
+  const systemPrompts = adapters.map((_, i) => tokens(rng(100 + i), spec.lengths.system));
+  const cumulative = zipfCumulative(count, zipfAlpha);
   const sessionRng = rng(2);
   const requests: TraceRequest[] = [];
   for (let session = 0, clock = 0; ; session++) {
@@ -73,8 +70,8 @@ export function saasChatTrace(spec: SaasSpec, vocab: number, maxContext: number)
     let history = systemPrompts[index] as number[];
     let arrivalS = clock;
     for (let turn = 0; turn < turns; turn++) {
-      const prompt = [...history, ...tokens(turnRng, spec.userLen)];
-      const answer = tokens(turnRng, spec.answerLen);
+      const prompt = [...history, ...tokens(turnRng, spec.lengths.user)];
+      const answer = tokens(turnRng, spec.lengths.answer);
       if (prompt.length + answer.length > maxContext) break;
       requests.push({
         id: 0,

@@ -145,6 +145,13 @@ function pick(
   }));
 }
 
+/** The tiny model the CPU scenarios generate (or --model-dir). */
+function cpuModel(o: PlanOptions): ModelSource {
+  return o.modelDir
+    ? { kind: "directory", path: o.modelDir }
+    : { kind: "generated", shape: "tiny" };
+}
+
 function gpuModel(o: PlanOptions): ModelSource {
   return o.modelDir
     ? { kind: "directory", path: o.modelDir }
@@ -161,14 +168,8 @@ export const MOONCAKE_SAMPLE = "bench/traces/mooncake-conversation-head.jsonl";
 const cacheVariants = (o: PlanOptions) => pick(o.variants, ["cache-on", "cache-off"]);
 
 function mooncakePoint(o: PlanOptions, path: string, over: Partial<MooncakeSpec>): Point {
-  const spec: MooncakeSpec = {
-    ...defaultMooncake,
-    path,
-    seed: o.seed,
-    ...over,
-    ...(o.requests === null ? {} : { requests: o.requests }),
-    ...(o.timeScale === null ? {} : { timeScale: o.timeScale }),
-  };
+  const flags = { requests: o.requests ?? undefined, timeScale: o.timeScale ?? undefined };
+  const spec = { ...defaultMooncake, path, seed: o.seed, ...over, ...given(flags) };
   return {
     label: "mooncake",
     params: { requests: spec.requests, timeScale: spec.timeScale },
@@ -177,18 +178,17 @@ function mooncakePoint(o: PlanOptions, path: string, over: Partial<MooncakeSpec>
 }
 
 function saasPoint(o: PlanOptions, over: Partial<SaasSpec>): Point {
-  const spec: SaasSpec = {
-    ...defaultSaas,
-    seed: o.seed,
-    ...over,
-    ...(o.rate === null ? {} : { sessionRate: o.rate }),
-    ...(o.durationS === null ? {} : { durationS: o.durationS }),
-  };
-  return {
-    label: "saas",
-    params: { numAdapters: spec.numAdapters, sessionRate: spec.sessionRate },
-    spec,
-  };
+  const flags = { sessionRate: o.rate ?? undefined, durationS: o.durationS ?? undefined };
+  const spec = { ...defaultSaas, seed: o.seed, ...over, ...given(flags) };
+  const params = { numAdapters: spec.adapters.count, sessionRate: spec.sessionRate };
+  return { label: "saas", params, spec };
+}
+
+/** The fields of `values` that are set: command-line flags over a scenario's own values. */
+function given<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(values).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
 }
 
 export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
@@ -197,9 +197,7 @@ export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
       // CPU, tiny model: short enough for the CI suite (< 90 s on 2 cores).
       return {
         scenario: name,
-        model: o.modelDir
-          ? { kind: "directory", path: o.modelDir }
-          : { kind: "generated", shape: "tiny" },
+        model: cpuModel(o),
         points: [
           gammaPoint(
             "n=4",
@@ -320,7 +318,7 @@ export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
         points: [saasPoint(o, {})],
         variants: cacheVariants(o),
         peft: null,
-        serverArgs: ["--max-cpu-loras", String(defaultSaas.numAdapters)],
+        serverArgs: ["--max-cpu-loras", String(defaultSaas.adapters.count)],
         ...gpuServing,
       };
     case "prefix-zero-hit": {
@@ -348,19 +346,16 @@ export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
       const tiny = { numAdapters: 4, ranks: [4, 8, 16] };
       return {
         scenario: name,
-        model: o.modelDir
-          ? { kind: "directory", path: o.modelDir }
-          : { kind: "generated", shape: "tiny" },
+        model: cpuModel(o),
         points: [
+          // sessions of 2-3 short turns under a 40-60-token system prompt, every 0.5 s
           saasPoint(o, {
-            ...tiny,
+            adapters: { ...defaultSaas.adapters, count: 4, ranks: tiny.ranks },
             sessionRate: 2,
             durationS: 3,
-            systemLen: [40, 60],
             turns: [2, 3],
-            userLen: [8, 24],
-            answerLen: [4, 12],
             thinkS: [0.2, 0.5],
+            lengths: { system: [40, 60], user: [8, 24], answer: [4, 12] },
             decodeSPerToken: 0.01,
           }),
           mooncakePoint(o, o.mooncakeTrace ?? MOONCAKE_SAMPLE, {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from fixture_skip import require_fixture
-from test_prefix_sharing import CASES, prefix_executor, reuse_outcome
+from test_executor import CASES, prefix_executor, reuse_outcome
 
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.model.lora_batch import GROUPS

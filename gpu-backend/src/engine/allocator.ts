@@ -142,7 +142,8 @@ export class PageAllocator {
       this.#refs[page] = 1;
       pages[i] = page;
     }
-    const table = this.#table(seqId);
+    const table = this.#seqTables.get(seqId) ?? [];
+    this.#seqTables.set(seqId, table);
     for (const page of pages) table.push(page);
     this.#numKv += n;
     return pages;
@@ -160,7 +161,8 @@ export class PageAllocator {
         throw new PageAllocatorError(`page ${page} holds no KV to share (state ${state})`);
       }
     }
-    const table = this.#table(seqId);
+    const table = this.#seqTables.get(seqId) ?? [];
+    this.#seqTables.set(seqId, table);
     for (let i = 0; i < pages.length; i++) {
       const page = pages[i] as number;
       if (this.#state[page] === CACHED) {
@@ -439,15 +441,6 @@ export class PageAllocator {
     if (s.free + s.fenced + s.kv + s.cached + s.adapter !== s.total || seen.indexOf(0) !== -1) {
       throw new PageAllocatorError(`pages leak: ${JSON.stringify(s)}`);
     }
-  }
-
-  #table(seqId: number): number[] {
-    let table = this.#seqTables.get(seqId);
-    if (table === undefined) {
-      table = [];
-      this.#seqTables.set(seqId, table);
-    }
-    return table;
   }
 
   #regions(): Region[] {
