@@ -172,19 +172,19 @@ def test_steps_launched_before_the_last_is_read_equal_steps_one_by_one_on_cuda(c
 def test_a_cached_prefix_yields_what_computing_it_yields_on_cuda(dtype):
     # Triton kernels and CUDA graphs (decode and mixed steps read the page tables the
     # prefix fills). fp32: the same greedy tokens. bf16: the KV of a prefix computed in
-    # another batch differs by bf16 rounding, so first-token logprobs within 0.1 (the
-    # tolerance against HF above) and at least 90% of the greedy tokens the same.
+    # another batch differs by bf16 rounding, so logprobs within 0.1 (the tolerance
+    # against HF above) and at least 90% of the greedy samples the same (each step is fed
+    # the same token, so one near-tie flips one sample).
     executor = prefix_executor(device="cuda", dtype=dtype, lora_backend="triton", cuda_graphs=True)
-    assert executor.decode_graphs is not None
+    assert executor.decode_graphs is not None and executor.mixed_graphs is not None
     worst, agree, total = 0.0, 0, 0
     for case in CASES:
-        outcome = reuse_outcome(executor, *case, steps=16)
-        (reader_logprob, reader_tokens), (alone_logprob, alone_tokens) = outcome.values()
-        worst = max(worst, abs(reader_logprob - alone_logprob))
-        agree += sum(a == b for a, b in zip(reader_tokens, alone_tokens, strict=True))
-        total += len(alone_tokens)
+        reader, alone = reuse_outcome(executor, *case, steps=16)
+        worst = max(worst, *(abs(a[1] - b[1]) for a, b in zip(reader, alone, strict=True)))
+        agree += sum(a[0] == b[0] for a, b in zip(reader, alone, strict=True))
+        total += len(alone)
         if dtype == "float32":
-            assert reader_tokens == alone_tokens, case
+            assert [t for t, _ in reader] == [t for t, _ in alone], case
     print(f"{dtype} cached prefix vs computed: max |logprob diff| {worst:.4f}, {agree}/{total}")
     assert worst < (1e-4 if dtype == "float32" else 0.1)
     assert agree >= 0.9 * total
