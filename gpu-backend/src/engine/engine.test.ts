@@ -82,6 +82,7 @@ interface Scenario {
 /** What the property runs covered, over all runs: each must have happened somewhere. */
 const covered = {
   hitTokens: 0,
+  sharedPrefixes: 0,
   kvEvictions: 0,
   adapterEvictions: 0,
   preemptions: 0,
@@ -234,6 +235,7 @@ function serveScenario(scenario: Scenario): void {
   // no adapter pin outlives its request (an idle pin would keep the adapter from eviction)
   expect(end.adapters.pins).toBe(0);
   covered.hitTokens += end.prefixCache.hitTokens;
+  covered.sharedPrefixes += sim.sharedPrefixes;
   covered.kvEvictions += end.prefixCache.evictions;
   covered.adapterEvictions += end.adapters.evictions;
   covered.preemptions += end.preemptions;

@@ -209,6 +209,8 @@ export class SimulatedExecutor {
   maxLoaded = 0;
   /** steps with a seq fed its own in-flight sample (StepFlag.useLastSampled) */
   pipelinedSteps = 0;
+  /** new seqs whose cached prefix has pages another live seq holds too */
+  sharedPrefixes = 0;
 
   constructor(model: ModelInfo, adapterPages: (name: string) => number = () => 16) {
     this.model = model;
@@ -340,6 +342,13 @@ export class SimulatedExecutor {
         const end = prefixOffset + numCached;
         if (end > plan.prefixTokenIds.length) {
           throw new ContractViolation(`step ${plan.stepId} seq ${seqId}: prefix cut short`);
+        }
+        const first = plan.prefixKvPages[2 * prefixOffset];
+        if (
+          end > prefixOffset &&
+          [...this.#seqs.values()].some((o) => o.pages.includes(first as number))
+        ) {
+          this.sharedPrefixes++;
         }
         for (let p = prefixOffset; p < end; p++) {
           const pages = plan.prefixKvPages.subarray(2 * p, 2 * p + 2);
