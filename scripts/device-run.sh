@@ -11,8 +11,12 @@
 # split in halves), roofline (base decode vs the bandwidth floor), coldload (adapter host
 # tier -> pool, beside decode; staging serial vs pooled), c64 / c128 (the ablations' trace
 # with the client holding 64 / 128 requests in flight at most: each engine at the same
-# concurrency, so the ratios compare capacity rather than where the trace's tail ends).
-# Each of ablations, bmm and peft takes a call of its own (~4 minutes). Their
+# concurrency, so the ratios compare capacity rather than where the trace's tail ends),
+# prefix-mooncake (prefix caching on vs off on the Mooncake conversation trace; carry
+# also carry/mooncake_conversation_trace.jsonl.gz, bench/README.md "Prefix caching"),
+# prefix-saas (on vs off on SaaS chat sessions), prefix-zerohit (on vs off on prompts that
+# share nothing, 64 in flight: what caching costs).
+# Each of ablations, bmm, peft and the prefix parts takes a call of its own. Their
 # results go straight to $OUT files (no pipe: a killed pipeline loses its output); logs
 # and profiles come back as $OUT/logs.tgz.
 set -uo pipefail
@@ -32,19 +36,22 @@ if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
     2>&1 | tail -5
 fi
-ablations() {  # <result name> <server args> <ablations args...>
-  local name=$1 server_args=$2
-  shift 2
+scenario() {  # <scenario> <result name> <server args> <scenario args...>
+  local scenario=$1 name=$2 server_args=$3
+  shift 3
   [[ -x /tmp/node ]] || { xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node; }
   rm -rf /tmp/results
-  timeout 560 /tmp/node bench/src/main.ts ablations "$@" \
+  timeout 560 /tmp/node bench/src/main.ts "$scenario" "$@" \
     --server-args="--max-loras 1024 $server_args" --server-entry carry/backend.mjs \
     --work-dir /tmp/bench --out /tmp/results > "$OUT/$name.log" 2>&1
-  cp /tmp/results/*/ablations.json "$OUT/$name.json" 2>/dev/null
+  cp /tmp/results/*/"$scenario".json "$OUT/$name.json" 2>/dev/null
   cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
-  for log in /tmp/bench/logs/ablations.*.server.log; do  # the backends' own logs
+  for log in /tmp/bench/logs/"$scenario".*.server.log; do  # the backends' own logs
     [[ -f $log ]] && mv "$log" "$OUT/$name.$(basename "$log" .log | cut -d. -f2).server.log"
   done
+}
+ablations() {  # <result name> <server args> <ablations args...>
+  scenario ablations "$@"
 }
 if [[ $parts == *ablations* ]]; then
   ablations ablations "" --variants base,slora,no-unifymem --no-peft
@@ -63,6 +70,16 @@ for c in 64 128; do
     ablations ablations-c$c "" --variants base,slora,no-unifymem --no-peft --max-concurrency $c
   fi
 done
+if [[ $parts == *prefix-mooncake* ]]; then
+  scenario prefix-mooncake prefix-mooncake "" \
+    --mooncake-trace carry/mooncake_conversation_trace.jsonl.gz
+fi
+if [[ $parts == *prefix-saas* ]]; then
+  scenario prefix-saas prefix-saas ""
+fi
+if [[ $parts == *prefix-zerohit* ]]; then
+  scenario prefix-zero-hit prefix-zero-hit "" --max-concurrency 64
+fi
 if [[ $parts == *roofline* ]]; then
   timeout 240 python3 bench/gpu/roofline.py --out "$OUT/roofline.json" \
     --profile "$OUT/roofline-profile.txt" > "$OUT/roofline.log" 2>&1

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { deviceSlug, gpuName } from "./environment.ts";
-import { computeRatios, type ScenarioResult, updateSummary } from "./results.ts";
-import { run } from "./testing/result-fixtures.ts";
+import { computeRatios, prefixRatios, type ScenarioResult, updateSummary } from "./results.ts";
+import { metricsWith, run } from "./testing/result-fixtures.ts";
 
 describe("computeRatios", () => {
   it("divides each variant by base on the same point, or on the first when base ran once", () => {
@@ -49,6 +49,33 @@ describe("computeRatios", () => {
   });
 });
 
+describe("prefixRatios", () => {
+  it("compares cache-on with cache-off on each point, and its cached tokens with the ideal", () => {
+    const on = run("cache-on", "saas", 3000);
+    const off = run("cache-off", "saas", 1000);
+    if (on.metrics === null || off.metrics === null) throw new Error("no metrics");
+    on.metrics = {
+      ...on.metrics,
+      cachedPromptTokens: 450,
+      firstTokenS: { ...on.metrics.firstTokenS, p50: 0.2 },
+    };
+    off.metrics = { ...off.metrics, firstTokenS: { ...off.metrics.firstTokenS, p50: 1.5 } };
+    const trace = { requests: 10, promptTokens: 1000, idealCachedTokens: 500, idealShare: 0.5 };
+    const ratios = prefixRatios([on, off], ["saas"], { saas: trace });
+    expect(ratios).toEqual({
+      "hit_vs_ideal@saas": 0.9,
+      "cache-on_vs_cache-off@saas": 3,
+      "cache_cost@saas": -2,
+      "ttft_speedup@saas": expect.closeTo(7.5, 9),
+    });
+    // a failed run gives no ratio; a trace with no reuse no hit ratio
+    const failed = run("cache-off", "zero-hit", null);
+    const zero = { ...trace, idealCachedTokens: 0, idealShare: 0 };
+    const onZero = { ...run("cache-on", "zero-hit", 990), metrics: metricsWith(990) };
+    expect(prefixRatios([onZero, failed], ["zero-hit"], { "zero-hit": zero })).toEqual({});
+  });
+});
+
 describe("summary.json", () => {
   it("merges this scenario's keys under the GPU name and keeps other producers' keys", () => {
     const dir = mkdtempSync(join(tmpdir(), "summary-"));
@@ -79,6 +106,37 @@ describe("summary.json", () => {
       device: "NVIDIA H100 80GB HBM3",
     });
     expect(entry.sources.vs_peft).toBe("h100-80gb-hbm3/ablations.json");
+  });
+
+  it("takes the prefix scenarios' headline figures under the issue's keys", () => {
+    const dir = mkdtempSync(join(tmpdir(), "summary-"));
+    const path = join(dir, "summary.json");
+    const result = (scenario: string, ratios: Record<string, number>) =>
+      ({
+        scenario,
+        device: "NVIDIA H100 80GB HBM3",
+        gitSha: "abc",
+        command: "c",
+        ratios,
+      }) as unknown as ScenarioResult;
+    const write = (scenario: string, ratios: Record<string, number>) =>
+      updateSummary(path, "H100 80GB HBM3", result(scenario, ratios), `x/${scenario}.json`);
+    expect(
+      write("prefix-mooncake", { "hit_vs_ideal@mooncake": 0.95, "ttft_speedup@mooncake": 1.8 }),
+    ).toEqual(["prefix_mooncake_hit_vs_ideal", "prefix_mooncake_ttft_speedup"]);
+    expect(
+      write("prefix-saas", { "cache-on_vs_cache-off@saas": 3.2, "ttft_speedup@saas": 6 }),
+    ).toEqual(["prefix_saas_throughput_vs_off", "prefix_saas_ttft_speedup"]);
+    expect(write("prefix-zero-hit", { "cache_cost@zero-hit": 0.004 })).toEqual([
+      "prefix_zero_hit_cost",
+    ]);
+    expect(JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"]).toMatchObject({
+      prefix_mooncake_hit_vs_ideal: 0.95,
+      prefix_mooncake_ttft_speedup: 1.8,
+      prefix_saas_throughput_vs_off: 3.2,
+      prefix_saas_ttft_speedup: 6,
+      prefix_zero_hit_cost: 0.004,
+    });
   });
 
   it("names result folders and summary keys after the GPU", () => {

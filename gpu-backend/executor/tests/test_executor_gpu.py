@@ -1,6 +1,7 @@
 """The executor on CUDA: bf16 forward with the Triton kernels against HF + PEFT, CUDA-graph
 decode and mixed steps against eager, the side-stream adapter load, pool sizing from
-gpu_memory_utilization. Skipped (visibly) without a CUDA device."""
+gpu_memory_utilization, a cached prefix against computing it (bf16 within tolerance).
+Skipped (visibly) without a CUDA device."""
 
 import os
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from fixture_skip import require_fixture
+from test_executor import CASES, prefix_executor, reuse_outcome
 
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.model.lora_batch import GROUPS
@@ -164,3 +166,25 @@ def test_steps_launched_before_the_last_is_read_equal_steps_one_by_one_on_cuda(c
     results.append(launched.wait().tokens.tolist())
     assert results == expected
     assert histories(ahead) == histories(one_by_one)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_cached_prefix_yields_what_computing_it_yields_on_cuda(dtype):
+    # Triton kernels and CUDA graphs (decode and mixed steps read the page tables the
+    # prefix fills). fp32: the same greedy tokens. bf16: the KV of a prefix computed in
+    # another batch differs by bf16 rounding, so logprobs within 0.1 (the tolerance
+    # against HF above) and at least 90% of the greedy samples the same (each step is fed
+    # the same token, so one near-tie flips one sample).
+    executor = prefix_executor(device="cuda", dtype=dtype, lora_backend="triton", cuda_graphs=True)
+    assert executor.decode_graphs is not None and executor.mixed_graphs is not None
+    worst, agree, total = 0.0, 0, 0
+    for case in CASES:
+        reader, alone = reuse_outcome(executor, *case, steps=16)
+        worst = max(worst, *(abs(a[1] - b[1]) for a, b in zip(reader, alone, strict=True)))
+        agree += sum(a[0] == b[0] for a, b in zip(reader, alone, strict=True))
+        total += len(alone)
+        if dtype == "float32":
+            assert [t for t, _ in reader] == [t for t, _ in alone], case
+    print(f"{dtype} cached prefix vs computed: max |logprob diff| {worst:.4f}, {agree}/{total}")
+    assert worst < (1e-4 if dtype == "float32" else 0.1)
+    assert agree >= 0.9 * total

@@ -97,6 +97,13 @@ export interface StepPlan {
   tokenIds: Int32Array;
   /** K page then V page per new token */
   kvPages: Int32Array;
+  /**
+   * prefix caching: for each seq flagged `new` with numCached > 0, in step order, the ids of
+   * its numCached cached tokens
+   */
+  prefixTokenIds: Int32Array;
+  /** and their K page then V page per token: the start of its page table */
+  prefixKvPages: Int32Array;
 }
 
 /** One row per seq that sampled, in step order. */

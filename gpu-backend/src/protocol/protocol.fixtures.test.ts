@@ -60,6 +60,8 @@ describe("shared frame fixtures", () => {
     expect([...plan.flags]).toEqual([1, 3, 5]);
     expect(plan.seed[1]).toBe(2n ** 62n + 3n);
     expect(plan.kvPages.length).toBe(2 * plan.tokenIds.length);
+    expect(plan.prefixTokenIds.length).toBe(6);
+    expect(plan.prefixKvPages.length).toBe(12);
   });
 
   it("step_result keeps NaN and tiny floats; ready keeps large ids", () => {

@@ -135,6 +135,7 @@ export const MESSAGES = {
       f("step_id", "u32"),
       f("num_seqs", "count", "seq_ids"),
       f("num_tokens", "count", "token_ids"),
+      f("num_prefix_tokens", "count", "prefix_token_ids"),
     ],
     arrays: [
       { wire: "free_seq_ids", dtype: "u32", length: "any" },
@@ -155,6 +156,12 @@ export const MESSAGES = {
       perSeq("logprobs", "i32"),
       { wire: "token_ids", dtype: "i32", length: { field: "num_tokens" } },
       { wire: "kv_pages", dtype: "i32", length: { field: "num_tokens", times: 2 } },
+      { wire: "prefix_token_ids", dtype: "i32", length: { field: "num_prefix_tokens" } },
+      {
+        wire: "prefix_kv_pages",
+        dtype: "i32",
+        length: { field: "num_prefix_tokens", times: 2 },
+      },
     ],
   },
   step_result: {

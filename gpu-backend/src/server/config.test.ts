@@ -54,6 +54,18 @@ describe("parseServerConfig", () => {
     );
   });
 
+  it("turns prefix caching on by default, off with --enable-prefix-caching false (A/B)", () => {
+    const on = parseServerConfig(["--model", "m"], {});
+    expect([on.enablePrefixCaching, on.prefixBlockSize]).toEqual([true, 16]);
+    const off = parseServerConfig(["--model", "m", "--enable-prefix-caching", "false"], {
+      LORAFLEET_PREFIX_BLOCK_SIZE: "32",
+    });
+    expect([off.enablePrefixCaching, off.prefixBlockSize]).toEqual([false, 32]);
+    expect(() => parseServerConfig(["--model", "m", "--prefix-block-size", "0"], {})).toThrow(
+      /--prefix-block-size/,
+    );
+  });
+
   it("refuses unknown flags and short secrets", () => {
     expect(() => parseServerConfig(["--model", "m", "--bogus", "1"], {})).toThrow(ConfigError);
     expect(() =>

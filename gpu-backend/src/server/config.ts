@@ -83,6 +83,10 @@ const ServerConfigSchema = z.object({
   unifiedPaging: flag.default(true),
   /** with --unified-paging false: the share of pool pages only adapters may hold (the rest: KV) */
   adapterPoolFraction: z.coerce.number().gt(0).lt(1).default(0.5),
+  /** keep finished requests' full KV blocks for later prompts with the same prefix (vLLM's APC) */
+  enablePrefixCaching: flag.default(true),
+  /** tokens per cached KV block: the unit of prefix reuse */
+  prefixBlockSize: positiveInt.default(16),
   /** GPUs of one tensor-parallel group behind this backend: executor ranks, one engine */
   tensorParallelSize: positiveInt.default(1),
   /** adapters the executor stages at once; unset: the executor's default (4) */

@@ -13,6 +13,7 @@ import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import { createApp } from "./app.ts";
+import { sha256BlockHasher } from "./block-hasher.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
 
 async function main(): Promise<void> {
@@ -63,8 +64,11 @@ async function main(): Promise<void> {
       poolSharing: config.unifiedPaging
         ? "unified"
         : { adapterFraction: config.adapterPoolFraction },
+      enablePrefixCaching: config.enablePrefixCaching,
+      prefixBlockSize: config.prefixBlockSize,
     }),
     model,
+    { hashBlock: sha256BlockHasher(config.model) },
   );
   const adapters = new AdapterRegistry(
     new AdapterStore({

@@ -4,7 +4,13 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { GenerationDelta } from "../serving/generation-stream.ts";
-import { type ChoiceStream, cancelChoices, mergeChoices, usageOf } from "./choices.ts";
+import {
+  type ChoiceStream,
+  type ChoiceUsage,
+  cancelChoices,
+  mergeChoices,
+  usageOf,
+} from "./choices.ts";
 import { toApiError } from "./openai-error.ts";
 import { completionId, nowSeconds } from "./openai-format.ts";
 
@@ -41,10 +47,15 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
         }),
       });
     for (const choice of format.opening) await chunk([choice]);
-    const outputTokens = new Map<number, number>();
+    const usage = new Map<number, ChoiceUsage>();
+    const promptIndex = new Map(choices.map((choice) => [choice.index, choice.promptIndex]));
     try {
       for await (const { index, delta } of mergeChoices(choices)) {
-        outputTokens.set(index, delta.numOutputTokens);
+        usage.set(index, {
+          promptIndex: promptIndex.get(index) ?? 0,
+          numCachedTokens: delta.numCachedTokens,
+          numOutputTokens: delta.numOutputTokens,
+        });
         if (delta.text === "" && delta.finishReason === null && !format.logprobs) continue;
         await chunk([format.choiceOf(index, delta)]);
       }
@@ -52,10 +63,7 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
       await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
       cancelChoices(choices);
     }
-    if (format.includeUsage) {
-      const completionTokens = [...outputTokens.values()].reduce((a, b) => a + b, 0);
-      await chunk([], usageOf(format.promptLengths, completionTokens));
-    }
+    if (format.includeUsage) await chunk([], usageOf(format.promptLengths, [...usage.values()]));
     await sse.writeSSE({ data: "[DONE]" });
   });
 }

@@ -133,6 +133,7 @@ MESSAGES: dict[str, Spec] = {
             Field("step_id", "u32"),
             Field("num_seqs", "count", "seq_ids"),
             Field("num_tokens", "count", "token_ids"),
+            Field("num_prefix_tokens", "count", "prefix_token_ids"),
         ),
         (
             Array("free_seq_ids", "u32"),
@@ -153,6 +154,8 @@ MESSAGES: dict[str, Spec] = {
             _per_seq("logprobs", "i32"),
             Array("token_ids", "i32", ("num_tokens", 1)),
             Array("kv_pages", "i32", ("num_tokens", 2)),
+            Array("prefix_token_ids", "i32", ("num_prefix_tokens", 1)),
+            Array("prefix_kv_pages", "i32", ("num_prefix_tokens", 2)),
         ),
     ),
     "step_result": Spec(

@@ -302,13 +302,20 @@ class Executor:
         }
 
     def _seq_states(self, plan: StepPlan, created: list[int]) -> list[SequenceState]:
+        """The step's sequences; new ones start with their cached prefix (PROTOCOL.md
+        "Shared pages"): its tokens as their history, its pages as their page table's start."""
         seqs = []
+        prefix_at = 0
+        prefix_rows, prefix_positions = [], []
         for i, seq_id in enumerate(plan.seq_ids.tolist()):
             if plan.flags[i] & FLAG_NEW:
-                if plan.num_cached[i] != 0:
-                    raise BadMessage(f"new sequence {seq_id} has num_cached {plan.num_cached[i]}")
                 seq = self.seqs.create(seq_id, self._generator(int(plan.seed[i])))
                 created.append(seq_id)
+                cached = int(plan.num_cached[i])
+                seq.append(plan.prefix_token_ids[prefix_at : prefix_at + cached])
+                prefix_rows.append(np.full(cached, seq.row, np.int64))
+                prefix_positions.append(np.arange(cached, dtype=np.int64))
+                prefix_at += cached
             else:
                 seq = self.seqs.get(seq_id)
                 if seq.num_tokens != plan.num_cached[i]:
@@ -323,6 +330,14 @@ class Executor:
             ):
                 raise BadMessage(f"sequence {seq_id} has no sampled token to use")
             seqs.append(seq)
+        if prefix_at > 0:
+            pages = plan.prefix_kv_pages
+            self.seqs.write_pages(
+                np.concatenate(prefix_rows),
+                np.concatenate(prefix_positions),
+                np.ascontiguousarray(pages[0::2], np.int32),
+                np.ascontiguousarray(pages[1::2], np.int32),
+            )
         return seqs
 
     def _generator(self, seed: int) -> torch.Generator | None:

@@ -72,6 +72,7 @@ def generate(n: int, seed: int) -> None:
             ints(np.int32, s),
             ints(np.int32, t),
             ints(np.int32, 2 * t),
+            *(ints(np.int32, k * p) for p in [int(rng.integers(0, 7))] for k in (1, 2)),
         )
 
     def step_result():

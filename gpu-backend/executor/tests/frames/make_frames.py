@@ -53,6 +53,8 @@ def step_plan(num_seqs: int) -> StepPlan:
         logprobs=np.array([-1, 0, 20][:num_seqs], np.int32),
         token_ids=rng.integers(-1, 32000, tokens).astype(np.int32),
         kv_pages=rng.integers(0, 1 << 20, 2 * tokens).astype(np.int32),
+        prefix_token_ids=rng.integers(0, 32000, 2 * num_seqs).astype(np.int32),
+        prefix_kv_pages=rng.integers(0, 1 << 20, 4 * num_seqs).astype(np.int32),
     )
 
 
