@@ -40,11 +40,12 @@ export function inferenceRoutes(state: GatewayState) {
  */
 async function forwardInference(c: Context<UsageEnv>, state: GatewayState) {
   const { endpoint, json, target, deadlineMs } = c.var.inference;
-  const { principal, requestId } = c.var;
+  const { principal, requestId, requestKey } = c.var;
   // Adapter requests meet on the adapter's backend; base-model requests need no
-  // affinity (every backend holds the base), so the request id spreads them.
+  // affinity (every backend holds the base), so the gateway's own request key spreads
+  // them (a client's id, which may repeat, would pile its requests onto one backend).
   const ranked = rankBackends(
-    target.adapter?.id ?? requestId,
+    target.adapter?.id ?? requestKey,
     await state.backends.candidates(c.env, target.baseModel),
   );
   const envelope = {

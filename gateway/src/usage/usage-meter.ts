@@ -52,6 +52,7 @@ export function usageMeter(options: { now?: () => number } = {}) {
       if (used !== null) return;
       used = tokens ?? noTokens;
       const record: UsageRecord = {
+        requestKey: c.var.requestKey,
         requestId: c.var.requestId,
         tenantId,
         keyId,

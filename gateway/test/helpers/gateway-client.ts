@@ -227,6 +227,9 @@ export async function registerPeerBackend(
 }
 
 export type UsageRow = {
+  /** the gateway's own request key */
+  id: string;
+  /** the client's x-request-id (or the gateway's UUID): a label */
   request_id: string;
   tenant_id: string;
   outcome: string;
