@@ -104,6 +104,38 @@ describe("limits through the gateway, 100 concurrent requests", () => {
   });
 });
 
+describe("reservations that bound the truth", () => {
+  it("refuses at once what a 2,000-token monthly quota cannot hold, however few characters it takes", async () => {
+    // 1,300 x "鑫" is ~3,900 real tokens: the old estimate (JSON characters / 4) reserved 331
+    // and admitted five of these under a 2,000-token quota.
+    const model = await registerBaseModel(tinyModel());
+    const backend = await registerPeerBackend(model.name);
+    const tenant = await createTenant({ monthly_token_quota: 2000 });
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        chat(tenant.key, model.name, {
+          messages: [{ role: "user", content: "鑫".repeat(1300) }],
+          max_tokens: 1,
+        }),
+      ),
+    );
+    for (const response of responses) {
+      expect(response.status).toBe(429);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        "monthly_token_quota",
+      );
+    }
+    expect(await peerRequests(backend)).toHaveLength(0);
+    // what fits is served, and settled with the backend's own count
+    const small = await chat(tenant.key, model.name, { max_tokens: 2 });
+    expect(small.status).toBe(200);
+    await small.text();
+    await eventually(async () =>
+      expect(await limiter(tenant.id).snapshot()).toMatchObject({ monthTokens: 4, open: {} }),
+    );
+  });
+});
+
 describe("limit changes", () => {
   it("skips the Durable Object for an unlimited tenant, and applies new limits at once", async () => {
     await withinOneMinute(async () => {

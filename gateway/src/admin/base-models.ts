@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
+import { defaultTokenBounds } from "../limits/estimate-tokens.ts";
 import type { ModelResolver } from "../openai/resolve-model.ts";
 import { parseJsonBody } from "../validation.ts";
 
@@ -19,6 +20,14 @@ const baseModelSchema = z
     num_key_value_heads: dim.nullish(),
     head_dim: dim.nullish(),
     max_lora_rank: dim.default(64),
+    // Token bounds for admission (src/limits/estimate-tokens.ts): the context is read from
+    // config.json; the template allowance is ours (the most tokens its chat template adds per message).
+    max_position_embeddings: dim.default(defaultTokenBounds.contextLength),
+    template_tokens_per_message: z
+      .number()
+      .int()
+      .nonnegative()
+      .default(defaultTokenBounds.templateTokensPerMessage),
   })
   .refine((m) => m.head_dim != null || m.hidden_size % m.num_attention_heads === 0, {
     message: "hidden_size must divide by num_attention_heads when head_dim is not given",
@@ -33,6 +42,8 @@ export type BaseModel = {
   num_key_value_heads: number;
   head_dim: number;
   max_lora_rank: number;
+  max_position_embeddings: number;
+  template_tokens_per_message: number;
   created_at: number;
 };
 
@@ -45,10 +56,13 @@ export function baseModelRoutes(models: ModelResolver) {
     const headDim = m.head_dim ?? m.hidden_size / m.num_attention_heads;
     await c.env.DB.prepare(
       `INSERT INTO base_models (name, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
-         num_key_value_heads, head_dim, max_lora_rank, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         num_key_value_heads, head_dim, max_lora_rank, max_position_embeddings, template_tokens_per_message,
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET hidden_size = excluded.hidden_size, intermediate_size = excluded.intermediate_size,
          num_hidden_layers = excluded.num_hidden_layers, num_attention_heads = excluded.num_attention_heads,
-         num_key_value_heads = excluded.num_key_value_heads, head_dim = excluded.head_dim, max_lora_rank = excluded.max_lora_rank`,
+         num_key_value_heads = excluded.num_key_value_heads, head_dim = excluded.head_dim, max_lora_rank = excluded.max_lora_rank,
+         max_position_embeddings = excluded.max_position_embeddings,
+         template_tokens_per_message = excluded.template_tokens_per_message`,
     )
       .bind(
         m.name,
@@ -59,6 +73,8 @@ export function baseModelRoutes(models: ModelResolver) {
         m.num_key_value_heads ?? m.num_attention_heads,
         headDim,
         m.max_lora_rank,
+        m.max_position_embeddings,
+        m.template_tokens_per_message,
         Date.now(),
       )
       .run();

@@ -132,7 +132,7 @@ export class BatchRunner extends DurableObject<Env> {
       items.map((item) =>
         limiter.admit({
           requestKey: item.requestId,
-          estimatedTokens: estimateTokens(item.line.request).total,
+          estimatedTokens: estimateTokens(item.line.request, item.target.bounds).total,
           stream: false,
           limits,
         }),

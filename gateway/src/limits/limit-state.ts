@@ -82,7 +82,7 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
   ) {
     return refuse(
       "tokens_per_minute",
-      `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request needs about ${request.estimatedTokens})`,
+      `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request may use up to ${request.estimatedTokens}: its prompt's bound plus max_tokens per choice, or the model's context when max_tokens is not set)`,
       minuteLeft,
     );
   }

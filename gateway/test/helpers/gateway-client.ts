@@ -14,6 +14,7 @@ export type BaseModelSpec = {
   num_attention_heads: number;
   num_key_value_heads: number;
   max_lora_rank: number;
+  max_position_embeddings: number;
 };
 
 let counter = 0;
@@ -54,6 +55,7 @@ export function tinyModel(name = unique("org/tiny")): BaseModelSpec {
     num_attention_heads: 4,
     num_key_value_heads: 2,
     max_lora_rank: 16,
+    max_position_embeddings: 2048,
   };
 }
 

@@ -9,7 +9,7 @@ import { renderError } from "../../src/app.ts";
 import type { Principal, TenantLimits } from "../../src/auth/principal.ts";
 import type { AppEnv } from "../../src/env.ts";
 import { newId } from "../../src/ids.ts";
-import { estimateTokens } from "../../src/limits/estimate-tokens.ts";
+import { defaultTokenBounds, estimateTokens } from "../../src/limits/estimate-tokens.ts";
 import type { InferenceEnv } from "../../src/openai/inference-request.ts";
 import { unique } from "./gateway-client.ts";
 
@@ -63,8 +63,8 @@ export function resolvedChat(body: object = {}) {
       endpoint: "/v1/chat/completions",
       json,
       body: parsed,
-      target: { baseModel: "m", adapter: null },
-      estimate: estimateTokens(parsed),
+      target: { baseModel: "m", bounds: defaultTokenBounds, adapter: null },
+      estimate: estimateTokens(parsed, defaultTokenBounds),
       deadlineMs: null,
     });
     await next();
