@@ -95,6 +95,32 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(usage).toEqual(whole.usage);
   });
 
+  it("puts the usage so far in every chunk when continuous_usage_stats asks (vLLM's), ending at the whole count", async () => {
+    const params = {
+      model: "tiny-llama",
+      messages: [{ role: "user" as const, content: "Count as you go" }],
+      max_tokens: 6,
+      temperature: 0,
+      ignore_eos: true,
+    };
+    const whole = await client.chat.completions.create(params);
+    const stream = await client.chat.completions.create({
+      ...params,
+      stream: true,
+      stream_options: { include_usage: true, continuous_usage_stats: true },
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const counts: number[] = [];
+    for await (const chunk of stream) {
+      expect(chunk.usage?.prompt_tokens).toBe(whole.usage?.prompt_tokens);
+      counts.push(chunk.usage?.completion_tokens ?? -1);
+    }
+    // the opening chunk has none yet; each later one counts its tokens; the last is the whole
+    expect(counts[0]).toBe(0);
+    expect(counts).toEqual([...counts].sort((a, b) => a - b));
+    expect(counts.at(-1)).toBe(6);
+    expect(counts.at(-1)).toBe(whole.usage?.completion_tokens);
+  });
+
   it("serves an adapter by name, loaded on first use, and lists it", async () => {
     const answer = await client.chat.completions.create({
       model: "tiny-r8",

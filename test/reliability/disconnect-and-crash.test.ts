@@ -66,6 +66,28 @@ describe.skipIf(!haveFixtures)("clients leaving and the executor dying", () => {
     await expectServes(backend.url, "tiny-r8");
   });
 
+  it("ends non-streamed requests in the engine when their clients leave mid-generation", async () => {
+    const aborted = async () =>
+      (await readMetrics(backend.url)).get('lorafleet_requests_total{finish_reason="abort"}') ?? 0;
+    const before = await aborted();
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const signal = AbortSignal.timeout(400 + i * 50);
+        const response = await fetch(chatUrl(), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(longChat(i)),
+          signal,
+        }).catch(() => null);
+        // nothing came back: the answer of 400 tokens was cut off by the client
+        expect(response).toBeNull();
+      }),
+    );
+    await expectIdle(backend.url, 10_000);
+    expect(await aborted()).toBe(before + 8);
+    await expectServes(backend.url, "tiny-r8");
+  });
+
   it(`replaces a killed executor and serves new requests within ${RECOVERY_BOUND_MS / 1000} s; nothing leaks`, async () => {
     const executors = backend.childPids();
     expect(executors.length).toBeGreaterThan(0);

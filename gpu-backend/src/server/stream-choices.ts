@@ -1,6 +1,7 @@
 // The SSE half of /v1/chat/completions and /v1/completions: OpenAI's chunk envelope
 // around each choice delta, the error event if generation fails mid-stream, the usage
-// chunk when `stream_options.include_usage` asks for it, then [DONE].
+// chunk when `stream_options.include_usage` asks for it (and usage so far in every chunk with
+// vLLM's `continuous_usage_stats`), then [DONE].
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { GenerationDelta } from "../serving/generation-stream.ts";
@@ -12,6 +13,8 @@ export interface ChoiceStreamFormat {
   kind: "chat" | "completion";
   model: string;
   includeUsage: boolean;
+  /** usage so far in every chunk (vLLM's stream_options.continuous_usage_stats), not only at the end */
+  continuousUsage: boolean;
   /** token counts of the prompts, for usage */
   promptLengths: number[];
   /** whether deltas carry logprobs (then even empty deltas are sent) */
@@ -29,6 +32,12 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
   const created = nowSeconds();
   return streamSSE(c, async (sse) => {
     sse.onAbort(() => cancelChoices(choices));
+    const outputTokens = new Map<number, number>();
+    const usageSoFar = () =>
+      usageOf(
+        format.promptLengths,
+        [...outputTokens.values()].reduce((a, b) => a + b, 0),
+      );
     const chunk = (choicesPart: unknown[], usage: unknown = undefined) =>
       sse.writeSSE({
         data: JSON.stringify({
@@ -37,11 +46,14 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
           created,
           model: format.model,
           choices: choicesPart,
-          ...(format.includeUsage ? { usage: usage ?? null } : {}),
+          ...(format.continuousUsage
+            ? { usage: usage ?? usageSoFar() }
+            : format.includeUsage
+              ? { usage: usage ?? null }
+              : {}),
         }),
       });
     for (const choice of format.opening) await chunk([choice]);
-    const outputTokens = new Map<number, number>();
     try {
       for await (const { index, delta } of mergeChoices(choices)) {
         outputTokens.set(index, delta.numOutputTokens);
@@ -52,10 +64,7 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
       await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
       cancelChoices(choices);
     }
-    if (format.includeUsage) {
-      const completionTokens = [...outputTokens.values()].reduce((a, b) => a + b, 0);
-      await chunk([], usageOf(format.promptLengths, completionTokens));
-    }
+    if (format.includeUsage) await chunk([], usageSoFar());
     await sse.writeSSE({ data: "[DONE]" });
   });
 }
