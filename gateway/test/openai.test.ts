@@ -1,6 +1,7 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { backendCredential } from "../src/auth/backend-credential.ts";
+import { heartbeatMs, holdAfterMs } from "../src/proxy/held-answer.ts";
 import { rankBackends } from "../src/routing/rendezvous.ts";
 import {
   adapterFiles,
@@ -401,6 +402,101 @@ describe("streaming", () => {
     // The backend was not blamed: the next request goes to it.
     await setPeerMode(slow, { mode: "ok" });
     expect((await chat(tenant.key, slowModel.name)).status).toBe(200);
+  });
+
+  it("holds an answer slower than holdAfterMs open with heartbeats, then sends it whole and bills it", async () => {
+    const tenant = await createTenant();
+    const {
+      model: late,
+      backends: [backend = ""],
+    } = await fleet(1);
+    await setPeerMode(backend, { mode: "ok", firstByteMs: holdAfterMs + 2 * heartbeatMs });
+    const started = Date.now();
+    const res = await chat(tenant.key, late.name, { max_tokens: 3 });
+    // answered (200, JSON) before the backend was: the client's connection is in use
+    expect(Date.now() - started).toBeLessThan(holdAfterMs + heartbeatMs);
+    expect([res.status, res.headers.get("content-type")]).toEqual([200, "application/json"]);
+    const text = await res.text();
+    expect(text).toMatch(/^ +\{/);
+    expect(JSON.parse(text).choices[0].message.content).toBe("tok tok tok");
+    const [row] = await eventually(async () => {
+      const rows = await usageRows(tenant.id);
+      expect(rows).toHaveLength(1);
+      return rows;
+    });
+    expect(row).toMatchObject({
+      status: 200,
+      outcome: "ok",
+      prompt_tokens: 2,
+      completion_tokens: 3,
+    });
+
+    // a stream: comments first, then the backend's events
+    const stream = await chat(tenant.key, late.name, { stream: true, max_tokens: 2 });
+    expect(stream.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    const body = await stream.text();
+    expect(body.startsWith(": keep-alive\n\n")).toBe(true);
+    expect((await sseEvents(new Response(body))).at(-1)).toBe("[DONE]");
+  });
+
+  it("carries a refusal that comes after the answer was held in its body, billed with the refusal's status", async () => {
+    const tenant = await createTenant();
+    // each on a backend of its own: the first 503 has the gateway avoid its backend a while
+    const lateFleet = async () => {
+      const {
+        model,
+        backends: [backend = ""],
+      } = await fleet(1);
+      await setPeerMode(backend, { mode: "error", firstByteMs: holdAfterMs + heartbeatMs });
+      return model.name;
+    };
+    const res = await chat(tenant.key, await lateFleet());
+    expect(res.status).toBe(200);
+    expect(JSON.parse(await res.text()).error).toMatchObject({ code: "no_backend_available" });
+    const stream = await chat(tenant.key, await lateFleet(), { stream: true });
+    expect(stream.status).toBe(200);
+    const events = await sseEvents(stream);
+    expect(JSON.parse(events.at(-1) ?? "{}").error.code).toBe("no_backend_available");
+    const rows = await eventually(async () => {
+      const found = await usageRows(tenant.id);
+      expect(found).toHaveLength(2);
+      return found;
+    });
+    expect(rows.map((r) => [r.status, r.outcome])).toEqual([
+      [503, "backend_error"],
+      [503, "backend_error"],
+    ]);
+  });
+
+  it("aborts the backend call when a client leaves a held answer, and bills 499 with no tokens", async () => {
+    const tenant = await createTenant({ concurrent_streams: 1 });
+    const {
+      model: late,
+      backends: [backend = ""],
+    } = await fleet(1);
+    await setPeerMode(backend, { mode: "ok", firstByteMs: 20_000 });
+    for (const stream of [false, true]) {
+      const res = await chat(tenant.key, late.name, { stream });
+      const reader = defined(res.body).getReader();
+      await reader.read(); // the first heartbeat
+      await reader.cancel();
+    }
+    await eventually(async () => {
+      const received = await peerRequests(backend);
+      expect(received.map((r) => r.aborted)).toEqual([true, true]);
+    });
+    const rows = await eventually(async () => {
+      const found = await usageRows(tenant.id);
+      expect(found).toHaveLength(2);
+      return found;
+    });
+    for (const row of rows)
+      expect(row).toMatchObject({ status: 499, outcome: "client_disconnect", prompt_tokens: 0 });
+    // the stream's slot is free again
+    await setPeerMode(backend, { mode: "ok" });
+    const next = await chat(tenant.key, late.name, { stream: true, max_tokens: 1 });
+    expect(next.status).toBe(200);
+    await next.text();
   });
 
   it("ends the client's stream with an error event when the backend dies mid-stream, recorded once", async () => {
