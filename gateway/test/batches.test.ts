@@ -228,6 +228,11 @@ describe("Files and Batches", () => {
         "Line 1 of the input file: body.stream: streaming is not available in batches",
       ],
       [withBody("m", { model: "" }), "Line 1 of the input file: body.model: Too small"],
+      // issue #20's case: accepted at creation before, then failed line by line
+      [
+        `${good}\n${good.replace('"g"', '"g2"')}\n${withBody("n", { max_tokens: -5, n: 1000 })}`,
+        "Line 3 of the input file: body.n: Too big",
+      ],
     ];
     for (const [jsonl, message] of cases) {
       const file = (await (await uploadFile(tenant.key, jsonl)).json()) as { id: string };

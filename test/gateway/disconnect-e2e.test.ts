@@ -79,7 +79,9 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
   });
 
   const aborted = async () =>
-    (await readMetrics(backend.url)).get('lorafleet_requests_total{finish_reason="abort"}') ?? 0;
+    (await readMetrics(backend.url, backendSecret)).get(
+      'lorafleet_requests_total{finish_reason="abort"}',
+    ) ?? 0;
 
   /** Sends a chat through the gateway as the tenant; `leave` aborts the client's connection. */
   const send = (body: object, requestId: string, leave: AbortSignal) =>
@@ -117,7 +119,7 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(await aborted()).toBe(before + count);
-    await expectIdle(backend.url, 20_000);
+    await expectIdle(backend.url, 20_000, backendSecret);
   };
 
   /** A stream admitted at concurrent_streams: 1 and read to its end: the slot was released. */
@@ -164,7 +166,7 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
     expect(await aborted()).toBe(before + 1);
     blocker.abort();
     await blocking;
-    await expectIdle(backend.url, 60_000);
+    await expectIdle(backend.url, 60_000, backendSecret);
     await expectStreamSlotFree();
   });
 

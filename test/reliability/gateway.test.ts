@@ -169,6 +169,6 @@ describe.skipIf(!haveFixtures)("through the gateway", () => {
       expect(report.problems).toEqual([]);
       expect(report.requests.byVerdict).toEqual({ complete: report.requests.total });
     }
-    await expectIdle(backend?.url ?? "");
+    await expectIdle(backend?.url ?? "", 10_000, await backendSecretFor(SECRET, "cpu-0"));
   });
 });

@@ -33,6 +33,10 @@ const baseModelSchema = z
     message: "hidden_size must divide by num_attention_heads when head_dim is not given",
   });
 
+/** The adapters (of any tenant) that model name ?1 calls: by their name, or as `<tenant>/<name>`. */
+const shadowedAdapters = `SELECT t.name AS tenant, a.name AS adapter FROM adapters a JOIN tenants t ON t.id = a.tenant_id
+  WHERE a.name = ?1 OR t.name || '/' || a.name = ?1`;
+
 export type BaseModel = {
   name: string;
   hidden_size: number;
@@ -51,13 +55,19 @@ export type BaseModel = {
 export function baseModelRoutes(models: ModelResolver) {
   const app = new Hono<AppEnv>();
 
+  // A new base model may not take a name an adapter of any tenant answers to (`name`, or
+  // `<tenant>/<name>`): the base model would win and silently shadow it. The check is part
+  // of the insert, so an adapter uploaded at the same moment cannot slip in between.
   app.put("/", async (c) => {
     const m = await parseJsonBody(c, baseModelSchema);
     const headDim = m.head_dim ?? m.hidden_size / m.num_attention_heads;
-    await c.env.DB.prepare(
+    const written = await c.env.DB.prepare(
       `INSERT INTO base_models (name, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
          num_key_value_heads, head_dim, max_lora_rank, max_position_embeddings, template_tokens_per_message,
-         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         created_at)
+       SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+       WHERE EXISTS (SELECT 1 FROM base_models WHERE name = ?1)
+         OR NOT EXISTS (${shadowedAdapters})
        ON CONFLICT (name) DO UPDATE SET hidden_size = excluded.hidden_size, intermediate_size = excluded.intermediate_size,
          num_hidden_layers = excluded.num_hidden_layers, num_attention_heads = excluded.num_attention_heads,
          num_key_value_heads = excluded.num_key_value_heads, head_dim = excluded.head_dim, max_lora_rank = excluded.max_lora_rank,
@@ -78,6 +88,17 @@ export function baseModelRoutes(models: ModelResolver) {
         Date.now(),
       )
       .run();
+    if (written.meta.changes === 0) {
+      const shadowed = await c.env.DB.prepare(`${shadowedAdapters} LIMIT 1`)
+        .bind(m.name)
+        .first<{ tenant: string; adapter: string }>();
+      throw new ApiError(
+        409,
+        "name_is_an_adapter",
+        `A base model may not be named ${m.name}: tenant ${shadowed?.tenant} has an adapter that name calls (${shadowed?.adapter}), which the base model would shadow`,
+        { param: "name" },
+      );
+    }
     models.invalidate();
     return c.json(await getBaseModel(c.env.DB, m.name));
   });

@@ -24,6 +24,9 @@ export function accountRoutes(state: GatewayState) {
     )
       .bind(principal.tenantId)
       .all<AdapterRow>();
+    // Each name once, as `model` resolves it: a base model wins over an adapter named like
+    // it (uploads refuse such names now; rows from before may remain).
+    const callable = results.filter((a) => !bases.includes(a.name));
     return c.json({
       object: "list",
       data: [
@@ -35,7 +38,7 @@ export function accountRoutes(state: GatewayState) {
           root: id,
           parent: null,
         })),
-        ...results.map((a) => ({
+        ...callable.map((a) => ({
           id: a.name,
           object: "model",
           created: Math.floor(a.created_at / 1000),

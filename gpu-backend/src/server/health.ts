@@ -1,6 +1,7 @@
 // /health (the process answers; `load` = unfinished requests, which the gateway's
 // health check reads; 503 "draining" after SIGTERM), /ready (the executor is up: 503
-// until then, while it restarts and while draining), /metrics (Prometheus text).
+// until then, while it restarts and while draining): both open to anyone, for load
+// balancers. /metrics (Prometheus text): behind the backend secret when one is set.
 import type { Context } from "hono";
 import type { AppContext } from "./app-context.ts";
 
