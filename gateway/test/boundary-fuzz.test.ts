@@ -91,13 +91,15 @@ const json = (key: string) => ({
   "content-type": "application/json",
 });
 
-/** Header values a client can send (fetch refuses control characters): printable ASCII and Latin-1. */
+/**
+ * Header values a client can send: printable ASCII (fetch refuses control characters, and
+ * the runtime sends other text as UTF-8 bytes, warning each time).
+ */
 const headerValue = fc.oneof(
   fc.string({
     unit: fc.integer({ min: 0x20, max: 0x7e }).map(String.fromCharCode),
     maxLength: 200,
   }),
-  fc.string({ unit: fc.integer({ min: 0xa0, max: 0xff }).map(String.fromCharCode), maxLength: 20 }),
   fc.constantFrom(
     "",
     "-1",

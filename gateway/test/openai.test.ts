@@ -13,6 +13,7 @@ import {
   defined,
   eventually,
   peerRequests,
+  peerServedModel,
   peerUrl,
   registerBaseModel,
   registerPeerBackend,
@@ -22,6 +23,7 @@ import {
   upload,
   uploadForm,
   usageRows,
+  waitForUsageRows,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter } from "./helpers/safetensors-builder.ts";
 import { testSecrets } from "./peer/constants.ts";
@@ -86,11 +88,7 @@ describe("chat and completions", () => {
         adapter: null,
       },
     });
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       outcome: "ok",
       status: 200,
@@ -263,11 +261,7 @@ describe("chat and completions", () => {
     });
     expect(notJson.status).toBe(400);
     // only the request that was served is billed
-    const rows = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const rows = await waitForUsageRows(tenant.id, 1);
     expect(rows.map((r) => [r.status, r.outcome])).toEqual([[200, "ok"]]);
   });
 
@@ -311,11 +305,7 @@ describe("streaming", () => {
     );
     // The gateway asked the backend for usage; the client, who did not, sees none of it.
     expect(events.slice(0, -1).filter((e) => "usage" in JSON.parse(e))).toEqual([]);
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "ok", completion_tokens: 5, prompt_tokens: 2 });
   });
 
@@ -337,11 +327,10 @@ describe("streaming", () => {
 
   it("delivers the first event before the backend has finished (no buffering)", async () => {
     const tenant = await createTenant();
-    const {
-      model: slowModel,
-      backends: [slow = ""],
-    } = await fleet(1);
-    await setPeerMode(slow, { mode: "slow", delayMs: 300 });
+    const { model: slowModel } = await peerServedModel({
+      mode: "slow",
+      delayMs: 300,
+    });
     const started = Date.now();
     const res = await chat(tenant.key, slowModel.name, { stream: true, max_tokens: 5 });
     const reader = defined(res.body).getReader();
@@ -355,21 +344,16 @@ describe("streaming", () => {
 
   it("records a client disconnect exactly once and stops the backend stream", async () => {
     const tenant = await createTenant();
-    const {
-      model: slowModel,
-      backends: [slow = ""],
-    } = await fleet(1);
-    await setPeerMode(slow, { mode: "slow", delayMs: 100 });
+    const { model: slowModel, backend: slow } = await peerServedModel({
+      mode: "slow",
+      delayMs: 100,
+    });
     const res = await chat(tenant.key, slowModel.name, { stream: true, max_tokens: 50 });
     const reader = defined(res.body).getReader();
     await reader.read();
     await reader.read();
     await reader.cancel();
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row?.outcome).toBe("client_disconnect");
     expect(row?.completion_tokens).toBeGreaterThanOrEqual(2);
     expect(row?.completion_tokens).toBeLessThan(50);
@@ -380,21 +364,16 @@ describe("streaming", () => {
 
   it("records a client that leaves before a non-streamed answer, once, and aborts the backend call", async () => {
     const tenant = await createTenant({ requests_per_minute: 100 });
-    const {
-      model: slowModel,
-      backends: [slow = ""],
-    } = await fleet(1);
-    await setPeerMode(slow, { mode: "slow", delayMs: 1_000 });
+    const { model: slowModel, backend: slow } = await peerServedModel({
+      mode: "slow",
+      delayMs: 1_000,
+    });
     const leaving = new AbortController();
     const pending = chat(tenant.key, slowModel.name, {}, {}, leaving.signal);
     await eventually(async () => expect(await peerRequests(slow)).toHaveLength(1));
     leaving.abort();
     await expect(pending).rejects.toThrow();
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "client_disconnect", status: 499 });
     await eventually(async () => expect((await peerRequests(slow))[0]?.aborted).toBe(true));
     await new Promise((r) => setTimeout(r, 1_200));
@@ -406,11 +385,10 @@ describe("streaming", () => {
 
   it("holds an answer slower than holdAfterMs open with heartbeats, then sends it whole and bills it", async () => {
     const tenant = await createTenant();
-    const {
-      model: late,
-      backends: [backend = ""],
-    } = await fleet(1);
-    await setPeerMode(backend, { mode: "ok", firstByteMs: holdAfterMs + 2 * heartbeatMs });
+    const { model: late } = await peerServedModel({
+      mode: "ok",
+      firstByteMs: holdAfterMs + 2 * heartbeatMs,
+    });
     const started = Date.now();
     const res = await chat(tenant.key, late.name, { max_tokens: 3 });
     // answered (200, JSON) before the backend was: the client's connection is in use
@@ -419,11 +397,7 @@ describe("streaming", () => {
     const text = await res.text();
     expect(text).toMatch(/^ +\{/);
     expect(JSON.parse(text).choices[0].message.content).toBe("tok tok tok");
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       status: 200,
       outcome: "ok",
@@ -457,11 +431,7 @@ describe("streaming", () => {
     expect(stream.status).toBe(200);
     const events = await sseEvents(stream);
     expect(JSON.parse(events.at(-1) ?? "{}").error.code).toBe("no_backend_available");
-    const rows = await eventually(async () => {
-      const found = await usageRows(tenant.id);
-      expect(found).toHaveLength(2);
-      return found;
-    });
+    const rows = await waitForUsageRows(tenant.id, 2);
     expect(rows.map((r) => [r.status, r.outcome])).toEqual([
       [503, "backend_error"],
       [503, "backend_error"],
@@ -470,11 +440,7 @@ describe("streaming", () => {
 
   it("aborts the backend call when a client leaves a held answer, and bills 499 with no tokens", async () => {
     const tenant = await createTenant({ concurrent_streams: 1 });
-    const {
-      model: late,
-      backends: [backend = ""],
-    } = await fleet(1);
-    await setPeerMode(backend, { mode: "ok", firstByteMs: 20_000 });
+    const { model: late, backend } = await peerServedModel({ mode: "ok", firstByteMs: 20_000 });
     for (const stream of [false, true]) {
       const res = await chat(tenant.key, late.name, { stream });
       const reader = defined(res.body).getReader();
@@ -485,11 +451,7 @@ describe("streaming", () => {
       const received = await peerRequests(backend);
       expect(received.map((r) => r.aborted)).toEqual([true, true]);
     });
-    const rows = await eventually(async () => {
-      const found = await usageRows(tenant.id);
-      expect(found).toHaveLength(2);
-      return found;
-    });
+    const rows = await waitForUsageRows(tenant.id, 2);
     for (const row of rows)
       expect(row).toMatchObject({ status: 499, outcome: "client_disconnect", prompt_tokens: 0 });
     // the stream's slot is free again
@@ -501,11 +463,7 @@ describe("streaming", () => {
 
   it("ends the client's stream with an error event when the backend dies mid-stream, recorded once", async () => {
     const tenant = await createTenant();
-    const {
-      model: cutModel,
-      backends: [cut = ""],
-    } = await fleet(1);
-    await setPeerMode(cut, { mode: "cut" });
+    const { model: cutModel, backend: cut } = await peerServedModel({ mode: "cut" });
     const res = await chat(tenant.key, cutModel.name, { stream: true, max_tokens: 10 });
     expect(res.status).toBe(200);
     const events = await sseEvents(res);
@@ -514,31 +472,21 @@ describe("streaming", () => {
       "tok ",
     ]);
     expect(JSON.parse(events.at(-1) ?? "{}").error.code).toBe("backend_stream_failed");
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "backend_error", completion_tokens: 2, backend_id: cut });
   });
 
   it("records a stream the backend ended with an error event as backend_error, once, though it ended cleanly", async () => {
     const tenant = await createTenant();
-    const {
-      model: failingModel,
-      backends: [failing = ""],
-    } = await fleet(1);
-    await setPeerMode(failing, { mode: "error_event" });
+    const { model: failingModel, backend: failing } = await peerServedModel({
+      mode: "error_event",
+    });
     const res = await chat(tenant.key, failingModel.name, { stream: true, max_tokens: 10 });
     expect(res.status).toBe(200);
     const events = await sseEvents(res);
     expect(events.at(-1)).toBe("[DONE]");
     expect(JSON.parse(events.at(-2) ?? "{}").error.code).toBe("engine_error");
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       outcome: "backend_error",
       status: 200,
@@ -582,11 +530,7 @@ describe("routing and failover", () => {
       const res = await chat(tenant.key, "routed");
       expect(res.status).toBe(200);
       expect(((await res.json()) as { backend: string }).backend).toBe(order[1]);
-      const [row] = await eventually(async () => {
-        const rows = await usageRows(tenant.id);
-        expect(rows).toHaveLength(1);
-        return rows;
-      });
+      const [row] = await waitForUsageRows(tenant.id, 1);
       expect(row).toMatchObject({ outcome: "ok", backend_id: order[1] });
     }
   });
@@ -639,11 +583,7 @@ describe("routing and failover", () => {
     const up = await chat(tenant.key, model.name);
     expect(up.status).toBe(200);
     expect(((await up.json()) as { backend: string }).backend).toBe(live);
-    const rows = await eventually(async () => {
-      const r = await usageRows(tenant.id);
-      expect(r).toHaveLength(2);
-      return r;
-    });
+    const rows = await waitForUsageRows(tenant.id, 2);
     expect(rows.map((r) => r.outcome).sort()).toEqual(["backend_error", "ok"]);
   });
 
@@ -667,11 +607,7 @@ describe("routing and failover", () => {
     const tenant = await createTenant();
     const res = await chat(tenant.key, model.name);
     expect(res.status).toBe(404);
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       status: 404,
       outcome: "invalid",

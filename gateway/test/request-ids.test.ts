@@ -11,12 +11,10 @@ import {
   createTenant,
   defined,
   eventually,
-  registerBaseModel,
-  registerPeerBackend,
-  setPeerMode,
+  peerServedModel,
   type Tenant,
-  tinyModel,
   usageRows,
+  waitForUsageRows,
 } from "./helpers/gateway-client.ts";
 
 const limiterOf = (tenantId: string) => env.LIMITER.get(env.LIMITER.idFromName(tenantId));
@@ -28,20 +26,13 @@ async function lookUp(tenant: Tenant, requestId: string) {
   return ((await res.json()) as { data: { id: string; request_id: string; model: string }[] }).data;
 }
 
-/** One base model served by one peer backend in `mode` (ok, or slow streams). */
-async function servedModel(mode: Parameters<typeof setPeerMode>[1]): Promise<BaseModelSpec> {
-  const model = await registerBaseModel(tinyModel());
-  await setPeerMode(await registerPeerBackend(model.name), mode);
-  return model;
-}
-
 describe("x-request-id is a label", () => {
   let ok: BaseModelSpec;
   let slow: BaseModelSpec;
   beforeAll(async () => {
-    ok = await servedModel({ mode: "ok" });
+    ({ model: ok } = await peerServedModel({ mode: "ok" }));
     // Each stream lives >= 600 ms (3 tokens, 200 ms apart), so all admissions overlap.
-    slow = await servedModel({ mode: "slow", delayMs: 200 });
+    ({ model: slow } = await peerServedModel({ mode: "slow", delayMs: 200 }));
   });
 
   it("gives each of three requests sending one id its own row, all found by that id", async () => {
@@ -52,11 +43,7 @@ describe("x-request-id is a label", () => {
       expect(res.headers.get("x-request-id")).toBe("shared-id");
       await res.text();
     }
-    const rows = await eventually(async () => {
-      const found = await usageRows(b.id);
-      expect(found).toHaveLength(3);
-      return found;
-    });
+    const rows = await waitForUsageRows(b.id, 3);
     expect(rows.map((r) => r.request_id)).toEqual(["shared-id", "shared-id", "shared-id"]);
     expect(new Set(rows.map((r) => r.id)).size).toBe(3);
     for (const row of rows) expect(row.id).toMatch(/^req_[A-Za-z0-9]{16}$/);
@@ -96,11 +83,7 @@ describe("x-request-id is a label", () => {
     await Promise.all(responses.map((r) => r.text()));
     // every admitted stream settles its own reservation: none left open, none charged twice
     await eventually(async () => expect((await limiterOf(tenant.id).snapshot()).open).toEqual({}));
-    const rows = await eventually(async () => {
-      const found = await usageRows(tenant.id);
-      expect(found).toHaveLength(6);
-      return found;
-    });
+    const rows = await waitForUsageRows(tenant.id, 6);
     expect(rows.filter((r) => r.status === 200 && r.outcome === "ok")).toHaveLength(2);
     expect(rows.filter((r) => r.outcome === "rate_limited")).toHaveLength(4);
   });
@@ -153,11 +136,7 @@ describe("x-request-id is a label", () => {
         for (const [t, tenant] of tenants.entries()) {
           // one row per request that named a model it has, whatever became of it
           const made = results.filter((r) => r.tenant === t && r.kind !== "unknown_model");
-          const rows = await eventually(async () => {
-            const found = await usageRows(tenant.id);
-            expect(found).toHaveLength(made.length);
-            return found;
-          });
+          const rows = await waitForUsageRows(tenant.id, made.length);
           expect(new Set(rows.map((row) => row.id)).size).toBe(made.length);
           const labels = (ids: (string | undefined)[]) =>
             ids.map((id) => (id === undefined ? "(gateway's)" : id)).sort();

@@ -5,24 +5,13 @@
 // gateway writes one 499 `client_disconnect` row with the tokens relayed, and the tenant's
 // stream slot is free for the next stream (issue #20, 2).
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { heartbeatMs, holdAfterMs } from "../../gateway/src/proxy/held-answer.ts";
-import {
-  type Backend,
-  fixturesDir,
-  haveFixtures,
-  startBackend,
-} from "../backend/backend-process.ts";
+import { type Backend, haveFixtures } from "../backend/backend-process.ts";
 import { expectIdle, readMetrics } from "../reliability/backend-probe.ts";
-import { GatewayAdmin, type Tenant } from "./gateway-admin.ts";
-import {
-  backendSecretFor,
-  freePort,
-  type Gateway,
-  gatewayOrigin,
-  startGateway,
-} from "./gateway-process.ts";
+import type { Tenant } from "./gateway-admin.ts";
+import type { Gateway } from "./gateway-process.ts";
+import { type Stack, startStack } from "./gateway-stack.ts";
 
 /** A client leaves this long after sending: past the hold and two heartbeats, mid-generation. */
 const LEAVE_AFTER_MS = holdAfterMs + 2 * heartbeatMs + 500;
@@ -45,37 +34,20 @@ type UsageRow = {
 };
 
 describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () => {
-  const master = randomBytes(16).toString("hex");
+  let stack: Stack;
   let gateway: Gateway;
   let backend: Backend;
   let backendSecret: string;
   let tenant: Tenant;
 
   beforeAll(async () => {
-    const port = await freePort();
-    backendSecret = await backendSecretFor(master, "cpu-0");
-    const started = await Promise.allSettled([
-      startGateway(master, port),
-      startBackend([
-        "--backend-secret",
-        backendSecret,
-        "--adapter-url-allow",
-        gatewayOrigin(port),
-        "--max-num-seqs",
-        "16",
-      ]),
-    ]);
-    if (started[0].status === "fulfilled") gateway = started[0].value;
-    if (started[1].status === "fulfilled") backend = started[1].value;
-    const failed = started.find((result) => result.status === "rejected");
-    if (failed) throw failed.reason;
-    const admin = new GatewayAdmin(gateway.url, gateway.adminToken);
-    await admin.registerBaseModel("tiny-llama", join(fixturesDir, "tiny-llama"));
-    await admin.registerBackend("cpu-0", backend.url, "tiny-llama");
-    tenant = await admin.createTenant("leaver", { concurrent_streams: 1 });
+    // 16 seats: one request of 16 choices fills the engine
+    stack = await startStack(randomBytes(16).toString("hex"), ["--max-num-seqs", "16"]);
+    ({ gateway, backend, backendSecret } = stack);
+    tenant = await stack.admin.createTenant("leaver", { concurrent_streams: 1 });
   });
   afterAll(async () => {
-    await Promise.all([gateway?.stop(), backend?.stop()]);
+    await stack?.stop();
   });
 
   const aborted = async () =>

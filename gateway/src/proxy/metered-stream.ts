@@ -3,8 +3,9 @@ import { type RelayEnd, relayText } from "./relay-text.ts";
 /** Token counts from a backend's `usage` object. */
 export type TokenUsage = { promptTokens: number; completionTokens: number };
 
-/** How a proxied stream ended, reported exactly once. */
+/** How a proxied answer (a stream, or a JSON answer held open) ended, reported exactly once. */
 export type StreamEnd = {
+  /** backend_error: the backend's body broke off, or a stream carried an error event */
   outcome: "ok" | "client_disconnect" | "backend_error";
   /**
    * The usage of the last event that carried one: the backend puts the usage so far in every
@@ -34,6 +35,22 @@ export function usageFrom(value: unknown): TokenUsage | null {
   if (typeof u?.prompt_tokens !== "number" || typeof u.completion_tokens !== "number") return null;
   return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
 }
+
+/** The `usage` of a JSON answer's text; null when it has none, or is cut short or not JSON. */
+export function usageInJson(text: string): TokenUsage | null {
+  try {
+    return usageFrom(JSON.parse(text));
+  } catch {
+    return null;
+  }
+}
+
+/** What a relayed body's end means for the request. */
+export const relayOutcome: Record<RelayEnd, StreamEnd["outcome"]> = {
+  done: "ok",
+  client_disconnect: "client_disconnect",
+  upstream_failed: "backend_error",
+};
 
 /** The event a client gets when the backend failed mid-stream. */
 function streamFailed(error: unknown): string {
@@ -110,11 +127,6 @@ export function meterSse(
     return `data: ${JSON.stringify(shown)}\n\n`;
   };
 
-  const outcomes: Record<RelayEnd, StreamEnd["outcome"]> = {
-    done: "ok",
-    client_disconnect: "client_disconnect",
-    upstream_failed: "backend_error",
-  };
   return relayText(
     upstream,
     {
@@ -126,7 +138,7 @@ export function meterSse(
       failed: streamFailed,
     },
     (how) => {
-      const outcome = outcomes[how];
+      const outcome = relayOutcome[how];
       onEnd({ outcome: outcome === "ok" && backendFailed ? "backend_error" : outcome, usage });
     },
     clientGone,

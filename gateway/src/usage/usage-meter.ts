@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { InferenceEnv } from "../openai/inference-request.ts";
 import { meterJson } from "../proxy/metered-json.ts";
-import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
+import { meterSse, type StreamEnd, type TokenUsage, usageInJson } from "../proxy/metered-stream.ts";
 import { recordUsage, type UsageRecord } from "./record.ts";
 
 /** Called once when the request ends, with the tokens it used; a promise it returns is waited for. */
@@ -122,58 +122,29 @@ export function usageMeter(options: { now?: () => number } = {}) {
       end({ backendId, status: answered(), outcome: answeredOutcome(true) }, null);
       return;
     }
+    // An answer relayed as it comes: a stream, or a JSON answer held open.
+    const endRelayed = (relayed: StreamEnd) =>
+      end(
+        relayed.outcome === "client_disconnect"
+          ? { backendId, ...clientLeft }
+          : { backendId, status: answered(), outcome: answeredOutcome(relayed.outcome === "ok") },
+        relayed.usage,
+      );
     if (c.res.ok && isEventStream(c.res)) {
       const wanted = {
         final: body.stream_options?.include_usage === true,
         continuous: body.stream_options?.continuous_usage_stats === true,
       };
-      const metered = meterSse(
-        c.res.body,
-        wanted,
-        (stream) =>
-          end(
-            stream.outcome === "client_disconnect"
-              ? { backendId, ...clientLeft }
-              : {
-                  backendId,
-                  status: answered(),
-                  outcome: answeredOutcome(stream.outcome === "ok"),
-                },
-            stream.usage,
-          ),
-        clientGone,
-      );
-      c.res = new Response(metered, c.res);
+      c.res = new Response(meterSse(c.res.body, wanted, endRelayed, clientGone), c.res);
       return;
     }
     if (!c.var.held) {
       // A whole answer: read at once, so it is billed however the client reads it.
       const text = await c.res.text();
-      let usage: TokenUsage | null = null;
-      try {
-        usage = usageFrom(JSON.parse(text));
-      } catch {
-        // not JSON: it carries no usage, and its status tells what happened
-      }
-      end({ backendId, status: answered(), outcome: answeredOutcome(true) }, usage);
+      end({ backendId, status: answered(), outcome: answeredOutcome(true) }, usageInJson(text));
       c.res = new Response(text, c.res);
       return;
     }
-    const metered = meterJson(
-      c.res.body,
-      (answer) =>
-        end(
-          answer.how === "client_disconnect"
-            ? { backendId, ...clientLeft }
-            : {
-                backendId,
-                status: answered(),
-                outcome: answeredOutcome(answer.how === "done"),
-              },
-          answer.usage,
-        ),
-      clientGone,
-    );
-    c.res = new Response(metered, c.res);
+    c.res = new Response(meterJson(c.res.body, endRelayed, clientGone), c.res);
   });
 }

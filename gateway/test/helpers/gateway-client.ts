@@ -1,4 +1,5 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { expect } from "vitest";
 import { createApp, createGatewayState } from "../../src/app.ts";
 import { testSecrets } from "../peer/constants.ts";
 import type { PeerMode } from "../peer/test-peer.ts";
@@ -228,6 +229,16 @@ export async function registerPeerBackend(
   return id;
 }
 
+/** A base model of its own, served by one fresh peer backend in `mode`. */
+export async function peerServedModel(
+  mode: PeerMode,
+): Promise<{ model: BaseModelSpec; backend: string }> {
+  const model = await registerBaseModel(tinyModel());
+  const backend = await registerPeerBackend(model.name);
+  await setPeerMode(backend, mode);
+  return { model, backend };
+}
+
 export type UsageRow = {
   /** the gateway's own request key */
   id: string;
@@ -250,6 +261,15 @@ export async function usageRows(tenantId: string): Promise<UsageRow[]> {
     .bind(tenantId)
     .all<UsageRow>();
   return results;
+}
+
+/** The tenant's usage rows once there are exactly `count` (they are written after the response). */
+export async function waitForUsageRows(tenantId: string, count: number): Promise<UsageRow[]> {
+  return eventually(async () => {
+    const rows = await usageRows(tenantId);
+    expect(rows).toHaveLength(count);
+    return rows;
+  });
 }
 
 /** The value, or a thrown error naming what was missing (instead of a `!` assertion). */
