@@ -3,8 +3,10 @@
 // backend's headers, mid-stream, or while a non-streamed answer is generated has its backend
 // call aborted: the backend ends the sequences in its engine and frees their pages, the
 // gateway writes one 499 `client_disconnect` row with the tokens relayed, and the tenant's
-// stream slot is free for the next stream (issue #20, 2).
+// stream slot is free for the next stream (issue #20, 2). A client that waits past the hold
+// gets its answer, held open with heartbeats, as the official openai client reads it.
 import { randomBytes } from "node:crypto";
+import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { heartbeatMs, holdAfterMs } from "../../gateway/src/proxy/held-answer.ts";
 import { type Backend, haveFixtures } from "../backend/backend-process.ts";
@@ -105,8 +107,12 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
     expect(await response.text()).toContain("data: [DONE]");
   };
 
-  it("aborts a stream whose client left before the backend's headers (queued behind a full engine)", async () => {
-    // 16 choices of 1000 tokens take every seat of the engine (--max-num-seqs 16)
+  /**
+   * Takes every seat of the engine (16 choices of 1000 tokens, --max-num-seqs 16), asked of
+   * the backend directly, so what the gateway sends next waits in the queue; returns a
+   * function that frees them.
+   */
+  const fillEngine = async () => {
     const blocker = new AbortController();
     const blocking = fetch(`${backend.url}/v1/chat/completions`, {
       method: "POST",
@@ -115,6 +121,48 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
       signal: blocker.signal,
     }).catch(() => null);
     await new Promise((resolve) => setTimeout(resolve, 500));
+    return async () => {
+      blocker.abort();
+      await blocking;
+    };
+  };
+
+  it("holds the answers of clients that wait past the hold, as the official client reads them", async () => {
+    const free = await fillEngine();
+    const client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: tenant.key, maxRetries: 0 });
+    const asked = { ...longChat(), max_tokens: 4 } as OpenAI.ChatCompletionCreateParamsNonStreaming;
+    const whole = client.chat.completions
+      .create(asked, { headers: { "x-request-id": "held-whole" } })
+      .withResponse();
+    const streamed = client.chat.completions.create(
+      { ...asked, stream: true, stream_options: { include_usage: true } },
+      { headers: { "x-request-id": "held-stream" } },
+    );
+    // queued for seconds: both are answered 200 at once and held open with heartbeats
+    await new Promise((resolve) => setTimeout(resolve, holdAfterMs + 2 * heartbeatMs));
+    await free();
+    const { data: answer, response } = await whole;
+    expect(response.headers.get("content-encoding")).toBe("identity");
+    expect(answer.usage?.completion_tokens).toBe(4);
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of await streamed) usage = chunk.usage ?? usage;
+    expect(usage?.completion_tokens).toBe(4);
+    for (const [id, used] of [
+      ["held-whole", answer.usage],
+      ["held-stream", usage],
+    ] as const) {
+      expect(await rowOf(id)).toMatchObject({
+        status: 200,
+        outcome: "ok",
+        prompt_tokens: used?.prompt_tokens,
+        completion_tokens: 4,
+      });
+    }
+    await expectIdle(backend.url, 60_000, backendSecret);
+  });
+
+  it("aborts a stream whose client left before the backend's headers (queued behind a full engine)", async () => {
+    const free = await fillEngine();
     const before = await aborted();
     const leave = new AbortController();
     const response = await send({ ...longChat(), stream: true }, "left-queued", leave.signal);
@@ -136,8 +184,7 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(await aborted()).toBe(before + 1);
-    blocker.abort();
-    await blocking;
+    await free();
     await expectIdle(backend.url, 60_000, backendSecret);
     await expectStreamSlotFree();
   });
