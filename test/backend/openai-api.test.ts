@@ -69,7 +69,7 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(answer.usage?.completion_tokens).toBe(20);
   });
 
-  it("streams the same text as the whole answer, with usage last", async () => {
+  it("streams the same text as the whole answer, with usage last (or in every chunk, when asked)", async () => {
     const params = {
       model: "tiny-llama",
       messages: [{ role: "user" as const, content: "Stream me something" }],
@@ -99,6 +99,22 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(whole.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
     expect(cached).toBeGreaterThan(0);
     expect(usage).toEqual({ ...whole.usage, prompt_tokens_details: { cached_tokens: cached } });
+
+    // vLLM's continuous_usage_stats: the usage so far in every chunk, ending at the whole count
+    const counting = await client.chat.completions.create({
+      ...params,
+      stream: true,
+      stream_options: { include_usage: true, continuous_usage_stats: true },
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const counts: number[] = [];
+    for await (const chunk of counting) {
+      expect(chunk.usage?.prompt_tokens).toBe(whole.usage?.prompt_tokens);
+      counts.push(chunk.usage?.completion_tokens ?? -1);
+    }
+    // the opening chunk has none yet; each later one counts its tokens
+    expect(counts[0]).toBe(0);
+    expect(counts).toEqual([...counts].sort((a, b) => a - b));
+    expect(counts.at(-1)).toBe(whole.usage?.completion_tokens);
   });
 
   it("serves an adapter by name, loaded on first use, and lists it", async () => {

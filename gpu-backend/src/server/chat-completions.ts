@@ -77,6 +77,7 @@ export function chatCompletions(app: AppContext) {
       kind: "chat",
       model: body.model,
       includeUsage: body.stream_options?.include_usage === true,
+      continuousUsage: body.stream_options?.continuous_usage_stats === true,
       promptLengths: [promptIds.length],
       logprobs: logprobs !== null,
       opening: choices.map((choice) => ({

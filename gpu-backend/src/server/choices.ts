@@ -44,7 +44,10 @@ export async function startChoices(
   } finally {
     seats.release();
   }
-  clientGone.addEventListener("abort", () => cancelChoices(started));
+  // A client that left while the choices were starting (an adapter download, a full
+  // queue) has already fired its signal: its choices end in the engine at once.
+  if (clientGone.aborted) cancelChoices(started);
+  else clientGone.addEventListener("abort", () => cancelChoices(started), { once: true });
   return started;
 }
 

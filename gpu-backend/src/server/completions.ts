@@ -80,6 +80,7 @@ export function completions(app: AppContext) {
       kind: "completion",
       model: body.model,
       includeUsage: body.stream_options?.include_usage === true,
+      continuousUsage: body.stream_options?.continuous_usage_stats === true,
       promptLengths,
       logprobs: logprobs !== null,
       opening: [],

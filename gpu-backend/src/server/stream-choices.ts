@@ -1,6 +1,7 @@
 // The SSE half of /v1/chat/completions and /v1/completions: OpenAI's chunk envelope
 // around each choice delta, the error event if generation fails mid-stream, the usage
-// chunk when `stream_options.include_usage` asks for it, then [DONE].
+// chunk when `stream_options.include_usage` asks for it (and usage so far in every chunk with
+// vLLM's `continuous_usage_stats`), then [DONE].
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { GenerationDelta } from "../serving/generation-stream.ts";
@@ -18,6 +19,8 @@ export interface ChoiceStreamFormat {
   kind: "chat" | "completion";
   model: string;
   includeUsage: boolean;
+  /** usage so far in every chunk (vLLM's stream_options.continuous_usage_stats), not only at the end */
+  continuousUsage: boolean;
   /** token counts of the prompts, for usage */
   promptLengths: number[];
   /** whether deltas carry logprobs (then even empty deltas are sent) */
@@ -35,7 +38,10 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
   const created = nowSeconds();
   return streamSSE(c, async (sse) => {
     sse.onAbort(() => cancelChoices(choices));
-    const chunk = (choicesPart: unknown[], usage: unknown = undefined) =>
+    const usage = new Map<number, ChoiceUsage>();
+    const promptIndex = new Map(choices.map((choice) => [choice.index, choice.promptIndex]));
+    const usageSoFar = () => usageOf(format.promptLengths, [...usage.values()]);
+    const chunk = (choicesPart: unknown[], last: unknown = undefined) =>
       sse.writeSSE({
         data: JSON.stringify({
           id,
@@ -43,12 +49,14 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
           created,
           model: format.model,
           choices: choicesPart,
-          ...(format.includeUsage ? { usage: usage ?? null } : {}),
+          ...(format.continuousUsage
+            ? { usage: last ?? usageSoFar() }
+            : format.includeUsage
+              ? { usage: last ?? null }
+              : {}),
         }),
       });
     for (const choice of format.opening) await chunk([choice]);
-    const usage = new Map<number, ChoiceUsage>();
-    const promptIndex = new Map(choices.map((choice) => [choice.index, choice.promptIndex]));
     try {
       for await (const { index, delta } of mergeChoices(choices)) {
         usage.set(index, {
@@ -63,7 +71,7 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
       await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
       cancelChoices(choices);
     }
-    if (format.includeUsage) await chunk([], usageOf(format.promptLengths, [...usage.values()]));
+    if (format.includeUsage) await chunk([], usageSoFar());
     await sse.writeSSE({ data: "[DONE]" });
   });
 }
