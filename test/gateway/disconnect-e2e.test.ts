@@ -207,8 +207,12 @@ describe.skipIf(!haveFixtures)("clients that go away, through wrangler dev", () 
     let buffered = "";
     while (seen.completion_tokens < 5) {
       buffered += new TextDecoder().decode((await reader.read()).value);
-      for (const match of buffered.matchAll(/"usage":(\{[^}]*\})/g))
-        seen = JSON.parse(match[1] as string);
+      const events = buffered.split("\n\n");
+      buffered = events.pop() ?? "";
+      for (const event of events) {
+        const data = event.match(/^data: (\{.*\})$/m)?.[1];
+        if (data !== undefined) seen = JSON.parse(data).usage ?? seen;
+      }
     }
     leave.abort();
     const row = await rowOf("left-mid-stream");
