@@ -1,6 +1,7 @@
 import type { Principal } from "./auth/principal.ts";
 import type { BatchRunner } from "./batches/batch-runner.ts";
 import type { TenantLimiter } from "./limits/tenant-limiter.ts";
+import type { UsageMessage } from "./usage/record.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml plus its secrets. */
 export type Env = {
@@ -9,6 +10,8 @@ export type Env = {
   FILES: R2Bucket;
   LIMITER: DurableObjectNamespace<TenantLimiter>;
   BATCHES: DurableObjectNamespace<BatchRunner>;
+  /** Usage rows on their way to D1 (usage/usage-queue.ts), off the request path. */
+  USAGE: Queue<UsageMessage>;
   /** Secret: bearer token of the admin API. */
   ADMIN_TOKEN: string;
   /** Secret: HMAC key of the signed adapter download URLs. */

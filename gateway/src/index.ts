@@ -1,6 +1,8 @@
 import { createApp, createGatewayState } from "./app.ts";
 import type { Env } from "./env.ts";
 import { checkBackends } from "./health/check-backends.ts";
+import type { UsageMessage } from "./usage/record.ts";
+import { writeUsageBatch } from "./usage/usage-queue.ts";
 
 export { BatchRunner } from "./batches/batch-runner.ts";
 export { TenantLimiter } from "./limits/tenant-limiter.ts";
@@ -12,5 +14,8 @@ export default {
   fetch: app.fetch,
   scheduled(_controller, env, ctx) {
     ctx.waitUntil(checkBackends(env, state.backends));
+  },
+  async queue(batch, env) {
+    await writeUsageBatch(env.DB, batch as MessageBatch<UsageMessage>);
   },
 } satisfies ExportedHandler<Env>;

@@ -358,7 +358,7 @@ describe("streaming", () => {
     expect(row?.completion_tokens).toBeGreaterThanOrEqual(2);
     expect(row?.completion_tokens).toBeLessThan(50);
     await eventually(async () => expect((await peerRequests(slow))[0]?.aborted).toBe(true));
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 1_500)); // past the usage Queue's batch timeout
     expect(await usageRows(tenant.id)).toHaveLength(1);
   });
 
@@ -376,7 +376,7 @@ describe("streaming", () => {
     const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "client_disconnect", status: 499 });
     await eventually(async () => expect((await peerRequests(slow))[0]?.aborted).toBe(true));
-    await new Promise((r) => setTimeout(r, 1_200));
+    await new Promise((r) => setTimeout(r, 1_500)); // past the hold and the usage Queue's batch timeout
     expect(await usageRows(tenant.id)).toHaveLength(1);
     // The backend was not blamed: the next request goes to it.
     await setPeerMode(slow, { mode: "ok" });
@@ -492,7 +492,7 @@ describe("streaming", () => {
       completion_tokens: 2,
       backend_id: failing,
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 1_500)); // past the usage Queue's batch timeout
     expect(await usageRows(tenant.id)).toHaveLength(1);
   });
 });

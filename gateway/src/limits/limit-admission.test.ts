@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { usageRows } from "../../test/helpers/gateway-client.ts";
+import { waitForUsageRows } from "../../test/helpers/gateway-client.ts";
 import { principalWith, resolvedChatApp, send } from "../../test/helpers/middleware-app.ts";
 import type { TenantLimits } from "../auth/principal.ts";
 import { usageMeter } from "../usage/usage-meter.ts";
@@ -32,7 +32,7 @@ describe("limitAdmission", () => {
       "requests_per_minute",
     );
     expect(handled).toEqual(["first"]);
-    expect((await usageRows(tenantId)).map((r) => [r.request_id, r.outcome])).toEqual([
+    expect((await waitForUsageRows(tenantId, 2)).map((r) => [r.request_id, r.outcome])).toEqual([
       ["first", "ok"],
       ["second", "rate_limited"],
     ]);

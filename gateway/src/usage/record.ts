@@ -20,36 +20,45 @@ export type UsageRecord = {
   latencyMs: number;
 };
 
+/** A usage row on its way to D1 (a Queue message): the record and when it ended. */
+export type UsageMessage = { record: UsageRecord; createdAt: number };
+
 /**
- * Writes the row once: the gateway's own request key is the primary key and a second
- * write for the same request is ignored, so a transient D1 failure (or a batch line run
- * again) is retried without ever counting a request twice. The client's id is only a
- * label: requests that reuse one each get their own row.
+ * The row's insert: the gateway's own request key is the primary key and a second write
+ * for the same request is ignored, so a retried write, a redelivered Queue message or a
+ * batch line run again never counts a request twice. The client's id is only a label:
+ * requests that reuse one each get their own row.
  */
-export async function recordUsage(db: D1Database, r: UsageRecord, now: number): Promise<void> {
-  await retryD1(() =>
-    db
-      .prepare(
-        `INSERT OR IGNORE INTO usage (id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
+export function usageInsert(
+  db: D1Database,
+  r: UsageRecord,
+  createdAt: number,
+): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT OR IGNORE INTO usage (id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
          prompt_tokens, completion_tokens, status, outcome, latency_ms, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .bind(
-        r.requestKey,
-        r.requestId,
-        r.tenantId,
-        r.keyId,
-        r.endpoint,
-        r.model,
-        r.adapterId,
-        r.backendId,
-        r.promptTokens,
-        r.completionTokens,
-        r.status,
-        r.outcome,
-        r.latencyMs,
-        now,
-      )
-      .run(),
-  );
+    )
+    .bind(
+      r.requestKey,
+      r.requestId,
+      r.tenantId,
+      r.keyId,
+      r.endpoint,
+      r.model,
+      r.adapterId,
+      r.backendId,
+      r.promptTokens,
+      r.completionTokens,
+      r.status,
+      r.outcome,
+      r.latencyMs,
+      createdAt,
+    );
+}
+
+/** Writes one row now, retrying transient D1 failures (batch lines; the Queue's fallback). */
+export async function recordUsage(db: D1Database, r: UsageRecord, now: number): Promise<void> {
+  await retryD1(() => usageInsert(db, r, now).run());
 }

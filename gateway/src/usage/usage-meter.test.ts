@@ -1,6 +1,6 @@
 import type { Context, Next } from "hono";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { usageRows } from "../../test/helpers/gateway-client.ts";
+import { waitForUsageRows } from "../../test/helpers/gateway-client.ts";
 import { principalWith, resolvedChatApp, send } from "../../test/helpers/middleware-app.ts";
 import { ApiError } from "../errors.ts";
 import type { TokenUsage } from "../proxy/metered-stream.ts";
@@ -46,7 +46,7 @@ describe("usageMeter", () => {
     });
     const response = await send(app, "/", { headers: { "x-request-id": "meter-ok" } });
     expect(await response.json()).toEqual({ choices: [], usage });
-    expect(await usageRows(tenantId)).toMatchObject([
+    expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       {
         request_id: "meter-ok",
         backend_id: "gpu-7",
@@ -68,7 +68,7 @@ describe("usageMeter", () => {
   it("records a backend's refusal as invalid, with no tokens when it carries no usage", async () => {
     const { app, tenantId, ended } = metered((c) => c.text("bad", 400));
     expect((await send(app, "/")).status).toBe(400);
-    expect(await usageRows(tenantId)).toMatchObject([
+    expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       { status: 400, outcome: "invalid", prompt_tokens: 0, completion_tokens: 0, backend_id: null },
     ]);
     expect(ended).toEqual([{ promptTokens: 0, completionTokens: 0 }]);
@@ -86,7 +86,9 @@ describe("usageMeter", () => {
         throw error;
       });
       expect((await send(app, "/")).status).toBe(status);
-      expect(await usageRows(tenantId)).toMatchObject([{ status, outcome, prompt_tokens: 0 }]);
+      expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
+        { status, outcome, prompt_tokens: 0 },
+      ]);
       expect(ended).toHaveLength(1);
     }
   });
@@ -100,7 +102,7 @@ describe("usageMeter", () => {
     });
     const text = await (await send(app, "/")).text();
     expect(text).toBe(sse([chunk("a"), chunk("b")]));
-    expect(await usageRows(tenantId)).toMatchObject([
+    expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       { backend_id: "gpu-1", status: 200, outcome: "ok", prompt_tokens: 7, completion_tokens: 3 },
     ]);
     expect(ended).toEqual([{ promptTokens: 7, completionTokens: 3 }]);
@@ -124,7 +126,7 @@ describe("usageMeter", () => {
     expect(text).toBe(
       `data: ${JSON.stringify(chunk("a"))}\n\ndata: ${JSON.stringify(chunk("b"))}\n\n`,
     );
-    expect(await usageRows(tenantId)).toMatchObject([
+    expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       { outcome: "ok", prompt_tokens: 7, completion_tokens: 2 },
     ]);
   });
@@ -146,8 +148,10 @@ describe("usageMeter", () => {
       }),
     );
     await send(bare, "/");
-    expect(await usageRows(tenantId)).toMatchObject([{ prompt_tokens: 7, completion_tokens: 3 }]);
-    expect(await usageRows(bareTenant)).toMatchObject([
+    expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
+      { prompt_tokens: 7, completion_tokens: 3 },
+    ]);
+    expect(await waitForUsageRows(bareTenant, 1)).toMatchObject([
       { outcome: "ok", prompt_tokens: 0, completion_tokens: 0 },
     ]);
   });
@@ -163,7 +167,7 @@ describe("usageMeter", () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     leave.abort();
     await sent.catch(() => {});
-    expect(await usageRows(tenantId)).toMatchObject([
+    expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       { status: 499, outcome: "client_disconnect", prompt_tokens: 0, backend_id: null },
     ]);
     expect(ended).toEqual([{ promptTokens: 0, completionTokens: 0 }]);

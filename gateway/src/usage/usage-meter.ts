@@ -2,7 +2,8 @@ import { createMiddleware } from "hono/factory";
 import type { InferenceEnv } from "../openai/inference-request.ts";
 import { meterJson } from "../proxy/metered-json.ts";
 import { meterSse, type StreamEnd, type TokenUsage, usageInJson } from "../proxy/metered-stream.ts";
-import { recordUsage, type UsageRecord } from "./record.ts";
+import type { UsageRecord } from "./record.ts";
+import { enqueueUsage } from "./usage-queue.ts";
 
 /** Called once when the request ends, with the tokens it used; a promise it returns is waited for. */
 type EndListener = (tokens: TokenUsage) => unknown;
@@ -82,7 +83,7 @@ export function usageMeter(options: { now?: () => number } = {}) {
       const tokensUsed = used;
       c.executionCtx.waitUntil(
         Promise.all([
-          recordUsage(c.env.DB, record, now()),
+          enqueueUsage(c.env, { record, createdAt: now() }),
           ...listeners.map(async (listener) => listener(tokensUsed)),
         ]),
       );

@@ -1,0 +1,125 @@
+// The usage Queue's consumer against the real local D1: rows written in chunked D1 batches,
+// exactly once by the gateway's request key when D1 fails mid-batch, when the consumer dies
+// after a commit but before its acks (the whole batch comes again) and when a message is
+// delivered twice; and the real Queue end to end (producer -> Miniflare's queue -> consumer).
+import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { unique, waitForUsageRows } from "../../test/helpers/gateway-client.ts";
+import type { UsageMessage, UsageRecord } from "./record.ts";
+import { enqueueUsage, writeUsageBatch } from "./usage-queue.ts";
+
+function record(tenantId: string, i: number): UsageRecord {
+  return {
+    requestKey: `${tenantId}-req-${i}`,
+    requestId: `label-${i}`,
+    tenantId,
+    keyId: "key_q",
+    endpoint: "/v1/chat/completions",
+    model: "m",
+    adapterId: null,
+    backendId: "b",
+    promptTokens: i,
+    completionTokens: 1,
+    status: 200,
+    outcome: "ok",
+    latencyMs: 3,
+  };
+}
+
+function messages(tenantId: string, indexes: number[]) {
+  return indexes.map((i) => ({
+    id: `msg-${i}`,
+    timestamp: new Date(),
+    attempts: 1,
+    body: { record: record(tenantId, i), createdAt: 1_000 + i } satisfies UsageMessage,
+  }));
+}
+
+/** Runs the consumer on one delivered batch; answers which messages it acked and which it retried. */
+async function consume(db: D1Database, delivered: ReturnType<typeof messages>, chunk = 50) {
+  const batch = createMessageBatch<UsageMessage>("lorafleet-usage", delivered);
+  const ctx = createExecutionContext();
+  await writeUsageBatch(db, batch, chunk);
+  const result = await getQueueResult(batch, ctx);
+  return {
+    acked: [...result.explicitAcks].sort(),
+    retried: result.retryMessages.map((m) => m.msgId).sort(),
+  };
+}
+
+/** The real D1 whose `batch` fails on its `failOn`-th call: before running it, or after it committed. */
+function failingBatchD1(failOn: number, when: "before" | "after") {
+  let calls = 0;
+  return new Proxy(env.DB, {
+    get(target, prop) {
+      if (prop !== "batch") {
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return async (statements: D1PreparedStatement[]) => {
+        calls += 1;
+        if (calls === failOn && when === "before")
+          throw new Error("D1_ERROR: Network connection lost.");
+        const result = await target.batch(statements);
+        if (calls === failOn) throw new Error("consumer killed after the commit, before its acks");
+        return result;
+      };
+    },
+  });
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const ids = (indexes: number[]) => indexes.map((i) => `msg-${i}`).sort();
+const tokensOf = (rows: { prompt_tokens: number }[]) =>
+  rows.map((r) => r.prompt_tokens).sort((a, b) => a - b);
+
+describe("writeUsageBatch", () => {
+  it("acks the chunks that committed and retries the rest when D1 fails mid-batch; the retry completes it once", async () => {
+    const tenantId = unique("tn_q");
+    const all = messages(tenantId, range(120));
+    // chunks of 50: the second fails before it commits
+    const first = await consume(failingBatchD1(2, "before"), all);
+    expect(first.acked).toEqual(ids(range(50)));
+    expect(first.retried).toEqual(ids(range(120).slice(50)));
+    const redelivered = all.filter((m) => first.retried.includes(m.id));
+    expect(await consume(env.DB, redelivered)).toEqual({
+      acked: ids(range(120).slice(50)),
+      retried: [],
+    });
+    expect(tokensOf(await waitForUsageRows(tenantId, 120))).toEqual(range(120));
+  });
+
+  it("writes nothing twice when the consumer dies after a commit and the whole batch comes again", async () => {
+    const tenantId = unique("tn_q");
+    const all = messages(tenantId, range(80));
+    // the second chunk commits, then the consumer dies: none of its messages is acked
+    const killed = await consume(failingBatchD1(2, "after"), all);
+    expect(killed.retried).toEqual(ids(range(80).slice(50)));
+    // a dead consumer's explicit acks may be lost too: the Queue delivers the batch whole
+    expect((await consume(env.DB, all)).acked).toEqual(ids(range(80)));
+    const rows = await waitForUsageRows(tenantId, 80);
+    expect(tokensOf(rows)).toEqual(range(80));
+    expect(rows.map((r) => r.created_at).sort((a, b) => a - b)).toEqual(
+      range(80).map((i) => 1_000 + i),
+    );
+  });
+
+  it("counts a message delivered twice, in one batch or in two, once", async () => {
+    const tenantId = unique("tn_q");
+    const twice = messages(tenantId, [0, 1, 2, 1, 2, 2]).map((m, n) => ({ ...m, id: `dup-${n}` }));
+    expect((await consume(env.DB, twice, 2)).retried).toEqual([]);
+    await consume(env.DB, messages(tenantId, [2, 3]));
+    expect(tokensOf(await waitForUsageRows(tenantId, 4))).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe("the usage Queue end to end", () => {
+  it("carries rows from the producer to D1 through the real local Queue, each once however often sent", async () => {
+    const tenantId = unique("tn_q");
+    const sent = [...range(30), 5, 6, 7];
+    await Promise.all(
+      sent.map((i) => enqueueUsage(env, { record: record(tenantId, i), createdAt: 1 })),
+    );
+    expect(tokensOf(await waitForUsageRows(tenantId, 30))).toEqual(range(30));
+  });
+});
