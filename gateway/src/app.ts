@@ -15,6 +15,7 @@ import { batchRoutes } from "./batches/batch-routes.ts";
 import type { AppEnv } from "./env.ts";
 import { ApiError } from "./errors.ts";
 import { fileRoutes } from "./files/file-routes.ts";
+import { SliceLimiter } from "./limits/slice-limiter.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { requireSecrets } from "./middleware/require-secrets.ts";
 import { accountRoutes } from "./openai/account-routes.ts";
@@ -29,6 +30,8 @@ export type GatewayState = {
   adapters: AdapterResolver;
   models: ModelResolver;
   backends: BackendDirectory;
+  /** This isolate's slices of tenants' per-minute limits. */
+  slices: SliceLimiter;
   now: () => number;
 };
 
@@ -39,6 +42,7 @@ export function createGatewayState(now: () => number = Date.now): GatewayState {
     adapters,
     models: new ModelResolver(adapters, now),
     backends: new BackendDirectory(now),
+    slices: new SliceLimiter(now),
     now,
   };
 }

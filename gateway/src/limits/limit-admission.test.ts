@@ -5,6 +5,7 @@ import { principalWith, resolvedChatApp, send } from "../../test/helpers/middlew
 import type { TenantLimits } from "../auth/principal.ts";
 import { usageMeter } from "../usage/usage-meter.ts";
 import { limitAdmission } from "./limit-admission.ts";
+import { SliceLimiter } from "./slice-limiter.ts";
 
 const usage = { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 };
 
@@ -13,7 +14,8 @@ function limited(limits: Partial<TenantLimits>) {
   const principal = principalWith(limits);
   const handled: string[] = [];
   const app = resolvedChatApp(principal, { body: { max_tokens: 5 } });
-  app.post("/", usageMeter(), limitAdmission(), (c) => {
+  // the isolate's slices: one SliceLimiter per app, as one per isolate
+  app.post("/", usageMeter(), limitAdmission(new SliceLimiter()), (c) => {
     handled.push(c.var.requestId);
     return c.json({ usage });
   });
@@ -38,22 +40,29 @@ describe("limitAdmission", () => {
     ]);
   });
 
-  it("settles the admitted request with the tokens it used, and never a refused one", async () => {
+  it("spends a slice of tokens per minute locally, gives unused tokens back to it, and returns the rest when it renews", async () => {
     const { app, limiter } = limited({ tokensPerMinute: 160 });
     // the reservation: the prompt's bound, 143 ("user" + "hello there": 15 bytes, + 2 x 64
-    // template tokens), + max_tokens 5 = 148; the answer used 10
+    // template tokens), + max_tokens 5 = 148; the answer used 10. The slice: the larger of
+    // 148 and 1/8 of the 160 left. The empty slice is topped up in the background by 1/8 of
+    // the 12 left: 1.
+    expect((await send(app, "/")).status).toBe(200);
+    expect(await limiter.snapshot()).toMatchObject({ minuteTokens: 149, open: {} });
+    // 139 left in the slice: renewing returns them (10 used) and takes 148 more (the top-up
+    // finds 2 left: a slice of 0)
+    expect((await send(app, "/")).status).toBe(200);
+    expect(await limiter.snapshot()).toMatchObject({ minuteTokens: 158, open: {} });
+    // 20 used + 148 > 160: refused, after the remainder came back
+    expect((await send(app, "/")).status).toBe(429);
+    expect(await limiter.snapshot()).toMatchObject({ minuteTokens: 20, open: {} });
+  });
+
+  it("reserves and settles each request of a tenant with a monthly quota on the Durable Object", async () => {
+    const { app, limiter } = limited({ monthlyTokenQuota: 1000 });
     expect((await send(app, "/")).status).toBe(200);
     expect(await limiter.snapshot()).toMatchObject({
       minuteRequests: 1,
-      minuteTokens: 10,
-      open: {},
-    });
-    expect((await send(app, "/")).status).toBe(200);
-    // 20 used + 148 reserved > 160: refused, and nothing reserved for it
-    expect((await send(app, "/")).status).toBe(429);
-    expect(await limiter.snapshot()).toMatchObject({
-      minuteRequests: 2,
-      minuteTokens: 20,
+      monthTokens: 10,
       open: {},
     });
   });

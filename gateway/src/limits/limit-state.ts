@@ -68,24 +68,8 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
   roll(state, now);
   if (Object.hasOwn(state.open, request.requestKey)) return { ok: true };
   const { limits } = request;
-  const minuteLeft = Math.max(1, Math.ceil(((state.minute + 1) * 60_000 - now) / 1000));
-  if (limits.requestsPerMinute !== null && state.minuteRequests + 1 > limits.requestsPerMinute) {
-    return refuse(
-      "requests_per_minute",
-      `Rate limit reached: ${limits.requestsPerMinute} requests per minute`,
-      minuteLeft,
-    );
-  }
-  if (
-    limits.tokensPerMinute !== null &&
-    state.minuteTokens + request.estimatedTokens > limits.tokensPerMinute
-  ) {
-    return refuse(
-      "tokens_per_minute",
-      `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request may use up to ${request.estimatedTokens}: its prompt's bound plus max_tokens per choice, or the model's context when max_tokens is not set)`,
-      minuteLeft,
-    );
-  }
+  const perMinute = minuteRefusal(state, limits, 1, request.estimatedTokens, now);
+  if (perMinute !== null) return perMinute;
   if (
     limits.monthlyTokenQuota !== null &&
     state.monthTokens + request.estimatedTokens > limits.monthlyTokenQuota
@@ -154,7 +138,41 @@ function openStreams(state: LimitState, now: number): number {
   return count;
 }
 
-function roll(state: LimitState, now: number): void {
+/**
+ * The refusal of `requests` more requests and `tokens` more tokens in the current minute
+ * window, or null when both fit (shared by exact admissions and lease grants, which count
+ * in the same window).
+ */
+export function minuteRefusal(
+  state: LimitState,
+  limits: TenantLimits,
+  requests: number,
+  tokens: number,
+  now: number,
+): Admission | null {
+  const minuteLeft = Math.max(1, Math.ceil(((state.minute + 1) * 60_000 - now) / 1000));
+  if (
+    limits.requestsPerMinute !== null &&
+    state.minuteRequests + requests > limits.requestsPerMinute
+  ) {
+    return refuse(
+      "requests_per_minute",
+      `Rate limit reached: ${limits.requestsPerMinute} requests per minute`,
+      minuteLeft,
+    );
+  }
+  if (limits.tokensPerMinute !== null && state.minuteTokens + tokens > limits.tokensPerMinute) {
+    return refuse(
+      "tokens_per_minute",
+      `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request may use up to ${tokens}: its prompt's bound plus max_tokens per choice, or the model's context when max_tokens is not set)`,
+      minuteLeft,
+    );
+  }
+  return null;
+}
+
+/** Starts a new minute window or month when `now` is past the current one. */
+export function roll(state: LimitState, now: number): void {
   const minute = minuteOf(now);
   if (minute !== state.minute) {
     state.minute = minute;
@@ -172,7 +190,7 @@ function refuse(code: LimitCode, message: string, retryAfterSeconds: number): Ad
   return { ok: false, code, message, retryAfterSeconds };
 }
 
-function minuteOf(now: number): number {
+export function minuteOf(now: number): number {
   return Math.floor(now / 60_000);
 }
 

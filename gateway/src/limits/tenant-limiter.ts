@@ -8,6 +8,7 @@ import {
   type LimitState,
   settle,
 } from "./limit-state.ts";
+import { grantSlice, type SliceGrant, type SliceRequest } from "./slice-grant.ts";
 
 const stateKey = "state";
 
@@ -32,6 +33,13 @@ export class TenantLimiter extends DurableObject<Env> {
     const result = admit(this.#state, request, Date.now());
     if (result.ok) void this.ctx.storage.put(stateKey, this.#state);
     return result;
+  }
+
+  /** A slice of the minute limits for an isolate to spend locally (limits/slice-limiter.ts). */
+  lease(request: SliceRequest): SliceGrant {
+    const grant = grantSlice(this.#state, request, Date.now());
+    void this.ctx.storage.put(stateKey, this.#state);
+    return grant;
   }
 
   settle(requestKey: string, actualTokens: number): boolean {

@@ -27,7 +27,7 @@ export function inferenceRoutes(state: GatewayState) {
       auth,
       inferenceRequest(endpoint, { models: state.models, now: state.now }),
       usageMeter({ now: state.now }),
-      limitAdmission(),
+      limitAdmission(state.slices),
       (c) => forwardInference(c, state),
     );
   }

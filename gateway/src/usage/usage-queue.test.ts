@@ -43,7 +43,7 @@ async function consume(db: D1Database, delivered: ReturnType<typeof messages>, c
   const result = await getQueueResult(batch, ctx);
   return {
     acked: [...result.explicitAcks].sort(),
-    retried: result.retryMessages.map((m) => m.msgId).sort(),
+    retried: result.retryMessages.map((m: { msgId: string }) => m.msgId).sort(),
   };
 }
 

@@ -252,6 +252,7 @@ export type UsageRow = {
   backend_id: string | null;
   adapter_id: string | null;
   latency_ms: number;
+  created_at: number;
 };
 
 export async function usageRows(tenantId: string): Promise<UsageRow[]> {
