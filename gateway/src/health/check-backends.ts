@@ -24,7 +24,7 @@ export async function checkBackends(env: Env, directory: BackendDirectory): Prom
         .run();
     }),
   );
-  directory.invalidate();
+  directory.markStale();
 }
 
 async function probe(

@@ -90,7 +90,9 @@ async function answerFromBackend(
   // them (a client's id, which may repeat, would pile its requests onto one backend).
   const ranked = rankBackends(
     target.adapter?.id ?? requestKey,
-    await state.backends.candidates(c.env, target.baseModel),
+    await state.backends.candidates(c.env, target.baseModel, (work) =>
+      c.executionCtx.waitUntil(work),
+    ),
   );
   const envelope = {
     origin: c.env.PUBLIC_URL || new URL(c.req.url).origin,

@@ -3,8 +3,8 @@ import type { Principal } from "../auth/principal.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { defaultTokenBounds, type TokenBounds } from "../limits/estimate-tokens.ts";
-import { LruCache } from "../lru.ts";
 import { retryD1 } from "../storage/d1-retry.ts";
+import { type Background, RefreshedCache } from "../storage/refreshed-cache.ts";
 
 /** What a request's `model` names: its base model (with that model's token bounds) and adapter. */
 export type ModelTarget = { baseModel: string; bounds: TokenBounds; adapter: AdapterMeta | null };
@@ -22,39 +22,41 @@ type BaseModelRow = {
  */
 export class ModelResolver {
   readonly #adapters: AdapterResolver;
-  readonly #baseModels: LruCache<Map<string, TokenBounds>>;
+  /** Every registered base model, refreshed from D1 in the background every 10 s. */
+  readonly #baseModels: RefreshedCache<Map<string, TokenBounds>>;
 
   constructor(adapters: AdapterResolver, now: () => number = Date.now) {
     this.#adapters = adapters;
-    this.#baseModels = new LruCache(1, 10_000, now);
+    this.#baseModels = new RefreshedCache(10_000, now);
   }
 
   /** Every registered base model with its token bounds. */
-  async #all(env: Env): Promise<Map<string, TokenBounds>> {
-    let all = this.#baseModels.get("all");
-    if (all === undefined) {
-      const { results } = await retryD1(() =>
-        env.DB.prepare(
-          "SELECT name, template_tokens_per_message, max_position_embeddings FROM base_models",
-        ).all<BaseModelRow>(),
-      );
-      all = new Map(
-        results.map((r) => [
-          r.name,
-          {
-            templateTokensPerMessage: r.template_tokens_per_message,
-            contextLength: r.max_position_embeddings,
-          },
-        ]),
-      );
-      this.#baseModels.set("all", all);
-    }
-    return all;
+  #all(env: Env, background?: Background): Promise<Map<string, TokenBounds>> {
+    return this.#baseModels.get(
+      "all",
+      async () => {
+        const { results } = await retryD1(() =>
+          env.DB.prepare(
+            "SELECT name, template_tokens_per_message, max_position_embeddings FROM base_models",
+          ).all<BaseModelRow>(),
+        );
+        return new Map(
+          results.map((r) => [
+            r.name,
+            {
+              templateTokensPerMessage: r.template_tokens_per_message,
+              contextLength: r.max_position_embeddings,
+            },
+          ]),
+        );
+      },
+      background,
+    );
   }
 
   /** Base models this tenant may call: those registered, narrowed by its allow list when it has one. */
-  async baseModels(env: Env, principal: Principal): Promise<string[]> {
-    const all = [...(await this.#all(env)).keys()];
+  async baseModels(env: Env, principal: Principal, background?: Background): Promise<string[]> {
+    const all = [...(await this.#all(env, background)).keys()];
     const allowed = principal.allowedBaseModels;
     return allowed.length === 0 ? all : all.filter((m) => allowed.includes(m));
   }
@@ -64,10 +66,16 @@ export class ModelResolver {
     this.#baseModels.clear();
   }
 
-  async resolve(env: Env, principal: Principal, model: string): Promise<ModelTarget> {
-    const bases = await this.#all(env);
+  /** `background` (`ctx.waitUntil`) lets the base model list be refreshed behind the request. */
+  async resolve(
+    env: Env,
+    principal: Principal,
+    model: string,
+    background?: Background,
+  ): Promise<ModelTarget> {
+    const bases = await this.#all(env, background);
     const boundsOf = (name: string) => bases.get(name) ?? defaultTokenBounds;
-    if ((await this.baseModels(env, principal)).includes(model))
+    if ((await this.baseModels(env, principal, background)).includes(model))
       return { baseModel: model, bounds: boundsOf(model), adapter: null };
     const ownPrefix = `${principal.tenantName}/`;
     const name = model.startsWith(ownPrefix) ? model.slice(ownPrefix.length) : model;

@@ -1,6 +1,7 @@
 import type { Env } from "../env.ts";
 import { LruCache } from "../lru.ts";
 import { retryD1 } from "../storage/d1-retry.ts";
+import { type Background, RefreshedCache } from "../storage/refreshed-cache.ts";
 import type { RoutableBackend } from "./rendezvous.ts";
 
 export type Backend = RoutableBackend & {
@@ -19,7 +20,7 @@ type BackendRow = {
   secret_version: number;
 };
 
-/** How long an isolate reuses the backend list before reading D1 again. */
+/** How old an isolate's backend list may be before it is read again from D1 (in the background). */
 export const backendListTtlMs = 5_000;
 /** How long an isolate avoids a backend after a failed call to it. */
 export const failedBackendPauseMs = 30_000;
@@ -27,33 +28,39 @@ export const failedBackendPauseMs = 30_000;
 /**
  * The isolate's view of the backends that can take requests for a base model:
  * active (not draining) and healthy in D1, not recently failed here, with the
- * load they last reported plus this isolate's in-flight requests to them.
+ * load they last reported plus this isolate's in-flight requests to them. The list is
+ * isolate state, refreshed from D1 in the background once older than `backendListTtlMs`
+ * (the cron's health check marks it old), so a request reads D1 only in an isolate that
+ * has never loaded it.
  */
 export class BackendDirectory {
-  readonly #lists: LruCache<BackendRow[]>;
+  readonly #lists: RefreshedCache<BackendRow[]>;
   readonly #failed: LruCache<true>;
   readonly #inFlight = new Map<string, number>();
 
   constructor(now: () => number = Date.now) {
-    this.#lists = new LruCache(100, backendListTtlMs, now);
+    this.#lists = new RefreshedCache(backendListTtlMs, now);
     this.#failed = new LruCache(1000, failedBackendPauseMs, now);
   }
 
-  async candidates(env: Env, baseModel: string): Promise<Backend[]> {
-    let rows = this.#lists.get(baseModel);
-    if (rows === undefined) {
-      const { results } = await retryD1(() =>
-        env.DB.prepare(
-          `SELECT b.id, b.url, b.base_model, b.capacity, b.load, c.version AS secret_version
-           FROM backends b JOIN backend_credentials c ON c.backend_id = b.id
-           WHERE b.base_model = ? AND b.status = 'active' AND b.healthy = 1`,
-        )
-          .bind(baseModel)
-          .all<BackendRow>(),
-      );
-      rows = results;
-      this.#lists.set(baseModel, rows);
-    }
+  /** `background` (`ctx.waitUntil`) lets an old list be served while it is refreshed. */
+  async candidates(env: Env, baseModel: string, background?: Background): Promise<Backend[]> {
+    const rows = await this.#lists.get(
+      baseModel,
+      async () => {
+        const { results } = await retryD1(() =>
+          env.DB.prepare(
+            `SELECT b.id, b.url, b.base_model, b.capacity, b.load, c.version AS secret_version
+             FROM backends b JOIN backend_credentials c ON c.backend_id = b.id
+             WHERE b.base_model = ? AND b.status = 'active' AND b.healthy = 1`,
+          )
+            .bind(baseModel)
+            .all<BackendRow>(),
+        );
+        return results;
+      },
+      background,
+    );
     return rows
       .filter((r) => this.#failed.get(r.id) === undefined)
       .map((r) => ({
@@ -81,8 +88,15 @@ export class BackendDirectory {
     else this.#inFlight.set(id, left);
   }
 
+  /** After an admin change: the next request reads the lists again. */
   invalidate(): void {
     this.#lists.clear();
+    this.#failed.clear();
+  }
+
+  /** After a health check wrote D1: the lists are refreshed behind the next requests. */
+  markStale(): void {
+    this.#lists.markStale();
     this.#failed.clear();
   }
 }
