@@ -1,0 +1,102 @@
+/**
+ * Load on one URL over keep-alive HTTP/1.1: an open loop (requests sent on a fixed schedule
+ * whatever earlier ones are doing; latency from the scheduled time, so a lagging client or
+ * server counts against the server) and a closed loop (N clients, each sending its next
+ * request when its previous one ended).
+ */
+import { Agent, request } from "node:http";
+import { percentile } from "../src/stats.ts";
+
+export type RequestSpec = { url: string; headers: Record<string, string>; body: string };
+
+/** One request: its latency (end of body) and time to first byte, from when it was due. */
+export type Sample = { latencyMs: number; firstByteMs: number; status: number };
+
+export type LoadResult = {
+  samples: Sample[];
+  /** wall seconds from the first send to the last end */
+  elapsedS: number;
+  /** most a send started after it was due (a large value: the client could not keep up) */
+  maxSendLagMs: number;
+};
+
+const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+
+function send(spec: RequestSpec, due: number): Promise<Sample> {
+  return new Promise((resolve) => {
+    const url = new URL(spec.url);
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: "POST",
+        agent,
+        headers: { ...spec.headers, "content-length": Buffer.byteLength(spec.body) },
+      },
+      (res) => {
+        const firstByteMs = performance.now() - due;
+        res.on("data", () => {});
+        res.on("end", () =>
+          resolve({ latencyMs: performance.now() - due, firstByteMs, status: res.statusCode ?? 0 }),
+        );
+      },
+    );
+    req.on("error", () =>
+      resolve({ latencyMs: performance.now() - due, firstByteMs: Number.NaN, status: 0 }),
+    );
+    req.end(spec.body);
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `rate` requests/s for `durationS` seconds, on schedule. */
+export async function openLoop(
+  spec: RequestSpec,
+  rate: number,
+  durationS: number,
+): Promise<LoadResult> {
+  const count = Math.max(1, Math.round(rate * durationS));
+  const interval = 1000 / rate;
+  const start = performance.now();
+  const sent: Promise<Sample>[] = [];
+  let maxSendLagMs = 0;
+  for (let i = 0; i < count; ) {
+    const due = start + i * interval;
+    const now = performance.now();
+    if (now < due) {
+      await sleep(Math.max(0, due - now - 0.5));
+      continue;
+    }
+    maxSendLagMs = Math.max(maxSendLagMs, now - due);
+    sent.push(send(spec, due));
+    i += 1;
+  }
+  const samples = await Promise.all(sent);
+  return { samples, elapsedS: (performance.now() - start) / 1000, maxSendLagMs };
+}
+
+/** `clients` clients, each sending one request after another, for `durationS` seconds. */
+export async function closedLoop(
+  spec: RequestSpec,
+  clients: number,
+  durationS: number,
+): Promise<LoadResult> {
+  const start = performance.now();
+  const end = start + durationS * 1000;
+  const samples: Sample[] = [];
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) samples.push(await send(spec, performance.now()));
+    }),
+  );
+  return { samples, elapsedS: (performance.now() - start) / 1000, maxSendLagMs: 0 };
+}
+
+export type Latency = { p50: number; p90: number; p99: number; max: number };
+
+export function latencyOf(values: number[]): Latency {
+  const at = (p: number) => Math.round((percentile(values, p) ?? Number.NaN) * 1000) / 1000;
+  return { p50: at(50), p90: at(90), p99: at(99), max: at(100) };
+}

@@ -1,0 +1,115 @@
+// The gateway Worker as the benchmark runs it: the real entry (gateway/src/index.ts), its
+// bindings wrapped to count each D1 query, KV read and write, Durable Object call, R2
+// operation and Queue message, split into those made before the response was returned (on
+// the request path) and those after it (waitUntil, the queue consumer). GET /__bench/counts
+// answers the counts; POST /__bench/counts resets them. Nothing else differs from the product.
+
+import type { Env } from "../../../gateway/src/env.ts";
+import gateway, { BatchRunner, TenantLimiter } from "../../../gateway/src/index.ts";
+
+export { BatchRunner, TenantLimiter };
+
+type Counts = Record<string, number>;
+const total: Counts = {};
+const onPath: Counts = {};
+let requests = 0;
+
+function count(name: string): void {
+  total[name] = (total[name] ?? 0) + 1;
+}
+
+/** Calls of the named methods on `target` (and on what `nested` methods return) are counted as `name`. */
+function counted<T extends object>(
+  target: T,
+  methods: Record<string, string>,
+  nested: Record<string, (value: object) => object> = {},
+): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      const value = Reflect.get(t, prop) as unknown;
+      if (typeof value !== "function") return value;
+      const name = methods[String(prop)];
+      const wrap = nested[String(prop)];
+      return (...args: unknown[]) => {
+        if (name !== undefined) count(name);
+        const result = Reflect.apply(value, t, args) as unknown;
+        return wrap !== undefined && typeof result === "object" && result !== null
+          ? wrap(result)
+          : result;
+      };
+    },
+  });
+}
+
+function statement(s: object): object {
+  return counted(
+    s,
+    { first: "d1_queries", all: "d1_queries", run: "d1_queries", raw: "d1_queries" },
+    { bind: statement },
+  );
+}
+
+function wrapEnv(env: Env): Env {
+  return {
+    ...env,
+    DB: counted(env.DB, { batch: "d1_batches", exec: "d1_queries" }, { prepare: statement }),
+    CACHE: counted(env.CACHE, {
+      get: "kv_reads",
+      getWithMetadata: "kv_reads",
+      put: "kv_writes",
+      delete: "kv_writes",
+    }),
+    FILES: counted(env.FILES, {
+      get: "r2_ops",
+      head: "r2_ops",
+      put: "r2_ops",
+      delete: "r2_ops",
+      list: "r2_ops",
+      createMultipartUpload: "r2_ops",
+      resumeMultipartUpload: "r2_ops",
+    }),
+    LIMITER: counted(
+      env.LIMITER,
+      {},
+      {
+        get: (stub) =>
+          new Proxy(stub, {
+            get(s, method) {
+              const value = Reflect.get(s, method) as unknown;
+              if (typeof value !== "function") return value;
+              return (...args: unknown[]) => {
+                count("do_calls");
+                return Reflect.apply(value, s, args) as unknown;
+              };
+            },
+          }),
+      },
+    ),
+    USAGE: counted(env.USAGE, { send: "queue_messages", sendBatch: "queue_batches" }),
+  };
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const path = new URL(request.url).pathname;
+    if (path === "/__bench/counts") {
+      if (request.method === "POST") {
+        for (const counts of [total, onPath]) for (const k of Object.keys(counts)) delete counts[k];
+        requests = 0;
+      }
+      return Response.json({ requests, onPath, total });
+    }
+    requests += 1;
+    const before = { ...total };
+    const response = await gateway.fetch(request, wrapEnv(env), ctx);
+    for (const [name, n] of Object.entries(total)) {
+      const made = n - (before[name] ?? 0);
+      if (made > 0) onPath[name] = (onPath[name] ?? 0) + made;
+    }
+    return response;
+  },
+  scheduled: gateway.scheduled,
+  queue(batch, env) {
+    return gateway.queue(batch, wrapEnv(env));
+  },
+} satisfies ExportedHandler<Env>;
