@@ -156,11 +156,11 @@ async function startWorkerd(dir: string, backendUrl: string): Promise<Gateway> {
       ],
       host: "127.0.0.1",
       port: 0,
-      // the gateway's log line per request is read and dropped, as wrangler dev's is below
-      handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
-        stdout.resume();
-        stderr.resume();
-      },
+      // the gateway's log line per request is dropped here, as wrangler dev's is below
+      handleStructuredLogs() {},
+      ...(process.env.BENCH_INSPECTOR_PORT
+        ? { inspectorPort: Number(process.env.BENCH_INSPECTOR_PORT) }
+        : {}),
     } as Parameters<typeof convertV4MiniflareOptions>[0]),
   );
   const url = (await mf.ready).origin;
@@ -310,6 +310,7 @@ export async function bindingCounts(url: string, reset = false) {
     requests: number;
     onPath: Record<string, number>;
     total: Record<string, number>;
+    consumer: Record<string, number>;
   };
 }
 

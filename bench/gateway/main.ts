@@ -178,7 +178,12 @@ async function countsPerRequest(gateway: Gateway, key: string, n: number) {
         "queue_messages",
       ].map((k) => [k, Math.round(((c[k] ?? 0) / counts.requests) * 1000) / 1000]),
     );
-  return { requests: counts.requests, onPath: per(counts.onPath), all: per(counts.total) };
+  return {
+    requests: counts.requests,
+    onPath: per(counts.onPath),
+    all: per(counts.total),
+    usageConsumer: per(counts.consumer),
+  };
 }
 
 function gatewaySpec(gateway: Gateway, key: string) {
@@ -198,6 +203,13 @@ async function main() {
   );
   const stub = await startStub(streamTokens, tokenDelayMs);
   const work = mkdtempSync(join(tmpdir(), "bench-gateway-"));
+  let gateway: Gateway | null = null;
+  // Interrupted: stop what this run started (the stub, workerd or wrangler dev) before leaving.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      void Promise.allSettled([stub.stop(), gateway?.stop()]).then(() => process.exit(130));
+    });
+  }
   const results: Record<string, unknown> = {};
   try {
     const directSpec = (stream: boolean): RequestSpec => ({
@@ -210,25 +222,27 @@ async function main() {
     results.direct = { points: direct };
     for (const mode of modes) {
       log(`starting the gateway: ${mode}`);
-      const gateway = await startGateway(mode, join(work, mode), stub.url);
+      gateway = await startGateway(mode, join(work, mode), stub.url);
+      const running = gateway;
       try {
-        const cpu = () => cpuSeconds(gateway.pids());
+        const cpu = () => cpuSeconds(running.pids());
         const tenants: Record<string, unknown> = {};
-        for (const [tenant, key] of Object.entries(gateway.keys)) {
-          await closedLoop(gatewaySpec(gateway, key)(false), 4, 2); // warm-up: caches, slices, JIT
-          const counts = await countsPerRequest(gateway, key, smoke ? 20 : 200);
+        for (const [tenant, key] of Object.entries(running.keys)) {
+          await closedLoop(gatewaySpec(running, key)(false), 4, 2); // warm-up: caches, slices, JIT
+          const counts = await countsPerRequest(running, key, smoke ? 20 : 200);
           log(
-            `${mode}/${tenant} per request on the path: ${JSON.stringify(counts.onPath)}; in all: ${JSON.stringify(counts.all)}`,
+            `${mode}/${tenant} per request on the path: ${JSON.stringify(counts.onPath)}; in all: ${JSON.stringify(counts.all)}; usage consumer: ${JSON.stringify(counts.usageConsumer)}`,
           );
           const points = withAdded(
-            await runPoints(`${mode}/${tenant}`, gatewaySpec(gateway, key), cpu),
+            await runPoints(`${mode}/${tenant}`, gatewaySpec(running, key), cpu),
             direct,
           );
           tenants[tenant] = { counts, points, heldRps: heldRate(points) };
         }
         results[mode] = tenants;
       } finally {
-        await gateway.stop();
+        await running.stop();
+        gateway = null;
       }
     }
   } finally {

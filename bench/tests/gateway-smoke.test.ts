@@ -54,18 +54,20 @@ it("measures what the gateway adds, with no central call on the warm path", {
     for (const tenant of ["unlimited", "limited"] as const) {
       const { counts, points } = report.results.workerd[tenant];
       expect(counts.requests).toBe(20);
-      // the usage row is the one message, sent in waitUntil; nothing central is awaited but
-      // a new slice of the limits when a UTC minute begins during the 20 requests
-      const { do_calls: doCalls, ...rest } = counts.onPath;
-      expect(rest).toEqual({
-        d1_queries: 0,
-        d1_batches: 0,
-        kv_reads: 0,
-        kv_writes: 0,
-        r2_ops: 0,
-        queue_messages: 1,
-      });
+      // The usage row is the one message, sent in waitUntil. Nothing central is awaited but,
+      // at most once in these 20 requests, a new slice of the limits when a UTC minute
+      // begins, a key's KV copy when its 10 s isolate copy ends, or (started by a request,
+      // not awaited) a background refresh of the backend list (5 s) and base models (10 s).
+      const {
+        do_calls: doCalls,
+        kv_reads: kvReads,
+        d1_queries: d1Queries,
+        ...rest
+      } = counts.onPath;
+      expect(rest).toEqual({ d1_batches: 0, kv_writes: 0, r2_ops: 0, queue_messages: 1 });
       expect(doCalls).toBeLessThanOrEqual(tenant === "limited" ? 1 / 20 : 0);
+      expect(kvReads).toBeLessThanOrEqual(1 / 20);
+      expect(d1Queries).toBeLessThanOrEqual(2 / 20);
       expect(points).toHaveLength(4);
       for (const point of points) {
         expect(point.errors).toBe(0);

@@ -22,13 +22,29 @@ export function macFromBase64url(text: string): Uint8Array | null {
 
 const encoder = new TextEncoder();
 
+/**
+ * Imported keys by secret: importing costs more than signing, and every forwarded request
+ * signs (its backend's credential). A handful of secrets exist (URL_SIGNING_KEY,
+ * BACKEND_SECRET, and a previous one while rotating), so the map stays small.
+ */
+const imported = new Map<string, Promise<CryptoKey>>();
+const maxImported = 8;
+
 /** HMAC-SHA256 key of a secret string. */
 export function hmacKey(secret: string): Promise<CryptoKey> {
-  return crypto.subtle.importKey(
-    "raw",
-    encoder.encode(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign", "verify"],
-  );
+  let key = imported.get(secret);
+  if (key === undefined) {
+    if (imported.size >= maxImported) imported.clear();
+    key = crypto.subtle.importKey(
+      "raw",
+      encoder.encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign", "verify"],
+    );
+    imported.set(secret, key);
+    // a failed import is not kept
+    key.catch(() => imported.delete(secret));
+  }
+  return key;
 }

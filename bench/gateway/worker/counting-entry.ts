@@ -1,8 +1,10 @@
 // The gateway Worker as the benchmark runs it: the real entry (gateway/src/index.ts), its
 // bindings wrapped to count each D1 query, KV read and write, Durable Object call, R2
-// operation and Queue message, split into those made before the response was returned (on
-// the request path) and those after it (waitUntil, the queue consumer). GET /__bench/counts
-// answers the counts; POST /__bench/counts resets them. Nothing else differs from the product.
+// operation and Queue message a request makes, split into those started before its response
+// was returned (`onPath`: awaited, or started for waitUntil on the way) and all of them
+// (`total`, waitUntil work that ran after the response included); the usage Queue consumer's
+// own calls are counted apart (`consumer`). GET /__bench/counts answers the counts; POST
+// /__bench/counts resets them. Nothing else differs from the product.
 
 import type { Env } from "../../../gateway/src/env.ts";
 import gateway, { BatchRunner, TenantLimiter } from "../../../gateway/src/index.ts";
@@ -12,18 +14,19 @@ export { BatchRunner, TenantLimiter };
 type Counts = Record<string, number>;
 const total: Counts = {};
 const onPath: Counts = {};
+const consumer: Counts = {};
 let requests = 0;
 
-function count(name: string): void {
-  total[name] = (total[name] ?? 0) + 1;
-}
-
-/** Calls of the named methods on `target` (and on what `nested` methods return) are counted as `name`. */
+/** Calls of the named methods on `target` (and on what `nested` methods return) are counted into `into` as `name`. */
 function counted<T extends object>(
+  into: Counts,
   target: T,
   methods: Record<string, string>,
   nested: Record<string, (value: object) => object> = {},
 ): T {
+  const count = (name: string) => {
+    into[name] = (into[name] ?? 0) + 1;
+  };
   return new Proxy(target, {
     get(t, prop) {
       const value = Reflect.get(t, prop) as unknown;
@@ -41,25 +44,25 @@ function counted<T extends object>(
   });
 }
 
-function statement(s: object): object {
-  return counted(
-    s,
-    { first: "d1_queries", all: "d1_queries", run: "d1_queries", raw: "d1_queries" },
-    { bind: statement },
-  );
-}
-
-function wrapEnv(env: Env): Env {
+/** `env` with each binding's calls counted into `into`. */
+function wrapEnv(env: Env, into: Counts): Env {
+  const statement = (s: object): object =>
+    counted(
+      into,
+      s,
+      { first: "d1_queries", all: "d1_queries", run: "d1_queries", raw: "d1_queries" },
+      { bind: statement },
+    );
   return {
     ...env,
-    DB: counted(env.DB, { batch: "d1_batches", exec: "d1_queries" }, { prepare: statement }),
-    CACHE: counted(env.CACHE, {
+    DB: counted(into, env.DB, { batch: "d1_batches", exec: "d1_queries" }, { prepare: statement }),
+    CACHE: counted(into, env.CACHE, {
       get: "kv_reads",
       getWithMetadata: "kv_reads",
       put: "kv_writes",
       delete: "kv_writes",
     }),
-    FILES: counted(env.FILES, {
+    FILES: counted(into, env.FILES, {
       get: "r2_ops",
       head: "r2_ops",
       put: "r2_ops",
@@ -68,25 +71,23 @@ function wrapEnv(env: Env): Env {
       createMultipartUpload: "r2_ops",
       resumeMultipartUpload: "r2_ops",
     }),
-    LIMITER: counted(
-      env.LIMITER,
-      {},
-      {
-        get: (stub) =>
-          new Proxy(stub, {
-            get(s, method) {
-              const value = Reflect.get(s, method) as unknown;
-              if (typeof value !== "function") return value;
-              return (...args: unknown[]) => {
-                count("do_calls");
-                return Reflect.apply(value, s, args) as unknown;
-              };
-            },
-          }),
-      },
-    ),
-    USAGE: counted(env.USAGE, { send: "queue_messages", sendBatch: "queue_batches" }),
+    LIMITER: counted(into, env.LIMITER, {}, { get: (stub) => countedStub(into, stub) }),
+    USAGE: counted(into, env.USAGE, { send: "queue_messages", sendBatch: "queue_batches" }),
   };
+}
+
+/** A Durable Object stub whose every method call (an RPC call) is counted. */
+function countedStub(into: Counts, stub: object): object {
+  return new Proxy(stub, {
+    get(s, method) {
+      const value = Reflect.get(s, method) as unknown;
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        into.do_calls = (into.do_calls ?? 0) + 1;
+        return Reflect.apply(value, s, args) as unknown;
+      };
+    },
+  });
 }
 
 export default {
@@ -94,14 +95,16 @@ export default {
     const path = new URL(request.url).pathname;
     if (path === "/__bench/counts") {
       if (request.method === "POST") {
-        for (const counts of [total, onPath]) for (const k of Object.keys(counts)) delete counts[k];
+        for (const counts of [total, onPath, consumer]) {
+          for (const k of Object.keys(counts)) delete counts[k];
+        }
         requests = 0;
       }
-      return Response.json({ requests, onPath, total });
+      return Response.json({ requests, onPath, total, consumer });
     }
     requests += 1;
     const before = { ...total };
-    const response = await gateway.fetch(request, wrapEnv(env), ctx);
+    const response = await gateway.fetch(request, wrapEnv(env, total), ctx);
     for (const [name, n] of Object.entries(total)) {
       const made = n - (before[name] ?? 0);
       if (made > 0) onPath[name] = (onPath[name] ?? 0) + made;
@@ -110,6 +113,6 @@ export default {
   },
   scheduled: gateway.scheduled,
   queue(batch, env) {
-    return gateway.queue(batch, wrapEnv(env));
+    return gateway.queue(batch, wrapEnv(env, consumer));
   },
 } satisfies ExportedHandler<Env>;

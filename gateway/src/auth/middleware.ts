@@ -30,10 +30,10 @@ export function apiKeyAuth(
 ) {
   return createMiddleware<AppEnv>(async function apiKeyAuth(c, next) {
     const secret = bearer(c.req.header("authorization"));
-    const invalid = new ApiError(401, "invalid_api_key", "Incorrect API key provided");
-    if (!looksLikeApiKey(secret)) throw invalid;
+    const invalid = () => new ApiError(401, "invalid_api_key", "Incorrect API key provided");
+    if (!looksLikeApiKey(secret)) throw invalid();
     const principal = await resolver.resolve(c.env, await hashApiKey(secret));
-    if (principal === null) throw invalid;
+    if (principal === null) throw invalid();
     if (principal.expiresAt !== null && principal.expiresAt <= now()) {
       throw new ApiError(401, "expired_api_key", "This API key has expired");
     }
