@@ -2,8 +2,9 @@
  * The gateway benchmark (issue 25): what the Worker adds to a request. The stub backend
  * (own process) answers at once, or streams tokens at a fixed delay; every point is run
  * against the stub directly (the baseline) and through the gateway, for a tenant without
- * limits and one with requests and tokens per minute, in workerd without the dev proxy
- * (Miniflare's own server: the product's figure) and through `wrangler dev`.
+ * limits and one with requests and tokens per minute, in workerd directly (a socket bound
+ * to the Worker: the product's figure), through Miniflare's own server (its entry worker in
+ * front) and through `wrangler dev` (its proxy in front).
  *
  *   node bench/gateway/main.ts                  # full: ~10 min on 2 cores
  *   node bench/gateway/main.ts --smoke --out /tmp/gw   # seconds: what `npm test` runs
@@ -49,7 +50,7 @@ const { values } = parseArgs({
 });
 const smoke = values.smoke === true;
 const list = (v: string | undefined, d: string) => (v ?? d).split(",").filter(Boolean);
-const modes = list(values.modes, smoke ? "workerd" : "workerd,wrangler-dev") as Mode[];
+const modes = list(values.modes, smoke ? "workerd" : "workerd,miniflare,wrangler-dev") as Mode[];
 const durationS = Number(values.duration ?? (smoke ? 0.5 : 6));
 const rates = list(values.rates, smoke ? "100" : "100,500,1000,2000").map(Number);
 const clientCounts = list(values.clients, smoke ? "1,16" : "1,16,64").map(Number);
@@ -339,7 +340,7 @@ function writeSummary(
     command: report.command,
     git_sha: report.git_sha,
     measured_at: report.measured_at,
-    device: `cpu-gateway: the gateway Worker in workerd (Miniflare's own server, no dev proxy), ${cpus().length} cores (${cpus()[0]?.model ?? "unknown"}), against a loopback stub backend`,
+    device: `cpu-gateway: the gateway Worker in workerd directly (a socket bound to the Worker, no dev proxy), ${cpus().length} cores (${cpus()[0]?.model ?? "unknown"}), against a loopback stub backend`,
     sources: {
       gateway_added_p50_ms: `${source} (workerd, tenant with limits, 500 req/s open loop: p50 through minus p50 direct)`,
       gateway_added_p99_ms: `${source} (the same point: p99 through minus p99 direct)`,
