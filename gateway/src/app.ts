@@ -23,6 +23,7 @@ import { inferenceRoutes } from "./openai/inference-routes.ts";
 import { ModelResolver } from "./openai/resolve-model.ts";
 import { BackendDirectory } from "./routing/backend-directory.ts";
 import { isTransientD1Error, storageUnavailable } from "./storage/d1-retry.ts";
+import { UsageSender } from "./usage/usage-queue.ts";
 
 /** The per-isolate state the app keeps between requests; tests build their own. */
 export type GatewayState = {
@@ -32,6 +33,8 @@ export type GatewayState = {
   backends: BackendDirectory;
   /** This isolate's slices of tenants' per-minute limits. */
   slices: SliceLimiter;
+  /** Gathers this isolate's usage rows into Queue messages. */
+  usage: UsageSender;
   now: () => number;
 };
 
@@ -43,6 +46,7 @@ export function createGatewayState(now: () => number = Date.now): GatewayState {
     models: new ModelResolver(adapters, now),
     backends: new BackendDirectory(now),
     slices: new SliceLimiter(now),
+    usage: new UsageSender(),
     now,
   };
 }

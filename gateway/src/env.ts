@@ -1,7 +1,7 @@
 import type { Principal } from "./auth/principal.ts";
 import type { BatchRunner } from "./batches/batch-runner.ts";
 import type { TenantLimiter } from "./limits/tenant-limiter.ts";
-import type { UsageMessage } from "./usage/record.ts";
+import type { UsageMessage } from "./usage/usage-queue.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml plus its secrets. */
 export type Env = {

@@ -1,8 +1,7 @@
 import { createApp, createGatewayState } from "./app.ts";
 import type { Env } from "./env.ts";
 import { checkBackends } from "./health/check-backends.ts";
-import type { UsageMessage } from "./usage/record.ts";
-import { writeUsageBatch } from "./usage/usage-queue.ts";
+import { type UsageMessage, writeUsageBatch } from "./usage/usage-queue.ts";
 
 export { BatchRunner } from "./batches/batch-runner.ts";
 export { TenantLimiter } from "./limits/tenant-limiter.ts";

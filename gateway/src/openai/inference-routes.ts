@@ -26,7 +26,7 @@ export function inferenceRoutes(state: GatewayState) {
       endpoint.slice("/v1".length),
       auth,
       inferenceRequest(endpoint, { models: state.models, now: state.now }),
-      usageMeter({ now: state.now }),
+      usageMeter({ now: state.now, sender: state.usage }),
       limitAdmission(state.slices),
       (c) => forwardInference(c, state),
     );

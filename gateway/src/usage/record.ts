@@ -20,8 +20,8 @@ export type UsageRecord = {
   latencyMs: number;
 };
 
-/** A usage row on its way to D1 (a Queue message): the record and when it ended. */
-export type UsageMessage = { record: UsageRecord; createdAt: number };
+/** A usage row on its way to D1 (in a Queue message): the record and when it ended. */
+export type UsageRow = { record: UsageRecord; createdAt: number };
 
 /**
  * The row's insert: the gateway's own request key is the primary key and a second write

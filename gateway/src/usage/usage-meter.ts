@@ -3,7 +3,7 @@ import type { InferenceEnv } from "../openai/inference-request.ts";
 import { meterJson } from "../proxy/metered-json.ts";
 import { meterSse, type StreamEnd, type TokenUsage, usageInJson } from "../proxy/metered-stream.ts";
 import type { UsageRecord } from "./record.ts";
-import { enqueueUsage } from "./usage-queue.ts";
+import { UsageSender } from "./usage-queue.ts";
 
 /** Called once when the request ends, with the tokens it used; a promise it returns is waited for. */
 type EndListener = (tokens: TokenUsage) => unknown;
@@ -56,8 +56,8 @@ function isEventStream(response: Response): boolean {
  *
  * @example app.post("/chat/completions", auth, inferenceRequest(...), usageMeter({ now }), handler)
  */
-export function usageMeter(options: { now?: () => number } = {}) {
-  const { now = Date.now } = options;
+export function usageMeter(options: { now?: () => number; sender?: UsageSender } = {}) {
+  const { now = Date.now, sender = new UsageSender() } = options;
   return createMiddleware<UsageEnv>(async function usageMeter(c, next) {
     const { endpoint, body, target } = c.var.inference;
     const { tenantId, keyId } = c.var.principal;
@@ -83,7 +83,7 @@ export function usageMeter(options: { now?: () => number } = {}) {
       const tokensUsed = used;
       c.executionCtx.waitUntil(
         Promise.all([
-          enqueueUsage(c.env, { record, createdAt: now() }),
+          sender.add(c.env, { record, createdAt: now() }),
           ...listeners.map(async (listener) => listener(tokensUsed)),
         ]),
       );

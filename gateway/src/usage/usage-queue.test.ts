@@ -4,9 +4,13 @@
 // delivered twice; and the real Queue end to end (producer -> Miniflare's queue -> consumer).
 import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { unique, waitForUsageRows } from "../../test/helpers/gateway-client.ts";
-import type { UsageMessage, UsageRecord } from "./record.ts";
-import { enqueueUsage, writeUsageBatch } from "./usage-queue.ts";
+import {
+  unique,
+  usageRows as usageRowsNow,
+  waitForUsageRows,
+} from "../../test/helpers/gateway-client.ts";
+import type { UsageRecord } from "./record.ts";
+import { type UsageMessage, UsageSender, writeUsageBatch } from "./usage-queue.ts";
 
 function record(tenantId: string, i: number): UsageRecord {
   return {
@@ -26,12 +30,18 @@ function record(tenantId: string, i: number): UsageRecord {
   };
 }
 
-function messages(tenantId: string, indexes: number[]) {
+/** One message per index holding that row, or `perMessage` rows each (message i: rows i*perMessage...). */
+function messages(tenantId: string, indexes: number[], perMessage = 1) {
   return indexes.map((i) => ({
     id: `msg-${i}`,
     timestamp: new Date(),
     attempts: 1,
-    body: { record: record(tenantId, i), createdAt: 1_000 + i } satisfies UsageMessage,
+    body: {
+      rows: Array.from({ length: perMessage }, (_, k) => {
+        const n = i * perMessage + k;
+        return { record: record(tenantId, n), createdAt: 1_000 + n };
+      }),
+    } satisfies UsageMessage,
   }));
 }
 
@@ -104,6 +114,16 @@ describe("writeUsageBatch", () => {
     );
   });
 
+  it("writes messages of many rows whole, a chunk of whole messages per transaction", async () => {
+    const tenantId = unique("tn_q");
+    // 7 messages of 20 rows: chunks of <= 50 rows are 2 messages each; the 3rd chunk fails
+    const all = messages(tenantId, range(7), 20);
+    const first = await consume(failingBatchD1(3, "before"), all);
+    expect(first).toEqual({ acked: ids(range(4)), retried: ids([4, 5, 6]) });
+    await consume(env.DB, all.slice(4));
+    expect(tokensOf(await waitForUsageRows(tenantId, 140))).toEqual(range(140));
+  });
+
   it("counts a message delivered twice, in one batch or in two, once", async () => {
     const tenantId = unique("tn_q");
     const twice = messages(tenantId, [0, 1, 2, 1, 2, 2]).map((m, n) => ({ ...m, id: `dup-${n}` }));
@@ -113,13 +133,58 @@ describe("writeUsageBatch", () => {
   });
 });
 
-describe("the usage Queue end to end", () => {
-  it("carries rows from the producer to D1 through the real local Queue, each once however often sent", async () => {
+/** The real USAGE Queue, counting the messages sent to it and their rows. */
+function countingQueue() {
+  const sent: number[] = [];
+  const USAGE = {
+    send: (message: UsageMessage, options?: QueueSendOptions) => {
+      sent.push(message.rows.length);
+      return env.USAGE.send(message, options);
+    },
+  } as Queue<UsageMessage>;
+  return { bindings: { ...env, USAGE }, sent };
+}
+
+describe("UsageSender and the usage Queue end to end", () => {
+  it("gathers the rows of requests ending together into one message, and a full one closes", async () => {
     const tenantId = unique("tn_q");
+    const queue = countingQueue();
+    const sender = new UsageSender(50);
+    // 130 rows at once: one full message of 100, one of 30
+    await Promise.all(
+      range(130).map((i) =>
+        sender.add(queue.bindings, { record: record(tenantId, i), createdAt: 1 }),
+      ),
+    );
+    expect(queue.sent).toEqual([100, 30]);
+    // a row later goes in a message of its own
+    await sender.add(queue.bindings, { record: record(tenantId, 130), createdAt: 1 });
+    expect(queue.sent).toEqual([100, 30, 1]);
+    expect(tokensOf(await waitForUsageRows(tenantId, 131))).toEqual(range(131));
+  });
+
+  it("carries rows to D1 through the real local Queue, each once however often sent", async () => {
+    const tenantId = unique("tn_q");
+    const sender = new UsageSender(5);
     const sent = [...range(30), 5, 6, 7];
     await Promise.all(
-      sent.map((i) => enqueueUsage(env, { record: record(tenantId, i), createdAt: 1 })),
+      sent.map((i) => sender.add(env, { record: record(tenantId, i), createdAt: 1 })),
     );
     expect(tokensOf(await waitForUsageRows(tenantId, 30))).toEqual(range(30));
+  });
+
+  it("writes the rows to D1 directly when the Queue refuses the message", async () => {
+    const tenantId = unique("tn_q");
+    const refusing = {
+      ...env,
+      USAGE: {
+        send: () => Promise.reject(new Error("Queue send failed: Too Many Requests")),
+      } as unknown as Queue<UsageMessage>,
+    };
+    const sender = new UsageSender(5);
+    await Promise.all(
+      range(3).map((i) => sender.add(refusing, { record: record(tenantId, i), createdAt: 1 })),
+    );
+    expect(tokensOf(await usageRowsNow(tenantId))).toEqual(range(3));
   });
 });
