@@ -98,15 +98,16 @@ async function admin<T>(url: string, method: string, path: string, body: unknown
 
 async function seed(url: string, backendUrl: string) {
   const model = "bench/stub-model";
+  // SmolLM2-135M's shape (its config.json); the stub answers for it whatever it is asked
   await admin(url, "PUT", "/base-models", {
     name: model,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    max_lora_rank: 16,
-    max_position_embeddings: 2048,
+    hidden_size: 576,
+    intermediate_size: 1536,
+    num_hidden_layers: 30,
+    num_attention_heads: 9,
+    num_key_value_heads: 3,
+    max_lora_rank: 64,
+    max_position_embeddings: 8192,
   });
   await admin(url, "POST", "/backends", {
     id: "stub-0",
