@@ -3,8 +3,10 @@
  * counted bindings) with local D1/KV/R2/Durable Objects/Queues, migrations applied, and
  * seeds it through its admin API: a base model served by the stub backend, a tenant
  * without limits and one with requests and tokens per minute.
- * - `workerd`: Miniflare's own server (workerd serves the socket; no dev proxy in front):
- *   the product's figure, what a Worker costs without the local tooling.
+ * - `workerd`: workerd directly: a socket of workerd bound to the gateway Worker itself
+ *   (Miniflare's `unsafeDirectSockets`), nothing in front: the product's figure.
+ * - `miniflare`: Miniflare's own server: the same workerd, entered through Miniflare's
+ *   entry worker (a routing hop in JavaScript) as `mf.ready` serves it.
  * - `wrangler-dev`: `wrangler dev`, as `npm start` runs it (its proxy worker in front).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -14,7 +16,7 @@ import { build } from "esbuild";
 import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from "wrangler";
 
-export type Mode = "workerd" | "wrangler-dev";
+export type Mode = "workerd" | "miniflare" | "wrangler-dev";
 
 export const root = join(import.meta.dirname, "..", "..");
 const wranglerBin = join(root, "node_modules", ".bin", "wrangler");
@@ -129,7 +131,7 @@ async function seed(url: string, backendUrl: string) {
   return { model, keys: { unlimited: await key({}), limited: await key(benchLimits) } };
 }
 
-async function startWorkerd(dir: string, backendUrl: string): Promise<Gateway> {
+async function startWorkerd(dir: string, backendUrl: string, direct: boolean): Promise<Gateway> {
   const config = benchConfig(dir);
   const bundle = join(dir, "worker.mjs");
   await build({
@@ -153,6 +155,7 @@ async function startWorkerd(dir: string, backendUrl: string): Promise<Gateway> {
           name: "lorafleet-gateway",
           modules: [{ type: "ESModule", path: bundle }],
           bindings: { ...(options.bindings as object), ...secrets },
+          unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
         },
       ],
       host: "127.0.0.1",
@@ -164,7 +167,8 @@ async function startWorkerd(dir: string, backendUrl: string): Promise<Gateway> {
         : {}),
     } as Parameters<typeof convertV4MiniflareOptions>[0]),
   );
-  const url = (await mf.ready).origin;
+  const entryUrl = (await mf.ready).origin;
+  const url = direct ? (await mf.unsafeGetDirectURL("lorafleet-gateway")).origin : entryUrl;
   const db = await mf.getD1Database("DB");
   const migrations = join(root, "gateway", "migrations");
   for (const file of spawnSync("ls", [migrations], { encoding: "utf8" })
@@ -176,7 +180,7 @@ async function startWorkerd(dir: string, backendUrl: string): Promise<Gateway> {
   }
   const seeded = await seed(url, backendUrl);
   return {
-    mode: "workerd",
+    mode: direct ? "workerd" : "miniflare",
     url,
     ...seeded,
     pids: () => descendants(process.pid).filter((p) => commandOf(p).includes("workerd")),
@@ -262,8 +266,10 @@ async function startWranglerDev(dir: string, backendUrl: string, port: number): 
     ...seeded,
     pids: () => [pid, ...descendants(pid)],
     stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
       process.kill(-pid, "SIGTERM");
-      await new Promise((r) => child.once("exit", r));
+      await exited;
     },
   };
 }
@@ -271,9 +277,8 @@ async function startWranglerDev(dir: string, backendUrl: string, port: number): 
 /** Starts the gateway in `mode` with its state under `dir`, forwarding to `backendUrl`. */
 export async function startGateway(mode: Mode, dir: string, backendUrl: string): Promise<Gateway> {
   mkdirSync(dir, { recursive: true });
-  return mode === "workerd"
-    ? startWorkerd(dir, backendUrl)
-    : startWranglerDev(dir, backendUrl, 18_787);
+  if (mode === "wrangler-dev") return startWranglerDev(dir, backendUrl, 18_787);
+  return startWorkerd(dir, backendUrl, mode === "workerd");
 }
 
 /** Starts the stub backend in its own process; resolves with its URL and how to stop it. */
