@@ -22,8 +22,19 @@ export type LoadResult = {
 
 const agent = new Agent({ keepAlive: true, maxSockets: 512 });
 
+/** A request not ended this long after it was due is given up (status 0): a target that died. */
+const requestTimeoutMs = 30_000;
+
 function send(spec: RequestSpec, due: number): Promise<Sample> {
   return new Promise((resolve) => {
+    let firstByteMs = Number.NaN;
+    let settled = false;
+    // status 0: no whole answer (refused, reset, cut mid-body, or timed out)
+    const settle = (status: number) => {
+      if (settled) return;
+      settled = true;
+      resolve({ latencyMs: performance.now() - due, firstByteMs, status });
+    };
     const url = new URL(spec.url);
     const req = request(
       {
@@ -33,18 +44,17 @@ function send(spec: RequestSpec, due: number): Promise<Sample> {
         method: "POST",
         agent,
         headers: { ...spec.headers, "content-length": Buffer.byteLength(spec.body) },
+        timeout: requestTimeoutMs,
       },
       (res) => {
-        const firstByteMs = performance.now() - due;
+        firstByteMs = performance.now() - due;
         res.on("data", () => {});
-        res.on("end", () =>
-          resolve({ latencyMs: performance.now() - due, firstByteMs, status: res.statusCode ?? 0 }),
-        );
+        res.on("end", () => settle(res.statusCode ?? 0));
+        res.on("close", () => settle(res.complete ? (res.statusCode ?? 0) : 0));
       },
     );
-    req.on("error", () =>
-      resolve({ latencyMs: performance.now() - due, firstByteMs: Number.NaN, status: 0 }),
-    );
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", () => settle(0));
     req.end(spec.body);
   });
 }

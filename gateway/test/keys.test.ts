@@ -3,35 +3,9 @@ import { describe, expect, it } from "vitest";
 import { createApp, createGatewayState } from "../src/app.ts";
 import { keyCacheTtl } from "../src/auth/key-resolver.ts";
 import { sha256Hex } from "../src/crypto.ts";
-import {
-  admin,
-  adminCall,
-  call,
-  createTenant,
-  issueKey,
-  origin,
-} from "./helpers/gateway-client.ts";
+import { admin, adminCall, call, createTenant, issueKey } from "./helpers/gateway-client.ts";
+import { isolate } from "./helpers/isolate.ts";
 import { testSecrets } from "./peer/constants.ts";
-
-/** An isolate of its own: a separate app with its own caches and a clock the test moves. */
-function isolate(start: number) {
-  const clock = { now: start };
-  const app = createApp(createGatewayState(() => clock.now));
-  const fetch = async (path: string, key: string, init: RequestInit = {}) => {
-    const ctx = createExecutionContext();
-    const res = await app.fetch(
-      new Request(`${origin}${path}`, {
-        ...init,
-        headers: { authorization: `Bearer ${key}`, ...init.headers },
-      }),
-      env,
-      ctx,
-    );
-    await waitOnExecutionContext(ctx);
-    return res;
-  };
-  return { clock, fetch };
-}
 
 describe("API keys", () => {
   it("shows a key once and stores only its SHA-256 hash", async () => {
