@@ -3,7 +3,14 @@ import { describe, expect, it } from "vitest";
 import { createApp, createGatewayState } from "../src/app.ts";
 import { keyCacheTtl } from "../src/auth/key-resolver.ts";
 import { sha256Hex } from "../src/crypto.ts";
-import { admin, adminCall, call, createTenant, issueKey } from "./helpers/gateway-client.ts";
+import {
+  admin,
+  adminCall,
+  call,
+  createTenant,
+  issueKey,
+  origin,
+} from "./helpers/gateway-client.ts";
 import { isolate } from "./helpers/isolate.ts";
 import { testSecrets } from "./peer/constants.ts";
 
