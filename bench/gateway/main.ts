@@ -71,6 +71,8 @@ type Point = {
   stream: boolean;
   requests: number;
   errors: number;
+  /** the statuses of the errors (0: refused, reset, cut mid-body or timed out) */
+  errorStatuses: Record<string, number>;
   achievedRps: number;
   maxSendLagMs: number;
   latencyMs: Latency;
@@ -81,6 +83,12 @@ type Point = {
   cpuMsPerRequest?: number;
 };
 
+function countBy(values: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const v of values) counts[v] = (counts[v] ?? 0) + 1;
+  return counts;
+}
+
 function pointOf(kind: Point["kind"], x: number, stream: boolean, r: LoadResult): Point {
   const ok = r.samples.filter((s) => s.status === 200);
   return {
@@ -89,6 +97,7 @@ function pointOf(kind: Point["kind"], x: number, stream: boolean, r: LoadResult)
     stream,
     requests: r.samples.length,
     errors: r.samples.length - ok.length,
+    errorStatuses: countBy(r.samples.filter((s) => s.status !== 200).map((s) => String(s.status))),
     achievedRps: Math.round((r.samples.length / r.elapsedS) * 10) / 10,
     maxSendLagMs: Math.round(r.maxSendLagMs * 100) / 100,
     latencyMs: latencyOf(ok.map((s) => s.latencyMs)),
