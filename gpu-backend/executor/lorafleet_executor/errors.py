@@ -33,3 +33,16 @@ class PageOutOfRange(ExecutorError):
 
 class CapacityExceeded(ExecutorError):
     code = "capacity"
+
+
+class GrammarInvalid(ExecutorError):
+    """A grammar (JSON schema, regex, lark, ...) that does not compile, or uses what the
+    grammar engine cannot enforce; the message names it."""
+
+    code = "grammar_invalid"
+
+
+class GrammarTooComplex(ExecutorError):
+    """A grammar past a stated bound: compile time, or llguidance's parser limits."""
+
+    code = "grammar_too_complex"

@@ -57,6 +57,7 @@ def plan(step_id, seqs, free=()):
         logprobs=np.full(n, -1, np.int32),
         token_ids=np.array(tokens, np.int32),
         kv_pages=np.array(pages, np.int32),
+        grammar_ids=np.full(n, -1, np.int32),
     )
 
 

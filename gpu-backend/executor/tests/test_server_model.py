@@ -55,6 +55,7 @@ def one_seq_plan(step_id: int, adapter_id: int, kv_pages: np.ndarray) -> StepPla
         logprobs=one(np.int32, 2),
         token_ids=tokens,
         kv_pages=kv_pages.astype(np.int32),
+        grammar_ids=one(np.int32, -1),
     )
 
 

@@ -63,6 +63,7 @@ class StepPlan:
     logprobs: np.ndarray  # i32 [S], -1 none, 0 sampled only, n top-n
     token_ids: np.ndarray  # i32 [T], -1 where FLAG_USE_LAST_SAMPLED stands in
     kv_pages: np.ndarray  # i32 [2T], K page then V page per new token
+    grammar_ids: np.ndarray  # i32 [S], a compiled grammar constraining its samples, -1 = none
 
     @property
     def num_seqs(self) -> int:
@@ -84,6 +85,7 @@ class StepResult:
     top_counts: np.ndarray  # i32 [N]
     top_ids: np.ndarray  # i32 [sum(top_counts)]
     top_logprobs: np.ndarray  # f32 [sum(top_counts)]
+    grammar_errors: np.ndarray  # u8 [N], 1 = the row's grammar failed (its token is an EOS)
     forward_ms: float = 0.0
     sample_ms: float = 0.0
 
@@ -104,6 +106,25 @@ class LoadAdapter:
 class DropAdapter:
     adapter_id: int
     tier: str  # pool | host
+
+
+@dataclass
+class CompileGrammar:
+    grammar_id: int  # chosen by the engine
+    kind: str  # json_schema | regex | choice | grammar | lark
+    source: str
+
+
+@dataclass
+class GrammarCompiled:
+    grammar_id: int
+    compile_ms: float  # wall ms of the compile (0 when it was cached)
+    cached: bool  # the same grammar was compiled (or compiling) already
+
+
+@dataclass
+class DropGrammar:
+    grammar_id: int
 
 
 @dataclass

@@ -20,6 +20,12 @@ import numpy as np
 import torch
 
 from ..errors import BadMessage, UnknownAdapter
+from ..grammar.cache import GrammarCache
+from ..grammar.limits import GrammarOptions
+from ..grammar.masks import GrammarMasks
+from ..grammar.registry import GrammarRegistry, Reply
+from ..grammar.sequence import SequenceGrammar
+from ..grammar.tokenizer import grammar_tokenizer
 from ..graphs.decode import DecodeGraphs
 from ..graphs.mixed import MixedGraphs
 from ..model.adapter_layout import max_adapter_pages
@@ -63,9 +69,10 @@ class Executor:
         config: InitConfig,
         tp: "TensorGroup | None" = None,
         stagers: StageProcesses | None = None,
+        grammar: GrammarOptions | None = None,
     ) -> None:
         """`stagers`: worker processes that parse adapters (stage_processes.py); without
-        them `stage_adapter` parses on the calling thread."""
+        them `stage_adapter` parses on the calling thread. `grammar`: the grammar flags."""
         check_init_config(config)
         self.config = config
         self.tp = tp
@@ -146,6 +153,15 @@ class Executor:
                 )
         self.steps = 0
         self._unwaited: list[LaunchedStep] = []  # launched, maybe not waited for yet
+        self.grammar_options = grammar or GrammarOptions()
+        eos_ids = list(self.cfg.eos_token_ids)
+        self.grammars = GrammarRegistry(
+            GrammarCache(
+                lambda: grammar_tokenizer(config.model_path, self.cfg.vocab_size, eos_ids)
+            ),
+            self.grammar_options.compile_timeout_s,
+        )
+        self.grammar_masks: GrammarMasks | None = None  # made at the first constrained step
 
     def ready_info(self) -> dict:
         cfg = self.cfg
@@ -246,6 +262,14 @@ class Executor:
         if tier == "host":
             self.host.drop(adapter_id)
 
+    def compile_grammar(self, grammar_id: int, kind: str, source: str, reply: Reply) -> None:
+        """Binds `grammar_id` at once and compiles off this thread; `reply` gets the outcome
+        (grammar/registry.py)."""
+        self.grammars.compile(grammar_id, kind, source, reply)
+
+    def drop_grammar(self, grammar_id: int) -> None:
+        self.grammars.drop(grammar_id)
+
     def step(self, plan: StepPlan) -> StepResult:
         return self.launch(plan).wait()
 
@@ -283,9 +307,10 @@ class Executor:
         return launched
 
     def close(self) -> None:
-        """Stops the staging workers; stages still queued fail."""
+        """Stops the staging workers (stages still queued fail) and the grammar compiles."""
         if self.stagers is not None:
             self.stagers.shutdown()
+        self.grammars.cache.close()
 
     def stats(self) -> dict:
         if self.device.type == "cuda":
@@ -309,12 +334,21 @@ class Executor:
                     raise BadMessage(f"new sequence {seq_id} has num_cached {plan.num_cached[i]}")
                 seq = self.seqs.create(seq_id, self._generator(int(plan.seed[i])))
                 created.append(seq_id)
+                grammar_id = int(plan.grammar_ids[i])
+                if grammar_id >= 0:
+                    seq.grammar = SequenceGrammar.start(grammar_id, self.grammars)
             else:
                 seq = self.seqs.get(seq_id)
                 if seq.num_tokens != plan.num_cached[i]:
                     raise BadMessage(
                         f"sequence {seq_id} holds {seq.num_tokens} tokens, "
                         f"the plan says num_cached {plan.num_cached[i]}"
+                    )
+                bound = -1 if seq.grammar is None else seq.grammar.grammar_id
+                if plan.grammar_ids[i] != bound:
+                    raise BadMessage(
+                        f"sequence {seq_id} started with grammar {bound}, "
+                        f"the plan says {plan.grammar_ids[i]}"
                     )
             if (
                 plan.flags[i] & FLAG_USE_LAST_SAMPLED
@@ -390,6 +424,7 @@ class Executor:
             result.seq_ids = plan.seq_ids[rows].astype(np.uint32)
             result.logprobs = np.full(len(rows), np.nan, np.float32)
             result.top_counts = np.zeros(len(rows), np.int32)
+            result.grammar_errors = np.zeros(len(rows), np.uint8)
             tokens = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
         result.tokens = self.tp.broadcast_tokens(tokens).cpu().numpy().astype(np.int32)
         for i, token in zip(rows, result.tokens.tolist(), strict=True):
@@ -434,6 +469,7 @@ class Executor:
                 )
                 for i in rows
             ]
+        grammar_errors = self._apply_grammars(plan, seqs, inputs, logits)
         out = sample(logits, params, histories)
         return LaunchedStep(
             plan.step_id,
@@ -441,8 +477,46 @@ class Executor:
             [seqs[i] for i in rows],
             out,
             np.maximum(params.num_logprobs, 0).astype(np.int32),
+            grammar_errors,
             forward_ms,
         )
+
+    def _apply_grammars(
+        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
+    ) -> np.ndarray:
+        """Masks the constrained rows of `logits` (the sampling rows'), in place, before
+        sampling; u8 per sampling row, 1 = its grammar failed. Rows without a grammar cost
+        nothing, and a step without one launches nothing."""
+        rows = inputs.sample_seqs
+        errors = np.zeros(len(rows), np.uint8)
+        constrained = [k for k, i in enumerate(rows) if seqs[i].grammar is not None]
+        if not constrained:
+            return errors
+        # A mask needs every output token before it, also the samples of steps still in
+        # flight; this step's forward is queued already, so the wait overlaps it.
+        self._wait_for_older(keep_last=False)
+        grammars = []
+        for k in constrained:
+            i = int(rows[k])
+            seq, grammar = seqs[i], seqs[i].grammar
+            new = inputs.token_ids[inputs.cu_q[i] : inputs.cu_q[i + 1]].astype(np.int32)
+            if plan.flags[i] & FLAG_USE_LAST_SAMPLED:
+                new[0] = seq.last_sampled  # known now: its step was waited for
+            first = int(plan.num_prompt[i]) + grammar.consumed  # first output not seen yet
+            grammar.feed(
+                np.concatenate([seq.tokens[first:], new[max(0, first - seq.num_tokens) :]])
+            )
+            grammars.append(grammar)
+        if self.grammar_masks is None:
+            self.grammar_masks = GrammarMasks(
+                self.config.max_num_seqs,
+                self.cfg.vocab_size,
+                list(self.cfg.eos_token_ids),
+                self.device,
+                self.grammar_options.mask_threads,
+            )
+        errors[constrained] = self.grammar_masks.apply(logits, constrained, grammars)
+        return errors
 
     def _commit(self, seqs: list[SequenceState], inputs: StepInputs) -> None:
         late = inputs.late
@@ -450,10 +524,10 @@ class Executor:
             {} if late is None else dict(zip(late.at.tolist(), late.rows.tolist(), strict=True))
         )
         for i, seq in enumerate(seqs):
-            start = int(inputs.cu_q[i])
-            if start in late_rows:  # its first token is still on the device
-                late.step.fill_in(seq, seq.num_tokens, late_rows[start])
+            start, position = int(inputs.cu_q[i]), seq.num_tokens
             seq.append(inputs.token_ids[start : inputs.cu_q[i + 1]])
+            if start in late_rows:  # its first token is still on the device
+                late.step.fill_in(seq, position, late_rows[start])
 
 
 def _empty_result(step_id: int) -> StepResult:
@@ -466,4 +540,5 @@ def _empty_result(step_id: int) -> StepResult:
         none,
         none,
         none.astype(np.float32),
+        none.astype(np.uint8),
     )

@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import BadFrame, BadMessage, ExecutorError
 from ..protocol.codec import decode_message, encode_message
 from ..protocol.frame import HEADER, MAGIC, read_header
-from ..protocol.messages import ErrorReply, Message
+from ..protocol.messages import ErrorReply, GrammarCompiled, Message
 from .options import ExecutorOptions, parse_options
 from .stage_pool import StagePool
 from .step_profiler import StepProfiler
@@ -56,7 +56,17 @@ log = logging.getLogger("lorafleet_executor.runtime.server")
 STEP_POLL_S = 0.0002
 _LAUNCHED_DONE = object()
 
-REQUESTS = {"init", "stage_adapter", "load_adapter", "drop_adapter", "step", "stats", "shutdown"}
+REQUESTS = {
+    "init",
+    "stage_adapter",
+    "load_adapter",
+    "drop_adapter",
+    "step",
+    "stats",
+    "shutdown",
+    "compile_grammar",
+    "drop_grammar",
+}
 
 
 class Server:
@@ -125,6 +135,13 @@ class Server:
         elif name == "step":
             self._fan_out(message)
             self.step_queue.put(message)
+        elif name == "compile_grammar":
+            # Bound at once, compiled off this thread; only rank 0 samples, so only it
+            # holds grammars.
+            self._guarded(message, self._compile_grammar)
+        elif name == "drop_grammar":
+            # In order with the steps: a step sent before may still start a sequence of it.
+            self.step_queue.put(message)
         elif name == "stage_adapter" and self.stagers is not None:
             self.stagers.submit(
                 message.body.adapter_id, lambda: self._guarded(message, self._carry_out)
@@ -148,10 +165,26 @@ class Server:
             raise BadMessage("init twice: the executor is already initialized")
         log.info("init: %s", message.body)
         self._fan_out(message)
-        self.executor = _make_executor(message.body, self.tp, self.options.stage_threads)
+        self.executor = _make_executor(
+            message.body, self.tp, self.options.stage_threads, self.options.grammar
+        )
         info = self.executor.ready_info()
         log.info("ready: %s", info)
         self._send(message, "ready", info)
+
+    def _compile_grammar(self, message: Message) -> None:
+        body = message.body
+
+        def reply(outcome: Any, hit: bool) -> None:
+            if isinstance(outcome, ExecutorError):
+                self._send_error(message.request_id, outcome)
+            else:
+                compile_ms = 0.0 if hit else outcome.compile_ms
+                self._send(
+                    message, "grammar_compiled", GrammarCompiled(body.grammar_id, compile_ms, hit)
+                )
+
+        self.executor.compile_grammar(body.grammar_id, body.kind, body.source, reply)
 
     def _steps(self) -> None:
         """The step thread. It launches a step before it reads the samples of the one
@@ -160,7 +193,10 @@ class Server:
         launched: tuple[Message, Any] | None = None  # (its message, LaunchedStep)
         while True:
             message = self._next_step(launched)
-            if message is not _LAUNCHED_DONE and message is not None:
+            if message is not None and message is not _LAUNCHED_DONE:
+                if message.name == "drop_grammar":
+                    self._guarded(message, self._drop_grammar)
+                    continue
                 if self.profiler is not None:
                     self.profiler.before_launch()
                 try:
@@ -174,6 +210,10 @@ class Server:
             if message is None:
                 return
             launched = None if message is _LAUNCHED_DONE else (message, step)
+
+    def _drop_grammar(self, message: Message) -> None:
+        self.executor.drop_grammar(message.body.grammar_id)
+        self._send(message, "ok", None)
 
     def _next_step(self, launched: tuple[Message, Any] | None) -> Any:
         """The next step message, None at shutdown, or _LAUNCHED_DONE when the launched
@@ -283,7 +323,7 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
+def _make_executor(config: Any, tp: Any, stage_workers: int, grammar: Any) -> Any:
     """The executor of this process: rank 0's share under tensor parallelism, else the
     whole model with `stage_workers` staging processes on a GPU."""
     # Imported here, not at the top: torch takes seconds to import, and the protocol
@@ -291,7 +331,7 @@ def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
     if tp is not None:
         from .worker import make_rank_executor
 
-        return make_rank_executor(config, tp)
+        return make_rank_executor(config, tp, grammar)
     from .executor import Executor
     from .init_config import resolve_device
     from .stage_processes import StageProcesses
@@ -299,7 +339,9 @@ def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
     # On a GPU, staging in worker processes keeps its CPU work off the step loop's GIL;
     # on the CPU the steps use every core anyway.
     on_gpu = resolve_device(config.device).type == "cuda"
-    return Executor(config, stagers=StageProcesses(stage_workers) if on_gpu else None)
+    return Executor(
+        config, stagers=StageProcesses(stage_workers) if on_gpu else None, grammar=grammar
+    )
 
 
 def _start_group(size: int, log_level: str) -> Any:

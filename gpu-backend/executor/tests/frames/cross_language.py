@@ -11,8 +11,11 @@ import numpy as np
 from lorafleet_executor.protocol.codec import decode_message, encode_message
 from lorafleet_executor.protocol.frame import read_frame
 from lorafleet_executor.protocol.messages import (
+    CompileGrammar,
     DropAdapter,
+    DropGrammar,
     ErrorReply,
+    GrammarCompiled,
     InitConfig,
     LoadAdapter,
     StageAdapter,
@@ -20,7 +23,7 @@ from lorafleet_executor.protocol.messages import (
     StepPlan,
     StepResult,
 )
-from lorafleet_executor.protocol.schema import ERROR_CODES, MODULE_NAMES
+from lorafleet_executor.protocol.schema import ERROR_CODES, GRAMMAR_KINDS, MODULE_NAMES
 
 
 def echo() -> None:
@@ -72,6 +75,7 @@ def generate(n: int, seed: int) -> None:
             ints(np.int32, s),
             ints(np.int32, t),
             ints(np.int32, 2 * t),
+            ints(np.int32, s),
         )
 
     def step_result():
@@ -86,6 +90,7 @@ def generate(n: int, seed: int) -> None:
             counts,
             ints(np.int32, k),
             floats(k),
+            ints(np.uint8, rows),
             number(),
             number(),
         )
@@ -137,6 +142,13 @@ def generate(n: int, seed: int) -> None:
         "shutdown": lambda: None,
         "ok": lambda: None,
         "error": lambda: ErrorReply(str(rng.choice(ERROR_CODES)), text(), count() % 2**32),
+        "compile_grammar": lambda: CompileGrammar(
+            int(rng.integers(0, 2**32)), str(rng.choice(GRAMMAR_KINDS)), text()
+        ),
+        "grammar_compiled": lambda: GrammarCompiled(
+            int(rng.integers(0, 2**32)), abs(number()), bool(rng.integers(0, 2))
+        ),
+        "drop_grammar": lambda: DropGrammar(int(rng.integers(0, 2**32))),
     }
     names = list(makers)
     for i in range(n):
