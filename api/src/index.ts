@@ -21,3 +21,8 @@ export {
 export { type InternalBatchRequest, InternalBatchRequestSchema } from "./internal-batch-request.ts";
 export { type LorafleetField, LorafleetFieldSchema } from "./lorafleet-field.ts";
 export { requestIssue } from "./request-issue.ts";
+export {
+  type StructuredOutputBody,
+  structuredOutputLimits,
+} from "./structured-output-fields.ts";
+export { toolLimits } from "./tool-fields.ts";

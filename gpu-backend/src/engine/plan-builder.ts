@@ -52,6 +52,7 @@ export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: Planne
     logprobs: new Int32Array(n),
     tokenIds: new Int32Array(numTokens),
     kvPages: new Int32Array(2 * numTokens),
+    grammarIds: new Int32Array(n),
   };
   let offset = 0;
   for (const [i, s] of seqs.entries()) {
@@ -71,6 +72,7 @@ export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: Planne
     plan.repetitionPenalty[i] = sampling.repetitionPenalty;
     plan.seed[i] = BigInt(sampling.seed ?? -1);
     plan.logprobs[i] = sampling.logprobs ?? -1;
+    plan.grammarIds[i] = s.seq.req.grammarId ?? -1;
     plan.tokenIds.set(s.tokenIds, offset);
     plan.kvPages.set(s.kvPages, 2 * offset);
     offset += s.numNewTokens;

@@ -9,6 +9,9 @@ import { buildStepPlan, inRowOrder, type PlannedSeq } from "./plan-builder.ts";
 import { WaitingQueue } from "./queue.ts";
 import type { Sequence } from "./sequence.ts";
 
+export const GRAMMAR_FAILED =
+  "the output grammar failed while generating (it went past llguidance's per-token limits); simplify the schema";
+
 /** A step sent to the executor and not answered yet. */
 interface InFlightStep {
   stepId: number;
@@ -146,6 +149,12 @@ export class Scheduler {
         throw new StepResultError(
           `step ${step.stepId} seq ${seqId}: token ${token} is not in the vocabulary`,
         );
+      }
+      if (result.grammarErrors[i] === 1) {
+        // The executor's matcher failed (llguidance's per-step limits): its token is an
+        // EOS the grammar did not choose, and the output cannot be trusted to parse.
+        outputs.push(this.finish(seq, "error", GRAMMAR_FAILED));
+        continue;
       }
       const reason = seq.appendSample(token, logprobs, this.#eosTokenIds);
       this.#fairShare.charge(seq.req.tenant, 0, 1);

@@ -81,6 +81,7 @@ export function createRequests(shape: RequestShape): EngineRequest[] {
       maxTokens: shape.maxTokens?.(i) ?? 8,
       stopTokenIds: [],
       ignoreEos: shape.ignoreEos ?? true,
+      grammarId: null,
       deadlineMs: shape.deadlineMs?.(i) ?? null,
       arrivalMs: 0,
     };
@@ -289,6 +290,7 @@ export class SimulatedExecutor {
       topLogprobs: Float32Array.from(
         rows.flatMap((r) => Array.from({ length: r.topCount }, (_, k) => -0.5 - k)),
       ),
+      grammarErrors: new Uint8Array(rows.length),
       forwardMs: 1,
       sampleMs: 0,
     };

@@ -24,6 +24,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type {
   ExecutorStats,
+  GrammarCompiled,
+  GrammarKind,
   InitConfig,
   ModelInfo,
   StagedAdapter,
@@ -45,6 +47,11 @@ export interface ExecutorTimeouts {
   stepMs: number;
   /** stage_adapter / load_adapter / drop_adapter -> reply */
   adapterMs: number;
+  /**
+   * compile_grammar / drop_grammar -> reply; a hang detector only: the executor itself
+   * refuses a compile past its --grammar-compile-timeout-s (grammar_too_complex)
+   */
+  grammarMs: number;
   /** a `stats` heartbeat goes out this often when the executor is ready */
   heartbeatIntervalMs: number;
   /** stats -> stats_result (the executor answers stats even during a step) */
@@ -68,6 +75,7 @@ const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   initMs: 600_000,
   stepMs: 60_000,
   adapterMs: 300_000,
+  grammarMs: 120_000,
   heartbeatIntervalMs: 5_000,
   statsMs: 30_000,
   shutdownMs: 30_000,
@@ -97,6 +105,10 @@ export interface ExecutorClientOptions {
   profileSteps?: string | undefined;
   /** --profile-out PREFIX: where that profile goes */
   profileOut?: string | undefined;
+  /** --grammar-threads: threads filling a step's grammar masks */
+  grammarThreads?: number | undefined;
+  /** --grammar-compile-timeout-s: a grammar compiling longer is refused */
+  grammarCompileTimeoutS?: number | undefined;
   /** receives the client's events and the child's stdout/stderr lines */
   logger?: ExecutorLogger;
   timeouts?: Partial<ExecutorTimeouts>;
@@ -234,6 +246,21 @@ export class ExecutorClient {
   async dropAdapter(adapterId: number, tier: "pool" | "host"): Promise<void> {
     const message = { type: "drop_adapter", body: { adapterId, tier } } as const;
     this.#reply(await this.#call(message, this.#timeouts.adapterMs), "ok");
+  }
+
+  /** Rejects with ExecutorRequestError grammar_invalid / grammar_too_complex for a bad one. */
+  async compileGrammar(
+    grammarId: number,
+    kind: GrammarKind,
+    source: string,
+  ): Promise<GrammarCompiled> {
+    const message = { type: "compile_grammar", body: { grammarId, kind, source } } as const;
+    return this.#reply(await this.#call(message, this.#timeouts.grammarMs), "grammar_compiled");
+  }
+
+  async dropGrammar(grammarId: number): Promise<void> {
+    const message = { type: "drop_grammar", body: { grammarId } } as const;
+    this.#reply(await this.#call(message, this.#timeouts.grammarMs), "ok");
   }
 
   async step(plan: StepPlan): Promise<StepResult> {
@@ -389,6 +416,7 @@ function executorFlags(options: ExecutorClientOptions): string[] {
   const counts = [
     ["--tensor-parallel-size", "tensorParallelSize", options.tensorParallelSize],
     ["--stage-threads", "stageThreads", options.stageThreads],
+    ["--grammar-threads", "grammarThreads", options.grammarThreads],
   ] as const;
   for (const [flag, name, value] of counts) {
     if (value === undefined) continue;
@@ -396,6 +424,11 @@ function executorFlags(options: ExecutorClientOptions): string[] {
       throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
     }
     flags.push(flag, String(value));
+  }
+  const timeout = options.grammarCompileTimeoutS;
+  if (timeout !== undefined) {
+    if (!(timeout > 0)) throw new RangeError(`grammarCompileTimeoutS must be > 0, got ${timeout}`);
+    flags.push("--grammar-compile-timeout-s", String(timeout));
   }
   if (options.profileSteps !== undefined) flags.push("--profile-steps", options.profileSteps);
   if (options.profileOut !== undefined) flags.push("--profile-out", options.profileOut);

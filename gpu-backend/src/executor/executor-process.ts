@@ -40,6 +40,8 @@ const REPLY: Partial<Record<MessageName, MessageName>> = {
   step: "step_result",
   stats: "stats_result",
   shutdown: "ok",
+  compile_grammar: "grammar_compiled",
+  drop_grammar: "ok",
 };
 
 interface Pending {

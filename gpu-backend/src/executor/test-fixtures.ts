@@ -64,6 +64,7 @@ export function prefillPlan(
     logprobs: Int32Array.of(-1),
     tokenIds: Int32Array.from(tokens),
     kvPages: Int32Array.from({ length: 2 * n }, (_, i) => firstPage + i),
+    grammarIds: Int32Array.of(-1),
   };
 }
 

@@ -97,6 +97,8 @@ export interface StepPlan {
   tokenIds: Int32Array;
   /** K page then V page per new token */
   kvPages: Int32Array;
+  /** a compiled grammar (compile_grammar) constraining the seq's samples; -1 = none */
+  grammarIds: Int32Array;
 }
 
 /** One row per seq that sampled, in step order. */
@@ -109,6 +111,8 @@ export interface StepResult {
   topCounts: Int32Array;
   topIds: Int32Array;
   topLogprobs: Float32Array;
+  /** 1 = the row's grammar failed (its token is an EOS): the request ends with an error */
+  grammarErrors: Uint8Array;
   forwardMs: number;
   sampleMs: number;
 }
@@ -122,6 +126,23 @@ export interface ExecutorStats {
   deviceMemoryBytes: number;
 }
 
+/** What a grammar's source text is (PROTOCOL.md `compile_grammar`). */
+export type GrammarKind = "json_schema" | "regex" | "choice" | "grammar" | "lark";
+
+/** A grammar as the executor compiles it. */
+export interface GrammarSpec {
+  kind: GrammarKind;
+  source: string;
+}
+
+export interface GrammarCompiled {
+  grammarId: number;
+  /** wall ms of the compile; 0 when it was cached */
+  compileMs: number;
+  /** the same grammar was compiled (or compiling) already */
+  cached: boolean;
+}
+
 /** PROTOCOL.md's error codes. */
 export type ExecutorErrorCode =
   | "bad_frame"
@@ -130,4 +151,6 @@ export type ExecutorErrorCode =
   | "adapter_invalid"
   | "page_out_of_range"
   | "capacity"
-  | "internal";
+  | "internal"
+  | "grammar_invalid"
+  | "grammar_too_complex";

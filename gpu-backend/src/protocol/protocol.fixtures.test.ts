@@ -20,8 +20,8 @@ const fixture = (name: string) => good.find(([n]) => n === name)?.[1] as Uint8Ar
 
 describe("shared frame fixtures", () => {
   it("are all there", () => {
-    expect(good.length).toBe(14);
-    expect(bad.length).toBe(25);
+    expect(good.length).toBe(18);
+    expect(bad.length).toBe(26);
   });
 
   it.each(good)("%s decodes and re-encodes to the same bytes", (_, bytes) => {
@@ -60,6 +60,23 @@ describe("shared frame fixtures", () => {
     expect([...plan.flags]).toEqual([1, 3, 5]);
     expect(plan.seed[1]).toBe(2n ** 62n + 3n);
     expect(plan.kvPages.length).toBe(2 * plan.tokenIds.length);
+    expect([...plan.grammarIds]).toEqual([-1, 0, 2 ** 31 - 1]);
+  });
+
+  it("the grammar messages carry their source and codes", () => {
+    const compile = decodeMessage(fixture("compile_grammar"));
+    if (compile.type !== "compile_grammar") throw new Error(compile.type);
+    expect(compile.body).toEqual({
+      grammarId: 0xffffffff,
+      kind: "json_schema",
+      source: '{"type":"object","properties":{"ü":{"enum":["a\\"b"]}}}',
+    });
+    const error = decodeMessage(fixture("error_grammar"));
+    if (error.type !== "error") throw new Error(error.type);
+    expect(error.body.code).toBe("grammar_invalid");
+    const result = decodeMessage(fixture("step_result"));
+    if (result.type !== "step_result") throw new Error(result.type);
+    expect([...result.body.grammarErrors]).toEqual([0, 1]);
   });
 
   it("step_result keeps NaN and tiny floats; ready keeps large ids", () => {

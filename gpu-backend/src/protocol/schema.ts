@@ -13,7 +13,10 @@ export const ERROR_CODES = [
   "page_out_of_range",
   "capacity",
   "internal",
+  "grammar_invalid",
+  "grammar_too_complex",
 ] as const;
+export const GRAMMAR_KINDS = ["json_schema", "regex", "choice", "grammar", "lark"] as const;
 
 /**
  * What a meta field may hold. `count`: an integer 0 … 2^53-1 (sizes, byte counts);
@@ -155,6 +158,7 @@ export const MESSAGES = {
       perSeq("logprobs", "i32"),
       { wire: "token_ids", dtype: "i32", length: { field: "num_tokens" } },
       { wire: "kv_pages", dtype: "i32", length: { field: "num_tokens", times: 2 } },
+      perSeq("grammar_ids", "i32"),
     ],
   },
   step_result: {
@@ -172,6 +176,7 @@ export const MESSAGES = {
       perRow("top_counts", "i32"),
       { wire: "top_ids", dtype: "i32", length: "any" },
       { wire: "top_logprobs", dtype: "f32", length: "any" },
+      perRow("grammar_errors", "u8"),
     ],
   },
   stats: { type: 9, fields: [], arrays: [] },
@@ -194,6 +199,17 @@ export const MESSAGES = {
     fields: [f("code", { oneOf: ERROR_CODES }), f("message", "string"), f("request_id", "u32")],
     arrays: [],
   },
+  compile_grammar: {
+    type: 14,
+    fields: [f("grammar_id", "u32"), f("kind", { oneOf: GRAMMAR_KINDS }), f("source", "string")],
+    arrays: [],
+  },
+  grammar_compiled: {
+    type: 15,
+    fields: [f("grammar_id", "u32"), f("compile_ms", "number"), f("cached", "bool")],
+    arrays: [],
+  },
+  drop_grammar: { type: 16, fields: [f("grammar_id", "u32")], arrays: [] },
 } as const satisfies Record<string, MessageSpec>;
 
 export type MessageName = keyof typeof MESSAGES;

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { AdapterUrlPolicy } from "../adapters/url-policy.ts";
 import { MAX_IN_FLIGHT_STEPS } from "../engine/config.ts";
 import { REPO_VENV_PYTHON } from "../executor/python-path.ts";
+import { CALL_FORMAT_NAMES } from "../tool-calls/formats/index.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -94,6 +95,15 @@ const ServerConfigSchema = z.object({
     .optional(),
   /** where that profile goes: PREFIX.json.gz and PREFIX.txt (with --profile-steps) */
   profileOut: z.string().min(1).optional(),
+  /**
+   * how the model writes tool calls (vLLM's flag): hermes / qwen, llama3_json, mistral, or
+   * smollm2, the default model's format (src/tool-calls/README.md)
+   */
+  toolCallParser: z.enum(CALL_FORMAT_NAMES).default("smollm2"),
+  /** threads that fill a step's grammar masks in the executor; unset: its default (4) */
+  grammarThreads: positiveInt.optional(),
+  /** a grammar whose compile takes longer is refused (400); unset: the executor's 10 s */
+  grammarCompileTimeoutS: z.coerce.number().positive().optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

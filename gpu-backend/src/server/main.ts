@@ -12,6 +12,7 @@ import { Admission, contextLength } from "../serving/admission.ts";
 import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import { CALL_FORMATS } from "../tool-calls/formats/index.ts";
 import { createApp } from "./app.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
 
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
     stageThreads: config.stageThreads,
     profileSteps: config.profileSteps,
     profileOut: config.profileOut,
+    grammarThreads: config.grammarThreads,
+    grammarCompileTimeoutS: config.grammarCompileTimeoutS,
     logger: logger.child({ component: "executor" }),
   });
   const model = await executor.init(initConfig);
@@ -99,6 +102,7 @@ async function main(): Promise<void> {
     metrics,
     logger: logger.child({ component: "http" }),
     servedModelName: config.servedModelName,
+    toolCallFormat: CALL_FORMATS[config.toolCallParser],
     backendSecret: config.backendSecret ?? null,
     unloadAdapter: (name) => engine.unloadAdapter(name),
     maxBodyBytes: config.maxBodyBytes,

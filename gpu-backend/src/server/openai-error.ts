@@ -12,11 +12,13 @@ import {
   AdapterUrlNotAllowedError,
   BackendUnavailableError,
   GenerationFailedError,
+  GrammarError,
   PromptTooLongError,
   QueueFullError,
   TooManyCompletionsError,
   UnknownModelError,
 } from "../serving/errors.ts";
+import { StructuredOutputError } from "../structured/structured-output-error.ts";
 import { ChatTemplateError } from "../tokenizer/chat-template.ts";
 
 export interface OpenAIErrorBody {
@@ -92,6 +94,12 @@ export function toApiError(error: unknown): ApiError {
     // The engine names the request by its internal id, which means nothing to the client.
     const message = error.message.replace(/^request "[^"]*": /, "");
     return new ApiError(400, message, { code: "invalid_value" });
+  }
+  if (error instanceof StructuredOutputError) {
+    return new ApiError(400, error.message, { param: error.param, code: error.code });
+  }
+  if (error instanceof GrammarError) {
+    return new ApiError(400, error.message, { code: error.code });
   }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });

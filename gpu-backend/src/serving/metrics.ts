@@ -150,6 +150,28 @@ export class ServingMetrics {
     this.#requests.inc({ finish_reason: finishReason });
   }
 
+  readonly #grammarCompileSeconds = new Histogram({
+    name: "lorafleet_grammar_compile_seconds",
+    help: "a grammar's compile in the executor (structured outputs, tool calls); cache hits not counted",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10],
+    registers: [this.registry],
+  });
+  readonly #grammarRequests = new Counter({
+    name: "lorafleet_grammar_requests_total",
+    help: "grammars a request asked for, by result: hit (compiled already), miss (compiled for it), refused",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+
+  grammarCompiled(compileMs: number, cached: boolean): void {
+    this.#grammarRequests.inc({ result: cached ? "hit" : "miss" });
+    if (!cached) this.#grammarCompileSeconds.observe(compileMs / 1000);
+  }
+
+  grammarRefused(): void {
+    this.#grammarRequests.inc({ result: "refused" });
+  }
+
   stepDone(wallMs: number, forwardMs: number, sampleMs: number): void {
     this.#stepSeconds.observe(wallMs / 1000);
     this.#stepExecutorSeconds.observe((forwardMs + sampleMs) / 1000);

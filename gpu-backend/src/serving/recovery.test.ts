@@ -37,6 +37,8 @@ const request: GenerateRequest = {
   stop: [],
   stopTokenIds: [],
   ignoreEos: true,
+  grammar: null,
+  keepSpecialTokens: false,
   deadlineMs: null,
 };
 

@@ -10,6 +10,7 @@ import type { Engine } from "../engine/index.ts";
 import { ExecutorUnavailable } from "../executor/errors.ts";
 import { BackendUnavailableError, EXECUTOR_GAVE_UP } from "./errors.ts";
 import type { ExecutorSupervisor } from "./executor-link.ts";
+import type { GrammarRegistry } from "./grammar-registry.ts";
 import type { ServingMetrics } from "./metrics.ts";
 import type { RequestStreams } from "./request-streams.ts";
 
@@ -17,6 +18,7 @@ export interface RecoveryDeps {
   supervisor: ExecutorSupervisor;
   engine: Engine;
   streams: RequestStreams;
+  grammars: GrammarRegistry;
   metrics: ServingMetrics;
   logger: Logger;
   /** called once a recovery has ended, either way: the loop schedules again */
@@ -55,9 +57,11 @@ export class Recovery {
   }
 
   async #recover(): Promise<void> {
-    const { supervisor, engine, streams, logger } = this.#deps;
+    const { supervisor, engine, streams, grammars, logger } = this.#deps;
     try {
       const model = await supervisor.recover();
+      // Before the re-queued requests run: their grammar ids must mean the same again.
+      await grammars.executorRestarted();
       // Requests the new pool cannot hold any more come back finished with an error.
       streams.deliver(engine.executorRestarted(model), BackendUnavailableError);
       logger.info("executor restarted; unfinished requests re-queued");

@@ -1,0 +1,34 @@
+// Hermes 2 Pro and Qwen 2.5 / 3 (vLLM's `hermes` parser): each call its own block,
+//   <tool_call>
+//   {"name": "get_weather", "arguments": {"city": "Paris"}}
+//   </tool_call>
+// after optional text. Their templates take `tools` and render calls and results so.
+import { type CallFormat, toolsJson } from "../call-format.ts";
+import { openAiCallId } from "../call-ids.ts";
+import { parseTagged } from "../call-parser.ts";
+
+export const hermes: CallFormat = {
+  name: "hermes",
+  trigger: "<tool_call>",
+  open: "",
+  callPrefix: (name) => `\n{"name": ${JSON.stringify(name)}, "arguments": `,
+  callSuffix: "}\n</tool_call>",
+  separator: "\n<tool_call>",
+  close: "",
+  callId: openAiCallId,
+  promptBlock: (tools) =>
+    "You are a function calling AI model. You are provided with function signatures within " +
+    "<tools></tools> XML tags. You may call one or more functions to assist with the user " +
+    "query. Don't make assumptions about what values to plug into functions. Here are the " +
+    `available tools: <tools>${toolsJson(tools)}</tools>\n` +
+    "For each function call return a json object with function name and arguments within " +
+    "<tool_call></tool_call> XML tags as follows:\n" +
+    '<tool_call>\n{"name": <function-name>, "arguments": <args-dict>}\n</tool_call>',
+  toolResult: (content) => `<tool_response>\n${content}\n</tool_response>`,
+  parse: (text, final) =>
+    parseTagged(text, final, {
+      trigger: "<tool_call>",
+      closeTag: "</tool_call>",
+      argumentKeys: ["arguments"],
+    }),
+};
