@@ -13,7 +13,9 @@ from lorafleet_executor.protocol.messages import (
     FLAG_NEW,
     FLAG_SAMPLE,
     FLAG_USE_LAST_SAMPLED,
+    CompileGrammar,
     DropAdapter,
+    DropGrammar,
     InitConfig,
     LoadAdapter,
     StageAdapter,
@@ -264,3 +266,37 @@ def test_a_profile_window_of_served_steps_is_written(tmp_path):
         engine.close()
     assert (tmp_path / "prof.txt").read_text().startswith("steps 1..1 (1): device busy")
     assert (tmp_path / "prof.json.gz").stat().st_size > 0
+
+
+def test_grammars_compile_off_the_step_thread_refusals_by_name_drops_in_step_order(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", InitConfig(model_path=str(TINY), device="cpu", num_pages=512))
+        assert engine.receive().name == "ready"
+        engine.send(2, "compile_grammar", CompileGrammar(5, "choice", '["yes", "no"]'))
+        compiled = engine.receive()
+        assert (compiled.request_id, compiled.name) == (2, "grammar_compiled")
+        assert compiled.body.grammar_id == 5 and not compiled.body.cached
+        assert compiled.body.compile_ms > 0
+        engine.send(3, "compile_grammar", CompileGrammar(6, "choice", '["yes", "no"]'))
+        again = engine.receive()
+        assert again.body.cached and again.body.compile_ms == 0
+        engine.send(4, "compile_grammar", CompileGrammar(7, "json_schema", '{"not": {}}'))
+        refused = engine.receive()
+        assert (refused.name, refused.body.code) == ("error", "grammar_invalid")
+        assert refused.body.request_id == 4 and "not" in refused.body.message
+        # A step that starts a sequence of grammar 5, then its drop: the drop comes after.
+        step = replace(
+            one_seq_plan(8, -1, np.arange(8, dtype=np.int32)),
+            grammar_ids=np.array([5], np.int32),
+            logprobs=np.array([-1], np.int32),
+        )
+        engine.send(8, "step", step)
+        engine.send(9, "drop_grammar", DropGrammar(5))
+        replies = {m.request_id: m for m in (engine.receive() for _ in range(2))}
+        assert replies[8].name == "step_result" and replies[8].body.grammar_errors.tolist() == [0]
+        assert replies[9].name == "ok"
+        engine.send(10, "shutdown")
+        assert engine.receive().name == "ok"
+    finally:
+        engine.close()

@@ -91,13 +91,16 @@ class LaunchedStep:
                 seq.last_sampled, seq.late = int(tokens[row]), None
         for seq, position, row in self._fill_ins:
             seq.set_token(position, int(tokens[row]))
-        keep = np.arange(top_ids.shape[1])[None, :] < self.counts[:, None]
+        # A grammar's row has -inf at every token it forbids: those are no alternatives.
+        keep = (np.arange(top_ids.shape[1])[None, :] < self.counts[:, None]) & np.isfinite(
+            top_logprobs
+        )
         self._result = StepResult(
             step_id=self.step_id,
             seq_ids=self.seq_ids.astype(np.uint32),
             tokens=tokens,
             logprobs=logprobs.astype(np.float32),
-            top_counts=self.counts,
+            top_counts=keep.sum(axis=1).astype(np.int32),
             top_ids=top_ids[keep].astype(np.int32),
             top_logprobs=top_logprobs[keep].astype(np.float32),
             grammar_errors=self.grammar_errors,
