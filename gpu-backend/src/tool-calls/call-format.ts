@@ -24,6 +24,8 @@ export interface CallFormat {
   readonly name: string;
   /** the text that opens the calls (a special token's text in some tokenizers) */
   readonly trigger: string;
+  /** calls only open the answer (Llama 3: the answer is the call), never follow text */
+  readonly callsOpenTheAnswer: boolean;
   /** after the trigger, before the first call */
   readonly open: string;
   /** a call's text up to its arguments */

@@ -4,6 +4,8 @@
 //   required, a named function: nothing but calls   start: TRIGGER OPEN calls CLOSE
 //   auto: free text until the model opens a call (a lazy trigger), then only calls
 //                                                   start: TEXT | trig OPEN calls CLOSE
+//   auto where calls open the answer (Llama 3): text that does not start like a call,
+//   or calls                                        start: TEXT_NOT_A_CALL | WS block
 //   auto with response_format JSON: that JSON, or calls
 //
 // Each tool's call is one line (`call_<i>: PREFIX %json {...} SUFFIX`), so a compile error
@@ -45,7 +47,17 @@ export function callGrammar(
   const lines = ["%llguidance {}"];
   if (request.choice !== "auto") lines.push(`start: ${block}`);
   else if (contentSchema !== null) lines.push(`start: ${jsonRule(contentSchema)} | ${block}`);
-  else if (id !== null) lines.push(`start: TEXT | TEXT ${block}`, FREE_TEXT);
+  else if (format.callsOpenTheAnswer) {
+    // The answer is the call, or text that does not start with the call's first
+    // character: what begins like a call is a call (after whitespace too).
+    const first = format.trigger[0] as string;
+    const notCall = `[^${regexClass(first)} \\t\\n\\r]`;
+    lines.push(
+      `start: TEXT | WS ${block}`,
+      `TEXT: /[ \\t\\n\\r]*(${notCall}(.|\\n)*)?/`,
+      "WS: /[ \\t\\n\\r]*/",
+    );
+  } else if (id !== null) lines.push(`start: TEXT | TEXT ${block}`, FREE_TEXT);
   else {
     // Lazy: the free text ends at the trigger's first occurrence, so a call once opened
     // is a call (a special-token trigger cannot occur in text at all).
@@ -68,6 +80,11 @@ export function callGrammar(
 }
 
 const FREE_TEXT = "TEXT: /(.|\\n)*/";
+
+/** A character as it goes into a regex character class. */
+function regexClass(char: string): string {
+  return /[\]\\^\-[/]/.test(char) ? `\\${char}` : char;
+}
 
 /** A Lark string literal (JSON's string syntax), or nothing for the empty string. */
 function literal(text: string): string {

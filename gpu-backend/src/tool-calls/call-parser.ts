@@ -35,6 +35,7 @@ function callOf(node: JsonNode, text: string, argumentKeys: string[]): PartialCa
   if (node.kind !== "object") return NOT_CALLS;
   const name = entryOf(node, "name")?.value ?? null;
   if (name !== null && name.kind !== "string") return NOT_CALLS;
+  if (name === null && node.end !== null) return NOT_CALLS; // a whole object without a name
   const args = entryOf(node, ...argumentKeys)?.value ?? null;
   let argumentsText = "";
   if (args?.kind === "object") {
@@ -94,20 +95,23 @@ export function parseTagged(
   for (;;) {
     const found = text.indexOf(trigger, at);
     if (found === -1) {
-      const rest = text.slice(at);
-      content += final ? rest : rest.slice(0, rest.length - heldBack(rest, trigger));
+      let rest = text.slice(at);
+      if (!final) rest = rest.slice(0, rest.length - heldBack(rest, trigger));
+      if (calls.length === 0 || rest.trim() !== "") content += rest;
       break;
     }
-    content += text.slice(at, found);
+    // Whitespace between calls is layout, not content.
+    const before = text.slice(at, found);
+    if (calls.length === 0 || before.trim() !== "") content += before;
     const start = skipWhitespace(text, found + trigger.length);
     if (start === text.length && !final) break; // the call has not begun yet
     const node = scanJson(text, start);
-    const found_calls = node === null ? NOT_CALLS : callsOf(node, text, argumentKeys);
-    if (node === null || found_calls === NOT_CALLS || (final && node.end === null)) {
+    const foundCalls = node === null ? NOT_CALLS : callsOf(node, text, argumentKeys);
+    if (node === null || foundCalls === NOT_CALLS || (final && node.end === null)) {
       content += text.slice(found); // not a call after all: it stays text
       break;
     }
-    calls.push(...found_calls);
+    calls.push(...foundCalls);
     if (node.end === null) break;
     at = node.end;
     if (closeTag !== "") {

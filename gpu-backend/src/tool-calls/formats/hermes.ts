@@ -10,6 +10,7 @@ import { parseTagged } from "../call-parser.ts";
 export const hermes: CallFormat = {
   name: "hermes",
   trigger: "<tool_call>",
+  callsOpenTheAnswer: false,
   open: "",
   callPrefix: (name) => `\n{"name": ${JSON.stringify(name)}, "arguments": `,
   callSuffix: "}\n</tool_call>",

@@ -8,6 +8,7 @@ import { parseLeading } from "../call-parser.ts";
 export const llama3Json: CallFormat = {
   name: "llama3_json",
   trigger: '{"name": ',
+  callsOpenTheAnswer: true,
   open: "",
   callPrefix: (name) => `${JSON.stringify(name)}, "parameters": `,
   callSuffix: "}",

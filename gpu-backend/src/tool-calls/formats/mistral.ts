@@ -9,6 +9,7 @@ import { parseTagged } from "../call-parser.ts";
 export const mistral: CallFormat = {
   name: "mistral",
   trigger: "[TOOL_CALLS]",
+  callsOpenTheAnswer: false,
   open: "[",
   callPrefix: (name) => `{"name": ${JSON.stringify(name)}, "arguments": `,
   callSuffix: "}",

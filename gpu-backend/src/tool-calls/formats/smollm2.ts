@@ -12,6 +12,7 @@ import { parseTagged } from "../call-parser.ts";
 export const smollm2: CallFormat = {
   name: "smollm2",
   trigger: "<tool_call>",
+  callsOpenTheAnswer: false,
   open: "[\n",
   callPrefix: (name) => `{"name": ${JSON.stringify(name)}, "arguments": `,
   callSuffix: "}",
