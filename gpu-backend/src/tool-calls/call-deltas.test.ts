@@ -10,16 +10,9 @@ function assemble(deltas: ChatDelta[]) {
   const calls: { id: string; name: string; arguments: string }[] = [];
   for (const delta of deltas) {
     if (typeof delta.content === "string") content += delta.content;
-    for (const piece of (delta.tool_calls as Record<string, never>[] | undefined) ?? []) {
-      const {
-        index,
-        id,
-        function: fn,
-      } = piece as {
-        index: number;
-        id?: string;
-        function: { name?: string; arguments: string };
-      };
+    type Piece = { index: number; id?: string; function: { name?: string; arguments: string } };
+    for (const piece of (delta.tool_calls as Piece[] | undefined) ?? []) {
+      const { index, id, function: fn } = piece;
       if (id !== undefined) calls[index] = { id, name: fn.name ?? "", arguments: "" };
       (calls[index] as { arguments: string }).arguments += fn.arguments;
     }
