@@ -97,6 +97,30 @@ describe.skipIf(!haveFixtures)("structured outputs end to end (tiny-llama on CPU
     expect(["left", "right"]).toContain(chat.choices[0]?.message.content);
   });
 
+  it("refuses a tool whose parameters llguidance cannot enforce, naming the tool and the path", async () => {
+    const refused = await client.chat.completions
+      .create({
+        model: "tiny-llama",
+        messages: [{ role: "user", content: "hi" }],
+        tools: [
+          { type: "function", function: { name: "f" } },
+          {
+            type: "function",
+            function: { name: "g", parameters: { type: "object", properties: { x: { not: {} } } } },
+          },
+        ],
+        tool_choice: "required",
+        max_tokens: 8,
+      })
+      .catch((e) => e);
+    expect([refused.status, refused.code, refused.param, refused.error.message]).toEqual([
+      400,
+      "grammar_invalid",
+      "tools[1].function.parameters",
+      'tools[1].function.parameters: at /properties/x: Unimplemented keys: ["not"] (llguidance cannot enforce them)',
+    ]);
+  });
+
   it("calls tools with arguments that follow each tool's schema, n choices each their own", async () => {
     const tools: OpenAI.ChatCompletionTool[] = fc
       .sample(randomSchema(1), { seed: 5, numRuns: 2 })

@@ -59,7 +59,8 @@ describe("the import rules", () => {
       "gpu-backend/src/engine/testing.ts": 'import fc from "fast-check";\n',
       "gpu-backend/src/protocol/messages.ts":
         'import type { EngineConfig } from "../engine/config.ts";\n',
-      "gpu-backend/src/tool-calls/answer.ts": 'import { ServingLoop } from "../serving/serving-loop.ts";\n',
+      "gpu-backend/src/tool-calls/answer.ts":
+        'import { ServingLoop } from "../serving/serving-loop.ts";\n',
       "gpu-backend/src/structured/output-grammar.ts":
         'import { ApiError } from "../server/openai-error.ts";\n',
     });

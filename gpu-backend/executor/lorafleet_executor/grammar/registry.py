@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from ..errors import BadMessage, ExecutorError, GrammarTooComplex
+from ..errors import BadMessage, ExecutorError, GrammarInvalid, GrammarTooComplex
 from .cache import Compiled, GrammarCache
 
 Reply = Callable[[Compiled | ExecutorError, bool], None]  # (outcome, cache hit)
@@ -76,4 +76,4 @@ def _outcome(future: Future) -> Compiled | ExecutorError:
     except ExecutorError as error:
         return error
     except Exception as error:  # a crash in llguidance: this grammar's, not the executor's
-        return ExecutorError(f"compiling the grammar crashed: {type(error).__name__}: {error}")
+        return GrammarInvalid(f"compiling the grammar failed: {type(error).__name__}: {error}")
