@@ -38,6 +38,9 @@ class GrammarRegistry:
         future, hit = self.cache.get(kind, source)
         with self._lock:
             self._bound[grammar_id] = future
+        if future.done():  # compiled (or refused) before: no bound to wait on
+            reply(_outcome(future), hit)
+            return
         once = threading.Lock()
 
         def answer(outcome: Compiled | ExecutorError) -> None:
