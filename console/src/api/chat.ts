@@ -31,6 +31,7 @@ export type ChatRequest = {
   /** OpenAI's `tools` (functions with JSON Schema parameters) */
   tools?: unknown[];
   tool_choice?: "auto" | "required" | "none";
+  parallel_tool_calls?: boolean;
 };
 
 export type ChatUsage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };

@@ -16,7 +16,12 @@ import { useAsync } from "../use-async.ts";
 type Params = { maxTokens: number; temperature: number; topP: number; seed: string; stop: string };
 
 /** What the answer must be: JSON of a schema, and the tools it may call (JSON texts, "" = none). */
-type Shape = { schema: string; tools: string; toolChoice: "auto" | "required" | "none" };
+type Shape = {
+  schema: string;
+  tools: string;
+  toolChoice: "auto" | "required" | "none";
+  parallel: boolean;
+};
 
 const SCHEMA_EXAMPLE = JSON.stringify(
   {
@@ -66,6 +71,7 @@ function shapeFields(shape: Shape): { fields: Partial<ChatRequest>; problem: str
       if (!Array.isArray(tools)) return { fields: {}, problem: "The tools must be a JSON list" };
       fields.tools = tools;
       fields.tool_choice = shape.toolChoice;
+      if (!shape.parallel) fields.parallel_tool_calls = false;
     }
   } catch (error) {
     return { fields: {}, problem: `The tools are not JSON: ${(error as Error).message}` };
@@ -129,7 +135,12 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
     seed: "",
     stop: "",
   });
-  const [shape, setShape] = useState<Shape>({ schema: "", tools: "", toolChoice: "auto" });
+  const [shape, setShape] = useState<Shape>({
+    schema: "",
+    tools: "",
+    toolChoice: "auto",
+    parallel: true,
+  });
   const [streaming, setStreaming] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [usageLine, setUsageLine] = useState("");
@@ -383,6 +394,16 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
             <option value="required">required</option>
             <option value="none">none</option>
           </select>
+        </div>
+        <div class="field">
+          <label>
+            <input
+              type="checkbox"
+              checked={shape.parallel}
+              onChange={(e) => setShape({ ...shape, parallel: e.currentTarget.checked })}
+            />{" "}
+            parallel_tool_calls
+          </label>
         </div>
       </aside>
     </div>
