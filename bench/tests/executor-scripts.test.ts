@@ -1,5 +1,5 @@
 // The GPU scripts that time the executor's own paths (stage_bench.py, cold_load.py,
-// roofline.py, step_profile.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
+// roofline.py, step_profile.py, grammar_bench.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
 // run will, with the run's provenance.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -10,12 +10,12 @@ import { python, repoRoot } from "./repo.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bench-executor-scripts-"));
 
-function runScript(name: string): Record<string, unknown> {
+function runScript(name: string, timeout = 60_000): Record<string, unknown> {
   const out = join(dir, `${name}.json`);
   const result = spawnSync(python, [join("bench/gpu", name), "--smoke", "--out", out], {
     cwd: repoRoot,
     encoding: "utf8",
-    timeout: 60_000,
+    timeout,
   });
   expect(result.status, result.stderr).toBe(0);
   const json = JSON.parse(readFileSync(out, "utf8")) as Record<string, unknown>;
@@ -35,6 +35,20 @@ describe("executor timing scripts (--smoke, CPU)", () => {
       expect(r.identical_to_serial).toBe(true);
       expect(r.seconds).toBeGreaterThan(0);
     }
+  });
+
+  it("grammar_bench.py runs a constrained batch and replays it free, answers parsing", {
+    timeout: 180_000,
+  }, () => {
+    const json = runScript("grammar_bench.py", 150_000);
+    expect(json.batch).toBe(4);
+    expect(json.structured_vs_free_b64).toBeGreaterThan(0);
+    expect(json.grammar_mask_us_p99).toBeGreaterThanOrEqual(json.grammar_mask_us_p50 as number);
+    expect(json.grammar_compiles).toBeGreaterThan(0);
+    expect(json.grammar_compile_ms_p50).toBeGreaterThan(0);
+    expect(json.grammar_failures).toBe(0);
+    const answers = json.answers as { finished: number; parsed_json: number };
+    expect(answers.parsed_json).toBe(answers.finished);
   });
 
   it("cold_load.py loads through the executor, with a decode loop beside it", () => {

@@ -28,13 +28,12 @@ def apply_token_bitmask_reference(
 ) -> None:
     """logits [N, V] float (in place), bitmask int32 [K, W], rows int32 [K] into logits."""
     vocab = logits.shape[1]
-    ids = torch.arange(vocab, device=logits.device)
-    words = ids // 32
-    in_mask = words < bitmask.shape[1]
-    bits = bitmask[:, words.clamp(max=bitmask.shape[1] - 1)]  # [K, V]
-    allowed = ((bits >> (ids % 32).to(torch.int32)) & 1).bool() & in_mask
+    shifts = torch.arange(32, device=logits.device, dtype=torch.int32)
+    allowed = ((bitmask.unsqueeze(-1) >> shifts) & 1).bool().flatten(1)  # [K, 32 W]
+    if allowed.shape[1] < vocab:  # ids past the bitmask are disallowed
+        allowed = torch.nn.functional.pad(allowed, (0, vocab - allowed.shape[1]))
     index = rows.long()
-    logits[index] = logits[index].masked_fill(~allowed, float("-inf"))
+    logits[index] = logits[index].masked_fill(~allowed[:, :vocab], float("-inf"))
 
 
 @triton.jit
