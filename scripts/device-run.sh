@@ -2,14 +2,17 @@
 # The GPU run, as made through the device tool (no Node, no network there; see
 # bench/README.md): the executor's GPU tests, the LoRA kernel micro-benchmark and the
 # ablations scenario at Llama-2-7B shapes, everything written to $OUT.
-#   carry: carry (node22.xz + backend.mjs from scripts/bundle-backend.sh),
-#          .cache/fixtures/tiny-llama, .cache/fixtures/adapters
+#   carry: carry (node22.xz + backend.mjs + the llguidance wheel, from
+#          scripts/bundle-backend.sh), .cache/fixtures/tiny-llama, .cache/fixtures/adapters,
+#          and for `grammar` .cache/grammar/llama32k (bench/grammar/README.md "llama32k")
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
 # More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
 # peft (slora vs HF PEFT on the PEFT batch), pressure (slora vs no-unifymem in a pool of
 # 100,000 pages, 25 GB: the trace's ~70k pages of KV and its adapters fit it shared, not
 # split in halves), roofline (base decode vs the bandwidth floor), coldload (adapter host
-# tier -> pool, beside decode; staging serial vs pooled), c64 / c128 (the ablations' trace
+# tier -> pool, beside decode; staging serial vs pooled), grammar (structured outputs: a
+# decode batch of 64, each row its own adapter and JSON schema, vs the same batch free,
+# with Llama-2-7B shapes and the llama32k tokenizer), c64 / c128 (the ablations' trace
 # with the client holding 64 / 128 requests in flight at most: each engine at the same
 # concurrency, so the ratios compare capacity rather than where the trace's tail ends).
 # Each of ablations, bmm and peft takes a call of its own (~4 minutes). Their
@@ -18,7 +21,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts="${1:-tests,kernels,ablations}"
-export PYTHONPATH=$PWD/gpu-backend/executor PYTHONUNBUFFERED=1
+# The executor imports llguidance (structured outputs); the host has no network, so the
+# carried wheel goes into a folder on PYTHONPATH (it has no dependencies, one abi3 wheel).
+pylib=/tmp/pylib
+if ! python3 -c "import llguidance" 2>/dev/null; then
+  python3 -m pip install --quiet --no-index --no-deps --target "$pylib" \
+    carry/llguidance-1.9.1-cp39-abi3-manylinux_2_31_x86_64.whl
+fi
+export PYTHONPATH=$pylib:$PWD/gpu-backend/executor PYTHONUNBUFFERED=1
 export LORAFLEET_PYTHON=$(command -v python3) LORAFLEET_FIXTURES=$PWD/.cache/fixtures
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 
@@ -26,7 +36,7 @@ if [[ $parts == *tests* ]]; then
   (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider \
     --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
     tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py \
-    tests/test_stage_processes.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
+    tests/test_stage_processes.py tests/test_kernels_token_bitmask.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
 fi
 if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
@@ -77,6 +87,15 @@ if [[ $parts == *coldload* ]]; then
     > "$OUT/cold_load.log" 2>&1
   timeout 120 python3 bench/gpu/stage_bench.py --threads 1,4,8 --out "$OUT/stage.json" \
     > "$OUT/stage.log" 2>&1
+fi
+if [[ $parts == *grammar* ]]; then
+  model=/tmp/bench/models/llama-2-7b-llama32k
+  if [[ ! -f $model/tokenizer.json ]]; then  # make_model.py writes the tokenizer last
+    timeout 300 python3 bench/gpu/make_model.py --shape llama-2-7b --out "$model" \
+      --tokenizer-from .cache/grammar/llama32k > "$OUT/make_model_grammar.log" 2>&1
+  fi
+  timeout 420 python3 bench/gpu/grammar_bench.py --model "$model" --out "$OUT/grammar.json" \
+    > "$OUT/grammar.log" 2>&1
 fi
 # The device returns at most 8 files: logs and profiles travel as one archive.
 (cd "$OUT" && shopt -s nullglob && logs=(*.log *.txt) && ((${#logs[@]})) &&
