@@ -1,19 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { ChatCompletionRequestSchema } from "./chat-completion-request.ts";
 import { CompletionRequestSchema } from "./completion-request.ts";
-import { requestIssue } from "./request-issue.ts";
 import { structuredOutputLimits } from "./structured-output-fields.ts";
+import { chatBody, chatIssue } from "./testing.ts";
 
-const chat = (extra: object) => ({
-  model: "m",
-  messages: [{ role: "user", content: "hi" }],
-  ...extra,
-});
-const issueOf = (extra: object) => {
-  const result = ChatCompletionRequestSchema.safeParse(chat(extra));
-  if (result.success) throw new Error(`accepted ${JSON.stringify(extra)}`);
-  return requestIssue(result.error);
-};
 const schema = { type: "object", properties: { a: { type: "integer" } }, required: ["a"] };
 
 describe("structured output fields", () => {
@@ -25,9 +15,9 @@ describe("structured output fields", () => {
       { type: "json_schema", json_schema: { name: "any" } },
     ];
     for (const response_format of formats) {
-      expect(ChatCompletionRequestSchema.parse(chat({ response_format })).response_format).toEqual(
-        response_format,
-      );
+      expect(
+        ChatCompletionRequestSchema.parse(chatBody({ response_format })).response_format,
+      ).toEqual(response_format);
     }
     const outputs = [
       { json: schema },
@@ -52,24 +42,24 @@ describe("structured output fields", () => {
   });
 
   it("refuse what would leave the output free or ambiguous, naming the field", () => {
-    expect(issueOf({ response_format: { type: "xml" } }).param).toBe("response_format.type");
+    expect(chatIssue({ response_format: { type: "xml" } }).param).toBe("response_format.type");
     expect(
-      issueOf({ response_format: { type: "json_schema", json_schema: { name: "a b" } } }).param,
+      chatIssue({ response_format: { type: "json_schema", json_schema: { name: "a b" } } }).param,
     ).toBe("response_format.json_schema.name");
     expect(
-      issueOf({ response_format: { type: "json_schema", json_schema: { name: "a", schema: 3 } } })
+      chatIssue({ response_format: { type: "json_schema", json_schema: { name: "a", schema: 3 } } })
         .param,
     ).toBe("response_format.json_schema.schema");
-    expect(issueOf({ structured_outputs: { regex: "a", choice: ["b"] } }).message).toBe(
+    expect(chatIssue({ structured_outputs: { regex: "a", choice: ["b"] } }).message).toBe(
       "structured_outputs: give exactly one of json, regex, choice, grammar, json_object",
     );
-    expect(issueOf({ structured_outputs: {} }).param).toBe("structured_outputs");
-    expect(issueOf({ structured_outputs: { structural_tag: {} } })).toMatchObject({
+    expect(chatIssue({ structured_outputs: {} }).param).toBe("structured_outputs");
+    expect(chatIssue({ structured_outputs: { structural_tag: {} } })).toMatchObject({
       param: "structured_outputs.structural_tag",
       code: "unsupported_parameter",
     });
     expect(
-      issueOf({ response_format: { type: "json_object" }, structured_outputs: { regex: "a" } })
+      chatIssue({ response_format: { type: "json_object" }, structured_outputs: { regex: "a" } })
         .message,
     ).toBe("structured_outputs: give either response_format or structured_outputs, not both");
   });
@@ -80,19 +70,20 @@ describe("structured output fields", () => {
       description: "x".repeat(structuredOutputLimits.schemaChars),
     };
     expect(
-      issueOf({
+      chatIssue({
         response_format: { type: "json_schema", json_schema: { name: "a", schema: big } },
       }),
     ).toMatchObject({ param: "response_format.json_schema.schema", code: "schema_too_large" });
-    expect(issueOf({ structured_outputs: { json: JSON.stringify(big) } }).code).toBe(
+    expect(chatIssue({ structured_outputs: { json: JSON.stringify(big) } }).code).toBe(
       "schema_too_large",
     );
     expect(
-      issueOf({ structured_outputs: { regex: "a".repeat(structuredOutputLimits.regexChars + 1) } })
-        .param,
+      chatIssue({
+        structured_outputs: { regex: "a".repeat(structuredOutputLimits.regexChars + 1) },
+      }).param,
     ).toBe("structured_outputs.regex");
     const choices = Array.from({ length: structuredOutputLimits.choices + 1 }, (_, i) => `${i}`);
-    expect(issueOf({ structured_outputs: { choice: choices } }).param).toBe(
+    expect(chatIssue({ structured_outputs: { choice: choices } }).param).toBe(
       "structured_outputs.choice",
     );
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ChatCompletionRequestSchema } from "./chat-completion-request.ts";
-import { requestIssue } from "./request-issue.ts";
+import { chatBody, chatIssue } from "./testing.ts";
 import { toolLimits } from "./tool-fields.ts";
 
 const weather = {
@@ -15,16 +15,6 @@ const weather = {
     },
   },
 };
-const body = (extra: object) => ({
-  model: "m",
-  messages: [{ role: "user", content: "weather in Paris?" }],
-  ...extra,
-});
-const issueOf = (extra: object) => {
-  const result = ChatCompletionRequestSchema.safeParse(body(extra));
-  if (result.success) throw new Error(`accepted ${JSON.stringify(extra)}`);
-  return requestIssue(result.error);
-};
 
 describe("tool fields", () => {
   it("take tools with every tool_choice, parallel_tool_calls and the legacy functions", () => {
@@ -35,20 +25,20 @@ describe("tool fields", () => {
       { type: "function", function: { name: "get_weather" } },
     ]) {
       const parsed = ChatCompletionRequestSchema.parse(
-        body({ tools: [weather], tool_choice, parallel_tool_calls: false }),
+        chatBody({ tools: [weather], tool_choice, parallel_tool_calls: false }),
       );
       expect(parsed.tool_choice).toEqual(tool_choice);
       expect(parsed.tools?.[0]?.function.parameters).toEqual(weather.function.parameters);
     }
     const legacy = ChatCompletionRequestSchema.parse(
-      body({ functions: [weather.function], function_call: { name: "get_weather" } }),
+      chatBody({ functions: [weather.function], function_call: { name: "get_weather" } }),
     );
     expect(legacy.functions?.[0]?.name).toBe("get_weather");
   });
 
   it("take an agent loop's messages: assistant tool_calls (content null), tool results", () => {
     const parsed = ChatCompletionRequestSchema.parse(
-      body({
+      chatBody({
         tools: [weather],
         messages: [
           { role: "user", content: "weather in Paris?" },
@@ -74,36 +64,36 @@ describe("tool fields", () => {
 
   it("refuse a tool_choice naming a function the request does not offer", () => {
     expect(
-      issueOf({ tools: [weather], tool_choice: { type: "function", function: { name: "x" } } }),
+      chatIssue({ tools: [weather], tool_choice: { type: "function", function: { name: "x" } } }),
     ).toEqual({
       message: 'tool_choice: names the function "x", which is not among the tools',
       param: "tool_choice",
       code: "unknown_tool",
     });
-    expect(issueOf({ functions: [weather.function], function_call: { name: "x" } }).param).toBe(
+    expect(chatIssue({ functions: [weather.function], function_call: { name: "x" } }).param).toBe(
       "function_call",
     );
-    expect(issueOf({ tool_choice: "required" }).message).toBe(
+    expect(chatIssue({ tool_choice: "required" }).message).toBe(
       "tool_choice: asks for a tool call, but the request offers no tools",
     );
   });
 
   it("refuse malformed tools, both forms at once, and lists past the stated bounds", () => {
-    expect(issueOf({ tools: [{ type: "function", function: { name: "a b" } }] }).param).toBe(
+    expect(chatIssue({ tools: [{ type: "function", function: { name: "a b" } }] }).param).toBe(
       "tools[0].function.name",
     );
-    expect(issueOf({ tools: [{ type: "retrieval" }] }).param).toBe("tools[0].type");
-    expect(issueOf({ tools: [weather], functions: [weather.function] }).param).toBe("functions");
+    expect(chatIssue({ tools: [{ type: "retrieval" }] }).param).toBe("tools[0].type");
+    expect(chatIssue({ tools: [weather], functions: [weather.function] }).param).toBe("functions");
     const many = Array.from({ length: toolLimits.tools + 1 }, (_, i) => ({
       type: "function",
       function: { name: `f${i}` },
     }));
-    expect(issueOf({ tools: many }).message).toBe(`tools: at most ${toolLimits.tools} tools`);
+    expect(chatIssue({ tools: many }).message).toBe(`tools: at most ${toolLimits.tools} tools`);
     const long = (i: number) => ({
       type: "function",
       function: { name: `f${i}`, description: "x".repeat(60_000) },
     });
-    expect(issueOf({ tools: [0, 1, 2, 3, 4].map(long) })).toMatchObject({
+    expect(chatIssue({ tools: [0, 1, 2, 3, 4].map(long) })).toMatchObject({
       param: "tools",
       code: "tools_too_large",
     });

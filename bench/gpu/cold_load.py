@@ -20,7 +20,6 @@ model in --model. Measured, median over --repeats:
 
 import argparse
 import json
-import os
 import tempfile
 import threading
 import time
@@ -36,7 +35,7 @@ from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.executor import Executor
 from lorafleet_executor.runtime.stage_processes import StageProcesses
 from make_adapters import make_adapters, shape_of_model
-from run_info import REPO, device_folder, run_info
+from run_info import REPO, device_folder, fixture_model, run_info
 from tp_bench import Workload, sync_device
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -129,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny fixture model on CPU")
     args = parser.parse_args(argv)
     if args.smoke:
-        fixtures = Path(os.environ.get("LORAFLEET_FIXTURES", REPO / ".cache" / "fixtures"))
-        args.model = args.model or fixtures / "tiny-llama"
+        args.model = args.model or fixture_model()
         args.rank, args.repeats, args.decode_batch = 8, 3, 2
         args.decode_context, args.decode_steps = 8, 3
     if args.model is None:

@@ -26,7 +26,6 @@ hit rate, and how many answers parse and follow their schema.
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -48,8 +47,9 @@ from lorafleet_executor.protocol.messages import (
 )
 from lorafleet_executor.runtime.executor import Executor
 from lorafleet_reference.page_allocator import PageAllocator
+from lorafleet_reference.plans import PlanRow, step_plan
 from make_adapters import make_adapters, shape_of_model
-from run_info import REPO, device_folder, run_info
+from run_info import REPO, device_folder, fixture_model, run_info
 
 sys.path.insert(0, str(REPO / "bench" / "grammar"))
 from gen_schemas import random_schemas  # noqa: E402
@@ -132,7 +132,7 @@ class ConstrainedRun:
                 slot.state == "running" and slot.sent < len(slot.prompt) + self.args.max_new_tokens
             ):
                 rows.append((slot, FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED, [-1]))
-        plan = step_plan(step_id, rows, free, self.args.temperature)
+        plan = step_plan(step_id, plan_rows(step_id, rows), free, self.args.temperature)
         for slot, _, tokens in rows:
             slot.sent += len(tokens)
         self.plans.append(plan)
@@ -160,32 +160,22 @@ class ConstrainedRun:
         return ended
 
 
-def step_plan(step_id: int, rows: list, free: list[int], temperature: float) -> StepPlan:
-    n = len(rows)
-    full = lambda value, dtype: np.full(n, value, dtype)  # noqa: E731
-    pages = [slot.pages[2 * slot.sent : 2 * (slot.sent + len(t))] for slot, _, t in rows]
-    return StepPlan(
-        step_id=step_id,
-        free_seq_ids=np.array(free, np.uint32),
-        seq_ids=np.array([slot.seq_id for slot, _, _ in rows], np.uint32),
-        flags=np.array([flags for _, flags, _ in rows], np.uint8),
-        num_new_tokens=np.array([len(t) for _, _, t in rows], np.int32),
-        num_cached=np.array([slot.sent for slot, _, _ in rows], np.int32),
-        num_prompt=np.array([len(slot.prompt) for slot, _, _ in rows], np.int32),
-        adapter_ids=np.array([slot.adapter_id for slot, _, _ in rows], np.int32),
-        temperature=full(temperature, np.float32),
-        top_p=full(1, np.float32),
-        top_k=full(0, np.int32),
-        min_p=full(0, np.float32),
-        presence_penalty=full(0, np.float32),
-        frequency_penalty=full(0, np.float32),
-        repetition_penalty=full(1, np.float32),
-        seed=np.arange(step_id * 1000, step_id * 1000 + n, dtype=np.int64),
-        logprobs=full(-1, np.int32),
-        token_ids=np.array([x for _, _, t in rows for x in t], np.int32),
-        kv_pages=np.concatenate(pages) if pages else np.zeros(0, np.int32),
-        grammar_ids=np.array([slot.grammar_id for slot, _, _ in rows], np.int32),
-    )
+def plan_rows(step_id: int, rows: list) -> list[PlanRow]:
+    """(slot, flags, new tokens) -> plan rows; each new sequence seeded by its step."""
+    return [
+        PlanRow(
+            slot.seq_id,
+            flags,
+            tokens,
+            slot.sent,
+            len(slot.prompt),
+            slot.pages[2 * slot.sent : 2 * (slot.sent + len(tokens))],
+            adapter_id=slot.adapter_id,
+            grammar_id=slot.grammar_id,
+            seed=step_id * 1000 + i,
+        )
+        for i, (slot, flags, tokens) in enumerate(rows)
+    ]
 
 
 def drive_constrained(run: ConstrainedRun, steps: int, ahead: int, device) -> tuple[float, int]:
@@ -209,7 +199,7 @@ def drive_constrained(run: ConstrainedRun, steps: int, ahead: int, device) -> tu
     sync(device)
     seconds = time.perf_counter() - started
     live = [slot.seq_id for slot in run.slots if slot.state == "running"] + freed
-    run.ex.step(step_plan(steps, [], live, 0.0))  # the replay starts from no sequence
+    run.ex.step(step_plan(steps, [], live))  # the replay starts from no sequence
     return seconds, tokens
 
 
@@ -282,22 +272,24 @@ def validity(model: Path, vocab: int, eos: list[int], answers, schemas) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="HF-format model dir with its tokenizer")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--warmup", type=int, default=40)
-    parser.add_argument("--ahead", type=int, default=2, help="steps launched before a read")
-    parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=4, help="--grammar-threads")
-    parser.add_argument("--seed", type=int, default=0)
+    for flag, kind, default, what in [
+        ("--batch", int, 64, "rows (slots) decoding at once, each its own adapter and schema"),
+        ("--rank", int, 16, "rank of the q/k/v/o adapters"),
+        ("--steps", int, 400, "steps of each run"),
+        ("--warmup", int, 40, "first steps not timed"),
+        ("--ahead", int, 2, "steps launched before the oldest one's samples are read"),
+        ("--prompt-len", int, 32, "prompt tokens of a row"),
+        ("--max-new-tokens", int, 256, "a row that has not ended by then starts over"),
+        ("--temperature", float, 1.0, "sampling temperature of every row"),
+        ("--threads", int, 4, "the executor's --grammar-threads"),
+        ("--seed", int, 0, "schema draws and prompts"),
+    ]:
+        parser.add_argument(flag, type=kind, default=default, help=what)
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
     parser.add_argument("--smoke", action="store_true", help="tiny fixture model on CPU")
     args = parser.parse_args(argv)
     if args.smoke:
-        fixtures = Path(os.environ.get("LORAFLEET_FIXTURES", REPO / ".cache" / "fixtures"))
-        args.model = args.model or fixtures / "tiny-llama"
+        args.model = args.model or fixture_model()
         args.batch, args.rank, args.steps, args.warmup = 4, 8, 20, 4
         args.prompt_len, args.max_new_tokens, args.threads = 4, 48, 2
     if args.model is None:

@@ -79,6 +79,27 @@ def drive(eng, compiled, w, eos, rng, fill_times, acc_times, cpu_times=None):
     return "length", toks
 
 
+def summary(values, percentiles, extremes=False):
+    """p<q> for each percentile q, then the mean (and the max with `extremes`)."""
+    out = {f"p{q}": float(np.percentile(values, q)) for q in percentiles}
+    if extremes:
+        out["max"] = float(values.max())
+    out["mean"] = float(values.mean())
+    return out
+
+
+def biased_walk(eng, matcher, w, rng, bitmask, steps):
+    """Feeds `matcher` up to `steps` tokens drawn from its masks with weights `w` (the
+    stand-in for a model); stops at EOS (2), a refusal or the grammar's end."""
+    for _ in range(steps):
+        matcher.fill(bitmask)
+        ids = allowed_ids(bitmask[0], eng.vocab_size)
+        p = w[ids]
+        t = int(rng.choice(ids, p=p / p.sum()))
+        if t == 2 or not matcher.accept(t) or matcher.is_done():
+            return
+
+
 def main():
     eng_name, tok_name = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 240
@@ -147,26 +168,9 @@ def main():
         "invalid": invalid,
         "valid_fraction": valid / max(1, valid + invalid),
         "tokens_per_output_p50": float(np.median(lengths)) if lengths else None,
-        "fill_us": {
-            "n": len(ft),
-            "p50": float(np.percentile(ft, 50)),
-            "p90": float(np.percentile(ft, 90)),
-            "p99": float(np.percentile(ft, 99)),
-            "max": float(ft.max()),
-            "mean": float(ft.mean()),
-        },
-        "fill_thread_cpu_us": {
-            "p50": float(np.percentile(ct, 50)),
-            "p90": float(np.percentile(ct, 90)),
-            "p99": float(np.percentile(ct, 99)),
-            "max": float(ct.max()),
-            "mean": float(ct.mean()),
-        },
-        "accept_us": {
-            "p50": float(np.percentile(at, 50)),
-            "p99": float(np.percentile(at, 99)),
-            "mean": float(at.mean()),
-        },
+        "fill_us": {"n": len(ft), **summary(ft, (50, 90, 99), extremes=True)},
+        "fill_thread_cpu_us": summary(ct, (50, 90, 99), extremes=True),
+        "accept_us": summary(at, (50, 99)),
         "bad": bad,
     }
     os.makedirs("results", exist_ok=True)

@@ -78,13 +78,7 @@ def main():
         w = bd.weights(bd.token_bytes(eng), {2}, True)
         for i in range(512):
             m = comp[i % len(comp)].matcher()
-            for _ in range(int(rng.integers(3, 15))):
-                m.fill(one)
-                ids = bd.allowed_ids(one[0], eng.vocab_size)
-                p = w[ids]
-                t = int(rng.choice(ids, p=p / p.sum()))
-                if t == 2 or not m.accept(t) or m.is_done():
-                    break
+            bd.biased_walk(eng, m, w, rng, one, int(rng.integers(3, 15)))
             rows.append(m)
         bm = torch.full((512, (eng.vocab_size + 31) // 32), -1, dtype=torch.int32)
         fills = [spin_while(functools.partial(eng.fill_batch, rows, bm)) for _ in range(5)]

@@ -33,15 +33,7 @@ r1 = rss_mb()
 w = bd.weights(bd.token_bytes(eng), {2}, True)
 bm = torch.full((1, (eng.vocab_size + 31) // 32), -1, dtype=torch.int32)
 for k, c in enumerate(comp):
-    m = c.matcher()
-    rng = np.random.default_rng(k)
-    for _ in range(300):
-        m.fill(bm)
-        ids = bd.allowed_ids(bm[0], eng.vocab_size)
-        p = w[ids]
-        t = int(rng.choice(ids, p=p / p.sum()))
-        if t == 2 or not m.accept(t) or m.is_done():
-            break
+    bd.biased_walk(eng, c.matcher(), w, np.random.default_rng(k), bm, 300)
 r2 = rss_mb()
 extra = {}
 if sys.argv[1] == "xgrammar":

@@ -15,15 +15,11 @@ from fixture_skip import require_fixture
 
 from lorafleet_executor.errors import BadMessage
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.protocol.messages import (
-    FLAG_NEW,
-    FLAG_SAMPLE,
-    FLAG_USE_LAST_SAMPLED,
-    InitConfig,
-    StepPlan,
-)
+from lorafleet_executor.protocol import messages
+from lorafleet_executor.protocol.messages import FLAG_NEW, FLAG_SAMPLE, FLAG_USE_LAST_SAMPLED
 from lorafleet_executor.runtime.executor import Executor
 from lorafleet_reference.driver import Driver, Request
+from lorafleet_reference.plans import PlanRow, step_plan
 
 ROOT = fixtures_root(os.environ)
 TINY = ROOT / "tiny-llama"
@@ -46,7 +42,7 @@ PROMPTS = [[5, 17, 42, 9], [7, 8, 9], [11, 3, 60, 61, 62], [20, 21]]
 def driver():
     require_fixture(TINY)
     ex = Executor(
-        InitConfig(
+        messages.InitConfig(
             model_path=str(TINY), num_pages=6000, max_num_seqs=16, max_num_batched_tokens=256
         )
     )
@@ -83,26 +79,17 @@ def test_constrained_rows_follow_their_grammars_beside_free_rows_on_other_adapte
 ):
     compile_grammar(executor, 1, "json_schema", json.dumps(PERSON))
     compile_grammar(executor, 2, "regex", "[0-9]{2}-[a-z]{3}")
+    # (prompt, adapter, grammar, max new tokens, temperature, seed)
+    table = [
+        (PROMPTS[0], 0, 1, 80, 1.0, 1),
+        (PROMPTS[1], 1, -1, 24, 0.0, -1),
+        (PROMPTS[2], 2, 2, 40, 0.8, 2),
+        (PROMPTS[3], -1, -1, 24, 0.0, -1),
+        (PROMPTS[1], 2, 1, 80, 0.0, -1),
+    ]
     requests = [
-        Request(
-            prompt=PROMPTS[0],
-            adapter_id=0,
-            grammar_id=1,
-            max_new_tokens=80,
-            temperature=1.0,
-            seed=1,
-        ),
-        Request(prompt=PROMPTS[1], adapter_id=1, max_new_tokens=24),
-        Request(
-            prompt=PROMPTS[2],
-            adapter_id=2,
-            grammar_id=2,
-            max_new_tokens=40,
-            temperature=0.8,
-            seed=2,
-        ),
-        Request(prompt=PROMPTS[3], adapter_id=-1, max_new_tokens=24),
-        Request(prompt=PROMPTS[1], adapter_id=2, grammar_id=1, max_new_tokens=80),
+        Request(prompt=p, adapter_id=a, grammar_id=g, max_new_tokens=n, temperature=t, seed=s)
+        for p, a, g, n, t, s in table
     ]
     together = driver.generate(requests)
     person = json.loads(text_of(together[0].tokens))
@@ -157,32 +144,7 @@ def test_max_tokens_mid_object_leaves_a_prefix_of_a_valid_answer(driver, executo
 
 def plan(step_id, rows, free=()):
     """rows: (seq_id, flags, tokens, num_cached, num_prompt, KV pages, grammar_id)."""
-    n = len(rows)
-    tokens = [t for r in rows for t in r[2]]
-    pages = [int(p) for r in rows for p in r[5]]
-    full = lambda value, dtype: np.full(n, value, dtype)  # noqa: E731
-    return StepPlan(
-        step_id=step_id,
-        free_seq_ids=np.array(free, np.uint32),
-        seq_ids=np.array([r[0] for r in rows], np.uint32),
-        flags=np.array([r[1] for r in rows], np.uint8),
-        num_new_tokens=np.array([len(r[2]) for r in rows], np.int32),
-        num_cached=np.array([r[3] for r in rows], np.int32),
-        num_prompt=np.array([r[4] for r in rows], np.int32),
-        adapter_ids=full(-1, np.int32),
-        temperature=full(0, np.float32),
-        top_p=full(1, np.float32),
-        top_k=full(0, np.int32),
-        min_p=full(0, np.float32),
-        presence_penalty=full(0, np.float32),
-        frequency_penalty=full(0, np.float32),
-        repetition_penalty=full(1, np.float32),
-        seed=full(-1, np.int64),
-        logprobs=full(-1, np.int32),
-        token_ids=np.array(tokens, np.int32),
-        kv_pages=np.array(pages, np.int32),
-        grammar_ids=np.array([r[6] for r in rows], np.int32),
-    )
+    return step_plan(step_id, [PlanRow(*r[:6], grammar_id=r[6]) for r in rows], free)
 
 
 NEW = FLAG_NEW | FLAG_SAMPLE
@@ -273,7 +235,9 @@ def test_a_sequence_keeps_the_grammar_it_started_with(driver, executor):
 def test_steps_without_grammars_do_no_mask_work():
     require_fixture(TINY)
     ex = Executor(
-        InitConfig(model_path=str(TINY), num_pages=400, max_num_seqs=4, max_num_batched_tokens=32)
+        messages.InitConfig(
+            model_path=str(TINY), num_pages=400, max_num_seqs=4, max_num_batched_tokens=32
+        )
     )
     Driver(ex).generate([Request(prompt=PROMPTS[0], max_new_tokens=4)])
     assert ex.grammar_masks is None

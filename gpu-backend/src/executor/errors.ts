@@ -17,6 +17,14 @@ export class ExecutorRequestError extends Error {
   }
 }
 
+/** Whether the executor refused a grammar (compile_grammar): the request's fault, a 400. */
+export function isGrammarRefusal(error: unknown): error is ExecutorRequestError {
+  return (
+    error instanceof ExecutorRequestError &&
+    (error.code === "grammar_invalid" || error.code === "grammar_too_complex")
+  );
+}
+
 /**
  * The executor is not there to answer (crashed, hung, restarting, shut down). The
  * request may never have run; the engine can re-queue it once the client is ready.

@@ -2,7 +2,7 @@
 // tools), the grammar its output must follow (response_format / structured_outputs, or
 // the calls its tools allow) and what a refusal of that grammar names.
 import type { ChatCompletionRequest } from "@lorafleet/api";
-import { GrammarError } from "../serving/errors.ts";
+import { isGrammarRefusal } from "../executor/errors.ts";
 import { type GrammarOrigin, grammarRefusal } from "../structured/grammar-errors.ts";
 import { type OutputConstraint, outputConstraint } from "../structured/output-grammar.ts";
 import { checkSchema } from "../structured/schema-check.ts";
@@ -90,6 +90,6 @@ function toolPlan(
 
 /** A refused grammar in the words of the request that asked for it; other errors as they are. */
 export function reworded(error: unknown, origin: GrammarOrigin | null): unknown {
-  if (!(error instanceof GrammarError) || origin === null) return error;
-  return grammarRefusal(error.message, error.code, origin);
+  if (!isGrammarRefusal(error) || origin === null) return error;
+  return grammarRefusal(error.detail, error.code as "grammar_invalid", origin);
 }

@@ -5,6 +5,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { InvalidRequestError } from "../engine/index.ts";
+import { isGrammarRefusal } from "../executor/errors.ts";
 import {
   AdapterBusyError,
   AdapterLoadError,
@@ -12,7 +13,6 @@ import {
   AdapterUrlNotAllowedError,
   BackendUnavailableError,
   GenerationFailedError,
-  GrammarError,
   PromptTooLongError,
   QueueFullError,
   TooManyCompletionsError,
@@ -98,8 +98,8 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof StructuredOutputError) {
     return new ApiError(400, error.message, { param: error.param, code: error.code });
   }
-  if (error instanceof GrammarError) {
-    return new ApiError(400, error.message, { code: error.code });
+  if (isGrammarRefusal(error)) {
+    return new ApiError(400, error.detail, { code: error.code });
   }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });

@@ -69,17 +69,3 @@ export const EXECUTOR_GAVE_UP =
 export class GenerationFailedError extends Error {
   override readonly name = "GenerationFailedError";
 }
-
-/**
- * The executor refused a request's grammar (a JSON schema, regex, grammar or the tools'
- * call format): it does not compile, uses what llguidance cannot enforce, or is past a
- * stated bound. The message is llguidance's, naming what.
- */
-export class GrammarError extends Error {
-  override readonly name = "GrammarError";
-  readonly code: "grammar_invalid" | "grammar_too_complex";
-  constructor(message: string, code: "grammar_invalid" | "grammar_too_complex") {
-    super(message);
-    this.code = code;
-  }
-}

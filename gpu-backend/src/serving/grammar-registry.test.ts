@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ExecutorRequestError, ExecutorUnavailable } from "../executor/errors.ts";
 import type { GrammarCompiled, GrammarKind } from "../protocol/messages.ts";
-import { BackendUnavailableError, GrammarError } from "./errors.ts";
+import { BackendUnavailableError } from "./errors.ts";
 import type { ExecutorLink } from "./executor-link.ts";
 import { GrammarRegistry } from "./grammar-registry.ts";
 import { ServingMetrics } from "./metrics.ts";
@@ -41,12 +41,13 @@ describe("GrammarRegistry", () => {
     expect(registry.size).toBe(1);
   });
 
-  it("turns a refusal into a GrammarError and frees the id; no executor: a retriable 503", async () => {
+  it("passes a refusal on and frees the id; no executor: a retriable 503", async () => {
     const { link, calls, setDown } = fakeExecutor();
     const registry = new GrammarRegistry(link, new ServingMetrics());
-    await expect(registry.acquire({ kind: "regex", source: "refuse" })).rejects.toEqual(
-      new GrammarError("no good", "grammar_invalid"),
-    );
+    await expect(registry.acquire({ kind: "regex", source: "refuse" })).rejects.toMatchObject({
+      code: "grammar_invalid",
+      detail: "no good",
+    });
     expect(calls).toEqual(["compile 0 regex refuse", "drop 0"]);
     expect(registry.size).toBe(0);
     setDown(true);

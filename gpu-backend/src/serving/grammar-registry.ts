@@ -3,9 +3,9 @@
 // The executor keeps compiled grammars by content beyond that (its own LRU), so a schema
 // asked for again later is a cache hit there. After an executor restart every live
 // grammar is compiled again under its id before the re-queued requests run.
-import { ExecutorRequestError, ExecutorUnavailable } from "../executor/errors.ts";
+import { ExecutorUnavailable, isGrammarRefusal } from "../executor/errors.ts";
 import type { GrammarSpec } from "../protocol/messages.ts";
-import { BackendUnavailableError, GrammarError } from "./errors.ts";
+import { BackendUnavailableError } from "./errors.ts";
 import type { ExecutorLink } from "./executor-link.ts";
 import type { ServingMetrics } from "./metrics.ts";
 
@@ -36,8 +36,9 @@ export class GrammarRegistry {
   }
 
   /**
-   * The id of `spec` compiled, held until `release(id)`. Throws GrammarError (the executor
-   * refused it: a 400) or BackendUnavailableError (no executor to compile it).
+   * The id of `spec` compiled, held until `release(id)`. Throws the executor's refusal
+   * (ExecutorRequestError grammar_invalid / grammar_too_complex: a 400) or
+   * BackendUnavailableError (no executor to compile it).
    *
    * @example const id = await grammars.acquire({ kind: "regex", source: "[0-9]+" });
    */
@@ -86,13 +87,10 @@ export class GrammarRegistry {
       this.#metrics.grammarCompiled(compiled.compileMs, compiled.cached);
     } catch (error) {
       if (this.#byId.get(entry.id) === entry) this.#forget(entry);
-      if (error instanceof ExecutorRequestError) {
+      if (isGrammarRefusal(error)) {
         this.#metrics.grammarRefused();
-        if (error.code === "grammar_invalid" || error.code === "grammar_too_complex") {
-          // The executor bound the id before it refused it.
-          this.#link.dropGrammar(entry.id).catch(() => {});
-          throw new GrammarError(error.detail, error.code);
-        }
+        // The executor bound the id before it refused it.
+        this.#link.dropGrammar(entry.id).catch(() => {});
       }
       if (error instanceof ExecutorUnavailable) throw new BackendUnavailableError(error.message);
       throw error;

@@ -140,7 +140,7 @@ export class ServingLoop {
   /**
    * Admits a request on one of `seats` and returns its stream. Throws what admission
    * refuses with, UnknownModelError, AdapterLoadError, AdapterStoreUnavailableError,
-   * GrammarError (its grammar refused) or the engine's InvalidRequestError before
+   * the executor's grammar refusal (a 400) or the engine's InvalidRequestError before
    * anything is queued. A grammar is compiled (or found compiled) first: the request
    * waits for it, the running batch does not.
    */

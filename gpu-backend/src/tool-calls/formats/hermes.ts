@@ -5,11 +5,11 @@
 // after optional text. Their templates take `tools` and render calls and results so.
 import { type CallFormat, toolsJson } from "../call-format.ts";
 import { openAiCallId } from "../call-ids.ts";
-import { parseTagged } from "../call-parser.ts";
+import { parseToolCallTags, TOOL_CALL, toolResponse } from "./tool-call-tags.ts";
 
 export const hermes: CallFormat = {
   name: "hermes",
-  trigger: "<tool_call>",
+  trigger: TOOL_CALL,
   callsOpenTheAnswer: false,
   open: "",
   callPrefix: (name) => `\n{"name": ${JSON.stringify(name)}, "arguments": `,
@@ -25,11 +25,6 @@ export const hermes: CallFormat = {
     "For each function call return a json object with function name and arguments within " +
     "<tool_call></tool_call> XML tags as follows:\n" +
     '<tool_call>\n{"name": <function-name>, "arguments": <args-dict>}\n</tool_call>',
-  toolResult: (content) => `<tool_response>\n${content}\n</tool_response>`,
-  parse: (text, final) =>
-    parseTagged(text, final, {
-      trigger: "<tool_call>",
-      closeTag: "</tool_call>",
-      argumentKeys: ["arguments"],
-    }),
+  toolResult: toolResponse,
+  parse: parseToolCallTags,
 };

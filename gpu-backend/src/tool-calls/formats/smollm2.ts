@@ -7,11 +7,11 @@
 // take tools, so the prompt block below teaches it the format.
 import { type CallFormat, toolsJson } from "../call-format.ts";
 import { openAiCallId } from "../call-ids.ts";
-import { parseTagged } from "../call-parser.ts";
+import { parseToolCallTags, TOOL_CALL, toolResponse } from "./tool-call-tags.ts";
 
 export const smollm2: CallFormat = {
   name: "smollm2",
-  trigger: "<tool_call>",
+  trigger: TOOL_CALL,
   callsOpenTheAnswer: false,
   open: "[\n",
   callPrefix: (name) => `{"name": ${JSON.stringify(name)}, "arguments": `,
@@ -30,11 +30,6 @@ export const smollm2: CallFormat = {
     "correct. If no function call is needed, please make the tool calls an empty list '[]'.\n" +
     '<tool_call>[\n{"name": "func_name1", "arguments": {"argument1": "value1", "argument2": ' +
     '"value2"}},\n(more tool calls as required)\n]</tool_call>',
-  toolResult: (content) => `<tool_response>\n${content}\n</tool_response>`,
-  parse: (text, final) =>
-    parseTagged(text, final, {
-      trigger: "<tool_call>",
-      closeTag: "</tool_call>",
-      argumentKeys: ["arguments"],
-    }),
+  toolResult: toolResponse,
+  parse: parseToolCallTags,
 };
