@@ -219,8 +219,8 @@ describe("Files and Batches", () => {
         "Line 2 of the input file: body.messages[0].role: Invalid option",
       ],
       [
-        withBody("t", { tools: [{ type: "function", function: { name: "f" } }] }),
-        "Line 1 of the input file: body.tools: tool calling (tools) is not supported by this backend",
+        withBody("t", { tools: [{ type: "function", function: { name: "a b" } }] }),
+        "Line 1 of the input file: body.tools[0].function.name:",
       ],
       [
         withBody("s", { stream: true }),

@@ -229,14 +229,18 @@ describe("chat and completions", () => {
         { param: "max_tokens", code: "invalid_value" },
       ],
       [
-        { model: model.name, messages: message, response_format: { type: "json_object" } },
+        { model: model.name, messages: message, logit_bias: { "1": 5 } },
         400,
         {
-          message:
-            "response_format: response_format other than {type: text} is not supported by this backend",
-          param: "response_format",
+          message: "logit_bias: logit_bias is not supported by this backend",
+          param: "logit_bias",
           code: "unsupported_parameter",
         },
+      ],
+      [
+        { model: model.name, messages: message, response_format: { type: "xml" } },
+        400,
+        { param: "response_format.type", code: "invalid_value" },
       ],
       [
         [1, 2],
