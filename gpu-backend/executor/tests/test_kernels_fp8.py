@@ -28,6 +28,7 @@ from lorafleet_executor.kernels.fp8_gemm import (  # noqa: E402
 )
 from lorafleet_executor.kernels.fp8_quant import (  # noqa: E402
     FP8_DTYPE,
+    quantize_blocks_reference,
     quantize_rows,
     quantize_rows_reference,
 )
@@ -53,10 +54,7 @@ def weight(n, k, block, seed):
     if block is None:
         q, scale = quantize_rows_reference(w)
         return q, scale
-    bn, bk = block
-    scale = randn(-(-n // bn), -(-k // bk), seed=seed + 1).abs() * 0.01 + 1e-3
-    q = (w / dequantize_weight(torch.ones_like(w).to(FP8_DTYPE), scale, block)).clamp(-448, 448)
-    return q.to(FP8_DTYPE), scale
+    return quantize_blocks_reference(w, block)
 
 
 # e4m3 keeps 3 mantissa bits: rounding errs by at most 2^-4 relative, subnormals
@@ -73,6 +71,22 @@ def test_quantize_rows_reference_error_is_bounded(rows, width):
     amax = x.abs().amax(1)
     torch.testing.assert_close(scale, amax / 448, rtol=0, atol=0)
     assert q.float().abs().amax(1).eq(448).all()  # each row's largest value maps to 448
+
+
+@pytest.mark.parametrize(("n", "k", "block"), [(256, 256, (128, 128)), (300, 200, (128, 128)),
+                                               (70, 96, (64, 32))])  # fmt: skip
+def test_block_quantization_scales_each_block_by_its_largest_value(n, k, block):
+    w = randn(n, k, seed=n, scale=0.05)
+    q, scale = quantize_blocks_reference(w, block)
+    bn, bk = block
+    assert scale.shape == (-(-n // bn), -(-k // bk))
+    for i, j in [(0, 0), (scale.shape[0] - 1, scale.shape[1] - 1)]:  # a full and the last block
+        part = w[i * bn : (i + 1) * bn, j * bk : (j + 1) * bk]
+        assert scale[i, j] == part.abs().max() / 448
+        assert q[i * bn : (i + 1) * bn, j * bk : (j + 1) * bk].float().abs().max() == 448
+    back = dequantize_weight(q, scale, block)
+    full = scale.repeat_interleave(bn, 0)[:n].repeat_interleave(bk, 1)[:, :k]
+    assert (back - w).abs().le(w.abs() * 2**-4 + full * 2**-10 + 1e-12).all()
 
 
 def test_an_all_zero_row_quantizes_to_zero():
@@ -166,26 +180,21 @@ def test_bad_arguments_are_refused_before_any_launch():
         fp8_linear(x, w_b, s_b, (128, 128), backend="scaled_mm")
 
 
-@gpu
-@pytest.mark.gpu
-@pytest.mark.parametrize(("m", "n", "k"), [*GEMM_SHAPES, (64, 4096, 4096), (128, 11008, 4096)])
-def test_scaled_mm_matches_reference(m, n, k):
-    x = randn(m, k, seed=m, dtype=torch.bfloat16)
-    w_q, w_scale = weight(n, k, None, seed=n)
-    out = fp8_linear(x, w_q, w_scale, None, backend="scaled_mm")
-    close(out, fp8_linear(x, w_q, w_scale, None, backend="torch"), torch.bfloat16)
+LLAMA_SHAPES = [(64, 4096, 4096), (128, 12288, 4096), (1000, 4096, 11008)]
+GPU_GEMMS = [("scaled_mm", None, shape) for shape in [*GEMM_SHAPES, *LLAMA_SHAPES]] + [
+    ("triton", block, shape) for block in SCALES for shape in LLAMA_SHAPES
+]
 
 
 @gpu
 @pytest.mark.gpu
-@pytest.mark.parametrize("block", SCALES, ids=SCALE_IDS)
-@pytest.mark.parametrize(
-    ("m", "n", "k"), [(64, 4096, 4096), (128, 12288, 4096), (1000, 4096, 11008)]
-)
-def test_triton_gemm_at_llama_shapes(m, n, k, block):
+@pytest.mark.parametrize(("gemm", "block", "shape"), GPU_GEMMS)
+def test_gpu_gemms_match_reference(gemm, block, shape):
+    """End to end on the GPU: x quantized by the Triton kernel, then either GEMM."""
+    m, n, k = shape
     x = randn(m, k, seed=m, dtype=torch.bfloat16)
     w_q, w_scale = weight(n, k, block, seed=n)
-    out = fp8_linear(x, w_q, w_scale, block, backend="triton")
+    out = fp8_linear(x, w_q, w_scale, block, backend=gemm)
     close(out, fp8_linear(x, w_q, w_scale, block, backend="torch"), torch.bfloat16)
 
 

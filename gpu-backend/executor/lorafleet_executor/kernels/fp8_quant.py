@@ -9,6 +9,9 @@ quantized at load.
 e4m3 rounds to nearest even, so each element keeps 3 mantissa bits: a relative error of
 at most 2^-4, plus the values below 2^-6 · scale that lose precision as subnormals.
 
+`quantize_blocks_reference` does the same per block of weights (block-quantized
+checkpoints' layout; tests and benchmarks make such weights with it).
+
 Example:
     q, scale = quantize_rows(x)                       # x bf16 [T, K]
     x_again = q.float() * scale[:, None]              # what the FP8 GEMM computes with
@@ -24,6 +27,21 @@ from .checks import require, require_float
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0
 MIN_AMAX = 1e-12  # an all-zero row gets a tiny scale instead of a division by zero
+
+
+def quantize_blocks_reference(
+    w: torch.Tensor, block: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """w [N, K] -> q float8_e4m3fn [N, K], scale float32 [ceil(N/bn), ceil(K/bk)]: one
+    scale per bn x bk block (the last ones partial), as block-quantized checkpoints hold."""
+    (n, k), (bn, bk) = w.shape, block
+    nb, kb = -(-n // bn), -(-k // bk)
+    padded = torch.zeros(nb * bn, kb * bk, dtype=torch.float32, device=w.device)
+    padded[:n, :k] = w.float()
+    amax = padded.abs().reshape(nb, bn, kb, bk).amax(dim=(1, 3)).clamp(min=MIN_AMAX)
+    full = (FP8_MAX / amax).repeat_interleave(bn, 0)[:n].repeat_interleave(bk, 1)[:, :k]
+    q = (w.float() * full).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, amax / FP8_MAX
 
 
 def quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
