@@ -117,6 +117,16 @@ def test_a_dense_checkpoint_quantized_at_load_computes_fake_fp8_hf(tmp_path):
     assert_generates_as(reference.eval(), ex)
 
 
+def test_quantizing_at_load_logs_each_layer(tmp_path, caplog):
+    dense = save_dense(tmp_path)
+    with caplog.at_level("INFO", logger="lorafleet_executor.model.weights"):
+        executor(dense, quantization="fp8")
+    assert caplog.messages == ["quantizing to fp8: layer 1/2", "quantizing to fp8: layer 2/2"]
+    caplog.clear()
+    executor(dense)  # dense: nothing to show
+    assert caplog.messages == []
+
+
 def test_the_dense_model_is_not_what_fp8_computes(tmp_path):
     """The fake-FP8 reference differs from the dense model: the tests above can fail."""
     dense = save_dense(tmp_path)
