@@ -21,8 +21,10 @@ from test_model_vs_hf import MIXED_ADAPTERS, hf_logprobs, hf_model
 
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.kernels.fp8_quant import quantize_rows_reference
-from lorafleet_executor.model.config import ModelInvalid
+from lorafleet_executor.model.config import ModelConfig, ModelInvalid
 from lorafleet_executor.model.linear import Fp8Weight
+from lorafleet_executor.model.projection_reader import Fp8Plan
+from lorafleet_executor.model.weights import ModelWeights
 from lorafleet_executor.parallel.launch import run_group
 from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.executor import Executor
@@ -322,3 +324,23 @@ def test_fp8_weights_take_a_byte_each_plus_a_scale_per_channel(tmp_path):
     shapes = plain.cfg.module_shapes().values()
     saved_per_layer = sum(3 * i * o - 4 * o for i, o in shapes)
     assert plain.model.weights.nbytes() - fp8 == plain.cfg.num_layers * saved_per_layer
+
+
+def test_the_gemm_is_chosen_for_each_stacked_weight(tmp_path):
+    """torch._scaled_mm takes per-channel scales and widths that are multiples of 16; the
+    Triton GEMM takes the rest; the CPU runs the reference."""
+    # head_dim 12: q 96 rows, k and v 12 each: q alone suits scaled_mm, q/k/v (120) do not
+    dense = save_dense(tmp_path, hidden_size=96, num_attention_heads=8, num_key_value_heads=1)
+    cfg = ModelConfig.from_dir(dense)
+    plan = Fp8Plan(quantize_dense=True, gemm="scaled_mm")
+    layer = ModelWeights.load(cfg, dense, torch.float32, torch.device("cpu"), fp8=plan).layers[0]
+    assert (layer.qkv.shape[0], layer.qkv.gemm) == (120, "triton")
+    assert (layer.o.gemm, layer.gate_up.gemm, layer.down.gemm) == ("scaled_mm",) * 3
+    gpu = Fp8Plan(quantize_dense=True, gemm="scaled_mm")
+    assert gpu.gemm_for(torch.empty(128, 64), None) == "scaled_mm"
+    assert gpu.gemm_for(torch.empty(136, 64), (128, 128)) == "triton"
+    assert gpu.gemm_for(torch.empty(112, 48), None) == "scaled_mm"
+    assert gpu.gemm_for(torch.empty(129, 64), None) == "triton"
+    assert (
+        Fp8Plan(quantize_dense=True, gemm="torch").gemm_for(torch.empty(129, 64), None) == "torch"
+    )

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ModelInvalid
 from .fp8_checkpoint import Fp8Checkpoint
-from .linear import Fp8Weight, Projection, quantize_weight
+from .linear import Fp8Weight, Projection, fuse, quantize_weight
 from .tensor_reader import TensorReader
 
 
@@ -64,6 +64,15 @@ class ProjectionReader:
             w.weight = w.weight[:, cols[0] : cols[1]].contiguous()
             w.gemm = self.plan.gemm_for(w.weight, None)
         return w
+
+    def read_stacked(self, parts: list[tuple[str, Range]], what: str) -> Projection:
+        """Modules (with their rows) stacked into one projection (q/k/v, gate/up), its
+        GEMM chosen for the stacked shape."""
+        stacked = fuse([self.read(name, rows=rows) for name, rows in parts], what)
+        if isinstance(stacked, Fp8Weight):
+            assert self.plan is not None
+            stacked.gemm = self.plan.gemm_for(stacked.weight, stacked.block)
+        return stacked
 
     def _checkpoint_fp8(self, name: str, rows: Range, cols: Range) -> Fp8Weight:
         fmt, plan = self.fmt, self.plan

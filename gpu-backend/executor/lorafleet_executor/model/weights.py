@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig, ModelInvalid
-from .linear import Projection, fuse, nbytes
+from .linear import Projection, nbytes
 from .projection_reader import Fp8Plan, ProjectionReader
 from .tensor_reader import TensorReader
 
@@ -147,8 +147,8 @@ def _load_layer(
     }
 
     def column(modules: tuple[str, ...]) -> Projection:
-        parts = [projections.read(names[m], rows=split.rows(m)) for m in modules]
-        return fuse(parts, f"layer {i} {'/'.join(modules)}")
+        parts = [(names[m], split.rows(m)) for m in modules]
+        return projections.read_stacked(parts, f"layer {i} {'/'.join(modules)}")
 
     def column_bias(modules: tuple[str, ...]) -> torch.Tensor:
         return torch.cat([reader.take(f"{names[m]}.bias", rows=split.rows(m)) for m in modules])
