@@ -45,19 +45,6 @@ def dequantize_weight(
     return w_q.float() * full
 
 
-def fp8_matmul_reference(
-    x_q: torch.Tensor,
-    x_scale: torch.Tensor,
-    w_q: torch.Tensor,
-    w_scale: torch.Tensor,
-    block: tuple[int, int] | None,
-    out_dtype: torch.dtype,
-) -> torch.Tensor:
-    """The GEMM's math in float32: dequantized x times the dequantized weight."""
-    x_again = x_q.float() * x_scale[:, None]
-    return (x_again @ dequantize_weight(w_q, w_scale, block).T).to(out_dtype)
-
-
 @triton.jit
 def fp8_gemm_kernel(
     a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, c_ptr,
@@ -134,14 +121,8 @@ def gemm_tiles(m: int, n: int, device: torch.device) -> tuple[int, int]:
     return block_m, block_n
 
 
-def _triton_gemm(
-    x_q: torch.Tensor,
-    x_scale: torch.Tensor,
-    w_q: torch.Tensor,
-    w_scale: torch.Tensor,
-    block: tuple[int, int] | None,
-    out_dtype: torch.dtype,
-) -> torch.Tensor:
+def _triton_gemm(x_q, x_scale, w_q, w_scale, block, out_dtype) -> torch.Tensor:
+    """fp8_matmul's arguments, checked there."""
     require_runnable(fp8_gemm_kernel, x_q.device)
     (m, k), n = x_q.shape, w_q.shape[0]
     out = torch.empty(m, n, dtype=out_dtype, device=x_q.device)
@@ -212,8 +193,9 @@ def fp8_matmul(
         require(w_scale.stride(1) == 1, "w_scale's rows must be contiguous")
         # a K tile must lie within one block column
         require(bk in (32, 64) or bk % 128 == 0, f"block K size must be 32, 64 or 128·j, got {bk}")
-    if backend == "torch":
-        return fp8_matmul_reference(x_q, x_scale, w_q, w_scale, block, out_dtype)
+    if backend == "torch":  # the math in float32: dequantized x times the dequantized weight
+        x_again = x_q.float() * x_scale[:, None]
+        return (x_again @ dequantize_weight(w_q, w_scale, block).T).to(out_dtype)
     if backend == "triton":
         return _triton_gemm(x_q, x_scale, w_q, w_scale, block, out_dtype)
     require(block is None, "scaled_mm takes per-channel scales only (block scales: triton)")

@@ -20,7 +20,7 @@ import torch
 from ..errors import ModelInvalid
 from .fp8_checkpoint import Fp8Checkpoint
 from .linear import Fp8Weight, Projection, fuse, quantize_weight
-from .tensor_reader import TensorReader
+from .tensor_reader import Range, TensorReader
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,6 @@ class Fp8Plan:
         if block is not None or any(d % 16 for d in weight.shape):
             return "triton"
         return self.gemm
-
-
-Range = tuple[int, int] | None
 
 
 class ProjectionReader:

@@ -20,6 +20,7 @@ from .config import ModelConfig
 # Buffers some checkpoints carry that transformers recomputes from config.json.
 _DERIVED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
 _FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
+Range = tuple[int, int] | None  # rows or columns [start, end); None: all
 
 
 class TensorReader:
@@ -44,12 +45,7 @@ class TensorReader:
     def shape(self, name: str) -> tuple[int, ...]:
         return self._slice_info(name)[1]
 
-    def take(
-        self,
-        name: str,
-        rows: tuple[int, int] | None = None,
-        cols: tuple[int, int] | None = None,
-    ) -> torch.Tensor:
+    def take(self, name: str, rows: Range = None, cols: Range = None) -> torch.Tensor:
         """The tensor in the model's dtype, or only its rows / columns [start, end) (a
         tensor-parallel rank's share: only those bytes are read)."""
         if self.is_fp8(name):
@@ -58,12 +54,7 @@ class TensorReader:
             )
         return self.take_stored(name, rows, cols).to(self.dtype)
 
-    def take_stored(
-        self,
-        name: str,
-        rows: tuple[int, int] | None = None,
-        cols: tuple[int, int] | None = None,
-    ) -> torch.Tensor:
+    def take_stored(self, name: str, rows: Range = None, cols: Range = None) -> torch.Tensor:
         """As `take`, in the dtype the checkpoint stores (float8 weights, their scales)."""
         if name not in self._where:
             raise ModelInvalid(f"weight {name} is missing")
