@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { deviceSlug, gpuName } from "./environment.ts";
-import { computeRatios, prefixRatios, type ScenarioResult, updateSummary } from "./results.ts";
+import {
+  computeRatios,
+  prefixRatios,
+  quantizationOf,
+  type ScenarioResult,
+  updateSummary,
+} from "./results.ts";
 import { metricsWith, run } from "./testing/result-fixtures.ts";
 
 describe("computeRatios", () => {
@@ -86,6 +92,7 @@ describe("summary.json", () => {
       device: "NVIDIA H100 80GB HBM3",
       gitSha: "abc",
       command: "node bench/src/main.ts ablations",
+      runs: [{ serverArgs: ["--max-loras", "1024"] }],
       ratios: { slora_vs_peft: 140, slora_vs_bmm_min: 1.4, "slora_vs_no-unifymem_min": 1.2 },
     } as unknown as ScenarioResult;
     const keys = updateSummary(
@@ -117,6 +124,7 @@ describe("summary.json", () => {
         device: "NVIDIA H100 80GB HBM3",
         gitSha: "abc",
         command: "c",
+        runs: [],
         ratios,
       }) as unknown as ScenarioResult;
     const write = (scenario: string, ratios: Record<string, number>) =>
@@ -137,6 +145,32 @@ describe("summary.json", () => {
       prefix_saas_ttft_speedup: 6,
       prefix_zero_hit_cost: 0.004,
     });
+  });
+
+  it("writes a run on an FP8 base under fp8_ keys, beside the bf16 ones", () => {
+    const dir = mkdtempSync(join(tmpdir(), "summary-"));
+    const path = join(dir, "summary.json");
+    writeFileSync(path, JSON.stringify({ "H100 80GB HBM3": { lora2000_vs_base: 0.92 } }));
+    const run = { serverArgs: ["--max-loras", "1024", "--quantization", "fp8"] };
+    const result = {
+      scenario: "ablations",
+      device: "NVIDIA H100 80GB HBM3",
+      gitSha: "abc",
+      command: "node bench/src/main.ts ablations",
+      runs: [run],
+      ratios: { "slora_vs_base@n=2000": 0.95 },
+    } as unknown as ScenarioResult;
+    expect(quantizationOf(result)).toBe("fp8");
+    const keys = updateSummary(path, "H100 80GB HBM3", result, "h100/ablations-fp8.json");
+    expect(keys).toEqual(["fp8_lora2000_vs_base"]);
+    const entry = JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"];
+    expect(entry).toMatchObject({ lora2000_vs_base: 0.92, fp8_lora2000_vs_base: 0.95 });
+    expect(entry.sources.fp8_lora2000_vs_base).toBe("h100/ablations-fp8.json");
+    const bf16 = {
+      ...result,
+      runs: [{ serverArgs: ["--quantization", "fp8", "--quantization", "auto"] }],
+    };
+    expect(quantizationOf(bf16 as unknown as ScenarioResult)).toBe("auto");
   });
 
   it("names result folders and summary keys after the GPU", () => {

@@ -170,9 +170,18 @@ const SUMMARY_KEYS: Record<string, { scenarios: string[]; ratio: string }> = {
   prefix_zero_hit_cost: { scenarios: ["prefix-zero-hit"], ratio: "cache_cost@zero-hit" },
 };
 
+/** The backends' `--quantization` (the last one given wins, as in the backend's parser). */
+export function quantizationOf(result: ScenarioResult): string {
+  const args = result.runs[0]?.serverArgs ?? [];
+  const at = args.lastIndexOf("--quantization");
+  return at >= 0 ? (args[at + 1] ?? "auto") : "auto";
+}
+
 /**
  * Merges this result's headline figures into summary.json under the GPU's name,
  * keeping keys other benchmarks wrote (roofline, kernels, cold load, fragmentation).
+ * A run on an FP8 base (`--server-args="--quantization fp8"`) writes its keys with an
+ * `fp8_` prefix (`fp8_lora2000_vs_base`), beside the bf16 ones.
  */
 export function updateSummary(
   summaryPath: string,
@@ -186,9 +195,11 @@ export function updateSummary(
   const entry = summary[gpu] ?? {};
   const sources = (entry.sources ?? {}) as Record<string, string>;
   const written: string[] = [];
-  for (const [key, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
+  const prefix = quantizationOf(result) === "fp8" ? "fp8_" : "";
+  for (const [name, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
     const value = result.ratios[ratio];
     if (!scenarios.includes(result.scenario) || value === undefined) continue;
+    const key = `${prefix}${name}`;
     entry[key] = value;
     sources[key] = resultFile;
     written.push(key);

@@ -32,6 +32,7 @@ export function testModel(overrides: Partial<ModelInfo> = {}): ModelInfo {
     device: "cpu",
     modules: { q: [128, 128], k: [128, 64], v: [128, 64], o: [128, 128] },
     eosTokenIds: [EOS],
+    quantization: "none",
     ...overrides,
   };
 }

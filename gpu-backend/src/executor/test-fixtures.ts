@@ -33,6 +33,7 @@ export const tinyConfig = (modelPath = TINY_MODEL): InitConfig => ({
   hostCacheBytes: 64 << 20,
   loraBackend: "torch",
   cudaGraphs: false,
+  quantization: "auto",
 });
 
 /** A new sequence's greedy prefill of `tokens`, its KV in pages from `firstPage` on. */

@@ -77,6 +77,7 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
       hostCacheBytes: count,
       loraBackend: fc.constantFrom("triton", "torch" as const),
       cudaGraphs: fc.boolean(),
+      quantization: fc.constantFrom("auto", "fp8" as const),
     }),
   }),
   fc.record({
@@ -102,6 +103,7 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
           Object.fromEntries(MODULE_NAMES.map((m, i) => [m, pairs[i] as [number, number]])),
         ),
       eosTokenIds: fc.array(u32, { maxLength: 4 }),
+      quantization: fc.constantFrom("none", "fp8" as const),
     }),
   }),
   fc.record({

@@ -79,6 +79,9 @@ const ServerConfigSchema = z.object({
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
   cudaGraphs: flag.default(true),
+  /** fp8: the base's q k v o gate up down weights quantized to float8 at load (README
+   * "FP8"); auto: as the checkpoint is (FP8 checkpoints are served in FP8) */
+  quantization: z.enum(["auto", "fp8"]).default("auto"),
   /** false: the S-LoRA paper's "no-unify-mem" ablation, a pool split statically (below) */
   unifiedPaging: flag.default(true),
   /** with --unified-paging false: the share of pool pages only adapters may hold (the rest: KV) */

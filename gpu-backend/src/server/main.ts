@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
+import { ExecutorRequestError } from "../executor/errors.ts";
 import type { InitConfig } from "../protocol/messages.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
 import { Admission, contextLength } from "../serving/admission.ts";
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
     hostCacheBytes: config.hostCacheBytes,
     loraBackend: config.loraBackend,
     cudaGraphs: config.cudaGraphs,
+    quantization: config.quantization,
   };
   const executor = new ExecutorClient({
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
@@ -135,6 +137,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`lorafleet backend failed to start: ${(error as Error).stack ?? error}\n`);
+  // The executor refusing init names what it refuses (a model field, a tensor, a flag):
+  // that line is the whole story, without a stack.
+  const reason =
+    error instanceof ExecutorRequestError
+      ? `the executor refused init: ${error.message}`
+      : ((error as Error).stack ?? String(error));
+  process.stderr.write(`lorafleet backend failed to start: ${reason}\n`);
   process.exit(1);
 });

@@ -28,6 +28,9 @@ class InitConfig:
     host_cache_bytes: int = 4 << 30
     lora_backend: str = "triton"  # triton | torch
     cuda_graphs: bool = True
+    # auto: as the checkpoint is (FP8 checkpoints in FP8, others dense); fp8: a dense
+    # checkpoint's projections quantized to FP8 at load
+    quantization: str = "auto"
 
 
 @dataclass

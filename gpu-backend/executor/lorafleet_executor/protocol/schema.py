@@ -89,6 +89,7 @@ MESSAGES: dict[str, Spec] = {
             *_counts("max_lora_rank", "max_num_seqs", "max_num_batched_tokens", "host_cache_bytes"),
             Field("lora_backend", ("triton", "torch")),
             Field("cuda_graphs", "bool"),
+            Field("quantization", ("auto", "fp8")),
         ),
     ),
     "ready": Spec(
@@ -112,6 +113,7 @@ MESSAGES: dict[str, Spec] = {
             Field("device", "string"),
             Field("modules", "modules"),
             Field("eos_token_ids", "u32_list"),
+            Field("quantization", ("none", "fp8")),
         ),
     ),
     "stage_adapter": Spec(3, (Field("adapter_id", "u32"), Field("path", "string"))),

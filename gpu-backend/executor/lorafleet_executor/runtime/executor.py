@@ -46,7 +46,7 @@ from ..step.launched import LaunchedStep
 from ..step.plan_checks import StepLimits, check_plan
 from ..step.sequences import SequenceState, SequenceTable
 from .host_cache import HostCache
-from .init_config import check_init_config, resolve_device, resolve_dtype
+from .init_config import check_init_config, resolve_device, resolve_dtype, resolve_fp8
 from .memory_budget import pages_from_memory
 from .stage_processes import StageProcesses
 from .warm_up import warm_up_eager
@@ -75,12 +75,15 @@ class Executor:
         self.cfg = ModelConfig.from_dir(config.model_path)
         # The model this process computes: the whole one, or one rank's narrower share.
         self.local_cfg = self.cfg if tp is None else tp.shard.local_config(self.cfg)
+        self.fp8 = resolve_fp8(config, self.cfg, self.device, self.dtype)
         if tp is None:
-            weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
+            weights = ModelWeights.load(
+                self.cfg, config.model_path, self.dtype, self.device, fp8=self.fp8
+            )
         else:
             tp.bind(self.device)
             weights = load_weight_shard(
-                self.cfg, tp.shard, config.model_path, self.dtype, self.device
+                self.cfg, tp.shard, config.model_path, self.dtype, self.device, self.fp8
             )
         on_cuda = self.device.type == "cuda"
         self.model = LlamaModel(
@@ -166,6 +169,7 @@ class Executor:
             "device": self.device.type,
             "modules": {m: list(shape) for m, shape in cfg.module_shapes().items()},
             "eos_token_ids": list(cfg.eos_token_ids),
+            "quantization": "none" if self.fp8 is None else "fp8",
         }
 
     def _max_adapter_host_bytes(self) -> int:

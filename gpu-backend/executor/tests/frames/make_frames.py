@@ -71,6 +71,7 @@ GOOD = {
         host_cache_bytes=1 << 33,
         lora_backend="torch",
         cuda_graphs=False,
+        quantization="fp8",
     ),
     "ready": {
         "num_pages": 4096,
@@ -97,6 +98,7 @@ GOOD = {
             "down": [688, 256],
         },
         "eos_token_ids": [2, 4294967295],
+        "quantization": "fp8",
     },
     "stage_adapter": StageAdapter(adapter_id=3, path='/cache/adapters/café-"quoted"\n'),
     "adapter_staged": StagedAdapter(
@@ -183,6 +185,9 @@ def bad_frames(good: dict[str, bytes]) -> dict[str, bytes]:
         "bad_message--negative_count": with_meta(good["ready"], lambda m: m.update(num_pages=-1)),
         "bad_message--bool_as_count": with_meta(good["ready"], lambda m: m.update(head_dim=True)),
         "bad_message--enum_value": with_meta(good["drop_adapter"], lambda m: m.update(tier="disk")),
+        "bad_message--quantization_value": with_meta(
+            good["init"], lambda m: m.update(quantization="int4")
+        ),
         "bad_message--modules_missing_one": with_meta(
             good["ready"], lambda m: m["modules"].pop("down")
         ),
