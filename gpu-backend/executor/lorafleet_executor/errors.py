@@ -46,3 +46,10 @@ class GrammarTooComplex(ExecutorError):
     """A grammar past a stated bound: compile time, or llguidance's parser limits."""
 
     code = "grammar_too_complex"
+
+
+class ModelInvalid(ExecutorError):
+    """The model directory cannot be served: a missing file, an unsupported architecture,
+    config field or tensor; the message names it."""
+
+    code = "bad_message"

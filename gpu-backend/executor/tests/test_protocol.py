@@ -19,7 +19,7 @@ ERRORS = {"bad_frame": BadFrame, "bad_message": BadMessage}
 
 
 def test_fixtures_are_there():
-    assert len(GOOD) == 18 and len(BAD) == 26
+    assert len(GOOD) == 18 and len(BAD) == 27
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)

@@ -53,7 +53,6 @@ export async function chatCompletionJson(
 ) {
   const { plan, logprobs, choices } = await startChat(app, body, caller, signal);
   const collected = await collectChoices(choices);
-  const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
   const tools = callsOn(plan);
   return {
     id: completionId("chatcmpl"),
@@ -75,7 +74,7 @@ export async function chatCompletionJson(
         finish_reason: answer.finishReason,
       };
     }),
-    usage: usageOf([plan.promptIds.length], completionTokens),
+    usage: usageOf([plan.promptIds.length], collected),
   };
 }
 
@@ -100,6 +99,7 @@ export function chatCompletions(app: AppContext) {
       kind: "chat",
       model: body.model,
       includeUsage: body.stream_options?.include_usage === true,
+      continuousUsage: body.stream_options?.continuous_usage_stats === true,
       promptLengths: [plan.promptIds.length],
       opening: choices.map((choice) => ({
         index: choice.index,
