@@ -362,6 +362,8 @@ export interface DriveOptions {
   loadSteps?: number;
   /** the executor dies before running this step; the engine is told it restarted */
   crashAtStep?: number;
+  /** the requests the supervisor names suspects of that crash (probation.ts) */
+  suspects?: string[];
   /** every output as it is emitted, with the engine time it was emitted at */
   onOutput?: (output: RequestOutput, nowMs: number) => void;
 }
@@ -399,7 +401,7 @@ export function drive(
       crashAt = undefined;
       sim.crash();
       pendingLoads.length = 0;
-      record(engine.executorRestarted(sim.model));
+      record(engine.executorRestarted(sim.model, options.suspects));
     }
     for (const load of pendingLoads.filter((l) => l.dueStep <= steps)) {
       pendingLoads.splice(pendingLoads.indexOf(load), 1);

@@ -49,6 +49,7 @@ async function main(): Promise<void> {
     profileSteps: config.profileSteps,
     profileOut: config.profileOut,
     logger: logger.child({ component: "executor" }),
+    timeouts: { stepFloorMs: config.stepDeadlineFloorMs },
   });
   const model = await executor.init(initConfig);
   logger.info({ model }, "executor ready");
