@@ -57,7 +57,8 @@ class FaultyExecutor:
         if self._fault == "hang":
             threading.Event().wait()
         elif self._fault == "crash":
-            os.kill(os.getpid(), signal.SIGSEGV)
+            signal.raise_signal(signal.SIGSEGV)
+            os._exit(128 + signal.SIGSEGV)  # were SIGSEGV handled: end as it would
         raise RuntimeError(f"fault injected into step {step_id}")
 
 

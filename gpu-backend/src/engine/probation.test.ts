@@ -74,7 +74,10 @@ describe("probation: the suspects of an executor failure come back one at a time
     expect(engine.requestIdsOf(plan?.seqIds ?? new Uint32Array())).toEqual(["r0"]);
     // one in line is aborted: it leaves the line; the one on probation fails: the next one's turn
     expect(engine.abort("r1", "abort")?.finishReason).toBe("abort");
-    expect(engine.fail("r0", "given up")).toMatchObject({ finishReason: "error", error: "given up" });
+    expect(engine.fail("r0", "given up")).toMatchObject({
+      finishReason: "error",
+      error: "given up",
+    });
     expect(engine.probationer).toBe("r2");
     expect(engine.stats()).toMatchObject({ waiting: 1, suspects: 1 });
     expect(engine.fail("nope", "x")).toBeNull();
