@@ -5,7 +5,6 @@ import type { AdapterConfig } from "./config.ts";
 import {
   type AdapterBase,
   AdapterRuleError,
-  LORA_MODULES,
   type LoraModule,
   printable,
   WEIGHT_DTYPES,
