@@ -1,6 +1,13 @@
 // @lorafleet/api: the request bodies lorafleet accepts, checked by one set of zod schemas
 // wherever they arrive (gateway, backend), the bounded body reader both servers use, and
 // the one set of rules a LoRA adapter must meet (adapter/rules.ts).
+export {
+  type AdapterFiles,
+  type CheckedAdapter,
+  checkAdapter,
+  missingConfig,
+  missingWeights,
+} from "./adapter/adapter.ts";
 export { type AdapterConfig, checkAdapterConfig } from "./adapter/config.ts";
 export {
   type AdapterBase,

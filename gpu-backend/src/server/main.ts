@@ -3,6 +3,7 @@
 // listens, and shuts all of it down on SIGINT/SIGTERM.
 import { serve } from "@hono/node-server";
 import { pino } from "pino";
+import { adapterBaseOf, checkAdapterDirectory } from "../adapters/directory-check.ts";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
@@ -67,6 +68,8 @@ async function main(): Promise<void> {
     }),
     model,
   );
+  // What every adapter must fit (the executor's staging checks the same): this model.
+  const adapterBase = adapterBaseOf(model, config.maxLoraRank);
   const adapters = new AdapterRegistry(
     new AdapterStore({
       dir: config.adapterDir,
@@ -75,6 +78,7 @@ async function main(): Promise<void> {
       // The gateway serves an adapter URL only to the backend it signed it for.
       credential: config.backendSecret,
     }),
+    (dir) => checkAdapterDirectory(dir, adapterBase),
   );
   const metrics = new ServingMetrics();
   const admission = new Admission({

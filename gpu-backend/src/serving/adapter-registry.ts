@@ -1,7 +1,11 @@
 // Which adapter names this backend can serve and where their PEFT directories are:
 // names registered through /v1/load_lora_adapter, names the adapter store knows
-// (loaded on first use), and the gateway's content-addressed adapters.
+// (loaded on first use), and the gateway's content-addressed adapters. Each directory is
+// checked by the shared adapter rules (`check`: src/adapters/directory-check.ts) before
+// its name is known, so a bad adapter is refused when it is named, with the message a
+// completion would get, never first at a completion.
 
+import { AdapterRuleError } from "@lorafleet/api";
 import { AdapterDownloadFailed, AdapterUrlRefused } from "../adapters/errors.ts";
 import type { AdapterRef } from "../engine/index.ts";
 import {
@@ -18,12 +22,17 @@ export class AdapterRegistry {
   /** the gateway's adapters by `id@sha256`: not listed, not callable by name */
   readonly #remote = new Map<string, string>();
   readonly #source: AdapterSource;
+  readonly #check: (dir: string) => Promise<unknown>;
 
-  constructor(source: AdapterSource) {
+  /** `check` throws AdapterRuleError for a directory the adapter rules refuse. */
+  constructor(source: AdapterSource, check: (dir: string) => Promise<unknown>) {
     this.#source = source;
+    this.#check = check;
   }
 
-  register(name: string, path: string): void {
+  /** Registers `name` once its directory passes the rules; throws AdapterLoadError. */
+  async register(name: string, path: string): Promise<void> {
+    await this.#checked(name, path);
     this.#paths.set(name, path);
   }
 
@@ -45,6 +54,7 @@ export class AdapterRegistry {
     if (known !== undefined) return { name, path: known };
     const found = await this.#source.find(name);
     if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
+    await this.#checked(name, found);
     this.#paths.set(name, found);
     return { name, path: found };
   }
@@ -66,8 +76,19 @@ export class AdapterRegistry {
       if (isTransient(error)) throw new AdapterStoreUnavailableError(message);
       throw new AdapterLoadError(message);
     }
+    await this.#checked(adapter.name, path);
     this.#remote.set(key, path);
     return { name: key, path };
+  }
+
+  /** The rules' verdict on `dir`, as the AdapterLoadError (400 adapter_invalid) it is. */
+  async #checked(name: string, dir: string): Promise<void> {
+    try {
+      await this.#check(dir);
+    } catch (error) {
+      if (!(error instanceof AdapterRuleError)) throw error;
+      throw new AdapterLoadError(`adapter ${name}: ${error.message}`);
+    }
   }
 }
 

@@ -93,9 +93,10 @@ export class ExecutorCalls {
         logger.warn({ err: error, adapterId: op.adapterId }, "adapter drop refused");
       } else if (error instanceof ExecutorRequestError) {
         logger.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
-        // Clients see this message: name the adapter, not where this host keeps its files.
+        // Clients see this message, worded as registration words the adapter rules'
+        // (adapter-registry.ts): the adapter's name, never where this host keeps its files.
         const message =
-          op.kind === "stage" ? error.message.replaceAll(op.path, op.name) : error.message;
+          op.kind === "stage" ? error.reason.replaceAll(op.path, op.name) : error.reason;
         streams.deliver(engine.adapterFailed(op.adapterId, message), AdapterLoadError);
         onOutcome();
       } else {
