@@ -42,8 +42,8 @@ async function textOf(response: Response): Promise<string> {
   return (JSON.parse(body) as { choices: { text: string }[] }).choices[0]?.text ?? "";
 }
 
-const restarts = async (url: string) =>
-  (await readMetrics(url)).get("lorafleet_executor_restarts_total");
+const restarts = async (url: string, secret: string | null = SECRET) =>
+  (await readMetrics(url, secret)).get("lorafleet_executor_restarts_total");
 
 describe.skipIf(!haveFixtures).each(["hang", "crash", "error"] as const)(
   "an executor %s on one tenant's request",
@@ -92,9 +92,9 @@ describe.skipIf(!haveFixtures).each(["hang", "crash", "error"] as const)(
       expect(
         await textOf(await complete(backend.url, "tenant-0", others[0]?.prompt ?? [], 48)),
       ).toBe(alone[0]);
-      await expectIdle(backend.url);
+      await expectIdle(backend.url, 10_000, SECRET);
       expect(await restarts(backend.url)).toBe(2);
-      expect((await readMetrics(backend.url)).get("lorafleet_suspect_requests")).toBe(0);
+      expect((await readMetrics(backend.url, SECRET)).get("lorafleet_suspect_requests")).toBe(0);
     });
   },
 );
@@ -136,7 +136,7 @@ describe.skipIf(!haveFixtures)("the issue's reproduction, scaled to the tiny mod
       expect(response.status).toBe(200);
       expect(body.usage.prompt_tokens).toBeGreaterThan(600);
     }
-    expect(await restarts(backend.url)).toBe(0);
+    expect(await restarts(backend.url, null)).toBe(0);
     // steps did run past the floor (a deadline of 150 ms from sending would have killed them)
     const metrics = await readMetrics(backend.url);
     const steps = metrics.get("lorafleet_step_seconds_count") ?? 0;

@@ -1,7 +1,6 @@
 // The backend's entry: `node gpu-backend/src/server/main.ts --model DIR [flags]`.
 // Reads the config, starts the Python executor, builds engine + serving loop + app,
 // listens, and shuts all of it down on SIGINT/SIGTERM.
-import { serve } from "@hono/node-server";
 import { pino } from "pino";
 import { adapterBaseOf, checkAdapterDirectory } from "../adapters/directory-check.ts";
 import { AdapterStore } from "../adapters/store.ts";
@@ -15,6 +14,7 @@ import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import { createApp } from "./app.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
+import { createHttpServer } from "./http-server.ts";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof parseServerConfig>;
@@ -108,8 +108,11 @@ async function main(): Promise<void> {
     unloadAdapter: (name) => engine.unloadAdapter(name),
     maxBodyBytes: config.maxBodyBytes,
   });
-  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
-    logger.info({ url: `http://${config.host}:${info.port}` }, "listening");
+  const server = createHttpServer(app, config.host);
+  server.listen(config.port, config.host, () => {
+    const address = server.address();
+    const port = typeof address === "object" && address !== null ? address.port : config.port;
+    logger.info({ url: `http://${config.host}:${port}` }, "listening");
   });
 
   let stopping = false;
