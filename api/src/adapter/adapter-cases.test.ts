@@ -1,36 +1,21 @@
 // The shared adapter rules against api/fixtures/adapter-cases.json, the cases the
 // executor's Python rules are held to as well (test_adapter_rules.py): the same verdict,
 // to the word, for every one.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { type AdapterCase, adapterCases, caseFile } from "../../fixtures/adapter-cases.ts";
 import { checkAdapter } from "./adapter.ts";
 import { checkAdapterConfig } from "./config.ts";
-import { type AdapterBase, AdapterRuleError } from "./rules.ts";
+import { AdapterRuleError } from "./rules.ts";
 import { parseSafetensorsHeader, safetensorsHeaderEnd } from "./safetensors.ts";
 import { checkLoraTensors } from "./tensors.ts";
 import { WeightValues } from "./weights.ts";
 
-interface Case {
-  name: string;
-  config: string | null;
-  weights: string | null;
-  pickle: boolean;
-  expect: { rank: number; scale: number; targets: string[] } | { code: string; message: string };
-}
-
-const fixture = JSON.parse(
-  readFileSync(join(import.meta.dirname, "../../fixtures/adapter-cases.json"), "utf8"),
-) as { base: AdapterBase; cases: Case[] };
-const bytes = (base64: string | null) =>
-  base64 === null ? null : new Uint8Array(Buffer.from(base64, "base64"));
-
 /** The verdict of the TypeScript rules on a case, in the fixture's form. */
-function verdict(c: Case): Case["expect"] {
+function verdict(c: AdapterCase): AdapterCase["expect"] {
   try {
     const { config } = checkAdapter(
-      { config: bytes(c.config), weights: bytes(c.weights), pickle: c.pickle },
-      fixture.base,
+      { config: caseFile(c.config), weights: caseFile(c.weights), pickle: c.pickle },
+      adapterCases.base,
     );
     return { rank: config.rank, scale: config.scale, targets: config.targets };
   } catch (error) {
@@ -40,23 +25,29 @@ function verdict(c: Case): Case["expect"] {
 }
 
 describe("the shared adapter rules, in TypeScript", () => {
-  it.each(fixture.cases.map((c) => [c.name, c] as const))("%s", (_, c) => {
+  it.each(adapterCases.cases.map((c) => [c.name, c] as const))("%s", (_, c) => {
     expect(verdict(c)).toEqual(c.expect);
   });
 
   it("judges the weights alike however the data section is cut into pieces", () => {
     // the gateway streams a multipart upload's data past WeightValues in R2's chunks
-    const served = fixture.cases.filter(
+    const served = adapterCases.cases.filter(
       (c) => !("code" in c.expect) || /weights/.test(c.expect.code),
     );
     expect(served.length).toBeGreaterThan(15);
     for (const c of served) {
       for (const size of [1, 3, 5, 64]) {
-        const weights = bytes(c.weights) as Uint8Array;
-        const config = checkAdapterConfig(bytes(c.config) as Uint8Array, fixture.base.maxRank);
+        const weights = caseFile(c.weights) as Uint8Array;
+        const config = checkAdapterConfig(
+          caseFile(c.config) as Uint8Array,
+          adapterCases.base.maxRank,
+        );
         const end = safetensorsHeaderEnd(weights, weights.length);
         const entries = parseSafetensorsHeader(weights.subarray(0, end), weights.length);
-        const values = new WeightValues(checkLoraTensors(entries, config, fixture.base), config);
+        const values = new WeightValues(
+          checkLoraTensors(entries, config, adapterCases.base),
+          config,
+        );
         for (let at = end; at < weights.length; at += size) {
           values.add(weights.subarray(at, Math.min(at + size, weights.length)));
         }

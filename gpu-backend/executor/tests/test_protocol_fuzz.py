@@ -17,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_server import EngineEnd
+from test_server_model import one_seq_plan
 
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.protocol.codec import encode_message
 from lorafleet_executor.protocol.frame import HEADER, MAGIC, pad8
-from lorafleet_executor.protocol.messages import FLAG_NEW, FLAG_SAMPLE, InitConfig, StepPlan
+from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.server import EXIT_BAD_FRAME
 
 CASES = {"payload": 1500, "header": 30, "step": 1200}  # per property; the README's figures
@@ -177,33 +178,6 @@ def test_untrusted_headers_are_bad_frames_and_end_the_executor(bare, frame, fiel
     bare.ended()
 
 
-def valid_step(step_id: int, seq_id: int, free: list[int], tokens: list[int]) -> StepPlan:
-    """One new sequence prefilling `tokens` into pages 0.., sampling greedily."""
-    n = len(tokens)
-    one = lambda dtype, value: np.array([value], dtype)  # noqa: E731
-    return StepPlan(
-        step_id=step_id,
-        free_seq_ids=np.array(free, np.uint32),
-        seq_ids=one(np.uint32, seq_id),
-        flags=one(np.uint8, FLAG_SAMPLE | FLAG_NEW),
-        num_new_tokens=one(np.int32, n),
-        num_cached=one(np.int32, 0),
-        num_prompt=one(np.int32, n),
-        adapter_ids=one(np.int32, -1),
-        temperature=one(np.float32, 0.0),
-        top_p=one(np.float32, 1.0),
-        top_k=one(np.int32, 0),
-        min_p=one(np.float32, 0.0),
-        presence_penalty=one(np.float32, 0.0),
-        frequency_penalty=one(np.float32, 0.0),
-        repetition_penalty=one(np.float32, 1.0),
-        seed=one(np.int64, -1),
-        logprobs=one(np.int32, 2),
-        token_ids=np.array(tokens, np.int32),
-        kv_pages=np.arange(2 * n, dtype=np.int32),
-    )
-
-
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     if not (TINY / "config.json").exists():
@@ -230,7 +204,10 @@ def test_mutated_steps_on_a_loaded_model_are_answered(loaded, tokens, edits, in_
     by name, or runs it and answers its result."""
     loaded.get()
     seq_id = 1000 + loaded.starts * 100_000 + len(loaded.live)
-    frame = encode_message(7, "step", valid_step(7, seq_id, loaded.live, tokens))
+    plan = one_seq_plan(
+        7, -1, np.arange(2 * len(tokens)), tuple(tokens), seq_id, tuple(loaded.live)
+    )
+    frame = encode_message(7, "step", plan)
     meta_len = struct.unpack_from("<I", frame, HEADER.size)[0]
     start = HEADER.size + (4 if in_meta else pad8(4 + meta_len))
     stop = HEADER.size + 4 + meta_len if in_meta else len(frame)

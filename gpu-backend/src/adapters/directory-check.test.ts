@@ -2,29 +2,19 @@
 // files written to disk (or left out, or a pickle beside them), the verdict the shared
 // rules give in memory and the executor's staging gives (test_adapter_rules.py).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type AdapterBase, AdapterRuleError } from "@lorafleet/api";
+import { AdapterRuleError } from "@lorafleet/api";
 import { afterAll, describe, expect, it } from "vitest";
+import { adapterCases } from "../../../api/fixtures/adapter-cases.ts";
 import { checkAdapterDirectory } from "./directory-check.ts";
 
-interface Case {
-  name: string;
-  config: string | null;
-  weights: string | null;
-  pickle: boolean;
-  expect: { rank: number; scale: number; targets: string[] } | { code: string; message: string };
-}
-
-const fixture = JSON.parse(
-  readFileSync(join(import.meta.dirname, "../../../api/fixtures/adapter-cases.json"), "utf8"),
-) as { base: AdapterBase; cases: Case[] };
 const root = mkdtempSync(join(tmpdir(), "lorafleet-directory-check-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe("checkAdapterDirectory", () => {
-  it.each(fixture.cases.map((c, i) => [c.name, c, i] as const))("%s", async (_, c, i) => {
+  it.each(adapterCases.cases.map((c, i) => [c.name, c, i] as const))("%s", async (_, c, i) => {
     const dir = join(root, String(i));
     mkdirSync(dir);
     if (c.config !== null)
@@ -33,7 +23,7 @@ describe("checkAdapterDirectory", () => {
       writeFileSync(join(dir, "adapter_model.safetensors"), Buffer.from(c.weights, "base64"));
     }
     if (c.pickle) writeFileSync(join(dir, "adapter_model.bin"), "not really a pickle");
-    const verdict = await checkAdapterDirectory(dir, fixture.base).then(
+    const verdict = await checkAdapterDirectory(dir, adapterCases.base).then(
       (config) => ({ rank: config.rank, scale: config.scale, targets: config.targets }),
       (error: unknown) => {
         if (!(error instanceof AdapterRuleError)) throw error;
@@ -47,12 +37,12 @@ describe("checkAdapterDirectory", () => {
     const dir = join(root, "fifo");
     mkdirSync(dir);
     execFileSync("mkfifo", [join(dir, "adapter_config.json")]);
-    await expect(checkAdapterDirectory(dir, fixture.base)).rejects.toThrow(
+    await expect(checkAdapterDirectory(dir, adapterCases.base)).rejects.toThrow(
       "adapter_config.json is missing",
     );
     rmSync(join(dir, "adapter_config.json"));
     mkdirSync(join(dir, "adapter_config.json"));
-    await expect(checkAdapterDirectory(dir, fixture.base)).rejects.toThrow(
+    await expect(checkAdapterDirectory(dir, adapterCases.base)).rejects.toThrow(
       "adapter_config.json is missing",
     );
   });
