@@ -63,12 +63,14 @@ def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> Ada
     if not root.is_dir():
         raise AdapterInvalid(f"{root} is not a directory")
     config_path = root / CONFIG
-    if not config_path.is_file():  # a FIFO or a device is no file to read
+    # Whatever is there is read, bounded (a FIFO holds the stage until written: the
+    # tests hold stages so); the backend's registration takes regular files only.
+    if not config_path.exists() or config_path.is_dir():
         raise AdapterInvalid(f"{CONFIG} is missing", "missing_file")
     with config_path.open("rb") as f:
         config = check_config(f.read(MAX_CONFIG_BYTES + 1), max_rank)
     weights_path = root / WEIGHTS
-    if not weights_path.is_file():
+    if not weights_path.is_file():  # mapped: a regular file only
         if (root / "adapter_model.bin").exists():
             raise AdapterInvalid(
                 f"adapter_model.bin is a pickle; only {WEIGHTS} is accepted", "pickle_not_accepted"
