@@ -2,6 +2,7 @@ import type { StagedAdapter } from "../protocol/messages.ts";
 import type { PageAllocator } from "./allocator.ts";
 import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
 import type { AdapterRef } from "./request.ts";
+import { UseClock } from "./use-clock.ts";
 
 /** What the executor client carries out for the engine, in order, before the step plan. */
 export type AdapterOp =
@@ -56,6 +57,20 @@ export interface HostTier {
   maxAdapterBytes: number;
 }
 
+/**
+ * The pool's one eviction policy (eviction.ts) as adapter loads use it: cached KV blocks
+ * beside idle adapters.
+ */
+export interface PoolRoom {
+  /**
+   * Evicts what the policy picks among idle adapters ranked at or after `minRank` and
+   * settled cached KV blocks; false when there is none.
+   */
+  evictForAdapter(minRank: number): boolean;
+  /** Pages cached KV blocks could give back: settled (a load may take them) and in all. */
+  reclaimableKv(): { settled: number; all: number };
+}
+
 /** The outcome of trying to get an adapter into the pool now. */
 export type Readiness = "resident" | "pending" | "blocked";
 
@@ -78,19 +93,25 @@ export class AdapterManager {
   readonly #byName = new Map<string, AdapterEntry>();
   readonly #byId = new Map<number, AdapterEntry>();
   #nextId = 0;
-  #clock = 0;
+  /** shared with the prefix cache, so the eviction policy compares ages of both kinds */
+  readonly #clock: UseClock;
+  readonly #pool: PoolRoom | null;
   #completedStep = -1;
   #ops: AdapterOp[] = [];
   readonly #counts = { loads: 0, evictions: 0, hostDrops: 0, hits: 0, misses: 0 };
 
+  /** `shared`: the use clock and the pool's eviction policy (the engine's); alone, adapters only. */
   constructor(
     limits: { maxLoras: number; maxCpuLoras: number },
     hostTier: HostTier,
     pages: PageAllocator,
+    shared: { clock: UseClock; pool: PoolRoom } | null = null,
   ) {
     this.#limits = limits;
     this.#hostTier = hostTier;
     this.#pages = pages;
+    this.#clock = shared?.clock ?? new UseClock();
+    this.#pool = shared?.pool ?? null;
   }
 
   /** A request naming the adapter arrived; counts a hit when it is resident. */
@@ -128,7 +149,7 @@ export class AdapterManager {
   pin(name: string): void {
     const entry = this.#entry(name);
     entry.pins++;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
   }
 
   unpin(name: string): void {
@@ -143,6 +164,11 @@ export class AdapterManager {
     return this.#byId.get(adapterId)?.name ?? null;
   }
 
+  /** Pool pages the adapter takes, once a stage has told (else null). */
+  stagedPages(name: string): number | null {
+    return this.#byName.get(name)?.staged?.numPages ?? null;
+  }
+
   isResident(name: string): boolean {
     return this.#entry(name).state === "resident";
   }
@@ -151,7 +177,7 @@ export class AdapterManager {
   usedInStep(name: string, stepId: number): void {
     const entry = this.#entry(name);
     entry.lastStep = stepId;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
   }
 
   /** Every step up to `stepId` has completed. */
@@ -201,6 +227,11 @@ export class AdapterManager {
     return pages;
   }
 
+  /** The idle resident adapter evictOne(minRank) would evict, for the pool's policy to weigh. */
+  idleCandidate(minRank: number): { lastUse: number } | null {
+    return this.#idleVictim(minRank, (e) => e.state === "resident");
+  }
+
   /** Evicts one idle resident adapter ranked at or after `minRank`; false if there is none. */
   evictOne(minRank: number): boolean {
     const victim = this.#idleVictim(minRank, (e) => e.state === "resident");
@@ -226,7 +257,7 @@ export class AdapterManager {
     }
     entry.state = "staged";
     entry.staged = staged;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
     return null;
   }
 
@@ -348,9 +379,10 @@ export class AdapterManager {
       (e) => e.state === "resident" && this.#isIdle(e) && e.wantRank >= rank + 1,
     );
     const freed = idle.reduce((sum, e) => sum + (e.staged?.numPages ?? 0), 0);
+    const kv = this.#pool?.reclaimableKv() ?? { settled: 0, all: 0 };
     if (numInPool - idle.length >= this.#limits.maxLoras) return false;
-    if (this.#pages.adapterRoom() + freed < numPages) return false;
-    return !this.#pages.unified || this.#pages.kvRoom() + freed - numPages >= reservePages;
+    if (this.#pages.adapterRoom() + freed + kv.settled < numPages) return false;
+    return !this.#pages.unified || this.#pages.kvRoom() + kv.all + freed - numPages >= reservePages;
   }
 
   #evictFromPool(entry: AdapterEntry): void {
@@ -369,15 +401,19 @@ export class AdapterManager {
       if (!this.evictOne(rank + 1)) return false;
       numInPool--;
     }
+    while (!this.#pages.canAllocateAdapter(staged.numPages)) {
+      if (!(this.#pool?.evictForAdapter(rank + 1) ?? this.evictOne(rank + 1))) return false;
+    }
+    // Only a unified pool's adapter pages come out of what KV could have had (cached KV
+    // counts: the running seqs may evict it).
     while (
-      !this.#pages.canAllocateAdapter(staged.numPages) ||
-      // Only a unified pool's adapter pages come out of what KV could have had.
-      (this.#pages.unified && this.#pages.kvRoom() - staged.numPages < reservePages)
+      this.#pages.unified &&
+      this.#pages.kvRoom() + (this.#pool?.reclaimableKv().all ?? 0) - staged.numPages < reservePages
     ) {
       if (!this.evictOne(rank + 1)) return false;
     }
     entry.state = "loading";
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
     const pages = this.#pages.allocateAdapter(entry.id, staged.numPages);
     this.#ops.push({ kind: "load", adapterId: entry.id, pages });
     return true;

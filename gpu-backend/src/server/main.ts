@@ -6,6 +6,7 @@ import { adapterBaseOf, checkAdapterDirectory } from "../adapters/directory-chec
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
+import { ExecutorRequestError } from "../executor/errors.ts";
 import type { InitConfig } from "../protocol/messages.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
 import { Admission, contextLength } from "../serving/admission.ts";
@@ -13,6 +14,7 @@ import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import { createApp } from "./app.ts";
+import { sha256BlockHasher } from "./block-hasher.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
 import { createHttpServer } from "./http-server.ts";
 
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
     hostCacheBytes: config.hostCacheBytes,
     loraBackend: config.loraBackend,
     cudaGraphs: config.cudaGraphs,
+    quantization: config.quantization,
   };
   const executor = new ExecutorClient({
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
@@ -65,8 +68,11 @@ async function main(): Promise<void> {
       poolSharing: config.unifiedPaging
         ? "unified"
         : { adapterFraction: config.adapterPoolFraction },
+      enablePrefixCaching: config.enablePrefixCaching,
+      prefixBlockSize: config.prefixBlockSize,
     }),
     model,
+    { hashBlock: sha256BlockHasher(config.model) },
   );
   // What every adapter must fit (the executor's staging checks the same): this model.
   const adapterBase = adapterBaseOf(model, config.maxLoraRank);
@@ -139,6 +145,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`lorafleet backend failed to start: ${(error as Error).stack ?? error}\n`);
+  // The executor refusing init names what it refuses (a model field, a tensor, a flag):
+  // that line is the whole story, without a stack.
+  const reason =
+    error instanceof ExecutorRequestError
+      ? `the executor refused init: ${error.message}`
+      : ((error as Error).stack ?? String(error));
+  process.stderr.write(`lorafleet backend failed to start: ${reason}\n`);
   process.exit(1);
 });

@@ -3,9 +3,11 @@
 // (loaded on first use), and the gateway's content-addressed adapters. Each directory is
 // checked by the shared adapter rules (`check`: src/adapters/directory-check.ts) before
 // its name is known, so a bad adapter is refused when it is named, with the message a
-// completion would get, never first at a completion.
+// completion would get, never first at a completion. Each comes with the sha256 of its
+// content, part of the prefix cache's key.
 
 import { AdapterRuleError } from "@lorafleet/api";
+import { adapterContentSha256 } from "../adapters/content-hash.ts";
 import { AdapterDownloadFailed, AdapterUrlRefused } from "../adapters/errors.ts";
 import type { AdapterRef } from "../engine/index.ts";
 import {
@@ -19,8 +21,10 @@ import type { AdapterSource, RemoteAdapter } from "./executor-link.ts";
 export class AdapterRegistry {
   /** names clients may put in `model` */
   readonly #paths = new Map<string, string>();
+  /** their content's sha256, from the first use after they were (re-)registered */
+  readonly #shas = new Map<string, Promise<string>>();
   /** the gateway's adapters by `id@sha256`: not listed, not callable by name */
-  readonly #remote = new Map<string, string>();
+  readonly #remote = new Map<string, AdapterRef>();
   readonly #source: AdapterSource;
   readonly #check: (dir: string) => Promise<unknown>;
 
@@ -34,10 +38,12 @@ export class AdapterRegistry {
   async register(name: string, path: string): Promise<void> {
     await this.#checked(name, path);
     this.#paths.set(name, path);
+    this.#shas.delete(name);
   }
 
   /** Forgets the name; returns false when it was not registered. */
   unregister(name: string): boolean {
+    this.#shas.delete(name);
     return this.#paths.delete(name);
   }
 
@@ -50,13 +56,22 @@ export class AdapterRegistry {
    * first use). Throws UnknownModelError when neither has it.
    */
   async resolve(name: string): Promise<AdapterRef> {
-    const known = this.#paths.get(name);
-    if (known !== undefined) return { name, path: known };
-    const found = await this.#source.find(name);
-    if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
-    await this.#checked(name, found);
-    this.#paths.set(name, found);
-    return { name, path: found };
+    let path = this.#paths.get(name);
+    if (path === undefined) {
+      const found = await this.#source.find(name);
+      if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
+      await this.register(name, found);
+      path = found;
+    }
+    // Hashed once per registration: change a registered adapter's files by unloading and
+    // loading it again (the engine keeps what it staged under the name until then).
+    let sha256 = this.#shas.get(name);
+    if (sha256 === undefined) {
+      sha256 = adapterContentSha256(path);
+      this.#shas.set(name, sha256);
+      sha256.catch(() => this.#shas.delete(name));
+    }
+    return { name, path, sha256: await sha256 };
   }
 
   /**
@@ -66,7 +81,7 @@ export class AdapterRegistry {
   async resolveRemote(adapter: RemoteAdapter): Promise<AdapterRef> {
     const key = `${adapter.id}@${adapter.sha256.slice(0, 16)}`;
     const known = this.#remote.get(key);
-    if (known !== undefined) return { name: key, path: known };
+    if (known !== undefined) return known;
     let path: string;
     try {
       path = await this.#source.fetch(adapter);
@@ -77,8 +92,9 @@ export class AdapterRegistry {
       throw new AdapterLoadError(message);
     }
     await this.#checked(adapter.name, path);
-    this.#remote.set(key, path);
-    return { name: key, path };
+    const ref = { name: key, path, sha256: adapter.sha256 };
+    this.#remote.set(key, ref);
+    return ref;
   }
 
   /** The rules' verdict on `dir`, as the AdapterLoadError (400 adapter_invalid) it is. */
