@@ -18,7 +18,7 @@ describe.skipIf(!HAVE_TINY)("grammars through the executor client", () => {
       await client.init(tinyConfig());
       const slow = await rejection(client.compileGrammar(1, "regex", "[a-z]{3}"));
       expect(slow).toBeInstanceOf(ExecutorRequestError);
-      expect([(slow as ExecutorRequestError).code, (slow as ExecutorRequestError).detail]).toEqual([
+      expect([(slow as ExecutorRequestError).code, (slow as ExecutorRequestError).reason]).toEqual([
         "grammar_too_complex",
         "compiling the grammar took longer than 0.001 s",
       ]);

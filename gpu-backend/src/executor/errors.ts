@@ -7,13 +7,13 @@ import type { ExecutorErrorCode } from "../protocol/messages.ts";
 export class ExecutorRequestError extends Error {
   override readonly name = "ExecutorRequestError";
   readonly code: ExecutorErrorCode;
-  /** the executor's message alone, without the code */
-  readonly detail: string;
+  /** the executor's message, without the code */
+  readonly reason: string;
   readonly retriable = false;
   constructor(code: ExecutorErrorCode, message: string) {
     super(`${code}: ${message}`);
     this.code = code;
-    this.detail = message;
+    this.reason = message;
   }
 }
 

@@ -91,5 +91,5 @@ function toolPlan(
 /** A refused grammar in the words of the request that asked for it; other errors as they are. */
 export function reworded(error: unknown, origin: GrammarOrigin | null): unknown {
   if (!isGrammarRefusal(error) || origin === null) return error;
-  return grammarRefusal(error.detail, error.code as "grammar_invalid", origin);
+  return grammarRefusal(error.reason, error.code as "grammar_invalid", origin);
 }

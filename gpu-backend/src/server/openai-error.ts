@@ -12,7 +12,7 @@ import {
   AdapterStoreUnavailableError,
   AdapterUrlNotAllowedError,
   BackendUnavailableError,
-  GenerationFailedError,
+  ExecutorFailedError,
   PromptTooLongError,
   QueueFullError,
   TooManyCompletionsError,
@@ -99,7 +99,7 @@ export function toApiError(error: unknown): ApiError {
     return new ApiError(400, error.message, { param: error.param, code: error.code });
   }
   if (isGrammarRefusal(error)) {
-    return new ApiError(400, error.detail, { code: error.code });
+    return new ApiError(400, error.reason, { code: error.code });
   }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });
@@ -128,8 +128,13 @@ export function toApiError(error: unknown): ApiError {
       headers: { "retry-after": "1" },
     });
   }
-  if (error instanceof GenerationFailedError) {
-    return new ApiError(500, error.message, { type: "server_error", code: "generation_failed" });
+  if (error instanceof ExecutorFailedError) {
+    // x-should-retry: the OpenAI SDKs retry 5xx unless told not to; this one would fail again.
+    return new ApiError(500, error.message, {
+      type: "server_error",
+      code: "executor_failed",
+      headers: { "x-should-retry": "false" },
+    });
   }
   if (error instanceof HTTPException) {
     return new ApiError(error.status as ContentfulStatusCode, error.message);

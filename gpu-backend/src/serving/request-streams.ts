@@ -26,6 +26,11 @@ export class RequestStreams {
     return this.#streams.size;
   }
 
+  /** Whether request `id` is unfinished. */
+  has(id: string): boolean {
+    return this.#streams.has(id);
+  }
+
   /** A request the engine has just taken; `release` runs once it ends, however it ends. */
   add(stream: GenerationStream, nowMs: number, release: () => void = () => {}): void {
     this.#streams.set(stream.id, { stream, release });
