@@ -57,6 +57,7 @@ beforeAll(async () => {
     num_attention_heads: 4,
     num_key_value_heads: 2,
     max_lora_rank: fixture.base.maxRank,
+    max_position_embeddings: 2048,
   });
   tenant = await createTenant({ max_adapter_bytes: 10_000_000, max_rank: 64, max_adapters: 1000 });
 });
