@@ -91,6 +91,57 @@ describe("FairShare (VTC)", () => {
 });
 
 describe("FairShare in the engine", () => {
+  it.each([
+    { seed: 1, maxNumSeqs: 8, skew: 10, maxLoras: 2 },
+    { seed: 2, maxNumSeqs: 4, skew: 10, maxLoras: 3 },
+    { seed: 3, maxNumSeqs: 16, skew: 30, maxLoras: 2 },
+    { seed: 4, maxNumSeqs: 2, skew: 3, maxLoras: 2 },
+    { seed: 5, maxNumSeqs: 32, skew: 10, maxLoras: 4 },
+    { seed: 6, maxNumSeqs: 8, skew: 5, maxLoras: 1 },
+  ])(
+    "keeps the bound when tenants wait for adapters in a tight pool %o",
+    ({ seed, maxNumSeqs, skew, maxLoras }) => {
+      // Each tenant on its own 4 adapters, more than the pool holds: a tenant's requests
+      // often all wait for a load, and the other is admitted past it only within the bound.
+      const maxPrompt = 32;
+      const maxTokens = 32;
+      const random = lcg(seed);
+      const shape = (tenant: string, n: number): EngineRequest[] =>
+        createRequests({
+          numRequests: n,
+          idPrefix: `${tenant}-`,
+          tenant: () => tenant,
+          adapter: () => `${tenant}-${Math.floor(random() * 4)}`,
+          promptLength: () => 4 + Math.floor(random() * (maxPrompt - 3)),
+          maxTokens: () => 1 + Math.floor(random() * maxTokens),
+        });
+      const engine = createEngine({ maxNumSeqs, maxNumBatchedTokens: 256, maxLoras });
+      const heavy = shape("heavy", 20 * skew);
+      const light = shape("light", 20);
+      for (let i = 0; i < heavy.length; i++) {
+        engine.addRequest(heavy[i] as EngineRequest);
+        if (i % skew === 0) engine.addRequest(light[i / skew] as EngineRequest);
+      }
+      const bound = PROMPT_WEIGHT * maxPrompt + maxNumSeqs * OUTPUT_WEIGHT * maxTokens;
+      let worst = 0;
+      let backloggedSteps = 0;
+      drive(engine, new SimulatedExecutor(testModel()), {
+        loadSteps: 2,
+        afterSchedule: () => {
+          const tenants = engine.stats().tenants;
+          if ((tenants.light?.waiting ?? 0) === 0 || (tenants.heavy?.waiting ?? 0) === 0) return;
+          backloggedSteps++;
+          worst = Math.max(
+            worst,
+            Math.abs(servedCost(engine, "heavy") - servedCost(engine, "light")),
+          );
+        },
+      });
+      expect(backloggedSteps).toBeGreaterThan(5);
+      expect(worst).toBeLessThanOrEqual(bound);
+    },
+  );
+
   it("does not let a newcomer cash in the time it was away", () => {
     const maxNumSeqs = 4;
     const engine = createEngine({ maxNumSeqs, maxNumBatchedTokens: 256 });
