@@ -26,7 +26,7 @@ if [[ $parts == *tests* ]]; then
   (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider \
     --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
     tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py \
-    tests/test_stage_processes.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
+    tests/test_stage_processes.py tests/test_host_buffers.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
 fi
 if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
@@ -75,7 +75,8 @@ if [[ $parts == *coldload* ]]; then
   fi
   timeout 240 python3 bench/gpu/cold_load.py --model "$model" --out "$OUT/cold_load.json" \
     > "$OUT/cold_load.log" 2>&1
-  timeout 120 python3 bench/gpu/stage_bench.py --threads 1,4,8 --out "$OUT/stage.json" \
+  timeout 300 python3 bench/gpu/stage_bench.py --count 32 --rank 32 --workers 4 --dir /tmp/stage-bench \
+    --out "$OUT/stage.json" \
     > "$OUT/stage.log" 2>&1
 fi
 # The device returns at most 8 files: logs and profiles travel as one archive.

@@ -10,10 +10,15 @@ Example:
 
 import json
 import math
+import mmap
+import os
 import re
+import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
@@ -61,6 +66,20 @@ class ParsedAdapter:
         return self.rows.numel() * self.rows.element_size()
 
 
+@dataclass(frozen=True)
+class AdapterConfig:
+    """adapter_config.json read and checked against the base model."""
+
+    rank: int
+    scale: float  # alpha / r, or alpha / sqrt(r) with rsLoRA
+    targets: list[str]  # canonical order
+
+    def packed_bytes(self, cfg: ModelConfig, dtype: torch.dtype) -> int:
+        """Host bytes `parse_adapter` packs the adapter into: what a buffer for it holds."""
+        _, num_pages = adapter_layout(self.rank, self.targets, cfg.module_shapes(), cfg.page_width)
+        return cfg.num_layers * num_pages * cfg.page_width * dtype.itemsize
+
+
 @dataclass
 class AdapterFiles:
     """A PEFT directory read and checked against the base model, not yet packed."""
@@ -72,13 +91,24 @@ class AdapterFiles:
     weights: dict[tuple[int, str, str], torch.Tensor]  # (layer, module, "A" | "B")
 
 
-def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterFiles:
+def read_adapter_config(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterConfig:
     root = Path(path)
     if not root.is_dir():
         raise AdapterInvalid(f"{root} is not a directory")
     rank, alpha, use_rslora, targets = _read_config(root, cfg, max_rank)
-    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
-    return AdapterFiles(root, rank, scale, targets, _read_weights(root, cfg, rank, targets))
+    return AdapterConfig(rank, alpha / math.sqrt(rank) if use_rslora else alpha / rank, targets)
+
+
+def read_adapter_files(
+    path: str | Path, cfg: ModelConfig, max_rank: int, config: AdapterConfig | None = None
+) -> AdapterFiles:
+    """`config`: read_adapter_config's, when the caller read it already (it is read once).
+    The weights are views of the file's pages (a private mapping), not copies: packing
+    reads each value once, straight from the page cache."""
+    root = Path(path)
+    c = config or read_adapter_config(root, cfg, max_rank)
+    weights = _read_weights(root, cfg, c.rank, c.targets)
+    return AdapterFiles(root, c.rank, c.scale, c.targets, weights)
 
 
 def parse_adapter(
@@ -89,9 +119,12 @@ def parse_adapter(
     dtype: torch.dtype,
     pin: bool = False,
     out: torch.Tensor | None = None,
+    config: AdapterConfig | None = None,
 ) -> ParsedAdapter:
-    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes)."""
-    files = read_adapter_files(path, cfg, max_rank)
+    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes);
+    the rows are then a view of it, and nothing else is allocated for them. config: its
+    read_adapter_config, when the caller read it already (to size `out`)."""
+    files = read_adapter_files(path, cfg, max_rank, config)
     return packed_adapter(adapter_id, files, files.weights, cfg, dtype, pin, out)
 
 
@@ -109,8 +142,8 @@ def packed_adapter(
     the start of `out` (uint8) when it is big enough."""
     rank, scale, targets = files.rank, files.scale, files.targets
     spans, num_pages = adapter_layout(rank, targets, cfg.module_shapes(), cfg.page_width)
-    rows = _pack(weights, spans, cfg, num_pages, scale, dtype, pin, out)
-    if not all_finite(rows):
+    rows, finite = _pack(weights, spans, cfg, num_pages, scale, dtype, pin, out)
+    if not finite:
         check_finite(weights)  # every source value lands in `rows`: name the culprit
         raise AdapterInvalid(f"{files.root}: weights overflow {dtype} once scaled by {scale:g}")
     return ParsedAdapter(adapter_id, rank, scale, targets, spans, num_pages, rows)
@@ -211,8 +244,9 @@ def _read_weights(
         if (root / "adapter_model.bin").exists():
             raise AdapterInvalid("adapter_model.bin is a pickle; only safetensors is accepted")
         raise AdapterInvalid(f"{path} is missing")
-    weights = {}
+    names = {}
     try:
+        # The library checks the header (offsets, dtypes, sizes); nothing is read here.
         with safe_open(path, framework="pt") as st:
             for key in st.keys():  # noqa: SIM118 - safe_open has no __iter__
                 match = _KEY.match(key)
@@ -224,9 +258,11 @@ def _read_weights(
                     raise AdapterInvalid(
                         f"tensor {key}: the base model has {cfg.num_layers} layers"
                     )
-                weights[(int(match[1]), match[2], match[3])] = st.get_tensor(key)
+                names[(int(match[1]), match[2], match[3])] = key
     except SafetensorError as e:
         raise AdapterInvalid(f"{path} is not a valid safetensors file: {e}") from e
+    mapped = _mapped_tensors(path)
+    weights = {where: mapped[key] for where, key in names.items()}
     shapes = cfg.module_shapes()
     for layer in range(cfg.num_layers):
         for module in targets:
@@ -245,6 +281,54 @@ def _read_weights(
     return weights
 
 
+# safetensors dtype names -> torch dtypes (the file's; any other is refused by the checks)
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "C64": torch.complex64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _mapped_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file (its header already checked by safe_open) as a
+    view of a private, copy-on-write mapping of the file: nothing is copied until packing
+    reads it. The kernel is asked to read the whole file ahead at once, so a file not in the
+    page cache arrives in large reads in parallel with packing, not a page fault at a time."""
+    with open(path, "rb") as file:
+        (header_len,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(header_len))
+        size = os.fstat(file.fileno()).st_size
+        os.posix_fadvise(file.fileno(), 0, size, os.POSIX_FADV_WILLNEED)
+        data = np.frombuffer(mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY), np.uint8)
+    start = 8 + header_len
+    tensors = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        dtype = _DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise AdapterInvalid(f"tensor {key} has dtype {entry['dtype']}, not supported")
+        begin, end = (start + offset for offset in entry["data_offsets"])
+        raw = data[begin:end]
+        if begin % dtype.itemsize:  # a writer that did not align: one copy, rare
+            raw = raw.copy()
+        tensors[key] = torch.from_numpy(raw).view(dtype).view(entry["shape"])
+    return tensors
+
+
 def _pack(
     weights: dict[tuple[int, str, str], torch.Tensor],
     spans: dict[str, ModuleSpan],
@@ -254,10 +338,9 @@ def _pack(
     dtype: torch.dtype,
     pin: bool,
     out: torch.Tensor | None,
-) -> torch.Tensor:
-    # A few bulk copies per module for all layers at once, not one per layer: staging
-    # runs on threads beside the step loop, and every Python-level operation there is a
-    # turn at the GIL that the step loop waits for.
+) -> tuple[torch.Tensor, bool]:
+    """The rows, and whether every packed value is finite (checked block by block as it is
+    written, while it is still in the cache: no second pass over the rows)."""
     width, layers = cfg.page_width, range(cfg.num_layers)
     # The spans tile all pages, so every element is written below: data, then row tails.
     shape = (cfg.num_layers, num_pages * width)
@@ -266,30 +349,46 @@ def _pack(
         rows = out[:nbytes].view(dtype).view(shape)
     else:
         rows = torch.empty(shape, dtype=dtype, pin_memory=pin)
-    for module, span in spans.items():
-        for kind, start, row_pages in (
-            ("A", span.a_start, span.a_row_pages),
-            ("B", span.b_start, span.b_row_pages),
-        ):
-            block = rows[:, start * width : (start + span.rank * row_pages) * width]
-            block = block.view(cfg.num_layers, span.rank, row_pages * width)
-            sources = [weights[(layer, module, kind)] for layer in layers]
-            length = sources[0].shape[1] if kind == "A" else sources[0].shape[0]
-            if kind == "A":  # [r, in] each
-                torch._foreach_copy_(list(block[..., :length].unbind()), sources)
-            else:  # [out, r] each
-                _scaled_transpose(block[..., :length], torch.stack(sources), scale)
-            block[..., length:] = 0
-    return rows.view(cfg.num_layers, num_pages, width)
+
+    def pack_layer(layer: int) -> bool:
+        row = rows[layer]
+        for module, span in spans.items():
+            for kind, start, row_pages in (
+                ("A", span.a_start, span.a_row_pages),
+                ("B", span.b_start, span.b_row_pages),
+            ):
+                block = row[start * width : (start + span.rank * row_pages) * width]
+                block = block.view(span.rank, row_pages * width)
+                source = weights[(layer, module, kind)]
+                if kind == "A":  # [r, in]
+                    length = source.shape[1]
+                    block[:, :length].copy_(source)
+                else:  # [out, r]
+                    length = source.shape[0]
+                    _scaled_transpose(block[:, :length], source, scale)
+                block[:, length:] = 0
+        return all_finite(row)  # while the layer's rows are still in the cache
+
+    # Layers in the order the file holds them: packing follows the reads the kernel was
+    # asked for (`_mapped_tensors`), so a file not in the page cache is packed as it arrives.
+    # Layers are disjoint: packed on torch's intra-op threads' worth of threads at once (a
+    # staging worker has a few); memory bandwidth, not one core, is then the bound.
+    order = sorted(layers, key=lambda layer: min(t.data_ptr() for t in _of_layer(weights, layer)))
+    with ThreadPoolExecutor(max(1, min(len(order), torch.get_num_threads()))) as pool:
+        finite = all(pool.map(pack_layer, order))
+    return rows.view(cfg.num_layers, num_pages, width), finite
+
+
+def _of_layer(weights: dict[tuple[int, str, str], torch.Tensor], layer: int) -> list[torch.Tensor]:
+    return [t for (at, _, _), t in weights.items() if at == layer]
 
 
 def _scaled_transpose(out: torch.Tensor, b: torch.Tensor, scale: float) -> None:
-    """out [L, r, n] = scale · bᵀ for b [L, n, r], rounded once to out's dtype. Of the
-    packing's time the transpose is most: numpy's transposing copy is ~2.7x torch's on
-    the CPU."""
+    """out [r, n] = scale · bᵀ for b [n, r], rounded once to out's dtype. Of the packing's
+    time the transpose is most: numpy's transposing copy is ~2.7x torch's on the CPU."""
     if b.dtype == out.dtype and b.element_size() == 2:
-        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().transpose(0, 2, 1)
+        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().T
         if scale != 1:
             out.mul_(scale)  # half times a Python float: fp32 math, one rounding
     else:
-        out.copy_(b.float().transpose(1, 2) * scale)
+        out.copy_(b.float().t() * scale)
