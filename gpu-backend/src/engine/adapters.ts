@@ -225,9 +225,14 @@ export class AdapterManager {
    * tier it waits for. The first blocked adapter gets its room by draining (`#drainFor`).
    * Returns whether admission must hold: the pool's pages, not its adapter slots, are short
    * for that adapter in a unified pool, so each admission would take pages it waits for.
-   * `seatsFree`: a queued request could be admitted now (running below maxNumSeqs).
+   * `reservePages(rank)`: KV pages a load for that rank leaves free; `seatsFree`: a queued
+   * request could be admitted now (running below maxNumSeqs).
    */
-  prefetch(names: readonly string[], reservePages: number, seatsFree: boolean): boolean {
+  prefetch(
+    names: readonly string[],
+    reservePages: (rank: number) => number,
+    seatsFree: boolean,
+  ): boolean {
     this.#seatsFree = seatsFree;
     let hostOpen = true;
     let poolOpen = true;
@@ -235,12 +240,12 @@ export class AdapterManager {
     for (const [rank, name] of names.entries()) {
       const entry = this.#entry(name);
       if (entry.state === "unknown" ? !hostOpen : entry.state === "staged" && !poolOpen) continue;
-      if (this.ensure(name, rank, reservePages) !== "blocked") continue;
+      if (this.ensure(name, rank, reservePages(rank)) !== "blocked") continue;
       if (entry.state === "unknown") hostOpen = false;
       else poolOpen = false;
       blocked ??= { entry, rank };
     }
-    return this.#drainFor(blocked, reservePages);
+    return this.#drainFor(blocked, blocked === null ? 0 : reservePages(blocked.rank));
   }
 
   /** Pool pages held by loads in flight: they become evictable once loaded (nothing pins them). */

@@ -129,9 +129,31 @@ export class Scheduler {
     return wanted;
   }
 
+  /**
+   * The adapters wanted by as many requests as seats are free leave the running seqs' next
+   * step's KV alone (loaded now, they serve a request admitted now). Those further back
+   * leave all the KV those seqs may still take: their requests cannot start before one of
+   * the running ends, and pages the running will need would only be taken back from them
+   * (evicted, loaded again later).
+   */
   #prefetch(wanted: readonly string[]): void {
-    const seatsFree = this.running.length < this.#config.maxNumSeqs;
-    this.#holdAdmission = this.#adapters.prefetch(wanted, this.#nextStepKvPages(), seatsFree);
+    const seats = this.#config.maxNumSeqs - this.running.length;
+    const nextStep = this.#nextStepKvPages();
+    const remaining = this.#remainingKvPages();
+    this.#holdAdmission = this.#adapters.prefetch(
+      wanted,
+      (rank) => (rank < seats ? nextStep : remaining),
+      seats > 0,
+    );
+  }
+
+  /** KV pages the running seqs may still take, at most (to their maxTokens). */
+  #remainingKvPages(): number {
+    let tokens = 0;
+    for (const seq of this.running) {
+      tokens += seq.numPrompt + seq.req.maxTokens - Math.min(seq.numComputed, seq.tokens.length);
+    }
+    return PAGES_PER_TOKEN * tokens;
   }
 
   /** Applies the oldest in-flight step's result; returns one output per request it touched. */
