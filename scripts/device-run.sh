@@ -6,9 +6,9 @@
 #          .cache/fixtures/tiny-llama, .cache/fixtures/adapters
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
 # More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
-# peft (slora vs HF PEFT on the PEFT batch), pressure (slora vs no-unifymem in a pool of
-# 100,000 pages, 25 GB: the trace's ~70k pages of KV and its adapters fit it shared, not
-# split in halves), roofline (base decode vs the bandwidth floor), coldload (adapter host
+# peft (slora vs HF PEFT on the PEFT batch), pressure (the `pressure` scenario: slora vs
+# no-unifymem in a 100,000-page pool that holds a wave of 32 long requests' KV and their
+# 32 rank-64 adapters shared, not split in halves; ~4 minutes), roofline (base decode vs the bandwidth floor), coldload (adapter host
 # tier -> pool, beside decode; staging serial vs pooled), c64 / c128 (the ablations' trace
 # with the client holding 64 / 128 requests in flight at most: each engine at the same
 # concurrency, so the ratios compare capacity rather than where the trace's tail ends).
@@ -32,19 +32,24 @@ if [[ $parts == *kernels* ]]; then
   timeout 90 python3 bench/kernels/lora_bench.py --repeats 9 --out "$OUT/lora_kernels.json" \
     2>&1 | tail -5
 fi
+scenario() {  # <scenario> <result name> <server args> <scenario args...>
+  local scenario=$1 name=$2 server_args=$3
+  shift 3
+  [[ -x /tmp/node ]] || { xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node; }
+  rm -rf /tmp/results
+  timeout 560 /tmp/node bench/src/main.ts "$scenario" "$@" \
+    --server-args="$server_args" --server-entry carry/backend.mjs \
+    --work-dir /tmp/bench --out /tmp/results > "$OUT/$name.log" 2>&1
+  cp /tmp/results/*/"$scenario".json "$OUT/$name.json" 2>/dev/null
+  cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
+  for log in /tmp/bench/logs/"$scenario".*.server.log; do  # the backends' own logs
+    [[ -f $log ]] && mv "$log" "$OUT/$name.$(basename "$log" .log | cut -d. -f2).server.log"
+  done
+}
 ablations() {  # <result name> <server args> <ablations args...>
   local name=$1 server_args=$2
   shift 2
-  [[ -x /tmp/node ]] || { xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node; }
-  rm -rf /tmp/results
-  timeout 560 /tmp/node bench/src/main.ts ablations "$@" \
-    --server-args="--max-loras 1024 $server_args" --server-entry carry/backend.mjs \
-    --work-dir /tmp/bench --out /tmp/results > "$OUT/$name.log" 2>&1
-  cp /tmp/results/*/ablations.json "$OUT/$name.json" 2>/dev/null
-  cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
-  for log in /tmp/bench/logs/ablations.*.server.log; do  # the backends' own logs
-    [[ -f $log ]] && mv "$log" "$OUT/$name.$(basename "$log" .log | cut -d. -f2).server.log"
-  done
+  scenario ablations "$name" "--max-loras 1024 $server_args" "$@"
 }
 if [[ $parts == *ablations* ]]; then
   ablations ablations "" --variants base,slora,no-unifymem --no-peft
@@ -56,7 +61,7 @@ if [[ $parts == *peft* ]]; then
   ablations ablations-peft "" --adapters 32 --duration 2 --variants slora
 fi
 if [[ $parts == *pressure* ]]; then
-  ablations ablations-pressure "--num-pages 100000" --variants slora,no-unifymem --no-peft
+  scenario pressure pressure ""
 fi
 for c in 64 128; do
   if [[ $parts == *c$c* ]]; then

@@ -331,6 +331,7 @@ function mergeSummary(path: string, result: PoolMemoryResult, resultFile: string
     git_sha: result.gitSha,
     device: `cpu-engine: Engine + SimulatedExecutor page accounting, ${result.shape.name}`,
     sources: { fragmentation: resultFile.slice(dirname(path).length + 1) },
+    measured_at: { fragmentation: result.gitSha },
   };
   writeFileSync(path, `${JSON.stringify(summary, null, 2)}\n`);
 }
