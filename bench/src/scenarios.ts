@@ -78,7 +78,13 @@ export const VARIANTS: Record<Variant["name"], Omit<Variant, "points">> = {
   },
 };
 
-export const SCENARIOS = ["smoke", "sweep-adapters", "sweep-rate", "ablations", "pressure"] as const;
+export const SCENARIOS = [
+  "smoke",
+  "sweep-adapters",
+  "sweep-rate",
+  "ablations",
+  "pressure",
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 const paperLengths = { inputLen: [8, 512], outputLen: [8, 512] } as Pick<

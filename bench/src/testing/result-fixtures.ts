@@ -14,6 +14,8 @@ export function metricsWith(outputTokensPerS: number, ok = 10): RunMetrics {
     outputTokensPerS,
     totalTokensPerS: outputTokensPerS * 2,
     firstTokenS: dist,
+    firstTokenFromSendS: dist,
+    firstUseFirstTokenFromSendS: dist,
     perTokenS: dist,
     endToEndS: dist,
     sloFirstTokenS: 6,
