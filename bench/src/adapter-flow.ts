@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import type { EngineRequest } from "../../gpu-backend/src/engine/index.ts";
 import {
   createEngine,
+  greedy,
   HOST_BYTES_PER_PAGE,
   SimulatedExecutor,
   testModel,
@@ -80,38 +81,34 @@ export interface FlowShape {
   maxNumBatchedTokens: number;
 }
 
+/** Llama-2-7B on an 80 GB H100 as the bench runs it (`--max-cpu-loras n + 32`, 8 GiB host tier). */
+const h100: Omit<FlowShape, "name" | "numAdapters" | "durationS" | "outputLen"> = {
+  rate: 16,
+  maxConcurrency: 64,
+  inputLen: [8, 512],
+  numPages: 223_250,
+  pageBytes: 32 * 4096 * 2,
+  pagesPerRank: 8,
+  maxAdapterPages: 64 * 20,
+  hostCacheBytes: 8 * 1024 ** 3,
+  maxNumSeqs: 128,
+  maxNumBatchedTokens: 2048,
+};
+
 export const SHAPES: Record<"llama-2-7b" | "smoke", FlowShape> = {
   "llama-2-7b": {
+    ...h100,
     name: "llama-2-7b on an 80 GB H100, the ablations trace at 64 in flight",
     numAdapters: 2000,
-    rate: 16,
     durationS: 30,
-    maxConcurrency: 64,
-    inputLen: [8, 512],
     outputLen: [8, 512],
-    numPages: 223_250,
-    pageBytes: 32 * 4096 * 2,
-    pagesPerRank: 8,
-    maxAdapterPages: 64 * 20,
-    hostCacheBytes: 8 * 1024 ** 3,
-    maxNumSeqs: 128,
-    maxNumBatchedTokens: 2048,
   },
   smoke: {
+    ...h100,
     name: "smoke: 200 adapters, 8 s",
     numAdapters: 200,
-    rate: 16,
     durationS: 8,
-    maxConcurrency: 64,
-    inputLen: [8, 512],
     outputLen: [8, 128],
-    numPages: 223_250,
-    pageBytes: 32 * 4096 * 2,
-    pagesPerRank: 8,
-    maxAdapterPages: 64 * 20,
-    hostCacheBytes: 8 * 1024 ** 3,
-    maxNumSeqs: 128,
-    maxNumBatchedTokens: 2048,
   },
 };
 
@@ -173,17 +170,7 @@ function arrivals(trace: Trace, baseOnly: boolean): { req: EngineRequest; arriva
           ? null
           : { name: `${r.adapter}@r${ranks.get(r.adapter)}`, path: `/adapters/${r.adapter}` },
       promptTokenIds: r.prompt,
-      sampling: {
-        temperature: 0,
-        topP: 1,
-        topK: 0,
-        minP: 0,
-        presencePenalty: 0,
-        frequencyPenalty: 0,
-        repetitionPenalty: 1,
-        seed: null,
-        logprobs: null,
-      },
+      sampling: greedy,
       maxTokens: r.outputLen,
       stopTokenIds: [],
       ignoreEos: true,
