@@ -89,8 +89,8 @@ class HostBuffers:
         if self.shared:
             data.share_memory_()
         if self.pin and nbytes > 0:
-            error = torch.cuda.cudart().cudaHostRegister(data.data_ptr(), nbytes, 0)
-            if error != 0:
+            error = int(torch.cuda.cudart().cudaHostRegister(data.data_ptr(), nbytes, 0))
+            if error != 0:  # cudaSuccess
                 raise RuntimeError(f"cudaHostRegister of {nbytes} bytes failed: {error}")
         return data
 
