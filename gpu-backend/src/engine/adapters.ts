@@ -556,14 +556,18 @@ export class AdapterManager {
       draining.push(next);
     }
     // Not even every busy adapter after it makes room: adapters more wanted than it hold
-    // the room (they finish first), or, in a unified pool, KV holds the pages.
+    // the room (their requests go first and free it), or, in a unified pool, KV holds the
+    // pages: then only finishing requests free them, and admissions would take them.
     for (const e of draining) e.draining = false;
     if (inHost || !this.#pages.unified) return false;
-    const leaving = [
-      ...this.#idleAfter(rank, (e) => e.state === "resident"),
-      ...this.#busyAfter(rank),
-    ];
-    return !this.#pagesSuffice((entry.staged as StagedAdapter).numPages, reservePages, leaving);
+    const everyAdapter = [...this.#byName.values()].filter(
+      (e) => e.state === "resident" || e.state === "loading",
+    );
+    return !this.#pagesSuffice(
+      (entry.staged as StagedAdapter).numPages,
+      reservePages,
+      everyAdapter,
+    );
   }
 
   /**
