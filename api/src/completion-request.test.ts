@@ -53,4 +53,20 @@ describe("CompletionRequestSchema", () => {
       BackendCompletionRequestSchema.parse({ model: "m", prompt: "p", lorafleet }).lorafleet,
     ).toEqual({ tenant: "t", deadline_ms: 5, adapter: null });
   });
+
+  it("takes the gateway's prefix cache salt: a non-empty string of at most 200 characters", () => {
+    const parseSalt = (cache_salt: unknown) =>
+      BackendCompletionRequestSchema.safeParse({
+        model: "m",
+        prompt: "p",
+        lorafleet: { tenant: "t", cache_salt },
+      });
+    expect(parseSalt("tenant-7:opt-in").data?.lorafleet?.cache_salt).toBe("tenant-7:opt-in");
+    expect(parseSalt(null).success).toBe(true);
+    for (const bad of ["", "x".repeat(201), 7]) {
+      const result = parseSalt(bad);
+      expect(result.success).toBe(false);
+      expect(requestIssue(result.error as never).param).toBe("lorafleet.cache_salt");
+    }
+  });
 });

@@ -18,6 +18,7 @@ export const InternalBatchRequestSchema = z.object({
         tenant: z.string().min(1).max(200),
         adapter: LorafleetFieldSchema.shape.adapter,
         deadline_ms: LorafleetFieldSchema.shape.deadline_ms,
+        cache_salt: LorafleetFieldSchema.shape.cache_salt,
         body: z.record(z.string(), z.unknown()),
       }),
     )

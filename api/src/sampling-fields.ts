@@ -18,7 +18,14 @@ export const samplingFields = {
   max_tokens: z.number().int().min(1).nullish(),
   stop,
   stream: z.boolean().nullish(),
-  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  stream_options: z
+    .object({
+      include_usage: z.boolean().nullish(),
+      // vLLM's: usage (so far) in every chunk, not only in the last one; the gateway asks
+      // for it to bill a stream cut short by what it relayed
+      continuous_usage_stats: z.boolean().nullish(),
+    })
+    .nullish(),
   user: z.string().nullish(),
   // vLLM's extra sampling parameters
   top_k: z.number().int().min(-1).nullish(),

@@ -168,7 +168,11 @@ function arrivals(trace: Trace, baseOnly: boolean): { req: EngineRequest; arriva
       adapter:
         baseOnly || r.adapter === null
           ? null
-          : { name: `${r.adapter}@r${ranks.get(r.adapter)}`, path: `/adapters/${r.adapter}` },
+          : {
+              name: `${r.adapter}@r${ranks.get(r.adapter)}`,
+              path: `/adapters/${r.adapter}`,
+              sha256: r.adapter,
+            },
       promptTokenIds: r.prompt,
       sampling: greedy,
       maxTokens: r.outputLen,
@@ -176,6 +180,7 @@ function arrivals(trace: Trace, baseOnly: boolean): { req: EngineRequest; arriva
       ignoreEos: true,
       deadlineMs: null,
       arrivalMs: 0,
+      cacheSalt: "",
     },
   }));
 }

@@ -81,7 +81,7 @@ describe("planScenario", () => {
     const plan = planScenario("ablations", options);
     expect(plan.peft).toEqual({ point: "peft-batch", batch: 32 });
     const point = plan.points.find((p) => p.label === "peft-batch");
-    if (point === undefined) throw new Error("no peft-batch point");
+    if (point?.spec.kind !== "synthetic") throw new Error("no peft-batch point");
     const trace = generateTrace(point.spec);
     expect(new Set(trace.requests.map((r) => r.adapter)).size).toBe(32);
     expect(trace.adapters.every((a) => a.rank === 16)).toBe(true);
@@ -98,10 +98,12 @@ describe("planScenario", () => {
       rate: 5,
       durationS: 4,
     });
-    expect(plan.points.map((p) => [p.label, p.spec.numAdapters, p.spec.numRequests])).toEqual([
-      ["n=10", 10, 20],
-      ["n=20", 20, 20],
+    const specs = plan.points.map((p) => (p.spec.kind === "synthetic" ? p.spec : null));
+    expect(specs.map((s) => [s?.numAdapters, s?.numRequests])).toEqual([
+      [10, 20],
+      [20, 20],
     ]);
+    expect(plan.points.map((p) => p.label)).toEqual(["n=10", "n=20"]);
     expect(plan.variants.find((v) => v.name === "base")?.points).toBe("first");
   });
 });

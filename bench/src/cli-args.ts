@@ -22,6 +22,10 @@ scenarios:
   ablations        GPU: base / slora / bmm / no-unifymem on one trace, and HF PEFT on 32x32 rank 16
   pressure         GPU: slora / no-unifymem where KV and adapters share a pool that fits
                    both only shared (--shape tiny: the same on CPU, the smoke)
+  prefix-mooncake  GPU: prefix caching on vs off on the Mooncake conversation trace (--mooncake-trace)
+  prefix-saas      GPU: prefix caching on vs off on SaaS chat sessions (200 adapters' system prompts)
+  prefix-zero-hit  GPU: prefix caching on vs off on prompts that share nothing (what caching costs)
+  prefix-smoke     CPU: the three prefix workloads at toy sizes, cache on and off
 
 flags:
   --out DIR             results root (default bench/results): writes DIR/<device>/<scenario>.json
@@ -36,10 +40,14 @@ flags:
   --model-dir DIR       use this HF model directory instead of a generated one
   --seed N              workload seed (default 0)
   --duration S          trace length in seconds (requests = rate x duration)
-  --rate R              requests per second (sweep-adapters, ablations, smoke)
+  --rate R              requests per second (sweep-adapters, ablations, smoke, prefix-zero-hit);
+                        sessions per second (prefix-saas)
   --rates A,B,..        the rates of sweep-rate
   --adapters A,B,..     adapter counts of sweep-adapters; the first is n for sweep-rate and ablations
   --variants A,B,..     of ${Object.keys(VARIANTS).join(", ")}
+  --mooncake-trace FILE the Mooncake conversation_trace.jsonl (or .jsonl.gz): prefix-mooncake
+  --requests N          prefix-mooncake: the trace's first N requests (default 1000)
+  --time-scale X        prefix-mooncake: timestamps divided by X (default 5)
   --max-concurrency N   requests in flight at most; later arrivals wait for one to end (as
                         vLLM's benchmark): the engines compared run at the same concurrency
   --ready-timeout S     seconds a backend may take to start (default 600)
@@ -90,6 +98,10 @@ export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEn
   for (const v of variants ?? []) {
     if (!(v in VARIANTS)) throw new UsageError(`--variants: unknown variant ${v}`);
   }
+  const mooncake = values["mooncake-trace"];
+  if (scenario === "prefix-mooncake" && mooncake === undefined) {
+    throw new UsageError("prefix-mooncake needs --mooncake-trace FILE (bench/README.md)");
+  }
   // Every request asks for exactly its trace length, as the paper's workload does.
   const body: Record<string, unknown> = { ignore_eos: true };
   if (values.body !== undefined) Object.assign(body, jsonObject("--body", values.body));
@@ -110,6 +122,10 @@ export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEn
           ? null
           : values.adapters.split(",").map((n) => integer("--adapters", n, 0)),
       variants: variants as Variant["name"][] | null,
+      mooncakeTrace: mooncake === undefined ? null : resolve(mooncake),
+      requests: values.requests === undefined ? null : integer("--requests", values.requests, 1),
+      timeScale:
+        values["time-scale"] === undefined ? null : positive("--time-scale", values["time-scale"]),
     },
     outDir: resolve(values.out ?? resolve(repoRoot, "bench/results")),
     workDir: resolve(values["work-dir"] ?? resolve(repoRoot, ".cache/bench")),
@@ -152,6 +168,9 @@ function parse(argv: string[]) {
       variants: text,
       "ready-timeout": text,
       "max-concurrency": text,
+      "mooncake-trace": text,
+      requests: text,
+      "time-scale": text,
       "no-summary": { type: "boolean" },
       "no-peft": { type: "boolean" },
       help: { type: "boolean" },

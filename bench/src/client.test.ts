@@ -49,7 +49,10 @@ function startTestPeer(): Promise<{ server: Server; url: string; log: PeerLog }>
       await sleep(10);
     }
     if (body.model !== "nousage")
-      send({ choices: [], usage: { completion_tokens: body.max_tokens } });
+      send({
+        choices: [],
+        usage: { completion_tokens: body.max_tokens, prompt_tokens_details: { cached_tokens: 2 } },
+      });
     res.end("data: [DONE]\n\n");
     concurrent -= 1;
   };
@@ -136,6 +139,7 @@ describe("runOpenLoop against the test peer", () => {
     expect(r?.finishReason).toBe("length");
     expect(r?.tokenCount).toBe("usage");
     expect(r?.outputTokens).toBe(6);
+    expect(r?.cachedTokens).toBe(2);
     const first = (r?.firstTokenS as number) - (r?.scheduledS as number);
     expect(first).toBeGreaterThanOrEqual(0.015);
     expect(first).toBeLessThan(0.2);
@@ -144,7 +148,12 @@ describe("runOpenLoop against the test peer", () => {
 
   it("counts chunks when the server sends no usage", async () => {
     const [r] = await run([request(0, 0, "nousage", 4)]);
-    expect(r).toMatchObject({ status: "ok", tokenCount: "chunks", outputTokens: 4 });
+    expect(r).toMatchObject({
+      status: "ok",
+      tokenCount: "chunks",
+      outputTokens: 4,
+      cachedTokens: null,
+    });
   });
 
   it("classifies refused, cut, hung and server-aborted requests", async () => {

@@ -94,6 +94,7 @@ async function sendOne(
     firstTokenS: null,
     endS: 0,
     outputTokens: 0,
+    cachedTokens: null,
     tokenCount: "chunks",
     status: "failed",
     finishReason: null,
@@ -159,6 +160,7 @@ async function readStream(
     if (chunk.usage?.completion_tokens !== undefined) {
       record.outputTokens = chunk.usage.completion_tokens;
       record.tokenCount = "usage";
+      record.cachedTokens = chunk.usage.prompt_tokens_details?.cached_tokens ?? null;
     }
   }
   if (!sawDone) {
@@ -174,7 +176,10 @@ async function readStream(
 
 interface CompletionChunk {
   choices?: { text?: string; finish_reason?: string | null }[];
-  usage?: { completion_tokens?: number } | null;
+  usage?: {
+    completion_tokens?: number;
+    prompt_tokens_details?: { cached_tokens?: number };
+  } | null;
   error?: unknown;
 }
 

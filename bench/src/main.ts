@@ -9,6 +9,7 @@ import { parseCli, USAGE, UsageError } from "./cli-args.ts";
 import { deviceSlug, gpuName, probeEnvironment } from "./environment.ts";
 import {
   computeRatios,
+  prefixRatios,
   RESULT_SCHEMA,
   type ScenarioResult,
   updateSummary,
@@ -56,7 +57,9 @@ async function main(argv: string[]): Promise<number> {
   });
   const labels = plan.points.map((p) => p.label);
   // S-LoRA-style trace points (Gamma arrivals) bound the `_min` ratios; a burst batch not
-  const traces = plan.points.filter((p) => p.spec.arrival.kind === "gamma").map((p) => p.label);
+  const traces = plan.points
+    .filter((p) => p.spec.kind === "synthetic" && p.spec.arrival.kind === "gamma")
+    .map((p) => p.label);
   const result: ScenarioResult = {
     schema: RESULT_SCHEMA,
     scenario: cli.scenario,
@@ -72,7 +75,11 @@ async function main(argv: string[]): Promise<number> {
     maxConcurrency: cli.maxConcurrency,
     runs: runs.runs,
     peftBaseline: runs.peft,
-    ratios: computeRatios(runs.runs, labels, runs.peft, traces.length > 0 ? traces : labels),
+    traces: runs.traces,
+    ratios: {
+      ...computeRatios(runs.runs, labels, runs.peft, traces.length > 0 ? traces : labels),
+      ...prefixRatios(runs.runs, labels, runs.traces),
+    },
   };
   const file = join(cli.outDir, deviceSlug(environment.device), `${cli.scenario}.json`);
   writeJson(file, result);

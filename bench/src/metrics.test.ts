@@ -20,6 +20,7 @@ function record(
     firstTokenS,
     endS: firstTokenS + 0.1,
     outputTokens: 2,
+    cachedTokens: 0,
     tokenCount: "usage",
     status: "ok",
     finishReason: "length",

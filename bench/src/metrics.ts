@@ -20,6 +20,9 @@ export interface RunMetrics {
   outputTokensPerS: number;
   /** prompt + output tokens of ok requests per second */
   totalTokensPerS: number;
+  /** prompt tokens of ok requests, and of those the prefix cache had (usage's cached_tokens) */
+  promptTokens: number;
+  cachedPromptTokens: number;
   /** seconds from scheduled arrival to the first streamed token, ok requests */
   firstTokenS: Distribution;
   /**
@@ -71,6 +74,8 @@ export function summarize(records: readonly RequestRecord[], sloFirstTokenS: num
     requestsPerS: rate(ok.length),
     outputTokensPerS: rate(outputTokens),
     totalTokensPerS: rate(outputTokens + inputTokens),
+    promptTokens: inputTokens,
+    cachedPromptTokens: ok.reduce((sum, r) => sum + (r.cachedTokens ?? 0), 0),
     firstTokenS: distribution(withFirst.map((r) => (r.firstTokenS as number) - r.scheduledS)),
     firstTokenFromSendS: distribution(withFirst.map((r) => (r.firstTokenS as number) - r.sentS)),
     firstUseFirstTokenFromSendS: distribution(

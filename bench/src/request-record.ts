@@ -19,6 +19,8 @@ export interface RequestRecord {
   endS: number;
   /** usage.completion_tokens when the server sends usage, else the number of chunks with a choice */
   outputTokens: number;
+  /** usage.prompt_tokens_details.cached_tokens: prompt tokens the prefix cache had (null: not sent) */
+  cachedTokens: number | null;
   tokenCount: "usage" | "chunks";
   status: RequestStatus;
   finishReason: string | null;

@@ -3,8 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { deviceSlug, gpuName } from "./environment.ts";
-import { computeRatios, type ScenarioResult, updateSummary } from "./results.ts";
-import { run } from "./testing/result-fixtures.ts";
+import {
+  computeRatios,
+  prefixRatios,
+  quantizationOf,
+  type ScenarioResult,
+  updateSummary,
+} from "./results.ts";
+import { metricsWith, run } from "./testing/result-fixtures.ts";
 
 describe("computeRatios", () => {
   it("divides each variant by base on the same point, or on the first when base ran once", () => {
@@ -58,6 +64,33 @@ describe("computeRatios", () => {
   });
 });
 
+describe("prefixRatios", () => {
+  it("compares cache-on with cache-off on each point, and its cached tokens with the ideal", () => {
+    const on = run("cache-on", "saas", 3000);
+    const off = run("cache-off", "saas", 1000);
+    if (on.metrics === null || off.metrics === null) throw new Error("no metrics");
+    on.metrics = {
+      ...on.metrics,
+      cachedPromptTokens: 450,
+      firstTokenS: { ...on.metrics.firstTokenS, p50: 0.2 },
+    };
+    off.metrics = { ...off.metrics, firstTokenS: { ...off.metrics.firstTokenS, p50: 1.5 } };
+    const trace = { requests: 10, promptTokens: 1000, idealCachedTokens: 500, idealShare: 0.5 };
+    const ratios = prefixRatios([on, off], ["saas"], { saas: trace });
+    expect(ratios).toEqual({
+      "hit_vs_ideal@saas": 0.9,
+      "cache-on_vs_cache-off@saas": 3,
+      "cache_cost@saas": -2,
+      "ttft_speedup@saas": expect.closeTo(7.5, 9),
+    });
+    // a failed run gives no ratio; a trace with no reuse no hit ratio
+    const failed = run("cache-off", "zero-hit", null);
+    const zero = { ...trace, idealCachedTokens: 0, idealShare: 0 };
+    const onZero = { ...run("cache-on", "zero-hit", 990), metrics: metricsWith(990) };
+    expect(prefixRatios([onZero, failed], ["zero-hit"], { "zero-hit": zero })).toEqual({});
+  });
+});
+
 describe("summary.json", () => {
   it("merges this scenario's keys under the GPU name and keeps other producers' keys", () => {
     const dir = mkdtempSync(join(tmpdir(), "summary-"));
@@ -68,6 +101,7 @@ describe("summary.json", () => {
       device: "NVIDIA H100 80GB HBM3",
       gitSha: "abc",
       command: "node bench/src/main.ts ablations",
+      runs: [{ serverArgs: ["--max-loras", "1024"] }],
       ratios: { slora_vs_peft: 140, slora_vs_bmm_min: 1.4, "slora_vs_no-unifymem_min": 1.2 },
     } as unknown as ScenarioResult;
     const keys = updateSummary(
@@ -109,6 +143,64 @@ describe("summary.json", () => {
       vs_no_unifymem_min: "abc",
       vs_no_unifymem_pressure: "def",
     });
+  });
+
+  it("takes the prefix scenarios' headline figures under the issue's keys", () => {
+    const dir = mkdtempSync(join(tmpdir(), "summary-"));
+    const path = join(dir, "summary.json");
+    const result = (scenario: string, ratios: Record<string, number>) =>
+      ({
+        scenario,
+        device: "NVIDIA H100 80GB HBM3",
+        gitSha: "abc",
+        command: "c",
+        runs: [],
+        ratios,
+      }) as unknown as ScenarioResult;
+    const write = (scenario: string, ratios: Record<string, number>) =>
+      updateSummary(path, "H100 80GB HBM3", result(scenario, ratios), `x/${scenario}.json`);
+    expect(
+      write("prefix-mooncake", { "hit_vs_ideal@mooncake": 0.95, "ttft_speedup@mooncake": 1.8 }),
+    ).toEqual(["prefix_mooncake_hit_vs_ideal", "prefix_mooncake_ttft_speedup"]);
+    expect(
+      write("prefix-saas", { "cache-on_vs_cache-off@saas": 3.2, "ttft_speedup@saas": 6 }),
+    ).toEqual(["prefix_saas_throughput_vs_off", "prefix_saas_ttft_speedup"]);
+    expect(write("prefix-zero-hit", { "cache_cost@zero-hit": 0.004 })).toEqual([
+      "prefix_zero_hit_cost",
+    ]);
+    expect(JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"]).toMatchObject({
+      prefix_mooncake_hit_vs_ideal: 0.95,
+      prefix_mooncake_ttft_speedup: 1.8,
+      prefix_saas_throughput_vs_off: 3.2,
+      prefix_saas_ttft_speedup: 6,
+      prefix_zero_hit_cost: 0.004,
+    });
+  });
+
+  it("writes a run on an FP8 base under fp8_ keys, beside the bf16 ones", () => {
+    const dir = mkdtempSync(join(tmpdir(), "summary-"));
+    const path = join(dir, "summary.json");
+    writeFileSync(path, JSON.stringify({ "H100 80GB HBM3": { lora2000_vs_base: 0.92 } }));
+    const run = { serverArgs: ["--max-loras", "1024", "--quantization", "fp8"] };
+    const result = {
+      scenario: "ablations",
+      device: "NVIDIA H100 80GB HBM3",
+      gitSha: "abc",
+      command: "node bench/src/main.ts ablations",
+      runs: [run],
+      ratios: { "slora_vs_base@n=2000": 0.95 },
+    } as unknown as ScenarioResult;
+    expect(quantizationOf(result)).toBe("fp8");
+    const keys = updateSummary(path, "H100 80GB HBM3", result, "h100/ablations-fp8.json");
+    expect(keys).toEqual(["fp8_lora2000_vs_base"]);
+    const entry = JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"];
+    expect(entry).toMatchObject({ lora2000_vs_base: 0.92, fp8_lora2000_vs_base: 0.95 });
+    expect(entry.sources.fp8_lora2000_vs_base).toBe("h100/ablations-fp8.json");
+    const bf16 = {
+      ...result,
+      runs: [{ serverArgs: ["--quantization", "fp8", "--quantization", "auto"] }],
+    };
+    expect(quantizationOf(bf16 as unknown as ScenarioResult)).toBe("auto");
   });
 
   it("names result folders and summary keys after the GPU", () => {

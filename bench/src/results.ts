@@ -32,6 +32,15 @@ export interface PeftResult {
   error: string | null;
 }
 
+/** A point's trace, and the prefix reuse an unbounded cache of the engine's blocks would get. */
+export interface TraceStats {
+  requests: number;
+  promptTokens: number;
+  /** prompt tokens a cache keyed like the engine's (adapter, 16-token blocks) could serve */
+  idealCachedTokens: number;
+  idealShare: number;
+}
+
 export interface ScenarioResult extends Environment {
   schema: number;
   scenario: string;
@@ -45,7 +54,9 @@ export interface ScenarioResult extends Environment {
   maxConcurrency: number | null;
   runs: RunResult[];
   peftBaseline: PeftResult | null;
-  /** headline ratios (see computeRatios), output tokens/s over output tokens/s */
+  /** each point's trace (prefix scenarios: its ideal reuse) */
+  traces: Record<string, TraceStats>;
+  /** headline ratios (see computeRatios and prefixRatios) */
   ratios: Record<string, number>;
 }
 
@@ -117,6 +128,39 @@ export function computeRatios(
   return ratios;
 }
 
+/**
+ * Prefix caching, cache-on against cache-off on the same trace:
+ *   `cache-on_vs_cache-off@<point>`  output tokens/s over output tokens/s
+ *   `ttft_speedup@<point>`           cache-off's first-token p50 over cache-on's
+ *   `cache_cost@<point>`             1 − that throughput ratio (the zero-hit trace: what caching costs)
+ *   `hit_vs_ideal@<point>`           prompt tokens cache-on found cached (usage's cached_tokens) over
+ *                                    the trace's ideal (TraceStats.idealCachedTokens)
+ */
+export function prefixRatios(
+  runs: RunResult[],
+  points: string[],
+  traces: Record<string, TraceStats>,
+): Record<string, number> {
+  const ratios: Record<string, number> = {};
+  const metricsOf = (variant: string, point: string) => {
+    const run = runs.find((r) => r.variant === variant && r.point === point);
+    return run?.metrics && run.metrics.ok > 0 ? run.metrics : null;
+  };
+  for (const point of points) {
+    const on = metricsOf("cache-on", point);
+    const off = metricsOf("cache-off", point);
+    const ideal = traces[point]?.idealCachedTokens ?? 0;
+    if (on !== null && ideal > 0) ratios[`hit_vs_ideal@${point}`] = on.cachedPromptTokens / ideal;
+    if (on === null || off === null) continue;
+    const throughput = on.outputTokensPerS / off.outputTokensPerS;
+    ratios[`cache-on_vs_cache-off@${point}`] = throughput;
+    ratios[`cache_cost@${point}`] = 1 - throughput;
+    const [onP50, offP50] = [on.firstTokenS.p50, off.firstTokenS.p50];
+    if (onP50 && offP50) ratios[`ttft_speedup@${point}`] = offP50 / onP50;
+  }
+  return ratios;
+}
+
 export function writeJson(path: string, value: unknown): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
@@ -132,13 +176,30 @@ const SUMMARY_KEYS: Record<string, { scenarios: string[]; ratio: string }> = {
   vs_bmm_min: { scenarios: ["ablations"], ratio: "slora_vs_bmm_min" },
   vs_no_unifymem_min: { scenarios: ["ablations"], ratio: "slora_vs_no-unifymem_min" },
   vs_no_unifymem_pressure: { scenarios: ["pressure"], ratio: "slora_vs_no-unifymem_min" },
+  prefix_mooncake_hit_vs_ideal: { scenarios: ["prefix-mooncake"], ratio: "hit_vs_ideal@mooncake" },
+  prefix_mooncake_ttft_speedup: { scenarios: ["prefix-mooncake"], ratio: "ttft_speedup@mooncake" },
+  prefix_saas_throughput_vs_off: {
+    scenarios: ["prefix-saas"],
+    ratio: "cache-on_vs_cache-off@saas",
+  },
+  prefix_saas_ttft_speedup: { scenarios: ["prefix-saas"], ratio: "ttft_speedup@saas" },
+  prefix_zero_hit_cost: { scenarios: ["prefix-zero-hit"], ratio: "cache_cost@zero-hit" },
 };
+
+/** The backends' `--quantization` (the last one given wins, as in the backend's parser). */
+export function quantizationOf(result: ScenarioResult): string {
+  const args = result.runs[0]?.serverArgs ?? [];
+  const at = args.lastIndexOf("--quantization");
+  return at >= 0 ? (args[at + 1] ?? "auto") : "auto";
+}
 
 /**
  * Merges this result's headline figures into summary.json under the GPU's name,
  * keeping keys other benchmarks wrote (roofline, kernels, cold load, fragmentation).
  * Each key's source file goes to `sources` and the commit it was measured at to
  * `measured_at`: figures of one entry come from different runs and commits.
+ * A run on an FP8 base (`--server-args="--quantization fp8"`) writes its keys with an
+ * `fp8_` prefix (`fp8_lora2000_vs_base`), beside the bf16 ones.
  */
 export function updateSummary(
   summaryPath: string,
@@ -153,9 +214,11 @@ export function updateSummary(
   const sources = (entry.sources ?? {}) as Record<string, string>;
   const measuredAt = (entry.measured_at ?? {}) as Record<string, string | null>;
   const written: string[] = [];
-  for (const [key, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
+  const prefix = quantizationOf(result) === "fp8" ? "fp8_" : "";
+  for (const [name, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
     const value = result.ratios[ratio];
     if (!scenarios.includes(result.scenario) || value === undefined) continue;
+    const key = `${prefix}${name}`;
     entry[key] = value;
     sources[key] = resultFile;
     measuredAt[key] = result.gitSha;

@@ -6,11 +6,14 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { basename, join, relative } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { type Backend, BackendStartError, startBackend } from "./backend-server.ts";
 import { runOpenLoop } from "./client.ts";
 import { summarize } from "./metrics.ts";
-import type { PeftResult, RunResult } from "./results.ts";
+import { mooncakeTrace, readMooncakeRows } from "./mooncake.ts";
+import { idealCachedTokens } from "./prefix-reuse.ts";
+import type { PeftResult, RunResult, TraceStats } from "./results.ts";
+import { saasChatTrace } from "./saas-chat.ts";
 import type { Point, ScenarioPlan } from "./scenarios.ts";
 import { type ServerActivity, scrapeServerCounters, serverActivity } from "./server-counters.ts";
 import { writeTrace } from "./trace-file.ts";
@@ -37,7 +40,12 @@ export interface ScenarioRuns {
   modelPath: string;
   runs: RunResult[];
   peft: PeftResult | null;
+  /** each point's trace: its size and the prefix reuse an unbounded cache would get */
+  traces: Record<string, TraceStats>;
 }
+
+/** The engine's cached block (the server's --prefix-block-size default), for the ideal reuse. */
+export const ENGINE_PREFIX_BLOCK = 16;
 
 export class BenchToolError extends Error {
   override name = "BenchToolError";
@@ -45,16 +53,25 @@ export class BenchToolError extends Error {
 
 export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<ScenarioRuns> {
   const modelPath = prepareModel(plan, ctx);
-  const vocab = readVocabSize(modelPath);
+  const limits = readModelLimits(modelPath);
   const traceDir = join(ctx.workDir, "traces", plan.scenario);
   mkdirSync(traceDir, { recursive: true });
   mkdirSync(join(ctx.workDir, "logs"), { recursive: true });
   const traces = new Map<string, { trace: Trace; file: string }>();
+  const traceStats: Record<string, TraceStats> = {};
   for (const point of plan.points) {
-    const trace = generateTrace({ ...point.spec, promptTokenIds: [3, vocab] });
+    const trace = buildTrace(point, limits, ctx.repoRoot);
     const file = join(traceDir, `${point.label}.jsonl`);
     writeTrace(file, trace);
     traces.set(point.label, { trace, file });
+    const promptTokens = trace.requests.reduce((sum, r) => sum + r.inputLen, 0);
+    const ideal = idealCachedTokens(trace.requests, ENGINE_PREFIX_BLOCK);
+    traceStats[point.label] = {
+      requests: trace.requests.length,
+      promptTokens,
+      idealCachedTokens: ideal,
+      idealShare: promptTokens === 0 ? 0 : ideal / promptTokens,
+    };
   }
   const adapterDir = join(ctx.workDir, "adapters", basename(modelPath));
   prepareAdapters(plan, [...traces.values()], modelPath, adapterDir, ctx);
@@ -118,8 +135,8 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
         };
         // A burst (the PEFT comparison) is measured with its adapters resident, as the
         // PEFT baseline has them loaded: one 1-token request per adapter first.
-        if (point.spec.arrival.kind === "burst" && !variant.baseOnly)
-          await runOpenLoop(warmUpRequests(trace.requests), options);
+        const burst = point.spec.kind === "synthetic" && point.spec.arrival.kind === "burst";
+        if (burst && !variant.baseOnly) await runOpenLoop(warmUpRequests(trace.requests), options);
         const before = await scrapeServerCounters(server.url);
         const records = await runOpenLoop(trace.requests, {
           ...options,
@@ -134,7 +151,8 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
             `(${(metrics.firstTokenFromSendS.p50 ?? Number.NaN).toFixed(3)} s from send, ` +
             `first uses ${(metrics.firstUseFirstTokenFromSendS.p50 ?? Number.NaN).toFixed(3)} s); ` +
             `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
-            adapterTraffic(activity),
+            `${adapterTraffic(activity)}; ${activity.prefillTokens} prefill tokens computed, ` +
+            `${metrics.cachedPromptTokens} of ${metrics.promptTokens} prompt tokens cached`,
         );
         for (const failure of metrics.failures) ctx.log(`  ${failure}`);
         record(point, { metrics, server: activity, error: null });
@@ -144,7 +162,26 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
     }
   }
   const peft = plan.peft === null ? null : runPeft(plan, traces, modelPath, adapterDir, ctx);
-  return { modelPath, runs, peft };
+  return { modelPath, runs, peft, traces: traceStats };
+}
+
+/** A point's trace: synthetic (S-LoRA's), the Mooncake trace scaled, or SaaS chat sessions. */
+export function buildTrace(
+  point: Point,
+  limits: { vocab: number; maxPosition: number },
+  repoRoot: string,
+): Trace {
+  const spec = point.spec;
+  switch (spec.kind) {
+    case "synthetic":
+      return generateTrace({ ...spec, promptTokenIds: [3, limits.vocab] });
+    case "mooncake": {
+      const rows = readMooncakeRows(resolve(repoRoot, spec.path));
+      return mooncakeTrace(rows, spec, limits.vocab, limits.maxPosition);
+    }
+    case "saas":
+      return saasChatTrace(spec, limits.vocab, limits.maxPosition);
+  }
 }
 
 /** One 1-token request per distinct adapter of `requests`, all at once. */
@@ -201,15 +238,21 @@ function prepareModel(plan: ScenarioPlan, ctx: RunContext): string {
   return path;
 }
 
-function readVocabSize(modelPath: string): number {
+function readModelLimits(modelPath: string): { vocab: number; maxPosition: number } {
   const config = JSON.parse(readFileSync(join(modelPath, "config.json"), "utf8"));
   if (!Number.isSafeInteger(config.vocab_size) || config.vocab_size <= 3) {
     throw new BenchToolError(`${modelPath}/config.json: bad vocab_size ${config.vocab_size}`);
   }
-  return config.vocab_size;
+  const maxPosition = config.max_position_embeddings;
+  if (!Number.isSafeInteger(maxPosition) || maxPosition < 2) {
+    throw new BenchToolError(
+      `${modelPath}/config.json: bad max_position_embeddings ${maxPosition}`,
+    );
+  }
+  return { vocab: config.vocab_size, maxPosition };
 }
 
-/** One make_adapters.py call per adapter name prefix, from the trace with the most adapters. */
+/** One make_adapters.py call per adapter name prefix (`adapter-0012`: `adapter-`), from the trace with the most adapters. */
 function prepareAdapters(
   plan: ScenarioPlan,
   traces: { trace: Trace; file: string }[],
@@ -219,7 +262,7 @@ function prepareAdapters(
 ): void {
   const largest = new Map<string, { trace: Trace; file: string }>();
   for (const entry of traces) {
-    const prefix = entry.trace.spec.adapterPrefix;
+    const prefix = entry.trace.adapters[0]?.name.replace(/\d+$/, "") ?? "";
     const best = largest.get(prefix);
     if (
       entry.trace.adapters.length > 0 &&

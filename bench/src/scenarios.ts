@@ -10,12 +10,16 @@
  *                (the paper's "S-LoRA-bmm")
  *   no-unifymem  the same engine with adapters outside the unified pool (the paper's
  *                "S-LoRA-no-unify-mem")
+ *   cache-on     our engine with prefix caching (the default), for the prefix scenarios
+ *   cache-off    the same with --enable-prefix-caching false
  * and `peft` (HF transformers + PEFT, bench/gpu/peft_baseline.py) where a plan asks.
  */
+import { defaultMooncake, type MooncakeSpec } from "./mooncake.ts";
+import { defaultSaas, type SaasSpec } from "./saas-chat.ts";
 import { defaultSpec, type WorkloadSpec } from "./workload.ts";
 
 export interface Variant {
-  name: "base" | "slora" | "bmm" | "no-unifymem";
+  name: "base" | "slora" | "bmm" | "no-unifymem" | "cache-on" | "cache-off";
   /** every request names the base model instead of its adapter */
   baseOnly: boolean;
   /** server flags this variant adds */
@@ -28,7 +32,8 @@ export interface Point {
   label: string;
   /** the swept values, for tables and plots */
   params: Record<string, number>;
-  spec: WorkloadSpec;
+  /** how its trace is made (run-scenario.ts buildTrace) */
+  spec: WorkloadSpec | MooncakeSpec | SaasSpec;
 }
 
 export type ModelSource =
@@ -61,6 +66,12 @@ export interface PlanOptions {
   adapters: number[] | null;
   rates: number[] | null;
   variants: Variant["name"][] | null;
+  /** prefix-mooncake: the Mooncake conversation trace (.jsonl or .jsonl.gz) */
+  mooncakeTrace: string | null;
+  /** prefix-mooncake: its first this many requests */
+  requests: number | null;
+  /** prefix-mooncake: timestamps divided by this */
+  timeScale: number | null;
 }
 
 export const VARIANTS: Record<Variant["name"], Omit<Variant, "points">> = {
@@ -76,6 +87,16 @@ export const VARIANTS: Record<Variant["name"], Omit<Variant, "points">> = {
     baseOnly: false,
     serverArgs: ["--lora-backend", "triton", "--unified-paging", "false"],
   },
+  "cache-on": {
+    name: "cache-on",
+    baseOnly: false,
+    serverArgs: ["--lora-backend", "triton", "--enable-prefix-caching", "true"],
+  },
+  "cache-off": {
+    name: "cache-off",
+    baseOnly: false,
+    serverArgs: ["--lora-backend", "triton", "--enable-prefix-caching", "false"],
+  },
 };
 
 export const SCENARIOS = [
@@ -84,6 +105,10 @@ export const SCENARIOS = [
   "sweep-rate",
   "ablations",
   "pressure",
+  "prefix-mooncake",
+  "prefix-saas",
+  "prefix-zero-hit",
+  "prefix-smoke",
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
@@ -122,6 +147,13 @@ function pick(
   }));
 }
 
+/** The tiny model the CPU scenarios generate (or --model-dir). */
+function cpuModel(o: PlanOptions): ModelSource {
+  return o.modelDir
+    ? { kind: "directory", path: o.modelDir }
+    : { kind: "generated", shape: "tiny" };
+}
+
 function gpuModel(o: PlanOptions): ModelSource {
   return o.modelDir
     ? { kind: "directory", path: o.modelDir }
@@ -143,15 +175,43 @@ const PRESSURE = {
 // 300 s: Node's fetch gives up on a silent connection after 300 s anyway (undici's default).
 const gpuServing = { sloFirstTokenS: 6, requestTimeoutS: 300, distinctAdapterFiles: 4 };
 
+/** The small Mooncake sample committed for the CPU smoke (its first rows, bench/traces/README.md). */
+export const MOONCAKE_SAMPLE = "bench/traces/mooncake-conversation-head.jsonl";
+
+/** Prefix caching on and off, each in a backend of its own. */
+const cacheVariants = (o: PlanOptions) => pick(o.variants, ["cache-on", "cache-off"]);
+
+function mooncakePoint(o: PlanOptions, path: string, over: Partial<MooncakeSpec>): Point {
+  const flags = { requests: o.requests ?? undefined, timeScale: o.timeScale ?? undefined };
+  const spec = { ...defaultMooncake, path, seed: o.seed, ...over, ...given(flags) };
+  return {
+    label: "mooncake",
+    params: { requests: spec.requests, timeScale: spec.timeScale },
+    spec,
+  };
+}
+
+function saasPoint(o: PlanOptions, over: Partial<SaasSpec>): Point {
+  const flags = { sessionRate: o.rate ?? undefined, durationS: o.durationS ?? undefined };
+  const spec = { ...defaultSaas, seed: o.seed, ...over, ...given(flags) };
+  const params = { numAdapters: spec.adapters.count, sessionRate: spec.sessionRate };
+  return { label: "saas", params, spec };
+}
+
+/** The fields of `values` that are set: command-line flags over a scenario's own values. */
+function given<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(values).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}
+
 export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
   switch (name) {
     case "smoke":
       // CPU, tiny model: short enough for the CI suite (< 90 s on 2 cores).
       return {
         scenario: name,
-        model: o.modelDir
-          ? { kind: "directory", path: o.modelDir }
-          : { kind: "generated", shape: "tiny" },
+        model: cpuModel(o),
         points: [
           gammaPoint(
             "n=4",
@@ -300,6 +360,93 @@ export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
         peft: { point: "peft-batch", batch: 32 },
         serverArgs: ["--max-cpu-loras", String(n + 32)],
         ...gpuServing,
+      };
+    }
+    case "prefix-mooncake": {
+      if (o.mooncakeTrace === null) throw new Error("prefix-mooncake needs --mooncake-trace");
+      return {
+        scenario: name,
+        model: gpuModel(o),
+        points: [mooncakePoint(o, o.mooncakeTrace, {})],
+        variants: cacheVariants(o),
+        peft: null,
+        serverArgs: ["--max-cpu-loras", String(defaultMooncake.numAdapters)],
+        ...gpuServing,
+      };
+    }
+    case "prefix-saas":
+      return {
+        scenario: name,
+        model: gpuModel(o),
+        points: [saasPoint(o, {})],
+        variants: cacheVariants(o),
+        peft: null,
+        serverArgs: ["--max-cpu-loras", String(defaultSaas.adapters.count)],
+        ...gpuServing,
+      };
+    case "prefix-zero-hit": {
+      // Unique random prompts (no two share a block): what caching costs when it never hits.
+      const n = o.adapters?.[0] ?? 100;
+      const rate = o.rate ?? 16;
+      return {
+        scenario: name,
+        model: gpuModel(o),
+        points: [
+          gammaPoint(
+            "zero-hit",
+            { numAdapters: n, rate },
+            { seed: o.seed, numAdapters: n, rate, durationS: o.durationS ?? 30 },
+          ),
+        ],
+        variants: cacheVariants(o),
+        peft: null,
+        serverArgs: ["--max-cpu-loras", String(n)],
+        ...gpuServing,
+      };
+    }
+    case "prefix-smoke": {
+      // CPU, tiny model: the three prefix workloads at toy sizes, cache on and off.
+      const tiny = { numAdapters: 4, ranks: [4, 8, 16] };
+      return {
+        scenario: name,
+        model: cpuModel(o),
+        points: [
+          // sessions of 2-3 short turns under a 40-60-token system prompt, every 0.5 s
+          saasPoint(o, {
+            adapters: { ...defaultSaas.adapters, count: 4, ranks: tiny.ranks },
+            sessionRate: 2,
+            durationS: 3,
+            turns: [2, 3],
+            thinkS: [0.2, 0.5],
+            lengths: { system: [40, 60], user: [8, 24], answer: [4, 12] },
+            decodeSPerToken: 0.01,
+          }),
+          mooncakePoint(o, o.mooncakeTrace ?? MOONCAKE_SAMPLE, {
+            ...tiny,
+            requests: 60,
+            lengthDivisor: 32,
+            timeScale: 8,
+          }),
+          gammaPoint(
+            "zero-hit",
+            { numAdapters: 4, rate: 4 },
+            {
+              seed: o.seed,
+              ...tiny,
+              rate: 4,
+              durationS: 2,
+              inputLen: [8, 24],
+              outputLen: [4, 12],
+            },
+          ),
+        ],
+        variants: cacheVariants(o),
+        peft: null,
+        // A pool that holds every block of these traces: the hits are then the ideal's.
+        serverArgs: ["--device", "cpu", "--max-lora-rank", "16", "--num-pages", "65536"],
+        sloFirstTokenS: 5,
+        requestTimeoutS: 60,
+        distinctAdapterFiles: null,
       };
     }
   }

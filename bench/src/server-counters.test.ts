@@ -11,6 +11,10 @@ lorafleet_adapter_loads_total ${loads}
 lorafleet_adapter_op_seconds_sum{op="stage"} ${loads * 0.05}
 lorafleet_adapter_op_seconds_count{op="stage"} ${loads}
 lorafleet_requests_total{finish_reason="length"} 9
+lorafleet_prefix_cache_query_tokens_total ${loads * 100}
+lorafleet_prefix_cache_hit_tokens_total ${loads * 30}
+lorafleet_pool_evictions_total{kind="kv"} ${loads * 2}
+lorafleet_pool_evictions_total{kind="adapter"} 1
 `;
 
 describe("server counters", () => {
@@ -25,6 +29,9 @@ describe("server counters", () => {
       stageSeconds: 0.2,
       loads: 0,
       loadSeconds: 0,
+      prefixQueryTokens: 400,
+      prefixHitTokens: 120,
+      kvEvictions: 8,
     });
   });
 
@@ -39,6 +46,9 @@ describe("server counters", () => {
       preemptions: 0,
       stageMsMean: expect.closeTo(50, 9),
       loadMsMean: null,
+      prefillTokens: 500 - 150,
+      prefixHitTokens: 150,
+      kvEvictions: 10,
     });
     expect(serverActivity(before, before).stepMsMean).toBeNull();
   });

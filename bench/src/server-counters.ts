@@ -15,6 +15,9 @@ const COUNTERS = {
   stageSeconds: 'lorafleet_adapter_op_seconds_sum{op="stage"}',
   loads: 'lorafleet_adapter_op_seconds_count{op="load"}',
   loadSeconds: 'lorafleet_adapter_op_seconds_sum{op="load"}',
+  prefixQueryTokens: "lorafleet_prefix_cache_query_tokens_total",
+  prefixHitTokens: "lorafleet_prefix_cache_hit_tokens_total",
+  kvEvictions: 'lorafleet_pool_evictions_total{kind="kv"}',
 } as const;
 
 export type ServerCounters = Record<keyof typeof COUNTERS, number>;
@@ -29,6 +32,12 @@ export interface ServerActivity {
   /** mean time of an adapter's stage (disk to host tier) and load (host tier to pool), ms */
   stageMsMean: number | null;
   loadMsMean: number | null;
+  /** tokens admissions computed (prompt, and output again after a preemption): what the cache did not serve */
+  prefillTokens: number;
+  /** tokens the prefix cache served, recomputes after preemption included */
+  prefixHitTokens: number;
+  /** cached KV blocks evicted */
+  kvEvictions: number;
 }
 
 /** Reads the counters out of a Prometheus text exposition (a labelled sample by its name and labels as written). */
@@ -63,5 +72,11 @@ export function serverActivity(before: ServerCounters, after: ServerCounters): S
     preemptions: after.preemptions - before.preemptions,
     stageMsMean: meanMs("stages", "stageSeconds"),
     loadMsMean: meanMs("loads", "loadSeconds"),
+    prefillTokens:
+      after.prefixQueryTokens -
+      before.prefixQueryTokens -
+      (after.prefixHitTokens - before.prefixHitTokens),
+    prefixHitTokens: after.prefixHitTokens - before.prefixHitTokens,
+    kvEvictions: after.kvEvictions - before.kvEvictions,
   };
 }

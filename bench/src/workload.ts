@@ -7,7 +7,9 @@
  *   const trace = generateTrace({ ...defaultSpec, numAdapters: 100, numRequests: 500 });
  *   trace.requests[0]; // { id: 0, arrivalS: 0.31, adapter: "adapter-0042", inputLen: 97, ... }
  */
+import type { MooncakeSpec } from "./mooncake.ts";
 import { Prng } from "./prng.ts";
+import type { SaasSpec } from "./saas-chat.ts";
 
 /** Inter-arrival times: Gamma(shape 1/cv², mean 1/rate), or every request at t = 0. */
 export type ArrivalSpec = { kind: "gamma"; rate: number; cv: number } | { kind: "burst" };
@@ -16,6 +18,7 @@ export type ArrivalSpec = { kind: "gamma"; rate: number; cv: number } | { kind: 
 export type AssignmentSpec = { kind: "zipf"; alpha: number } | { kind: "round-robin" };
 
 export interface WorkloadSpec {
+  kind: "synthetic";
   seed: number;
   /** 0 = every request goes to the base model. */
   numAdapters: number;
@@ -52,7 +55,8 @@ export interface TraceRequest {
 }
 
 export interface Trace {
-  spec: WorkloadSpec;
+  /** how it was made (written in the trace file's header) */
+  spec: WorkloadSpec | MooncakeSpec | SaasSpec;
   adapters: TraceAdapter[];
   requests: TraceRequest[];
 }
@@ -63,6 +67,7 @@ export class WorkloadSpecError extends Error {
 
 /** The paper's defaults (Table 3/§7.1) at a size that suits a short run. */
 export const defaultSpec: WorkloadSpec = {
+  kind: "synthetic",
   seed: 0,
   numAdapters: 100,
   ranks: [8, 16, 32, 64],
@@ -121,15 +126,19 @@ function adapterPicker(spec: WorkloadSpec, rng: Prng): (requestId: number) => nu
   const n = spec.numAdapters;
   if (n === 0) return () => null;
   if (spec.assignment.kind === "round-robin") return (id) => id % n;
-  const alpha = spec.assignment.alpha;
-  // P(adapter i) ∝ 1 / (i + 1)^alpha: adapter 0 is the most popular.
+  const cumulative = zipfCumulative(n, spec.assignment.alpha);
+  return () => rng.pickCumulative(cumulative);
+}
+
+/** Cumulative weights of P(i) ∝ 1 / (i + 1)^alpha over n: index 0 is the most popular. */
+export function zipfCumulative(n: number, alpha: number): number[] {
   const cumulative: number[] = [];
   let total = 0;
   for (let i = 0; i < n; i++) {
     total += 1 / (i + 1) ** alpha;
     cumulative.push(total);
   }
-  return () => rng.pickCumulative(cumulative);
+  return cumulative;
 }
 
 function mix(seed: number, stream: number): number {

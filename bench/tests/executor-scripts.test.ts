@@ -1,5 +1,5 @@
 // The GPU scripts that time the executor's own paths (stage_bench.py, cold_load.py,
-// roofline.py, step_profile.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
+// roofline.py, fp8_decode.py, step_profile.py) at --smoke shapes on CPU: they run end to end and write the JSON the GPU
 // run will, with the run's provenance.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -80,6 +80,39 @@ describe("executor timing scripts (--smoke, CPU)", () => {
     expect(json.base_roofline_fraction).toBe(
       Math.min(...runs.map((r) => r.eager.roofline_fraction)),
     );
+  });
+
+  it("fp8_decode.py times FP8 and dense decode side by side, with their bytes", () => {
+    interface Timed {
+      weight_bytes: number;
+      kv_bytes: number;
+      vs_bf16?: number;
+      eager: { tokens_per_s: number };
+      lora?: { vs_base: number };
+    }
+    const json = runScript("fp8_decode.py") as {
+      weight_bytes: { bf16: number; fp8: number };
+      page_bytes: number;
+      runs: { batch: number; bf16: Timed; fp8: Timed }[];
+      fp8_decode_vs_bf16: number;
+      fp8_roofline_fraction: number;
+      fp8_pool_pages_gained: number;
+    };
+    // tiny shape, fp32 on CPU: 2 layers of projections at 4 bytes a weight against 1 and
+    // a float32 scale per output channel (q 64 + k 32 + v 32, o 64, gate_up 320, down 64)
+    const perLayer = 64 * 128 + 64 * 64 + 64 * 320 + 160 * 64;
+    const saved = json.weight_bytes.bf16 - json.weight_bytes.fp8;
+    expect(saved).toBe(2 * (3 * perLayer - 4 * (128 + 64 + 320 + 64)));
+    expect(json.fp8_pool_pages_gained).toBe(Math.floor(saved / json.page_bytes));
+    expect(json.runs.map((r) => r.batch)).toEqual([2, 4]);
+    for (const { bf16, fp8 } of json.runs) {
+      expect(bf16.weight_bytes - fp8.weight_bytes).toBe(saved);
+      expect(fp8.kv_bytes).toBe(bf16.kv_bytes);
+      expect(fp8.vs_bf16).toBeCloseTo(fp8.eager.tokens_per_s / bf16.eager.tokens_per_s, 9);
+      expect(fp8.lora?.vs_base).toBeGreaterThan(0);
+    }
+    expect(json.fp8_decode_vs_bf16).toBe(Math.min(...json.runs.map((r) => r.fp8.vs_bf16 ?? 0)));
+    expect(json.fp8_roofline_fraction).toBeGreaterThan(0);
   });
 
   it("step_profile.py times decode, prefill and mixed steps, base and with adapters", () => {

@@ -21,7 +21,13 @@ export type Env = {
 
 /** Per-request values set by middleware. */
 export type Variables = {
+  /** The client's `x-request-id` (when sane) or a new UUID: a label, echoed and sent on, never a key. */
   requestId: string;
+  /**
+   * The gateway's own id of this request (`req_…`): the key of its usage row and of its
+   * limiter reservation, so no client can choose, reuse or pre-claim it.
+   */
+  requestKey: string;
   startedAt: number;
   /** Milliseconds spent waiting on a backend, subtracted from the gateway's own time. */
   upstreamMs: number;

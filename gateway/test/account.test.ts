@@ -103,7 +103,8 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
       recordUsage(
         env.DB,
         {
-          requestId: unique("seeded"),
+          requestKey: unique("req"),
+          requestId: "seeded",
           tenantId,
           keyId: "key_seeded",
           endpoint: "/v1/chat/completions",

@@ -1,7 +1,7 @@
 import { SELF } from "cloudflare:test";
 import { ChatCompletionRequestSchema } from "@lorafleet/api";
 import { beforeAll, describe, expect, it } from "vitest";
-import { estimateTokens } from "../src/limits/estimate-tokens.ts";
+import { defaultTokenBounds, estimateTokens } from "../src/limits/estimate-tokens.ts";
 import {
   adapterFiles,
   type BaseModelSpec,
@@ -169,6 +169,7 @@ describe("Files and Batches", () => {
     const lines = Array.from({ length: 10 }, (_, i) => line(`m-${i}`, model.name, 1));
     const perLine = estimateTokens(
       ChatCompletionRequestSchema.parse(JSON.parse(defined(lines[0])).body),
+      { ...defaultTokenBounds, contextLength: model.max_position_embeddings },
     ).total;
     const capped = await createTenant({ monthly_token_quota: 5 * perLine });
     const batch = await createBatch(capped.key, lines.join("\n"));
@@ -227,6 +228,11 @@ describe("Files and Batches", () => {
         "Line 1 of the input file: body.stream: streaming is not available in batches",
       ],
       [withBody("m", { model: "" }), "Line 1 of the input file: body.model: Too small"],
+      // issue #20's case: accepted at creation before, then failed line by line
+      [
+        `${good}\n${good.replace('"g"', '"g2"')}\n${withBody("n", { max_tokens: -5, n: 1000 })}`,
+        "Line 3 of the input file: body.n: Too big",
+      ],
     ];
     for (const [jsonl, message] of cases) {
       const file = (await (await uploadFile(tenant.key, jsonl)).json()) as { id: string };

@@ -104,6 +104,38 @@ describe("limits through the gateway, 100 concurrent requests", () => {
   });
 });
 
+describe("reservations that bound the truth", () => {
+  it("refuses at once what a 2,000-token monthly quota cannot hold, however few characters it takes", async () => {
+    // 1,300 x "鑫" is ~3,900 real tokens: the old estimate (JSON characters / 4) reserved 331
+    // and admitted five of these under a 2,000-token quota.
+    const model = await registerBaseModel(tinyModel());
+    const backend = await registerPeerBackend(model.name);
+    const tenant = await createTenant({ monthly_token_quota: 2000 });
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        chat(tenant.key, model.name, {
+          messages: [{ role: "user", content: "鑫".repeat(1300) }],
+          max_tokens: 1,
+        }),
+      ),
+    );
+    for (const response of responses) {
+      expect(response.status).toBe(429);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        "monthly_token_quota",
+      );
+    }
+    expect(await peerRequests(backend)).toHaveLength(0);
+    // what fits is served, and settled with the backend's own count
+    const small = await chat(tenant.key, model.name, { max_tokens: 2 });
+    expect(small.status).toBe(200);
+    await small.text();
+    await eventually(async () =>
+      expect(await limiter(tenant.id).snapshot()).toMatchObject({ monthTokens: 4, open: {} }),
+    );
+  });
+});
+
 describe("limit changes", () => {
   it("skips the Durable Object for an unlimited tenant, and applies new limits at once", async () => {
     await withinOneMinute(async () => {
@@ -126,7 +158,7 @@ describe("limit changes", () => {
 
 describe("TenantLimiter Durable Object, 100 concurrent admissions", () => {
   const request = (i: number, estimatedTokens: number, limits: TenantLimits) => ({
-    requestId: `r${i}`,
+    requestKey: `r${i}`,
     estimatedTokens,
     stream: false,
     limits,
@@ -191,10 +223,10 @@ describe("limit state (pure)", () => {
     const state = emptyLimitState(t0);
     const limits = { ...unlimited, requestsPerMinute: 1, monthlyTokenQuota: 100 };
     expect(
-      admit(state, { requestId: "a", estimatedTokens: 60, stream: false, limits }, t0).ok,
+      admit(state, { requestKey: "a", estimatedTokens: 60, stream: false, limits }, t0).ok,
     ).toBe(true);
     expect(
-      admit(state, { requestId: "b", estimatedTokens: 10, stream: false, limits }, t0 + 1_000),
+      admit(state, { requestKey: "b", estimatedTokens: 10, stream: false, limits }, t0 + 1_000),
     ).toMatchObject({
       ok: false,
       code: "requests_per_minute",
@@ -202,15 +234,15 @@ describe("limit state (pure)", () => {
     });
     const nextMonth = t0 + 30_000;
     expect(
-      admit(state, { requestId: "c", estimatedTokens: 100, stream: false, limits }, nextMonth).ok,
+      admit(state, { requestKey: "c", estimatedTokens: 100, stream: false, limits }, nextMonth).ok,
     ).toBe(true);
   });
 
   it("charges an overrun to the current window but refunds only the window it reserved in", () => {
     const state = emptyLimitState(t0);
     const limits = { ...unlimited, tokensPerMinute: 1000 };
-    admit(state, { requestId: "over", estimatedTokens: 100, stream: false, limits }, t0);
-    admit(state, { requestId: "under", estimatedTokens: 100, stream: false, limits }, t0);
+    admit(state, { requestKey: "over", estimatedTokens: 100, stream: false, limits }, t0);
+    admit(state, { requestKey: "under", estimatedTokens: 100, stream: false, limits }, t0);
     const later = t0 + 40_000; // next minute
     settle(state, "over", 150, later);
     expect(state.minuteTokens).toBe(50);
@@ -219,17 +251,30 @@ describe("limit state (pure)", () => {
     expect(state.open).toEqual({});
   });
 
+  it("admits a key that is still open again without reserving twice (a batch line run again)", () => {
+    const state = emptyLimitState(t0);
+    const limits = { ...unlimited, tokensPerMinute: 1000, concurrentStreams: 1 };
+    const line = { requestKey: "batch_1-0", estimatedTokens: 300, stream: false, limits };
+    expect(admit(state, line, t0).ok).toBe(true);
+    expect(admit(state, line, t0 + 1).ok).toBe(true);
+    expect(state.minuteTokens).toBe(300);
+    expect(state.minuteRequests).toBe(1);
+    expect(settle(state, "batch_1-0", 120, t0 + 2)).toBe(true);
+    expect(state.minuteTokens).toBe(120);
+    expect(settle(state, "batch_1-0", 120, t0 + 3)).toBe(false);
+  });
+
   it("releases a stream slot whose settle never came after the lease", () => {
     const state = emptyLimitState(t0);
     const limits = { ...unlimited, concurrentStreams: 1 };
-    expect(admit(state, { requestId: "s1", estimatedTokens: 1, stream: true, limits }, t0).ok).toBe(
-      true,
-    );
     expect(
-      admit(state, { requestId: "s2", estimatedTokens: 1, stream: true, limits }, t0 + 1).ok,
+      admit(state, { requestKey: "s1", estimatedTokens: 1, stream: true, limits }, t0).ok,
+    ).toBe(true);
+    expect(
+      admit(state, { requestKey: "s2", estimatedTokens: 1, stream: true, limits }, t0 + 1).ok,
     ).toBe(false);
     expect(
-      admit(state, { requestId: "s3", estimatedTokens: 1, stream: true, limits }, t0 + leaseMs).ok,
+      admit(state, { requestKey: "s3", estimatedTokens: 1, stream: true, limits }, t0 + leaseMs).ok,
     ).toBe(true);
   });
 });

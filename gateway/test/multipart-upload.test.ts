@@ -11,6 +11,7 @@ import {
   registerBaseModel,
   registerPeerBackend,
   type Tenant,
+  tinyModel,
   unique,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter, buildSafetensors, loraTensors } from "./helpers/safetensors-builder.ts";
@@ -27,6 +28,7 @@ type ErrorBody = { error: { code: string; message: string } };
 
 /** 8 layers of every projection at rank 16, F32: about 8.9 MB, two parts. */
 const wideModel = (): BaseModelSpec => ({
+  ...tinyModel(),
   name: unique("org/wide"),
   hidden_size: 1024,
   intermediate_size: 2048,

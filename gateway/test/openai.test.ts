@@ -1,6 +1,7 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { backendCredential } from "../src/auth/backend-credential.ts";
+import { heartbeatMs, holdAfterMs } from "../src/proxy/held-answer.ts";
 import { rankBackends } from "../src/routing/rendezvous.ts";
 import {
   adapterFiles,
@@ -12,6 +13,7 @@ import {
   defined,
   eventually,
   peerRequests,
+  peerServedModel,
   peerUrl,
   registerBaseModel,
   registerPeerBackend,
@@ -21,6 +23,7 @@ import {
   upload,
   uploadForm,
   usageRows,
+  waitForUsageRows,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter } from "./helpers/safetensors-builder.ts";
 import { testSecrets } from "./peer/constants.ts";
@@ -85,11 +88,7 @@ describe("chat and completions", () => {
         adapter: null,
       },
     });
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       outcome: "ok",
       status: 200,
@@ -262,11 +261,7 @@ describe("chat and completions", () => {
     });
     expect(notJson.status).toBe(400);
     // only the request that was served is billed
-    const rows = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const rows = await waitForUsageRows(tenant.id, 1);
     expect(rows.map((r) => [r.status, r.outcome])).toEqual([[200, "ok"]]);
   });
 
@@ -310,11 +305,7 @@ describe("streaming", () => {
     );
     // The gateway asked the backend for usage; the client, who did not, sees none of it.
     expect(events.slice(0, -1).filter((e) => "usage" in JSON.parse(e))).toEqual([]);
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "ok", completion_tokens: 5, prompt_tokens: 2 });
   });
 
@@ -336,11 +327,10 @@ describe("streaming", () => {
 
   it("delivers the first event before the backend has finished (no buffering)", async () => {
     const tenant = await createTenant();
-    const {
-      model: slowModel,
-      backends: [slow = ""],
-    } = await fleet(1);
-    await setPeerMode(slow, { mode: "slow", delayMs: 300 });
+    const { model: slowModel } = await peerServedModel({
+      mode: "slow",
+      delayMs: 300,
+    });
     const started = Date.now();
     const res = await chat(tenant.key, slowModel.name, { stream: true, max_tokens: 5 });
     const reader = defined(res.body).getReader();
@@ -354,21 +344,16 @@ describe("streaming", () => {
 
   it("records a client disconnect exactly once and stops the backend stream", async () => {
     const tenant = await createTenant();
-    const {
-      model: slowModel,
-      backends: [slow = ""],
-    } = await fleet(1);
-    await setPeerMode(slow, { mode: "slow", delayMs: 100 });
+    const { model: slowModel, backend: slow } = await peerServedModel({
+      mode: "slow",
+      delayMs: 100,
+    });
     const res = await chat(tenant.key, slowModel.name, { stream: true, max_tokens: 50 });
     const reader = defined(res.body).getReader();
     await reader.read();
     await reader.read();
     await reader.cancel();
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row?.outcome).toBe("client_disconnect");
     expect(row?.completion_tokens).toBeGreaterThanOrEqual(2);
     expect(row?.completion_tokens).toBeLessThan(50);
@@ -379,21 +364,16 @@ describe("streaming", () => {
 
   it("records a client that leaves before a non-streamed answer, once, and aborts the backend call", async () => {
     const tenant = await createTenant({ requests_per_minute: 100 });
-    const {
-      model: slowModel,
-      backends: [slow = ""],
-    } = await fleet(1);
-    await setPeerMode(slow, { mode: "slow", delayMs: 1_000 });
+    const { model: slowModel, backend: slow } = await peerServedModel({
+      mode: "slow",
+      delayMs: 1_000,
+    });
     const leaving = new AbortController();
     const pending = chat(tenant.key, slowModel.name, {}, {}, leaving.signal);
     await eventually(async () => expect(await peerRequests(slow)).toHaveLength(1));
     leaving.abort();
     await expect(pending).rejects.toThrow();
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "client_disconnect", status: 499 });
     await eventually(async () => expect((await peerRequests(slow))[0]?.aborted).toBe(true));
     await new Promise((r) => setTimeout(r, 1_200));
@@ -403,13 +383,86 @@ describe("streaming", () => {
     expect((await chat(tenant.key, slowModel.name)).status).toBe(200);
   });
 
+  it("holds an answer slower than holdAfterMs open with heartbeats, then sends it whole and bills it", async () => {
+    const tenant = await createTenant();
+    const { model: late } = await peerServedModel({
+      mode: "ok",
+      firstByteMs: holdAfterMs + 2 * heartbeatMs,
+    });
+    const started = Date.now();
+    const res = await chat(tenant.key, late.name, { max_tokens: 3 });
+    // answered (200, JSON) before the backend was: the client's connection is in use
+    expect(Date.now() - started).toBeLessThan(holdAfterMs + heartbeatMs);
+    expect([res.status, res.headers.get("content-type")]).toEqual([200, "application/json"]);
+    const text = await res.text();
+    expect(text).toMatch(/^ +\{/);
+    const answer = JSON.parse(text);
+    expect(answer.choices[0].message.content).toBe("tok tok tok");
+    // billed as any answer: the backend's usage, ok
+    const rows = await waitForUsageRows(tenant.id, 1);
+    expect(rows.map((r) => [r.status, r.outcome, r.prompt_tokens, r.completion_tokens])).toEqual([
+      [200, "ok", answer.usage.prompt_tokens, 3],
+    ]);
+
+    // a stream: comments first, then the backend's events
+    const stream = await chat(tenant.key, late.name, { stream: true, max_tokens: 2 });
+    expect(stream.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
+    const body = await stream.text();
+    expect(body.startsWith(": keep-alive\n\n")).toBe(true);
+    expect((await sseEvents(new Response(body))).at(-1)).toBe("[DONE]");
+  });
+
+  it("carries a refusal that comes after the answer was held in its body, billed with the refusal's status", async () => {
+    const tenant = await createTenant();
+    // each on a backend of its own: the first 503 has the gateway avoid its backend a while
+    const lateFleet = async () => {
+      const {
+        model,
+        backends: [backend = ""],
+      } = await fleet(1);
+      await setPeerMode(backend, { mode: "error", firstByteMs: holdAfterMs + heartbeatMs });
+      return model.name;
+    };
+    const res = await chat(tenant.key, await lateFleet());
+    expect(res.status).toBe(200);
+    expect(JSON.parse(await res.text()).error).toMatchObject({ code: "no_backend_available" });
+    const stream = await chat(tenant.key, await lateFleet(), { stream: true });
+    expect(stream.status).toBe(200);
+    const events = await sseEvents(stream);
+    expect(JSON.parse(events.at(-1) ?? "{}").error.code).toBe("no_backend_available");
+    const rows = await waitForUsageRows(tenant.id, 2);
+    expect(rows.map((r) => [r.status, r.outcome])).toEqual([
+      [503, "backend_error"],
+      [503, "backend_error"],
+    ]);
+  });
+
+  it("aborts the backend call when a client leaves a held answer, and bills 499 with no tokens", async () => {
+    const tenant = await createTenant({ concurrent_streams: 1 });
+    const { model: late, backend } = await peerServedModel({ mode: "ok", firstByteMs: 20_000 });
+    for (const stream of [false, true]) {
+      const res = await chat(tenant.key, late.name, { stream });
+      const reader = defined(res.body).getReader();
+      await reader.read(); // the first heartbeat
+      await reader.cancel();
+    }
+    await eventually(async () => {
+      const received = await peerRequests(backend);
+      expect(received.map((r) => r.aborted)).toEqual([true, true]);
+    });
+    const rows = await waitForUsageRows(tenant.id, 2);
+    for (const row of rows)
+      expect(row).toMatchObject({ status: 499, outcome: "client_disconnect", prompt_tokens: 0 });
+    // the stream's slot is free again
+    await setPeerMode(backend, { mode: "ok" });
+    const next = await chat(tenant.key, late.name, { stream: true, max_tokens: 1 });
+    expect(next.status).toBe(200);
+    await next.text();
+  });
+
   it("ends the client's stream with an error event when the backend dies mid-stream, recorded once", async () => {
     const tenant = await createTenant();
-    const {
-      model: cutModel,
-      backends: [cut = ""],
-    } = await fleet(1);
-    await setPeerMode(cut, { mode: "cut" });
+    const { model: cutModel, backend: cut } = await peerServedModel({ mode: "cut" });
     const res = await chat(tenant.key, cutModel.name, { stream: true, max_tokens: 10 });
     expect(res.status).toBe(200);
     const events = await sseEvents(res);
@@ -418,31 +471,21 @@ describe("streaming", () => {
       "tok ",
     ]);
     expect(JSON.parse(events.at(-1) ?? "{}").error.code).toBe("backend_stream_failed");
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({ outcome: "backend_error", completion_tokens: 2, backend_id: cut });
   });
 
   it("records a stream the backend ended with an error event as backend_error, once, though it ended cleanly", async () => {
     const tenant = await createTenant();
-    const {
-      model: failingModel,
-      backends: [failing = ""],
-    } = await fleet(1);
-    await setPeerMode(failing, { mode: "error_event" });
+    const { model: failingModel, backend: failing } = await peerServedModel({
+      mode: "error_event",
+    });
     const res = await chat(tenant.key, failingModel.name, { stream: true, max_tokens: 10 });
     expect(res.status).toBe(200);
     const events = await sseEvents(res);
     expect(events.at(-1)).toBe("[DONE]");
     expect(JSON.parse(events.at(-2) ?? "{}").error.code).toBe("engine_error");
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       outcome: "backend_error",
       status: 200,
@@ -486,11 +529,7 @@ describe("routing and failover", () => {
       const res = await chat(tenant.key, "routed");
       expect(res.status).toBe(200);
       expect(((await res.json()) as { backend: string }).backend).toBe(order[1]);
-      const [row] = await eventually(async () => {
-        const rows = await usageRows(tenant.id);
-        expect(rows).toHaveLength(1);
-        return rows;
-      });
+      const [row] = await waitForUsageRows(tenant.id, 1);
       expect(row).toMatchObject({ outcome: "ok", backend_id: order[1] });
     }
   });
@@ -511,22 +550,18 @@ describe("routing and failover", () => {
     expect(((await back.json()) as { backend: string }).backend).toBe(order[0]);
   });
 
-  it("spreads base-model requests over the backends by request id (no affinity needed)", async () => {
+  it("spreads base-model requests over the backends by the gateway's own request key, even when the client repeats its id", async () => {
     const { model, backends } = await fleet(2);
     const tenant = await createTenant();
-    const routable = backends.map((id) => ({ id, capacity: 32, load: 0 }));
-    const firstChoice = (requestId: string) => rankBackends(requestId, routable)[0]?.id;
-    // Six request ids that rendezvous hashing sends to each backend.
-    const candidates = Array.from({ length: 200 }, (_, i) => `${tenant.id}-spread-${i}`);
-    const ids = backends.flatMap((b) =>
-      candidates.filter((id) => firstChoice(id) === b).slice(0, 6),
-    );
-    expect(ids).toHaveLength(12);
-    for (const id of ids) {
-      expect((await chat(tenant.key, model.name, {}, { "x-request-id": id })).status).toBe(200);
+    for (let i = 0; i < 24; i += 1) {
+      const res = await chat(tenant.key, model.name, {}, { "x-request-id": "always-the-same" });
+      expect(res.status).toBe(200);
+      await res.text();
     }
     const counts = await Promise.all(backends.map(async (b) => (await peerRequests(b)).length));
-    expect(counts).toEqual([6, 6]);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(24);
+    // hashed by a random key per request: all 24 on one backend has probability 2^-23
+    expect(Math.min(...counts)).toBeGreaterThan(0);
   });
 
   it("skips a backend where nothing listens, and answers 503 when no backend is left", async () => {
@@ -547,11 +582,7 @@ describe("routing and failover", () => {
     const up = await chat(tenant.key, model.name);
     expect(up.status).toBe(200);
     expect(((await up.json()) as { backend: string }).backend).toBe(live);
-    const rows = await eventually(async () => {
-      const r = await usageRows(tenant.id);
-      expect(r).toHaveLength(2);
-      return r;
-    });
+    const rows = await waitForUsageRows(tenant.id, 2);
     expect(rows.map((r) => r.outcome).sort()).toEqual(["backend_error", "ok"]);
   });
 
@@ -575,11 +606,7 @@ describe("routing and failover", () => {
     const tenant = await createTenant();
     const res = await chat(tenant.key, model.name);
     expect(res.status).toBe(404);
-    const [row] = await eventually(async () => {
-      const rows = await usageRows(tenant.id);
-      expect(rows).toHaveLength(1);
-      return rows;
-    });
+    const [row] = await waitForUsageRows(tenant.id, 1);
     expect(row).toMatchObject({
       status: 404,
       outcome: "invalid",

@@ -70,6 +70,27 @@ describe.skipIf(!haveFixtures)("gateway contract", () => {
     expect((await post("/v1/completions", body)).status).toBe(200);
   });
 
+  it("answers /health and /ready to anyone (load balancers probe them), /metrics only with the secret", async () => {
+    const get = (path: string, secret: string | null) =>
+      fetch(`${backend.url}${path}`, {
+        headers: secret === null ? {} : { authorization: `Bearer ${secret}` },
+      });
+    const health = await get("/health", null);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: "ok", load: 0, model: "tiny-llama" });
+    expect((await get("/ready", null)).status).toBe(200);
+    for (const secret of [null, "wrong-secret-wrong-secret"]) {
+      const refused = await get("/metrics", secret);
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+        "invalid_api_key",
+      );
+    }
+    const metrics = await get("/metrics", SECRET);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^lorafleet_running_requests 0$/m);
+  });
+
   it("takes the tenant from the lorafleet field", async () => {
     const response = await post("/v1/completions", {
       model: "tiny-llama",

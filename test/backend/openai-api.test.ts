@@ -69,7 +69,7 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     expect(answer.usage?.completion_tokens).toBe(20);
   });
 
-  it("streams the same text as the whole answer, with usage last", async () => {
+  it("streams the same text as the whole answer, with usage last (or in every chunk, when asked)", async () => {
     const params = {
       model: "tiny-llama",
       messages: [{ role: "user" as const, content: "Stream me something" }],
@@ -92,7 +92,29 @@ describe.skipIf(!haveFixtures)("OpenAI API end to end (tiny-llama on CPU)", () =
     }
     expect(text).toBe(whole.choices[0]?.message.content);
     expect(finish).toBe(whole.choices[0]?.finish_reason);
-    expect(usage).toEqual(whole.usage);
+    // The streamed request found the whole one's prompt cached: every full block of 16
+    // tokens of it (at most all but its last token).
+    const promptTokens = whole.usage?.prompt_tokens ?? 0;
+    const cached = Math.min(16 * Math.floor(promptTokens / 16), promptTokens - 1);
+    expect(whole.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+    expect(cached).toBeGreaterThan(0);
+    expect(usage).toEqual({ ...whole.usage, prompt_tokens_details: { cached_tokens: cached } });
+
+    // vLLM's continuous_usage_stats: the usage so far in every chunk, ending at the whole count
+    const counting = await client.chat.completions.create({
+      ...params,
+      stream: true,
+      stream_options: { include_usage: true, continuous_usage_stats: true },
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const counts: number[] = [];
+    for await (const chunk of counting) {
+      expect(chunk.usage?.prompt_tokens).toBe(whole.usage?.prompt_tokens);
+      counts.push(chunk.usage?.completion_tokens ?? -1);
+    }
+    // the opening chunk has none yet; each later one counts its tokens
+    expect(counts[0]).toBe(0);
+    expect(counts).toEqual([...counts].sort((a, b) => a - b));
+    expect(counts.at(-1)).toBe(whole.usage?.completion_tokens);
   });
 
   it("serves an adapter by name, loaded on first use, and lists it", async () => {

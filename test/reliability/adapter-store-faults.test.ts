@@ -191,6 +191,6 @@ describe.skipIf(!haveFixtures)("adapter store faults", () => {
       "adapter_config.json",
       "adapter_model.safetensors",
     ]);
-    await expectIdle(backend.url);
+    await expectIdle(backend.url, 10_000, SECRET);
   });
 });

@@ -62,9 +62,16 @@ export async function expectServes(
   expect(body.usage.completion_tokens).toBeGreaterThan(0);
 }
 
-/** Every sample of /metrics as `name{labels}` -> value. */
-export async function readMetrics(baseUrl: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+/** Every sample of /metrics as `name{labels}` -> value (`secret`: the backend's, when it has one). */
+export async function readMetrics(
+  baseUrl: string,
+  secret: string | null = null,
+): Promise<Map<string, number>> {
+  const headers: Record<string, string> =
+    secret === null ? {} : { authorization: `Bearer ${secret}` };
+  const response = await fetch(`${baseUrl}/metrics`, { headers });
+  const text = await response.text();
+  expect(response.status, text).toBe(200);
   const values = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
@@ -84,11 +91,15 @@ export const IDLE_GAUGES = [
 ] as const;
 
 /** Waits until every idle gauge is 0 and /health's load is 0; fails with the last values. */
-export async function expectIdle(baseUrl: string, withinMs = 10_000): Promise<void> {
+export async function expectIdle(
+  baseUrl: string,
+  withinMs = 10_000,
+  secret: string | null = null,
+): Promise<void> {
   const deadline = Date.now() + withinMs;
   let last: Record<string, number | undefined> = {};
   while (Date.now() < deadline) {
-    const metrics = await readMetrics(baseUrl);
+    const metrics = await readMetrics(baseUrl, secret);
     const health = (await (await fetch(`${baseUrl}/health`)).json()) as { load: number };
     last = Object.fromEntries([
       ...IDLE_GAUGES.map((name) => [name, metrics.get(name)]),

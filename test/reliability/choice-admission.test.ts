@@ -42,6 +42,6 @@ describe.skipIf(!haveFixtures)("multi-choice admission", () => {
     expect(lines.filter((line) => line.status !== 200 && line.status !== 429)).toEqual([]);
     expect(served.length).toBe(72);
     for (const line of served) expect(line.body.choices).toHaveLength(16);
-    await expectIdle(backend.url);
+    await expectIdle(backend.url, 10_000, SECRET);
   });
 });

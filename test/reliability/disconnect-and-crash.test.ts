@@ -21,6 +21,18 @@ const longChat = (i: number) => ({
 describe.skipIf(!haveFixtures)("clients leaving and the executor dying", () => {
   let backend: Backend;
   const chatUrl = () => `${backend.url}/v1/chat/completions`;
+  const aborted = async () =>
+    (await readMetrics(backend.url)).get('lorafleet_requests_total{finish_reason="abort"}') ?? 0;
+  /** A client that gives up on `body` after `ms`; its answer, if one came (null if not). */
+  const leavingAfter = async (ms: number, body: object) => {
+    const response = await fetch(chatUrl(), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(ms),
+    }).catch(() => null);
+    return response?.text().catch(() => null) ?? null;
+  };
 
   beforeAll(async () => {
     backend = await startBackend(["--max-num-seqs", "32"]);
@@ -30,8 +42,7 @@ describe.skipIf(!haveFixtures)("clients leaving and the executor dying", () => {
   });
 
   it("frees every request, KV page and adapter pin when 32 clients leave mid-stream or before it", async () => {
-    const before =
-      (await readMetrics(backend.url)).get('lorafleet_requests_total{finish_reason="abort"}') ?? 0;
+    const before = await aborted();
     // two thirds leave after a few chunks, one third before the first (mid-prefill/queue)
     const outcomes = await Promise.all(
       Array.from({ length: 24 }, (_, i) =>
@@ -43,26 +54,29 @@ describe.skipIf(!haveFixtures)("clients leaving and the executor dying", () => {
       expect(outcome.done).toBe(false);
     }
     // and 8 that give up after 5 to 75 ms: before the headers (queued, in prefill) or just after
-    await Promise.all(
-      Array.from({ length: 8 }, async (_, i) => {
-        const signal = AbortSignal.timeout(5 + i * 10);
-        const response = await fetch(chatUrl(), {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ ...longChat(i), stream: true }),
-          signal,
-        }).catch(() => null);
-        await response?.text().catch(() => "");
-        expect(signal.aborted).toBe(true);
-      }),
+    const gaveUp = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        leavingAfter(5 + i * 10, { ...longChat(i), stream: true }),
+      ),
     );
+    expect(gaveUp).toEqual(Array(8).fill(null));
     await expectIdle(backend.url, 10_000);
-    const after = (await readMetrics(backend.url)).get(
-      'lorafleet_requests_total{finish_reason="abort"}',
-    );
+    const after = await aborted();
     // every admitted one was aborted (one that left before admission never counted)
     expect(after).toBeGreaterThanOrEqual(before + 24);
     expect(after).toBeLessThanOrEqual(before + 32);
+    await expectServes(backend.url, "tiny-r8");
+  });
+
+  it("ends non-streamed requests in the engine when their clients leave mid-generation", async () => {
+    const before = await aborted();
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => leavingAfter(400 + i * 50, longChat(i))),
+    );
+    // none came back: each answer of 400 tokens was cut off by its client
+    expect(answers).toEqual(Array(8).fill(null));
+    await expectIdle(backend.url, 10_000);
+    expect(await aborted()).toBe(before + 8);
     await expectServes(backend.url, "tiny-r8");
   });
 

@@ -6,20 +6,9 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runLoad } from "../../bench/load/load-run.ts";
-import {
-  type Backend,
-  fixturesDir,
-  haveFixtures,
-  startBackend,
-} from "../backend/backend-process.ts";
-import { GatewayAdmin, type Tenant, uploadAdapter } from "../gateway/gateway-admin.ts";
-import {
-  backendSecretFor,
-  freePort,
-  type Gateway,
-  gatewayOrigin,
-  startGateway,
-} from "../gateway/gateway-process.ts";
+import { fixturesDir, haveFixtures } from "../backend/backend-process.ts";
+import { type Tenant, uploadAdapter } from "../gateway/gateway-admin.ts";
+import { type Stack, startStack } from "../gateway/gateway-stack.ts";
 import { expectIdle, expectOpenAIError, post } from "./backend-probe.ts";
 
 const CLIENTS = 200;
@@ -36,41 +25,29 @@ const chat = (extra: object) => ({
 });
 
 describe.skipIf(!haveFixtures)("through the gateway", () => {
-  let gateway: Gateway | undefined;
-  let backend: Backend | undefined;
+  let stack: Stack | undefined;
   const tenants: Tenant[] = [];
 
   beforeAll(async () => {
-    const port = await freePort();
-    [gateway, backend] = await Promise.all([
-      startGateway(SECRET, port),
-      startBackend([
-        "--backend-secret",
-        await backendSecretFor(SECRET, "cpu-0"),
-        "--adapter-url-allow",
-        gatewayOrigin(port),
-        "--max-num-seqs",
-        "256",
-        "--max-model-len",
-        "256",
-      ]),
-    ]);
-    const admin = new GatewayAdmin(gateway.url, gateway.adminToken);
-    await admin.registerBaseModel("tiny-llama", join(fixturesDir, "../fixtures/tiny-llama"));
-    await admin.registerBackend("cpu-0", backend.url, "tiny-llama");
+    stack = await startStack(SECRET, ["--max-num-seqs", "256", "--max-model-len", "256"]);
     for (let t = 0; t < TENANTS; t++) {
-      const tenant = await admin.createTenant(`load-${t}`);
+      const tenant = await stack.admin.createTenant(`load-${t}`);
       for (const name of ADAPTERS)
-        await uploadAdapter(gateway.url, tenant.key, name, join(fixturesDir, "adapters", name));
+        await uploadAdapter(
+          stack.gateway.url,
+          tenant.key,
+          name,
+          join(fixturesDir, "adapters", name),
+        );
       tenants.push(tenant);
     }
   });
   afterAll(async () => {
-    await Promise.all([gateway?.stop(), backend?.stop()]);
+    await stack?.stop();
   });
 
   const asTenant = (t: number, body: unknown, path = "/v1/chat/completions") =>
-    post(`${gateway?.url}${path}`, body, { authorization: `Bearer ${tenants[t]?.key}` });
+    post(`${stack?.gateway.url}${path}`, body, { authorization: `Bearer ${tenants[t]?.key}` });
   const expectServed = async () => {
     const response = await asTenant(0, chat({ model: "tiny-r8" }));
     expect(response.status, await response.clone().text()).toBe(200);
@@ -135,19 +112,19 @@ describe.skipIf(!haveFixtures)("through the gateway", () => {
   });
 
   it("refuses a 20 MB body at the edge with 413; the backend never sees it", async () => {
-    const before = backend?.logs().length ?? 0;
+    const before = stack?.backend.logs().length ?? 0;
     const response = await asTenant(
       0,
       chat({ messages: [{ role: "user", content: "x".repeat(20_000_000) }] }),
     );
     await expectOpenAIError(response, 413);
     // refused at the edge: the backend never saw it
-    expect(backend?.logs().slice(before)).not.toContain('"status":413');
+    expect(stack?.backend.logs().slice(before)).not.toContain('"status":413');
   });
 
   it("no 5xx, every stream complete with usage, the backend idle after", async () => {
     // One run per tenant, in parallel: each tenant's clients use its key and adapters.
-    const gatewayUrl = gateway?.url ?? "";
+    const gatewayUrl = stack?.gateway.url ?? "";
     const reports = await Promise.all(
       tenants.map((tenant) =>
         runLoad({
@@ -169,6 +146,6 @@ describe.skipIf(!haveFixtures)("through the gateway", () => {
       expect(report.problems).toEqual([]);
       expect(report.requests.byVerdict).toEqual({ complete: report.requests.total });
     }
-    await expectIdle(backend?.url ?? "");
+    await expectIdle(stack?.backend.url ?? "", 10_000, stack?.backendSecret ?? null);
   });
 });

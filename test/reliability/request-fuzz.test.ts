@@ -5,6 +5,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, haveFixtures, startBackend } from "../backend/backend-process.ts";
+import { fieldBody, mutatedBytes } from "../fuzz/openai-requests.ts";
 import { expectIdle, expectServes, post } from "./backend-probe.ts";
 
 /** Cases run in CI, per property (stated in the README's reliability figures). */
@@ -16,78 +17,7 @@ const ROUTES = [
   "/v1/load_lora_adapter",
   "/v1/unload_lora_adapter",
 ];
-const FIELDS = [
-  "model",
-  "messages",
-  "prompt",
-  "max_tokens",
-  "max_completion_tokens",
-  "n",
-  "temperature",
-  "top_p",
-  "top_k",
-  "min_p",
-  "seed",
-  "presence_penalty",
-  "frequency_penalty",
-  "repetition_penalty",
-  "stop",
-  "stop_token_ids",
-  "stream",
-  "stream_options",
-  "logprobs",
-  "top_logprobs",
-  "ignore_eos",
-  "echo",
-  "best_of",
-  "tools",
-  "response_format",
-  "logit_bias",
-  "lorafleet",
-  "lora_name",
-  "lora_path",
-];
 const MODELS = ["tiny-llama", "tiny-r8", "tiny-r4", "nope", "../tiny-r8", ""];
-
-/** Values that sit near the edges the schema checks. */
-const edgy = fc.oneof(
-  fc.jsonValue({ maxDepth: 3 }),
-  fc.constantFrom(0, -1, 1, 2, 16, 17, 20, 21, 64, 1e9, 2 ** 53, -0.5, 0.5, 1.5, 1e308),
-  // the edges of the float32 / int32 step plan: denormals, int32 wrap
-  fc.constantFrom(5e-324, 1e-46, 1e-39, 2 ** 31 - 1, 2 ** 31, 2 ** 32, -(2 ** 31), 3.4e38, 3.5e38),
-  fc.constantFrom("", "tiny-llama", "tiny-r8", "\u0000", "😀", "a".repeat(300)),
-  fc.array(fc.integer({ min: -5, max: 1000 }), { maxLength: 8 }),
-  fc.array(
-    fc.record({
-      role: fc.constantFrom("user", "system", "bot", 3),
-      content: fc.oneof(
-        fc.string(),
-        fc.constant(null),
-        fc.array(fc.record({ type: fc.constantFrom("text", "image_url"), text: fc.string() }), {
-          maxLength: 2,
-        }),
-      ),
-    }),
-    { maxLength: 3 },
-  ),
-);
-
-/** A body that is valid, then has random fields set to random (often wrong) values. */
-const fieldBody = fc
-  .tuple(
-    fc.constantFrom(...MODELS),
-    fc.dictionary(fc.constantFrom(...FIELDS), edgy, { maxKeys: 5 }),
-    fc.boolean(),
-  )
-  .map(([model, fields, chat]) => ({
-    route: chat ? "/v1/chat/completions" : "/v1/completions",
-    body: JSON.stringify({
-      model,
-      ...(chat ? { messages: [{ role: "user", content: "hi" }] } : { prompt: "hi" }),
-      max_tokens: 4,
-      ...fields,
-    }),
-  }));
 
 describe.skipIf(!haveFixtures)("fuzzed requests never produce a 5xx", () => {
   let backend: Backend;
@@ -126,7 +56,7 @@ describe.skipIf(!haveFixtures)("fuzzed requests never produce a 5xx", () => {
 
   it(`random values under the real field names (${RUNS.fields} cases)`, async () => {
     await fc.assert(
-      fc.asyncProperty(fieldBody, ({ route, body }) => check(route, body)),
+      fc.asyncProperty(fieldBody(MODELS), ({ route, body }) => check(route, body)),
       { numRuns: RUNS.fields },
     );
   });
@@ -139,16 +69,8 @@ describe.skipIf(!haveFixtures)("fuzzed requests never produce a 5xx", () => {
         max_tokens: 3,
       }),
     );
-    const mutation = fc.array(
-      fc.tuple(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 0, max: 255 })),
-      { minLength: 1, maxLength: 4 },
-    );
     await fc.assert(
-      fc.asyncProperty(mutation, (edits) => {
-        const bytes = Uint8Array.from(valid);
-        for (const [at, value] of edits) bytes[at] = value;
-        return check("/v1/chat/completions", bytes);
-      }),
+      fc.asyncProperty(mutatedBytes(valid), (bytes) => check("/v1/chat/completions", bytes)),
       { numRuns: RUNS.bytes },
     );
   });

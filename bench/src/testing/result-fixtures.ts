@@ -13,6 +13,8 @@ export function metricsWith(outputTokensPerS: number, ok = 10): RunMetrics {
     requestsPerS: ok / 10,
     outputTokensPerS,
     totalTokensPerS: outputTokensPerS * 2,
+    promptTokens: 1000,
+    cachedPromptTokens: 0,
     firstTokenS: dist,
     firstTokenFromSendS: dist,
     firstUseFirstTokenFromSendS: dist,

@@ -61,7 +61,10 @@ export async function checkAdapterConfig(
 
 /**
  * Inserts an adapter's row within the tenant's adapter count quota; a taken
- * name is a 409. `weightsSha256` is empty until a multipart upload is checked.
+ * name is a 409, and so is a base model's name, as `name` or as `<tenant>/<name>` (a
+ * model name says one thing: a base model always wins, so that adapter could never be
+ * called). The base model check is part of the insert, so a base model registered at the
+ * same moment cannot slip in between. `weightsSha256` is empty until a multipart upload is checked.
  */
 export async function insertAdapterRow(
   env: Env,
@@ -89,10 +92,12 @@ export async function insertAdapterRow(
       403,
     );
   }
+  const qualified = `${principal.tenantName}/${row.name}`;
   const inserted = await env.DB.prepare(
     `INSERT OR IGNORE INTO adapters (id, tenant_id, name, base_model, status, rank, lora_alpha, target_modules,
        config_bytes, weights_bytes, weights_sha256, config_sha256, upload_id, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+     WHERE NOT EXISTS (SELECT 1 FROM base_models WHERE name IN (?, ?))`,
   )
     .bind(
       row.id,
@@ -109,11 +114,22 @@ export async function insertAdapterRow(
       row.configSha256,
       row.uploadId,
       now,
+      row.name,
+      qualified,
     )
     .run();
-  if (inserted.meta.changes === 0) {
-    throw adapterError("adapter_exists", `An adapter named ${row.name} exists`, 409);
+  if (inserted.meta.changes > 0) return;
+  const base = await env.DB.prepare("SELECT name FROM base_models WHERE name IN (?, ?)")
+    .bind(row.name, qualified)
+    .first<{ name: string }>();
+  if (base !== null) {
+    throw adapterError(
+      "name_is_a_base_model",
+      `An adapter may not be named ${row.name}: ${base.name} is a base model, which ${base.name === row.name ? "that name" : `the model name ${qualified}`} would always call`,
+      409,
+    );
   }
+  throw adapterError("adapter_exists", `An adapter named ${row.name} exists`, 409);
 }
 
 export async function getAdapterRow(env: Env, id: string): Promise<AdapterRow> {

@@ -4,7 +4,10 @@ import type { BatchLine } from "./batch-input.ts";
 /** One line's outcome: a line of the output file (ok) or of the error file. */
 export type LineResult = { ok: boolean; line: string };
 
-/** One line of a batch on its way to a backend; requestId is "<batch id>-<line index>". */
+/**
+ * One line of a batch on its way to a backend; requestId is "<batch id>-<line index>", made
+ * by the gateway, so it is both the line's usage and reservation key and its label.
+ */
 export type Item = { line: BatchLine; index: number; requestId: string; target: ModelTarget };
 
 /** An output-file line (OpenAI's batch output format). */

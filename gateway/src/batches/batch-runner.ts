@@ -131,8 +131,8 @@ export class BatchRunner extends DurableObject<Env> {
     const decisions = await Promise.all(
       items.map((item) =>
         limiter.admit({
-          requestId: item.requestId,
-          estimatedTokens: estimateTokens(item.line.request).total,
+          requestKey: item.requestId,
+          estimatedTokens: estimateTokens(item.line.request, item.target.bounds).total,
           stream: false,
           limits,
         }),
@@ -211,6 +211,7 @@ export class BatchRunner extends DurableObject<Env> {
         await recordUsage(
           this.env.DB,
           {
+            requestKey: item.requestId,
             requestId: item.requestId,
             tenantId: job.tenantId,
             keyId: job.keyId,

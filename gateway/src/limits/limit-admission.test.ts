@@ -39,8 +39,9 @@ describe("limitAdmission", () => {
   });
 
   it("settles the admitted request with the tokens it used, and never a refused one", async () => {
-    const { app, limiter } = limited({ tokensPerMinute: 30 });
-    // the reservation: 11 prompt tokens (estimate) + max_tokens 5 = 16; the answer used 10
+    const { app, limiter } = limited({ tokensPerMinute: 160 });
+    // the reservation: the prompt's bound, 143 ("user" + "hello there": 15 bytes, + 2 x 64
+    // template tokens), + max_tokens 5 = 148; the answer used 10
     expect((await send(app, "/")).status).toBe(200);
     expect(await limiter.snapshot()).toMatchObject({
       minuteRequests: 1,
@@ -48,7 +49,7 @@ describe("limitAdmission", () => {
       open: {},
     });
     expect((await send(app, "/")).status).toBe(200);
-    // 20 used + 16 reserved > 30: refused, and nothing reserved for it
+    // 20 used + 148 reserved > 160: refused, and nothing reserved for it
     expect((await send(app, "/")).status).toBe(429);
     expect(await limiter.snapshot()).toMatchObject({
       minuteRequests: 2,

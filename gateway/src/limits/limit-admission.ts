@@ -25,11 +25,11 @@ function limiterFor(env: Env, tenantId: string) {
  */
 export function limitAdmission() {
   return createMiddleware<UsageEnv>(async function limitAdmission(c, next) {
-    const { principal, requestId } = c.var;
+    const { principal, requestKey } = c.var;
     if (hasLimits(principal.limits)) {
       const { body, estimate } = c.var.inference;
       const admission = await limiterFor(c.env, principal.tenantId).admit({
-        requestId,
+        requestKey,
         estimatedTokens: estimate.total,
         stream: body.stream === true,
         limits: principal.limits,
@@ -41,7 +41,7 @@ export function limitAdmission() {
       }
       c.var.usage.onEnd((tokens) =>
         limiterFor(c.env, principal.tenantId).settle(
-          requestId,
+          requestKey,
           tokens.promptTokens + tokens.completionTokens,
         ),
       );

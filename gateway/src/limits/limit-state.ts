@@ -12,7 +12,7 @@ export type LimitState = {
   minuteTokens: number;
   month: string; // "YYYY-MM", UTC
   monthTokens: number;
-  /** Admitted, not yet settled requests: requestId -> reservation. */
+  /** Admitted, not yet settled requests: the gateway's request key -> reservation. */
   open: Record<string, Reservation>;
 };
 
@@ -26,7 +26,8 @@ export type Reservation = {
 };
 
 export type AdmissionRequest = {
-  requestId: string;
+  /** The gateway's own id of the request (never the client's x-request-id, which anyone may reuse). */
+  requestKey: string;
   estimatedTokens: number;
   stream: boolean;
   limits: TenantLimits;
@@ -57,12 +58,15 @@ export function emptyLimitState(now: number): LimitState {
 }
 
 /**
- * Admits or refuses one request, mutating `state` only when it is admitted.
+ * Admits or refuses one request, mutating `state` only when it is admitted. A key that is
+ * already open was admitted before (a batch line run again after an interrupted alarm):
+ * it is admitted again without reserving twice.
  *
- * @example admit(state, { requestId: "r1", estimatedTokens: 300, stream: false, limits }, Date.now())
+ * @example admit(state, { requestKey: "req_1", estimatedTokens: 300, stream: false, limits }, Date.now())
  */
 export function admit(state: LimitState, request: AdmissionRequest, now: number): Admission {
   roll(state, now);
+  if (Object.hasOwn(state.open, request.requestKey)) return { ok: true };
   const { limits } = request;
   const minuteLeft = Math.max(1, Math.ceil(((state.minute + 1) * 60_000 - now) / 1000));
   if (limits.requestsPerMinute !== null && state.minuteRequests + 1 > limits.requestsPerMinute) {
@@ -78,7 +82,7 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
   ) {
     return refuse(
       "tokens_per_minute",
-      `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request needs about ${request.estimatedTokens})`,
+      `Rate limit reached: ${limits.tokensPerMinute} tokens per minute (this request may use up to ${request.estimatedTokens}: its prompt's bound plus max_tokens per choice, or the model's context when max_tokens is not set)`,
       minuteLeft,
     );
   }
@@ -106,7 +110,7 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
   state.minuteRequests += 1;
   state.minuteTokens += request.estimatedTokens;
   state.monthTokens += request.estimatedTokens;
-  state.open[request.requestId] = {
+  state.open[request.requestKey] = {
     tokens: request.estimatedTokens,
     minute: state.minute,
     month: state.month,
@@ -123,14 +127,14 @@ export function admit(state: LimitState, request: AdmissionRequest, now: number)
  */
 export function settle(
   state: LimitState,
-  requestId: string,
+  requestKey: string,
   actualTokens: number,
   now: number,
 ): boolean {
   roll(state, now);
-  const reservation = state.open[requestId];
-  if (reservation === undefined) return false;
-  delete state.open[requestId];
+  if (!Object.hasOwn(state.open, requestKey)) return false;
+  const reservation = state.open[requestKey] as Reservation;
+  delete state.open[requestKey];
   const difference = actualTokens - reservation.tokens;
   // A refund only applies to the window that was charged; an overrun is
   // charged to the current one, so real usage is never lost.

@@ -34,8 +34,8 @@ export class TenantLimiter extends DurableObject<Env> {
     return result;
   }
 
-  settle(requestId: string, actualTokens: number): boolean {
-    const changed = settle(this.#state, requestId, actualTokens, Date.now());
+  settle(requestKey: string, actualTokens: number): boolean {
+    const changed = settle(this.#state, requestKey, actualTokens, Date.now());
     if (changed) void this.ctx.storage.put(stateKey, this.#state);
     return changed;
   }

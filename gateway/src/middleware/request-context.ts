@@ -1,11 +1,13 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../env.ts";
+import { newId } from "../ids.ts";
 
 const clientIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * Gives every request an id (the client's `x-request-id` when it is sane, else
- * a new UUID), echoed on the response and sent on to the backend, and stamps
+ * Gives every request a label (the client's `x-request-id` when it is sane, else
+ * a new UUID), echoed on the response and sent on to the backend, and a key of the
+ * gateway's own (`requestKey`) that usage and limits are kept by; stamps
  * `x-lorafleet-gateway-ms`: wall time in the gateway minus time spent waiting
  * for a backend's response headers, so the gateway's overhead is measured.
  * For a stream the header is written when the backend's headers arrive.
@@ -15,6 +17,7 @@ export function requestContext(now: () => number = Date.now) {
     const offered = c.req.header("x-request-id");
     const requestId = offered && clientIdPattern.test(offered) ? offered : crypto.randomUUID();
     c.set("requestId", requestId);
+    c.set("requestKey", newId("req_"));
     c.set("startedAt", now());
     c.set("upstreamMs", 0);
     await next();

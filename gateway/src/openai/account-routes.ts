@@ -4,11 +4,13 @@ import type { GatewayState } from "../app.ts";
 import { describeCaller } from "../auth/me.ts";
 import { apiKeyAuth } from "../auth/middleware.ts";
 import type { AppEnv } from "../env.ts";
+import { requestRows } from "../usage/request-rows.ts";
 import { summarizeUsage } from "../usage/summary.ts";
 
 /**
- * GET /v1/models (allowed base models + the tenant's ready adapters), GET /v1/usage
- * and GET /v1/me (any valid key: who it is, its scopes and its tenant's limits).
+ * GET /v1/models (allowed base models + the tenant's ready adapters), GET /v1/usage,
+ * GET /v1/usage/requests/:request_id (the rows of the requests sent with that
+ * x-request-id) and GET /v1/me (any valid key: who it is, its scopes and its tenant's limits).
  */
 export function accountRoutes(state: GatewayState) {
   const app = new Hono<AppEnv>();
@@ -22,6 +24,9 @@ export function accountRoutes(state: GatewayState) {
     )
       .bind(principal.tenantId)
       .all<AdapterRow>();
+    // Each name once, as `model` resolves it: a base model wins over an adapter named like
+    // it (uploads refuse such names now; rows from before may remain).
+    const callable = results.filter((a) => !bases.includes(a.name));
     return c.json({
       object: "list",
       data: [
@@ -33,7 +38,7 @@ export function accountRoutes(state: GatewayState) {
           root: id,
           parent: null,
         })),
-        ...results.map((a) => ({
+        ...callable.map((a) => ({
           id: a.name,
           object: "model",
           created: Math.floor(a.created_at / 1000),
@@ -53,6 +58,13 @@ export function accountRoutes(state: GatewayState) {
         groupBy: c.req.query("group_by"),
       }),
     ),
+  );
+
+  app.get("/usage/requests/:requestId", auth, async (c) =>
+    c.json({
+      object: "list",
+      data: await requestRows(c.env.DB, c.get("principal").tenantId, c.req.param("requestId")),
+    }),
   );
 
   app.get("/me", apiKeyAuth(state.keys, null, state.now), async (c) =>

@@ -48,9 +48,14 @@ describe("inferenceRequest", () => {
         stop: ["END"],
         max_tokens: 4,
       },
-      target: { baseModel: model.name, adapter: null },
-      // [{"role":"user","content":"hi"}] is 32 characters: 8 tokens, + max_tokens
-      estimate: { prompt: 8, total: 12 },
+      target: {
+        baseModel: model.name,
+        bounds: { templateTokensPerMessage: 64, contextLength: model.max_position_embeddings },
+        adapter: null,
+      },
+      // the prompt's bound: "user" and "hi" are 6 UTF-8 bytes, + 64 template tokens for the
+      // message and 64 for the conversation; + max_tokens
+      estimate: { prompt: 134, total: 138 },
       deadlineMs: null,
     });
   });

@@ -67,7 +67,7 @@ export function inferenceRequest(
       json: json as Record<string, unknown>,
       body,
       target,
-      estimate: estimateTokens(body),
+      estimate: estimateTokens(body, target.bounds),
       deadlineMs,
     });
     await next();

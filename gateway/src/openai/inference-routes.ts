@@ -8,6 +8,7 @@ import { ApiError } from "../errors.ts";
 import { limitAdmission } from "../limits/limit-admission.ts";
 import { backendBody } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
+import { heldAnswer, holdAfterMs } from "../proxy/held-answer.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { type UsageEnv, usageMeter } from "../usage/usage-meter.ts";
 import { inferenceRequest } from "./inference-request.ts";
@@ -33,18 +34,62 @@ export function inferenceRoutes(state: GatewayState) {
   return app;
 }
 
+/** Resolves with null after `ms`, unless `settled` settles first (its outcome then wins). */
+async function within<T>(settled: Promise<T>, ms: number): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      settled,
+      new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
- * Sends the request to the backends ranked for its model, with failover, and answers what
- * the first that took it answered: a stream as it comes (metered by `usageMeter`), anything
- * else whole, with its status. The backend is released when the request ends.
+ * Forwards the request and answers what the backend answered; when that takes longer than
+ * `holdAfterMs`, answers 200 at once and holds the answer open with heartbeats until it
+ * comes (`heldAnswer`), so a client that goes away is noticed and the backend call aborted
+ * at any point: before the backend's headers, mid-stream, or while a non-streamed answer is
+ * generated. Whichever way the client is seen to leave (the request's signal, or the
+ * answer's stream cancelled), the backend call is aborted.
  */
 async function forwardInference(c: Context<UsageEnv>, state: GatewayState) {
+  const backendCall = new AbortController();
+  const clientGone = c.req.raw.signal;
+  const leave = () => backendCall.abort(clientGone.reason);
+  if (clientGone.aborted) leave();
+  else clientGone.addEventListener("abort", leave, { once: true });
+  const started = state.now();
+  const answer = answerFromBackend(c, state, backendCall.signal);
+  const early = await within(answer, holdAfterMs);
+  if (early !== null) return early;
+  c.set("upstreamMs", state.now() - started);
+  c.set("held", true);
+  const format = c.var.inference.body.stream === true ? "event-stream" : "json";
+  return heldAnswer(answer, format, (reason) => backendCall.abort(reason));
+}
+
+/**
+ * Sends the request to the backends ranked for its model, with failover, and answers what
+ * the first that took it answered, its body as it comes (metered by `usageMeter`), with its
+ * status. The backend is released when the request ends.
+ */
+async function answerFromBackend(
+  c: Context<UsageEnv>,
+  state: GatewayState,
+  signal: AbortSignal,
+): Promise<Response> {
   const { endpoint, json, target, deadlineMs } = c.var.inference;
-  const { principal, requestId } = c.var;
+  const { principal, requestId, requestKey } = c.var;
   // Adapter requests meet on the adapter's backend; base-model requests need no
-  // affinity (every backend holds the base), so the request id spreads them.
+  // affinity (every backend holds the base), so the gateway's own request key spreads
+  // them (a client's id, which may repeat, would pile its requests onto one backend).
   const ranked = rankBackends(
-    target.adapter?.id ?? requestId,
+    target.adapter?.id ?? requestKey,
     await state.backends.candidates(c.env, target.baseModel),
   );
   const envelope = {
@@ -69,19 +114,22 @@ async function forwardInference(c: Context<UsageEnv>, state: GatewayState) {
       ),
     requestId,
     state.now,
-    c.req.raw.signal,
+    signal,
   );
   if (forwarded === null) {
-    throw new ApiError(
+    const error = new ApiError(
       503,
       "no_backend_available",
       `No backend for ${target.baseModel} answered; try again shortly`,
       { headers: { "retry-after": "1" } },
     );
+    c.set("answerStatus", error.status);
+    throw error;
   }
   const { backend, response } = forwarded;
   c.set("upstreamMs", forwarded.waitedMs);
   c.set("backendId", backend.id);
+  c.set("answerStatus", response.status);
   c.var.usage.onEnd(() => state.backends.end(backend.id));
 
   if (response.ok && c.var.inference.body.stream === true && response.body !== null) {
@@ -95,5 +143,5 @@ async function forwardInference(c: Context<UsageEnv>, state: GatewayState) {
   });
   const retryAfter = response.headers.get("retry-after");
   if (retryAfter !== null) headers.set("retry-after", retryAfter);
-  return new Response(await response.text(), { status: response.status, headers });
+  return new Response(response.body, { status: response.status, headers });
 }

@@ -2,10 +2,18 @@ import type { AdapterMeta, AdapterResolver } from "../adapters/adapter-resolver.
 import type { Principal } from "../auth/principal.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
+import { defaultTokenBounds, type TokenBounds } from "../limits/estimate-tokens.ts";
 import { LruCache } from "../lru.ts";
 import { retryD1 } from "../storage/d1-retry.ts";
 
-export type ModelTarget = { baseModel: string; adapter: AdapterMeta | null };
+/** What a request's `model` names: its base model (with that model's token bounds) and adapter. */
+export type ModelTarget = { baseModel: string; bounds: TokenBounds; adapter: AdapterMeta | null };
+
+type BaseModelRow = {
+  name: string;
+  template_tokens_per_message: number;
+  max_position_embeddings: number;
+};
 
 /**
  * What the OpenAI `model` field names for a tenant: an allowed base model, the
@@ -14,23 +22,39 @@ export type ModelTarget = { baseModel: string; adapter: AdapterMeta | null };
  */
 export class ModelResolver {
   readonly #adapters: AdapterResolver;
-  readonly #baseModels: LruCache<string[]>;
+  readonly #baseModels: LruCache<Map<string, TokenBounds>>;
 
   constructor(adapters: AdapterResolver, now: () => number = Date.now) {
     this.#adapters = adapters;
     this.#baseModels = new LruCache(1, 10_000, now);
   }
 
-  /** Base models this tenant may call: those registered, narrowed by its allow list when it has one. */
-  async baseModels(env: Env, principal: Principal): Promise<string[]> {
+  /** Every registered base model with its token bounds. */
+  async #all(env: Env): Promise<Map<string, TokenBounds>> {
     let all = this.#baseModels.get("all");
     if (all === undefined) {
       const { results } = await retryD1(() =>
-        env.DB.prepare("SELECT name FROM base_models").all<{ name: string }>(),
+        env.DB.prepare(
+          "SELECT name, template_tokens_per_message, max_position_embeddings FROM base_models",
+        ).all<BaseModelRow>(),
       );
-      all = results.map((r) => r.name);
+      all = new Map(
+        results.map((r) => [
+          r.name,
+          {
+            templateTokensPerMessage: r.template_tokens_per_message,
+            contextLength: r.max_position_embeddings,
+          },
+        ]),
+      );
       this.#baseModels.set("all", all);
     }
+    return all;
+  }
+
+  /** Base models this tenant may call: those registered, narrowed by its allow list when it has one. */
+  async baseModels(env: Env, principal: Principal): Promise<string[]> {
+    const all = [...(await this.#all(env)).keys()];
     const allowed = principal.allowedBaseModels;
     return allowed.length === 0 ? all : all.filter((m) => allowed.includes(m));
   }
@@ -41,8 +65,10 @@ export class ModelResolver {
   }
 
   async resolve(env: Env, principal: Principal, model: string): Promise<ModelTarget> {
+    const bases = await this.#all(env);
+    const boundsOf = (name: string) => bases.get(name) ?? defaultTokenBounds;
     if ((await this.baseModels(env, principal)).includes(model))
-      return { baseModel: model, adapter: null };
+      return { baseModel: model, bounds: boundsOf(model), adapter: null };
     const ownPrefix = `${principal.tenantName}/`;
     const name = model.startsWith(ownPrefix) ? model.slice(ownPrefix.length) : model;
     const adapter = name.includes("/")
@@ -58,6 +84,6 @@ export class ModelResolver {
         },
       );
     }
-    return { baseModel: adapter.baseModel, adapter };
+    return { baseModel: adapter.baseModel, bounds: boundsOf(adapter.baseModel), adapter };
   }
 }

@@ -57,7 +57,11 @@ export async function backendBody(
       : {};
   return {
     ...body,
-    ...(stream ? { stream_options: { ...options, include_usage: true } } : {}),
+    // The usage so far in every chunk and at the end, to bill a stream cut short by what it
+    // relayed (meterSse shows the client only what it asked for).
+    ...(stream
+      ? { stream_options: { ...options, include_usage: true, continuous_usage_stats: true } }
+      : {}),
     lorafleet: {
       tenant: request.tenantId,
       request_id: request.requestId,

@@ -1,13 +1,26 @@
+import { type RelayEnd, relayText } from "./relay-text.ts";
+
 /** Token counts from a backend's `usage` object. */
 export type TokenUsage = { promptTokens: number; completionTokens: number };
 
-/** How a proxied stream ended, reported exactly once. */
+/** How a proxied answer (a stream, or a JSON answer held open) ended, reported exactly once. */
 export type StreamEnd = {
+  /** backend_error: the backend's body broke off, or a stream carried an error event */
   outcome: "ok" | "client_disconnect" | "backend_error";
-  /** The backend's final usage event, or null when the stream ended before it. */
+  /**
+   * The usage of the last event that carried one: the backend puts the usage so far in every
+   * chunk (`continuous_usage_stats`, which the gateway asks for), so for a stream cut short
+   * this counts what was relayed; null when no event carried one.
+   */
   usage: TokenUsage | null;
-  /** Events that carried choices; an upper bound on tokens generated (one token per event at most in practice). */
-  contentEvents: number;
+};
+
+/** What the client asked to see of usage in the stream. */
+export type UsageWanted = {
+  /** stream_options.include_usage: the final usage-only chunk, and `usage: null` in the others */
+  final: boolean;
+  /** stream_options.continuous_usage_stats: the usage so far in every chunk */
+  continuous: boolean;
 };
 
 /** An OpenAI-shaped error event (`data: {"error": {...}}`), as gpu-backend sends when generation fails mid-stream. */
@@ -16,8 +29,6 @@ function isErrorEvent(parsed: unknown): boolean {
   return typeof error === "object" && error !== null;
 }
 
-const encoder = new TextEncoder();
-
 export function usageFrom(value: unknown): TokenUsage | null {
   const u = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)
     ?.usage;
@@ -25,46 +36,57 @@ export function usageFrom(value: unknown): TokenUsage | null {
   return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
 }
 
+/** The `usage` of a JSON answer's text; null when it has none, or is cut short or not JSON. */
+export function usageInJson(text: string): TokenUsage | null {
+  try {
+    return usageFrom(JSON.parse(text));
+  } catch {
+    return null;
+  }
+}
+
+/** What a relayed body's end means for the request. */
+export const relayOutcome: Record<RelayEnd, StreamEnd["outcome"]> = {
+  done: "ok",
+  client_disconnect: "client_disconnect",
+  upstream_failed: "backend_error",
+};
+
+/** The event a client gets when the backend failed mid-stream. */
+function streamFailed(error: unknown): string {
+  const body = {
+    error: {
+      message: `The backend failed mid-stream: ${String(error)}`,
+      type: "server_error",
+      param: null,
+      code: "backend_stream_failed",
+    },
+  };
+  return `data: ${JSON.stringify(body)}\n\n`;
+}
+
 /**
- * Passes a backend's SSE stream to the client event by event (each event is
- * sent as soon as its blank line arrives; nothing waits for more), reads the
- * usage event on the way, and calls `onEnd` once however the stream ends:
- * finished, cut by the backend, or cancelled by the client (which also cancels
- * the backend call; seen through `clientGone` or the stream's cancel). The usage-only event is dropped unless the client asked
- * for it with stream_options.include_usage, and so is the `usage: null` field the
- * backend puts in every other chunk once usage is asked for (the gateway always asks,
- * to meter): the client sees what OpenAI would send it. A backend failure mid-stream ends
- * the client's stream with an OpenAI-shaped error event. A stream in which the
- * backend itself sent an error event failed too, however cleanly it ends after
- * (usage chunk, `[DONE]`): it is reported as `backend_error`, not `ok`.
+ * Passes a backend's SSE stream to the client event by event (each event is sent as soon
+ * as its blank line arrives; nothing waits for more), reads the usage on the way, and calls
+ * `onEnd` once however the stream ends: finished, cut by the backend, or cancelled by the
+ * client (which also cancels the backend call). The client sees usage as it asked for it
+ * (`wanted`), as OpenAI would send it: the gateway always asks the backend for the usage in
+ * every chunk and for the usage-only chunk, to meter. A backend failure mid-stream ends the
+ * client's stream with an OpenAI-shaped error event. A stream in which the backend itself
+ * sent an error event failed too, however cleanly it ends after (usage chunk, `[DONE]`): it
+ * is reported as `backend_error`, not `ok`.
  *
- * @example return new Response(meterSse(upstream.body, keepUsage, (end) => record(end), request.signal), { headers })
+ * @example return new Response(meterSse(upstream.body, wanted, (end) => record(end), request.signal), { headers })
  */
 export function meterSse(
   upstream: ReadableStream<Uint8Array>,
-  keepUsageEvent: boolean,
+  wanted: UsageWanted,
   onEnd: (end: StreamEnd) => void,
   clientGone: AbortSignal,
 ): ReadableStream<Uint8Array> {
-  const reader = upstream.getReader();
-  const decoder = new TextDecoder();
   let pending = "";
   let usage: TokenUsage | null = null;
-  let contentEvents = 0;
   let backendFailed = false;
-  let ended = false;
-  const end = (outcome: StreamEnd["outcome"]) => {
-    if (ended) return;
-    ended = true;
-    onEnd({ outcome, usage, contentEvents });
-  };
-
-  // The runtime reports a client disconnect through the request's signal
-  // (compatibility flag enable_request_signal), not always through cancel().
-  clientGone.addEventListener("abort", () => {
-    end("client_disconnect");
-    reader.cancel(clientGone.reason).catch(() => {});
-  });
 
   /** Complete events in `pending`, in order; keeps the unfinished tail. */
   const takeEvents = (): string[] => {
@@ -79,8 +101,8 @@ export function meterSse(
     return events;
   };
 
-  /** Reads what an event says; returns what the client gets of it (null: nothing). */
-  const forward = (event: string): string | null => {
+  /** Reads what an event says; returns what the client gets of it ("" = nothing). */
+  const forward = (event: string): string => {
     const data = event
       .split("\n")
       .filter((line) => line.startsWith("data:"))
@@ -96,58 +118,29 @@ export function meterSse(
     if (isErrorEvent(parsed)) backendFailed = true;
     const eventUsage = usageFrom(parsed);
     if (eventUsage !== null) usage = eventUsage;
-    const hasChoices = Array.isArray(parsed?.choices) && parsed.choices.length > 0;
-    if (hasChoices) contentEvents += 1;
-    if (keepUsageEvent) return event;
-    if (!hasChoices) return eventUsage === null ? event : null;
-    if (parsed === null || !("usage" in parsed)) return event;
+    if (parsed === null || !("usage" in parsed) || wanted.continuous) return event;
+    const hasChoices = Array.isArray(parsed.choices) && parsed.choices.length > 0;
+    // the usage-only chunk: only for a client that asked for it
+    if (!hasChoices && eventUsage !== null) return wanted.final ? event : "";
     const { usage: _, ...withoutUsage } = parsed;
-    return `data: ${JSON.stringify(withoutUsage)}\n\n`;
+    const shown = wanted.final ? { ...withoutUsage, usage: null } : withoutUsage;
+    return `data: ${JSON.stringify(shown)}\n\n`;
   };
 
-  return new ReadableStream<Uint8Array>(
+  return relayText(
+    upstream,
     {
-      async pull(controller) {
-        for (;;) {
-          let chunk: ReadableStreamReadResult<Uint8Array>;
-          try {
-            chunk = await reader.read();
-          } catch (error) {
-            const body = {
-              error: {
-                message: `The backend failed mid-stream: ${String(error)}`,
-                type: "server_error",
-                param: null,
-                code: "backend_stream_failed",
-              },
-            };
-            controller.enqueue(encoder.encode(`data: ${JSON.stringify(body)}\n\n`));
-            controller.close();
-            end("backend_error");
-            return;
-          }
-          if (chunk.done) {
-            pending += decoder.decode();
-            if (pending.trim() !== "") controller.enqueue(encoder.encode(pending));
-            controller.close();
-            end(backendFailed ? "backend_error" : "ok");
-            return;
-          }
-          pending += decoder.decode(chunk.value, { stream: true });
-          const events = takeEvents()
-            .map(forward)
-            .filter((event) => event !== null);
-          if (events.length > 0) {
-            controller.enqueue(encoder.encode(events.join("")));
-            return;
-          }
-        }
+      pass(text) {
+        pending += text;
+        return takeEvents().map(forward).join("");
       },
-      async cancel(reason) {
-        end("client_disconnect");
-        await reader.cancel(reason);
-      },
+      flush: () => pending,
+      failed: streamFailed,
     },
-    { highWaterMark: 0 },
+    (how) => {
+      const outcome = relayOutcome[how];
+      onEnd({ outcome: outcome === "ok" && backendFailed ? "backend_error" : outcome, usage });
+    },
+    clientGone,
   );
 }

@@ -2,6 +2,9 @@ import { retryD1 } from "../storage/d1-retry.ts";
 
 /** One request's usage row; token counts are the backend's own (its `usage` object). */
 export type UsageRecord = {
+  /** The gateway's own id of the request (`requestKey`): the row's key. */
+  requestKey: string;
+  /** The client's `x-request-id` (or the UUID the gateway chose): a label, not unique. */
   requestId: string;
   tenantId: string;
   keyId: string;
@@ -18,19 +21,21 @@ export type UsageRecord = {
 };
 
 /**
- * Writes the row once: request_id is the primary key and a second write for
- * the same request is ignored, so every path that ends a request may call this,
- * and a transient D1 failure is retried without ever counting a request twice.
+ * Writes the row once: the gateway's own request key is the primary key and a second
+ * write for the same request is ignored, so a transient D1 failure (or a batch line run
+ * again) is retried without ever counting a request twice. The client's id is only a
+ * label: requests that reuse one each get their own row.
  */
 export async function recordUsage(db: D1Database, r: UsageRecord, now: number): Promise<void> {
   await retryD1(() =>
     db
       .prepare(
-        `INSERT OR IGNORE INTO usage (request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
+        `INSERT OR IGNORE INTO usage (id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
          prompt_tokens, completion_tokens, status, outcome, latency_ms, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
+        r.requestKey,
         r.requestId,
         r.tenantId,
         r.keyId,

@@ -106,16 +106,49 @@ describe("usageMeter", () => {
     expect(ended).toEqual([{ promptTokens: 7, completionTokens: 3 }]);
   });
 
-  it("bills a stream cut before its usage event by the estimated prompt and the events delivered", async () => {
+  it("bills a stream cut short by the usage so far of the last event relayed, hiding it from a client that did not ask", async () => {
+    // the backend's chunks carry the usage so far (continuous_usage_stats, which the gateway asks for)
+    const soFar = (completion: number) => ({
+      prompt_tokens: 7,
+      completion_tokens: completion,
+      total_tokens: 7 + completion,
+    });
     const { app, tenantId } = metered((c) =>
+      c.body(
+        `data: ${JSON.stringify({ ...chunk("a"), usage: soFar(1) })}\n\ndata: ${JSON.stringify({ ...chunk("b"), usage: soFar(2) })}\n\n`,
+        200,
+        { "content-type": "text/event-stream" },
+      ),
+    );
+    const text = await (await send(app, "/")).text();
+    expect(text).toBe(
+      `data: ${JSON.stringify(chunk("a"))}\n\ndata: ${JSON.stringify(chunk("b"))}\n\n`,
+    );
+    expect(await usageRows(tenantId)).toMatchObject([
+      { outcome: "ok", prompt_tokens: 7, completion_tokens: 2 },
+    ]);
+  });
+
+  it("shows a client that asked for the final usage `usage: null` in the other chunks, and bills nothing for a stream that carried no usage", async () => {
+    const { app, tenantId } = metered((c) =>
+      c.body(`data: ${JSON.stringify({ ...chunk("a"), usage: usage })}\n\n`, 200, {
+        "content-type": "text/event-stream",
+      }),
+    );
+    const asked = await send(app, "/", {
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ stream: true, stream_options: { include_usage: true } }),
+    });
+    expect(await asked.text()).toBe(`data: ${JSON.stringify({ ...chunk("a"), usage: null })}\n\n`);
+    const { app: bare, tenantId: bareTenant } = metered((c) =>
       c.body(`data: ${JSON.stringify(chunk("a"))}\n\n`, 200, {
         "content-type": "text/event-stream",
       }),
     );
-    await send(app, "/");
-    // the prompt estimate of resolvedChat's body: 41 characters of messages / 4
-    expect(await usageRows(tenantId)).toMatchObject([
-      { outcome: "ok", prompt_tokens: 11, completion_tokens: 1 },
+    await send(bare, "/");
+    expect(await usageRows(tenantId)).toMatchObject([{ prompt_tokens: 7, completion_tokens: 3 }]);
+    expect(await usageRows(bareTenant)).toMatchObject([
+      { outcome: "ok", prompt_tokens: 0, completion_tokens: 0 },
     ]);
   });
 

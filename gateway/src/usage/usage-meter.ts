@@ -1,6 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { InferenceEnv } from "../openai/inference-request.ts";
-import { meterSse, type TokenUsage, usageFrom } from "../proxy/metered-stream.ts";
+import { meterJson } from "../proxy/metered-json.ts";
+import { meterSse, type StreamEnd, type TokenUsage, usageInJson } from "../proxy/metered-stream.ts";
 import { recordUsage, type UsageRecord } from "./record.ts";
 
 /** Called once when the request ends, with the tokens it used; a promise it returns is waited for. */
@@ -11,6 +12,13 @@ type UsageVariables = {
   usage: { onEnd(listener: EndListener): void };
   /** The backend that answered, once one has; the usage row names it. */
   backendId: string | null;
+  /**
+   * The status of the backend's answer, once it came: the client's too, except for an
+   * answer held open (200 at once, see held-answer.ts) that came back a refusal.
+   */
+  answerStatus: number | null;
+  /** The answer is held open (200 at once, heartbeats; see held-answer.ts): metered as it streams. */
+  held: boolean;
 };
 export type UsageEnv = InferenceEnv & { Variables: UsageVariables };
 
@@ -24,6 +32,9 @@ function refusalOutcome(status: number): UsageRecord["outcome"] {
   return status >= 500 ? "backend_error" : "invalid";
 }
 
+/** A client that went away: 499, as nginx writes it ("client closed request"). */
+const clientLeft = { status: 499, outcome: "client_disconnect" } as const;
+
 function isEventStream(response: Response): boolean {
   return response.headers.get("content-type")?.startsWith("text/event-stream") ?? false;
 }
@@ -32,19 +43,22 @@ function isEventStream(response: Response): boolean {
  * Meters a resolved inference request (after `inferenceRequest`): exactly one usage row and
  * one log line per request, however it ends, and then the `usage.onEnd` listeners (the
  * limiter's settle, the backend's release) with the tokens it used.
- * - an answer: its `usage`, status and outcome `ok` (or `invalid` for a 4xx the backend gave);
+ * - an answer: metered as it passes to the client (`meterJson`): its `usage`, the backend's
+ *   status and outcome `ok` (or `invalid` for a 4xx the backend gave, `backend_error` for a
+ *   5xx or a body broken off);
  * - an event stream: metered as it passes to the client (`meterSse`): the backend's usage
- *   event, or for a stream cut short the estimated prompt and the content events delivered;
+ *   (for a stream cut short, the usage so far of the last event relayed);
  * - an error thrown after this middleware: the status the client got, outcome
  *   `rate_limited` (429) or `backend_error` (5xx), no tokens;
- * - a client that leaves before the answer: status 499, `client_disconnect`.
+ * - a client that leaves at any point: status 499, `client_disconnect`, with the tokens
+ *   relayed (a stream) or the answer's (a non-streamed answer read whole), else none.
  *
  * @example app.post("/chat/completions", auth, inferenceRequest(...), usageMeter({ now }), handler)
  */
 export function usageMeter(options: { now?: () => number } = {}) {
   const { now = Date.now } = options;
   return createMiddleware<UsageEnv>(async function usageMeter(c, next) {
-    const { endpoint, body, target, estimate } = c.var.inference;
+    const { endpoint, body, target } = c.var.inference;
     const { tenantId, keyId } = c.var.principal;
     const listeners: EndListener[] = [];
     let used: TokenUsage | null = null;
@@ -52,6 +66,7 @@ export function usageMeter(options: { now?: () => number } = {}) {
       if (used !== null) return;
       used = tokens ?? noTokens;
       const record: UsageRecord = {
+        requestKey: c.var.requestKey,
         requestId: c.var.requestId,
         tenantId,
         keyId,
@@ -80,12 +95,13 @@ export function usageMeter(options: { now?: () => number } = {}) {
       },
     });
     c.set("backendId", null);
+    c.set("answerStatus", null);
+    c.set("held", false);
 
     // A client that leaves before an answer: the backend call is aborted (the handler
     // passes this signal on) and the request is billed as such.
     const clientGone = c.req.raw.signal;
-    const onClientGone = () =>
-      end({ backendId: null, status: 499, outcome: "client_disconnect" }, null);
+    const onClientGone = () => end({ backendId: null, ...clientLeft }, null);
     clientGone.addEventListener("abort", onClientGone);
     try {
       await next();
@@ -97,31 +113,38 @@ export function usageMeter(options: { now?: () => number } = {}) {
       end({ backendId: null, status: c.res.status, outcome: refusalOutcome(c.res.status) }, null);
       return;
     }
-    const { status, ok } = c.res;
     const backendId = c.var.backendId;
-    if (ok && c.res.body !== null && isEventStream(c.res)) {
-      const metered = meterSse(
-        c.res.body,
-        body.stream_options?.include_usage === true,
-        (streamEnd) =>
-          end(
-            { backendId, status, outcome: streamEnd.outcome },
-            // Without the backend's usage event (a cut or cancelled stream), prompt tokens
-            // are the estimate and completion tokens the events that carried text.
-            streamEnd.usage ?? {
-              promptTokens: estimate.prompt,
-              completionTokens: streamEnd.contentEvents,
-            },
-          ),
-        clientGone,
-      );
-      c.res = new Response(metered, c.res);
+    // What the backend answered: a held answer (200 at once) may still be refused in-band.
+    const answered = () => c.var.answerStatus ?? c.res.status;
+    const answeredOutcome = (healthy: boolean): UsageRecord["outcome"] =>
+      answered() >= 400 ? refusalOutcome(answered()) : healthy ? "ok" : "backend_error";
+    if (c.res.body === null) {
+      end({ backendId, status: answered(), outcome: answeredOutcome(true) }, null);
       return;
     }
-    const answer: unknown = await c.res
-      .clone()
-      .json()
-      .catch(() => null); // a non-JSON answer has no usage; its status tells what happened
-    end({ backendId, status, outcome: ok ? "ok" : "invalid" }, usageFrom(answer));
+    // An answer relayed as it comes: a stream, or a JSON answer held open.
+    const endRelayed = (relayed: StreamEnd) =>
+      end(
+        relayed.outcome === "client_disconnect"
+          ? { backendId, ...clientLeft }
+          : { backendId, status: answered(), outcome: answeredOutcome(relayed.outcome === "ok") },
+        relayed.usage,
+      );
+    if (c.res.ok && isEventStream(c.res)) {
+      const wanted = {
+        final: body.stream_options?.include_usage === true,
+        continuous: body.stream_options?.continuous_usage_stats === true,
+      };
+      c.res = new Response(meterSse(c.res.body, wanted, endRelayed, clientGone), c.res);
+      return;
+    }
+    if (!c.var.held) {
+      // A whole answer: read at once, so it is billed however the client reads it.
+      const text = await c.res.text();
+      end({ backendId, status: answered(), outcome: answeredOutcome(true) }, usageInJson(text));
+      c.res = new Response(text, c.res);
+      return;
+    }
+    c.res = new Response(meterJson(c.res.body, endRelayed, clientGone), c.res);
   });
 }

@@ -1,4 +1,5 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { expect } from "vitest";
 import { createApp, createGatewayState } from "../../src/app.ts";
 import { testSecrets } from "../peer/constants.ts";
 import type { PeerMode } from "../peer/test-peer.ts";
@@ -14,6 +15,7 @@ export type BaseModelSpec = {
   num_attention_heads: number;
   num_key_value_heads: number;
   max_lora_rank: number;
+  max_position_embeddings: number;
 };
 
 let counter = 0;
@@ -54,6 +56,7 @@ export function tinyModel(name = unique("org/tiny")): BaseModelSpec {
     num_attention_heads: 4,
     num_key_value_heads: 2,
     max_lora_rank: 16,
+    max_position_embeddings: 2048,
   };
 }
 
@@ -226,7 +229,20 @@ export async function registerPeerBackend(
   return id;
 }
 
+/** A base model of its own, served by one fresh peer backend in `mode`. */
+export async function peerServedModel(
+  mode: PeerMode,
+): Promise<{ model: BaseModelSpec; backend: string }> {
+  const model = await registerBaseModel(tinyModel());
+  const backend = await registerPeerBackend(model.name);
+  await setPeerMode(backend, mode);
+  return { model, backend };
+}
+
 export type UsageRow = {
+  /** the gateway's own request key */
+  id: string;
+  /** the client's x-request-id (or the gateway's UUID): a label */
   request_id: string;
   tenant_id: string;
   outcome: string;
@@ -245,6 +261,15 @@ export async function usageRows(tenantId: string): Promise<UsageRow[]> {
     .bind(tenantId)
     .all<UsageRow>();
   return results;
+}
+
+/** The tenant's usage rows once there are exactly `count` (they are written after the response). */
+export async function waitForUsageRows(tenantId: string, count: number): Promise<UsageRow[]> {
+  return eventually(async () => {
+    const rows = await usageRows(tenantId);
+    expect(rows).toHaveLength(count);
+    return rows;
+  });
 }
 
 /** The value, or a thrown error naming what was missing (instead of a `!` assertion). */

@@ -8,7 +8,8 @@ import { createMiddleware } from "hono/factory";
 import { renderError } from "../../src/app.ts";
 import type { Principal, TenantLimits } from "../../src/auth/principal.ts";
 import type { AppEnv } from "../../src/env.ts";
-import { estimateTokens } from "../../src/limits/estimate-tokens.ts";
+import { newId } from "../../src/ids.ts";
+import { defaultTokenBounds, estimateTokens } from "../../src/limits/estimate-tokens.ts";
 import type { InferenceEnv } from "../../src/openai/inference-request.ts";
 import { unique } from "./gateway-client.ts";
 
@@ -33,10 +34,14 @@ export function principalWith(limits: Partial<TenantLimits> = {}): Principal {
   };
 }
 
-/** Sets what `requestContext` and `apiKeyAuth` set: the request id (`x-request-id`), start time, principal. */
+/**
+ * Sets what `requestContext` and `apiKeyAuth` set: the request id (`x-request-id`), the
+ * gateway's own request key, start time, principal.
+ */
 export function authenticatedAs(principal: Principal, startedAt = Date.now()) {
   return createMiddleware<InferenceEnv>(async function authenticatedAs(c, next) {
     c.set("requestId", c.req.header("x-request-id") ?? crypto.randomUUID());
+    c.set("requestKey", newId("req_"));
     c.set("startedAt", startedAt);
     c.set("upstreamMs", 0);
     c.set("principal", principal);
@@ -58,8 +63,8 @@ export function resolvedChat(body: object = {}) {
       endpoint: "/v1/chat/completions",
       json,
       body: parsed,
-      target: { baseModel: "m", adapter: null },
-      estimate: estimateTokens(parsed),
+      target: { baseModel: "m", bounds: defaultTokenBounds, adapter: null },
+      estimate: estimateTokens(parsed, defaultTokenBounds),
       deadlineMs: null,
     });
     await next();

@@ -19,12 +19,14 @@ import { testSecrets } from "./constants.ts";
  * generation fails mid-stream).
  * busy: answer 429 queue_full, as gpu-backend does when its queue is full.
  * slow: stream with `delayMs` between tokens, or answer after `delayMs`.
+ * `firstByteMs` (any mode): wait that long before answering at all (a long queue or prefill).
  * Like a real backend, each virtual backend accepts one secret: the one the gateway
  * derives for its name (= its backend id) at `secretVersion` (default 1).
  */
 export type PeerMode = {
   mode: "ok" | "error" | "busy" | "reset" | "cut" | "error_event" | "slow";
   delayMs?: number;
+  firstByteMs?: number;
   load?: number;
   secretVersion?: number;
 };
@@ -43,7 +45,7 @@ type OpenAiBody = {
   prompt?: string;
   max_tokens?: number;
   stream?: boolean;
-  stream_options?: { include_usage?: boolean };
+  stream_options?: { include_usage?: boolean; continuous_usage_stats?: boolean };
 };
 
 function words(text: string): number {
@@ -134,6 +136,20 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
     const entry: Received = { path, headers: req.headers, body };
     list.push(entry);
     received.set(name, list);
+    if (mode.firstByteMs !== undefined) {
+      // a gateway that gives up meanwhile closes the connection: noticed at once
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, mode.firstByteMs);
+        res.once("close", () => {
+          clearTimeout(timer);
+          done();
+        });
+      });
+      if (res.destroyed || res.socket?.destroyed || req.socket.destroyed) {
+        entry.aborted = true;
+        return;
+      }
+    }
     if (mode.mode === "error") {
       return json(res, 503, { error: { message: "peer told to fail", type: "server_error" } });
     }
@@ -190,8 +206,18 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
         break;
       }
       const choice = chat ? { index: 0, delta: { content: "tok " } } : { index: 0, text: "tok " };
-      // As gpu-backend (and OpenAI) do once usage is asked for: `usage: null` until the end.
-      const pendingUsage = body.stream_options?.include_usage ? { usage: null } : {};
+      // As gpu-backend (and OpenAI) do once usage is asked for: `usage: null` until the end,
+      // or with continuous_usage_stats (vLLM's) the usage so far.
+      const soFar = {
+        ...usage,
+        completion_tokens: i + 1,
+        total_tokens: usage.prompt_tokens + i + 1,
+      };
+      const pendingUsage = body.stream_options?.continuous_usage_stats
+        ? { usage: soFar }
+        : body.stream_options?.include_usage
+          ? { usage: null }
+          : {};
       res.write(
         `data: ${JSON.stringify({ ...base, object, choices: [choice], ...pendingUsage })}\n\n`,
       );

@@ -33,3 +33,10 @@ class PageOutOfRange(ExecutorError):
 
 class CapacityExceeded(ExecutorError):
     code = "capacity"
+
+
+class ModelInvalid(ExecutorError):
+    """The model directory cannot be served: a missing file, an unsupported architecture,
+    config field or tensor; the message names it."""
+
+    code = "bad_message"

@@ -1,8 +1,9 @@
 """The Executor's message handling: ready meta, step plan checks and their named errors,
-per-sequence state across steps, and stats."""
+per-sequence state across steps, a new sequence starting from a cached prefix (PROTOCOL.md
+"Shared pages"), and stats."""
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -141,9 +142,34 @@ def one_seq(**fields):
     return replace(plan(0, [(1, NEW, [5], 0, 0)]), **fields)
 
 
+def with_prefix(step: StepPlan, tokens: list[int], pages: list[int]) -> StepPlan:
+    return replace(
+        step,
+        prefix_token_ids=np.array(tokens, np.int32),
+        prefix_kv_pages=np.array(pages, np.int32),
+    )
+
+
 BAD_PLANS = {
     "unknown seq": (lambda: plan(0, [(9, FLAG_SAMPLE, [5], 3, 0)]), BadMessage, "not live"),
-    "new with cache": (lambda: plan(0, [(1, NEW, [5], 2, 0)]), BadMessage, "num_cached"),
+    "new with cache, no prefix": (lambda: plan(0, [(1, NEW, [5], 2, 0)]), BadMessage, "num_cached"),
+    "prefix for a seq not new": (
+        lambda: with_prefix(
+            plan(0, [(7, FLAG_SAMPLE | FLAG_USE_LAST_SAMPLED, [-1], 2, 110)]), [5], [100, 101]
+        ),
+        BadMessage,
+        "prefix_token_ids",
+    ),
+    "prefix page out of range": (
+        lambda: with_prefix(plan(0, [(1, NEW, [6], 1, 0)]), [5], [100, 400]),
+        PageOutOfRange,
+        "prefix_kv_pages",
+    ),
+    "prefix token out of vocab": (
+        lambda: with_prefix(plan(0, [(1, NEW, [6], 1, 0)]), [512], [100, 101]),
+        BadMessage,
+        "prefix_token_ids",
+    ),
     "token out of vocab": (lambda: plan(0, [(1, NEW, [512], 0, 0)]), BadMessage, "token_ids"),
     "-1 without flag": (lambda: plan(0, [(1, NEW, [-1], 0, 0)]), BadMessage, "token_ids"),
     "last sampled never sampled": (
@@ -262,3 +288,145 @@ def test_penalties_see_the_sequence_history_across_steps(executor):
     )
     assert len(set(penalized.tokens)) == 16  # an output token never comes back
     assert len(set(plain.tokens)) < 16  # ... which greedy alone does not give
+
+
+@dataclass
+class Row:
+    """One seq's part of a step."""
+
+    seq_id: int
+    flags: int
+    tokens: list[int]
+    num_cached: int
+    pages: list[int]  # 2 per token
+    num_prompt: int
+    prefix_tokens: list[int] = field(default_factory=list)
+    prefix_pages: list[int] = field(default_factory=list)
+    adapter_id: int = -1
+
+
+def step_plan(step_id: int, rows: list[Row], penalty: float) -> StepPlan:
+    n = len(rows)
+
+    def per_seq(value, dtype):
+        return np.full(n, value, dtype)
+
+    return StepPlan(
+        step_id=step_id,
+        free_seq_ids=np.zeros(0, np.uint32),
+        seq_ids=np.array([r.seq_id for r in rows], np.uint32),
+        flags=np.array([r.flags for r in rows], np.uint8),
+        num_new_tokens=np.array([len(r.tokens) for r in rows], np.int32),
+        num_cached=np.array([r.num_cached for r in rows], np.int32),
+        num_prompt=np.array([r.num_prompt for r in rows], np.int32),
+        adapter_ids=np.array([r.adapter_id for r in rows], np.int32),
+        temperature=per_seq(0, np.float32),
+        top_p=per_seq(1, np.float32),
+        top_k=per_seq(0, np.int32),
+        min_p=per_seq(0, np.float32),
+        presence_penalty=per_seq(0, np.float32),
+        frequency_penalty=per_seq(penalty / 2, np.float32),
+        repetition_penalty=per_seq(1 + penalty, np.float32),
+        seed=per_seq(-1, np.int64),
+        logprobs=per_seq(0, np.int32),
+        token_ids=np.array([t for r in rows for t in r.tokens], np.int32),
+        kv_pages=np.array([p for r in rows for p in r.pages], np.int32),
+        prefix_token_ids=np.array([t for r in rows for t in r.prefix_tokens], np.int32),
+        prefix_kv_pages=np.array([p for r in rows for p in r.prefix_pages], np.int32),
+    )
+
+
+class Pages:
+    """Hands out fresh page ids, two per token."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self, num_tokens: int) -> list[int]:
+        pages = list(range(self.next, self.next + 2 * num_tokens))
+        self.next += 2 * num_tokens
+        return pages
+
+
+def samples(result) -> dict[int, tuple[int, float]]:
+    """seq id -> (sampled token, its logprob) of a step result."""
+    rows = zip(result.tokens.tolist(), result.logprobs.tolist(), strict=True)
+    return dict(zip(result.seq_ids.tolist(), rows, strict=True))
+
+
+ADAPTER_ID = 3
+
+
+def prefix_executor(**overrides) -> Executor:
+    """The tiny model with tiny-r8 loaded as ADAPTER_ID at the top of the pool."""
+    require_fixture(TINY)
+    config = dict(model_path=str(TINY), dtype="float32", device="cpu", num_pages=1200,
+                  max_num_seqs=8, max_num_batched_tokens=256, max_lora_rank=16,
+                  lora_backend="torch")  # fmt: skip
+    ex = Executor(InitConfig(**{**config, **overrides}))
+    staged = ex.stage_adapter(ADAPTER_ID, str(ROOT / "adapters" / "tiny-r8"))
+    ex.load_adapter(ADAPTER_ID, np.arange(1200 - staged.num_pages, 1200, dtype=np.int32))
+    return ex
+
+
+PROMPT = [5, 9, 17, 3, 44, 120, 7, 7, 300, 12, 98, 6, 51, 33, 200, 11, 8, 90, 4, 61]
+CASES = [
+    (same_step, penalty, adapter_id, num_cached)
+    for same_step in (False, True)
+    for penalty in (0.0, 0.8)
+    for adapter_id in (-1, ADAPTER_ID)
+    for num_cached in (16, len(PROMPT) - 1)
+]
+
+
+def reuse_outcome(executor, same_step, penalty, adapter_id, num_cached, steps=8):
+    """A `writer` computes PROMPT; a `reader` takes its first num_cached tokens' pages and
+    computes the rest; `alone` computes all of it itself. Then both decode `steps` tokens,
+    each step fed the token `alone` sampled (so a bf16 near-tie changes one sample, not
+    every one after it). Returns each one's (token, logprob) per step."""
+    pages = Pages()
+    writer, reader, alone = 1, 2, 3
+    n = len(PROMPT)
+    writer_row = Row(writer, FLAG_NEW | FLAG_SAMPLE, PROMPT, 0, pages.take(n), n,
+                     adapter_id=adapter_id)  # fmt: skip
+    reader_row = Row(
+        reader, FLAG_NEW | FLAG_SAMPLE, PROMPT[num_cached:], num_cached,
+        pages.take(n - num_cached), n, PROMPT[:num_cached],
+        writer_row.pages[: 2 * num_cached], adapter_id,
+    )  # fmt: skip
+    alone_row = Row(alone, FLAG_NEW | FLAG_SAMPLE, PROMPT, 0, pages.take(n), n,
+                    adapter_id=adapter_id)  # fmt: skip
+    if same_step:
+        # The reader comes first in the step: the writer's K/V is still written before
+        # any attention reads it (layer by layer).
+        first = executor.step(step_plan(0, [reader_row, writer_row, alone_row], penalty))
+    else:
+        executor.step(step_plan(0, [writer_row], penalty))
+        first = executor.step(step_plan(1, [reader_row, alone_row], penalty))
+    assert executor.seqs.get(reader).tokens.tolist() == PROMPT
+    outcome = {reader: [samples(first)[reader]], alone: [samples(first)[alone]]}
+    for k in range(steps):
+        token = outcome[alone][-1][0]
+        rows = [Row(s, FLAG_SAMPLE, [token], n + k, pages.take(1), n, adapter_id=adapter_id)
+                for s in (reader, alone)]  # fmt: skip
+        sampled = samples(executor.step(step_plan(10 + k, rows, penalty)))
+        for seq_id in (reader, alone):
+            outcome[seq_id].append(sampled[seq_id])
+    for seq_id in (writer, reader, alone):
+        executor.seqs.free(seq_id)
+    return outcome[reader], outcome[alone]
+
+
+@pytest.fixture(scope="module")
+def with_adapter():
+    return prefix_executor()
+
+
+@pytest.mark.parametrize(("same_step", "penalty", "adapter_id", "num_cached"), CASES)
+def test_a_cached_prefix_yields_what_computing_it_yields(
+    with_adapter, same_step, penalty, adapter_id, num_cached
+):
+    reader, alone = reuse_outcome(with_adapter, same_step, penalty, adapter_id, num_cached)
+    assert [token for token, _ in reader] == [token for token, _ in alone]
+    assert [lp for _, lp in reader] == pytest.approx([lp for _, lp in alone], abs=1e-5)
+    assert len({token for token, _ in alone}) > 1  # the tokens change from step to step

@@ -19,7 +19,7 @@ ERRORS = {"bad_frame": BadFrame, "bad_message": BadMessage}
 
 
 def test_fixtures_are_there():
-    assert len(GOOD) == 14 and len(BAD) == 25
+    assert len(GOOD) == 14 and len(BAD) == 26
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)

@@ -46,12 +46,15 @@ def step_plans(draw):
             ("logprobs", np.int32),
         ]
     }
+    prefix = draw(st.integers(0, 6))
     return StepPlan(
         step_id=draw(u32),
         free_seq_ids=draw(st.integers(0, 4).flatmap(lambda n: arrays(np.uint32, n))),
         num_new_tokens=new,
         token_ids=draw(arrays(np.int32, tokens)),
         kv_pages=draw(arrays(np.int32, 2 * tokens)),
+        prefix_token_ids=draw(arrays(np.int32, prefix)),
+        prefix_kv_pages=draw(arrays(np.int32, 2 * prefix)),
         **per_seq,
     )
 

@@ -17,7 +17,7 @@ function staged(adapterId: number, numPages = 10, hostBytes = 1000): StagedAdapt
 
 /** Refs the adapter and drives it to resident, answering its ops. */
 function makeResident(adapters: AdapterManager, name: string, numPages = 10): number {
-  adapters.ref({ name, path: `/a/${name}` });
+  adapters.ref({ name, path: `/a/${name}`, sha256: "s" });
   expect(adapters.ensure(name, 0, 0)).toBe("pending");
   const id = adapters.idOf(name);
   expect(adapters.onStaged(staged(id, numPages))).toBeNull();
@@ -31,7 +31,7 @@ describe("AdapterManager", () => {
   it("walks unknown -> staging -> staged -> loading -> resident with one op per move", () => {
     const pages = new PageAllocator(100);
     const adapters = new AdapterManager(limits, hostTier, pages);
-    adapters.ref({ name: "a", path: "/a" });
+    adapters.ref({ name: "a", path: "/a", sha256: "s" });
     expect(adapters.ensure("a", 0, 0)).toBe("pending");
     expect(adapters.takeOps()).toEqual([{ kind: "stage", adapterId: 0, name: "a", path: "/a" }]);
     expect(adapters.ensure("a", 0, 0)).toBe("pending"); // still staging: nothing new
@@ -45,7 +45,7 @@ describe("AdapterManager", () => {
     adapters.onLoaded(0);
     expect(adapters.isResident("a")).toBe(true);
     expect(adapters.stats()).toMatchObject({ resident: 1, loads: 1, misses: 1, hits: 0 });
-    adapters.ref({ name: "a", path: "/a" });
+    adapters.ref({ name: "a", path: "/a", sha256: "s" });
     expect(adapters.stats().hits).toBe(1);
   });
 
@@ -75,7 +75,7 @@ describe("AdapterManager", () => {
           const lastStep = new Map<number, number>();
           let sent = 0;
           let completed = -1;
-          for (const name of names) adapters.ref({ name, path: `/${name}` });
+          for (const name of names) adapters.ref({ name, path: `/${name}`, sha256: "s" });
           for (const op of ops) {
             if (op.kind === "pin" || op.kind === "unpin" || op.kind === "use") {
               const name = names[op.adapter] as string;
@@ -130,7 +130,7 @@ describe("AdapterManager", () => {
     makeResident(adapters, "soon");
     makeResident(adapters, "later");
     adapters.admissionPassed(); // their requests had their chance: neither is fresh any more
-    adapters.ref({ name: "next", path: "/next" });
+    adapters.ref({ name: "next", path: "/next", sha256: "s" });
     adapters.setWanted(["soon", "next", "later"]);
     adapters.ensure("next", 1, 0);
     adapters.onStaged(staged(adapters.idOf("next")));
@@ -151,13 +151,13 @@ describe("AdapterManager", () => {
       pages,
     );
     makeResident(adapters, "a");
-    adapters.ref({ name: "b", path: "/b" });
+    adapters.ref({ name: "b", path: "/b", sha256: "s" });
     adapters.ensure("b", 5, 0);
     adapters.onStaged(staged(adapters.idOf("b")));
     adapters.takeOps();
     // 2000 bytes held, a stage reserves the largest (1000): a third would pass 2500. "b" is only staged,
     // so it leaves the host first; resident "a" stays.
-    adapters.ref({ name: "c", path: "/c" });
+    adapters.ref({ name: "c", path: "/c", sha256: "s" });
     adapters.setWanted(["c"]);
     expect(adapters.ensure("c", 0, 0)).toBe("pending");
     expect(adapters.takeOps()).toEqual([
@@ -168,7 +168,7 @@ describe("AdapterManager", () => {
     // A pinned resident adapter never leaves: no room for "d" while "a" is pinned and "c"
     // staging; room may still come with "c" (it holds the largest size until staged)...
     adapters.pin("a");
-    adapters.ref({ name: "d", path: "/d" });
+    adapters.ref({ name: "d", path: "/d", sha256: "s" });
     expect(adapters.ensure("d", 0, 0)).toBe("pending");
     // ...but not once "c" turns out to be that large: requests must finish first.
     adapters.onStaged(staged(adapters.idOf("c")));
@@ -187,8 +187,8 @@ describe("AdapterManager", () => {
       { capacityBytes: 1500, maxAdapterBytes: 1000 },
       pages,
     );
-    adapters.ref({ name: "a", path: "/a" });
-    adapters.ref({ name: "b", path: "/b" });
+    adapters.ref({ name: "a", path: "/a", sha256: "s" });
+    adapters.ref({ name: "b", path: "/b", sha256: "s" });
     expect(adapters.ensure("a", 0, 0)).toBe("pending");
     // No room beside "a"'s reservation; it may shrink once "a" is staged: not blocked.
     expect(adapters.ensure("b", 1, 0)).toBe("pending");
@@ -202,10 +202,10 @@ describe("AdapterManager", () => {
   it("refuses an adapter bigger than the pool and frees pages of a failed load", () => {
     const pages = new PageAllocator(50);
     const adapters = new AdapterManager(limits, hostTier, pages);
-    adapters.ref({ name: "huge", path: "/huge" });
+    adapters.ref({ name: "huge", path: "/huge", sha256: "s" });
     adapters.ensure("huge", 0, 0);
     expect(adapters.onStaged(staged(0, 51))).toMatch(/needs 51 pages; the pool has 50/);
-    adapters.ref({ name: "bad", path: "/bad" });
+    adapters.ref({ name: "bad", path: "/bad", sha256: "s" });
     adapters.ensure("bad", 0, 0);
     adapters.onStaged(staged(1, 20));
     adapters.ensure("bad", 0, 0);

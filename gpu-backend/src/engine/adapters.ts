@@ -2,6 +2,7 @@ import type { StagedAdapter } from "../protocol/messages.ts";
 import type { PageAllocator } from "./allocator.ts";
 import { AdapterInUseError, UnknownAdapterError } from "./errors.ts";
 import type { AdapterRef } from "./request.ts";
+import { UseClock } from "./use-clock.ts";
 
 /** What the executor client carries out for the engine, in order, before the step plan. */
 export type AdapterOp =
@@ -61,6 +62,20 @@ export interface HostTier {
 }
 
 /**
+ * The pool's one eviction policy (eviction.ts) as adapter loads use it: cached KV blocks
+ * beside idle adapters.
+ */
+export interface PoolRoom {
+  /**
+   * Evicts what the policy picks among idle adapters ranked at or after `minRank` that give
+   * way to another adapter and settled cached KV blocks; false when there is none.
+   */
+  evictForAdapter(minRank: number): boolean;
+  /** Pages cached KV blocks could give back: settled (a load may take them) and in all. */
+  reclaimableKv(): { settled: number; all: number };
+}
+
+/**
  * The outcome of trying to get an adapter into the pool now. pending: its stage or load is
  * in flight, or the room it needs comes with stages in flight. blocked: no room until
  * requests finish.
@@ -86,7 +101,9 @@ export class AdapterManager {
   readonly #byName = new Map<string, AdapterEntry>();
   readonly #byId = new Map<number, AdapterEntry>();
   #nextId = 0;
-  #clock = 0;
+  /** shared with the prefix cache, so the eviction policy compares ages of both kinds */
+  readonly #clock: UseClock;
+  readonly #pool: PoolRoom | null;
   #completedStep = -1;
   #ops: AdapterOp[] = [];
   /** the blocked adapter that pinned ones are being drained for (`#drainFor`) */
@@ -95,14 +112,18 @@ export class AdapterManager {
   #seatsFree = true;
   readonly #counts = { loads: 0, evictions: 0, hostDrops: 0, hits: 0, misses: 0 };
 
+  /** `shared`: the use clock and the pool's eviction policy (the engine's); alone, adapters only. */
   constructor(
     limits: { maxLoras: number; maxCpuLoras: number },
     hostTier: HostTier,
     pages: PageAllocator,
+    shared: { clock: UseClock; pool: PoolRoom } | null = null,
   ) {
     this.#limits = limits;
     this.#hostTier = hostTier;
     this.#pages = pages;
+    this.#clock = shared?.clock ?? new UseClock();
+    this.#pool = shared?.pool ?? null;
   }
 
   /** A request naming the adapter arrived; counts a hit when it is resident. */
@@ -142,7 +163,7 @@ export class AdapterManager {
   pin(name: string): void {
     const entry = this.#entry(name);
     entry.pins++;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
   }
 
   unpin(name: string): void {
@@ -155,6 +176,11 @@ export class AdapterManager {
 
   nameOf(adapterId: number): string | null {
     return this.#byId.get(adapterId)?.name ?? null;
+  }
+
+  /** Pool pages the adapter takes, once a stage has told (else null). */
+  stagedPages(name: string): number | null {
+    return this.#byName.get(name)?.staged?.numPages ?? null;
   }
 
   isResident(name: string): boolean {
@@ -171,7 +197,7 @@ export class AdapterManager {
   usedInStep(name: string, stepId: number): void {
     const entry = this.#entry(name);
     entry.lastStep = stepId;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
   }
 
   /** Every step up to `stepId` has completed. */
@@ -257,9 +283,17 @@ export class AdapterManager {
     return pages;
   }
 
-  /** Evicts one idle resident adapter ranked at or after `minRank`; false if there is none. */
-  evictOne(minRank: number): boolean {
-    const victim = this.#idleVictim(minRank, (e) => e.state === "resident");
+  /** The idle resident adapter evictOne(minRank, forLoad) would evict, for the pool's policy to weigh. */
+  idleCandidate(minRank: number, forLoad = false): { lastUse: number } | null {
+    return this.#idleVictim(minRank, (e) => e.state === "resident" && (!forLoad || this.#givesWay(e)));
+  }
+
+  /**
+   * Evicts one idle resident adapter ranked at or after `minRank`; false if there is none.
+   * `forLoad`: the room is for another adapter, which only an adapter that gives way makes.
+   */
+  evictOne(minRank: number, forLoad = false): boolean {
+    const victim = this.idleCandidate(minRank, forLoad) as AdapterEntry | null;
     if (victim === null) return false;
     this.#evictFromPool(victim);
     return true;
@@ -283,7 +317,7 @@ export class AdapterManager {
     entry.state = "staged";
     entry.staged = staged;
     entry.fresh = true;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
     return null;
   }
 
@@ -414,12 +448,17 @@ export class AdapterManager {
     return this.#pagesSuffice(numPages, reservePages, leaving);
   }
 
-  /** Whether a load of `numPages` fits the pool's pages once `leaving` are evicted. */
+  /**
+   * Whether a load of `numPages` fits the pool's pages once `leaving` are evicted, with the
+   * cached KV blocks the pool's policy may evict (settled ones for the load itself; all of
+   * them for the KV room it leaves: the running seqs may evict them).
+   */
   #pagesSuffice(numPages: number, reservePages: number, leaving: readonly AdapterEntry[]): boolean {
     const freed = leaving.reduce((sum, e) => sum + (e.staged?.numPages ?? 0), 0);
-    if (this.#pages.adapterRoom() + freed < numPages) return false;
+    const kv = this.#pool?.reclaimableKv() ?? { settled: 0, all: 0 };
+    if (this.#pages.adapterRoom() + freed + kv.settled < numPages) return false;
     // Only a unified pool's adapter pages come out of what KV could have had.
-    return !this.#pages.unified || this.#pages.kvRoom() + freed - numPages >= reservePages;
+    return !this.#pages.unified || this.#pages.kvRoom() + kv.all + freed - numPages >= reservePages;
   }
 
   /** Idle adapters ranked after `rank` that `eligible` accepts: what bringing in rank r may evict. */
@@ -442,14 +481,6 @@ export class AdapterManager {
     return !entry.fresh && (this.#seatsFree || entry.draining);
   }
 
-  /** Evicts the first idle resident adapter ranked after `rank` that gives way to it. */
-  #evictFor(rank: number): boolean {
-    const victim = this.#idleVictim(rank + 1, (e) => e.state === "resident" && this.#givesWay(e));
-    if (victim === null) return false;
-    this.#evictFromPool(victim);
-    return true;
-  }
-
   #evictFromPool(entry: AdapterEntry): void {
     this.#pages.freeAdapter(entry.id, null);
     entry.state = "staged";
@@ -469,15 +500,23 @@ export class AdapterManager {
     if (!this.#canMakeRoom(staged.numPages, rank, reservePages)) return false;
     let numInPool = this.#numInPool();
     while (numInPool >= this.#limits.maxLoras) {
-      if (!this.#evictFor(rank)) return false;
+      if (!this.evictOne(rank + 1, true)) return false;
       numInPool--;
     }
-    while (!this.#pagesSuffice(staged.numPages, reservePages, [])) {
-      if (!this.#evictFor(rank)) return false;
+    while (!this.#pages.canAllocateAdapter(staged.numPages)) {
+      if (!(this.#pool?.evictForAdapter(rank + 1) ?? this.evictOne(rank + 1, true))) return false;
+    }
+    // Only a unified pool's adapter pages come out of what KV could have had (cached KV
+    // counts: the running seqs may evict it).
+    while (
+      this.#pages.unified &&
+      this.#pages.kvRoom() + (this.#pool?.reclaimableKv().all ?? 0) - staged.numPages < reservePages
+    ) {
+      if (!this.evictOne(rank + 1, true)) return false;
     }
     entry.state = "loading";
     entry.fresh = true;
-    entry.lastUse = ++this.#clock;
+    entry.lastUse = this.#clock.tick();
     const pages = this.#pages.allocateAdapter(entry.id, staged.numPages);
     this.#ops.push({ kind: "load", adapterId: entry.id, pages });
     return true;

@@ -5,6 +5,9 @@ import { PageAllocatorError } from "./errors.ts";
 
 type Op =
   | { kind: "kv"; seq: number; tokens: number }
+  | { kind: "share"; seq: number; from: number; count: number }
+  | { kind: "retain"; seq: number; count: number }
+  | { kind: "unretain"; pick: number; count: number; fenced: boolean }
   | { kind: "freeSeq"; seq: number; fenced: boolean }
   | { kind: "adapter"; adapter: number; pages: number }
   | { kind: "freeAdapter"; adapter: number; fenced: boolean }
@@ -12,6 +15,23 @@ type Op =
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant("kv"), seq: fc.nat(7), tokens: fc.integer({ min: 1, max: 20 }) }),
+  fc.record({
+    kind: fc.constant("share"),
+    seq: fc.nat(7),
+    from: fc.nat(1000),
+    count: fc.integer({ min: 1, max: 12 }),
+  }),
+  fc.record({
+    kind: fc.constant("retain"),
+    seq: fc.nat(7),
+    count: fc.integer({ min: 1, max: 12 }),
+  }),
+  fc.record({
+    kind: fc.constant("unretain"),
+    pick: fc.nat(1000),
+    count: fc.integer({ min: 1, max: 12 }),
+    fenced: fc.boolean(),
+  }),
   fc.record({ kind: fc.constant("freeSeq"), seq: fc.nat(7), fenced: fc.boolean() }),
   fc.record({
     kind: fc.constant("adapter"),
@@ -27,8 +47,35 @@ const sharing: fc.Arbitrary<PoolSharing> = fc.oneof(
   fc.record({ adapterFraction: fc.double({ min: 0.05, max: 0.95, noNaN: true }) }),
 );
 
+/** What the allocator's users know: each seq's page table, the retained pages, adapters. */
+class PoolModel {
+  readonly tables = new Map<number, number[]>();
+  readonly retained = new Set<number>();
+  readonly adapters = new Map<number, number[]>();
+
+  refs(page: number): number {
+    let n = 0;
+    for (const table of this.tables.values()) for (const p of table) if (p === page) n++;
+    return n;
+  }
+
+  /** pages some seq holds */
+  held(): Set<number> {
+    return new Set([...this.tables.values()].flat());
+  }
+
+  /** pages held or cached: what sharing may take */
+  kvPages(): number[] {
+    return [...new Set([...this.held(), ...this.retained])].sort((a, b) => a - b);
+  }
+
+  adapterPages(): Set<number> {
+    return new Set([...this.adapters.values()].flat());
+  }
+}
+
 describe("PageAllocator", () => {
-  it("never double-allocates or leaks over random alloc/free/evict sequences", () => {
+  it("keeps every page in one state, counts and references right, over random operations", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 2, max: 200 }),
@@ -40,18 +87,18 @@ describe("PageAllocator", () => {
           const adapterCap = pages.adapterCapacity;
           if (share === "unified") expect([kvCap, adapterCap]).toEqual([total, total]);
           else expect(kvCap + adapterCap).toBe(total);
-          // The model: who holds each page, as the allocator's users see it.
-          const owner = new Map<number, string>();
-          const adapters = new Set<number>();
+          const model = new PoolModel();
           let step = 0; // steps sent; `stepDone` completes the oldest
           let completed = -1;
+          const fence = (fenced: boolean) => (fenced && step > completed + 1 ? step - 1 : null);
           for (const o of ops) {
             if (o.kind === "kv") {
               const ok = pages.canAllocateKv(o.tokens);
-              // What the model says KV may still take: the whole pool's free pages, or the
-              // KV share's when split (adapter pages never count).
-              const kvHeld = [...owner.values()].filter((w) => w.startsWith("s")).length;
-              const room = share === "unified" ? total - owner.size : kvCap - kvHeld;
+              // What KV may still take: pages neither held, cached nor adapter pages (in a
+              // split pool, of the KV share).
+              const kvTaken = model.kvPages().length;
+              const room =
+                share === "unified" ? total - kvTaken - model.adapterPages().size : kvCap - kvTaken;
               expect(ok).toBe(o.tokens * PAGES_PER_TOKEN <= room);
               if (!ok) {
                 expect(() => pages.allocateKv(o.seq, o.tokens)).toThrow(PageAllocatorError);
@@ -59,48 +106,100 @@ describe("PageAllocator", () => {
               }
               const got = pages.allocateKv(o.seq, o.tokens);
               expect(got.length).toBe(o.tokens * PAGES_PER_TOKEN);
-              for (const p of got) {
-                expect(owner.has(p)).toBe(false);
-                owner.set(p, `s${o.seq}`);
-              }
+              const taken = new Set([...model.kvPages(), ...model.adapterPages()]);
+              for (const p of got) expect(taken.has(p)).toBe(false);
+              model.tables.set(o.seq, [...(model.tables.get(o.seq) ?? []), ...got]);
               step++;
+            } else if (o.kind === "share") {
+              const candidates = model.kvPages();
+              if (candidates.length === 0) {
+                expect(() => pages.shareKv(o.seq, [0])).toThrow(PageAllocatorError);
+                continue;
+              }
+              const start = o.from % candidates.length;
+              const chosen = candidates.slice(start, start + o.count);
+              pages.shareKv(o.seq, chosen);
+              model.tables.set(o.seq, [...(model.tables.get(o.seq) ?? []), ...chosen]);
+            } else if (o.kind === "retain") {
+              const table = model.tables.get(o.seq) ?? [];
+              const chosen = [...new Set(table)].filter((p) => !model.retained.has(p));
+              const some = chosen.slice(0, o.count);
+              pages.retain(some);
+              for (const p of some) model.retained.add(p);
+              // retaining twice, or a page nobody holds, is refused
+              if (some[0] !== undefined) {
+                expect(() => pages.retain([some[0] as number])).toThrow(PageAllocatorError);
+              }
+            } else if (o.kind === "unretain") {
+              const list = [...model.retained].sort((a, b) => a - b);
+              if (list.length === 0) {
+                expect(() => pages.unretain([0], null)).toThrow(PageAllocatorError);
+                continue;
+              }
+              const start = o.pick % list.length;
+              const some = list.slice(start, start + o.count);
+              pages.unretain(some, fence(o.fenced));
+              for (const p of some) model.retained.delete(p);
             } else if (o.kind === "freeSeq") {
-              const table = pages.seqPages(o.seq);
-              for (const p of table) owner.delete(p);
-              pages.freeSeq(o.seq, o.fenced && step > completed + 1 ? step - 1 : null);
+              model.tables.delete(o.seq);
+              pages.freeSeq(o.seq, fence(o.fenced));
               expect(pages.seqPages(o.seq)).toEqual([]);
             } else if (o.kind === "adapter") {
-              if (adapters.has(o.adapter)) {
+              if (model.adapters.has(o.adapter)) {
                 expect(() => pages.allocateAdapter(o.adapter, o.pages)).toThrow(PageAllocatorError);
                 continue;
               }
               if (!pages.canAllocateAdapter(o.pages)) continue;
-              for (const p of pages.allocateAdapter(o.adapter, o.pages)) {
-                expect(owner.has(p)).toBe(false);
-                owner.set(p, `a${o.adapter}`);
-              }
-              adapters.add(o.adapter);
+              const got = [...pages.allocateAdapter(o.adapter, o.pages)];
+              const taken = new Set([...model.kvPages(), ...model.adapterPages()]);
+              for (const p of got) expect(taken.has(p)).toBe(false);
+              model.adapters.set(o.adapter, got);
             } else if (o.kind === "freeAdapter") {
-              if (!adapters.has(o.adapter)) {
+              if (!model.adapters.has(o.adapter)) {
                 expect(() => pages.freeAdapter(o.adapter, null)).toThrow(PageAllocatorError);
                 continue;
               }
-              for (const [p, who] of owner) if (who === `a${o.adapter}`) owner.delete(p);
-              adapters.delete(o.adapter);
-              pages.freeAdapter(o.adapter, o.fenced && step > completed + 1 ? step - 1 : null);
+              model.adapters.delete(o.adapter);
+              pages.freeAdapter(o.adapter, fence(o.fenced));
             } else if (completed + 1 < step) {
               completed++;
               pages.settle(completed);
             }
-            pages.checkInvariants(); // also: every page inside its share when split
+            // every page in exactly one state and inside its share, counts = page tables
+            pages.checkInvariants();
+            const held = model.held();
+            for (const p of held) expect(pages.refCount(p)).toBe(model.refs(p));
             const s = pages.stats();
-            expect(s.kv + s.adapter).toBe(owner.size);
-            expect(s.free + s.fenced + s.kv + s.adapter).toBe(total);
+            expect(s.kv).toBe(held.size);
+            expect(s.cached).toBe([...model.retained].filter((p) => !held.has(p)).length);
+            expect(s.adapter).toBe(model.adapterPages().size);
+            expect(s.free + s.fenced + s.kv + s.cached + s.adapter).toBe(total);
           }
         },
       ),
       { numRuns: 300 },
     );
+  });
+
+  it("shares pages by reference count and keeps retained ones cached once no seq holds them", () => {
+    const pages = new PageAllocator(12);
+    const own = [...pages.allocateKv(0, 3)]; // 6 pages
+    pages.retain(own.slice(0, 4)); // a block of 2 tokens the prefix cache keeps
+    pages.shareKv(1, own.slice(0, 4));
+    expect(pages.refCount(own[0] as number)).toBe(2);
+    pages.freeSeq(0, null);
+    // seq 1 still holds the block; seq 0's private tail is free
+    expect(pages.stats()).toMatchObject({ free: 8, kv: 4, cached: 0 });
+    pages.freeSeq(1, 3);
+    expect(pages.stats()).toMatchObject({ free: 8, kv: 0, cached: 4, fenced: 0 });
+    // a new seq hits the cached block
+    pages.shareKv(2, own.slice(0, 4));
+    expect(pages.stats()).toMatchObject({ kv: 4, cached: 0 });
+    pages.freeSeq(2, null);
+    pages.unretain(own.slice(0, 4), 5); // evicted while step 5 may still read it
+    expect(pages.stats()).toMatchObject({ cached: 0, fenced: 4, free: 8 });
+    expect(() => pages.shareKv(3, own.slice(0, 1))).toThrow(PageAllocatorError);
+    pages.checkInvariants();
   });
 
   it("keeps fenced pages from adapter loads until their step completes, but lends them to KV", () => {
@@ -132,7 +231,14 @@ describe("PageAllocator", () => {
     pages.allocateKv(0, 3);
     pages.allocateAdapter(1, 2);
     pages.reset(20);
-    expect(pages.stats()).toEqual({ total: 20, free: 20, fenced: 0, kv: 0, adapter: 0 });
+    expect(pages.stats()).toEqual({
+      total: 20,
+      free: 20,
+      fenced: 0,
+      kv: 0,
+      cached: 0,
+      adapter: 0,
+    });
     pages.checkInvariants();
   });
 

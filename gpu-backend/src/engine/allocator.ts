@@ -9,14 +9,18 @@ export interface PageStats {
   free: number;
   /** freed while a step that may read them was in flight: KV may take them, adapter loads not yet */
   fenced: number;
+  /** KV pages in the page table of at least one live sequence */
   kv: number;
+  /** KV pages the prefix cache keeps that no live sequence holds: evictable */
+  cached: number;
   adapter: number;
 }
 
 const FREE = 0;
 const FENCED = 1;
 const KV = 2;
-const ADAPTER = 3;
+const CACHED = 3;
+const ADAPTER = 4;
 
 /**
  * How the pool is shared. `unified` (S-LoRA's Unified Paging): KV and adapters take pages
@@ -43,12 +47,19 @@ interface Region {
  * Pages freed while steps are in flight are *fenced* until those steps complete: the
  * executor runs steps in order on one stream, so a later step may write them as KV, but an
  * adapter load (a side stream) must not overwrite what a running step still reads.
- * No page is shared under PROTOCOL v1 (a new sequence's page table starts empty), so each
- * page has exactly one owner and a double free is an error, not a reference count.
+ *
+ * KV pages are shared (prefix caching): a page sits in the page tables of as many live
+ * sequences as its reference count says, and the prefix cache may *retain* it, so that
+ * when its last sequence lets go it stays (state cached, reference count 0, evictable)
+ * instead of going free. Every page is in exactly one state: free, fenced, kv (count >= 1),
+ * cached (retained, count 0) or adapter; letting go of a page that no sequence holds is an
+ * error, not a no-op.
  *
  * Example:
  *   const pages = new PageAllocator(1000); // or (1000, { adapterFraction: 0.5 }): split pool
  *   if (pages.canAllocateKv(16)) pages.allocateKv(seqId, 16); // 32 page ids
+ *   pages.retain(pages.seqPages(seqId).slice(0, 32));          // the prefix cache keeps them
+ *   pages.shareKv(otherSeqId, cachedPages);                    // a prefix hit: count + 1
  *   pages.freeSeq(seqId, lastSentStepId);                      // fenced until that step is done
  *   pages.settle(completedStepId);
  */
@@ -56,12 +67,17 @@ export class PageAllocator {
   numPages: number;
   readonly sharing: PoolSharing;
   #state: Uint8Array;
+  /** per page: the live sequences whose page tables hold it */
+  #refs: Int32Array;
+  /** per page: 1 while the prefix cache keeps it */
+  #retained: Uint8Array;
   /** where KV pages come from, and where adapter pages come from: the same object when unified */
   #kv: Region;
   #adapter: Region;
   readonly #seqTables = new Map<number, number[]>();
   readonly #adapterPages = new Map<number, Int32Array>();
   #numKv = 0;
+  #numCached = 0;
   #numAdapter = 0;
 
   constructor(numPages: number, sharing: PoolSharing = "unified") {
@@ -74,6 +90,8 @@ export class PageAllocator {
     this.sharing = sharing;
     this.numPages = 0;
     this.#state = new Uint8Array(0);
+    this.#refs = new Int32Array(0);
+    this.#retained = new Uint8Array(0);
     this.#kv = this.#adapter = emptyRegion(0, 0);
     this.reset(numPages);
   }
@@ -121,16 +139,40 @@ export class PageAllocator {
       // Fenced pages first: a step may reuse them, which keeps settled ones for adapter loads.
       const page = takeFenced(this.#kv) ?? (this.#kv.free.pop() as number);
       this.#state[page] = KV;
+      this.#refs[page] = 1;
       pages[i] = page;
     }
-    let table = this.#seqTables.get(seqId);
-    if (table === undefined) {
-      table = [];
-      this.#seqTables.set(seqId, table);
-    }
+    const table = this.#seqTables.get(seqId) ?? [];
+    this.#seqTables.set(seqId, table);
     for (const page of pages) table.push(page);
     this.#numKv += n;
     return pages;
+  }
+
+  /**
+   * Appends pages other sequences hold or the prefix cache keeps (a prefix hit) to the seq's
+   * page table; each page's reference count goes up by one.
+   */
+  shareKv(seqId: number, pages: ArrayLike<number>): void {
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i] as number;
+      const state = this.#state[page];
+      if (state !== KV && state !== CACHED) {
+        throw new PageAllocatorError(`page ${page} holds no KV to share (state ${state})`);
+      }
+    }
+    const table = this.#seqTables.get(seqId) ?? [];
+    this.#seqTables.set(seqId, table);
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i] as number;
+      if (this.#state[page] === CACHED) {
+        this.#state[page] = KV;
+        this.#numCached--;
+        this.#numKv++;
+      }
+      this.#refs[page] = (this.#refs[page] as number) + 1;
+      table.push(page);
+    }
   }
 
   /** The seq's page table: K, V page per token, in position order. */
@@ -138,16 +180,73 @@ export class PageAllocator {
     return this.#seqTables.get(seqId) ?? [];
   }
 
+  /** How many live sequences hold the page. */
+  refCount(page: number): number {
+    return this.#refs[page] ?? 0;
+  }
+
   /**
-   * Frees a sequence's pages. `fence`: the last step sent that may read them, or null when no
-   * step is in flight.
+   * Lets go of a sequence's pages: each page's reference count goes down by one; a page no
+   * sequence holds any more stays cached when retained, else is freed. `fence`: the last
+   * step sent that may read them, or null when no step is in flight.
    */
   freeSeq(seqId: number, fence: number | null): void {
     const table = this.#seqTables.get(seqId);
     if (table === undefined) return;
     this.#seqTables.delete(seqId);
-    this.#numKv -= table.length;
-    this.#release(this.#kv, table, fence);
+    const freed: number[] = [];
+    for (const page of table) {
+      const refs = (this.#refs[page] as number) - 1;
+      if (this.#state[page] !== KV || refs < 0) {
+        throw new PageAllocatorError(
+          `seq ${seqId} lets go of page ${page}, which it does not hold`,
+        );
+      }
+      this.#refs[page] = refs;
+      if (refs > 0) continue;
+      this.#numKv--;
+      if (this.#retained[page] === 1) {
+        this.#state[page] = CACHED;
+        this.#numCached++;
+      } else {
+        freed.push(page);
+      }
+    }
+    this.#release(this.#kv, freed, fence);
+  }
+
+  /** The prefix cache keeps these KV pages (held by live sequences now) once they let go. */
+  retain(pages: ArrayLike<number>): void {
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i] as number;
+      if (this.#state[page] !== KV || this.#retained[page] === 1) {
+        throw new PageAllocatorError(
+          `page ${page} cannot be retained: state ${this.#state[page]}, retained ${this.#retained[page]}`,
+        );
+      }
+    }
+    for (let i = 0; i < pages.length; i++) this.#retained[pages[i] as number] = 1;
+  }
+
+  /**
+   * The prefix cache gives pages up (eviction, invalidation): those no sequence holds are
+   * freed, behind `fence` as in freeSeq; those still held go free when their last holder
+   * lets go.
+   */
+  unretain(pages: ArrayLike<number>, fence: number | null): void {
+    const freed: number[] = [];
+    for (let i = 0; i < pages.length; i++) {
+      const page = pages[i] as number;
+      if (this.#retained[page] !== 1) {
+        throw new PageAllocatorError(`page ${page} is not retained`);
+      }
+      this.#retained[page] = 0;
+      if (this.#state[page] === CACHED) {
+        this.#numCached--;
+        freed.push(page);
+      }
+    }
+    this.#release(this.#kv, freed, fence);
   }
 
   /** Settled free pages an adapter load could take now. */
@@ -217,9 +316,12 @@ export class PageAllocator {
     }
     this.numPages = numPages;
     this.#state = new Uint8Array(numPages);
+    this.#refs = new Int32Array(numPages);
+    this.#retained = new Uint8Array(numPages);
     this.#seqTables.clear();
     this.#adapterPages.clear();
     this.#numKv = 0;
+    this.#numCached = 0;
     this.#numAdapter = 0;
     if (this.sharing === "unified") {
       this.#kv = this.#adapter = emptyRegion(0, numPages);
@@ -241,12 +343,21 @@ export class PageAllocator {
       free += region.free.length;
       fenced += region.numFenced;
     }
-    return { total: this.numPages, free, fenced, kv: this.#numKv, adapter: this.#numAdapter };
+    return {
+      total: this.numPages,
+      free,
+      fenced,
+      kv: this.#numKv,
+      cached: this.#numCached,
+      adapter: this.#numAdapter,
+    };
   }
 
   /**
-   * Checks that every page is in exactly one place and the counts add up; throws
-   * PageAllocatorError naming the first broken invariant. For tests and debugging.
+   * Checks that every page is in exactly one state and place, that reference counts are
+   * what the page tables say, and that the counts add up (free + fenced + kv + cached +
+   * adapter = total); throws PageAllocatorError naming the first broken invariant. For
+   * tests and debugging.
    */
   checkInvariants(): void {
     const seen = new Uint8Array(this.numPages);
@@ -258,6 +369,7 @@ export class PageAllocator {
       }
       seen[page] = 1;
     };
+    const holders = new Int32Array(this.numPages);
     const within = (page: number, region: Region, where: string): void => {
       if (page < region.start || page >= region.end) {
         throw new PageAllocatorError(
@@ -286,7 +398,32 @@ export class PageAllocator {
     for (const [seqId, table] of this.#seqTables) {
       for (const page of table) {
         within(page, this.#kv, `seq ${seqId}`);
-        visit(page, KV, `seq ${seqId}`);
+        if (this.#state[page] !== KV) {
+          throw new PageAllocatorError(
+            `page ${page} of seq ${seqId} has state ${this.#state[page]}`,
+          );
+        }
+        holders[page] = (holders[page] as number) + 1;
+      }
+    }
+    for (let page = 0; page < this.numPages; page++) {
+      const refs = this.#refs[page] as number;
+      if (refs !== holders[page]) {
+        throw new PageAllocatorError(
+          `page ${page} has reference count ${refs}, held by ${holders[page]} page tables`,
+        );
+      }
+      const state = this.#state[page];
+      if (state === KV) visit(page, KV, "page tables");
+      if (state === CACHED) {
+        within(page, this.#kv, "cached");
+        visit(page, CACHED, "cached");
+      }
+      if (this.#retained[page] === 1 && state !== KV && state !== CACHED) {
+        throw new PageAllocatorError(`page ${page} is retained in state ${state}`);
+      }
+      if (state === CACHED && this.#retained[page] !== 1) {
+        throw new PageAllocatorError(`page ${page} is cached but not retained`);
       }
     }
     for (const [adapterId, pages] of this.#adapterPages) {
@@ -296,7 +433,12 @@ export class PageAllocator {
       }
     }
     const s = this.stats();
-    if (s.free + s.fenced + s.kv + s.adapter !== s.total || seen.indexOf(0) !== -1) {
+    const states = Array.from(this.#state);
+    const count = (state: number) => states.filter((x) => x === state).length;
+    if (count(KV) !== s.kv || count(CACHED) !== s.cached || count(ADAPTER) !== s.adapter) {
+      throw new PageAllocatorError(`page counts disagree with states: ${JSON.stringify(s)}`);
+    }
+    if (s.free + s.fenced + s.kv + s.cached + s.adapter !== s.total || seen.indexOf(0) !== -1) {
       throw new PageAllocatorError(`pages leak: ${JSON.stringify(s)}`);
     }
   }
@@ -316,10 +458,10 @@ export class PageAllocator {
     }
     for (const page of pages) this.#state[page] = FENCED;
     const last = region.fenced.at(-1);
-    if (last !== undefined && last.fence > fence) {
-      throw new PageAllocatorError(`fence ${fence} is older than fence ${last.fence}`);
-    }
-    if (last !== undefined && last.fence === fence) last.pages.push(...pages);
+    // A cached block evicted now may have been read last by an older step than pages freed
+    // before it: held until the newer fence, it is only held longer (the groups stay in
+    // fence order).
+    if (last !== undefined && last.fence >= fence) last.pages.push(...pages);
     else region.fenced.push({ fence, pages: [...pages] });
     region.numFenced += pages.length;
   }

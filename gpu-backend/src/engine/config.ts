@@ -27,6 +27,11 @@ export interface EngineConfig {
   vtcOutputWeight: number;
   /** "unified" (Unified Paging) or a static split of the pool (the no-unify-mem ablation) */
   poolSharing: PoolSharing;
+  /** full blocks of finished and preempted requests stay cached for later prompts to
+   * reuse (--enable-prefix-caching) */
+  enablePrefixCaching: boolean;
+  /** tokens per cached block, the unit of prefix reuse (--prefix-block-size) */
+  prefixBlockSize: number;
 }
 
 export const MAX_IN_FLIGHT_STEPS = 4;
@@ -46,6 +51,8 @@ export function defaultEngineConfig(overrides: Partial<EngineConfig> = {}): Engi
     vtcPromptWeight: 1,
     vtcOutputWeight: 2,
     poolSharing: "unified",
+    enablePrefixCaching: true,
+    prefixBlockSize: 16,
     ...overrides,
   });
 }
@@ -58,6 +65,7 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
     "maxLoras",
     "maxCpuLoras",
     "prefetchWindow",
+    "prefixBlockSize",
   ] as const;
   for (const key of positiveInts) {
     const value = config[key];
@@ -83,6 +91,11 @@ export function validateEngineConfig(config: EngineConfig): EngineConfig {
     if (!Number.isFinite(value) || value <= 0) {
       throw new EngineConfigError(`${key} must be a positive number, got ${value}`);
     }
+  }
+  if (typeof config.enablePrefixCaching !== "boolean") {
+    throw new EngineConfigError(
+      `enablePrefixCaching must be true or false, got ${config.enablePrefixCaching}`,
+    );
   }
   const sharing = config.poolSharing;
   if (sharing !== "unified") {

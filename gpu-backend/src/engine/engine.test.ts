@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { ModelInfo } from "../protocol/messages.ts";
 import { StepFlag, type StepPlan } from "../protocol/messages.ts";
 import { type EngineConfig, MAX_IN_FLIGHT_STEPS } from "./config.ts";
 import {
@@ -48,7 +49,7 @@ interface Scenario {
     EngineConfig,
     "maxNumSeqs" | "maxNumBatchedTokens" | "maxInFlightSteps" | "maxLoras" | "prefetchWindow"
   > &
-    Partial<Pick<EngineConfig, "poolSharing">>;
+    Partial<Pick<EngineConfig, "poolSharing" | "enablePrefixCaching" | "prefixBlockSize">>;
   numPages: number;
   /** adapter lora<i> takes (4 + 3i) × this pages: up to most of the pool */
   adapterScale: number;
@@ -58,21 +59,89 @@ interface Scenario {
     hostSlots?: number;
     loadSteps: number;
     crashAtStep: number | undefined;
+    /** this step fails in the executor (and later ones of its seqs) */
+    failAtStep?: number | undefined;
   };
+  /** token runs requests may start with (system prompts) */
+  prefixes?: number[][];
   shapes: {
     promptLength: number;
     maxTokens: number;
     adapter: number | null;
     tenant: number;
     ignoreEos: boolean;
+    /** starts with prefixes[prefix] */
+    prefix?: number | null;
+    /** the next turn of request `turnOf` (earlier): its prompt, its output, then its own tokens; its adapter and tenant */
+    turnOf?: number | null;
+    /** added once this many steps have run (a turn: at least 8 after the one it follows) */
+    arriveAtStep?: number;
+    /** identical requests added beside it (n > 1 choices) */
+    siblings?: number;
   }[];
+}
+
+/** What the property runs covered, over all runs: each must have happened somewhere. */
+const covered = {
+  hitTokens: 0,
+  sharedPrefixes: 0,
+  kvEvictions: 0,
+  adapterEvictions: 0,
+  preemptions: 0,
+  pipelinedSteps: 0,
+  restartsWithCache: 0,
+  failedSteps: 0,
+};
+
+/** The scenario's requests: prompts from prefixes and earlier turns, with arrival steps. */
+function scenarioRequests({ prefixes = [], shapes }: Scenario, model: ModelInfo) {
+  const requests: { request: EngineRequest; atStep: number }[] = [];
+  const byShape: { request: EngineRequest; atStep: number }[] = [];
+  for (const [i, shape] of shapes.entries()) {
+    const [own] = createRequests({
+      numRequests: 1,
+      idPrefix: `r${i}-`,
+      promptLength: () => shape.promptLength,
+      maxTokens: () => shape.maxTokens,
+      adapter: () => (shape.adapter === null ? null : `lora${shape.adapter}`),
+      tenant: () => `t${shape.tenant}`,
+    }).map((req) => ({ ...req, ignoreEos: shape.ignoreEos })) as [EngineRequest];
+    const earlier = shape.turnOf == null ? undefined : byShape[shape.turnOf % (i || 1)];
+    let request = own;
+    let atStep = shape.arriveAtStep ?? 0;
+    if (earlier !== undefined && i > 0) {
+      const before = earlier.request;
+      request = {
+        ...own,
+        tenant: before.tenant,
+        cacheSalt: before.cacheSalt,
+        adapter: before.adapter,
+        promptTokenIds: [
+          ...before.promptTokenIds,
+          ...referenceTokens(before, model),
+          ...own.promptTokenIds,
+        ],
+      };
+      atStep = Math.max(atStep, earlier.atStep + 8);
+    } else if (shape.prefix != null && prefixes.length > 0) {
+      const prefix = prefixes[shape.prefix % prefixes.length] as number[];
+      request = { ...own, promptTokenIds: [...prefix, ...own.promptTokenIds] };
+    }
+    byShape.push({ request, atStep });
+    requests.push({ request, atStep });
+    for (let k = 0; k < (shape.siblings ?? 0); k++) {
+      requests.push({ request: { ...request, id: `${request.id}-${k}` }, atStep });
+    }
+  }
+  return requests;
 }
 
 /**
  * Serves the scenario's requests through a simulated executor and checks every request got
  * what it yields alone, within the step limits, with every page accounted for.
  */
-function serveScenario({ config, numPages, adapterScale, executor, shapes }: Scenario): void {
+function serveScenario(scenario: Scenario): void {
+  const { config, numPages, adapterScale, executor } = scenario;
   const adapterPages = (name: string): number => (4 + Number(name.slice(4)) * 3) * adapterScale;
   const maxAdapterHostBytes = adapterPages(`lora${MAX_ADAPTER}`) * HOST_BYTES_PER_PAGE;
   const model = testModel({
@@ -82,16 +151,7 @@ function serveScenario({ config, numPages, adapterScale, executor, shapes }: Sce
   });
   const maxCpuLoras = config.maxLoras + executor.extraHostAdapters;
   const engine = createEngine({ ...config, maxCpuLoras }, model);
-  const requests = createRequests({
-    numRequests: shapes.length,
-    promptLength: (i) => shapes[i]?.promptLength ?? 1,
-    maxTokens: (i) => shapes[i]?.maxTokens ?? 1,
-    adapter: (i) => {
-      const a = shapes[i]?.adapter ?? null;
-      return a === null ? null : `lora${a}`;
-    },
-    tenant: (i) => `t${shapes[i]?.tenant}`,
-  }).map((req, i) => ({ ...req, ignoreEos: shapes[i]?.ignoreEos ?? true }));
+  const caching = config.enablePrefixCaching ?? true;
   // The pool's shares as the allocator splits them (no-unify-mem), or the whole pool twice.
   const sharing = config.poolSharing ?? "unified";
   const adapterShare =
@@ -100,22 +160,40 @@ function serveScenario({ config, numPages, adapterScale, executor, shapes }: Sce
       : Math.min(numPages - 1, Math.max(1, Math.round(numPages * sharing.adapterFraction)));
   const kvShare = sharing === "unified" ? numPages : numPages - adapterShare;
   const kvPages = (req: EngineRequest): number => 2 * (req.promptTokenIds.length + req.maxTokens);
-  for (const req of requests) {
-    if (kvPages(req) > kvShare) {
-      expect(() => engine.addRequest(req)).toThrow(InvalidRequestError);
-    } else engine.addRequest(req);
+  const all = scenarioRequests(scenario, model);
+  const refused = all.filter(({ request }) => kvPages(request) > kvShare);
+  for (const { request } of refused) {
+    expect(() => engine.addRequest(request)).toThrow(InvalidRequestError);
   }
-  const accepted = requests.filter((req) => kvPages(req) <= kvShare);
+  const accepted = all.filter(({ request }) => kvPages(request) <= kvShare);
+  /** requests addRequest refused: their adapter was staged already and they cannot fit beside it */
+  const tooBig = new Set<string>();
   const sim = new SimulatedExecutor(model, adapterPages);
   const outputs = drive(engine, sim, {
     loadSteps: executor.loadSteps,
     crashAtStep: executor.crashAtStep,
+    failAtStep: executor.failAtStep,
+    arrivals: accepted.map(({ request, atStep }) => ({
+      atStep,
+      arrive: () => {
+        try {
+          engine.addRequest(request);
+        } catch (error) {
+          if (!(error instanceof InvalidRequestError)) throw error;
+          tooBig.add(request.id);
+        }
+      },
+    })),
     afterSchedule: ({ plan }) => {
+      // every page in one state, references = page tables, block holders = running seqs
+      engine.checkInvariants();
+      const pages = engine.stats().pages;
+      expect(pages.free + pages.fenced + pages.kv + pages.cached + pages.adapter).toBe(numPages);
+      if (!caching) expect(pages.cached).toBe(0);
       if (plan === null) return;
       expect(plan.seqIds.length).toBeLessThanOrEqual(config.maxNumSeqs);
       expect(plan.tokenIds.length).toBeLessThanOrEqual(config.maxNumBatchedTokens);
-      const pages = engine.stats().pages;
-      expect(pages.free + pages.fenced + pages.kv + pages.adapter).toBe(numPages);
+      if (!caching) expect(plan.prefixTokenIds.length).toBe(0);
     },
   });
   // A request whose KV beside its adapter cannot fit the pool is refused with an error.
@@ -124,12 +202,32 @@ function serveScenario({ config, numPages, adapterScale, executor, shapes }: Sce
     (sharing === "unified"
       ? kvPages(req) + adapterPages(req.adapter.name) <= numPages
       : adapterPages(req.adapter.name) <= adapterShare);
-  for (const req of accepted.filter((r) => !fits(r))) {
-    expect(outputs.get(req.id)).toEqual([
+  for (const { request } of accepted.filter((r) => !fits(r.request))) {
+    if (tooBig.has(request.id)) continue;
+    expect(outputs.get(request.id)).toEqual([
       expect.objectContaining({ finishReason: "error", newTokenIds: [] }),
     ]);
   }
-  expectServedAlone(accepted.filter(fits), outputs, model);
+  for (const id of tooBig)
+    expect(fits(all.find((r) => r.request.id === id)?.request as EngineRequest)).toBe(false);
+  const served = accepted.map((r) => r.request).filter(fits);
+  // A failed step fails its requests (what they got so far is still theirs alone).
+  const failed = served.filter((req) => outputs.get(req.id)?.at(-1)?.finishReason === "error");
+  if (executor.failAtStep === undefined) expect(failed).toEqual([]);
+  for (const req of failed) {
+    const tokens = tokensOf(outputs.get(req.id));
+    expect(referenceTokens(req, model).slice(0, tokens.length)).toEqual(tokens);
+  }
+  expectServedAlone(
+    served.filter((req) => !failed.includes(req)),
+    outputs,
+    model,
+  );
+  for (const req of served) {
+    const cached = outputs.get(req.id)?.at(-1)?.numCachedTokens;
+    if (caching) expect(cached).toBeLessThan(req.promptTokenIds.length);
+    else expect(cached).toBe(0);
+  }
   expect(sim.maxStaged).toBeLessThanOrEqual(maxCpuLoras);
   expect(sim.maxLoaded).toBeLessThanOrEqual(config.maxLoras);
   const end = engine.stats();
@@ -138,6 +236,14 @@ function serveScenario({ config, numPages, adapterScale, executor, shapes }: Sce
   expect(end.pages.fenced).toBe(0);
   // no adapter pin outlives its request (an idle pin would keep the adapter from eviction)
   expect(end.adapters.pins).toBe(0);
+  covered.hitTokens += end.prefixCache.hitTokens;
+  covered.sharedPrefixes += sim.sharedPrefixes;
+  covered.kvEvictions += end.prefixCache.evictions;
+  covered.adapterEvictions += end.adapters.evictions;
+  covered.preemptions += end.preemptions;
+  covered.pipelinedSteps += sim.pipelinedSteps;
+  if (caching && executor.crashAtStep !== undefined) covered.restartsWithCache++;
+  if (failed.length > 0) covered.failedSteps++;
 }
 
 const scenario: fc.Arbitrary<Scenario> = fc.record({
@@ -154,6 +260,11 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
         arbitrary: fc.record({ adapterFraction: fc.double({ min: 0.05, max: 0.6, noNaN: true }) }),
       },
     ),
+    enablePrefixCaching: fc.oneof(
+      { weight: 4, arbitrary: fc.constant(true) },
+      { weight: 1, arbitrary: fc.constant(false) },
+    ),
+    prefixBlockSize: fc.integer({ min: 1, max: 5 }),
   }),
   numPages: fc.integer({ min: 90, max: 400 }),
   adapterScale: fc.oneof(
@@ -165,6 +276,11 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     hostSlots: fc.integer({ min: 1, max: 4 }),
     loadSteps: fc.integer({ min: 0, max: 3 }),
     crashAtStep: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined }),
+    failAtStep: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined, freq: 4 }),
+  }),
+  prefixes: fc.array(fc.array(fc.integer({ min: 2, max: 63 }), { minLength: 1, maxLength: 20 }), {
+    minLength: 1,
+    maxLength: 3,
   }),
   shapes: fc.array(
     fc.record({
@@ -173,14 +289,23 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
       adapter: fc.option(fc.integer({ min: 0, max: MAX_ADAPTER }), { nil: null }),
       tenant: fc.integer({ min: 0, max: 2 }),
       ignoreEos: fc.boolean(),
+      prefix: fc.option(fc.nat(2), { nil: null }),
+      turnOf: fc.option(fc.nat(15), { nil: null, freq: 3 }),
+      arriveAtStep: fc.nat(40),
+      siblings: fc.oneof(
+        { weight: 4, arbitrary: fc.constant(0) },
+        { weight: 1, arbitrary: fc.integer({ min: 1, max: 2 }) },
+      ),
     }),
     { minLength: 1, maxLength: 16 },
   ),
 });
 
 describe("Engine", () => {
-  it("gives each request what it yields alone, under pipelining, preemption and adapter churn", () => {
-    fc.assert(fc.property(scenario, serveScenario), { numRuns: 150 });
+  it("gives each request what it yields alone, under prefix sharing, eviction, pipelining, preemption, adapter churn, restarts and failed steps", () => {
+    fc.assert(fc.property(scenario, serveScenario), { numRuns: 200 });
+    // Each of these happened in some run (a property that never shared a page proves nothing).
+    for (const [what, count] of Object.entries(covered)) expect(count, what).toBeGreaterThan(0);
   });
 
   // Counterexamples the property found, kept as cases.
@@ -596,7 +721,14 @@ describe("Engine", () => {
     const failed = engine.executorRestarted(testModel({ numPages: 50 }));
     expect(failed.map((o) => [o.id, o.finishReason])).toEqual([["r1", "error"]]);
     expect(engine.stats()).toMatchObject({ waiting: 1, running: 0, inFlightSteps: 0 });
-    expect(engine.stats().pages).toEqual({ total: 50, free: 50, fenced: 0, kv: 0, adapter: 0 });
+    expect(engine.stats().pages).toEqual({
+      total: 50,
+      free: 50,
+      fenced: 0,
+      kv: 0,
+      cached: 0,
+      adapter: 0,
+    });
   });
 
   it("rejects bad requests with named errors", () => {

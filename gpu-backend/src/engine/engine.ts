@@ -3,11 +3,19 @@ import { AdapterManager, type AdapterOp, type AdapterStats, type HostTier } from
 import { PAGES_PER_TOKEN, PageAllocator, type PageStats } from "./allocator.ts";
 import { type EngineConfig, validateEngineConfig, validateModelInfo } from "./config.ts";
 import { DuplicateRequestError, EngineConfigError, InvalidRequestError } from "./errors.ts";
+import { PoolEviction } from "./eviction.ts";
 import { FairShare } from "./fair-share.ts";
 import type { RequestOutput } from "./output.ts";
+import {
+  type BlockHasher,
+  BlockHashes,
+  PrefixCache,
+  type PrefixCacheStats,
+} from "./prefix-cache.ts";
 import { type EngineRequest, validateRequest } from "./request.ts";
 import { Scheduler } from "./scheduler.ts";
 import { Sequence } from "./sequence.ts";
+import { UseClock } from "./use-clock.ts";
 
 function hostTierOf(model: ModelInfo): HostTier {
   return { capacityBytes: model.hostCacheBytes, maxAdapterBytes: model.maxAdapterHostBytes };
@@ -38,9 +46,16 @@ export interface EngineStats {
   inFlightSteps: number;
   pages: PageStats;
   adapters: AdapterStats & { hitRate: number };
+  prefixCache: PrefixCacheStats;
   preemptions: number;
   deadlineAborts: number;
   tenants: Record<string, TenantStats>;
+}
+
+/** What the engine is given rather than doing itself (it does no I/O and imports no node: module). */
+export interface EngineDeps {
+  /** the prefix cache's block hash: SHA-256 in the server (prefix-cache.ts) */
+  hashBlock: BlockHasher;
 }
 
 /**
@@ -48,7 +63,7 @@ export interface EngineStats {
  * executor outcomes and carries its plans out (README.md shows the loop).
  *
  * Example:
- *   const engine = new Engine(defaultEngineConfig(), modelInfo);
+ *   const engine = new Engine(defaultEngineConfig(), modelInfo, { hashBlock: sha256Blocks });
  *   engine.addRequest(request);
  *   const { plan, adapterOps } = engine.schedule(Date.now());
  *   // ... executor runs plan ...
@@ -59,29 +74,47 @@ export class Engine {
   readonly #pages: PageAllocator;
   readonly #adapters: AdapterManager;
   readonly #fairShare: FairShare;
+  readonly #cache: PrefixCache;
   readonly #scheduler: Scheduler;
+  readonly #hashBlock: BlockHasher;
   #model: ModelInfo;
   readonly #requests = new Map<string, Sequence>();
   /** unfinished requests per tenant: a tenant is active for VTC while it has any */
   readonly #activeTenants = new Map<string, number>();
 
-  constructor(config: EngineConfig, model: ModelInfo) {
+  constructor(config: EngineConfig, model: ModelInfo, deps: EngineDeps) {
     this.config = validateEngineConfig(config);
     this.#model = validateModelInfo(model);
     if (config.poolSharing !== "unified" && model.numPages < 2) {
       throw new EngineConfigError(`a split pool needs at least 2 pages, got ${model.numPages}`);
     }
+    this.#hashBlock = deps.hashBlock;
     this.#pages = new PageAllocator(model.numPages, config.poolSharing);
+    const clock = new UseClock();
+    this.#cache = new PrefixCache(
+      this.#pages,
+      clock,
+      config.prefixBlockSize,
+      config.enablePrefixCaching,
+    );
+    const eviction = new PoolEviction(this.#pages, this.#cache, () => this.#adapters, clock);
     this.#adapters = new AdapterManager(
       { maxLoras: config.maxLoras, maxCpuLoras: config.maxCpuLoras },
       hostTierOf(model),
       this.#pages,
+      { clock, pool: eviction },
     );
     this.#fairShare = new FairShare(config.vtcPromptWeight, config.vtcOutputWeight);
     this.#scheduler = new Scheduler(
       config,
       model,
-      { pages: this.#pages, adapters: this.#adapters, fairShare: this.#fairShare },
+      {
+        pages: this.#pages,
+        adapters: this.#adapters,
+        fairShare: this.#fairShare,
+        cache: this.#cache,
+        eviction,
+      },
       (seq) => this.#forget(seq),
     );
   }
@@ -98,7 +131,25 @@ export class Engine {
     if (this.#requests.has(req.id)) {
       throw new DuplicateRequestError(`request ${JSON.stringify(req.id)} is still unfinished`);
     }
-    const seq = new Sequence(req);
+    // An adapter staged already has a known size (adapterStaged checks those that wait for it).
+    const adapterPages = req.adapter === null ? null : this.#adapters.stagedPages(req.adapter.name);
+    if (adapterPages !== null && !this.#pages.fitsTogether(adapterPages, kvPages)) {
+      throw new InvalidRequestError(
+        `request ${JSON.stringify(req.id)}: adapter ${req.adapter?.name} (${adapterPages} pages) and the request's ${kvPages} KV pages exceed the pool's ${this.#pages.numPages}`,
+      );
+    }
+    // The chain's root: only requests of one adapter (by its content) and one cache salt
+    // (tenant) ever share KV; the base model is the hasher's (the server seeds it).
+    const root = JSON.stringify([
+      "lorafleet-prefix-v1",
+      req.adapter?.name ?? null,
+      req.adapter?.sha256 ?? null,
+      req.cacheSalt,
+    ]);
+    const seq = new Sequence(
+      req,
+      new BlockHashes(root, this.#hashBlock, this.config.prefixBlockSize),
+    );
     const active = this.#activeTenants.get(req.tenant) ?? 0;
     if (active === 0) this.#fairShare.activate(req.tenant, this.#activeTenants.keys());
     this.#activeTenants.set(req.tenant, active + 1);
@@ -196,6 +247,7 @@ export class Engine {
   executorRestarted(model: ModelInfo): RequestOutput[] {
     this.#model = validateModelInfo(model);
     this.#scheduler.reset();
+    this.#cache.reset();
     this.#pages.reset(model.numPages);
     this.#adapters.reset(hostTierOf(model));
     const tooBig = [...this.#requests.values()].filter(
@@ -238,10 +290,21 @@ export class Engine {
       inFlightSteps: this.#scheduler.numInFlight,
       pages: this.#pages.stats(),
       adapters: { ...adapters, hitRate: lookups === 0 ? 0 : adapters.hits / lookups },
+      prefixCache: this.#cache.stats(),
       preemptions: this.#scheduler.counters.preemptions,
       deadlineAborts: this.#scheduler.counters.deadlineAborts,
       tenants,
     };
+  }
+
+  /**
+   * Checks the page allocator's and the prefix cache's invariants (every page in one state,
+   * reference counts = page tables, block holders = running seqs); throws naming the first
+   * broken one. For tests and debugging.
+   */
+  checkInvariants(): void {
+    this.#pages.checkInvariants();
+    this.#cache.checkInvariants(this.#scheduler.running.map((seq) => seq.blocks));
   }
 
   #kvPagesAtMost(req: EngineRequest): number {

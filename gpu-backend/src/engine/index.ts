@@ -3,7 +3,13 @@
 export type { AdapterOp, AdapterStats } from "./adapters.ts";
 export type { PageStats } from "./allocator.ts";
 export { defaultEngineConfig, type EngineConfig, validateEngineConfig } from "./config.ts";
-export { Engine, type EngineStats, type ScheduledStep, type TenantStats } from "./engine.ts";
+export {
+  Engine,
+  type EngineDeps,
+  type EngineStats,
+  type ScheduledStep,
+  type TenantStats,
+} from "./engine.ts";
 export {
   AdapterInUseError,
   DuplicateRequestError,
@@ -14,4 +20,5 @@ export {
   UnknownAdapterError,
 } from "./errors.ts";
 export type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";
+export type { BlockHasher, PrefixCacheStats } from "./prefix-cache.ts";
 export type { AdapterRef, EngineRequest, SamplingParams } from "./request.ts";

@@ -22,6 +22,8 @@ export interface RequestOutput {
   /** set when finishReason is "error" */
   error: string | null;
   numPromptTokens: number;
+  /** prompt tokens whose KV the prefix cache had at the first admission (OpenAI's cached_tokens) */
+  numCachedTokens: number;
   /** all output tokens so far, for usage */
   numOutputTokens: number;
 }

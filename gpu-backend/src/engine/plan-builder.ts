@@ -14,6 +14,9 @@ export interface PlannedSeq {
   tokenIds: number[];
   /** 2 × numNewTokens */
   kvPages: Int32Array;
+  /** a new seq's cached prefix: numCached token ids, and 2 × numCached pages (else empty) */
+  prefixTokenIds: readonly number[];
+  prefixKvPages: readonly number[];
 }
 
 /**
@@ -32,6 +35,7 @@ export function inRowOrder(planned: PlannedSeq[]): PlannedSeq[] {
 export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: PlannedSeq[]): StepPlan {
   const n = seqs.length;
   const numTokens = seqs.reduce((sum, s) => sum + s.numNewTokens, 0);
+  const numPrefix = seqs.reduce((sum, s) => sum + s.prefixTokenIds.length, 0);
   const plan: StepPlan = {
     stepId,
     freeSeqIds: Uint32Array.from(freeSeqIds),
@@ -52,8 +56,11 @@ export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: Planne
     logprobs: new Int32Array(n),
     tokenIds: new Int32Array(numTokens),
     kvPages: new Int32Array(2 * numTokens),
+    prefixTokenIds: new Int32Array(numPrefix),
+    prefixKvPages: new Int32Array(2 * numPrefix),
   };
   let offset = 0;
+  let prefixOffset = 0;
   for (const [i, s] of seqs.entries()) {
     const sampling = s.seq.req.sampling;
     plan.seqIds[i] = s.seqId;
@@ -74,6 +81,9 @@ export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: Planne
     plan.tokenIds.set(s.tokenIds, offset);
     plan.kvPages.set(s.kvPages, 2 * offset);
     offset += s.numNewTokens;
+    plan.prefixTokenIds.set(s.prefixTokenIds, prefixOffset);
+    plan.prefixKvPages.set(s.prefixKvPages, 2 * prefixOffset);
+    prefixOffset += s.prefixTokenIds.length;
   }
   return plan;
 }

@@ -5,6 +5,8 @@ import { InvalidRequestError } from "./errors.ts";
 export interface AdapterRef {
   name: string;
   path: string;
+  /** of its weights (and config): part of the prefix cache's key, so new weights under an old name never meet old KV */
+  sha256: string;
 }
 
 /** Per-request sampling, in the executor's units (PROTOCOL.md `step`). */
@@ -32,6 +34,8 @@ export interface EngineRequest {
   id: string;
   /** the unit of fair sharing */
   tenant: string;
+  /** prefix caching: only requests of one salt share KV (the tenant, or the gateway's cache_salt) */
+  cacheSalt: string;
   /** null = base model */
   adapter: AdapterRef | null;
   promptTokenIds: number[];
@@ -63,8 +67,12 @@ export function validateRequest(req: EngineRequest, model: ModelInfo): void {
   if (typeof req.tenant !== "string" || req.tenant.length === 0) {
     fail("tenant must be a non-empty string");
   }
-  if (req.adapter !== null && (req.adapter.name.length === 0 || req.adapter.path.length === 0)) {
-    fail("adapter needs a name and a path");
+  if (typeof req.cacheSalt !== "string") fail("cacheSalt must be a string");
+  if (
+    req.adapter !== null &&
+    (req.adapter.name.length === 0 || req.adapter.path.length === 0 || !req.adapter.sha256)
+  ) {
+    fail("adapter needs a name, a path and a sha256");
   }
   if (req.promptTokenIds.length === 0) fail("prompt is empty");
   for (const [i, token] of [...req.promptTokenIds, ...req.stopTokenIds].entries()) {

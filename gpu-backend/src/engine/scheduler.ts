@@ -3,9 +3,11 @@ import type { AdapterManager } from "./adapters.ts";
 import { PAGES_PER_TOKEN, type PageAllocator } from "./allocator.ts";
 import type { EngineConfig } from "./config.ts";
 import { StepResultError } from "./errors.ts";
+import type { PoolEviction } from "./eviction.ts";
 import type { FairShare } from "./fair-share.ts";
 import type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";
 import { buildStepPlan, inRowOrder, type PlannedSeq } from "./plan-builder.ts";
+import type { KvBlock, PrefixCache } from "./prefix-cache.ts";
 import { WaitingQueue } from "./queue.ts";
 import type { Sequence } from "./sequence.ts";
 
@@ -33,6 +35,14 @@ export interface SchedulerCounters {
  *
  * Up to maxInFlightSteps steps may be unanswered: a seq whose sample is still in flight is
  * scheduled with StepFlag.useLastSampled, and its KV pages are allocated at planning time.
+ *
+ * Prefix caching: an admission takes the longest cached prefix of its tokens and computes
+ * from there. A block becomes findable as soon as a step that computes its last token is
+ * planned (all its token ids known), so a seq of the same step or of any later one may
+ * take it: the executor runs steps in order and writes each layer's K/V of a whole step
+ * before that layer's attention (PROTOCOL.md "Shared pages"). `n > 1` choices and
+ * identical prompts admitted together therefore share the prompt's pages. Finished and
+ * preempted seqs leave their full blocks cached.
  */
 export class Scheduler {
   readonly #config: EngineConfig;
@@ -41,6 +51,8 @@ export class Scheduler {
   readonly #pages: PageAllocator;
   readonly #adapters: AdapterManager;
   readonly #fairShare: FairShare;
+  readonly #cache: PrefixCache;
+  readonly #eviction: PoolEviction;
   readonly waiting = new WaitingQueue();
   /** admitted requests, oldest admission first: preemption takes from the end */
   readonly running: Sequence[] = [];
@@ -65,7 +77,13 @@ export class Scheduler {
   constructor(
     config: EngineConfig,
     model: ModelInfo,
-    parts: { pages: PageAllocator; adapters: AdapterManager; fairShare: FairShare },
+    parts: {
+      pages: PageAllocator;
+      adapters: AdapterManager;
+      fairShare: FairShare;
+      cache: PrefixCache;
+      eviction: PoolEviction;
+    },
     onFinished: (seq: Sequence) => void,
   ) {
     this.#config = config;
@@ -74,6 +92,8 @@ export class Scheduler {
     this.#pages = parts.pages;
     this.#adapters = parts.adapters;
     this.#fairShare = parts.fairShare;
+    this.#cache = parts.cache;
+    this.#eviction = parts.eviction;
     this.#onFinished = onFinished;
   }
 
@@ -201,13 +221,23 @@ export class Scheduler {
     return outputs;
   }
 
-  /** The oldest in-flight step failed in the executor: its requests finish with "error". */
+  /**
+   * The oldest in-flight step failed in the executor: its requests finish with "error". The
+   * KV it (and any later step in flight) wrote may be garbage: those cached blocks are
+   * dropped, and the running seqs that read one are recomputed.
+   */
   stepFailed(stepId: number, message: string): RequestOutput[] {
     const step = this.#completeOldest(stepId);
     const outputs: RequestOutput[] = [];
     for (const seqId of step.seqIds) {
       const seq = this.#bySeqId.get(seqId);
-      if (seq !== undefined) outputs.push(this.finish(seq, "error", `step ${stepId}: ${message}`));
+      if (seq !== undefined) {
+        outputs.push(this.#end(seq, "error", `step ${stepId}: ${message}`, false));
+      }
+    }
+    const voided = this.#cache.invalidateFrom(stepId);
+    for (const seq of [...this.running]) {
+      if (seq.blocks.some((block) => voided.has(block))) this.#preempt(seq, false);
     }
     return outputs;
   }
@@ -219,7 +249,17 @@ export class Scheduler {
 
   /** Ends a request wherever it is and releases what it holds; returns its final output. */
   finish(seq: Sequence, reason: FinishReason, error: string | null = null): RequestOutput {
-    if (seq.status === "running") this.#release(seq);
+    return this.#end(seq, reason, error, true);
+  }
+
+  /** finish; `keepBlocks` false: its KV may be garbage (a failed step), none of it is cached. */
+  #end(
+    seq: Sequence,
+    reason: FinishReason,
+    error: string | null,
+    keepBlocks: boolean,
+  ): RequestOutput {
+    if (seq.status === "running") this.#release(seq, keepBlocks);
     else this.waiting.remove(seq);
     seq.status = "finished";
     this.#onFinished(seq);
@@ -258,6 +298,7 @@ export class Scheduler {
     this.#inFlight.shift();
     this.#pages.settle(stepId);
     this.#adapters.stepCompleted(stepId);
+    this.#cache.stepCompleted(stepId);
     return step;
   }
 
@@ -282,9 +323,12 @@ export class Scheduler {
       const n = Math.min(this.#tokensToCompute(seq), budget.tokens);
       if (n === 0) continue;
       while (!this.#pages.canAllocateKv(n)) {
+        // The pool's eviction policy: cached KV, or (S-LoRA) an idle adapter, whose pages
+        // cannot become KV in a split pool. Cached KV is room, not a shortage.
+        const evicted = this.#eviction.evictForKv(0);
+        if (evicted === "kv") continue;
         short = true;
-        // Idle adapters go first (S-LoRA); in a split pool their pages cannot become KV.
-        if (this.#pages.unified && this.#adapters.evictOne(0)) continue;
+        if (evicted === "adapter") continue;
         // Adapters loading now are idle once loaded: wait for them rather than recompute.
         const missing = n * PAGES_PER_TOKEN - this.#pages.kvRoom();
         if (this.#pages.unified && missing <= this.#adapters.pagesLoading()) break;
@@ -346,12 +390,17 @@ export class Scheduler {
       // How soon queued requests want its adapter (base -1, before every adapter).
       const found = adapter === null ? -1 : wanted.indexOf(adapter.name);
       const rank = adapter !== null && found === -1 ? wanted.length : found;
-      const n = Math.min(seq.tokens.length, budget.tokens);
-      // Pinned first, so that making room for its KV cannot evict its own adapter.
+      const hit = this.#cache.lookup(seq.hashes, seq.tokens);
+      const n = Math.min(seq.tokens.length - hit.numTokens, budget.tokens);
+      // Pinned and held first, so that making room for the rest of its KV cannot evict its
+      // own adapter or cached prefix.
       if (adapter !== null) this.#adapters.pin(adapter.name);
+      this.#cache.acquire(hit.blocks);
       while (!this.#pages.canAllocateKv(n)) {
-        // Idle adapters that queued requests behind this one want may go; they load again.
-        if (this.#pages.unified && this.#adapters.evictOne(rank + 1)) continue;
+        // Cached KV, and idle adapters that queued requests behind this one want, may go;
+        // they load again.
+        if (this.#eviction.evictForKv(rank + 1) !== null) continue;
+        this.#cache.release(hit.blocks, this.#lastSent());
         if (adapter !== null) this.#adapters.unpin(adapter.name);
         return;
       }
@@ -362,10 +411,12 @@ export class Scheduler {
       this.running.push(seq);
       if (!seq.charged) {
         seq.charged = true;
+        seq.numCachedPrompt = Math.min(hit.numTokens, seq.numPrompt);
         this.#fairShare.charge(tenant, seq.numPrompt, 0);
         this.#served(tenant).promptTokens += seq.numPrompt;
       }
-      planned.push(this.#plan(seq, n));
+      this.#cache.countQuery(seq.tokens.length, hit.numTokens);
+      planned.push(this.#plan(seq, n, this.#takePrefix(seq, hit.blocks, hit.numTokens)));
       budget.tokens -= n;
     }
   }
@@ -377,11 +428,36 @@ export class Scheduler {
     return seq.outputBudgetSpent ? 0 : 1;
   }
 
-  /** Allocates the seq's KV for n new tokens and advances its accounting. */
-  #plan(seq: Sequence, n: number): PlannedSeq {
+  /**
+   * A new admission's cached prefix: the seq holds its blocks and their first `numTokens`
+   * tokens' pages start its page table. Returns the prefix for the step plan.
+   */
+  #takePrefix(
+    seq: Sequence,
+    blocks: KvBlock[],
+    numTokens: number,
+  ): { tokenIds: number[]; pages: number[] } {
+    const pages = blocks.flatMap((block) => Array.from(block.pages));
+    pages.length = numTokens * PAGES_PER_TOKEN;
+    this.#pages.shareKv(seq.seqId as number, pages);
+    seq.blocks = [...blocks];
+    seq.numBlocksSeen = Math.floor(numTokens / this.#cache.blockSize);
+    seq.numComputed = numTokens;
+    return { tokenIds: seq.tokens.slice(0, numTokens), pages };
+  }
+
+  /**
+   * Allocates the seq's KV for n new tokens and advances its accounting. `prefix`: its first
+   * step after admission (flag `new`), with the cached prefix it starts from.
+   */
+  #plan(
+    seq: Sequence,
+    n: number,
+    prefix: { tokenIds: number[]; pages: number[] } | null = null,
+  ): PlannedSeq {
     const seqId = seq.seqId as number;
     const numCached = seq.numComputed;
-    let flags = numCached === 0 ? StepFlag.new : 0;
+    let flags = prefix !== null ? StepFlag.new : 0;
     let tokenIds: number[];
     if (seq.numKnownUncomputed > 0) {
       tokenIds = seq.tokens.slice(numCached, numCached + n);
@@ -393,6 +469,8 @@ export class Scheduler {
     if (flags & StepFlag.sample) seq.pendingSamples++;
     seq.numComputed += n;
     if (seq.req.adapter !== null) this.#adapters.usedInStep(seq.req.adapter.name, this.#nextStepId);
+    const kvPages = this.#pages.allocateKv(seqId, n);
+    this.#cacheBlocks(seq, this.#nextStepId);
     return {
       seq,
       seqId,
@@ -401,8 +479,33 @@ export class Scheduler {
       numCached,
       adapterId: seq.req.adapter === null ? -1 : this.#adapters.idOf(seq.req.adapter.name),
       tokenIds,
-      kvPages: this.#pages.allocateKv(seqId, n),
+      kvPages,
+      prefixTokenIds: prefix?.tokenIds ?? [],
+      prefixKvPages: prefix?.pages ?? [],
     };
+  }
+
+  /**
+   * Makes the seq's full blocks findable once their token ids are known and their KV is
+   * computed, or being computed by step `stepId` at the latest.
+   */
+  #cacheBlocks(seq: Sequence, stepId: number): void {
+    if (!this.#cache.enabled) return;
+    const size = this.#cache.blockSize;
+    const full = Math.floor(Math.min(seq.numComputed, seq.tokens.length) / size);
+    if (full <= seq.numBlocksSeen) return;
+    const table = this.#pages.seqPages(seq.seqId as number);
+    const width = size * PAGES_PER_TOKEN;
+    for (let i = seq.numBlocksSeen; i < full; i++) {
+      const pages = Int32Array.from(table.slice(i * width, (i + 1) * width));
+      const block = this.#cache.register(seq.hashes.at(i, seq.tokens), pages, stepId);
+      if (block !== null) seq.blocks.push(block);
+    }
+    seq.numBlocksSeen = full;
+  }
+
+  #lastSent(): number | null {
+    return this.#inFlight.at(-1)?.stepId ?? null;
   }
 
   #send(planned: PlannedSeq[]): StepPlan {
@@ -417,20 +520,30 @@ export class Scheduler {
     return plan;
   }
 
-  /** Gives a running seq's pages, executor state and adapter pin back. */
-  #release(seq: Sequence): void {
+  /**
+   * Gives a running seq's pages, executor state and adapter pin back; its full blocks stay
+   * cached unless `keepBlocks` is false (its KV may be garbage).
+   */
+  #release(seq: Sequence, keepBlocks: boolean): void {
     const seqId = seq.seqId as number;
-    const lastSent = this.#inFlight.at(-1)?.stepId ?? null;
+    const lastSent = this.#lastSent();
+    if (keepBlocks) this.#cacheBlocks(seq, lastSent ?? -1);
     this.#pages.freeSeq(seqId, lastSent);
+    this.#cache.release(seq.blocks, lastSent);
+    seq.blocks = [];
     this.#toFree.push(seqId);
     this.#bySeqId.delete(seqId);
     this.running.splice(this.running.indexOf(seq), 1);
     if (seq.req.adapter !== null) this.#adapters.unpin(seq.req.adapter.name);
   }
 
-  /** Preemption by recompute (vLLM): the seq goes back to the front of its tenant's queue. */
-  #preempt(seq: Sequence): void {
-    this.#release(seq);
+  /**
+   * Preemption by recompute (vLLM): the seq goes back to the front of its tenant's queue;
+   * what it computed stays cached (unless `keepBlocks` is false), so it recomputes only
+   * what is evicted meanwhile.
+   */
+  #preempt(seq: Sequence, keepBlocks = true): void {
+    this.#release(seq, keepBlocks);
     seq.resetForRecompute();
     this.waiting.pushFront(seq);
     this.counters.preemptions++;

@@ -1,4 +1,5 @@
 import type { FinishReason, RequestOutput, TokenLogprobs } from "./output.ts";
+import type { BlockHashes, KvBlock } from "./prefix-cache.ts";
 import type { EngineRequest } from "./request.ts";
 
 /**
@@ -11,7 +12,8 @@ import type { EngineRequest } from "./request.ts";
  *   numComputed     tokens whose KV is computed or being computed by a step in flight
  * so a sequence's length is tokens.length + pendingSamples, and a decoding one has
  * numComputed = length - 1: its last token (known, or the pending sample the executor
- * feeds back with StepFlag.useLastSampled) is the next to compute.
+ * feeds back with StepFlag.useLastSampled) is the next to compute. An admission that finds
+ * a cached prefix starts with numComputed = the prefix's length.
  */
 export class Sequence {
   readonly req: EngineRequest;
@@ -24,14 +26,23 @@ export class Sequence {
   pendingSamples = 0;
   /** the prompt's VTC cost is charged on the first admission only, not on recompute */
   charged = false;
+  /** the chained hashes of its full blocks (prefix caching), kept across admissions */
+  readonly hashes: BlockHashes;
+  /** cached blocks this admission holds (prefix hits and blocks it computed), in order */
+  blocks: KvBlock[] = [];
+  /** full blocks of this admission that are held, cached, or kept private as duplicates */
+  numBlocksSeen = 0;
+  /** prompt tokens the first admission took from the prefix cache (usage's cached tokens) */
+  numCachedPrompt = 0;
   /** tokens[numEmitted..] and their logprobs have not been reported yet */
   #numEmitted: number;
   readonly #unsentLogprobs: TokenLogprobs[] = [];
   /** the EOS or stop token sampled last, which ended the request */
   #stopTokenId: number | null = null;
 
-  constructor(req: EngineRequest) {
+  constructor(req: EngineRequest, hashes: BlockHashes) {
     this.req = req;
+    this.hashes = hashes;
     this.tokens = [...req.promptTokenIds];
     this.numPrompt = req.promptTokenIds.length;
     this.#numEmitted = this.tokens.length;
@@ -71,12 +82,17 @@ export class Sequence {
     return null;
   }
 
-  /** Forgets the executor sequence; what it computed is recomputed on the next admission. */
+  /**
+   * Forgets the executor sequence (its pages and blocks already released); the next
+   * admission takes what the prefix cache still has and recomputes the rest.
+   */
   resetForRecompute(): void {
     this.status = "waiting";
     this.seqId = null;
     this.numComputed = 0;
     this.pendingSamples = 0;
+    this.blocks = [];
+    this.numBlocksSeen = 0;
   }
 
   /** The tokens (and logprobs) not reported yet, as one output; marks them reported. */
@@ -93,6 +109,7 @@ export class Sequence {
       stopTokenId: finishReason === "stop" ? this.#stopTokenId : null,
       error,
       numPromptTokens: this.numPrompt,
+      numCachedTokens: this.numCachedPrompt,
       numOutputTokens: this.numOutput,
     };
   }

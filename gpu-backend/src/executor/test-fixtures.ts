@@ -33,6 +33,7 @@ export const tinyConfig = (modelPath = TINY_MODEL): InitConfig => ({
   hostCacheBytes: 64 << 20,
   loraBackend: "torch",
   cudaGraphs: false,
+  quantization: "auto",
 });
 
 /** A new sequence's greedy prefill of `tokens`, its KV in pages from `firstPage` on. */
@@ -64,6 +65,8 @@ export function prefillPlan(
     logprobs: Int32Array.of(-1),
     tokenIds: Int32Array.from(tokens),
     kvPages: Int32Array.from({ length: 2 * n }, (_, i) => firstPage + i),
+    prefixTokenIds: new Int32Array(0),
+    prefixKvPages: new Int32Array(0),
   };
 }
 

@@ -14,31 +14,35 @@ const u32s = (n: number) => fc.uint32Array({ minLength: n, maxLength: n });
 const i32s = (n: number) => fc.int32Array({ minLength: n, maxLength: n });
 const f32s = (n: number) => fc.float32Array({ minLength: n, maxLength: n });
 
-const stepPlan = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 6 }).chain((newTokens) => {
-  const s = newTokens.length;
-  const t = newTokens.reduce((a, b) => a + b, 0);
-  return fc.record({
-    stepId: u32,
-    freeSeqIds: fc.uint32Array({ maxLength: 4 }),
-    seqIds: u32s(s),
-    flags: fc.uint8Array({ minLength: s, maxLength: s }),
-    numNewTokens: fc.constant(Int32Array.from(newTokens)),
-    numCached: i32s(s),
-    numPrompt: i32s(s),
-    adapterIds: i32s(s),
-    temperature: f32s(s),
-    topP: f32s(s),
-    topK: i32s(s),
-    minP: f32s(s),
-    presencePenalty: f32s(s),
-    frequencyPenalty: f32s(s),
-    repetitionPenalty: f32s(s),
-    seed: fc.bigInt64Array({ minLength: s, maxLength: s }),
-    logprobs: i32s(s),
-    tokenIds: i32s(t),
-    kvPages: i32s(2 * t),
+const stepPlan = fc
+  .tuple(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 6 }), fc.nat(6))
+  .chain(([newTokens, p]) => {
+    const s = newTokens.length;
+    const t = newTokens.reduce((a, b) => a + b, 0);
+    return fc.record({
+      stepId: u32,
+      freeSeqIds: fc.uint32Array({ maxLength: 4 }),
+      seqIds: u32s(s),
+      flags: fc.uint8Array({ minLength: s, maxLength: s }),
+      numNewTokens: fc.constant(Int32Array.from(newTokens)),
+      numCached: i32s(s),
+      numPrompt: i32s(s),
+      adapterIds: i32s(s),
+      temperature: f32s(s),
+      topP: f32s(s),
+      topK: i32s(s),
+      minP: f32s(s),
+      presencePenalty: f32s(s),
+      frequencyPenalty: f32s(s),
+      repetitionPenalty: f32s(s),
+      seed: fc.bigInt64Array({ minLength: s, maxLength: s }),
+      logprobs: i32s(s),
+      tokenIds: i32s(t),
+      kvPages: i32s(2 * t),
+      prefixTokenIds: i32s(p),
+      prefixKvPages: i32s(2 * p),
+    });
   });
-});
 
 const stepResult = fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 5 }).chain((topCounts) => {
   const n = topCounts.length;
@@ -73,6 +77,7 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
       hostCacheBytes: count,
       loraBackend: fc.constantFrom("triton", "torch" as const),
       cudaGraphs: fc.boolean(),
+      quantization: fc.constantFrom("auto", "fp8" as const),
     }),
   }),
   fc.record({
@@ -98,6 +103,7 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
           Object.fromEntries(MODULE_NAMES.map((m, i) => [m, pairs[i] as [number, number]])),
         ),
       eosTokenIds: fc.array(u32, { maxLength: 4 }),
+      quantization: fc.constantFrom("none", "fp8" as const),
     }),
   }),
   fc.record({

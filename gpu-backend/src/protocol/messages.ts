@@ -28,6 +28,9 @@ export interface InitConfig {
   hostCacheBytes: number;
   loraBackend: "triton" | "torch";
   cudaGraphs: boolean;
+  /** auto: as the checkpoint is (FP8 checkpoints in FP8); fp8: a dense checkpoint's
+   * projections quantized to FP8 at load */
+  quantization: "auto" | "fp8";
 }
 
 export interface ModelInfo {
@@ -52,6 +55,8 @@ export interface ModelInfo {
   /** module name (q k v o gate up down) -> [in, out] features */
   modules: Record<string, [number, number]>;
   eosTokenIds: number[];
+  /** how the base projections are served: dense, or float8 weights (PROTOCOL.md) */
+  quantization: "none" | "fp8";
 }
 
 export interface StagedAdapter {
@@ -97,6 +102,13 @@ export interface StepPlan {
   tokenIds: Int32Array;
   /** K page then V page per new token */
   kvPages: Int32Array;
+  /**
+   * prefix caching: for each seq flagged `new` with numCached > 0, in step order, the ids of
+   * its numCached cached tokens
+   */
+  prefixTokenIds: Int32Array;
+  /** and their K page then V page per token: the start of its page table */
+  prefixKvPages: Int32Array;
 }
 
 /** One row per seq that sampled, in step order. */

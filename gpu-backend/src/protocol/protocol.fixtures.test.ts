@@ -21,7 +21,7 @@ const fixture = (name: string) => good.find(([n]) => n === name)?.[1] as Uint8Ar
 describe("shared frame fixtures", () => {
   it("are all there", () => {
     expect(good.length).toBe(14);
-    expect(bad.length).toBe(25);
+    expect(bad.length).toBe(26);
   });
 
   it.each(good)("%s decodes and re-encodes to the same bytes", (_, bytes) => {
@@ -60,6 +60,8 @@ describe("shared frame fixtures", () => {
     expect([...plan.flags]).toEqual([1, 3, 5]);
     expect(plan.seed[1]).toBe(2n ** 62n + 3n);
     expect(plan.kvPages.length).toBe(2 * plan.tokenIds.length);
+    expect(plan.prefixTokenIds.length).toBe(6);
+    expect(plan.prefixKvPages.length).toBe(12);
   });
 
   it("step_result keeps NaN and tiny floats; ready keeps large ids", () => {
@@ -71,6 +73,10 @@ describe("shared frame fixtures", () => {
     if (ready.type !== "ready") throw new Error(ready.type);
     expect(ready.body.eosTokenIds).toEqual([2, 0xffffffff]);
     expect(ready.body.modules.down).toEqual([688, 256]);
+    expect(ready.body.quantization).toBe("fp8");
+    const init = decodeMessage(fixture("init"));
+    if (init.type !== "init") throw new Error(init.type);
+    expect(init.body.quantization).toBe("fp8");
   });
 
   it("a stream of every good frame cut at every byte yields the same frames", () => {

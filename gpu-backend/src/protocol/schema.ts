@@ -81,6 +81,7 @@ export const MESSAGES = {
       f("host_cache_bytes", "count"),
       f("lora_backend", { oneOf: ["triton", "torch"] }),
       f("cuda_graphs", "bool"),
+      f("quantization", { oneOf: ["auto", "fp8"] }),
     ],
     arrays: [],
   },
@@ -103,6 +104,7 @@ export const MESSAGES = {
       f("device", "string"),
       f("modules", "modules"),
       f("eos_token_ids", "u32_list"),
+      f("quantization", { oneOf: ["none", "fp8"] }),
     ],
     arrays: [],
   },
@@ -135,6 +137,7 @@ export const MESSAGES = {
       f("step_id", "u32"),
       f("num_seqs", "count", "seq_ids"),
       f("num_tokens", "count", "token_ids"),
+      f("num_prefix_tokens", "count", "prefix_token_ids"),
     ],
     arrays: [
       { wire: "free_seq_ids", dtype: "u32", length: "any" },
@@ -155,6 +158,12 @@ export const MESSAGES = {
       perSeq("logprobs", "i32"),
       { wire: "token_ids", dtype: "i32", length: { field: "num_tokens" } },
       { wire: "kv_pages", dtype: "i32", length: { field: "num_tokens", times: 2 } },
+      { wire: "prefix_token_ids", dtype: "i32", length: { field: "num_prefix_tokens" } },
+      {
+        wire: "prefix_kv_pages",
+        dtype: "i32",
+        length: { field: "num_prefix_tokens", times: 2 },
+      },
     ],
   },
   step_result: {

@@ -29,6 +29,9 @@ export function createApp(app: AppContext): Hono {
   });
   hono.use("/v1/*", requireSecret(app.backendSecret, { optional: true }));
   hono.use("/internal/*", requireSecret(app.backendSecret, { optional: false }));
+  // /health and /ready answer anyone (load balancers probe them; they tell only up, load
+  // and model); /metrics tells how the backend is used: with a secret set, it needs it.
+  hono.use("/metrics", requireSecret(app.backendSecret, { optional: true }));
 
   hono.get("/health", health(app));
   hono.get("/ready", ready(app));

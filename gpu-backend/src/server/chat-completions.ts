@@ -49,7 +49,6 @@ export async function chatCompletionJson(
 ) {
   const { promptIds, logprobs, choices } = await startChat(app, body, caller, signal);
   const collected = await collectChoices(choices);
-  const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
   return {
     id: completionId("chatcmpl"),
     object: "chat.completion",
@@ -61,7 +60,7 @@ export async function chatCompletionJson(
       logprobs: logprobs === null ? null : chatLogprobs(choice.tokens),
       finish_reason: choice.finishReason,
     })),
-    usage: usageOf([promptIds.length], completionTokens),
+    usage: usageOf([promptIds.length], collected),
   };
 }
 
@@ -78,6 +77,7 @@ export function chatCompletions(app: AppContext) {
       kind: "chat",
       model: body.model,
       includeUsage: body.stream_options?.include_usage === true,
+      continuousUsage: body.stream_options?.continuous_usage_stats === true,
       promptLengths: [promptIds.length],
       logprobs: logprobs !== null,
       opening: choices.map((choice) => ({

@@ -7,6 +7,8 @@ import { choiceRequest } from "./generation-request.ts";
 
 export interface ChoiceStream {
   index: number;
+  /** which of the request's prompts it continues */
+  promptIndex: number;
   stream: GenerationStream;
   numPromptTokens: number;
 }
@@ -30,6 +32,7 @@ export async function startChoices(
         const stream = await serving.generate(choiceRequest(request, choice), seats);
         started.push({
           index: promptIndex * n + choice,
+          promptIndex,
           stream,
           numPromptTokens: request.promptIds.length,
         });
@@ -41,7 +44,10 @@ export async function startChoices(
   } finally {
     seats.release();
   }
-  clientGone.addEventListener("abort", () => cancelChoices(started));
+  // A client that left while the choices were starting (an adapter download, a full
+  // queue) has already fired its signal: its choices end in the engine at once.
+  if (clientGone.aborted) cancelChoices(started);
+  else clientGone.addEventListener("abort", () => cancelChoices(started), { once: true });
   return started;
 }
 
@@ -62,11 +68,17 @@ export function cancelChoices(choices: ChoiceStream[]): void {
   for (const { stream } of choices) void stream[Symbol.asyncIterator]().return?.();
 }
 
-export interface CollectedChoice {
+export interface CollectedChoice extends ChoiceUsage {
   index: number;
   text: string;
   tokens: TokenInfo[];
   finishReason: string;
+}
+
+/** What one choice adds to usage. */
+export interface ChoiceUsage {
+  promptIndex: number;
+  numCachedTokens: number;
   numOutputTokens: number;
 }
 
@@ -88,22 +100,36 @@ async function collectChoice(choice: ChoiceStream): Promise<CollectedChoice> {
   const tokens: TokenInfo[] = [];
   let finishReason = "stop";
   let numOutputTokens = 0;
+  let numCachedTokens = 0;
   for await (const delta of choice.stream) {
     text += delta.text;
     tokens.push(...delta.tokens);
     numOutputTokens = delta.numOutputTokens;
+    numCachedTokens = delta.numCachedTokens;
     if (delta.finishReason !== null) finishReason = delta.finishReason;
   }
-  return { index: choice.index, text, tokens, finishReason, numOutputTokens };
+  const { index, promptIndex } = choice;
+  return { index, promptIndex, text, tokens, finishReason, numOutputTokens, numCachedTokens };
 }
 
-/** Usage as OpenAI counts it: each prompt once, every choice's output. */
-export function usageOf(promptLengths: number[], completionTokens: number) {
+/**
+ * Usage as OpenAI counts it: each prompt once, every choice's output. A prompt's cached
+ * tokens (`prompt_tokens_details.cached_tokens`) are the fewest any of its choices found in
+ * the prefix cache: its n choices share its pages, but only what was cached before the
+ * request counts.
+ */
+export function usageOf(promptLengths: number[], choices: ChoiceUsage[]) {
   const promptTokens = promptLengths.reduce((a, b) => a + b, 0);
+  const completionTokens = choices.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
+  const cachedTokens = promptLengths.reduce((sum, _, prompt) => {
+    const cached = choices.filter((c) => c.promptIndex === prompt).map((c) => c.numCachedTokens);
+    return sum + (cached.length === 0 ? 0 : Math.min(...cached));
+  }, 0);
   return {
     prompt_tokens: promptTokens,
     completion_tokens: completionTokens,
     total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
   };
 }
 

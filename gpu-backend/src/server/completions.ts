@@ -50,7 +50,6 @@ export async function completionJson(
 ) {
   const { promptLengths, logprobs, choices } = await startCompletion(app, body, caller, signal);
   const collected = await collectChoices(choices);
-  const completionTokens = collected.reduce((sum, choice) => sum + choice.numOutputTokens, 0);
   return {
     id: completionId("cmpl"),
     object: "text_completion",
@@ -62,7 +61,7 @@ export async function completionJson(
       logprobs: logprobs === null ? null : completionLogprobs(choice.tokens, 0),
       finish_reason: choice.finishReason,
     })),
-    usage: usageOf(promptLengths, completionTokens),
+    usage: usageOf(promptLengths, collected),
   };
 }
 
@@ -81,6 +80,7 @@ export function completions(app: AppContext) {
       kind: "completion",
       model: body.model,
       includeUsage: body.stream_options?.include_usage === true,
+      continuousUsage: body.stream_options?.continuous_usage_stats === true,
       promptLengths,
       logprobs: logprobs !== null,
       opening: [],

@@ -34,6 +34,19 @@ describe("parseServerConfig", () => {
     );
   });
 
+  it("serves the checkpoint as it is unless told to quantize it to fp8", () => {
+    expect(parseServerConfig(["--model", "m"], {}).quantization).toBe("auto");
+    expect(parseServerConfig(["--model", "m", "--quantization", "fp8"], {}).quantization).toBe(
+      "fp8",
+    );
+    expect(
+      parseServerConfig(["--model", "m"], { LORAFLEET_QUANTIZATION: "fp8" }).quantization,
+    ).toBe("fp8");
+    expect(() => parseServerConfig(["--model", "m", "--quantization", "int4"], {})).toThrow(
+      /--quantization \(LORAFLEET_QUANTIZATION\)/,
+    );
+  });
+
   it("caches URL downloads under the adapter dir unless told where", () => {
     const base = ["--model", "m", "--adapter-dir", "ad"];
     expect(parseServerConfig(base, {}).adapterCacheDir).toBeUndefined();
@@ -51,6 +64,18 @@ describe("parseServerConfig", () => {
     expect([split.unifiedPaging, split.adapterPoolFraction]).toEqual([false, 0.3]);
     expect(() => parseServerConfig(["--model", "m", "--adapter-pool-fraction", "1"], {})).toThrow(
       /--adapter-pool-fraction/,
+    );
+  });
+
+  it("turns prefix caching on by default, off with --enable-prefix-caching false (A/B)", () => {
+    const on = parseServerConfig(["--model", "m"], {});
+    expect([on.enablePrefixCaching, on.prefixBlockSize]).toEqual([true, 16]);
+    const off = parseServerConfig(["--model", "m", "--enable-prefix-caching", "false"], {
+      LORAFLEET_PREFIX_BLOCK_SIZE: "32",
+    });
+    expect([off.enablePrefixCaching, off.prefixBlockSize]).toEqual([false, 32]);
+    expect(() => parseServerConfig(["--model", "m", "--prefix-block-size", "0"], {})).toThrow(
+      /--prefix-block-size/,
     );
   });
 

@@ -79,10 +79,17 @@ const ServerConfigSchema = z.object({
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
   cudaGraphs: flag.default(true),
+  /** fp8: the base's q k v o gate up down weights quantized to float8 at load (README
+   * "FP8"); auto: as the checkpoint is (FP8 checkpoints are served in FP8) */
+  quantization: z.enum(["auto", "fp8"]).default("auto"),
   /** false: the S-LoRA paper's "no-unify-mem" ablation, a pool split statically (below) */
   unifiedPaging: flag.default(true),
   /** with --unified-paging false: the share of pool pages only adapters may hold (the rest: KV) */
   adapterPoolFraction: z.coerce.number().gt(0).lt(1).default(0.5),
+  /** keep finished requests' full KV blocks for later prompts with the same prefix (vLLM's APC) */
+  enablePrefixCaching: flag.default(true),
+  /** tokens per cached KV block: the unit of prefix reuse */
+  prefixBlockSize: positiveInt.default(16),
   /** GPUs of one tensor-parallel group behind this backend: executor ranks, one engine */
   tensorParallelSize: positiveInt.default(1),
   /** adapters the executor stages at once; unset: the executor's default (4) */

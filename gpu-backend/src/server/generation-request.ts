@@ -55,8 +55,11 @@ export function generateRequest(
     seed: body.seed ?? null,
     logprobs,
   };
+  const tenant = gateway?.tenant ?? DIRECT_TENANT;
   return {
-    tenant: gateway?.tenant ?? DIRECT_TENANT,
+    tenant,
+    // Only requests of one salt share cached KV: the tenant unless the gateway sets one.
+    cacheSalt: gateway?.cache_salt ?? tenant,
     adapterName: gateway || body.model === caller.servedModelName ? null : body.model,
     remoteAdapter: gateway?.adapter
       ? {

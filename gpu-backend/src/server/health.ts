@@ -1,5 +1,6 @@
 // /health (the process answers; `load` = unfinished requests, which the gateway's
-// health check reads), /ready (requests are served now), /metrics (Prometheus text).
+// health check reads), /ready (requests are served now): both open to anyone, for load
+// balancers. /metrics (Prometheus text): behind the backend secret when one is set.
 //
 //   phase       /health                   /ready
 //   serving     200 {status: "ok"}        200

@@ -24,7 +24,12 @@ type BatchItem = InternalBatchRequest["requests"][number];
 async function answer(app: AppContext, item: BatchItem, signal: AbortSignal) {
   const caller: Caller = {
     servedModelName: app.servedModelName,
-    lorafleet: { tenant: item.tenant, adapter: item.adapter, deadline_ms: item.deadline_ms },
+    lorafleet: {
+      tenant: item.tenant,
+      adapter: item.adapter,
+      deadline_ms: item.deadline_ms,
+      cache_salt: item.cache_salt,
+    },
   };
   try {
     const body =

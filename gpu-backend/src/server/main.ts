@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
+import { ExecutorRequestError } from "../executor/errors.ts";
 import type { InitConfig } from "../protocol/messages.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
 import { Admission, contextLength } from "../serving/admission.ts";
@@ -13,6 +14,7 @@ import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import { createApp } from "./app.ts";
+import { sha256BlockHasher } from "./block-hasher.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
 
 async function main(): Promise<void> {
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
     hostCacheBytes: config.hostCacheBytes,
     loraBackend: config.loraBackend,
     cudaGraphs: config.cudaGraphs,
+    quantization: config.quantization,
   };
   const executor = new ExecutorClient({
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
@@ -63,8 +66,11 @@ async function main(): Promise<void> {
       poolSharing: config.unifiedPaging
         ? "unified"
         : { adapterFraction: config.adapterPoolFraction },
+      enablePrefixCaching: config.enablePrefixCaching,
+      prefixBlockSize: config.prefixBlockSize,
     }),
     model,
+    { hashBlock: sha256BlockHasher(config.model) },
   );
   const adapters = new AdapterRegistry(
     new AdapterStore({
@@ -131,6 +137,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`lorafleet backend failed to start: ${(error as Error).stack ?? error}\n`);
+  // The executor refusing init names what it refuses (a model field, a tensor, a flag):
+  // that line is the whole story, without a stack.
+  const reason =
+    error instanceof ExecutorRequestError
+      ? `the executor refused init: ${error.message}`
+      : ((error as Error).stack ?? String(error));
+  process.stderr.write(`lorafleet backend failed to start: ${reason}\n`);
   process.exit(1);
 });

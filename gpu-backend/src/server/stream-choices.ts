@@ -1,10 +1,17 @@
 // The SSE half of /v1/chat/completions and /v1/completions: OpenAI's chunk envelope
 // around each choice delta, the error event if generation fails mid-stream, the usage
-// chunk when `stream_options.include_usage` asks for it, then [DONE].
+// chunk when `stream_options.include_usage` asks for it (and usage so far in every chunk with
+// vLLM's `continuous_usage_stats`), then [DONE].
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { GenerationDelta } from "../serving/generation-stream.ts";
-import { type ChoiceStream, cancelChoices, mergeChoices, usageOf } from "./choices.ts";
+import {
+  type ChoiceStream,
+  type ChoiceUsage,
+  cancelChoices,
+  mergeChoices,
+  usageOf,
+} from "./choices.ts";
 import { toApiError } from "./openai-error.ts";
 import { completionId, nowSeconds } from "./openai-format.ts";
 
@@ -12,6 +19,8 @@ export interface ChoiceStreamFormat {
   kind: "chat" | "completion";
   model: string;
   includeUsage: boolean;
+  /** usage so far in every chunk (vLLM's stream_options.continuous_usage_stats), not only at the end */
+  continuousUsage: boolean;
   /** token counts of the prompts, for usage */
   promptLengths: number[];
   /** whether deltas carry logprobs (then even empty deltas are sent) */
@@ -29,7 +38,10 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
   const created = nowSeconds();
   return streamSSE(c, async (sse) => {
     sse.onAbort(() => cancelChoices(choices));
-    const chunk = (choicesPart: unknown[], usage: unknown = undefined) =>
+    const usage = new Map<number, ChoiceUsage>();
+    const promptIndex = new Map(choices.map((choice) => [choice.index, choice.promptIndex]));
+    const usageSoFar = () => usageOf(format.promptLengths, [...usage.values()]);
+    const chunk = (choicesPart: unknown[], last: unknown = undefined) =>
       sse.writeSSE({
         data: JSON.stringify({
           id,
@@ -37,14 +49,21 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
           created,
           model: format.model,
           choices: choicesPart,
-          ...(format.includeUsage ? { usage: usage ?? null } : {}),
+          ...(format.continuousUsage
+            ? { usage: last ?? usageSoFar() }
+            : format.includeUsage
+              ? { usage: last ?? null }
+              : {}),
         }),
       });
     for (const choice of format.opening) await chunk([choice]);
-    const outputTokens = new Map<number, number>();
     try {
       for await (const { index, delta } of mergeChoices(choices)) {
-        outputTokens.set(index, delta.numOutputTokens);
+        usage.set(index, {
+          promptIndex: promptIndex.get(index) ?? 0,
+          numCachedTokens: delta.numCachedTokens,
+          numOutputTokens: delta.numOutputTokens,
+        });
         if (delta.text === "" && delta.finishReason === null && !format.logprobs) continue;
         await chunk([format.choiceOf(index, delta)]);
       }
@@ -52,10 +71,7 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
       await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });
       cancelChoices(choices);
     }
-    if (format.includeUsage) {
-      const completionTokens = [...outputTokens.values()].reduce((a, b) => a + b, 0);
-      await chunk([], usageOf(format.promptLengths, completionTokens));
-    }
+    if (format.includeUsage) await chunk([], usageSoFar());
     await sse.writeSSE({ data: "[DONE]" });
   });
 }

@@ -1,7 +1,9 @@
 // Which adapter names this backend can serve and where their PEFT directories are:
 // names registered through /v1/load_lora_adapter, names the adapter store knows
-// (loaded on first use), and the gateway's content-addressed adapters.
+// (loaded on first use), and the gateway's content-addressed adapters. Each comes with
+// the sha256 of its content, part of the prefix cache's key.
 
+import { adapterContentSha256 } from "../adapters/content-hash.ts";
 import { AdapterDownloadFailed, AdapterUrlRefused } from "../adapters/errors.ts";
 import type { AdapterRef } from "../engine/index.ts";
 import {
@@ -15,8 +17,10 @@ import type { AdapterSource, RemoteAdapter } from "./executor-link.ts";
 export class AdapterRegistry {
   /** names clients may put in `model` */
   readonly #paths = new Map<string, string>();
+  /** their content's sha256, from the first use after they were (re-)registered */
+  readonly #shas = new Map<string, Promise<string>>();
   /** the gateway's adapters by `id@sha256`: not listed, not callable by name */
-  readonly #remote = new Map<string, string>();
+  readonly #remote = new Map<string, AdapterRef>();
   readonly #source: AdapterSource;
 
   constructor(source: AdapterSource) {
@@ -25,10 +29,12 @@ export class AdapterRegistry {
 
   register(name: string, path: string): void {
     this.#paths.set(name, path);
+    this.#shas.delete(name);
   }
 
   /** Forgets the name; returns false when it was not registered. */
   unregister(name: string): boolean {
+    this.#shas.delete(name);
     return this.#paths.delete(name);
   }
 
@@ -41,12 +47,22 @@ export class AdapterRegistry {
    * first use). Throws UnknownModelError when neither has it.
    */
   async resolve(name: string): Promise<AdapterRef> {
-    const known = this.#paths.get(name);
-    if (known !== undefined) return { name, path: known };
-    const found = await this.#source.find(name);
-    if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
-    this.#paths.set(name, found);
-    return { name, path: found };
+    let path = this.#paths.get(name);
+    if (path === undefined) {
+      const found = await this.#source.find(name);
+      if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
+      path = found;
+      this.register(name, path);
+    }
+    // Hashed once per registration: change a registered adapter's files by unloading and
+    // loading it again (the engine keeps what it staged under the name until then).
+    let sha256 = this.#shas.get(name);
+    if (sha256 === undefined) {
+      sha256 = adapterContentSha256(path);
+      this.#shas.set(name, sha256);
+      sha256.catch(() => this.#shas.delete(name));
+    }
+    return { name, path, sha256: await sha256 };
   }
 
   /**
@@ -56,7 +72,7 @@ export class AdapterRegistry {
   async resolveRemote(adapter: RemoteAdapter): Promise<AdapterRef> {
     const key = `${adapter.id}@${adapter.sha256.slice(0, 16)}`;
     const known = this.#remote.get(key);
-    if (known !== undefined) return { name: key, path: known };
+    if (known !== undefined) return known;
     let path: string;
     try {
       path = await this.#source.fetch(adapter);
@@ -66,8 +82,9 @@ export class AdapterRegistry {
       if (isTransient(error)) throw new AdapterStoreUnavailableError(message);
       throw new AdapterLoadError(message);
     }
-    this.#remote.set(key, path);
-    return { name: key, path };
+    const ref = { name: key, path, sha256: adapter.sha256 };
+    this.#remote.set(key, ref);
+    return ref;
   }
 }
 

@@ -16,6 +16,7 @@ function output(ids: number[], fields: Partial<RequestOutput> = {}): RequestOutp
     stopTokenId: null,
     error: null,
     numPromptTokens: 3,
+    numCachedTokens: 0,
     numOutputTokens: 0,
     ...fields,
   };

@@ -23,6 +23,8 @@ export interface GenerationDelta {
   /** set on the last delta */
   finishReason: Exclude<FinishReason, "error"> | null;
   numPromptTokens: number;
+  /** prompt tokens the prefix cache had (usage's prompt_tokens_details.cached_tokens) */
+  numCachedTokens: number;
   numOutputTokens: number;
 }
 
@@ -100,6 +102,7 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
       tokens: ids.map((id, i) => this.#tokenInfo(id, output.logprobs?.[i] ?? null)),
       finishReason: finishReason as GenerationDelta["finishReason"],
       numPromptTokens: output.numPromptTokens,
+      numCachedTokens: output.numCachedTokens,
       numOutputTokens: output.numOutputTokens,
     });
     return match.stopped && output.finishReason === null;

@@ -105,6 +105,27 @@ export class ServingMetrics {
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
+  readonly #prefixQueries = new Counter({
+    name: "lorafleet_prefix_cache_queries_total",
+    help: "admissions that looked up a cached prefix (recomputes after preemption count again)",
+    registers: [this.registry],
+  });
+  readonly #prefixQueryTokens = new Counter({
+    name: "lorafleet_prefix_cache_query_tokens_total",
+    help: "tokens those admissions looked up (prompt, and output so far for a recompute); minus the hit tokens: the prefill tokens computed",
+    registers: [this.registry],
+  });
+  readonly #prefixHitTokens = new Counter({
+    name: "lorafleet_prefix_cache_hit_tokens_total",
+    help: "of those, tokens whose KV came from the prefix cache (hit rate = hit / query tokens)",
+    registers: [this.registry],
+  });
+  readonly #poolEvictions = new Counter({
+    name: "lorafleet_pool_evictions_total",
+    help: "what the unified pool's eviction policy gave back: cached KV blocks (kind=kv) and idle adapters (kind=adapter)",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
   readonly #preemptions = new Counter({
     name: "lorafleet_preemptions_total",
     help: "running requests preempted for pages (recomputed later)",
@@ -121,6 +142,7 @@ export class ServingMetrics {
     registers: [this.registry],
   });
   #lastAdapterCounts = { loads: 0, evictions: 0, hits: 0, misses: 0 };
+  #lastPrefixCounts = { queries: 0, queryTokens: 0, hitTokens: 0, evictions: 0 };
   #lastPreemptions = 0;
   #lastDeadlineAborts = 0;
   /** [ms, tokens] of the last 10 s, for the tokens/s gauge */
@@ -170,15 +192,31 @@ export class ServingMetrics {
     this.#poolPages.set({ use: "adapter" }, stats.pages.adapter);
     this.#poolPages.set({ use: "free" }, stats.pages.free);
     this.#poolPages.set({ use: "fenced" }, stats.pages.fenced);
+    this.#poolPages.set({ use: "cached" }, stats.pages.cached);
     this.#adapterPins.set(stats.adapters.pins);
     // The engine counts these from its start; counters take the increase since last time.
     const { loads, evictions, hits, misses } = stats.adapters;
     const last = this.#lastAdapterCounts;
     if (loads > last.loads) this.#adapterLoads.inc(loads - last.loads);
-    if (evictions > last.evictions) this.#adapterEvictions.inc(evictions - last.evictions);
+    if (evictions > last.evictions) {
+      this.#adapterEvictions.inc(evictions - last.evictions);
+      this.#poolEvictions.inc({ kind: "adapter" }, evictions - last.evictions);
+    }
     if (hits > last.hits) this.#adapterRequests.inc({ result: "hit" }, hits - last.hits);
     if (misses > last.misses) this.#adapterRequests.inc({ result: "miss" }, misses - last.misses);
     this.#lastAdapterCounts = { loads, evictions, hits, misses };
+    const prefix = stats.prefixCache;
+    const lastPrefix = this.#lastPrefixCounts;
+    this.#prefixQueries.inc(prefix.queries - lastPrefix.queries);
+    this.#prefixQueryTokens.inc(prefix.queryTokens - lastPrefix.queryTokens);
+    this.#prefixHitTokens.inc(prefix.hitTokens - lastPrefix.hitTokens);
+    this.#poolEvictions.inc({ kind: "kv" }, prefix.evictions - lastPrefix.evictions);
+    this.#lastPrefixCounts = {
+      queries: prefix.queries,
+      queryTokens: prefix.queryTokens,
+      hitTokens: prefix.hitTokens,
+      evictions: prefix.evictions,
+    };
     if (stats.preemptions > this.#lastPreemptions) {
       this.#preemptions.inc(stats.preemptions - this.#lastPreemptions);
     }

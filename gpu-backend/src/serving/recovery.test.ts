@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
-import { greedy } from "../engine/testing.ts";
+import { greedy, internBlockHasher } from "../engine/testing.ts";
 import {
   clientsShutAfterEach,
   HAVE_TINY,
@@ -29,6 +29,7 @@ const { client } = clientsShutAfterEach();
 
 const request: GenerateRequest = {
   tenant: "default",
+  cacheSalt: "default",
   adapterName: null,
   remoteAdapter: null,
   promptIds: [5, 6, 7],
@@ -54,7 +55,9 @@ describe.skipIf(!HAVE_TINY)("the serving loop losing its executor (tiny model)",
       restart: { initialBackoffMs: 10, maxAttempts: 3 },
     });
     const model = await executor.init(tinyConfig());
-    const engine = new Engine(defaultEngineConfig({ maxNumSeqs: 8 }), model);
+    const engine = new Engine(defaultEngineConfig({ maxNumSeqs: 8 }), model, {
+      hashBlock: internBlockHasher(),
+    });
     const loop = new ServingLoop({
       engine,
       admission: new Admission({

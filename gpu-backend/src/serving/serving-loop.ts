@@ -21,6 +21,8 @@ import { RequestStreams } from "./request-streams.ts";
 export interface GenerateRequest {
   /** the fair-share unit; "default" for direct callers */
   tenant: string;
+  /** the prefix cache's isolation unit: the gateway's cache_salt, else the tenant */
+  cacheSalt: string;
   /** null = base model, else an adapter name (registered or known to the store) */
   adapterName: string | null;
   /** the gateway's adapter (overrides adapterName) */
@@ -144,6 +146,7 @@ export class ServingLoop {
     this.#engine.addRequest({
       id,
       tenant: request.tenant,
+      cacheSalt: request.cacheSalt,
       adapter,
       promptTokenIds: promptIds,
       sampling: request.sampling,

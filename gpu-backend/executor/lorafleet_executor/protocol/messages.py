@@ -5,7 +5,7 @@ back; the runtime consumes and produces them. Arrays are numpy (host memory); th
 executor moves what it needs to the device.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,9 @@ class InitConfig:
     host_cache_bytes: int = 4 << 30
     lora_backend: str = "triton"  # triton | torch
     cuda_graphs: bool = True
+    # auto: as the checkpoint is (FP8 checkpoints in FP8, others dense); fp8: a dense
+    # checkpoint's projections quantized to FP8 at load
+    quantization: str = "auto"
 
 
 @dataclass
@@ -63,6 +66,10 @@ class StepPlan:
     logprobs: np.ndarray  # i32 [S], -1 none, 0 sampled only, n top-n
     token_ids: np.ndarray  # i32 [T], -1 where FLAG_USE_LAST_SAMPLED stands in
     kv_pages: np.ndarray  # i32 [2T], K page then V page per new token
+    # Prefix caching: for each seq flagged new with num_cached > 0, in step order, its
+    # num_cached cached tokens' ids [P] and their K, V pages [2P] (its page table's start).
+    prefix_token_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    prefix_kv_pages: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     @property
     def num_seqs(self) -> int:

@@ -89,6 +89,7 @@ MESSAGES: dict[str, Spec] = {
             *_counts("max_lora_rank", "max_num_seqs", "max_num_batched_tokens", "host_cache_bytes"),
             Field("lora_backend", ("triton", "torch")),
             Field("cuda_graphs", "bool"),
+            Field("quantization", ("auto", "fp8")),
         ),
     ),
     "ready": Spec(
@@ -112,6 +113,7 @@ MESSAGES: dict[str, Spec] = {
             Field("device", "string"),
             Field("modules", "modules"),
             Field("eos_token_ids", "u32_list"),
+            Field("quantization", ("none", "fp8")),
         ),
     ),
     "stage_adapter": Spec(3, (Field("adapter_id", "u32"), Field("path", "string"))),
@@ -133,6 +135,7 @@ MESSAGES: dict[str, Spec] = {
             Field("step_id", "u32"),
             Field("num_seqs", "count", "seq_ids"),
             Field("num_tokens", "count", "token_ids"),
+            Field("num_prefix_tokens", "count", "prefix_token_ids"),
         ),
         (
             Array("free_seq_ids", "u32"),
@@ -153,6 +156,8 @@ MESSAGES: dict[str, Spec] = {
             _per_seq("logprobs", "i32"),
             Array("token_ids", "i32", ("num_tokens", 1)),
             Array("kv_pages", "i32", ("num_tokens", 2)),
+            Array("prefix_token_ids", "i32", ("num_prefix_tokens", 1)),
+            Array("prefix_kv_pages", "i32", ("num_prefix_tokens", 2)),
         ),
     ),
     "step_result": Spec(

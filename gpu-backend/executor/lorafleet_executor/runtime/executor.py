@@ -47,7 +47,7 @@ from ..step.plan_checks import StepLimits, check_plan
 from ..step.sequences import SequenceState, SequenceTable
 from .host_buffers import HostBuffers
 from .host_cache import HostCache
-from .init_config import check_init_config, resolve_device, resolve_dtype
+from .init_config import check_init_config, resolve_device, resolve_dtype, resolve_fp8
 from .memory_budget import pages_from_memory
 from .stage_processes import StageProcesses
 from .warm_up import warm_up_eager
@@ -76,12 +76,15 @@ class Executor:
         self.cfg = ModelConfig.from_dir(config.model_path)
         # The model this process computes: the whole one, or one rank's narrower share.
         self.local_cfg = self.cfg if tp is None else tp.shard.local_config(self.cfg)
+        self.fp8 = resolve_fp8(config, self.cfg, self.device, self.dtype)
         if tp is None:
-            weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
+            weights = ModelWeights.load(
+                self.cfg, config.model_path, self.dtype, self.device, fp8=self.fp8
+            )
         else:
             tp.bind(self.device)
             weights = load_weight_shard(
-                self.cfg, tp.shard, config.model_path, self.dtype, self.device
+                self.cfg, tp.shard, config.model_path, self.dtype, self.device, self.fp8
             )
         on_cuda = self.device.type == "cuda"
         self.model = LlamaModel(
@@ -171,6 +174,7 @@ class Executor:
             "device": self.device.type,
             "modules": {m: list(shape) for m, shape in cfg.module_shapes().items()},
             "eos_token_ids": list(cfg.eos_token_ids),
+            "quantization": "none" if self.fp8 is None else "fp8",
         }
 
     def _max_adapter_host_bytes(self) -> int:
@@ -323,13 +327,20 @@ class Executor:
         }
 
     def _seq_states(self, plan: StepPlan, created: list[int]) -> list[SequenceState]:
+        """The step's sequences; new ones start with their cached prefix (PROTOCOL.md
+        "Shared pages"): its tokens as their history, its pages as their page table's start."""
         seqs = []
+        prefix_at = 0
+        prefix_rows, prefix_positions = [], []
         for i, seq_id in enumerate(plan.seq_ids.tolist()):
             if plan.flags[i] & FLAG_NEW:
-                if plan.num_cached[i] != 0:
-                    raise BadMessage(f"new sequence {seq_id} has num_cached {plan.num_cached[i]}")
                 seq = self.seqs.create(seq_id, self._generator(int(plan.seed[i])))
                 created.append(seq_id)
+                cached = int(plan.num_cached[i])
+                seq.append(plan.prefix_token_ids[prefix_at : prefix_at + cached])
+                prefix_rows.append(np.full(cached, seq.row, np.int64))
+                prefix_positions.append(np.arange(cached, dtype=np.int64))
+                prefix_at += cached
             else:
                 seq = self.seqs.get(seq_id)
                 if seq.num_tokens != plan.num_cached[i]:
@@ -344,6 +355,14 @@ class Executor:
             ):
                 raise BadMessage(f"sequence {seq_id} has no sampled token to use")
             seqs.append(seq)
+        if prefix_at > 0:
+            pages = plan.prefix_kv_pages
+            self.seqs.write_pages(
+                np.concatenate(prefix_rows),
+                np.concatenate(prefix_positions),
+                np.ascontiguousarray(pages[0::2], np.int32),
+                np.ascontiguousarray(pages[1::2], np.int32),
+            )
         return seqs
 
     def _generator(self, seed: int) -> torch.Generator | None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import BadMessage, CapacityExceeded, PageOutOfRange, UnknownAdapter
 from ..model.sampling import MAX_TOP_LOGPROBS
-from ..protocol.messages import FLAG_USE_LAST_SAMPLED, StepPlan
+from ..protocol.messages import FLAG_NEW, FLAG_USE_LAST_SAMPLED, StepPlan
 
 PER_SEQ = (
     "seq_ids",
@@ -78,11 +78,13 @@ def check_plan(plan: StepPlan, limits: StepLimits, loaded_adapters: set[int]) ->
             f"the executor holds {limits.max_context}"
         )
     _check_tokens(plan, new, limits.vocab_size)
-    if len(plan.kv_pages) and (plan.kv_pages.min() < 0 or plan.kv_pages.max() >= limits.num_pages):
-        raise PageOutOfRange(
-            f"kv_pages must lie in 0..{limits.num_pages - 1}, "
-            f"found {plan.kv_pages.min()}..{plan.kv_pages.max()}"
-        )
+    _check_prefix(plan, limits.vocab_size)
+    for name in ("kv_pages", "prefix_kv_pages"):
+        pages = getattr(plan, name)
+        if len(pages) and (pages.min() < 0 or pages.max() >= limits.num_pages):
+            raise PageOutOfRange(
+                f"{name} must lie in 0..{limits.num_pages - 1}, found {pages.min()}..{pages.max()}"
+            )
     for adapter_id in np.unique(plan.adapter_ids):
         if adapter_id != -1 and int(adapter_id) not in loaded_adapters:
             raise UnknownAdapter(f"adapter {adapter_id} is not loaded in the pool")
@@ -102,6 +104,26 @@ def _check_tokens(plan: StepPlan, new: np.ndarray, vocab_size: int) -> None:
     _require(
         bool(((real >= 0) & (real < vocab_size)).all()),
         f"token_ids must lie in 0..{vocab_size - 1}",
+    )
+
+
+def _check_prefix(plan: StepPlan, vocab_size: int) -> None:
+    """The cached prefixes of new sequences: num_cached tokens (and 2 pages each) apiece."""
+    is_new = (plan.flags & FLAG_NEW) != 0
+    expected = int(plan.num_cached[is_new].astype(np.int64).sum())
+    _require(
+        len(plan.prefix_token_ids) == expected,
+        f"prefix_token_ids has {len(plan.prefix_token_ids)} entries, the new sequences' "
+        f"num_cached sum to {expected}",
+    )
+    _require(
+        len(plan.prefix_kv_pages) == 2 * expected,
+        f"prefix_kv_pages has {len(plan.prefix_kv_pages)} entries, 2 x {expected} expected",
+    )
+    ids = plan.prefix_token_ids
+    _require(
+        bool(((ids >= 0) & (ids < vocab_size)).all()),
+        f"prefix_token_ids must lie in 0..{vocab_size - 1}",
     )
 
 

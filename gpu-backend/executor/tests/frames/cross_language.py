@@ -72,6 +72,7 @@ def generate(n: int, seed: int) -> None:
             ints(np.int32, s),
             ints(np.int32, t),
             ints(np.int32, 2 * t),
+            *(ints(np.int32, k * p) for p in [int(rng.integers(0, 7))] for k in (1, 2)),
         )
 
     def step_result():
@@ -103,6 +104,7 @@ def generate(n: int, seed: int) -> None:
             count(),
             "triton",
             bool(rng.integers(0, 2)),
+            ("auto", "fp8")[int(rng.integers(0, 2))],
         ),
         "ready": lambda: {
             **{k: count() for k in ("num_pages", "page_width", "num_layers", "hidden_size")},
@@ -113,6 +115,7 @@ def generate(n: int, seed: int) -> None:
             "device": text(),
             "modules": {m: [count(), count()] for m in MODULE_NAMES},
             "eos_token_ids": [int(x) for x in ints(np.uint32, 3)],
+            "quantization": ("none", "fp8")[int(rng.integers(0, 2))],
         },
         "stage_adapter": lambda: StageAdapter(int(rng.integers(0, 2**32)), text()),
         "adapter_staged": lambda: StagedAdapter(

@@ -53,6 +53,8 @@ def step_plan(num_seqs: int) -> StepPlan:
         logprobs=np.array([-1, 0, 20][:num_seqs], np.int32),
         token_ids=rng.integers(-1, 32000, tokens).astype(np.int32),
         kv_pages=rng.integers(0, 1 << 20, 2 * tokens).astype(np.int32),
+        prefix_token_ids=rng.integers(0, 32000, 2 * num_seqs).astype(np.int32),
+        prefix_kv_pages=rng.integers(0, 1 << 20, 4 * num_seqs).astype(np.int32),
     )
 
 
@@ -69,6 +71,7 @@ GOOD = {
         host_cache_bytes=1 << 33,
         lora_backend="torch",
         cuda_graphs=False,
+        quantization="fp8",
     ),
     "ready": {
         "num_pages": 4096,
@@ -95,6 +98,7 @@ GOOD = {
             "down": [688, 256],
         },
         "eos_token_ids": [2, 4294967295],
+        "quantization": "fp8",
     },
     "stage_adapter": StageAdapter(adapter_id=3, path='/cache/adapters/café-"quoted"\n'),
     "adapter_staged": StagedAdapter(
@@ -181,6 +185,9 @@ def bad_frames(good: dict[str, bytes]) -> dict[str, bytes]:
         "bad_message--negative_count": with_meta(good["ready"], lambda m: m.update(num_pages=-1)),
         "bad_message--bool_as_count": with_meta(good["ready"], lambda m: m.update(head_dim=True)),
         "bad_message--enum_value": with_meta(good["drop_adapter"], lambda m: m.update(tier="disk")),
+        "bad_message--quantization_value": with_meta(
+            good["init"], lambda m: m.update(quantization="int4")
+        ),
         "bad_message--modules_missing_one": with_meta(
             good["ready"], lambda m: m["modules"].pop("down")
         ),
