@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from lorafleet_executor.model.adapters import parse_adapter, read_adapter_config
+from lorafleet_executor.model.adapters import packed_bytes, parse_adapter, read_adapter_config
 from lorafleet_executor.runtime.host_buffers import HostBuffers
 from lorafleet_executor.runtime.stage_processes import StageProcesses
 from make_adapters import make_adapters
@@ -65,7 +65,7 @@ class Stager:
         """Seconds of one stage, and a copy of its rows (the buffer goes back for reuse)."""
         started = time.perf_counter()
         config = read_adapter_config(folder, self.cfg, 64)
-        buffer = self.buffers.take(config.packed_bytes(self.cfg, torch.bfloat16))
+        buffer = self.buffers.take(packed_bytes(config, self.cfg, torch.bfloat16))
         live = self.buffers.live_ids()
         adapter = self.stagers.parse(
             index, folder, self.cfg, 64, torch.bfloat16, config, buffer, live

@@ -24,7 +24,17 @@ class UnknownAdapter(ExecutorError):
 
 
 class AdapterInvalid(ExecutorError):
+    """An adapter broke one of the shared rules (model/adapter_rules.py); `rule` names it
+    (the gateway's error code: api/src/adapter/rules.ts)."""
+
     code = "adapter_invalid"
+
+    def __init__(self, message: str, rule: str = "adapter_invalid") -> None:
+        super().__init__(message)
+        self.rule = rule
+
+    def __reduce__(self):  # staging workers send it back to their parent whole
+        return (AdapterInvalid, (self.message, self.rule))
 
 
 class PageOutOfRange(ExecutorError):

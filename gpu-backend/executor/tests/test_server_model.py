@@ -32,13 +32,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def one_seq_plan(step_id: int, adapter_id: int, kv_pages: np.ndarray) -> StepPlan:
-    tokens = np.array([5, 17, 42, 9], np.int32)
+def one_seq_plan(
+    step_id: int,
+    adapter_id: int,
+    kv_pages: np.ndarray,
+    tokens: tuple[int, ...] = (5, 17, 42, 9),
+    seq_id: int | None = None,
+    free: tuple[int, ...] = (),
+) -> StepPlan:
+    """A new seq (id `seq_id`, default the step's) prefilling `tokens`, sampled greedily."""
+    tokens = np.array(tokens, np.int32)
     one = lambda dtype, value: np.array([value], dtype)  # noqa: E731
     return StepPlan(
         step_id=step_id,
-        free_seq_ids=np.zeros(0, np.uint32),
-        seq_ids=one(np.uint32, step_id),
+        free_seq_ids=np.array(free, np.uint32),
+        seq_ids=one(np.uint32, step_id if seq_id is None else seq_id),
         flags=one(np.uint8, FLAG_SAMPLE | FLAG_NEW),
         num_new_tokens=one(np.int32, len(tokens)),
         num_cached=one(np.int32, 0),

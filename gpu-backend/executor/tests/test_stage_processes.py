@@ -12,7 +12,7 @@ from fixture_skip import require_fixture
 
 from lorafleet_executor.errors import AdapterInvalid, ExecutorError
 from lorafleet_executor.fixtures.location import fixtures_root
-from lorafleet_executor.model.adapters import parse_adapter, read_adapter_config
+from lorafleet_executor.model.adapters import packed_bytes, parse_adapter, read_adapter_config
 from lorafleet_executor.model.config import ModelConfig
 from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime import stage_processes
@@ -37,7 +37,7 @@ def stage(stagers, buffers, adapter_id, name, dtype=torch.float32):
     """What the executor does: a buffer of the adapter's size, parsed into by a worker."""
     cfg = ModelConfig.from_dir(TINY)
     config = read_adapter_config(ADAPTERS / name, cfg, 64)
-    buffer = buffers.take(config.packed_bytes(cfg, dtype))
+    buffer = buffers.take(packed_bytes(config, cfg, dtype))
     return buffer, stagers.parse(
         adapter_id, ADAPTERS / name, cfg, 64, dtype, config, buffer, buffers.live_ids()
     )
@@ -67,8 +67,8 @@ def test_buffers_are_reused_by_size_and_workers_unmap_the_released():
     require_fixture(TINY)
     stagers = StageProcesses(workers=1)
     cfg = ModelConfig.from_dir(TINY)
-    one = read_adapter_config(ADAPTERS / "tiny-r8", cfg, 64).packed_bytes(cfg, torch.float32)
-    big_bytes = read_adapter_config(ADAPTERS / "tiny-r64", cfg, 64).packed_bytes(cfg, torch.float32)
+    one = packed_bytes(read_adapter_config(ADAPTERS / "tiny-r8", cfg, 64), cfg, torch.float32)
+    big_bytes = packed_bytes(read_adapter_config(ADAPTERS / "tiny-r64", cfg, 64), cfg, torch.float32)
     # Room for the r64 one, not beside an r8 one kept free.
     buffers = HostBuffers(big_bytes + one // 2, shared=True, pin=False)
     try:
@@ -99,7 +99,7 @@ def test_a_bad_adapter_comes_back_as_adapter_invalid_and_the_workers_go_on(stage
     (tmp_path / "a" / "adapter_model.safetensors").unlink()
     buffers = HostBuffers(1 << 30, shared=True, pin=False)
     config = read_adapter_config(tmp_path / "a", cfg, 64)
-    buffer = buffers.take(config.packed_bytes(cfg, torch.float32))
+    buffer = buffers.take(packed_bytes(config, cfg, torch.float32))
     with pytest.raises(AdapterInvalid, match="adapter_model.safetensors is missing"):
         stagers.parse(1, tmp_path / "a", cfg, 64, torch.float32, config, buffer, buffers.live_ids())
     assert stage(stagers, buffers, 2, "tiny-r8")[1].rank == 8
@@ -133,7 +133,7 @@ def test_an_executor_with_stage_processes_stages_like_one_without(stagers, tmp_p
         broken = tmp_path / f"broken-{id(executor)}"
         shutil.copytree(ADAPTERS / "tiny-r8", broken)
         (broken / "adapter_model.safetensors").write_bytes(b"garbage")
-        with pytest.raises(AdapterInvalid, match="not a valid safetensors file"):
+        with pytest.raises(AdapterInvalid, match="shorter than its 8-byte header length"):
             executor.stage_adapter(7, str(broken))
         assert 6 not in executor.host and 7 not in executor.host
         # The buffer stage 7 took is free again: the next adapter of its size gets it.

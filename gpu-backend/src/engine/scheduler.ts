@@ -14,8 +14,6 @@ import type { Sequence } from "./sequence.ts";
 /** A step sent to the executor and not answered yet. */
 interface InFlightStep {
   stepId: number;
-  /** every seq in the step, in step order */
-  seqIds: Uint32Array;
   /** the seqs asked to sample, in step order: the rows the result must have */
   sampled: number[];
 }
@@ -218,27 +216,6 @@ export class Scheduler {
       outputs.push(reason === null ? seq.takeOutput(null) : this.finish(seq, reason));
     }
     outputs.push(...this.expire(nowMs, unfinished));
-    return outputs;
-  }
-
-  /**
-   * The oldest in-flight step failed in the executor: its requests finish with "error". The
-   * KV it (and any later step in flight) wrote may be garbage: those cached blocks are
-   * dropped, and the running seqs that read one are recomputed.
-   */
-  stepFailed(stepId: number, message: string): RequestOutput[] {
-    const step = this.#completeOldest(stepId);
-    const outputs: RequestOutput[] = [];
-    for (const seqId of step.seqIds) {
-      const seq = this.#bySeqId.get(seqId);
-      if (seq !== undefined) {
-        outputs.push(this.#end(seq, "error", `step ${stepId}: ${message}`, false));
-      }
-    }
-    const voided = this.#cache.invalidateFrom(stepId);
-    for (const seq of [...this.running]) {
-      if (seq.blocks.some((block) => voided.has(block))) this.#preempt(seq, false);
-    }
     return outputs;
   }
 
@@ -514,7 +491,6 @@ export class Scheduler {
     this.#toFree = [];
     this.#inFlight.push({
       stepId: plan.stepId,
-      seqIds: plan.seqIds,
       sampled: rows.filter((p) => p.flags & StepFlag.sample).map((p) => p.seqId),
     });
     return plan;

@@ -1,16 +1,20 @@
 // ExecutorClient: the engine's handle on the Python executor. It spawns the executor on
 // a Unix socket, does the init handshake, correlates requests and replies, and is the
-// backend's one supervisor of it: a crash (exit), a hang (no reply in time; a `stats`
-// heartbeat covers idle times) or a protocol violation kills the process, fails every
-// call in flight with the retriable ExecutorUnavailable, and starts a new one.
-// Nothing waits forever: every call has a timeout, and calls made while no executor is
-// ready fail at once.
+// backend's one supervisor of it: a crash (exit), a hang (no reply in time: a step's
+// deadline scales with its work, step-deadline.ts; a `stats` heartbeat covers idle times)
+// or a protocol violation kills the process, fails every call in flight with the retriable
+// ExecutorUnavailable, and starts a new one. Nothing waits forever: every call has a
+// timeout, and calls made while no executor is ready fail at once.
 //
 // Restart policy (RestartPolicy): restart k in a row waits initialBackoffMs × 2^(k-1)
 // (at most maxBackoffMs) before it spawns. An executor that ran stableAfterMs before it
-// ended starts the count over; one that fails to start, or dies sooner, adds to it. After
-// maxAttempts restarts in a row the client gives up: state "failed", recover() rejects,
-// and only an explicit restart() starts over.
+// ended starts the count over, and so does a loss charged to requests: one with steps in
+// flight, or a restart the caller asks for because of a step's outcome (the serving loop
+// charges it to the steps' requests, serving/recovery.ts, and fails a request after its
+// second, so these losses are bounded by the requests, not by this count). One that fails
+// to start, or dies sooner with no step in flight, adds to it. After maxAttempts restarts
+// in a row the client gives up: state "failed", recover() rejects, and only an explicit
+// restart() starts over.
 //
 //   const client = new ExecutorClient({ logger });
 //   const model = await client.init(config);        // spawn + handshake
@@ -35,14 +39,18 @@ import type { MessageName } from "../protocol/schema.ts";
 import { ExecutorUnavailable } from "./errors.ts";
 import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
 import { REPO_VENV_PYTHON } from "./python-path.ts";
+import { StepDeadlines } from "./step-deadline.ts";
+import { StepWatch } from "./step-watch.ts";
 
 export interface ExecutorTimeouts {
   /** spawn -> the executor connects to the socket (Python + imports) */
   connectMs: number;
   /** init -> ready (model loading; minutes for a large model) */
   initMs: number;
-  /** step -> step_result, counted from sending (steps queue behind each other) */
-  stepMs: number;
+  /** the least time a step may take before it counts as hung (step-deadline.ts) */
+  stepFloorMs: number;
+  /** a step counts as hung after this many times its predicted duration (step-deadline.ts) */
+  stepSlack: number;
   /** stage_adapter / load_adapter / drop_adapter -> reply */
   adapterMs: number;
   /** a `stats` heartbeat goes out this often when the executor is ready */
@@ -66,7 +74,8 @@ export interface RestartPolicy {
 const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   connectMs: 60_000,
   initMs: 600_000,
-  stepMs: 60_000,
+  stepFloorMs: 30_000,
+  stepSlack: 10,
   adapterMs: 300_000,
   heartbeatIntervalMs: 5_000,
   statsMs: 30_000,
@@ -137,6 +146,10 @@ export class ExecutorClient {
   #failure: Error | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #heartbeatInFlight = false;
+  /** the step cost model: kept across restarts (same model, same device) */
+  #deadlines: StepDeadlines | undefined;
+  /** the steps the current executor has not answered */
+  #steps: StepWatch | undefined;
 
   constructor(options: ExecutorClientOptions = {}) {
     this.#pythonPath = options.pythonPath ?? REPO_VENV_PYTHON;
@@ -200,7 +213,8 @@ export class ExecutorClient {
         return this.#restarting as Promise<ModelInfo>;
       case "ready":
         if (this.#fresh) return Promise.resolve(this.#model as ModelInfo);
-        this.#lost(this.#process as ExecutorProcess, "restart requested");
+        // Asked after a step's outcome the caller could not use: charged to its requests.
+        this.#lost(this.#process as ExecutorProcess, "restart requested", true);
         return this.#restarting as Promise<ModelInfo>;
       case "failed":
         return Promise.reject(this.#failure);
@@ -236,9 +250,19 @@ export class ExecutorClient {
     this.#reply(await this.#call(message, this.#timeouts.adapterMs), "ok");
   }
 
+  /** A step's deadline is its StepWatch's (step-deadline.ts), not a fixed timeout. */
   async step(plan: StepPlan): Promise<StepResult> {
-    const reply = await this.#call({ type: "step", body: plan }, this.#timeouts.stepMs);
-    return this.#reply(reply, "step_result");
+    const reply = this.#call({ type: "step", body: plan }, null);
+    const watch = this.#steps;
+    const watched = this.#state === "ready" ? watch?.sent(plan) : undefined;
+    let answered = false;
+    try {
+      const result = this.#reply(await reply, "step_result");
+      answered = true;
+      return result;
+    } finally {
+      if (watched !== undefined) watch?.settled(watched, answered);
+    }
   }
 
   async stats(): Promise<ExecutorStats> {
@@ -261,7 +285,8 @@ export class ExecutorClient {
     if (this.#tempDir !== undefined) rmSync(this.#tempDir, { recursive: true, force: true });
   }
 
-  #call(message: Message, timeoutMs: number): Promise<Decoded> {
+  /** timeoutMs null: the caller watches the call itself (steps) */
+  #call(message: Message, timeoutMs: number | null): Promise<Decoded> {
     const proc = this.#process;
     if (this.#state !== "ready" || proc === undefined) {
       return Promise.reject(
@@ -303,23 +328,32 @@ export class ExecutorClient {
       proc.kill("the executor client is shut down");
       throw new ExecutorUnavailable("the executor client is shut down");
     }
+    this.#deadlines ??= new StepDeadlines(model, {
+      floorMs: this.#timeouts.stepFloorMs,
+      slack: this.#timeouts.stepSlack,
+    });
+    this.#steps = new StepWatch(this.#deadlines, (reason) => proc.kill(reason));
     this.#model = model;
     this.#state = "ready";
     this.#fresh = true;
     this.#readyAt = Date.now();
-    void proc.ended.then((reason) => this.#lost(proc, reason));
+    void proc.ended.then((reason) => this.#lost(proc, reason, proc.endedDuring("step")));
     this.#startHeartbeat();
     this.#log.info({ pid: proc.pid, model }, "executor ready");
     return model;
   }
 
-  /** A ready executor is gone (or is being replaced): fail its calls, start a new one. */
-  #lost(proc: ExecutorProcess, reason: string): void {
+  /**
+   * A ready executor is gone (or is being replaced): fail its calls, start a new one.
+   * `charged`: the loss is charged to the requests of the steps in flight (see the top).
+   */
+  #lost(proc: ExecutorProcess, reason: string, charged: boolean): void {
     if (proc !== this.#process || this.#state !== "ready") return;
     proc.kill(reason);
-    if (Date.now() - this.#readyAt >= this.#policy.stableAfterMs) this.#restartsInARow = 0;
+    const stable = Date.now() - this.#readyAt >= this.#policy.stableAfterMs;
+    if (stable || charged) this.#restartsInARow = 0;
     this.#lastFailure = reason;
-    this.#log.error({ pid: proc.pid }, `executor lost (${reason}); restarting`);
+    this.#log.error({ pid: proc.pid, charged }, `executor lost (${reason}); restarting`);
     void this.#beginRestart().catch(() => {}); // callers see it through recover()
   }
 

@@ -7,10 +7,13 @@ import type { ExecutorErrorCode } from "../protocol/messages.ts";
 export class ExecutorRequestError extends Error {
   override readonly name = "ExecutorRequestError";
   readonly code: ExecutorErrorCode;
+  /** the executor's message, without the code */
+  readonly reason: string;
   readonly retriable = false;
   constructor(code: ExecutorErrorCode, message: string) {
     super(`${code}: ${message}`);
     this.code = code;
+    this.reason = message;
   }
 }
 

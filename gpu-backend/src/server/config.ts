@@ -52,6 +52,11 @@ const ServerConfigSchema = z.object({
   maxModelLen: nonNegativeInt.default(0),
   /** requests waiting beyond this are refused with 429 */
   maxQueuedRequests: positiveInt.default(1024),
+  /**
+   * the least time a step may run before the executor counts as hung; longer steps get
+   * more, from their work and the measured speed (executor/step-deadline.ts)
+   */
+  stepDeadlineFloorMs: positiveInt.default(30_000),
   /** on SIGTERM, how long running requests may take to finish before they are cut */
   drainTimeoutS: nonNegativeInt.default(30),
   /** request bodies above this many bytes are refused (413) */

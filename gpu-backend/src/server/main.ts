@@ -1,8 +1,8 @@
 // The backend's entry: `node gpu-backend/src/server/main.ts --model DIR [flags]`.
 // Reads the config, starts the Python executor, builds engine + serving loop + app,
 // listens, and shuts all of it down on SIGINT/SIGTERM.
-import { serve } from "@hono/node-server";
 import { pino } from "pino";
+import { adapterBaseOf, checkAdapterDirectory } from "../adapters/directory-check.ts";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
@@ -16,6 +16,7 @@ import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import { createApp } from "./app.ts";
 import { sha256BlockHasher } from "./block-hasher.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
+import { createHttpServer } from "./http-server.ts";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof parseServerConfig>;
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
     profileSteps: config.profileSteps,
     profileOut: config.profileOut,
     logger: logger.child({ component: "executor" }),
+    timeouts: { stepFloorMs: config.stepDeadlineFloorMs },
   });
   const model = await executor.init(initConfig);
   logger.info({ model }, "executor ready");
@@ -72,6 +74,8 @@ async function main(): Promise<void> {
     model,
     { hashBlock: sha256BlockHasher(config.model) },
   );
+  // What every adapter must fit (the executor's staging checks the same): this model.
+  const adapterBase = adapterBaseOf(model, config.maxLoraRank);
   const adapters = new AdapterRegistry(
     new AdapterStore({
       dir: config.adapterDir,
@@ -80,6 +84,7 @@ async function main(): Promise<void> {
       // The gateway serves an adapter URL only to the backend it signed it for.
       credential: config.backendSecret,
     }),
+    (dir) => checkAdapterDirectory(dir, adapterBase),
   );
   const metrics = new ServingMetrics();
   const admission = new Admission({
@@ -109,8 +114,11 @@ async function main(): Promise<void> {
     unloadAdapter: (name) => engine.unloadAdapter(name),
     maxBodyBytes: config.maxBodyBytes,
   });
-  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
-    logger.info({ url: `http://${config.host}:${info.port}` }, "listening");
+  const server = createHttpServer(app, config.host);
+  server.listen(config.port, config.host, () => {
+    const address = server.address();
+    const port = typeof address === "object" && address !== null ? address.port : config.port;
+    logger.info({ url: `http://${config.host}:${port}` }, "listening");
   });
 
   let stopping = false;

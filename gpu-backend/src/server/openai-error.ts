@@ -11,7 +11,7 @@ import {
   AdapterStoreUnavailableError,
   AdapterUrlNotAllowedError,
   BackendUnavailableError,
-  GenerationFailedError,
+  ExecutorFailedError,
   PromptTooLongError,
   QueueFullError,
   TooManyCompletionsError,
@@ -120,8 +120,13 @@ export function toApiError(error: unknown): ApiError {
       headers: { "retry-after": "1" },
     });
   }
-  if (error instanceof GenerationFailedError) {
-    return new ApiError(500, error.message, { type: "server_error", code: "generation_failed" });
+  if (error instanceof ExecutorFailedError) {
+    // x-should-retry: the OpenAI SDKs retry 5xx unless told not to; this one would fail again.
+    return new ApiError(500, error.message, {
+      type: "server_error",
+      code: "executor_failed",
+      headers: { "x-should-retry": "false" },
+    });
   }
   if (error instanceof HTTPException) {
     return new ApiError(error.status as ContentfulStatusCode, error.message);

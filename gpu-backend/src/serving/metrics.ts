@@ -31,6 +31,11 @@ export class ServingMetrics {
     help: "requests admitted and running",
     registers: [this.registry],
   });
+  readonly #suspects = new Gauge({
+    name: "lorafleet_suspect_requests",
+    help: "requests an executor failure involved, not yet past it (on probation or in line)",
+    registers: [this.registry],
+  });
   readonly #poolPages = new Gauge({
     name: "lorafleet_pool_pages",
     help: "unified pool pages by use",
@@ -188,6 +193,7 @@ export class ServingMetrics {
   observeEngine(stats: EngineStats): void {
     this.#queueDepth.set(stats.waiting);
     this.#running.set(stats.running);
+    this.#suspects.set(stats.suspects);
     this.#poolPages.set({ use: "kv" }, stats.pages.kv);
     this.#poolPages.set({ use: "adapter" }, stats.pages.adapter);
     this.#poolPages.set({ use: "free" }, stats.pages.free);

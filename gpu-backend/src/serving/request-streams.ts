@@ -20,6 +20,11 @@ export class RequestStreams {
     return this.#streams.size;
   }
 
+  /** Whether request `id` is unfinished. */
+  has(id: string): boolean {
+    return this.#streams.has(id);
+  }
+
   /** A request the engine has just taken. */
   add(stream: GenerationStream, nowMs: number): void {
     this.#streams.set(stream.id, stream);

@@ -10,7 +10,7 @@ import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AdapterRegistry } from "./adapter-registry.ts";
 import type { Admission, Phase, Seats } from "./admission.ts";
 import { Drain } from "./drain.ts";
-import { BackendUnavailableError, GenerationFailedError } from "./errors.ts";
+import { BackendUnavailableError, ExecutorFailedError } from "./errors.ts";
 import { ExecutorCalls } from "./executor-calls.ts";
 import type { ExecutorLink, ExecutorSupervisor, RemoteAdapter } from "./executor-link.ts";
 import { GenerationStream } from "./generation-stream.ts";
@@ -168,7 +168,7 @@ export class ServingLoop {
         const { plan, adapterOps, finished } = this.#engine.schedule(Date.now());
         for (const op of adapterOps) this.#calls.sendAdapterOp(op);
         if (plan) this.#calls.sendStep(plan);
-        this.#streams.deliver(finished, GenerationFailedError);
+        this.#streams.deliver(finished, ExecutorFailedError);
         this.#metrics.observeEngine(this.#engine.stats());
         if (plan) continue;
       } else if (!this.#recovery.recovering) {

@@ -23,7 +23,7 @@ from ..errors import BadMessage, CapacityExceeded, UnknownAdapter
 from ..graphs.decode import DecodeGraphs
 from ..graphs.mixed import MixedGraphs
 from ..model.adapter_layout import max_adapter_pages
-from ..model.adapters import ParsedAdapter, parse_adapter, read_adapter_config
+from ..model.adapters import ParsedAdapter, packed_bytes, parse_adapter, read_adapter_config
 from ..model.config import ModelConfig
 from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
@@ -222,7 +222,7 @@ class Executor:
         by a staging worker when there are some."""
         max_rank = self.config.max_lora_rank
         config = read_adapter_config(path, self.cfg, max_rank)  # read once: it says the size
-        buffer = self.buffers.take(config.packed_bytes(self.cfg, self.dtype))
+        buffer = self.buffers.take(packed_bytes(config, self.cfg, self.dtype))
         try:
             if self.stagers is not None:
                 live = self.buffers.live_ids()

@@ -1,7 +1,7 @@
 """The host tier's memory: byte buffers reused by size, so staging an adapter allocates
 nothing once the tier has warmed up, and packs it where the tier keeps it (no copy after).
 
-A stage takes a buffer of exactly the adapter's packed size (`AdapterConfig.packed_bytes`:
+A stage takes a buffer of exactly the adapter's packed size (`model.adapters.packed_bytes`:
 the config says it before any weight is read), the adapter is packed into it, and the host
 tier keeps it; dropping the adapter gives the buffer back for the next adapter of that
 size (adapters of one rank and targets have one size). Buffers in use and kept free

@@ -58,15 +58,25 @@ _LAUNCHED_DONE = object()
 
 REQUESTS = {"init", "stage_adapter", "load_adapter", "drop_adapter", "step", "stats", "shutdown"}
 
+# (init's config, the tensor-parallel group or None, --stage-threads) -> the executor
+MakeExecutor = Callable[[Any, Any, int], Any]
+
 
 class Server:
     """Serves one engine connection until shutdown, EOF or a bad frame; `run` returns the
     process's exit code."""
 
-    def __init__(self, sock: socket.socket, options: ExecutorOptions, tp: Any = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        options: ExecutorOptions,
+        tp: Any = None,
+        make_executor: MakeExecutor | None = None,
+    ) -> None:
         self.sock = sock
         self.options = options
         self.tp = tp  # parallel.group.TensorGroup of rank 0, or None
+        self.make_executor = make_executor or _make_executor
         # Under tensor parallelism every stage ends in a collective on the `adapters`
         # group (Executor._agreed), and one group's collectives must come in the same
         # order on every rank: stages stay serialized on the adapter thread there.
@@ -148,7 +158,7 @@ class Server:
             raise BadMessage("init twice: the executor is already initialized")
         log.info("init: %s", message.body)
         self._fan_out(message)
-        self.executor = _make_executor(message.body, self.tp, self.options.stage_threads)
+        self.executor = self.make_executor(message.body, self.tp, self.options.stage_threads)
         info = self.executor.ready_info()
         log.info("ready: %s", info)
         self._send(message, "ready", info)
@@ -314,7 +324,10 @@ def _start_group(size: int, log_level: str) -> Any:
     return TensorGroup.join(0, size, init_method)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, make_executor: MakeExecutor | None = None) -> None:
+    """The process: `argv` as the command line; `make_executor` (default: the product's)
+    is a seam for tests only, which wrap the executor to inject faults
+    (lorafleet_reference/faulty_executor.py): nothing a client sends can reach it."""
     options = parse_options(argv)
     logging.basicConfig(
         stream=sys.stderr, level=options.log_level, format="executor %(levelname)s %(message)s"
@@ -330,4 +343,4 @@ def main(argv: list[str] | None = None) -> None:
     tp = _start_group(size, options.log_level) if size > 1 else None
     # os._exit, not sys.exit: a worker may be inside a long torch call, and the engine
     # expects the process gone when this returns (ranks 1..N-1 die with it).
-    _exit(Server(sock, options, tp).run())
+    _exit(Server(sock, options, tp, make_executor).run())

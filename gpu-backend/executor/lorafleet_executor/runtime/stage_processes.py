@@ -13,7 +13,7 @@ segment cost ~20 ms), until the executor no longer holds it.
 Example:
     stagers = StageProcesses(workers=2)
     config = read_adapter_config("/adapters/a", cfg, max_rank=64)
-    buffer = buffers.take(config.packed_bytes(cfg, torch.bfloat16))
+    buffer = buffers.take(packed_bytes(config, cfg, torch.bfloat16))
     adapter = stagers.parse(7, "/adapters/a", cfg, 64, torch.bfloat16, config, buffer,
                             live=buffers.live_ids())
     stagers.shutdown()
