@@ -67,8 +67,11 @@ def test_buffers_are_reused_by_size_and_workers_unmap_the_released():
     require_fixture(TINY)
     stagers = StageProcesses(workers=1)
     cfg = ModelConfig.from_dir(TINY)
-    one = packed_bytes(read_adapter_config(ADAPTERS / "tiny-r8", cfg, 64), cfg, torch.float32)
-    big_bytes = packed_bytes(read_adapter_config(ADAPTERS / "tiny-r64", cfg, 64), cfg, torch.float32)
+
+    def size(name: str) -> int:
+        return packed_bytes(read_adapter_config(ADAPTERS / name, cfg, 64), cfg, torch.float32)
+
+    one, big_bytes = size("tiny-r8"), size("tiny-r64")
     # Room for the r64 one, not beside an r8 one kept free.
     buffers = HostBuffers(big_bytes + one // 2, shared=True, pin=False)
     try:
