@@ -165,11 +165,15 @@ export class Scheduler {
     );
   }
 
-  /** KV pages the running seqs may still take, at most (to their maxTokens). */
+  /**
+   * KV pages the running seqs may still take, at most: to their maxTokens, less the last
+   * sampled token, which is never fed back.
+   */
   #remainingKvPages(): number {
     let tokens = 0;
     for (const seq of this.running) {
-      tokens += seq.numPrompt + seq.req.maxTokens - Math.min(seq.numComputed, seq.tokens.length);
+      const most = seq.numPrompt + seq.req.maxTokens - 1;
+      tokens += Math.max(0, most - seq.numComputed);
     }
     return PAGES_PER_TOKEN * tokens;
   }
