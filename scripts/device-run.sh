@@ -7,12 +7,13 @@
 #          and for `grammar` .cache/grammar/llama32k (bench/grammar/README.md "llama32k")
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
 # More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
-# peft (slora vs HF PEFT on the PEFT batch), pressure (slora vs no-unifymem in a pool of
-# 100,000 pages, 25 GB: the trace's ~70k pages of KV and its adapters fit it shared, not
-# split in halves), roofline (base decode vs the bandwidth floor), coldload (adapter host
-# tier -> pool, beside decode; staging serial vs pooled), grammar (structured outputs: a
-# decode batch of 64, each row its own adapter and JSON schema, vs the same batch free,
-# with Llama-2-7B shapes and the llama32k tokenizer), c64 / c128 (the ablations' trace
+# peft (slora vs HF PEFT on the PEFT batch), pressure (the `pressure` scenario: slora vs
+# no-unifymem in a 100,000-page pool that holds a wave of 32 long requests' KV and their
+# 32 rank-64 adapters shared, not split in halves; ~4 minutes), roofline (base decode vs
+# the bandwidth floor), coldload (adapter host tier -> pool, beside decode; staging serial
+# vs pooled), grammar (structured outputs: a decode batch of 64, each row its own adapter
+# and JSON schema, vs the same batch free, with Llama-2-7B shapes and the llama32k
+# tokenizer), c64 / c128 (the ablations' trace
 # with the client holding 64 / 128 requests in flight at most: each engine at the same
 # concurrency, so the ratios compare capacity rather than where the trace's tail ends),
 # prefix-mooncake (prefix caching on vs off on the Mooncake conversation trace; carry
@@ -45,7 +46,8 @@ if has tests; then
   (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider \
     --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
     tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py \
-    tests/test_stage_processes.py tests/test_kernels_token_bitmask.py tests/test_kernels_fp8.py \
+    tests/test_stage_processes.py tests/test_host_buffers.py tests/test_kernels_token_bitmask.py \
+    tests/test_kernels_fp8.py \
     tests/test_fp8_gpu.py tests/test_fp8_quality.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
 fi
 if has fp8tests; then
@@ -63,7 +65,7 @@ scenario() {  # <scenario> <result name> <server args> <scenario args...>
   [[ -x /tmp/node ]] || { xz -dc carry/node22.xz > /tmp/node && chmod +x /tmp/node; }
   rm -rf /tmp/results
   timeout 560 /tmp/node bench/src/main.ts "$scenario" "$@" \
-    --server-args="--max-loras 1024 $server_args" --server-entry carry/backend.mjs \
+    --server-args="$server_args" --server-entry carry/backend.mjs \
     --work-dir /tmp/bench --out /tmp/results > "$OUT/$name.log" 2>&1
   cp /tmp/results/*/"$scenario".json "$OUT/$name.json" 2>/dev/null
   cp /tmp/results/summary.json "$OUT/summary-$name.json" 2>/dev/null
@@ -72,7 +74,9 @@ scenario() {  # <scenario> <result name> <server args> <scenario args...>
   done
 }
 ablations() {  # <result name> <server args> <ablations args...>
-  scenario ablations "$@"
+  local name=$1 server_args=$2
+  shift 2
+  scenario ablations "$name" "--max-loras 1024 $server_args" "$@"
 }
 if has ablations; then
   ablations ablations "" --variants base,slora,no-unifymem --no-peft
@@ -84,7 +88,7 @@ if has peft; then
   ablations ablations-peft "" --adapters 32 --duration 2 --variants slora
 fi
 if has pressure; then
-  ablations ablations-pressure "--num-pages 100000" --variants slora,no-unifymem --no-peft
+  scenario pressure pressure ""
 fi
 for c in 64 128; do
   if has c$c; then
@@ -92,14 +96,14 @@ for c in 64 128; do
   fi
 done
 if has prefix-mooncake; then
-  scenario prefix-mooncake prefix-mooncake "" \
+  scenario prefix-mooncake prefix-mooncake "--max-loras 1024" \
     --mooncake-trace carry/mooncake_conversation_trace.jsonl.gz
 fi
 if has prefix-saas; then
-  scenario prefix-saas prefix-saas ""
+  scenario prefix-saas prefix-saas "--max-loras 1024"
 fi
 if has prefix-zerohit; then
-  scenario prefix-zero-hit prefix-zero-hit "" --max-concurrency 64
+  scenario prefix-zero-hit prefix-zero-hit "--max-loras 1024" --max-concurrency 64
 fi
 if has fp8roofline; then
   timeout 420 python3 bench/gpu/fp8_decode.py --out "$OUT/fp8_decode.json" \
@@ -120,7 +124,8 @@ if has coldload; then
   fi
   timeout 240 python3 bench/gpu/cold_load.py --model "$model" --out "$OUT/cold_load.json" \
     > "$OUT/cold_load.log" 2>&1
-  timeout 120 python3 bench/gpu/stage_bench.py --threads 1,4,8 --out "$OUT/stage.json" \
+  timeout 300 python3 bench/gpu/stage_bench.py --count 32 --rank 32 --workers 4 --dir /tmp/stage-bench \
+    --out "$OUT/stage.json" \
     > "$OUT/stage.log" 2>&1
 fi
 if has grammar; then

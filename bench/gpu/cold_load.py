@@ -33,6 +33,7 @@ from lorafleet_executor.model.adapter_layout import adapter_layout
 from lorafleet_executor.model.config import ModelConfig
 from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.host_buffers import HostBuffers
 from lorafleet_executor.runtime.stage_processes import StageProcesses
 from make_adapters import make_adapters, shape_of_model
 from run_info import REPO, device_folder, fixture_model, run_info
@@ -80,11 +81,14 @@ def decode_beside_staging(
     ex: Executor, folder: str, decode, threads: int, processes: bool, args, device
 ) -> dict:
     """Decode steps while `threads` threads stage adapters as a burst of cold requests
-    does: each under a new id, into fresh (pinned) host memory, nothing dropped until the
-    end. In threads alone staging shares the GIL and the cores with the step loop; with
+    does: each under a new id, into a fresh host buffer, nothing dropped until the end.
+    In threads alone staging shares the GIL and the cores with the step loop; with
     `processes` each thread hands the parsing to one of as many worker processes, as the
     executor's server does on a GPU."""
     ex.stagers = StageProcesses(threads) if processes else None
+    # Worker processes pack into the host tier's buffers: shared memory, as the executor
+    # the server makes with its workers has.
+    ex.buffers = HostBuffers(ex.host.capacity_bytes, shared=processes, pin=device.type == "cuda")
     if ex.stagers is not None:
         ex.stage_adapter(999, folder)  # the workers are up
     ids = iter(range(1000, 1 << 30))

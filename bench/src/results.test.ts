@@ -29,6 +29,15 @@ describe("computeRatios", () => {
     expect(ratios.slora_vs_bmm_min).toBeCloseTo(2);
   });
 
+  it("divides first-token latency p50 by base's on the same trace", () => {
+    const base = run("base", "n=2000", 1000);
+    const slora = run("slora", "n=2000", 900);
+    if (slora.metrics) slora.metrics.firstTokenS = { ...slora.metrics.firstTokenS, p50: 0.25 };
+    const ratios = computeRatios([base, slora], ["n=2000"], null);
+    expect(ratios["slora_ttft_p50_vs_base@n=2000"]).toBeCloseTo(2.5);
+    expect(ratios["slora_vs_base@n=2000"]).toBeCloseTo(0.9);
+  });
+
   it("takes the minimum over the trace points it is given only", () => {
     const runs = [
       run("slora", "n=2000", 900),
@@ -113,6 +122,27 @@ describe("summary.json", () => {
       device: "NVIDIA H100 80GB HBM3",
     });
     expect(entry.sources.vs_peft).toBe("h100-80gb-hbm3/ablations.json");
+    // every figure names the commit it was measured at, whatever wrote the entry last
+    expect(entry.measured_at).toEqual({
+      vs_peft: "abc",
+      vs_bmm_min: "abc",
+      vs_no_unifymem_min: "abc",
+    });
+    const pressure = {
+      ...result,
+      scenario: "pressure",
+      gitSha: "def",
+      ratios: { "slora_vs_no-unifymem_min": 1.3 },
+    } as ScenarioResult;
+    expect(updateSummary(path, "H100 80GB HBM3", pressure, "h100-80gb-hbm3/pressure.json")).toEqual(
+      ["vs_no_unifymem_pressure"],
+    );
+    const after = JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"];
+    expect(after).toMatchObject({ vs_no_unifymem_min: 1.2, vs_no_unifymem_pressure: 1.3 });
+    expect(after.measured_at).toMatchObject({
+      vs_no_unifymem_min: "abc",
+      vs_no_unifymem_pressure: "def",
+    });
   });
 
   it("takes the prefix scenarios' headline figures under the issue's keys", () => {

@@ -27,14 +27,27 @@ function runScript(name: string, timeout = 60_000): Record<string, unknown> {
 }
 
 describe("executor timing scripts (--smoke, CPU)", () => {
-  it("stage_bench.py stages the same adapters serially and on a pool, byte-identical", () => {
+  it("stage_bench.py stages distinct files warm and cold, one and several at once, as parse_adapter packs", () => {
     const json = runScript("stage_bench.py");
-    const runs = json.runs as { threads: number; identical_to_serial: boolean; seconds: number }[];
-    expect(runs.map((r) => r.threads)).toEqual([1, 2, 4, 1, 2, 4]);
+    const runs = json.runs as {
+      page_cache: string;
+      concurrent: number;
+      identical_to_parse_adapter: boolean;
+      ms_per_stage: { median: number; p90: number; max: number };
+    }[];
+    expect(runs.map((r) => [r.page_cache, r.concurrent])).toEqual([
+      ["warm", 1],
+      ["warm", 2],
+      ["cold", 1],
+      ["cold", 2],
+    ]);
     for (const r of runs) {
-      expect(r.identical_to_serial).toBe(true);
-      expect(r.seconds).toBeGreaterThan(0);
+      expect(r.identical_to_parse_adapter).toBe(true);
+      expect(r.ms_per_stage.median).toBeGreaterThan(0);
+      expect(r.ms_per_stage.max).toBeGreaterThanOrEqual(r.ms_per_stage.median);
     }
+    expect(json.distinct_files).toBe(4);
+    expect(json.adapter_stage_ms_r32).toBe(runs[2]?.ms_per_stage.median);
   });
 
   it("grammar_bench.py runs a constrained batch and replays it free, answers parsing", {

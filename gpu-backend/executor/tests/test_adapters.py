@@ -250,7 +250,8 @@ def test_weights_beyond_fp16_once_scaled_are_refused_in_any_pool_dtype(tmp_path,
 
 def test_host_cache_refuses_what_does_not_fit_and_never_evicts(executor):
     one = executor.stage_adapter(20, str(ADAPTERS / "tiny-r4")).host_bytes
-    cache = HostCache(capacity_bytes=3 * one)
+    left = []
+    cache = HostCache(capacity_bytes=3 * one, on_leave=lambda a: left.append(a.adapter_id))
     parsed = executor.host.get(20)
     copies = [type(parsed)(**{**vars(parsed), "adapter_id": i}) for i in range(4)]
     for adapter in copies[:3]:
@@ -260,12 +261,17 @@ def test_host_cache_refuses_what_does_not_fit_and_never_evicts(executor):
         cache.put(copies[3])
     assert [i in cache for i in range(4)] == [True, True, True, False]
     assert cache.used_bytes == 3 * one
-    cache.put(copies[1])  # replacing one takes no more room
+    cache.put(copies[1])  # putting it again takes no more room, and it stays
+    assert left == []
+    replacement = type(parsed)(**{**vars(parsed), "adapter_id": 2})
+    cache.put(replacement)  # replacing one hands the old one out (its buffer is free again)
+    assert left == [2] and cache.get(2) is replacement
     cache.drop(1)
+    assert left == [2, 1]
     cache.put(copies[3])  # the engine made room first
     assert [i in cache for i in range(4)] == [True, False, True, True]
     assert cache.used_bytes == 3 * one
-    tiny = HostCache(capacity_bytes=one - 1)
+    tiny = HostCache(capacity_bytes=one - 1, on_leave=lambda a: left.append(a.adapter_id))
     with pytest.raises(CapacityExceeded):
         tiny.put(copies[0])
     assert len(tiny) == 0 and tiny.used_bytes == 0

@@ -51,6 +51,8 @@ interface Scenario {
   > &
     Partial<Pick<EngineConfig, "poolSharing" | "enablePrefixCaching" | "prefixBlockSize">>;
   numPages: number;
+  /** adapter lora<i> takes (4 + 3i) × this pages: up to most of the pool */
+  adapterScale: number;
   executor: {
     extraHostAdapters: number;
     /** the host tier holds this many of the largest adapter (default 4) */
@@ -136,8 +138,8 @@ function scenarioRequests({ prefixes = [], shapes }: Scenario, model: ModelInfo)
  * what it yields alone, within the step limits, with every page accounted for.
  */
 function serveScenario(scenario: Scenario): void {
-  const { config, numPages, executor } = scenario;
-  const adapterPages = (name: string): number => 4 + Number(name.slice(4)) * 3;
+  const { config, numPages, adapterScale, executor } = scenario;
+  const adapterPages = (name: string): number => (4 + Number(name.slice(4)) * 3) * adapterScale;
   const maxAdapterHostBytes = adapterPages(`lora${MAX_ADAPTER}`) * HOST_BYTES_PER_PAGE;
   const model = testModel({
     numPages,
@@ -249,6 +251,10 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     prefixBlockSize: fc.integer({ min: 1, max: 5 }),
   }),
   numPages: fc.integer({ min: 90, max: 400 }),
+  adapterScale: fc.oneof(
+    { weight: 3, arbitrary: fc.constant(1) },
+    { weight: 1, arbitrary: fc.integer({ min: 2, max: 12 }) },
+  ),
   executor: fc.record({
     extraHostAdapters: fc.integer({ min: 0, max: 2 }),
     hostSlots: fc.integer({ min: 1, max: 4 }),
@@ -288,6 +294,71 @@ describe("Engine", () => {
   // Counterexamples the property found, kept as cases.
   it.each<Scenario>([
     {
+      // Admission held for an adapter whose pages an idle adapter wanted sooner held, not
+      // KV: that adapter's request could never start to free them (the e2e pool-pressure
+      // tests hung on it).
+      config: {
+        maxNumSeqs: 1,
+        maxNumBatchedTokens: 1,
+        maxInFlightSteps: 1,
+        maxLoras: 1,
+        prefetchWindow: 2,
+      },
+      numPages: 90,
+      adapterScale: 6,
+      executor: { extraHostAdapters: 1, hostSlots: 2, loadSteps: 0, crashAtStep: undefined },
+      shapes: [
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 2, tenant: 0, ignoreEos: false },
+      ],
+    },
+    {
+      // A drained adapter that queued requests had moved ahead of the one it drained for
+      // stayed drained: its requests could not start, and it could not be evicted.
+      config: {
+        maxNumSeqs: 1,
+        maxNumBatchedTokens: 1,
+        maxInFlightSteps: 1,
+        maxLoras: 1,
+        prefetchWindow: 2,
+        poolSharing: { adapterFraction: 0.05 },
+      },
+      numPages: 90,
+      adapterScale: 1,
+      executor: { extraHostAdapters: 0, hostSlots: 1, loadSteps: 0, crashAtStep: undefined },
+      shapes: [
+        { promptLength: 1, maxTokens: 7, adapter: null, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 3, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 9, maxTokens: 1, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 2, adapter: 0, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 1, ignoreEos: false },
+      ],
+    },
+    {
+      // A freshly loaded adapter was kept for its requests, which the fair-share gate held
+      // back for another tenant's, whose adapter needed its room: neither moved.
+      config: {
+        maxNumSeqs: 1,
+        maxNumBatchedTokens: 1,
+        maxInFlightSteps: 1,
+        maxLoras: 1,
+        prefetchWindow: 2,
+      },
+      numPages: 90,
+      adapterScale: 1,
+      executor: { extraHostAdapters: 0, hostSlots: 1, loadSteps: 0, crashAtStep: 0 },
+      shapes: [
+        { promptLength: 2, maxTokens: 1, adapter: 0, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 2, adapter: 0, tenant: 2, ignoreEos: false },
+      ],
+    },
+    {
       // A split pool (no-unify-mem) whose adapter share holds one of these adapters at a time.
       config: {
         maxNumSeqs: 1,
@@ -298,6 +369,7 @@ describe("Engine", () => {
         poolSharing: { adapterFraction: 0.05 },
       },
       numPages: 210,
+      adapterScale: 1,
       executor: { extraHostAdapters: 1, loadSteps: 2, crashAtStep: undefined },
       shapes: [
         { promptLength: 8, maxTokens: 4, adapter: 0, tenant: 0, ignoreEos: false },
@@ -316,6 +388,7 @@ describe("Engine", () => {
         prefetchWindow: 1,
       },
       numPages: 90,
+      adapterScale: 1,
       executor: { extraHostAdapters: 1, loadSteps: 1, crashAtStep: undefined },
       shapes: [
         { promptLength: 1, maxTokens: 1, adapter: null, tenant: 2, ignoreEos: false },
@@ -337,6 +410,7 @@ describe("Engine", () => {
         prefetchWindow: 4,
       },
       numPages: 90,
+      adapterScale: 1,
       executor: { extraHostAdapters: 1, loadSteps: 1, crashAtStep: undefined },
       shapes: [
         { promptLength: 20, maxTokens: 1, adapter: 5, tenant: 0, ignoreEos: false },
@@ -356,6 +430,7 @@ describe("Engine", () => {
         prefetchWindow: 2,
       },
       numPages: 90,
+      adapterScale: 1,
       executor: { extraHostAdapters: 0, loadSteps: 3, crashAtStep: 0 },
       shapes: [
         { promptLength: 15, maxTokens: 3, adapter: 0, tenant: 0, ignoreEos: false },

@@ -210,6 +210,16 @@ export class Engine {
     return { plan, adapterOps: this.#adapters.takeOps(), finished };
   }
 
+  /**
+   * Stage and load ops for queued requests' adapters, without planning a step: call it when
+   * an adapter outcome or a request comes while `canSchedule()` is false, so that an
+   * adapter's load follows its stage at once rather than after the next step's result.
+   */
+  prefetch(): AdapterOp[] {
+    this.#scheduler.prefetch();
+    return this.#adapters.takeOps();
+  }
+
   update(result: StepResult, nowMs: number): RequestOutput[] {
     const outputs = this.#scheduler.update(result, nowMs, this.#requests.values());
     const suspect = this.#probation.current;

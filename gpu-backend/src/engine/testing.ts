@@ -574,16 +574,19 @@ export function drive(
       pendingLoads.splice(pendingLoads.indexOf(load), 1);
       engine.adapterLoaded(load.adapterId);
     }
+    const send = (op: AdapterOp): void => {
+      if (op.kind === "stage") record(engine.adapterStaged(sim.stage(op)));
+      else if (op.kind === "load") {
+        sim.load(op);
+        pendingLoads.push({ adapterId: op.adapterId, dueStep: steps + loadSteps });
+      } else sim.drop(op);
+    };
     let planned = false;
+    // As the server's loop: between steps at their limit, adapter work goes on.
+    if (!engine.canSchedule()) for (const op of engine.prefetch()) send(op);
     if (engine.canSchedule()) {
       const step = engine.schedule(now);
-      for (const op of step.adapterOps) {
-        if (op.kind === "stage") record(engine.adapterStaged(sim.stage(op)));
-        else if (op.kind === "load") {
-          sim.load(op);
-          pendingLoads.push({ adapterId: op.adapterId, dueStep: steps + loadSteps });
-        } else sim.drop(op);
-      }
+      for (const op of step.adapterOps) send(op);
       record(step.finished);
       options.afterSchedule?.(step);
       if (step.plan !== null) {

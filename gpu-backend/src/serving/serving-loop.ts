@@ -208,6 +208,10 @@ export class ServingLoop {
         this.#streams.deliver(finished, ExecutorFailedError);
         this.#metrics.observeEngine(this.#engine.stats());
         if (plan) continue;
+      } else if (!this.#recovery.recovering) {
+        // Steps in flight at their limit: an adapter staged (or a request queued) meanwhile
+        // gets its load (or stage) now, not after the next step's result.
+        for (const op of this.#engine.prefetch()) this.#calls.sendAdapterOp(op);
       }
       await this.#sleep();
     }

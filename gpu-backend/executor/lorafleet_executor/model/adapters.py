@@ -9,6 +9,8 @@ Example:
 """
 
 import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +60,14 @@ class AdapterFiles:
     weights: dict[tuple[int, str, str], torch.Tensor]  # (layer, module, "A" | "B")
 
 
-def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterFiles:
+def packed_bytes(config: AdapterConfig, cfg: ModelConfig, dtype: torch.dtype) -> int:
+    """Host bytes `parse_adapter` packs the adapter into: what a buffer for it holds."""
+    _, num_pages = adapter_layout(config.rank, config.targets, cfg.module_shapes(), cfg.page_width)
+    return cfg.num_layers * num_pages * cfg.page_width * dtype.itemsize
+
+
+def read_adapter_config(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterConfig:
+    """adapter_config.json checked by the rules (it gives the packed size: read first)."""
     root = Path(path)
     if not root.is_dir():
         raise AdapterInvalid(f"{root} is not a directory")
@@ -68,7 +77,17 @@ def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> Ada
     if not config_path.exists() or config_path.is_dir():
         raise AdapterInvalid(f"{CONFIG} is missing", "missing_file")
     with config_path.open("rb") as f:
-        config = check_config(f.read(MAX_CONFIG_BYTES + 1), max_rank)
+        return check_config(f.read(MAX_CONFIG_BYTES + 1), max_rank)
+
+
+def read_adapter_files(
+    path: str | Path, cfg: ModelConfig, max_rank: int, config: AdapterConfig | None = None
+) -> AdapterFiles:
+    """`config`: read_adapter_config's, when the caller read it already (it is read once).
+    The weights are views of the file's pages (a private mapping), not copies: packing
+    reads each value from the page cache."""
+    root = Path(path)
+    config = config or read_adapter_config(root, cfg, max_rank)
     weights_path = root / WEIGHTS
     if not weights_path.is_file():  # mapped: a regular file only
         if (root / "adapter_model.bin").exists():
@@ -83,32 +102,35 @@ def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> Ada
 def _read_weights(
     path: Path, config: AdapterConfig, cfg: ModelConfig
 ) -> dict[tuple[int, str, str], torch.Tensor]:
+    """The header and values checked by the rules, then every LoRA weight as a view of a
+    private, copy-on-write mapping of the file. The kernel is asked to read the whole file
+    ahead at once, so a file not in the page cache arrives in large reads, not a page fault
+    at a time."""
     with path.open("rb") as f:
-        size = path.stat().st_size
+        size = os.fstat(f.fileno()).st_size
         head = f.read(8)
         end = safetensors_header_end(head, size)
         entries = parse_safetensors_header(head + f.read(end - 8), size)
         tensors = check_lora_tensors(entries, config, cfg.num_layers, cfg.module_shapes())
         # Not empty: every LoRA weight has elements, and the tensors tile the data.
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            data = memoryview(mapped)[end:]
-            try:
-                check_values(tensors, data, config.scale)
-                return {(t.layer, t.module, t.side): _tensor(t, data) for t in tensors}
-            finally:
-                data.release()
+        os.posix_fadvise(f.fileno(), 0, size, os.POSIX_FADV_WILLNEED)
+        mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+    data = np.frombuffer(mapped, np.uint8)[end:]
+    check_values(tensors, data, config.scale)
+    return {(t.layer, t.module, t.side): _tensor(t, data) for t in tensors}
 
 
-_TORCH = {"F32": ("<f4", None), "F16": ("<f2", None), "BF16": ("<u2", torch.bfloat16)}
+_TORCH = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
-def _tensor(t: LoraTensor, data: memoryview) -> torch.Tensor:
-    """A copy of the tensor's bytes (aligned, writable, independent of the file)."""
-    layout, view_as = _TORCH[t.entry.dtype]
-    count = (t.entry.end - t.entry.begin) // np.dtype(layout).itemsize
-    array = np.frombuffer(data, dtype=layout, count=count, offset=t.entry.begin).copy()
-    tensor = torch.from_numpy(array).reshape(t.entry.shape)
-    return tensor if view_as is None else tensor.view(view_as)
+def _tensor(t: LoraTensor, data: np.ndarray) -> torch.Tensor:
+    """A view of the tensor's bytes in the mapping (a copy only where a writer did not
+    align it, rare)."""
+    dtype = _TORCH[t.entry.dtype]
+    raw = data[t.entry.begin : t.entry.end]
+    if raw.ctypes.data % dtype.itemsize:
+        raw = raw.copy()
+    return torch.from_numpy(raw).view(dtype).view(t.entry.shape)
 
 
 def parse_adapter(
@@ -119,9 +141,12 @@ def parse_adapter(
     dtype: torch.dtype,
     pin: bool = False,
     out: torch.Tensor | None = None,
+    config: AdapterConfig | None = None,
 ) -> ParsedAdapter:
-    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes)."""
-    files = read_adapter_files(path, cfg, max_rank)
+    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes);
+    the rows are then a view of it, and nothing else is allocated for them. config: its
+    read_adapter_config, when the caller read it already (to size `out`)."""
+    files = read_adapter_files(path, cfg, max_rank, config)
     return packed_adapter(adapter_id, files, files.weights, cfg, dtype, pin, out)
 
 
@@ -154,9 +179,6 @@ def _pack(
     pin: bool,
     out: torch.Tensor | None,
 ) -> torch.Tensor:
-    # A few bulk copies per module for all layers at once, not one per layer: staging
-    # runs on threads beside the step loop, and every Python-level operation there is a
-    # turn at the GIL that the step loop waits for.
     width, layers = cfg.page_width, range(cfg.num_layers)
     # The spans tile all pages, so every element is written below: data, then row tails.
     shape = (cfg.num_layers, num_pages * width)
@@ -165,30 +187,45 @@ def _pack(
         rows = out[:nbytes].view(dtype).view(shape)
     else:
         rows = torch.empty(shape, dtype=dtype, pin_memory=pin)
-    for module, span in spans.items():
-        for kind, start, row_pages in (
-            ("A", span.a_start, span.a_row_pages),
-            ("B", span.b_start, span.b_row_pages),
-        ):
-            block = rows[:, start * width : (start + span.rank * row_pages) * width]
-            block = block.view(cfg.num_layers, span.rank, row_pages * width)
-            sources = [weights[(layer, module, kind)] for layer in layers]
-            length = sources[0].shape[1] if kind == "A" else sources[0].shape[0]
-            if kind == "A":  # [r, in] each
-                torch._foreach_copy_(list(block[..., :length].unbind()), sources)
-            else:  # [out, r] each
-                _scaled_transpose(block[..., :length], torch.stack(sources), scale)
-            block[..., length:] = 0
+
+    def pack_layer(layer: int) -> None:
+        row = rows[layer]
+        for module, span in spans.items():
+            for kind, start, row_pages in (
+                ("A", span.a_start, span.a_row_pages),
+                ("B", span.b_start, span.b_row_pages),
+            ):
+                block = row[start * width : (start + span.rank * row_pages) * width]
+                block = block.view(span.rank, row_pages * width)
+                source = weights[(layer, module, kind)]
+                if kind == "A":  # [r, in]
+                    length = source.shape[1]
+                    block[:, :length].copy_(source)
+                else:  # [out, r]
+                    length = source.shape[0]
+                    _scaled_transpose(block[:, :length], source, scale)
+                block[:, length:] = 0
+
+    # Layers in the order the file holds them: packing follows the reads the kernel was
+    # asked for (`_read_weights`), so a file not in the page cache is packed as it arrives.
+    # Layers are disjoint: packed on torch's intra-op threads' worth of threads at once (a
+    # staging worker has a few); memory bandwidth, not one core, is then the bound.
+    order = sorted(layers, key=lambda layer: min(t.data_ptr() for t in _of_layer(weights, layer)))
+    with ThreadPoolExecutor(max(1, min(len(order), torch.get_num_threads()))) as pool:
+        list(pool.map(pack_layer, order))
     return rows.view(cfg.num_layers, num_pages, width)
 
 
+def _of_layer(weights: dict[tuple[int, str, str], torch.Tensor], layer: int) -> list[torch.Tensor]:
+    return [t for (at, _, _), t in weights.items() if at == layer]
+
+
 def _scaled_transpose(out: torch.Tensor, b: torch.Tensor, scale: float) -> None:
-    """out [L, r, n] = scale · bᵀ for b [L, n, r], rounded once to out's dtype. Of the
-    packing's time the transpose is most: numpy's transposing copy is ~2.7x torch's on
-    the CPU."""
+    """out [r, n] = scale · bᵀ for b [n, r], rounded once to out's dtype. Of the packing's
+    time the transpose is most: numpy's transposing copy is ~2.7x torch's on the CPU."""
     if b.dtype == out.dtype and b.element_size() == 2:
-        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().transpose(0, 2, 1)
+        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().T
         if scale != 1:
             out.mul_(scale)  # half times a Python float: fp32 math, one rounding
     else:
-        out.copy_(b.float().transpose(1, 2) * scale)
+        out.copy_(b.float().t() * scale)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import torch
 
-from ..errors import BadMessage, UnknownAdapter
+from ..errors import BadMessage, CapacityExceeded, UnknownAdapter
 from ..grammar.cache import GrammarCache
 from ..grammar.limits import GrammarOptions
 from ..grammar.masks import GrammarMasks
@@ -29,7 +29,7 @@ from ..grammar.tokenizer import grammar_tokenizer
 from ..graphs.decode import DecodeGraphs
 from ..graphs.mixed import MixedGraphs
 from ..model.adapter_layout import max_adapter_pages
-from ..model.adapters import parse_adapter
+from ..model.adapters import ParsedAdapter, packed_bytes, parse_adapter, read_adapter_config
 from ..model.config import ModelConfig
 from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
@@ -51,6 +51,7 @@ from ..step.inputs import StepInputs, step_inputs, to_forward_batch
 from ..step.launched import LaunchedStep
 from ..step.plan_checks import StepLimits, check_plan
 from ..step.sequences import SequenceState, SequenceTable
+from .host_buffers import HostBuffers
 from .host_cache import HostCache
 from .init_config import check_init_config, resolve_device, resolve_dtype, resolve_fp8
 from .memory_budget import pages_from_memory
@@ -130,7 +131,11 @@ class Executor:
             self.cfg.vocab_size,
             num_pages,
         )
-        self.host = HostCache(config.host_cache_bytes)
+        # Workers write the buffers on a GPU (shared memory), and loads copy from them
+        # asynchronously (pinned); the host tier keeps each adapter in the buffer it was
+        # packed into.
+        self.buffers = HostBuffers(config.host_cache_bytes, shared=stagers is not None, pin=on_cuda)
+        self.host = HostCache(config.host_cache_bytes, lambda a: self.buffers.give_back(a.rows))
         self.placed: dict[int, PlacedAdapter] = {}
         self.load_stream = torch.cuda.Stream(self.device) if on_cuda else None
         if on_cuda:
@@ -202,16 +207,7 @@ class Executor:
         return self._agreed(lambda: self._stage_adapter(adapter_id, path))
 
     def _stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
-        pin = self.device.type == "cuda"
-        if self.stagers is not None:
-            adapter = self.stagers.parse(
-                adapter_id, path, self.cfg, self.config.max_lora_rank, self.dtype, pin
-            )
-        elif self.tp is None:
-            adapter = parse_adapter(
-                adapter_id, path, self.cfg, self.config.max_lora_rank, self.dtype, pin=pin
-            )
-        else:
+        if self.tp is not None:
             adapter = parse_adapter_shard(
                 adapter_id,
                 path,
@@ -219,9 +215,15 @@ class Executor:
                 self.tp.shard,
                 self.config.max_lora_rank,
                 self.dtype,
-                pin,
+                self.device.type == "cuda",
             )
-        self.host.put(adapter)
+        else:
+            adapter = self._parse_into_host_buffer(adapter_id, path)
+        try:
+            self.host.put(adapter)
+        except CapacityExceeded:
+            self.buffers.give_back(adapter.rows)
+            raise
         return StagedAdapter(
             adapter_id,
             adapter.rank,
@@ -230,6 +232,25 @@ class Executor:
             adapter.num_pages,
             adapter.host_bytes,
         )
+
+    def _parse_into_host_buffer(self, adapter_id: int, path: str) -> ParsedAdapter:
+        """Parsed and packed straight into a buffer of exactly its size (host_buffers.py),
+        by a staging worker when there are some."""
+        max_rank = self.config.max_lora_rank
+        config = read_adapter_config(path, self.cfg, max_rank)  # read once: it says the size
+        buffer = self.buffers.take(packed_bytes(config, self.cfg, self.dtype))
+        try:
+            if self.stagers is not None:
+                live = self.buffers.live_ids()
+                return self.stagers.parse(
+                    adapter_id, path, self.cfg, max_rank, self.dtype, config, buffer, live
+                )
+            return parse_adapter(
+                adapter_id, path, self.cfg, max_rank, self.dtype, out=buffer.data, config=config
+            )
+        except BaseException:
+            self.buffers.give_back(buffer.data)
+            raise
 
     def load_adapter(self, adapter_id: int, pages: np.ndarray) -> None:
         """Host tier -> pool pages; returns once the copy is complete (on every rank)."""
