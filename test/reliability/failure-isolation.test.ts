@@ -117,10 +117,11 @@ describe.skipIf(!haveFixtures)("the issue's reproduction, scaled to the tiny mod
   });
 
   it("serves five concurrent long prompts (max_tokens 1) and another tenant's hi with no restart", async () => {
-    const long = Array.from({ length: 5 }, () =>
+    // Each its own (a digit first): identical prompts would share their KV (prefix caching).
+    const long = Array.from({ length: 5 }, (_, i) =>
       post(`${backend.url}/v1/chat/completions`, {
         model: "tiny-llama",
-        messages: [{ role: "user", content: "鑫".repeat(300) }],
+        messages: [{ role: "user", content: `${i}${"鑫".repeat(300)}` }],
         max_tokens: 1,
       }),
     );

@@ -46,7 +46,7 @@ describe("GrammarRegistry", () => {
     const registry = new GrammarRegistry(link, new ServingMetrics());
     await expect(registry.acquire({ kind: "regex", source: "refuse" })).rejects.toMatchObject({
       code: "grammar_invalid",
-      detail: "no good",
+      reason: "no good",
     });
     expect(calls).toEqual(["compile 0 regex refuse", "drop 0"]);
     expect(registry.size).toBe(0);

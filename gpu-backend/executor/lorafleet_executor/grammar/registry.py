@@ -38,7 +38,7 @@ class GrammarRegistry:
         future, hit = self.cache.get(kind, source)
         with self._lock:
             self._bound[grammar_id] = future
-        if future.done():  # compiled (or refused) before: no bound to wait on
+        if future.done() and hit:  # compiled (or refused) before: no bound to wait on
             reply(_outcome(future), hit)
             return
         once = threading.Lock()
@@ -48,14 +48,19 @@ class GrammarRegistry:
                 timer.cancel()
                 reply(outcome, hit)
 
-        timer = threading.Timer(
-            self.timeout_s,
-            answer,
-            [GrammarTooComplex(f"compiling the grammar took longer than {self.timeout_s:g} s")],
-        )
+        too_long = GrammarTooComplex(f"compiling the grammar took longer than {self.timeout_s:g} s")
+
+        def done(finished: Future) -> None:
+            # Judged by the compile's own time too, so a compile that ended before this
+            # thread looked is refused alike (the grammar stays cached either way).
+            outcome = _outcome(finished)
+            slow = isinstance(outcome, Compiled) and outcome.compile_ms > self.timeout_s * 1e3
+            answer(too_long if slow else outcome)
+
+        timer = threading.Timer(self.timeout_s, answer, [too_long])
         timer.daemon = True
         timer.start()
-        future.add_done_callback(lambda done: answer(_outcome(done)))
+        future.add_done_callback(done)
 
     def pristine(self, grammar_id: int) -> Compiled:
         """The bound grammar (waits while it compiles); raises its compile error."""
