@@ -103,12 +103,11 @@ describe("rankForConversation", () => {
       // a home backend failing: its conversations go to the adapter's next two backends,
       // each to one (its order is fixed while the failure lasts); of the other home's
       // conversations, those that hash higher on the adapter's third backend move there too
-      const after = defined(
-        first(
-          key,
-          three.filter((b) => b.id !== homeA),
-        ),
-      );
+      const order = rankForConversation(key, three).map((b) => b.id);
+      const without = (id: string | undefined) => three.filter((b) => b.id !== id);
+      // a request failing over goes where the next turns go while that backend is out
+      expect(rankForConversation(key, without(order[0])).map((b) => b.id)).toEqual(order.slice(1));
+      const after = defined(first(key, without(homeA)));
       expect([homeB, third]).toContain(after);
       if (before === homeB) {
         onB += 1;

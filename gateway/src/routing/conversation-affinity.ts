@@ -41,15 +41,16 @@ export function conversationKey(
 }
 
 /**
- * Orders backends for one request of a conversation (prefix affinity): the adapter's home
- * backends (its first `adapterHomeBackends` in its rendezvous order; all of them for a
- * base-model request) in the conversation's rendezvous order, then the adapter's other
- * backends in the adapter's order; then bounded load moves those at or over their bound
- * behind the others (rendezvous.ts `boundLoad`). So every turn of a conversation goes to
- * the same backend, where its prefix is cached, as long as that one has room and answers;
- * different conversations of one adapter spread over its home backends; and an overloaded
- * or failed backend's conversations go to the next in their order (the adapter's other
- * home backend first), the same one for every turn while it lasts.
+ * Orders backends for one request of a conversation (prefix affinity). The first is the
+ * conversation's pick (its rendezvous order) among the adapter's home backends: the first
+ * `adapterHomeBackends` of the adapter's rendezvous order (all backends, for a base-model
+ * request); each next one is picked the same way among the backends not yet ordered, so the
+ * order without its first backend is the order the backends without it give: a request
+ * that fails over lands where the conversation's next turns go while that backend is out.
+ * Then bounded load moves those at or over their bound behind the others (rendezvous.ts
+ * `boundLoad`). So every turn of a conversation goes to the same backend, where its prefix
+ * is cached, as long as that one has room and answers; the conversations of one adapter
+ * spread over its home backends, and the adapter stays on those.
  *
  * @example rankForConversation(conversationKey(salt, "ad_1", "m", head), candidates)[0]
  */
@@ -57,8 +58,15 @@ export function rankForConversation<B extends RoutableBackend>(
   key: ConversationKey,
   backends: readonly B[],
 ): B[] {
-  const byAdapter = key.adapter === null ? [...backends] : preferenceOrder(key.adapter, backends);
-  const home = byAdapter.slice(0, key.adapter === null ? byAdapter.length : adapterHomeBackends);
-  const ordered = [...preferenceOrder(key.conversation, home), ...byAdapter.slice(home.length)];
+  const homeSize = key.adapter === null ? backends.length : adapterHomeBackends;
+  const left = key.adapter === null ? [...backends] : preferenceOrder(key.adapter, backends);
+  const rank = new Map(preferenceOrder(key.conversation, backends).map((b, i) => [b, i]));
+  const byRank = (a: B, b: B) => ((rank.get(a) ?? 0) <= (rank.get(b) ?? 0) ? a : b);
+  const ordered: B[] = [];
+  for (let next = left[0]; next !== undefined; next = left[0]) {
+    const picked = left.slice(0, homeSize).reduce(byRank, next);
+    ordered.push(picked);
+    left.splice(left.indexOf(picked), 1);
+  }
   return boundLoad(ordered, backends);
 }

@@ -207,6 +207,7 @@ export type PeerRequest = {
       base_model: string;
       adapter: ForwardedAdapter | null;
       deadline_ms?: number;
+      cache_salt: string;
     };
   };
   aborted?: boolean;
@@ -253,6 +254,8 @@ export type UsageRow = {
   status: number;
   prompt_tokens: number;
   completion_tokens: number;
+  /** of prompt_tokens, those the backend found in its prefix cache */
+  cached_tokens: number;
   backend_id: string | null;
   adapter_id: string | null;
   latency_ms: number;
