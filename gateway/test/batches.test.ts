@@ -2,7 +2,6 @@ import { SELF } from "cloudflare:test";
 import { ChatCompletionRequestSchema } from "@lorafleet/api";
 import { beforeAll, describe, expect, it } from "vitest";
 import { defaultTokenBounds, estimateTokens } from "../src/limits/estimate-tokens.ts";
-import { cacheSalt } from "../src/proxy/cache-salt.ts";
 import {
   adapterFiles,
   type BaseModelSpec,
@@ -10,11 +9,11 @@ import {
   createTenant,
   defined,
   eventually,
-  keyIdOf,
   origin,
   peerRequests,
   registerBaseModel,
   registerPeerBackend,
+  saltOf,
   setPeerMode,
   type Tenant,
   tinyModel,
@@ -23,7 +22,6 @@ import {
   usageRows,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter } from "./helpers/safetensors-builder.ts";
-import { testSecrets } from "./peer/constants.ts";
 
 type BatchCall = {
   requests: {
@@ -137,12 +135,7 @@ describe("Files and Batches", () => {
     expect(items.filter((i) => i.adapter?.name === "batcher")).toHaveLength(25);
     expect(items.every((i) => i.tenant === tenant.id && i.body.stream === false)).toBe(true);
     // the prefix cache's salt of the key that created the batch, as for its other requests
-    const scope = {
-      tenantId: tenant.id,
-      keyId: await keyIdOf(tenant.key),
-      sharePrefixCache: false,
-    };
-    const salt = await cacheSalt(testSecrets.backendSecret, scope);
+    const salt = await saltOf(tenant, tenant.key);
     expect(items.every((i) => i.cache_salt === salt)).toBe(true);
     const rows = (await usageRows(tenant.id)).filter((r) => r.request_id.startsWith(batch.id));
     expect(rows).toHaveLength(50);

@@ -11,7 +11,6 @@ import {
 } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../src/index.ts";
-import { cacheSalt } from "../src/proxy/cache-salt.ts";
 import {
   adapterFiles,
   admin,
@@ -22,11 +21,11 @@ import {
   createTenant,
   defined,
   issueKey,
-  keyIdOf,
   peerRequests,
   peerServedModel,
   registerBaseModel,
   registerPeerBackend,
+  saltOf,
   setPeerMode,
   type Tenant,
   tinyModel,
@@ -35,7 +34,6 @@ import {
   waitForUsageRows,
 } from "./helpers/gateway-client.ts";
 import { buildAdapter } from "./helpers/safetensors-builder.ts";
-import { testSecrets } from "./peer/constants.ts";
 
 type Usage = {
   prompt_tokens: number;
@@ -64,12 +62,6 @@ describe("the prefix cache's salt", () => {
     expect(await cachedFor(b.key, model.name)).toBe(0);
     expect(await cachedFor(otherKeyOfA, model.name)).toBe(0);
 
-    const saltOf = async (tenant: Tenant, key: string, shared: boolean) =>
-      cacheSalt(testSecrets.backendSecret, {
-        tenantId: tenant.id,
-        keyId: await keyIdOf(key),
-        sharePrefixCache: shared,
-      });
     const sent = (await peerRequests(backend)).map((r) => r.body.lorafleet);
     expect(sent.map((l) => l.cache_salt)).toEqual([
       await saltOf(a, a.key, false),

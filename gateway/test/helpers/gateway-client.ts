@@ -304,6 +304,12 @@ export async function keyIdOf(key: string): Promise<string> {
   return me.key.id;
 }
 
+/** The prefix cache's salt the gateway sends for `key` of `tenant` (proxy/cache-salt.ts). */
+export async function saltOf(tenant: Tenant, key: string, sharePrefixCache = false) {
+  const scope = { tenantId: tenant.id, keyId: await keyIdOf(key), sharePrefixCache };
+  return cacheSalt(testSecrets.backendSecret, scope);
+}
+
 /**
  * The order the gateway tries `backends` (equal capacity, no load) in for a chat of `body`
  * sent with `tenant`'s key: the routing under test, computed apart from the gateway.
@@ -315,8 +321,7 @@ export async function chatOrder(
   backends: string[],
   sharePrefixCache = false,
 ): Promise<string[]> {
-  const scope = { tenantId: tenant.id, keyId: await keyIdOf(tenant.key), sharePrefixCache };
-  const salt = await cacheSalt(testSecrets.backendSecret, scope);
+  const salt = await saltOf(tenant, tenant.key, sharePrefixCache);
   const head = conversationHead(ChatCompletionRequestSchema.parse(body));
   const key = conversationKey(salt, target.adapterId, target.baseModel, head);
   const fleet = backends.map((id) => ({ id, capacity: 32, load: 0 }));
