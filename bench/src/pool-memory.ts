@@ -29,6 +29,7 @@ import {
   createEngine,
   createRequests,
   drive,
+  HOST_BYTES_PER_PAGE,
   SimulatedExecutor,
   testModel,
 } from "../../gpu-backend/src/engine/testing.ts";
@@ -145,6 +146,9 @@ export function fitRun(s: PoolShape, ranks: number[], sharing: PoolSharing): Fit
     pageWidth: s.pageWidth,
     numLayers: s.numLayers,
     maxPosition: Math.max(2048, s.tokensPerSeq),
+    // The host tier stages any of them (SimulatedExecutor's host bytes are per page).
+    maxAdapterHostBytes:
+      Math.max(...ranks.map((r) => adapterPages(s, r).pages)) * HOST_BYTES_PER_PAGE,
   });
   const kvPages = 2 * s.batch * s.tokensPerSeq;
   const meanPages = ranks.reduce((sum, r) => sum + adapterPages(s, r).pages, 0) / ranks.length;
@@ -160,6 +164,9 @@ export function fitRun(s: PoolShape, ranks: number[], sharing: PoolSharing): Fit
       maxCpuLoras: numQueued + 1,
       prefetchWindow: numQueued,
       poolSharing: sharing,
+      // Page accounting of distinct requests: createRequests' prompts share their first
+      // tokens, which the prefix cache would store once.
+      enablePrefixCaching: false,
     },
     model,
   );

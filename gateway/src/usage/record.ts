@@ -14,6 +14,8 @@ export type UsageRecord = {
   backendId: string | null;
   promptTokens: number;
   completionTokens: number;
+  /** Of `promptTokens`, those the backend found in its prefix cache. */
+  cachedTokens: number;
   /** HTTP status the client got. */
   status: number;
   outcome: "ok" | "rate_limited" | "backend_error" | "client_disconnect" | "invalid";
@@ -31,8 +33,8 @@ export async function recordUsage(db: D1Database, r: UsageRecord, now: number): 
     db
       .prepare(
         `INSERT OR IGNORE INTO usage (id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
-         prompt_tokens, completion_tokens, status, outcome, latency_ms, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         prompt_tokens, completion_tokens, cached_tokens, status, outcome, latency_ms, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
         r.requestKey,
@@ -45,6 +47,7 @@ export async function recordUsage(db: D1Database, r: UsageRecord, now: number): 
         r.backendId,
         r.promptTokens,
         r.completionTokens,
+        r.cachedTokens,
         r.status,
         r.outcome,
         r.latencyMs,

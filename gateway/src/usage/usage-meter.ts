@@ -1,7 +1,13 @@
 import { createMiddleware } from "hono/factory";
 import type { InferenceEnv } from "../openai/inference-request.ts";
 import { meterJson } from "../proxy/metered-json.ts";
-import { meterSse, type StreamEnd, type TokenUsage, usageInJson } from "../proxy/metered-stream.ts";
+import {
+  meterSse,
+  noTokens,
+  type StreamEnd,
+  type TokenUsage,
+  usageInJson,
+} from "../proxy/metered-stream.ts";
 import { recordUsage, type UsageRecord } from "./record.ts";
 
 /** Called once when the request ends, with the tokens it used; a promise it returns is waited for. */
@@ -23,8 +29,6 @@ type UsageVariables = {
 export type UsageEnv = InferenceEnv & { Variables: UsageVariables };
 
 type Ending = Pick<UsageRecord, "backendId" | "status" | "outcome">;
-
-const noTokens: TokenUsage = { promptTokens: 0, completionTokens: 0 };
 
 /** A refusal the request met after it was resolved, by the status the client got. */
 function refusalOutcome(status: number): UsageRecord["outcome"] {
