@@ -40,6 +40,16 @@ export const RULES = [
         : "the engine does no I/O: no node: modules and no packages (tests: vitest, fast-check)";
     },
   },
+  ...["tool-calls", "structured"].map((folder) => ({
+    under: `gpu-backend/src/${folder}/`,
+    refuse: ({ path }, file) =>
+      path === undefined ||
+      path.startsWith(`gpu-backend/src/${folder}/`) ||
+      path.startsWith("gpu-backend/src/protocol/") ||
+      (file.endsWith(".test.ts") && path === "gpu-backend/src/executor/test-fixtures.ts")
+        ? null
+        : `${folder}/ imports only itself and protocol/: pure functions of a request and the model's text (tests: also executor/test-fixtures.ts)`,
+  })),
   {
     under: "gpu-backend/src/protocol/",
     refuse: ({ path }) =>

@@ -23,9 +23,26 @@ describe("batchInputLineSchema", () => {
 
   it("refuses a body as the endpoint would, naming the field under `body`", () => {
     expect(issueOf(line({}, { messages: [] })).param).toBe("body.messages");
-    expect(issueOf(line({}, { tools: [{ type: "function" }] }))).toMatchObject({
-      param: "body.tools",
-      code: "unsupported_parameter",
+    expect(issueOf(line({}, { tools: [{ type: "function" }] })).param).toBe(
+      "body.tools[0].function",
+    );
+    expect(
+      issueOf(line({}, { tool_choice: { type: "function", function: { name: "nope" } } })),
+    ).toMatchObject({ param: "body.tool_choice", code: "unknown_tool" });
+  });
+
+  it("takes structured outputs and tools in a batch line, as the endpoint does", () => {
+    const body = {
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "a", schema: { type: "object" } },
+      },
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+      tool_choice: "auto",
+    };
+    expect(chatLine.parse(line({}, body)).body).toMatchObject({
+      tools: [{ function: { name: "f" } }],
+      response_format: { type: "json_schema" },
     });
   });
 

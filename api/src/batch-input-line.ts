@@ -13,7 +13,7 @@ export function batchInputLineSchema(endpoint: InferenceEndpoint) {
     custom_id: z.string().min(1),
     method: z.literal("POST", { error: 'must be "POST"' }),
     url: z.literal(endpoint, { error: `must be the batch's endpoint ${endpoint}` }),
-    body: requestSchemas[endpoint].extend({
+    body: requestSchemas[endpoint].safeExtend({
       stream: z
         .boolean()
         .nullish()

@@ -4,22 +4,12 @@ import {
   ChatCompletionRequestSchema,
 } from "./chat-completion-request.ts";
 import { requestIssue } from "./request-issue.ts";
-
-const body = (extra: object) => ({
-  model: "m",
-  messages: [{ role: "user", content: "hi" }],
-  ...extra,
-});
-const issueOf = (extra: object) => {
-  const result = ChatCompletionRequestSchema.safeParse(body(extra));
-  if (result.success) throw new Error(`accepted ${JSON.stringify(extra)}`);
-  return requestIssue(result.error);
-};
+import { chatBody, chatIssue } from "./testing.ts";
 
 describe("ChatCompletionRequestSchema", () => {
   it("normalises stop and text-part content", () => {
     const parsed = ChatCompletionRequestSchema.parse(
-      body({
+      chatBody({
         messages: [
           {
             role: "user",
@@ -34,50 +24,41 @@ describe("ChatCompletionRequestSchema", () => {
     );
     expect(parsed.stop).toEqual(["END"]);
     expect(parsed.messages[0]?.content).toBe("ab");
-    expect(ChatCompletionRequestSchema.parse(body({})).stop).toEqual([]);
+    expect(ChatCompletionRequestSchema.parse(chatBody({})).stop).toEqual([]);
   });
 
   it("names the offending parameter, nested ones by path", () => {
-    expect(issueOf({ messages: [{ role: "wizard", content: "hi" }] }).param).toBe(
+    expect(chatIssue({ messages: [{ role: "wizard", content: "hi" }] }).param).toBe(
       "messages[0].role",
     );
-    expect(issueOf({ top_p: 0 })).toEqual({
+    expect(chatIssue({ top_p: 0 })).toEqual({
       message: "top_p: Too small: expected number to be >0",
       param: "top_p",
       code: "invalid_value",
     });
-    expect(issueOf({ messages: [] }).param).toBe("messages");
-    expect(issueOf({ max_tokens: -1 }).param).toBe("max_tokens");
-    expect(issueOf({ stream: "yes" }).param).toBe("stream");
+    expect(chatIssue({ messages: [] }).param).toBe("messages");
+    expect(chatIssue({ max_tokens: -1 }).param).toBe("max_tokens");
+    expect(chatIssue({ stream: "yes" }).param).toBe("stream");
   });
 
   it("refuses unsupported OpenAI parameters by name, and lets their off values pass", () => {
     const refused = {
-      tools: [{ type: "function", function: { name: "f" } }],
-      tool_choice: "required",
-      functions: [{ name: "f" }],
-      response_format: { type: "json_object" },
       logit_bias: { "5": 100 },
       modalities: ["text", "audio"],
       audio: { voice: "x" },
       prediction: { type: "content", content: "x" },
     };
     for (const [param, value] of Object.entries(refused)) {
-      const issue = issueOf({ [param]: value });
+      const issue = chatIssue({ [param]: value });
       expect([issue.param, issue.code]).toEqual([param, "unsupported_parameter"]);
     }
     const off = {
-      tools: [],
-      tool_choice: "none",
-      response_format: { type: "text" },
       logit_bias: {},
       modalities: ["text"],
       stream: null,
     };
-    expect(ChatCompletionRequestSchema.safeParse(body(off)).success).toBe(true);
-    expect(ChatCompletionRequestSchema.safeParse(body({ tools: null, audio: null })).success).toBe(
-      true,
-    );
+    expect(ChatCompletionRequestSchema.safeParse(chatBody(off)).success).toBe(true);
+    expect(ChatCompletionRequestSchema.safeParse(chatBody({ audio: null })).success).toBe(true);
   });
 
   it("leaves `lorafleet` to the backend's schema, which checks the gateway's adapter fields", () => {
@@ -88,7 +69,7 @@ describe("ChatCompletionRequestSchema", () => {
       config_url: "https://gw/c",
       weights_url: "https://gw/w",
     };
-    const withField = body({ lorafleet: { tenant: "t", adapter } });
+    const withField = chatBody({ lorafleet: { tenant: "t", adapter } });
     // A client's own `lorafleet` is not the client's to set: ignored, the gateway writes its own.
     expect("lorafleet" in ChatCompletionRequestSchema.parse(withField)).toBe(false);
     const result = BackendChatCompletionRequestSchema.safeParse(withField);
@@ -96,8 +77,9 @@ describe("ChatCompletionRequestSchema", () => {
     expect(requestIssue(result.error as never).param).toBe("lorafleet.adapter.sha256");
     const good = { ...adapter, sha256: "a".repeat(64) };
     expect(
-      BackendChatCompletionRequestSchema.parse(body({ lorafleet: { tenant: "t", adapter: good } }))
-        .lorafleet?.adapter,
+      BackendChatCompletionRequestSchema.parse(
+        chatBody({ lorafleet: { tenant: "t", adapter: good } }),
+      ).lorafleet?.adapter,
     ).toEqual(good);
   });
 });

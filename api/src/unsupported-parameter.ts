@@ -5,7 +5,7 @@ import { z } from "zod";
  * else is refused with code `unsupported_parameter` naming it (a client asking for tools or
  * JSON mode must not get free text back as if it had been honoured).
  *
- * @example tools: unsupported((v) => Array.isArray(v) && v.length === 0, "tool calling (tools)")
+ * @example audio: unsupported(() => false, "audio output")
  */
 export const unsupported = (isOff: (value: unknown) => boolean, what: string) =>
   z
@@ -15,8 +15,6 @@ export const unsupported = (isOff: (value: unknown) => boolean, what: string) =>
       params: { code: "unsupported_parameter" },
     })
     .optional();
-
-export const isEmptyList = (value: unknown) => Array.isArray(value) && value.length === 0;
 
 export const isEmptyObject = (value: unknown) =>
   typeof value === "object" &&

@@ -20,7 +20,6 @@ model in --model. Measured, median over --repeats:
 
 import argparse
 import json
-import os
 import tempfile
 import threading
 import time
@@ -34,9 +33,10 @@ from lorafleet_executor.model.adapter_layout import adapter_layout
 from lorafleet_executor.model.config import ModelConfig
 from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.executor import Executor
+from lorafleet_executor.runtime.host_buffers import HostBuffers
 from lorafleet_executor.runtime.stage_processes import StageProcesses
 from make_adapters import make_adapters, shape_of_model
-from run_info import REPO, device_folder, run_info
+from run_info import REPO, device_folder, fixture_model, run_info
 from tp_bench import Workload, sync_device
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -81,11 +81,14 @@ def decode_beside_staging(
     ex: Executor, folder: str, decode, threads: int, processes: bool, args, device
 ) -> dict:
     """Decode steps while `threads` threads stage adapters as a burst of cold requests
-    does: each under a new id, into fresh (pinned) host memory, nothing dropped until the
-    end. In threads alone staging shares the GIL and the cores with the step loop; with
+    does: each under a new id, into a fresh host buffer, nothing dropped until the end.
+    In threads alone staging shares the GIL and the cores with the step loop; with
     `processes` each thread hands the parsing to one of as many worker processes, as the
     executor's server does on a GPU."""
     ex.stagers = StageProcesses(threads) if processes else None
+    # Worker processes pack into the host tier's buffers: shared memory, as the executor
+    # the server makes with its workers has.
+    ex.buffers = HostBuffers(ex.host.capacity_bytes, shared=processes, pin=device.type == "cuda")
     if ex.stagers is not None:
         ex.stage_adapter(999, folder)  # the workers are up
     ids = iter(range(1000, 1 << 30))
@@ -129,8 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny fixture model on CPU")
     args = parser.parse_args(argv)
     if args.smoke:
-        fixtures = Path(os.environ.get("LORAFLEET_FIXTURES", REPO / ".cache" / "fixtures"))
-        args.model = args.model or fixtures / "tiny-llama"
+        args.model = args.model or fixture_model()
         args.rank, args.repeats, args.decode_batch = 8, 3, 2
         args.decode_context, args.decode_steps = 8, 3
     if args.model is None:

@@ -114,8 +114,9 @@ def best(timed: dict, key: str) -> float:
     return max(timed[m][key] for m in ("eager", "graph") if key in timed.get(m, {}))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def decode_arguments(description: str) -> argparse.ArgumentParser:
+    """The flags of a decode benchmark (this one's, fp8_decode.py's)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-2-7b")
     parser.add_argument("--batches", default="64,128")
     parser.add_argument("--context", type=int, default=512, help="cached tokens per sequence")
@@ -129,12 +130,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
     parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU, eager only")
-    parser.add_argument(
-        "--profile", type=Path, help="write the torch profiler's kernel table of one eager step"
-    )
+    return parser
+
+
+def parse_decode_arguments(parser: argparse.ArgumentParser, argv: list[str] | None):
     args = parser.parse_args(argv)
     if args.smoke:
         args.shape, args.batches, args.context, args.warmup, args.steps = "tiny", "2,4", 8, 1, 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = decode_arguments(__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--profile", type=Path, help="write the torch profiler's kernel table of one eager step"
+    )
+    args = parse_decode_arguments(parser, argv)
     device, dtype, cfg, model = random_model(args.shape, args.smoke, "roofline.py")
     modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
     runs = []

@@ -13,6 +13,11 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
+def fixture_model() -> Path:
+    """The tiny fixture model of --smoke runs (LORAFLEET_FIXTURES, else the repo's .cache)."""
+    return Path(os.environ.get("LORAFLEET_FIXTURES", REPO / ".cache" / "fixtures")) / "tiny-llama"
+
+
 def git_sha() -> str | None:
     """LORAFLEET_GIT_SHA where given (the device's copy of the tree may carry a stale
     .git), else the checkout's HEAD."""

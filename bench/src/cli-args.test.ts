@@ -64,6 +64,7 @@ describe("parseCli", () => {
     expect(bad(["smoke", "--variants", "vllm"])).toThrow(/unknown variant vllm/);
     expect(bad(["smoke", "--body", "[1]"])).toThrow(/--body must be a JSON object/);
     expect(bad(["smoke", "--shape", "llama-3-8b"])).toThrow(/unknown shape/);
+    expect(bad(["ablations", "--shape", "tiny"])).toThrow(/pressure scenario's CPU smoke only/);
     expect(bad(["smoke", "--max-concurrency", "0"])).toThrow(
       /--max-concurrency: expected an integer >= 1/,
     );

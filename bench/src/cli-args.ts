@@ -20,6 +20,8 @@ scenarios:
   sweep-adapters   GPU: throughput vs number of adapters (1 .. 5000) at a fixed rate
   sweep-rate       GPU: throughput and first-token latency vs request rate
   ablations        GPU: base / slora / bmm / no-unifymem on one trace, and HF PEFT on 32x32 rank 16
+  pressure         GPU: slora / no-unifymem where KV and adapters share a pool that fits
+                   both only shared (--shape tiny: the same on CPU, the smoke)
   prefix-mooncake  GPU: prefix caching on vs off on the Mooncake conversation trace (--mooncake-trace)
   prefix-saas      GPU: prefix caching on vs off on SaaS chat sessions (200 adapters' system prompts)
   prefix-zero-hit  GPU: prefix caching on vs off on prompts that share nothing (what caching costs)
@@ -33,7 +35,8 @@ flags:
   --server-args="..."   extra backend flags, appended (the last of a repeated flag wins);
                         the "=" is needed since the value starts with "--"
   --body JSON           fields merged into every request body (default {"ignore_eos":true})
-  --shape NAME          llama-2-7b (default) | llama-2-13b, generated with random weights
+  --shape NAME          llama-2-7b (default) | llama-2-13b, generated with random weights;
+                        tiny (pressure only): the tiny model on CPU
   --model-dir DIR       use this HF model directory instead of a generated one
   --seed N              workload seed (default 0)
   --duration S          trace length in seconds (requests = rate x duration)
@@ -87,8 +90,10 @@ export function parseCli(argv: string[], repoRoot: string, env: NodeJS.ProcessEn
     );
   }
   const shape = values.shape ?? "llama-2-7b";
-  if (shape !== "llama-2-7b" && shape !== "llama-2-13b")
+  if (shape !== "llama-2-7b" && shape !== "llama-2-13b" && shape !== "tiny")
     throw new UsageError(`--shape: unknown shape ${shape}`);
+  if (shape === "tiny" && scenario !== "pressure")
+    throw new UsageError("--shape tiny is the pressure scenario's CPU smoke only");
   const variants = values.variants === undefined ? null : values.variants.split(",");
   for (const v of variants ?? []) {
     if (!(v in VARIANTS)) throw new UsageError(`--variants: unknown variant ${v}`);

@@ -25,6 +25,16 @@ export interface RunMetrics {
   cachedPromptTokens: number;
   /** seconds from scheduled arrival to the first streamed token, ok requests */
   firstTokenS: Distribution;
+  /**
+   * seconds from the client's send to the first token: the server's share of firstTokenS
+   * (the rest is the client holding a request back at --max-concurrency)
+   */
+  firstTokenFromSendS: Distribution;
+  /**
+   * the same for the first request of each adapter in the run (its adapter cold unless a
+   * warm-up loaded it): one stage and one load on top of a warm request's
+   */
+  firstUseFirstTokenFromSendS: Distribution;
   /** seconds per output token after the first: (end − first) / (tokens − 1), ok requests */
   perTokenS: Distribution;
   /** seconds from scheduled arrival to the stream's end, ok requests */
@@ -67,6 +77,12 @@ export function summarize(records: readonly RequestRecord[], sloFirstTokenS: num
     promptTokens: inputTokens,
     cachedPromptTokens: ok.reduce((sum, r) => sum + (r.cachedTokens ?? 0), 0),
     firstTokenS: distribution(withFirst.map((r) => (r.firstTokenS as number) - r.scheduledS)),
+    firstTokenFromSendS: distribution(withFirst.map((r) => (r.firstTokenS as number) - r.sentS)),
+    firstUseFirstTokenFromSendS: distribution(
+      firstUses(records)
+        .filter((r) => r.status === "ok" && r.firstTokenS !== null)
+        .map((r) => (r.firstTokenS as number) - r.sentS),
+    ),
     perTokenS: distribution(
       withFirst
         .filter((r) => r.outputTokens > 1)
@@ -82,4 +98,13 @@ export function summarize(records: readonly RequestRecord[], sloFirstTokenS: num
       .slice(0, FAILURES_KEPT)
       .map((r) => `request ${r.id} ${r.status}: ${r.error}`),
   };
+}
+
+/** The first request sent for each adapter (base-model requests have none). */
+function firstUses(records: readonly RequestRecord[]): RequestRecord[] {
+  const first = new Map<string, RequestRecord>();
+  for (const r of [...records].sort((a, b) => a.sentS - b.sentS)) {
+    if (r.adapter !== null && !first.has(r.adapter)) first.set(r.adapter, r);
+  }
+  return [...first.values()];
 }

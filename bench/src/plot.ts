@@ -47,7 +47,8 @@ function extendFlat(series: Series[], xs: number[]): Series[] {
 const tokensPerS: Pick = (r) => r.metrics?.outputTokensPerS;
 
 export function figuresFor(result: ScenarioResult): Figure[] {
-  const where = `${result.device}, ${result.model.shape ?? result.model.path}`;
+  // Every figure names the commit it was measured at (issue 21 item 5).
+  const where = `${result.device}, ${result.model.shape ?? result.model.path}, git ${result.gitSha?.slice(0, 10) ?? "unknown"}`;
   switch (result.scenario) {
     case "sweep-adapters": {
       const xs = [...new Set(result.runs.map((r) => r.params.numAdapters as number))];

@@ -21,7 +21,6 @@
  * evicts them again as the batch's KV grows. Measured at the step where the batch's KV
  * peaks: resident adapters and free pages. Then the queued requests run, wave by wave.
  */
-import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -30,10 +29,12 @@ import {
   createEngine,
   createRequests,
   drive,
+  HOST_BYTES_PER_PAGE,
   SimulatedExecutor,
   testModel,
 } from "../../gpu-backend/src/engine/testing.ts";
 import type { ModelInfo } from "../../gpu-backend/src/protocol/messages.ts";
+import { currentGitSha } from "./git-sha.ts";
 
 const repoRoot = join(import.meta.dirname, "../..");
 
@@ -145,6 +146,9 @@ export function fitRun(s: PoolShape, ranks: number[], sharing: PoolSharing): Fit
     pageWidth: s.pageWidth,
     numLayers: s.numLayers,
     maxPosition: Math.max(2048, s.tokensPerSeq),
+    // The host tier stages any of them (SimulatedExecutor's host bytes are per page).
+    maxAdapterHostBytes:
+      Math.max(...ranks.map((r) => adapterPages(s, r).pages)) * HOST_BYTES_PER_PAGE,
   });
   const kvPages = 2 * s.batch * s.tokensPerSeq;
   const meanPages = ranks.reduce((sum, r) => sum + adapterPages(s, r).pages, 0) / ranks.length;
@@ -160,6 +164,9 @@ export function fitRun(s: PoolShape, ranks: number[], sharing: PoolSharing): Fit
       maxCpuLoras: numQueued + 1,
       prefetchWindow: numQueued,
       poolSharing: sharing,
+      // Page accounting of distinct requests: createRequests' prompts share their first
+      // tokens, which the prefix cache would store once.
+      enablePrefixCaching: false,
     },
     model,
   );
@@ -316,7 +323,7 @@ export function poolMemory(s: PoolShape, adapterFraction: number): PoolMemoryRes
     fragmentation: Math.max(
       ...runs.filter((r) => r.sharing === "unified").map((r) => r.fragmentation),
     ),
-    gitSha: gitSha(),
+    gitSha: currentGitSha(repoRoot),
     command: ["node", "bench/src/pool-memory.ts", ...process.argv.slice(2)].join(" "),
   };
 }
@@ -331,16 +338,9 @@ function mergeSummary(path: string, result: PoolMemoryResult, resultFile: string
     git_sha: result.gitSha,
     device: `cpu-engine: Engine + SimulatedExecutor page accounting, ${result.shape.name}`,
     sources: { fragmentation: resultFile.slice(dirname(path).length + 1) },
+    measured_at: { fragmentation: result.gitSha },
   };
   writeFileSync(path, `${JSON.stringify(summary, null, 2)}\n`);
-}
-
-function gitSha(): string | null {
-  try {
-    return execFileSync("git", ["rev-parse", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).trim();
-  } catch {
-    return process.env.LORAFLEET_GIT_SHA ?? null;
-  }
 }
 
 function main(): void {

@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { deviceSlug, gpuName } from "./environment.ts";
-import { computeRatios, prefixRatios, type ScenarioResult, updateSummary } from "./results.ts";
+import {
+  computeRatios,
+  prefixRatios,
+  quantizationOf,
+  type ScenarioResult,
+  updateSummary,
+} from "./results.ts";
 import { metricsWith, run } from "./testing/result-fixtures.ts";
 
 describe("computeRatios", () => {
@@ -21,6 +27,15 @@ describe("computeRatios", () => {
     expect(ratios["slora_vs_bmm@n=1"]).toBeCloseTo(2);
     expect(ratios["slora_vs_bmm@n=2000"]).toBeCloseTo(5);
     expect(ratios.slora_vs_bmm_min).toBeCloseTo(2);
+  });
+
+  it("divides first-token latency p50 by base's on the same trace", () => {
+    const base = run("base", "n=2000", 1000);
+    const slora = run("slora", "n=2000", 900);
+    if (slora.metrics) slora.metrics.firstTokenS = { ...slora.metrics.firstTokenS, p50: 0.25 };
+    const ratios = computeRatios([base, slora], ["n=2000"], null);
+    expect(ratios["slora_ttft_p50_vs_base@n=2000"]).toBeCloseTo(2.5);
+    expect(ratios["slora_vs_base@n=2000"]).toBeCloseTo(0.9);
   });
 
   it("takes the minimum over the trace points it is given only", () => {
@@ -86,6 +101,7 @@ describe("summary.json", () => {
       device: "NVIDIA H100 80GB HBM3",
       gitSha: "abc",
       command: "node bench/src/main.ts ablations",
+      runs: [{ serverArgs: ["--max-loras", "1024"] }],
       ratios: { slora_vs_peft: 140, slora_vs_bmm_min: 1.4, "slora_vs_no-unifymem_min": 1.2 },
     } as unknown as ScenarioResult;
     const keys = updateSummary(
@@ -106,6 +122,27 @@ describe("summary.json", () => {
       device: "NVIDIA H100 80GB HBM3",
     });
     expect(entry.sources.vs_peft).toBe("h100-80gb-hbm3/ablations.json");
+    // every figure names the commit it was measured at, whatever wrote the entry last
+    expect(entry.measured_at).toEqual({
+      vs_peft: "abc",
+      vs_bmm_min: "abc",
+      vs_no_unifymem_min: "abc",
+    });
+    const pressure = {
+      ...result,
+      scenario: "pressure",
+      gitSha: "def",
+      ratios: { "slora_vs_no-unifymem_min": 1.3 },
+    } as ScenarioResult;
+    expect(updateSummary(path, "H100 80GB HBM3", pressure, "h100-80gb-hbm3/pressure.json")).toEqual(
+      ["vs_no_unifymem_pressure"],
+    );
+    const after = JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"];
+    expect(after).toMatchObject({ vs_no_unifymem_min: 1.2, vs_no_unifymem_pressure: 1.3 });
+    expect(after.measured_at).toMatchObject({
+      vs_no_unifymem_min: "abc",
+      vs_no_unifymem_pressure: "def",
+    });
   });
 
   it("takes the prefix scenarios' headline figures under the issue's keys", () => {
@@ -117,6 +154,7 @@ describe("summary.json", () => {
         device: "NVIDIA H100 80GB HBM3",
         gitSha: "abc",
         command: "c",
+        runs: [],
         ratios,
       }) as unknown as ScenarioResult;
     const write = (scenario: string, ratios: Record<string, number>) =>
@@ -137,6 +175,32 @@ describe("summary.json", () => {
       prefix_saas_ttft_speedup: 6,
       prefix_zero_hit_cost: 0.004,
     });
+  });
+
+  it("writes a run on an FP8 base under fp8_ keys, beside the bf16 ones", () => {
+    const dir = mkdtempSync(join(tmpdir(), "summary-"));
+    const path = join(dir, "summary.json");
+    writeFileSync(path, JSON.stringify({ "H100 80GB HBM3": { lora2000_vs_base: 0.92 } }));
+    const run = { serverArgs: ["--max-loras", "1024", "--quantization", "fp8"] };
+    const result = {
+      scenario: "ablations",
+      device: "NVIDIA H100 80GB HBM3",
+      gitSha: "abc",
+      command: "node bench/src/main.ts ablations",
+      runs: [run],
+      ratios: { "slora_vs_base@n=2000": 0.95 },
+    } as unknown as ScenarioResult;
+    expect(quantizationOf(result)).toBe("fp8");
+    const keys = updateSummary(path, "H100 80GB HBM3", result, "h100/ablations-fp8.json");
+    expect(keys).toEqual(["fp8_lora2000_vs_base"]);
+    const entry = JSON.parse(readFileSync(path, "utf8"))["H100 80GB HBM3"];
+    expect(entry).toMatchObject({ lora2000_vs_base: 0.92, fp8_lora2000_vs_base: 0.95 });
+    expect(entry.sources.fp8_lora2000_vs_base).toBe("h100/ablations-fp8.json");
+    const bf16 = {
+      ...result,
+      runs: [{ serverArgs: ["--quantization", "fp8", "--quantization", "auto"] }],
+    };
+    expect(quantizationOf(bf16 as unknown as ScenarioResult)).toBe("auto");
   });
 
   it("names result folders and summary keys after the GPU", () => {

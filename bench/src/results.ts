@@ -65,11 +65,18 @@ function throughput(runs: RunResult[], variant: string, point: string): number |
   return run?.metrics && run.metrics.ok > 0 ? run.metrics.outputTokensPerS : null;
 }
 
+function firstTokenP50(runs: RunResult[], variant: string, point: string): number | null {
+  const run = runs.find((r) => r.variant === variant && r.point === point);
+  return run?.metrics && run.metrics.ok > 0 ? run.metrics.firstTokenS.p50 : null;
+}
+
 /**
  * Ratios of output tokens/s on the same trace:
  *   `<variant>_vs_base@<point>`  a LoRA variant over the base model alone (the base run
  *                                of the same point, or of the first point when the
  *                                plan ran base once)
+ *   `<variant>_ttft_p50_vs_base@<point>`  first-token latency p50 over base's (not a
+ *                                throughput: lower is better, 1 = as fast as base)
  *   `slora_vs_<variant>@<point>` our engine over bmm / no-unifymem
  *   `slora_vs_<variant>_min`     the smallest of those over `minOver`: the S-LoRA-style
  *                                trace points (Gamma arrivals, Zipf adapters); a burst
@@ -89,8 +96,15 @@ export function computeRatios(
   };
   const variants = [...new Set(runs.map((r) => r.variant))].filter((v) => v !== "base");
   for (const point of points) {
-    const base = throughput(runs, "base", point) ?? throughput(runs, "base", points[0] ?? "");
-    for (const v of variants) set(`${v}_vs_base@${point}`, throughput(runs, v, point), base);
+    const baseAt = runs.some((r) => r.variant === "base" && r.point === point)
+      ? point
+      : (points[0] ?? "");
+    const base = throughput(runs, "base", baseAt);
+    const baseFirst = firstTokenP50(runs, "base", baseAt);
+    for (const v of variants) {
+      set(`${v}_vs_base@${point}`, throughput(runs, v, point), base);
+      set(`${v}_ttft_p50_vs_base@${point}`, firstTokenP50(runs, v, point), baseFirst);
+    }
     for (const other of variants.filter((v) => v !== "slora")) {
       set(
         `slora_vs_${other}@${point}`,
@@ -156,10 +170,12 @@ export function writeJson(path: string, value: unknown): void {
  * and ablations run n=2000: the later run's figure stands). */
 const SUMMARY_KEYS: Record<string, { scenarios: string[]; ratio: string }> = {
   lora2000_vs_base: { scenarios: ["sweep-adapters", "ablations"], ratio: "slora_vs_base@n=2000" },
+  lora2000_ttft_p50_vs_base: { scenarios: ["ablations"], ratio: "slora_ttft_p50_vs_base@n=2000" },
   lora5000_vs_base: { scenarios: ["sweep-adapters"], ratio: "slora_vs_base@n=5000" },
   vs_peft: { scenarios: ["ablations"], ratio: "slora_vs_peft" },
   vs_bmm_min: { scenarios: ["ablations"], ratio: "slora_vs_bmm_min" },
   vs_no_unifymem_min: { scenarios: ["ablations"], ratio: "slora_vs_no-unifymem_min" },
+  vs_no_unifymem_pressure: { scenarios: ["pressure"], ratio: "slora_vs_no-unifymem_min" },
   prefix_mooncake_hit_vs_ideal: { scenarios: ["prefix-mooncake"], ratio: "hit_vs_ideal@mooncake" },
   prefix_mooncake_ttft_speedup: { scenarios: ["prefix-mooncake"], ratio: "ttft_speedup@mooncake" },
   prefix_saas_throughput_vs_off: {
@@ -170,9 +186,20 @@ const SUMMARY_KEYS: Record<string, { scenarios: string[]; ratio: string }> = {
   prefix_zero_hit_cost: { scenarios: ["prefix-zero-hit"], ratio: "cache_cost@zero-hit" },
 };
 
+/** The backends' `--quantization` (the last one given wins, as in the backend's parser). */
+export function quantizationOf(result: ScenarioResult): string {
+  const args = result.runs[0]?.serverArgs ?? [];
+  const at = args.lastIndexOf("--quantization");
+  return at >= 0 ? (args[at + 1] ?? "auto") : "auto";
+}
+
 /**
  * Merges this result's headline figures into summary.json under the GPU's name,
  * keeping keys other benchmarks wrote (roofline, kernels, cold load, fragmentation).
+ * Each key's source file goes to `sources` and the commit it was measured at to
+ * `measured_at`: figures of one entry come from different runs and commits.
+ * A run on an FP8 base (`--server-args="--quantization fp8"`) writes its keys with an
+ * `fp8_` prefix (`fp8_lora2000_vs_base`), beside the bf16 ones.
  */
 export function updateSummary(
   summaryPath: string,
@@ -185,12 +212,16 @@ export function updateSummary(
     : {};
   const entry = summary[gpu] ?? {};
   const sources = (entry.sources ?? {}) as Record<string, string>;
+  const measuredAt = (entry.measured_at ?? {}) as Record<string, string | null>;
   const written: string[] = [];
-  for (const [key, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
+  const prefix = quantizationOf(result) === "fp8" ? "fp8_" : "";
+  for (const [name, { scenarios, ratio }] of Object.entries(SUMMARY_KEYS)) {
     const value = result.ratios[ratio];
     if (!scenarios.includes(result.scenario) || value === undefined) continue;
+    const key = `${prefix}${name}`;
     entry[key] = value;
     sources[key] = resultFile;
+    measuredAt[key] = result.gitSha;
     written.push(key);
   }
   if (written.length === 0) return written;
@@ -199,6 +230,7 @@ export function updateSummary(
     git_sha: result.gitSha,
     device: result.device,
     sources,
+    measured_at: measuredAt,
   });
   summary[gpu] = entry;
   writeJson(summaryPath, summary);

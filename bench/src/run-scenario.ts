@@ -147,7 +147,9 @@ export async function runScenario(plan: ScenarioPlan, ctx: RunContext): Promise<
         ctx.log(
           `${variant.name} ${point.label}: ${metrics.ok}/${metrics.requests} ok, ` +
             `${metrics.outputTokensPerS.toFixed(1)} output tok/s, ` +
-            `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s; ` +
+            `first token p50 ${(metrics.firstTokenS.p50 ?? Number.NaN).toFixed(3)} s ` +
+            `(${(metrics.firstTokenFromSendS.p50 ?? Number.NaN).toFixed(3)} s from send, ` +
+            `first uses ${(metrics.firstUseFirstTokenFromSendS.p50 ?? Number.NaN).toFixed(3)} s); ` +
             `${activity.steps} steps of ${(activity.stepMsMean ?? Number.NaN).toFixed(2)} ms, ` +
             `${adapterTraffic(activity)}; ${activity.prefillTokens} prefill tokens computed, ` +
             `${metrics.cachedPromptTokens} of ${metrics.promptTokens} prompt tokens cached`,

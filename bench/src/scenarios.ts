@@ -58,7 +58,8 @@ export interface ScenarioPlan {
 /** Knobs the command line may set; each scenario has its own defaults. */
 export interface PlanOptions {
   seed: number;
-  shape: "llama-2-7b" | "llama-2-13b";
+  /** tiny: the pressure scenario's CPU smoke */
+  shape: "llama-2-7b" | "llama-2-13b" | "tiny";
   modelDir: string | null;
   durationS: number | null;
   rate: number | null;
@@ -103,6 +104,7 @@ export const SCENARIOS = [
   "sweep-adapters",
   "sweep-rate",
   "ablations",
+  "pressure",
   "prefix-mooncake",
   "prefix-saas",
   "prefix-zero-hit",
@@ -157,6 +159,18 @@ function gpuModel(o: PlanOptions): ModelSource {
     ? { kind: "directory", path: o.modelDir }
     : { kind: "generated", shape: o.shape };
 }
+
+/**
+ * The pressure scenario's sizes: `waves` x `seqs` requests at once, each on its own
+ * adapter of `rank` on q/k/v/o (`pagesPerRank` pages a rank), `input` + `output` tokens
+ * (2 KV pages a token). The pool holds one wave at its longest, its adapters beside it,
+ * and `slack` pages (steps in flight hold freed pages a little longer).
+ */
+const PRESSURE = {
+  gpu: { seqs: 32, waves: 4, rank: 64, pagesPerRank: 8, input: 256, output: 1024, slack: 1696 },
+  // tiny: W = 32, q/k/v/o rows of 64 or 32 -> 14 pages a rank
+  tiny: { seqs: 4, waves: 2, rank: 16, pagesPerRank: 14, input: 16, output: 240, slack: 56 },
+};
 
 // 300 s: Node's fetch gives up on a silent connection after 300 s anyway (undici's default).
 const gpuServing = { sloFirstTokenS: 6, requestTimeoutS: 300, distinctAdapterFiles: 4 };
@@ -259,6 +273,55 @@ export function planScenario(name: ScenarioName, o: PlanOptions): ScenarioPlan {
         peft: null,
         serverArgs: ["--max-cpu-loras", String(n)],
         ...gpuServing,
+      };
+    }
+    case "pressure": {
+      // Unified Paging's reason to exist (issue 21 item 4): a pool that holds a wave's KV
+      // at its longest and the wave's adapters, shared, never preempts; split at
+      // --adapter-pool-fraction (no-unifymem, 0.5 by default) its KV share holds ~61% of
+      // that KV at 7B (`pressure` below), so the split must preempt, whatever the timing.
+      // Only an F sized for this workload's exact mix (the adapters' share, 0.16 here)
+      // would not, and the ablations trace (2,000 adapters, short outputs) wants the
+      // opposite mix: one pool for both is what Unified Paging is.
+      const tiny = o.shape === "tiny";
+      const p = tiny ? PRESSURE.tiny : PRESSURE.gpu;
+      const kvPages = 2 * (p.input + p.output);
+      const numPages = p.seqs * (kvPages + p.rank * p.pagesPerRank) + p.slack;
+      const numRequests = p.seqs * p.waves;
+      return {
+        scenario: name,
+        model: tiny ? { kind: "generated", shape: "tiny" } : gpuModel(o),
+        points: [
+          {
+            label: `waves=${p.waves}`,
+            params: { numAdapters: numRequests, seqs: p.seqs, numPages },
+            spec: {
+              ...defaultSpec,
+              seed: o.seed,
+              numAdapters: numRequests,
+              ranks: [p.rank],
+              assignment: { kind: "round-robin" },
+              arrival: { kind: "burst" },
+              numRequests,
+              inputLen: [p.input, p.input],
+              outputLen: [p.output, p.output],
+            },
+          },
+        ],
+        variants: pick(o.variants, ["slora", "no-unifymem"]),
+        peft: null,
+        serverArgs: [
+          ...(tiny ? ["--device", "cpu", "--max-lora-rank", "16"] : []),
+          "--num-pages",
+          String(numPages),
+          "--max-num-seqs",
+          String(p.seqs),
+          "--max-cpu-loras",
+          String(numRequests),
+        ],
+        sloFirstTokenS: gpuServing.sloFirstTokenS,
+        requestTimeoutS: gpuServing.requestTimeoutS,
+        distinctAdapterFiles: tiny ? null : gpuServing.distinctAdapterFiles,
       };
     }
     case "ablations": {

@@ -21,8 +21,10 @@ describe("pool memory (tiny shapes)", () => {
     }
   });
 
-  it("reuses pages of evicted adapters as KV only in the unified pool", () => {
-    for (const run of unified) expect(run.adapterPagesReusedAsKv).toBeGreaterThan(0);
+  it("moves page ids between KV and adapters only in the unified pool", () => {
+    // Loads leave the running requests' KV to come alone, so ids move mostly from the
+    // batch's KV to adapters once it ends, rarely the other way.
+    for (const run of unified) expect(run.kvPagesReusedForAdapters).toBeGreaterThan(0);
     for (const run of split) {
       expect(run.adapterPagesReusedAsKv).toBe(0);
       expect(run.kvPagesReusedForAdapters).toBe(0);

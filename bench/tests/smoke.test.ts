@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { plotFiles } from "../src/plot.ts";
-import type { ScenarioResult } from "../src/results.ts";
+import { quantizationOf, type ScenarioResult } from "../src/results.ts";
 import { node, python, repoRoot } from "./repo.ts";
 
 describe("npm run bench -- smoke", () => {
@@ -15,20 +15,7 @@ describe("npm run bench -- smoke", () => {
     timeout: 120_000,
   }, () => {
     const dir = mkdtempSync(join(tmpdir(), "bench-smoke-"));
-    const run = spawnSync(
-      node,
-      [
-        "bench/src/main.ts",
-        "smoke",
-        "--out",
-        join(dir, "results"),
-        "--work-dir",
-        join(dir, "work"),
-        "--python",
-        python,
-      ],
-      { cwd: repoRoot, encoding: "utf8", timeout: 110_000 },
-    );
+    const run = runSmoke(dir, [], 110_000);
     const logs = readServerLogs(join(dir, "work", "logs"));
     expect(run.status, `${run.stderr}\n${logs}`).toBe(0);
     const file = join(dir, "results", "cpu", "smoke.json");
@@ -62,7 +49,41 @@ describe("npm run bench -- smoke", () => {
   });
 });
 
-function readServerLogs(logDir: string): string {
-  const path = join(logDir, "smoke.base+slora.server.log");
+describe("device-run.sh fp8ablations, at smoke size", () => {
+  it("serves the trace from an FP8 base (--quantization fp8), base and adapters", {
+    timeout: 180_000,
+  }, () => {
+    const dir = mkdtempSync(join(tmpdir(), "bench-smoke-fp8-"));
+    const fp8 = ["--variants", "base,slora", "--no-peft", "--duration", "1"];
+    const run = runSmoke(dir, [...fp8, "--server-args=--quantization fp8"], 170_000);
+    const logs = readServerLogs(join(dir, "work", "logs"), "smoke.base.server.log");
+    expect(run.status, `${run.stderr}\n${logs}`).toBe(0);
+    const result = JSON.parse(
+      readFileSync(join(dir, "results", "cpu", "smoke.json"), "utf8"),
+    ) as ScenarioResult;
+    expect(result.runs.map((r) => r.variant)).toEqual(["base", "slora"]);
+    for (const r of result.runs) {
+      expect(r.serverArgs.slice(-2)).toEqual(["--quantization", "fp8"]);
+      expect(r.metrics).toMatchObject({ ok: r.metrics?.requests, failed: 0, shortOutputs: 0 });
+    }
+    expect(quantizationOf(result)).toBe("fp8");
+    expect(result.ratios["slora_vs_base@n=4"]).toBeGreaterThan(0);
+    // the executor said it serves FP8 projections
+    const serverLog = readFileSync(join(dir, "work", "logs", "smoke.slora.server.log"), "utf8");
+    expect(serverLog).toContain('"quantization":"fp8"');
+  });
+});
+
+function runSmoke(dir: string, args: string[], timeout: number) {
+  const out = ["--out", join(dir, "results"), "--work-dir", join(dir, "work")];
+  return spawnSync(node, ["bench/src/main.ts", "smoke", ...args, ...out, "--python", python], {
+    cwd: repoRoot,
+    encoding: "utf8",
+    timeout,
+  });
+}
+
+function readServerLogs(logDir: string, name = "smoke.base+slora.server.log"): string {
+  const path = join(logDir, name);
   return existsSync(path) ? readFileSync(path, "utf8").split("\n").slice(-30).join("\n") : "";
 }

@@ -113,6 +113,7 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
           backendId: "b",
           promptTokens: 2,
           completionTokens: 3,
+          cachedTokens: 1,
           status: 200,
           outcome: "ok",
           latencyMs: 0,
@@ -124,15 +125,22 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
     // stream the backend ended with an error event.
     for (let i = 0; i < 100; i += 1) await row({ latencyMs: ((i * 37) % 100) + 1 }, dayA + hour);
     await row(
-      { status: 429, outcome: "rate_limited", promptTokens: 0, completionTokens: 0 },
+      {
+        status: 429,
+        outcome: "rate_limited",
+        promptTokens: 0,
+        completionTokens: 0,
+        cachedTokens: 0,
+      },
       dayA + 2 * hour,
     );
     await row({ outcome: "backend_error", latencyMs: 5_000 }, dayA + 3 * hour);
-    // Day B, the base model: three answers and a client that left.
-    for (const latencyMs of [30, 10, 20])
-      await row({ model: "base", adapterId: null, latencyMs }, dayB + hour);
+    // Day B, the base model: three answers and a client that left, each of its 2 prompt
+    // tokens cached.
+    const base = { model: "base", adapterId: null, cachedTokens: 2 };
+    for (const latencyMs of [30, 10, 20]) await row({ ...base, latencyMs }, dayB + hour);
     await row(
-      { model: "base", adapterId: null, status: 499, outcome: "client_disconnect", latencyMs: 7 },
+      { ...base, status: 499, outcome: "client_disconnect", latencyMs: 7 },
       dayB + 2 * hour,
     );
   }
@@ -161,6 +169,7 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
         model: "bot",
         requests: 102,
         prompt_tokens: 202,
+        prompt_tokens_details: { cached_tokens: 101 },
         completion_tokens: 303,
         total_tokens: 505,
         errors: 2,
@@ -171,6 +180,7 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
         model: "base",
         requests: 4,
         prompt_tokens: 8,
+        prompt_tokens_details: { cached_tokens: 8 },
         completion_tokens: 12,
         total_tokens: 20,
         errors: 1,
@@ -182,6 +192,7 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
       requests: 106,
       errors: 3,
       total_tokens: 525,
+      prompt_tokens_details: { cached_tokens: 109 },
       latency_ms: { p50: 49, p90: 90, p99: 99 },
     });
 
@@ -214,6 +225,7 @@ describe("GET /v1/usage grouped, with latency percentiles", () => {
       requests: 0,
       errors: 0,
       total_tokens: 0,
+      prompt_tokens_details: { cached_tokens: 0 },
       latency_ms: { p50: null, p90: null, p99: null },
       data: [],
     });

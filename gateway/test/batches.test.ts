@@ -13,6 +13,7 @@ import {
   peerRequests,
   registerBaseModel,
   registerPeerBackend,
+  saltOf,
   setPeerMode,
   type Tenant,
   tinyModel,
@@ -26,6 +27,7 @@ type BatchCall = {
   requests: {
     id: string;
     tenant: string;
+    cache_salt: string;
     adapter: { name: string } | null;
     body: { stream: boolean };
   }[];
@@ -132,11 +134,19 @@ describe("Files and Batches", () => {
     expect(items.filter((i) => i.id.startsWith(batch.id))).toHaveLength(50);
     expect(items.filter((i) => i.adapter?.name === "batcher")).toHaveLength(25);
     expect(items.every((i) => i.tenant === tenant.id && i.body.stream === false)).toBe(true);
+    // the prefix cache's salt of the key that created the batch, as for its other requests
+    const salt = await saltOf(tenant, tenant.key);
+    expect(items.every((i) => i.cache_salt === salt)).toBe(true);
     const rows = (await usageRows(tenant.id)).filter((r) => r.request_id.startsWith(batch.id));
     expect(rows).toHaveLength(50);
-    expect(rows.reduce((s, r) => s + r.completion_tokens, 0)).toBe(
-      results.reduce((s, r) => s + r.response.body.usage.completion_tokens, 0),
-    );
+    type Usage = { completion_tokens: number; prompt_tokens_details: { cached_tokens: number } };
+    const sum = (count: (usage: Usage) => number) =>
+      results.reduce((s, r) => s + count(r.response.body.usage), 0);
+    expect(rows.reduce((s, r) => s + r.completion_tokens, 0)).toBe(sum((u) => u.completion_tokens));
+    // lines of one model share the word "question": the peer's cache finds it
+    const cached = sum((u) => u.prompt_tokens_details.cached_tokens);
+    expect(cached).toBeGreaterThan(0);
+    expect(rows.reduce((s, r) => s + r.cached_tokens, 0)).toBe(cached);
   });
 
   it("puts failed lines in the error file", async () => {
@@ -220,8 +230,8 @@ describe("Files and Batches", () => {
         "Line 2 of the input file: body.messages[0].role: Invalid option",
       ],
       [
-        withBody("t", { tools: [{ type: "function", function: { name: "f" } }] }),
-        "Line 1 of the input file: body.tools: tool calling (tools) is not supported by this backend",
+        withBody("t", { tools: [{ type: "function", function: { name: "a b" } }] }),
+        "Line 1 of the input file: body.tools[0].function.name:",
       ],
       [
         withBody("s", { stream: true }),

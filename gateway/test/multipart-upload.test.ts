@@ -136,6 +136,15 @@ describe("multipart adapter upload", () => {
       },
       "shape_mismatch",
     ],
+    [
+      "a NaN weight in its second part (the values are checked as the file streams past)",
+      (w) => {
+        const sent = w.slice();
+        new DataView(sent.buffer).setFloat32(sent.length - 4, Number.NaN, true);
+        return { declared: w.length, sent };
+      },
+      "non_finite_weights",
+    ],
   ];
   for (const [what, corrupt, code] of broken) {
     it(`marks an upload with ${what} failed (${code}) and removes its files`, async () => {

@@ -2,13 +2,13 @@ import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { backendCredential } from "../src/auth/backend-credential.ts";
 import { heartbeatMs, holdAfterMs } from "../src/proxy/held-answer.ts";
-import { rankBackends } from "../src/routing/rendezvous.ts";
 import {
   adapterFiles,
   admin,
   type BaseModelSpec,
   call,
   chat,
+  chatOrder,
   createTenant,
   defined,
   eventually,
@@ -228,14 +228,18 @@ describe("chat and completions", () => {
         { param: "max_tokens", code: "invalid_value" },
       ],
       [
-        { model: model.name, messages: message, response_format: { type: "json_object" } },
+        { model: model.name, messages: message, logit_bias: { "1": 5 } },
         400,
         {
-          message:
-            "response_format: response_format other than {type: text} is not supported by this backend",
-          param: "response_format",
+          message: "logit_bias: logit_bias is not supported by this backend",
+          param: "logit_bias",
           code: "unsupported_parameter",
         },
+      ],
+      [
+        { model: model.name, messages: message, response_format: { type: "xml" } },
+        400,
+        { param: "response_format.type", code: "invalid_value" },
       ],
       [
         [1, 2],
@@ -322,6 +326,7 @@ describe("streaming", () => {
       prompt_tokens: 2,
       completion_tokens: 2,
       total_tokens: 4,
+      prompt_tokens_details: { cached_tokens: 0 },
     });
   });
 
@@ -515,10 +520,8 @@ describe("routing and failover", () => {
     const tenant = await createTenant();
     const res = await upload(tenant.key, uploadForm("routed", adapterFiles(buildAdapter(model))));
     const { id } = (await res.json()) as { id: string };
-    const order = rankBackends(
-      id,
-      backends.map((b) => ({ id: b, capacity: 32, load: 0 })),
-    ).map((b) => b.id);
+    const body = { model: "routed", messages: [{ role: "user", content: "hello there" }] };
+    const order = await chatOrder(tenant, { adapterId: id, baseModel: model.name }, body, backends);
     return { tenant, order };
   }
 
@@ -550,17 +553,18 @@ describe("routing and failover", () => {
     expect(((await back.json()) as { backend: string }).backend).toBe(order[0]);
   });
 
-  it("spreads base-model requests over the backends by the gateway's own request key, even when the client repeats its id", async () => {
+  it("spreads base-model conversations over the backends, whatever id the client repeats", async () => {
     const { model, backends } = await fleet(2);
     const tenant = await createTenant();
     for (let i = 0; i < 24; i += 1) {
-      const res = await chat(tenant.key, model.name, {}, { "x-request-id": "always-the-same" });
+      const messages = [{ role: "user", content: `conversation ${i}` }];
+      const res = await chat(tenant.key, model.name, { messages }, { "x-request-id": "same" });
       expect(res.status).toBe(200);
       await res.text();
     }
     const counts = await Promise.all(backends.map(async (b) => (await peerRequests(b)).length));
     expect(counts.reduce((a, b) => a + b, 0)).toBe(24);
-    // hashed by a random key per request: all 24 on one backend has probability 2^-23
+    // 24 conversations, each hashed by its own head: all on one backend has probability 2^-23
     expect(Math.min(...counts)).toBeGreaterThan(0);
   });
 

@@ -141,7 +141,9 @@ describe.skipIf(!haveFixtures)("prefix caching end to end (tiny-llama fp32 on CP
     );
     expect(cached).toBeGreaterThan(0.8 * reusable);
     const metrics = async (backend: Backend) =>
-      (await fetch(`${backend.url}/metrics`, { headers: { authorization: `Bearer ${SECRET}` } })).text();
+      (
+        await fetch(`${backend.url}/metrics`, { headers: { authorization: `Bearer ${SECRET}` } })
+      ).text();
     const value = (text: string, name: string) =>
       Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
     const [onMetrics, offMetrics] = await Promise.all([metrics(on), metrics(off)]);

@@ -1,6 +1,7 @@
 // The pure parts the console and the CLI share, checked without the network.
 import { describe, expect, it } from "vitest";
 import { multipartBody } from "../../cli/src/multipart-upload.ts";
+import { type ToolCall, withToolCallDelta } from "../../console/src/api/chat.ts";
 import { totalsBy, utcDays } from "../../console/src/api/daily-usage.ts";
 import { GatewayError } from "../../console/src/api/gateway-error.ts";
 import { curlSnippet, openaiPythonSnippet } from "../../console/src/api/snippets.ts";
@@ -144,6 +145,27 @@ describe("adapter upload checks", () => {
     expect(new Uint8Array(await file.arrayBuffer())).toEqual(weights);
     expect(progress.at(-1)).toBe(form.total);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  });
+});
+
+describe("streamed tool calls", () => {
+  it("are assembled as OpenAI's SDKs do: id and name first, then argument pieces", () => {
+    const pieces = [
+      { index: 0, id: "call_a", function: { name: "get_weather", arguments: "" } },
+      { index: 0, function: { arguments: '{"city": ' } },
+      { index: 1, id: "call_b", function: { name: "get_time", arguments: "" } },
+      { index: 0, function: { arguments: '"Paris"}' } },
+      { index: 1, function: { arguments: "{}" } },
+    ];
+    const calls = pieces.reduce<ToolCall[]>(withToolCallDelta, []);
+    expect(calls).toEqual([
+      {
+        id: "call_a",
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city": "Paris"}' },
+      },
+      { id: "call_b", type: "function", function: { name: "get_time", arguments: "{}" } },
+    ]);
   });
 });
 

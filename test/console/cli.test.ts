@@ -113,7 +113,7 @@ describe("lorafleet CLI against the running stack", () => {
     expect(upload.stderr).toMatch(/upload cli-bot \[#{30}\] 100% (\d+)\/\1 bytes/);
     const list = await lorafleet(config, ["adapters", "list"]);
     expect(list.stdout).toMatch(
-      /cli-bot\s+tiny-llama\s+8\s+down_proj,gate_proj,k_proj,o_proj,q_proj,up_proj,v_proj\s+\d+\s+ready/,
+      /cli-bot\s+tiny-llama\s+8\s+q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj\s+\d+\s+ready/,
     );
   });
 

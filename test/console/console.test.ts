@@ -277,6 +277,61 @@ describe.skipIf(!haveChromium)(
       await signOut(page);
     });
 
+    // After the usage checks: its requests would count there.
+    it("sends a JSON schema and shows the model's tool calls", async () => {
+      await signIn(page, "tenant", stack.acme.key);
+      await openPage(page, "Playground");
+      await page.getByLabel("Model").selectOption(adapterName);
+      const schema = {
+        type: "object",
+        properties: { n: { type: "integer", minimum: 0, maximum: 99 } },
+        required: ["n"],
+        additionalProperties: false,
+      };
+      await page.getByLabel("JSON schema of the answer (optional)").fill("{ not json");
+      expect(await page.getByRole("alert").textContent()).toContain("The JSON schema is not JSON");
+      await page.getByLabel("JSON schema of the answer (optional)").fill(JSON.stringify(schema));
+      await page.getByLabel("max_tokens").fill("40");
+      await page.getByLabel("Message", { exact: true }).fill("A number, please");
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.locator("[data-testid=chat-usage], [role=alert]").first().waitFor();
+      expect(await page.getByRole("alert").allTextContents()).toEqual([]);
+      const answer = (await page.locator("[data-role=assistant]").textContent()) ?? "";
+      expect(Number.isInteger(JSON.parse(answer.replace(/^assistant/, "")).n)).toBe(true);
+      await page.getByRole("tab", { name: "curl" }).click();
+      expect(await page.getByRole("tabpanel").textContent()).toContain('"response_format"');
+
+      await page.getByRole("button", { name: "Clear" }).click();
+      await page.getByLabel("JSON schema of the answer (optional)").fill("");
+      const tools = [
+        {
+          type: "function",
+          function: {
+            name: "get_time",
+            parameters: { type: "object", properties: {}, additionalProperties: false },
+          },
+        },
+      ];
+      await page.getByLabel("tools (optional, a JSON list)").fill(JSON.stringify(tools));
+      await page.getByLabel("tool_choice").selectOption("required");
+      // A model with random weights would list calls until max_tokens.
+      await page.getByLabel("parallel_tool_calls").uncheck();
+      await page.getByLabel("max_tokens").fill("100");
+      await page.getByLabel("Message", { exact: true }).fill("What time is it?");
+      await page.getByRole("button", { name: "Send" }).click();
+      await page.getByTestId("chat-usage").waitFor();
+      const calls = await page.getByTestId("tool-call").all();
+      expect(calls).toHaveLength(1);
+      for (const call of calls) {
+        expect(await call.locator("code").textContent()).toBe("get_time");
+        expect(JSON.parse((await call.locator("pre").textContent()) ?? "")).toEqual({});
+      }
+      expect(await page.getByTestId("chat-usage").textContent()).toContain("finish: tool_calls");
+      await screenshot(page, "playground-tools");
+      await page.getByLabel("tools (optional, a JSON list)").fill("");
+      await signOut(page);
+    });
+
     it("a tenant's admin-scoped key issues, lists and revokes its own keys", async () => {
       await signIn(page, "tenant", stack.acmeAdmin.key);
       await openPage(page, "API keys");

@@ -30,7 +30,12 @@ export const REQUEST_FIELDS = [
   "echo",
   "best_of",
   "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "functions",
+  "function_call",
   "response_format",
+  "structured_outputs",
   "logit_bias",
   "lorafleet",
   "lora_name",
@@ -48,8 +53,43 @@ export const HOSTILE_TEXT = [
   "\ud800",
 ];
 
-/** Values that sit near the edges the schemas check. */
+/** Random JSON-Schema-like documents: valid ones, broken ones, keywords no engine enforces. */
+const schemaish = fc.oneof(
+  fc.jsonValue({ maxDepth: 3 }),
+  fc.record(
+    {
+      type: fc.constantFrom("object", "string", "integer", "array", "strng", 5),
+      properties: fc.dictionary(fc.string({ maxLength: 4 }), fc.jsonValue({ maxDepth: 2 }), {
+        maxKeys: 3,
+      }),
+      uniqueItems: fc.boolean(),
+      pattern: fc.constantFrom("^a+$", "(?=x)", "[", "\\d{2,}"),
+      $ref: fc.constantFrom("#/$defs/x", "https://example.com/s", "#"),
+    },
+    { requiredKeys: ["type"] },
+  ),
+);
+
+/** Ways to constrain an output or call tools, right and wrong. */
+const constraint = fc.oneof(
+  schemaish.map((schema) => ({ type: "json_schema", json_schema: { name: "s", schema } })),
+  fc.record({ json: schemaish }),
+  fc.record({ regex: fc.string({ maxLength: 12 }) }),
+  fc.record({ grammar: fc.string({ maxLength: 24 }) }),
+  fc.record({ choice: fc.array(fc.string({ maxLength: 4 }), { maxLength: 3 }) }),
+  fc.array(
+    fc.record({
+      type: fc.constantFrom("function", "retrieval"),
+      function: fc.record({ name: fc.constantFrom("f", "g", "a b", ""), parameters: schemaish }),
+    }),
+    { maxLength: 3 },
+  ),
+  fc.constantFrom("none", "auto", "required", { type: "function", function: { name: "f" } }),
+);
+
+/** Values that sit near the edges the schemas check (and constraints, for the tool fields). */
 export const edgyValue = fc.oneof(
+  constraint,
   fc.jsonValue({ maxDepth: 3 }),
   fc.constantFrom(0, -1, -5, 1, 2, 16, 17, 20, 21, 64, 1000, 1e9, 2 ** 53, -0.5, 0.5, 1.5, 1e308),
   // the edges of the float32 / int32 step plan: denormals, int32 wrap

@@ -14,8 +14,13 @@ import OpenAI, {
   RateLimitError,
   toFile,
 } from "openai";
-import type { ChatCompletionCreateParamsNonStreaming } from "openai/resources/chat/completions";
+import { zodFunction, zodResponseFormat } from "openai/helpers/zod";
+import type {
+  ChatCompletionCreateParamsNonStreaming,
+  ChatCompletionMessageParam,
+} from "openai/resources/chat/completions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import {
   type Backend,
   fixturesDir,
@@ -113,6 +118,10 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
       secret,
       "--adapter-url-allow",
       gatewayOrigin(port),
+      // Mistral's prompt block is the shortest: several tool turns fit the tiny model's 1,024
+      // positions (the default smollm2 format is covered in test/backend).
+      "--tool-call-parser",
+      "mistral",
     ];
     const started = await Promise.allSettled([
       startGateway(masterSecret, port),
@@ -426,11 +435,36 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
       ["bot", "tiny-r4"],
       ["support", "tiny-r8"],
     ] as const;
+    // Every fifth line asks for JSON of a schema: structured outputs in the Batch API.
+    const schema = {
+      type: "object",
+      properties: { n: { type: "integer", minimum: 0, maximum: 99 } },
+      required: ["n"],
+      additionalProperties: false,
+    };
     const lines = Array.from({ length: 50 }, (_, i) => {
       const [model, fixture] = models[i % models.length] as (typeof models)[number];
-      return { customId: `line-${i}`, model, fixture, prompt: `Batch line number ${i}` };
+      const json = i % 5 === 0;
+      return {
+        customId: `line-${i}`,
+        model,
+        fixture,
+        prompt: `Batch line number ${i}`,
+        extra: (json
+          ? {
+              max_tokens: 40,
+              response_format: { type: "json_schema", json_schema: { name: "n", schema } },
+            }
+          : {}) as Partial<ChatCompletionCreateParamsNonStreaming>,
+      };
     });
-    const expected = await Promise.all(lines.map((l) => directText(l.fixture, l.prompt, 6)));
+    const expected = await Promise.all(
+      lines.map(async (l) =>
+        textOf(
+          await direct.chat.completions.create({ ...chat(l.fixture, l.prompt, 6), ...l.extra }),
+        ),
+      ),
+    );
 
     const client = tenantClient(acme.key);
     const jsonl = lines
@@ -439,7 +473,7 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
           custom_id: l.customId,
           method: "POST",
           url: "/v1/chat/completions",
-          body: chat(l.model, l.prompt, 6),
+          body: { ...chat(l.model, l.prompt, 6), ...l.extra },
         }),
       )
       .join("\n");
@@ -480,7 +514,162 @@ describe.skipIf(!haveFixtures)("gateway + backends + executor end to end", () =>
       expect(result.response.status_code).toBe(200);
       expect(result.response.body.model).toBe(lines[i]?.model);
       expect(textOf(result.response.body)).toBe(expected[i]);
+      if (i % 5 === 0) expect(Number.isInteger(JSON.parse(expected[i] ?? "").n)).toBe(true);
     }
+  });
+
+  it("parses a zod-schema answer through the gateway (chat.completions.parse)", async () => {
+    const Weather = z.object({
+      city: z.string().max(12),
+      celsius: z.number().int().min(-40).max(50),
+      sunny: z.boolean(),
+    });
+    const completion = await tenantClient(acme.key).chat.completions.parse({
+      model: "support",
+      messages: [{ role: "user", content: "The weather in Paris, as JSON." }],
+      response_format: zodResponseFormat(Weather, "weather"),
+      max_tokens: 200,
+      temperature: 1,
+      seed: 4,
+    });
+    const parsed = completion.choices[0]?.message.parsed;
+    expect(parsed).not.toBeNull();
+    expect(Weather.parse(parsed)).toEqual(parsed);
+    // A schema that is not one reaches the backend, whose 400 the client gets as it is.
+    const bad = await tenantClient(acme.key)
+      .chat.completions.create({
+        ...chat("support", "hi"),
+        response_format: {
+          type: "json_schema",
+          json_schema: { name: "x", schema: { type: "strng" } },
+        },
+      })
+      .catch((e) => e);
+    expect([bad.status, bad.code, bad.param]).toEqual([
+      400,
+      "invalid_schema",
+      "response_format.json_schema.schema",
+    ]);
+  });
+
+  it("runs a tool loop over three turns: streamed calls assembled by the client, then a JSON answer", async () => {
+    const client = tenantClient(globex.key);
+    const getWeather = zodFunction({
+      name: "get_weather",
+      description: "The weather in a city",
+      parameters: z.object({ city: z.string().max(10) }),
+    });
+    const messages: ChatCompletionMessageParam[] = [
+      { role: "user", content: "Weather in Paris and Rome?" },
+    ];
+    const promptTokens: number[] = [];
+    for (const turn of [0, 1]) {
+      // The client's stream helper assembles the calls from their deltas.
+      const stream = client.chat.completions.stream({
+        model: "bot",
+        messages,
+        tools: [getWeather],
+        tool_choice: "required",
+        // A model with random weights would add calls to a parallel list until max_tokens.
+        parallel_tool_calls: false,
+        max_tokens: 100,
+        temperature: 1,
+        seed: turn,
+        stream_options: { include_usage: true },
+      });
+      const final = await stream.finalChatCompletion();
+      const choice = final.choices[0];
+      expect(choice?.finish_reason).toBe("tool_calls");
+      const calls = choice?.message.tool_calls ?? [];
+      expect(calls).toHaveLength(1); // parallel_tool_calls: false
+      for (const call of calls) {
+        if (call.type !== "function") throw new Error(call.type);
+        expect(call.function.name).toBe("get_weather");
+        expect(getWeather.$parseRaw(call.function.arguments)).toEqual(
+          call.function.parsed_arguments,
+        );
+      }
+      promptTokens.push(final.usage?.prompt_tokens ?? 0);
+      messages.push({ role: "assistant", content: null, tool_calls: calls });
+      for (const call of calls)
+        messages.push({ role: "tool", tool_call_id: call.id, content: "18 C, sunny" });
+    }
+    const Summary = z.object({ sunny: z.boolean(), note: z.string().max(8) });
+    const summarize = (history: ChatCompletionMessageParam[]) =>
+      client.chat.completions.parse({
+        model: "bot",
+        messages: history,
+        tools: [getWeather],
+        tool_choice: "none",
+        response_format: zodResponseFormat(Summary, "summary"),
+        max_tokens: 60,
+        temperature: 0,
+      });
+    const answer = await summarize(messages);
+    expect(Summary.parse(answer.choices[0]?.message.parsed)).toBeTruthy();
+    // Each turn's prompt holds the turns before it: the calls and their results.
+    expect(promptTokens[1]).toBeGreaterThan(promptTokens[0] as number);
+    const withoutHistory = await summarize(messages.slice(0, 1));
+    expect(answer.usage?.prompt_tokens).toBeGreaterThan(
+      (withoutHistory.usage?.prompt_tokens ?? 0) + 60,
+    );
+  });
+
+  it("runs tools with the client's runTools, the legacy functions too", async () => {
+    const client = tenantClient(acme.key);
+    const cities: string[] = [];
+    const runner = client.chat.completions.runTools(
+      {
+        model: baseModel,
+        messages: [{ role: "user", content: "What is the weather?" }],
+        tools: [
+          {
+            type: "function",
+            function: {
+              name: "get_weather",
+              description: "The weather in a city",
+              function: (args: { city: string }) => {
+                cities.push(args.city);
+                return "sunny";
+              },
+              parse: JSON.parse,
+              parameters: {
+                type: "object",
+                properties: { city: { type: "string", maxLength: 8 } },
+                required: ["city"],
+                additionalProperties: false,
+              },
+            },
+          },
+        ],
+        tool_choice: "required",
+        parallel_tool_calls: false,
+        max_tokens: 100,
+        temperature: 1,
+        seed: 11,
+      },
+      { maxChatCompletions: 2 },
+    );
+    await runner.done();
+    expect(cities.length).toBeGreaterThanOrEqual(2);
+    for (const city of cities) expect(city.length).toBeLessThanOrEqual(8);
+    const legacy = await client.chat.completions.create({
+      model: baseModel,
+      messages: [{ role: "user", content: "Weather?" }],
+      functions: [
+        {
+          name: "get_weather",
+          parameters: { type: "object", properties: {}, additionalProperties: false },
+        },
+      ],
+      function_call: { name: "get_weather" },
+      max_tokens: 100,
+    });
+    expect(legacy.choices[0]?.finish_reason).toBe("function_call");
+    expect(legacy.choices[0]?.message.function_call).toEqual({
+      name: "get_weather",
+      arguments: "{}",
+    });
   });
 
   // Last: it stops a backend.

@@ -160,26 +160,111 @@ const CASES: Case[] = [
     param: "stream_options",
   },
   // unsupported parameters: refused by name, never silently ignored
+  // structured outputs and tools: a 400 naming what and where, never an unconstrained answer
   {
-    name: "tools",
-    body: chat({ tools: [{ type: "function", function: { name: "f" } }] }),
+    name: "invalid JSON Schema (a type that does not exist)",
+    body: chat({
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "a",
+          schema: { type: "object", properties: { n: { type: "nmber" } } },
+        },
+      },
+    }),
     status: 400,
-    code: "unsupported_parameter",
+    code: "invalid_schema",
+    param: "response_format.json_schema.schema",
+  },
+  {
+    name: "a keyword llguidance cannot enforce (uniqueItems)",
+    body: chat({
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "a", schema: { type: "array", uniqueItems: true } },
+      },
+    }),
+    status: 400,
+    code: "grammar_invalid",
+    param: "response_format.json_schema.schema",
+  },
+  {
+    name: "overlapping oneOf (never approximated by anyOf)",
+    body: chat({
+      structured_outputs: { json: { oneOf: [{ type: "integer" }, { type: "number" }] } },
+    }),
+    status: 400,
+    code: "grammar_invalid",
+    param: "structured_outputs.json",
+  },
+  {
+    name: "a remote $ref",
+    body: chat({ structured_outputs: { json: { $ref: "https://example.com/s.json" } } }),
+    status: 400,
+    code: "grammar_invalid",
+  },
+  {
+    name: "a regex with look-around",
+    body: chat({ structured_outputs: { regex: "(?=a)b" } }),
+    status: 400,
+    code: "grammar_invalid",
+    param: "structured_outputs.regex",
+  },
+  {
+    name: "a grammar that is neither Lark nor GBNF",
+    path: "/v1/completions",
+    body: completion({ structured_outputs: { grammar: "root ::= undefined_rule" } }),
+    status: 400,
+    code: "grammar_invalid",
+    param: "structured_outputs.grammar",
+  },
+  {
+    name: "a schema over the stated size (64 KiB)",
+    body: chat({
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "a", schema: { type: "string", description: "x".repeat(70_000) } },
+      },
+    }),
+    status: 400,
+    code: "schema_too_large",
+  },
+  {
+    name: "more tools than the stated 128",
+    body: chat({
+      tools: Array.from({ length: 129 }, (_, i) => ({
+        type: "function",
+        function: { name: `f${i}` },
+      })),
+    }),
+    status: 400,
     param: "tools",
   },
   {
-    name: "tool_choice required",
-    body: chat({ tool_choice: "required" }),
+    name: "unknown tool name in tool_choice",
+    body: chat({
+      tools: [{ type: "function", function: { name: "f" } }],
+      tool_choice: { type: "function", function: { name: "g" } },
+    }),
     status: 400,
-    code: "unsupported_parameter",
+    code: "unknown_tool",
     param: "tool_choice",
   },
   {
-    name: "response_format json_object",
-    body: chat({ response_format: { type: "json_object" } }),
+    name: "structured_outputs regex beside tools",
+    body: chat({
+      tools: [{ type: "function", function: { name: "f" } }],
+      structured_outputs: { regex: "[a-z]+" },
+    }),
     status: 400,
     code: "unsupported_parameter",
-    param: "response_format",
+    param: "structured_outputs.regex",
+  },
+  {
+    name: "structured_outputs.structural_tag",
+    body: chat({ structured_outputs: { structural_tag: { type: "x" } } }),
+    status: 400,
+    code: "unsupported_parameter",
   },
   {
     name: "logit_bias",

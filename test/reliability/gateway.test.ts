@@ -72,10 +72,16 @@ describe.skipIf(!haveFixtures)("through the gateway", () => {
       code: "model_not_found",
     },
     {
-      name: "tools",
-      body: chat({ tools: [{ type: "function", function: { name: "f" } }] }),
+      name: "logit_bias",
+      body: chat({ logit_bias: { "1": 5 } }),
       status: 400,
       code: "unsupported_parameter",
+    },
+    {
+      name: "a tool name that is not one",
+      body: chat({ tools: [{ type: "function", function: { name: "a b" } }] }),
+      status: 400,
+      param: "tools[0].function.name",
     },
     {
       name: "huge max_tokens",

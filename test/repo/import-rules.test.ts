@@ -32,6 +32,11 @@ const allowed = {
     'import { encodeFrame } from "./frame.ts";\nimport { readFileSync } from "node:fs";\n',
   "gpu-backend/src/serving/serving-loop.ts":
     'import { Engine } from "../engine/index.ts";\nimport { ExecutorUnavailable } from "../executor/errors.ts";\n',
+  "gpu-backend/src/tool-calls/call-grammar.ts":
+    'import type { GrammarSpec } from "../protocol/messages.ts";\nimport { x } from "./x.ts";\n',
+  "gpu-backend/src/tool-calls/call-grammar.test.ts":
+    'import { TEST_PYTHON } from "../executor/test-fixtures.ts";\n',
+  "gpu-backend/src/structured/schema-check.ts": 'import { Ajv } from "ajv";\n',
 };
 
 describe("the import rules", () => {
@@ -54,6 +59,10 @@ describe("the import rules", () => {
       "gpu-backend/src/engine/testing.ts": 'import fc from "fast-check";\n',
       "gpu-backend/src/protocol/messages.ts":
         'import type { EngineConfig } from "../engine/config.ts";\n',
+      "gpu-backend/src/tool-calls/answer.ts":
+        'import { ServingLoop } from "../serving/serving-loop.ts";\n',
+      "gpu-backend/src/structured/output-grammar.ts":
+        'import { ApiError } from "../server/openai-error.ts";\n',
     });
     expect(result.status).toBe(1);
     const engineOnly =
@@ -68,6 +77,8 @@ describe("the import rules", () => {
       `gpu-backend/src/engine/scheduler.ts:5: import "pino": ${noIo}`,
       `gpu-backend/src/engine/testing.ts:1: import "fast-check": ${noIo}`,
       'gpu-backend/src/protocol/messages.ts:1: import "../engine/config.ts": protocol/ imports nothing of engine, executor, server or serving (nor other src/ folders)',
+      'gpu-backend/src/structured/output-grammar.ts:1: import "../server/openai-error.ts": structured/ imports only itself and protocol/: pure functions of a request and the model\'s text (tests: also executor/test-fixtures.ts)',
+      'gpu-backend/src/tool-calls/answer.ts:1: import "../serving/serving-loop.ts": tool-calls/ imports only itself and protocol/: pure functions of a request and the model\'s text (tests: also executor/test-fixtures.ts)',
     ]);
   });
 

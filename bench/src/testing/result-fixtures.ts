@@ -16,6 +16,8 @@ export function metricsWith(outputTokensPerS: number, ok = 10): RunMetrics {
     promptTokens: 1000,
     cachedPromptTokens: 0,
     firstTokenS: dist,
+    firstTokenFromSendS: dist,
+    firstUseFirstTokenFromSendS: dist,
     perTokenS: dist,
     endToEndS: dist,
     sloFirstTokenS: 6,

@@ -61,7 +61,7 @@ export async function chat(ctx: CliContext, args: string[]): Promise<void> {
   }
   for await (const delta of streamChat(client, request)) {
     if (delta.kind === "text") ctx.stdout.write(delta.text);
-    else {
+    else if (delta.kind === "end") {
       ctx.stdout.write("\n");
       if (delta.usage) {
         ctx.stderr.write(

@@ -2,7 +2,19 @@ import type { GatewayClient } from "./gateway-client.ts";
 import { GatewayError } from "./gateway-error.ts";
 import { sseData } from "./sse.ts";
 
-export type ChatMessage = { role: "system" | "user" | "assistant"; content: string };
+/** A call the model made: its id, the function's name and its arguments as JSON text. */
+export type ToolCall = {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+};
+
+export type ChatMessage = {
+  role: "system" | "user" | "assistant";
+  content: string;
+  /** an assistant's calls, as the answer had them */
+  tool_calls?: ToolCall[];
+};
 
 /** The body of POST /v1/chat/completions that the playground and the CLI send. */
 export type ChatRequest = {
@@ -14,20 +26,60 @@ export type ChatRequest = {
   seed?: number;
   stop?: string[];
   stream?: boolean;
+  /** `{type: "json_schema", json_schema: {name, schema}}`: the answer follows the schema */
+  response_format?: { type: "json_schema"; json_schema: { name: string; schema: unknown } };
+  /** OpenAI's `tools` (functions with JSON Schema parameters) */
+  tools?: unknown[];
+  tool_choice?: "auto" | "required" | "none";
+  parallel_tool_calls?: boolean;
 };
 
 export type ChatUsage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 
-/** One piece of a streamed answer: text, and at the end the usage and finish reason. */
+/** A piece of a streamed call: its id and name come first, then pieces of its arguments. */
+export type ToolCallDelta = {
+  index: number;
+  id?: string;
+  function?: { name?: string; arguments?: string };
+};
+
+/** One piece of a streamed answer: text, a piece of a tool call, and at the end the usage and finish reason. */
 export type ChatDelta =
   | { kind: "text"; text: string }
+  | { kind: "tool_call"; call: ToolCallDelta }
   | { kind: "end"; finishReason: string | null; usage: ChatUsage | null };
 
 type StreamChunk = {
-  choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
+  choices?: {
+    delta?: { content?: string | null; tool_calls?: ToolCallDelta[] };
+    finish_reason?: string | null;
+  }[];
   usage?: ChatUsage | null;
   error?: { message?: string; code?: string };
 };
+
+/**
+ * The calls so far with one more piece added, as OpenAI's SDKs assemble them.
+ *
+ * @example calls = withToolCallDelta(calls, { index: 0, function: { arguments: '{"a"' } })
+ */
+export function withToolCallDelta(calls: ToolCall[], delta: ToolCallDelta): ToolCall[] {
+  const next = [...calls];
+  const current = next[delta.index] ?? {
+    id: "",
+    type: "function" as const,
+    function: { name: "", arguments: "" },
+  };
+  next[delta.index] = {
+    ...current,
+    id: delta.id ?? current.id,
+    function: {
+      name: delta.function?.name ?? current.function.name,
+      arguments: current.function.arguments + (delta.function?.arguments ?? ""),
+    },
+  };
+  return next;
+}
 
 /**
  * Streams a chat completion: yields text as the gateway forwards it, then one
@@ -61,6 +113,7 @@ export async function* streamChat(
     }
     for (const choice of chunk.choices ?? []) {
       if (choice.delta?.content) yield { kind: "text", text: choice.delta.content };
+      for (const call of choice.delta?.tool_calls ?? []) yield { kind: "tool_call", call };
       if (choice.finish_reason) finishReason = choice.finish_reason;
     }
     if (chunk.usage) usage = chunk.usage;

@@ -25,6 +25,7 @@ const configCodes = [
   "adapter_config_invalid",
   "unsupported_target_module",
   "unsupported_adapter_feature",
+  "scale_out_of_range",
   "unknown_base_model",
   "base_model_not_allowed",
   "base_model_mismatch",
@@ -41,6 +42,8 @@ const weightsCodes = [
   "shape_mismatch",
   "missing_tensor",
   "unsupported_dtype",
+  "non_finite_weights",
+  "weights_out_of_range",
 ];
 
 /** The adapter file a validation error belongs to, or null for the upload as a whole. */

@@ -1,3 +1,4 @@
+import { safetensorsHeaderEnd } from "@lorafleet/api";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { KeyResolver } from "../auth/key-resolver.ts";
@@ -9,12 +10,16 @@ import { ApiError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { readBody } from "../request-body.ts";
 import { parseJsonBody } from "../validation.ts";
-import { adapterError } from "./adapter-error.ts";
+import { adapterError, underAdapterRules } from "./adapter-error.ts";
 import { type AdapterRow, adapterObjectKey, adapterView } from "./adapter-store.ts";
 import { maxConfigBytes } from "./lora-config.ts";
-import { checkLoraTensors } from "./lora-shapes.ts";
-import { parseSafetensorsHeader, safetensorsHeaderEnd } from "./safetensors.ts";
-import { checkAdapterConfig, failAdapter, getAdapterRow, insertAdapterRow } from "./upload.ts";
+import {
+  checkAdapterConfig,
+  checkWeightsHeader,
+  failAdapter,
+  getAdapterRow,
+  insertAdapterRow,
+} from "./upload.ts";
 import { adapterName, formSlackBytes } from "./upload-form.ts";
 
 /** Size of every part but the last (R2 needs equal parts of at least 5 MiB). */
@@ -229,21 +234,33 @@ async function checkStoredWeights(
     const part = await env.FILES.get(weightsKey(row.id), { range: { offset: 0, length } });
     return new Uint8Array(await (part as R2ObjectBody).arrayBuffer());
   };
-  const headerEnd = safetensorsHeaderEnd(await rangeBytes(Math.min(8, head.size)), head.size);
-  const tensors = parseSafetensorsHeader(await rangeBytes(headerEnd), head.size);
   const configObject = await env.FILES.get(adapterObjectKey(row.id, "adapter_config.json"));
   if (configObject === null)
     throw adapterError("missing_file", "adapter_config.json was not stored");
-  const { config, model } = await checkAdapterConfig(
+  // The shared rules' order: the config, then the weights' header, tensors and values.
+  const checked = await checkAdapterConfig(
     env,
     principal,
     new Uint8Array(await configObject.arrayBuffer()),
     null,
   );
-  checkLoraTensors(tensors, config, model);
+  const prefix = await rangeBytes(Math.min(8, head.size));
+  const dataStart = underAdapterRules(() => safetensorsHeaderEnd(prefix, head.size));
+  const values = checkWeightsHeader(await rangeBytes(dataStart), head.size, checked);
   const body = await env.FILES.get(weightsKey(row.id));
   if (body === null) throw adapterError("missing_file", "adapter_model.safetensors was not stored");
+  // One pass over the file: hashed whole, and its data section past the weights' rules.
   const digest = new crypto.DigestStream("SHA-256");
-  await body.body.pipeTo(digest);
+  let position = 0;
+  const toValues = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      const skip = Math.max(0, Math.min(chunk.length, dataStart - position));
+      if (skip < chunk.length) values.add(chunk.subarray(skip));
+      position += chunk.length;
+      controller.enqueue(chunk);
+    },
+  });
+  await body.body.pipeThrough(toValues).pipeTo(digest);
+  underAdapterRules(() => values.check());
   return toHex(await digest.digest);
 }

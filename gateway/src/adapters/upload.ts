@@ -1,14 +1,20 @@
+import {
+  checkLoraTensors,
+  checkAdapterConfig as checkRules,
+  parseSafetensorsHeader,
+  safetensorsHeaderEnd,
+  WeightValues,
+} from "@lorafleet/api";
 import { type BaseModel, getBaseModel } from "../admin/base-models.ts";
 import type { Principal } from "../auth/principal.ts";
 import { sha256Hex } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { adapterError } from "./adapter-error.ts";
+import { adapterError, underAdapterRules } from "./adapter-error.ts";
 import { type AdapterRow, adapterObjectKey } from "./adapter-store.ts";
-import { type LoraConfig, parseLoraConfig } from "./lora-config.ts";
-import { checkLoraTensors } from "./lora-shapes.ts";
-import { parseSafetensors } from "./safetensors.ts";
+import type { LoraConfig, TargetModule } from "./lora-config.ts";
+import { adapterBase } from "./lora-shapes.ts";
 import { adapterFiles } from "./signed-url.ts";
 import type { UploadForm } from "./upload-form.ts";
 
@@ -16,9 +22,11 @@ import type { UploadForm } from "./upload-form.ts";
 export type CheckedConfig = { config: LoraConfig; model: BaseModel };
 
 /**
- * Checks adapter_config.json for this tenant: a LoRA the backends serve, on a
- * registered base model the tenant may use (and `baseModelField` names, if
- * given), with a rank within both the backends' and the tenant's caps.
+ * Checks adapter_config.json for this tenant: by the shared adapter rules (the backends'
+ * registration and staging apply the same, so an adapter refused there is refused here
+ * with the same message), with a rank within both the base model's and the tenant's caps;
+ * then on a registered base model the tenant may use (and `baseModelField` names, if
+ * given).
  */
 export async function checkAdapterConfig(
   env: Env,
@@ -26,37 +34,66 @@ export async function checkAdapterConfig(
   configBytes: Uint8Array,
   baseModelField: string | null,
 ): Promise<CheckedConfig> {
-  let configText: string;
-  try {
-    configText = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(configBytes);
-  } catch {
-    throw adapterError("adapter_config_invalid_json", "adapter_config.json: not UTF-8");
+  // The base model caps the rank, which the rules check in their order: find it first.
+  const named = baseModelOf(configBytes);
+  const model = named === null ? null : await getBaseModel(env.DB, named).catch(() => null);
+  const maxRank = Math.min(
+    model?.max_lora_rank ?? Number.POSITIVE_INFINITY,
+    principal.adapterQuota.maxRank,
+  );
+  const rules = underAdapterRules(() => checkRules(configBytes, maxRank));
+  if (named === null || named === "") {
+    throw adapterError(
+      "adapter_config_invalid",
+      "adapter_config.json: base_model_name_or_path must name the base model",
+    );
   }
-  const config = parseLoraConfig(configText);
-  if (baseModelField !== null && baseModelField !== config.baseModel) {
+  if (baseModelField !== null && baseModelField !== named) {
     throw adapterError(
       "base_model_mismatch",
-      `adapter_config.json was trained on ${config.baseModel}, but base_model says ${baseModelField}`,
+      `adapter_config.json was trained on ${named}, but base_model says ${baseModelField}`,
     );
   }
   const allowed = principal.allowedBaseModels;
-  if (allowed.length > 0 && !allowed.includes(config.baseModel)) {
-    throw adapterError(
-      "base_model_not_allowed",
-      `This tenant may not use base model ${config.baseModel}`,
-    );
+  if (allowed.length > 0 && !allowed.includes(named)) {
+    throw adapterError("base_model_not_allowed", `This tenant may not use base model ${named}`);
   }
-  const model = await getBaseModel(env.DB, config.baseModel).catch(() => {
+  if (model === null) {
     throw adapterError(
       "unknown_base_model",
-      `adapter_config.json names base model ${config.baseModel}, which no backend serves`,
+      `adapter_config.json names base model ${named}, which no backend serves`,
     );
-  });
-  const maxRank = Math.min(model.max_lora_rank, principal.adapterQuota.maxRank);
-  if (config.rank > maxRank) {
-    throw adapterError("rank_too_large", `Rank ${config.rank} is above the limit of ${maxRank}`);
   }
-  return { config, model };
+  const targetModules = rules.targets.map((m) => `${m}_proj` as TargetModule);
+  return { config: { ...rules, targetModules, baseModel: named }, model };
+}
+
+/** base_model_name_or_path, when the config is a JSON object with it as a string. */
+function baseModelOf(configBytes: Uint8Array): string | null {
+  try {
+    const raw = JSON.parse(new TextDecoder().decode(configBytes)) as unknown;
+    const name = (raw as { base_model_name_or_path?: unknown } | null)?.base_model_name_or_path;
+    return typeof name === "string" ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The adapter's weights against the shared rules: the header (`head`, at least its
+ * first safetensorsHeaderEnd bytes) and tensors; returns the check of their values, to
+ * be fed the data section.
+ */
+export function checkWeightsHeader(
+  head: Uint8Array,
+  fileSize: number,
+  { config, model }: CheckedConfig,
+): WeightValues {
+  return underAdapterRules(() => {
+    const entries = parseSafetensorsHeader(head, fileSize);
+    const tensors = checkLoraTensors(entries, config, adapterBase(model, model.max_lora_rank));
+    return new WeightValues(tensors, config);
+  });
 }
 
 /**
@@ -151,8 +188,18 @@ export async function storeAdapter(
   form: UploadForm,
   now: number,
 ): Promise<AdapterRow> {
-  const { config, model } = await checkAdapterConfig(env, principal, form.config, form.baseModel);
-  checkLoraTensors(parseSafetensors(form.weights), config, model);
+  const checked = await checkAdapterConfig(env, principal, form.config, form.baseModel);
+  const { config } = checked;
+  const headerEnd = underAdapterRules(() =>
+    safetensorsHeaderEnd(form.weights, form.weights.byteLength),
+  );
+  const values = checkWeightsHeader(
+    form.weights.subarray(0, headerEnd),
+    form.weights.byteLength,
+    checked,
+  );
+  values.add(form.weights.subarray(headerEnd));
+  underAdapterRules(() => values.check());
   const id = newId("ad_");
   const [configSha, weightsSha] = await Promise.all([
     sha256Hex(form.config),

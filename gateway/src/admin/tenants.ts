@@ -8,7 +8,8 @@ import { parseJsonBody } from "../validation.ts";
 
 const limit = z.number().int().positive().nullable();
 
-const limitsSchema = z.strictObject({
+/** A tenant's limits, quotas and settings; absent fields are left as they are. */
+const settingsSchema = z.strictObject({
   requests_per_minute: limit.optional(),
   tokens_per_minute: limit.optional(),
   concurrent_streams: limit.optional(),
@@ -17,15 +18,17 @@ const limitsSchema = z.strictObject({
   max_adapter_bytes: z.number().int().positive().optional(),
   max_rank: z.number().int().positive().optional(),
   allowed_base_models: z.array(z.string().min(1)).optional(),
+  /** One prefix cache across the tenant's keys (default: one per key; see proxy/cache-salt.ts). */
+  share_prefix_cache: z.boolean().optional(),
 });
 
-const createSchema = limitsSchema.extend({
+const createSchema = settingsSchema.extend({
   name: z
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, "must be 2-63 lowercase letters, digits or dashes"),
 });
 
-type LimitsInput = z.infer<typeof limitsSchema>;
+type SettingsInput = z.infer<typeof settingsSchema>;
 
 export type TenantRow = {
   id: string;
@@ -39,15 +42,20 @@ export type TenantRow = {
   max_adapter_bytes: number;
   max_rank: number;
   allowed_base_models: string;
+  share_prefix_cache: number;
   created_at: number;
 };
 
 export function tenantView(row: TenantRow) {
-  return { ...row, allowed_base_models: JSON.parse(row.allowed_base_models) as string[] };
+  return {
+    ...row,
+    allowed_base_models: JSON.parse(row.allowed_base_models) as string[],
+    share_prefix_cache: row.share_prefix_cache === 1,
+  };
 }
 
 /** Column updates for the fields present in `input` (absent fields are left as they are). */
-function limitAssignments(input: LimitsInput): {
+function settingAssignments(input: SettingsInput): {
   sql: string[];
   values: (string | number | null)[];
 } {
@@ -56,12 +64,18 @@ function limitAssignments(input: LimitsInput): {
   for (const [column, value] of Object.entries(input)) {
     if (value === undefined || column === "name") continue;
     sql.push(`${column} = ?`);
-    values.push(Array.isArray(value) ? JSON.stringify(value) : value);
+    values.push(
+      Array.isArray(value)
+        ? JSON.stringify(value)
+        : typeof value === "boolean"
+          ? Number(value)
+          : value,
+    );
   }
   return { sql, values };
 }
 
-/** /admin/tenants: create, list, get, change limits, suspend, resume. */
+/** /admin/tenants: create, list, get, change limits and settings, suspend, resume. */
 export function tenantRoutes(resolver: KeyResolver) {
   const app = new Hono<AppEnv>();
 
@@ -76,7 +90,7 @@ export function tenantRoutes(resolver: KeyResolver) {
     await c.env.DB.prepare("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
       .bind(id, input.name, Date.now())
       .run();
-    const { sql, values } = limitAssignments(input);
+    const { sql, values } = settingAssignments(input);
     if (sql.length > 0) {
       await c.env.DB.prepare(`UPDATE tenants SET ${sql.join(", ")} WHERE id = ?`)
         .bind(...values, id)
@@ -97,7 +111,7 @@ export function tenantRoutes(resolver: KeyResolver) {
   app.patch("/:id", async (c) => {
     const id = c.req.param("id");
     await getTenant(c.env.DB, id);
-    const { sql, values } = limitAssignments(await parseJsonBody(c, limitsSchema));
+    const { sql, values } = settingAssignments(await parseJsonBody(c, settingsSchema));
     if (sql.length > 0) {
       await c.env.DB.prepare(`UPDATE tenants SET ${sql.join(", ")} WHERE id = ?`)
         .bind(...values, id)

@@ -5,7 +5,7 @@ export const principalColumns = `
   k.id AS key_id, k.scopes, k.expires_at, k.revoked_at, k.hash,
   t.id AS tenant_id, t.name AS tenant_name, t.status AS tenant_status,
   t.requests_per_minute, t.tokens_per_minute, t.concurrent_streams, t.monthly_token_quota,
-  t.max_adapters, t.max_adapter_bytes, t.max_rank, t.allowed_base_models`;
+  t.max_adapters, t.max_adapter_bytes, t.max_rank, t.allowed_base_models, t.share_prefix_cache`;
 
 export type PrincipalRow = {
   key_id: string;
@@ -24,6 +24,7 @@ export type PrincipalRow = {
   max_adapter_bytes: number;
   max_rank: number;
   allowed_base_models: string;
+  share_prefix_cache: number;
 };
 
 export function principalFromRow(row: PrincipalRow): Principal {
@@ -46,5 +47,6 @@ export function principalFromRow(row: PrincipalRow): Principal {
       maxRank: row.max_rank,
     },
     allowedBaseModels: JSON.parse(row.allowed_base_models) as string[],
+    sharePrefixCache: row.share_prefix_cache === 1,
   };
 }

@@ -27,4 +27,6 @@ export type Principal = {
   limits: TenantLimits;
   adapterQuota: AdapterQuota;
   allowedBaseModels: string[];
+  /** One prefix cache across the tenant's keys, instead of one per key (proxy/cache-salt.ts). */
+  sharePrefixCache: boolean;
 };

@@ -8,6 +8,7 @@ import { ApiError } from "../errors.ts";
 import { fileObjectKey, findTenantFile } from "../files/file-store.ts";
 import { newId } from "../ids.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
+import { cacheSalt } from "../proxy/cache-salt.ts";
 import { parseJsonBody } from "../validation.ts";
 import { parseBatchInput } from "./batch-input.ts";
 import { type BatchRow, batchView, findTenantBatch } from "./batch-store.ts";
@@ -63,6 +64,7 @@ export function batchRoutes(state: GatewayState) {
       batchId: id,
       tenantId: principal.tenantId,
       keyId: principal.keyId,
+      cacheSalt: await cacheSalt(c.env.BACKEND_SECRET, principal),
       origin: c.env.PUBLIC_URL || new URL(c.req.url).origin,
       endpoint: input.endpoint,
       inputFileId: file.id,

@@ -8,7 +8,7 @@ import { estimateTokens } from "../limits/estimate-tokens.ts";
 import type { ModelTarget } from "../openai/resolve-model.ts";
 import { adapterField } from "../proxy/backend-body.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
-import { usageFrom } from "../proxy/metered-stream.ts";
+import { noTokens, usageFrom } from "../proxy/metered-stream.ts";
 import { type Backend, BackendDirectory } from "../routing/backend-directory.ts";
 import { rankBackends } from "../routing/rendezvous.ts";
 import { recordUsage } from "../usage/record.ts";
@@ -20,6 +20,8 @@ export type BatchJob = {
   batchId: string;
   tenantId: string;
   keyId: string;
+  /** The prefix cache's salt of the batch's key (proxy/cache-salt.ts), fixed at creation. */
+  cacheSalt: string;
   /** Origin for signed adapter URLs. */
   origin: string;
   endpoint: InferenceEndpoint;
@@ -161,6 +163,7 @@ export class BatchRunner extends DurableObject<Env> {
           id: item.requestId,
           endpoint: job.endpoint,
           tenant: job.tenantId,
+          cache_salt: job.cacheSalt,
           adapter: await adapterField(
             this.env,
             job.origin,
@@ -207,7 +210,7 @@ export class BatchRunner extends DurableObject<Env> {
         const status =
           answer?.status ??
           (forwarded === null ? 503 : forwarded.response.ok ? 502 : forwarded.response.status);
-        const usage = usageFrom(answer?.body ?? null) ?? { promptTokens: 0, completionTokens: 0 };
+        const usage = usageFrom(answer?.body ?? null) ?? noTokens;
         await recordUsage(
           this.env.DB,
           {

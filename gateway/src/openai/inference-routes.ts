@@ -7,9 +7,11 @@ import type { AppEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { limitAdmission } from "../limits/limit-admission.ts";
 import { backendBody } from "../proxy/backend-body.ts";
+import { cacheSalt } from "../proxy/cache-salt.ts";
 import { forwardWithFailover } from "../proxy/forward.ts";
 import { heldAnswer, holdAfterMs } from "../proxy/held-answer.ts";
-import { rankBackends } from "../routing/rendezvous.ts";
+import { conversationKey, rankForConversation } from "../routing/conversation-affinity.ts";
+import { conversationHead } from "../routing/conversation-head.ts";
 import { type UsageEnv, usageMeter } from "../usage/usage-meter.ts";
 import { inferenceRequest } from "./inference-request.ts";
 
@@ -83,13 +85,12 @@ async function answerFromBackend(
   state: GatewayState,
   signal: AbortSignal,
 ): Promise<Response> {
-  const { endpoint, json, target, deadlineMs } = c.var.inference;
-  const { principal, requestId, requestKey } = c.var;
-  // Adapter requests meet on the adapter's backend; base-model requests need no
-  // affinity (every backend holds the base), so the gateway's own request key spreads
-  // them (a client's id, which may repeat, would pile its requests onto one backend).
-  const ranked = rankBackends(
-    target.adapter?.id ?? requestKey,
+  const { endpoint, json, body, target, deadlineMs } = c.var.inference;
+  const { principal, requestId } = c.var;
+  const salt = await cacheSalt(c.env.BACKEND_SECRET, principal);
+  // A conversation goes where its prefix is cached, within its adapter's home backends.
+  const ranked = rankForConversation(
+    conversationKey(salt, target.adapter?.id ?? null, target.baseModel, conversationHead(body)),
     await state.backends.candidates(c.env, target.baseModel, (work) =>
       c.executionCtx.waitUntil(work),
     ),
@@ -99,6 +100,7 @@ async function answerFromBackend(
     tenantId: principal.tenantId,
     requestId,
     deadlineMs,
+    cacheSalt: salt,
   };
   const forwarded = await forwardWithFailover(
     c.env,

@@ -32,7 +32,9 @@ export async function adapterField(
 /**
  * The body a backend gets: the client's, plus stream usage always on (the
  * gateway meters it), plus `lorafleet` with the tenant, the request id, the
- * deadline if the client set one and, for an adapter, where to fetch it (see gateway/README.md, "Gateway -> backend"),
+ * deadline if the client set one, the prefix cache's salt and, for an adapter, where to
+ * fetch it (see gateway/README.md, "Gateway -> backend"); a `lorafleet` the client sent is
+ * replaced whole, so no client sets its own salt,
  * shaped as the backend's schema reads it (@lorafleet/api `LorafleetFieldSchema`).
  */
 export async function backendBody(
@@ -46,6 +48,8 @@ export async function backendBody(
     now: number;
     /** Absolute unix ms after which the backend drops the request; null = none. */
     deadlineMs: number | null;
+    /** Which requests share cached KV with this one (cache-salt.ts). */
+    cacheSalt: string;
   },
   body: Record<string, unknown> & { stream_options?: unknown },
   target: ModelTarget,
@@ -67,6 +71,7 @@ export async function backendBody(
       request_id: request.requestId,
       ...(request.deadlineMs === null ? {} : { deadline_ms: request.deadlineMs }),
       base_model: target.baseModel,
+      cache_salt: request.cacheSalt,
       adapter: await adapterField(
         env,
         request.origin,

@@ -1,7 +1,15 @@
 import { type RelayEnd, relayText } from "./relay-text.ts";
 
 /** Token counts from a backend's `usage` object. */
-export type TokenUsage = { promptTokens: number; completionTokens: number };
+export type TokenUsage = {
+  promptTokens: number;
+  completionTokens: number;
+  /** Of `promptTokens`, those the backend found in its prefix cache (`prompt_tokens_details.cached_tokens`). */
+  cachedTokens: number;
+};
+
+/** The usage of a request that used none (refused, or no answer carried a usage). */
+export const noTokens: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
 
 /** How a proxied answer (a stream, or a JSON answer held open) ended, reported exactly once. */
 export type StreamEnd = {
@@ -29,11 +37,22 @@ function isErrorEvent(parsed: unknown): boolean {
   return typeof error === "object" && error !== null;
 }
 
+type UsageObject = {
+  prompt_tokens?: unknown;
+  completion_tokens?: unknown;
+  prompt_tokens_details?: { cached_tokens?: unknown } | null;
+};
+
+/** The token counts of an answer or chunk's `usage`; null when it has none. No details: none cached. */
 export function usageFrom(value: unknown): TokenUsage | null {
-  const u = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | null)
-    ?.usage;
+  const u = (value as { usage?: UsageObject } | null)?.usage;
   if (typeof u?.prompt_tokens !== "number" || typeof u.completion_tokens !== "number") return null;
-  return { promptTokens: u.prompt_tokens, completionTokens: u.completion_tokens };
+  const cached = u.prompt_tokens_details?.cached_tokens;
+  return {
+    promptTokens: u.prompt_tokens,
+    completionTokens: u.completion_tokens,
+    cachedTokens: typeof cached === "number" ? cached : 0,
+  };
 }
 
 /** The `usage` of a JSON answer's text; null when it has none, or is cut short or not JSON. */

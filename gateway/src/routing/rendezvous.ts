@@ -23,15 +23,36 @@ export const loadSlack = 0.25;
  * @example rankBackends("ad_x", [{ id: "a", capacity: 8, load: 0 }, { id: "b", capacity: 8, load: 0 }])
  */
 export function rankBackends<B extends RoutableBackend>(key: string, backends: readonly B[]): B[] {
-  const byPreference = backends
+  return boundLoad(preferenceOrder(key, backends), backends);
+}
+
+/**
+ * The key's rendezvous order of `backends`, weighted by capacity, load not considered.
+ *
+ * @example preferenceOrder("ad_x", fleet)[0] // the backend ad_x prefers
+ */
+export function preferenceOrder<B extends RoutableBackend>(
+  key: string,
+  backends: readonly B[],
+): B[] {
+  return backends
     .map((backend) => ({ backend, score: weightedScore(key, backend) }))
     .sort((a, b) => b.score - a.score || (a.backend.id < b.backend.id ? -1 : 1))
     .map((s) => s.backend);
-  const totalLoad = backends.reduce((sum, b) => sum + b.load, 0);
-  const totalCapacity = backends.reduce((sum, b) => sum + b.capacity, 0);
+}
+
+/**
+ * `ordered` with the backends at or over their load bound moved behind those with room,
+ * each part in its order. The bound is (1 + epsilon) times a backend's capacity-weighted
+ * share of the load of all of `fleet` (the candidates `ordered` was drawn from), this
+ * request included.
+ */
+export function boundLoad<B extends RoutableBackend>(ordered: B[], fleet: readonly B[]): B[] {
+  const totalLoad = fleet.reduce((sum, b) => sum + b.load, 0);
+  const totalCapacity = fleet.reduce((sum, b) => sum + b.capacity, 0);
   const withRoom = (b: B) =>
     b.load < Math.ceil(((1 + loadSlack) * (totalLoad + 1) * b.capacity) / totalCapacity);
-  return [...byPreference.filter(withRoom), ...byPreference.filter((b) => !withRoom(b))];
+  return [...ordered.filter(withRoom), ...ordered.filter((b) => !withRoom(b))];
 }
 
 /** -capacity / ln(u), u uniform in (0, 1) from the hash: the weighted HRW score. */

@@ -14,6 +14,8 @@ export type UsageRecord = {
   backendId: string | null;
   promptTokens: number;
   completionTokens: number;
+  /** Of `promptTokens`, those the backend found in its prefix cache. */
+  cachedTokens: number;
   /** HTTP status the client got. */
   status: number;
   outcome: "ok" | "rate_limited" | "backend_error" | "client_disconnect" | "invalid";
@@ -37,8 +39,8 @@ export function usageInsert(
   return db
     .prepare(
       `INSERT OR IGNORE INTO usage (id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
-         prompt_tokens, completion_tokens, status, outcome, latency_ms, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         prompt_tokens, completion_tokens, cached_tokens, status, outcome, latency_ms, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       r.requestKey,
@@ -51,6 +53,7 @@ export function usageInsert(
       r.backendId,
       r.promptTokens,
       r.completionTokens,
+      r.cachedTokens,
       r.status,
       r.outcome,
       r.latencyMs,

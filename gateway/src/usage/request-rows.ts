@@ -12,6 +12,8 @@ export type RequestUsage = {
   status: number;
   outcome: string;
   prompt_tokens: number;
+  /** as in a response's usage: the prompt tokens the backend found in its prefix cache */
+  prompt_tokens_details: { cached_tokens: number };
   completion_tokens: number;
   latency_ms: number;
   created_at: number;
@@ -36,11 +38,14 @@ export async function requestRows(
     db
       .prepare(
         `SELECT id, request_id, endpoint, model, adapter_id, status, outcome, prompt_tokens,
-           completion_tokens, latency_ms, created_at
+           cached_tokens, completion_tokens, latency_ms, created_at
          FROM usage WHERE tenant_id = ? AND request_id = ? ORDER BY created_at DESC, id LIMIT ?`,
       )
       .bind(tenantId, requestId, maxRequestRows)
-      .all<RequestUsage>(),
+      .all<Omit<RequestUsage, "prompt_tokens_details"> & { cached_tokens: number }>(),
   );
-  return results;
+  return results.map(({ cached_tokens, ...row }) => ({
+    ...row,
+    prompt_tokens_details: { cached_tokens },
+  }));
 }

@@ -29,6 +29,7 @@ type SummaryRow = {
   requests: number;
   prompt_tokens: number | null;
   completion_tokens: number | null;
+  cached_tokens: number | null;
   errors: number | null;
   p50: number | null;
   p90: number | null;
@@ -87,13 +88,13 @@ function summaryStatement(
     `MIN(CASE WHEN outcome = 'ok' AND latency_rank = (${p} * ok_count + 99) / 100 THEN latency_ms END) AS p${p}`;
   const sql = `
     WITH ranked AS (
-      SELECT ${leading(groups.map((g) => `${groupExpression[g]} AS ${groupKey[g]}`))}prompt_tokens, completion_tokens, status, outcome, latency_ms,
+      SELECT ${leading(groups.map((g) => `${groupExpression[g]} AS ${groupKey[g]}`))}prompt_tokens, completion_tokens, cached_tokens, status, outcome, latency_ms,
         ROW_NUMBER() OVER (${partition(["outcome = 'ok'"])} ORDER BY latency_ms) AS latency_rank,
         SUM(outcome = 'ok') OVER (${partition([])}) AS ok_count
       FROM usage WHERE tenant_id = ? AND created_at >= ? AND created_at < ?
     )
     SELECT ${leading(groups.map((g) => groupOutput[g]))}COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens,
-      SUM(completion_tokens) AS completion_tokens,
+      SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens,
       SUM(status >= 400 OR outcome = 'backend_error') AS errors,
       ${[50, 90, 99].map(percentile).join(", ")}
     FROM ranked
@@ -103,13 +104,25 @@ function summaryStatement(
 
 /** A summary line: the group's keys, then its counts. */
 function line(row: SummaryRow) {
-  const { p50, p90, p99, requests, prompt_tokens, completion_tokens, errors, ...keys } = row;
+  const {
+    p50,
+    p90,
+    p99,
+    requests,
+    prompt_tokens,
+    completion_tokens,
+    cached_tokens,
+    errors,
+    ...keys
+  } = row;
   const prompt = prompt_tokens ?? 0;
   const completion = completion_tokens ?? 0;
   return {
     ...keys,
     requests,
     prompt_tokens: prompt,
+    // as in a response's usage: the prompt tokens the backends found in their prefix caches
+    prompt_tokens_details: { cached_tokens: cached_tokens ?? 0 },
     completion_tokens: completion,
     total_tokens: prompt + completion,
     errors: errors ?? 0,

@@ -7,7 +7,12 @@ import type { TokenUsage } from "../proxy/metered-stream.ts";
 import { type UsageEnv, usageMeter } from "./usage-meter.ts";
 
 const t0 = 1_800_000_000_000;
-const usage = { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 };
+const usage = {
+  prompt_tokens: 7,
+  completion_tokens: 3,
+  total_tokens: 10,
+  prompt_tokens_details: { cached_tokens: 4 },
+};
 const sse = (events: object[]) =>
   `${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("")}data: [DONE]\n\n`;
 const chunk = (text: string) => ({ choices: [{ index: 0, delta: { content: text } }] });
@@ -54,12 +59,13 @@ describe("usageMeter", () => {
         outcome: "ok",
         prompt_tokens: 7,
         completion_tokens: 3,
+        cached_tokens: 4,
         endpoint: "/v1/chat/completions",
         model: "m",
         latency_ms: 25,
       },
     ]);
-    expect(ended).toEqual([{ promptTokens: 7, completionTokens: 3 }]);
+    expect(ended).toEqual([{ promptTokens: 7, completionTokens: 3, cachedTokens: 4 }]);
     expect(requestLines()).toMatchObject([
       { requestId: "meter-ok", outcome: "ok", keyId: expect.any(String) },
     ]);
@@ -71,7 +77,7 @@ describe("usageMeter", () => {
     expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       { status: 400, outcome: "invalid", prompt_tokens: 0, completion_tokens: 0, backend_id: null },
     ]);
-    expect(ended).toEqual([{ promptTokens: 0, completionTokens: 0 }]);
+    expect(ended).toEqual([{ promptTokens: 0, completionTokens: 0, cachedTokens: 0 }]);
   });
 
   it("records an error thrown after it by the status the client got", async () => {
@@ -103,9 +109,16 @@ describe("usageMeter", () => {
     const text = await (await send(app, "/")).text();
     expect(text).toBe(sse([chunk("a"), chunk("b")]));
     expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
-      { backend_id: "gpu-1", status: 200, outcome: "ok", prompt_tokens: 7, completion_tokens: 3 },
+      {
+        backend_id: "gpu-1",
+        status: 200,
+        outcome: "ok",
+        prompt_tokens: 7,
+        completion_tokens: 3,
+        cached_tokens: 4,
+      },
     ]);
-    expect(ended).toEqual([{ promptTokens: 7, completionTokens: 3 }]);
+    expect(ended).toEqual([{ promptTokens: 7, completionTokens: 3, cachedTokens: 4 }]);
   });
 
   it("bills a stream cut short by the usage so far of the last event relayed, hiding it from a client that did not ask", async () => {
@@ -170,7 +183,7 @@ describe("usageMeter", () => {
     expect(await waitForUsageRows(tenantId, 1)).toMatchObject([
       { status: 499, outcome: "client_disconnect", prompt_tokens: 0, backend_id: null },
     ]);
-    expect(ended).toEqual([{ promptTokens: 0, completionTokens: 0 }]);
+    expect(ended).toEqual([{ promptTokens: 0, completionTokens: 0, cachedTokens: 0 }]);
     expect(requestLines()).toHaveLength(1);
   });
 
@@ -190,6 +203,6 @@ describe("usageMeter", () => {
       (c) => c.json({ usage }),
     );
     await send(app, "/");
-    expect(late).toEqual([{ promptTokens: 7, completionTokens: 3 }]);
+    expect(late).toEqual([{ promptTokens: 7, completionTokens: 3, cachedTokens: 4 }]);
   });
 });

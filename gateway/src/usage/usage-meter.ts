@@ -1,7 +1,13 @@
 import { createMiddleware } from "hono/factory";
 import type { InferenceEnv } from "../openai/inference-request.ts";
 import { meterJson } from "../proxy/metered-json.ts";
-import { meterSse, type StreamEnd, type TokenUsage, usageInJson } from "../proxy/metered-stream.ts";
+import {
+  meterSse,
+  noTokens,
+  type StreamEnd,
+  type TokenUsage,
+  usageInJson,
+} from "../proxy/metered-stream.ts";
 import type { UsageRecord } from "./record.ts";
 import { UsageSender } from "./usage-queue.ts";
 
@@ -24,8 +30,6 @@ type UsageVariables = {
 export type UsageEnv = InferenceEnv & { Variables: UsageVariables };
 
 type Ending = Pick<UsageRecord, "backendId" | "status" | "outcome">;
-
-const noTokens: TokenUsage = { promptTokens: 0, completionTokens: 0 };
 
 /** A refusal the request met after it was resolved, by the status the client got. */
 function refusalOutcome(status: number): UsageRecord["outcome"] {

@@ -24,6 +24,7 @@ function record(tenantId: string, i: number): UsageRecord {
     backendId: "b",
     promptTokens: i,
     completionTokens: 1,
+    cachedTokens: 0,
     status: 200,
     outcome: "ok",
     latencyMs: 3,

@@ -1,6 +1,10 @@
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
+import { ChatCompletionRequestSchema } from "@lorafleet/api";
 import { expect } from "vitest";
 import { createApp, createGatewayState } from "../../src/app.ts";
+import { cacheSalt } from "../../src/proxy/cache-salt.ts";
+import { conversationKey, rankForConversation } from "../../src/routing/conversation-affinity.ts";
+import { conversationHead } from "../../src/routing/conversation-head.ts";
 import { testSecrets } from "../peer/constants.ts";
 import type { PeerMode } from "../peer/test-peer.ts";
 import type { AdapterFiles } from "./safetensors-builder.ts";
@@ -203,6 +207,7 @@ export type PeerRequest = {
       base_model: string;
       adapter: ForwardedAdapter | null;
       deadline_ms?: number;
+      cache_salt: string;
     };
   };
   aborted?: boolean;
@@ -249,6 +254,8 @@ export type UsageRow = {
   status: number;
   prompt_tokens: number;
   completion_tokens: number;
+  /** of prompt_tokens, those the backend found in its prefix cache */
+  cached_tokens: number;
   backend_id: string | null;
   adapter_id: string | null;
   latency_ms: number;
@@ -290,4 +297,34 @@ export async function eventually<T>(check: () => Promise<T>, timeoutMs = 5_000):
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+/** The id of the key `key` (from `GET /v1/me`). */
+export async function keyIdOf(key: string): Promise<string> {
+  const me = (await (await call(key, "GET", "/v1/me")).json()) as { key: { id: string } };
+  return me.key.id;
+}
+
+/** The prefix cache's salt the gateway sends for `key` of `tenant` (proxy/cache-salt.ts). */
+export async function saltOf(tenant: Tenant, key: string, sharePrefixCache = false) {
+  const scope = { tenantId: tenant.id, keyId: await keyIdOf(key), sharePrefixCache };
+  return cacheSalt(testSecrets.backendSecret, scope);
+}
+
+/**
+ * The order the gateway tries `backends` (equal capacity, no load) in for a chat of `body`
+ * sent with `tenant`'s key: the routing under test, computed apart from the gateway.
+ */
+export async function chatOrder(
+  tenant: Tenant,
+  target: { adapterId: string | null; baseModel: string },
+  body: Record<string, unknown>,
+  backends: string[],
+  sharePrefixCache = false,
+): Promise<string[]> {
+  const salt = await saltOf(tenant, tenant.key, sharePrefixCache);
+  const head = conversationHead(ChatCompletionRequestSchema.parse(body));
+  const key = conversationKey(salt, target.adapterId, target.baseModel, head);
+  const fleet = backends.map((id) => ({ id, capacity: 32, load: 0 }));
+  return rankForConversation(key, fleet).map((b) => b.id);
 }

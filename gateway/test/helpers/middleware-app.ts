@@ -31,6 +31,7 @@ export function principalWith(limits: Partial<TenantLimits> = {}): Principal {
     },
     adapterQuota: { maxAdapters: 10, maxAdapterBytes: 1_000_000, maxRank: 16 },
     allowedBaseModels: [],
+    sharePrefixCache: false,
   };
 }
 

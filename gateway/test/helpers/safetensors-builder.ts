@@ -19,9 +19,22 @@ export function buildSafetensors(
   header?.(entries);
   const json = new TextEncoder().encode(JSON.stringify(entries));
   const out = new Uint8Array(8 + json.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(json.length), true);
   out.set(json, 8);
-  for (let i = 8 + json.length; i < out.length; i += 1) out[i] = i % 251;
+  // Distinct bytes that stay small finite weights (the adapter rules refuse NaN, inf
+  // and values beyond fp16's range): an F32's low bytes vary, its exponent is 2^-4..
+  let at = 8 + json.length;
+  for (const t of tensors) {
+    const size = dtypeBytes[t.dtype] ?? 4;
+    const end = at + t.shape.reduce((p, d) => p * d, 1) * size;
+    for (let i = at; i < end; i += size) {
+      if (size === 4) view.setUint32(i, 0x3d800000 | (i % 251), true);
+      else if (size === 2) view.setUint16(i, 0x2c00 | (i % 251), true);
+      else out[i] = i % 251;
+    }
+    at = end;
+  }
   return out;
 }
 

@@ -46,30 +46,62 @@ type OpenAiBody = {
   max_tokens?: number;
   stream?: boolean;
   stream_options?: { include_usage?: boolean; continuous_usage_stats?: boolean };
+  lorafleet?: { cache_salt?: string; base_model?: string; adapter?: { id: string } | null };
 };
 
-function words(text: string): number {
-  return text.split(/\s+/).filter((w) => w.length > 0).length;
+/** The prompt's tokens: its words (a chat's message contents, in order). */
+function promptWords(body: OpenAiBody): string[] {
+  const text =
+    typeof body.prompt === "string"
+      ? body.prompt
+      : (body.messages ?? []).map((m) => String(m.content ?? "")).join(" ");
+  return text.split(/\s+/).filter((w) => w.length > 0);
 }
 
-function promptTokens(body: OpenAiBody): number {
-  if (typeof body.prompt === "string") return words(body.prompt);
-  return (body.messages ?? []).reduce((sum, m) => sum + words(String(m.content ?? "")), 0);
+/**
+ * A prefix cache as gpu-backend keeps one, per virtual backend, by words instead of
+ * 16-token blocks: a prompt finds the longest word prefix an earlier prompt of the same
+ * cache salt and model sent to this virtual backend had, less its last word (which the
+ * backend always computes).
+ */
+class PrefixCache {
+  readonly #prompts = new Map<string, string[][]>();
+
+  /** The prompt's cached words; remembers the prompt. */
+  take(backend: string, gateway: OpenAiBody["lorafleet"], words: string[]): number {
+    const key = `${backend}\u0000${gateway?.cache_salt}\u0000${gateway?.adapter?.id ?? gateway?.base_model}`;
+    const earlier = this.#prompts.get(key) ?? [];
+    let cached = 0;
+    for (const prompt of earlier) {
+      let common = 0;
+      while (common < prompt.length && prompt[common] === words[common]) common += 1;
+      cached = Math.max(cached, Math.min(common, words.length - 1));
+    }
+    this.#prompts.set(key, [...earlier, words]);
+    return cached;
+  }
 }
 
-function usageOf(body: OpenAiBody) {
+function usageOf(body: OpenAiBody, cachedTokens = 0) {
   const completion = Math.min(body.max_tokens ?? 4, 1000);
-  const prompt = promptTokens(body);
+  const prompt = promptWords(body).length;
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
   };
 }
 
 /** A non-streaming answer: `max_tokens` (default 4) times "tok", and which virtual backend answered. */
-function completionJson(body: OpenAiBody, chat: boolean, backend: string, id: string) {
-  const content = "tok ".repeat(usageOf(body).completion_tokens).trim();
+function completionJson(
+  body: OpenAiBody,
+  chat: boolean,
+  backend: string,
+  id: string,
+  usage = usageOf(body),
+) {
+  const content = "tok ".repeat(usage.completion_tokens).trim();
   const choice = chat
     ? { index: 0, message: { role: "assistant", content }, finish_reason: "length" }
     : { index: 0, text: content, finish_reason: "length" };
@@ -79,7 +111,7 @@ function completionJson(body: OpenAiBody, chat: boolean, backend: string, id: st
     model: body.model,
     object: chat ? "chat.completion" : "text_completion",
     choices: [choice],
-    usage: usageOf(body),
+    usage,
     backend,
   };
 }
@@ -100,6 +132,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function startTestPeer(): Promise<{ url: string; close: () => Promise<void> }> {
   const modes = new Map<string, PeerMode>();
   const received = new Map<string, Received[]>();
+  const prefixCache = new PrefixCache();
 
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://peer");
@@ -163,18 +196,23 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
       // The backend's batch call: NDJSON back, one line per request, not in request order.
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
       const { requests } = body as unknown as {
-        requests: { id: string; endpoint: string; body: OpenAiBody }[];
+        requests: {
+          id: string;
+          endpoint: string;
+          cache_salt?: string;
+          adapter: { id: string } | null;
+          body: OpenAiBody;
+        }[];
       };
+      const answers = requests.map((item) => {
+        const gateway = { ...item, base_model: item.body.model };
+        const cached = prefixCache.take(name, gateway, promptWords(item.body));
+        const chat = item.endpoint === "/v1/chat/completions";
+        const answer = completionJson(item.body, chat, name, item.id, usageOf(item.body, cached));
+        return `${JSON.stringify({ id: item.id, status: 200, body: answer })}\n`;
+      });
       res.writeHead(200, { "content-type": "application/x-ndjson" });
-      for (const item of [...requests].reverse()) {
-        const answer = completionJson(
-          item.body,
-          item.endpoint === "/v1/chat/completions",
-          name,
-          item.id,
-        );
-        res.write(`${JSON.stringify({ id: item.id, status: 200, body: answer })}\n`);
-      }
+      for (const line of answers.reverse()) res.write(line);
       return res.end();
     }
     const chat = path === "/v1/chat/completions";
@@ -182,7 +220,7 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
       return json(res, 404, { error: { message: `no route ${path}` } });
     }
     const completion = usageOf(body).completion_tokens;
-    let usage = usageOf(body);
+    let usage = usageOf(body, prefixCache.take(name, body.lorafleet, promptWords(body)));
     const base = { id: `cmpl-${name}-${list.length}`, created: 1_700_000_000, model: body.model };
     if (!body.stream) {
       if (mode.mode === "slow") await sleep(mode.delayMs ?? 50);
@@ -190,7 +228,7 @@ export async function startTestPeer(): Promise<{ url: string; close: () => Promi
         entry.aborted = true;
         return;
       }
-      return json(res, 200, completionJson(body, chat, name, base.id));
+      return json(res, 200, completionJson(body, chat, name, base.id, usage));
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const object = chat ? "chat.completion.chunk" : "text_completion";

@@ -43,6 +43,7 @@ class Request:
     seed: int = -1
     logprobs: int = -1
     stop_at_eos: bool = False
+    grammar_id: int = -1  # compiled by Executor.compile_grammar; its end (EOS) ends the request
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Generation:
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     top: list[dict[int, float]] = field(default_factory=list)  # per token: id -> logprob
+    grammar_failed: bool = False  # its grammar failed (the step result said so); it ended
 
 
 @dataclass
@@ -174,6 +176,7 @@ class Driver:
             logprobs=per_seq("logprobs", np.int32),
             token_ids=np.array([t for _, tokens, _ in rows for t in tokens], np.int32),
             kv_pages=np.concatenate(kv_pages) if kv_pages else np.zeros(0, np.int32),
+            grammar_ids=per_seq("grammar_id", np.int32),
         )
         for seq, tokens, _ in rows:
             seq.started = True
@@ -193,10 +196,12 @@ class Driver:
             seq.out.tokens.append(int(result.tokens[i]))
             seq.out.logprobs.append(float(result.logprobs[i]))
             seq.out.top.append(dict(zip(ids, values, strict=True)))
+            seq.out.grammar_failed |= bool(result.grammar_errors[i])
         finished = []
         for seq in running:
-            hit_eos = seq.request.stop_at_eos and seq.out.tokens and seq.out.tokens[-1] in self.eos
-            if seq.done or hit_eos:
+            stops = seq.request.stop_at_eos or seq.request.grammar_id >= 0
+            hit_eos = stops and seq.out.tokens and seq.out.tokens[-1] in self.eos
+            if seq.done or hit_eos or seq.out.grammar_failed:
                 for pages in seq.pages:
                     self.pages.free(pages)
                 finished.append(seq.seq_id)

@@ -58,6 +58,7 @@ def plan(step_id, seqs, free=()):
         logprobs=np.full(n, -1, np.int32),
         token_ids=np.array(tokens, np.int32),
         kv_pages=np.array(pages, np.int32),
+        grammar_ids=np.full(n, -1, np.int32),
     )
 
 
@@ -331,6 +332,7 @@ def step_plan(step_id: int, rows: list[Row], penalty: float) -> StepPlan:
         logprobs=per_seq(0, np.int32),
         token_ids=np.array([t for r in rows for t in r.tokens], np.int32),
         kv_pages=np.array([p for r in rows for p in r.pages], np.int32),
+        grammar_ids=per_seq(-1, np.int32),
         prefix_token_ids=np.array([t for r in rows for t in r.prefix_tokens], np.int32),
         prefix_kv_pages=np.array([p for r in rows for p in r.prefix_pages], np.int32),
     )

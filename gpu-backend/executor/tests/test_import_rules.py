@@ -105,6 +105,13 @@ CROSSINGS = [
         "import errors, kernels, model, step",
     ),
     (
+        "grammar/masks.py",
+        "from ..step.sequences import SequenceState\n",
+        1,
+        "grammar/ imports lorafleet_executor.step.sequences (step/): grammars know nothing "
+        "of the model, the step plans or the processes",
+    ),
+    (
         "runtime/server.py",
         "from lorafleet_reference.driver import Driver\n",
         1,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from lorafleet_executor.grammar.limits import GrammarOptions
 from lorafleet_executor.runtime.options import (
     DEFAULT_STAGE_THREADS,
     ExecutorOptions,
@@ -24,6 +25,7 @@ def test_every_flag_lands_in_its_field():
     options = parse_options(
         ["--socket", "/s", "--log-level", "DEBUG", "--tensor-parallel-size", "2"]
         + ["--stage-threads", "8", "--profile-steps", "200:50", "--profile-out", "/tmp/p"]
+        + ["--grammar-threads", "6", "--grammar-compile-timeout-s", "2.5"]
     )
     assert options == ExecutorOptions(
         socket="/s",
@@ -31,6 +33,7 @@ def test_every_flag_lands_in_its_field():
         tensor_parallel_size=2,
         stage_threads=8,
         profile=ProfileWindow(first=200, count=50, out=Path("/tmp/p")),
+        grammar=GrammarOptions(mask_threads=6, compile_timeout_s=2.5),
     )
 
 
@@ -55,6 +58,8 @@ def test_the_environment_is_not_read(monkeypatch):
     [
         (["--tensor-parallel-size", "0"], "--tensor-parallel-size: must be >= 1, got 0"),
         (["--stage-threads", "-1"], "--stage-threads: must be >= 1, got -1"),
+        (["--grammar-threads", "0"], "--grammar-threads: must be >= 1, got 0"),
+        (["--grammar-compile-timeout-s", "0"], "--grammar-compile-timeout-s: must be > 0, got 0.0"),
         (["--profile-steps", "5"], "argument --profile-steps: must be FIRST:COUNT, got '5'"),
         (["--profile-steps", "a:b"], "argument --profile-steps: must be FIRST:COUNT, got 'a:b'"),
         (

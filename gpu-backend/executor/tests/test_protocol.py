@@ -19,7 +19,7 @@ ERRORS = {"bad_frame": BadFrame, "bad_message": BadMessage}
 
 
 def test_fixtures_are_there():
-    assert len(GOOD) == 14 and len(BAD) == 25
+    assert len(GOOD) == 18 and len(BAD) == 27
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
@@ -45,6 +45,7 @@ def test_step_fixture_values():
     assert plan.step_id == 41 and plan.num_seqs == 3
     assert plan.seed.dtype == np.int64 and plan.seed[1] == 2**62 + 3
     assert plan.flags.tolist() == [1, 3, 5]
+    assert plan.grammar_ids.tolist() == [-1, 0, 2**31 - 1]
     assert plan.num_tokens == int(plan.num_new_tokens.sum())
     assert len(plan.kv_pages) == 2 * plan.num_tokens
     plan.token_ids[0] = 0  # decoded arrays are the receiver's own, writable
@@ -55,6 +56,15 @@ def test_step_result_fixture_keeps_nan_and_tiny_floats():
     assert isinstance(result, StepResult)
     assert np.isnan(result.logprobs[0]) and result.sample_ms == 1e-7
     assert result.top_ids.tolist() == [31999, 5, 6]
+    assert result.grammar_errors.tolist() == [0, 1]
+
+
+def test_grammar_fixtures_carry_their_source_and_codes():
+    compile_ = decode_message((FRAMES / "good" / "compile_grammar.bin").read_bytes()).body
+    assert compile_.grammar_id == 2**32 - 1 and compile_.kind == "json_schema"
+    assert compile_.source == '{"type":"object","properties":{"ü":{"enum":["a\\"b"]}}}'
+    error = decode_message((FRAMES / "good" / "error_grammar.bin").read_bytes()).body
+    assert error.code == "grammar_invalid"
 
 
 def test_ready_fixture_is_a_dict_with_modules_in_canonical_order():

@@ -44,6 +44,7 @@ def step_plans(draw):
             ("repetition_penalty", np.float32),
             ("seed", np.int64),
             ("logprobs", np.int32),
+            ("grammar_ids", np.int32),
         ]
     }
     prefix = draw(st.integers(0, 6))
@@ -71,6 +72,7 @@ def step_results(draw):
         top_counts=np.array(counts, np.int32),
         top_ids=draw(arrays(np.int32, sum(counts))),
         top_logprobs=draw(arrays(np.float32, sum(counts))),
+        grammar_errors=draw(arrays(np.uint8, rows)),
         forward_ms=draw(finite),
         sample_ms=draw(finite),
     )

@@ -18,16 +18,27 @@ from lorafleet_executor.runtime.server import EXIT_BAD_FRAME, EXIT_NO_SOCKET, EX
 class EngineEnd:
     """Listens like the engine, starts `python -m lorafleet_executor`, accepts it."""
 
-    def __init__(self, folder: Path, timeout: float = 20.0, flags: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        timeout: float = 20.0,
+        flags: tuple[str, ...] = (),
+        log: Path | None = None,
+    ) -> None:
+        """`log`: where the executor's stderr goes (default a pipe `stderr()` reads at the
+        end; one that logs more than a pipe holds, unread, blocks)."""
         path = folder / "engine.sock"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         self.listener.listen(1)
         self.listener.settimeout(timeout)
+        stderr = subprocess.PIPE if log is None else log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lorafleet_executor", "--socket", str(path), *flags],
-            stderr=subprocess.PIPE,
+            stderr=stderr,
         )
+        if log is not None:
+            stderr.close()  # the child has its own
         self.conn, _ = self.listener.accept()
         self.conn.settimeout(timeout)
         self.stream = self.conn.makefile("rb")
@@ -50,13 +61,16 @@ class EngineEnd:
         return self.process.wait(timeout)
 
     def stderr(self) -> str:
-        return self.process.stderr.read().decode() if self.process.poll() is not None else ""
+        if self.process.stderr is None or self.process.poll() is None:
+            return ""
+        return self.process.stderr.read().decode()
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        self.process.stderr.close()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         self.stream.close()
         self.conn.close()
         self.listener.close()

@@ -13,7 +13,9 @@ from lorafleet_executor.protocol.messages import (
     FLAG_NEW,
     FLAG_SAMPLE,
     FLAG_USE_LAST_SAMPLED,
+    CompileGrammar,
     DropAdapter,
+    DropGrammar,
     InitConfig,
     LoadAdapter,
     StageAdapter,
@@ -32,13 +34,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def one_seq_plan(step_id: int, adapter_id: int, kv_pages: np.ndarray) -> StepPlan:
-    tokens = np.array([5, 17, 42, 9], np.int32)
+def one_seq_plan(
+    step_id: int,
+    adapter_id: int,
+    kv_pages: np.ndarray,
+    tokens: tuple[int, ...] = (5, 17, 42, 9),
+    seq_id: int | None = None,
+    free: tuple[int, ...] = (),
+) -> StepPlan:
+    """A new seq (id `seq_id`, default the step's) prefilling `tokens`, sampled greedily."""
+    tokens = np.array(tokens, np.int32)
     one = lambda dtype, value: np.array([value], dtype)  # noqa: E731
     return StepPlan(
         step_id=step_id,
-        free_seq_ids=np.zeros(0, np.uint32),
-        seq_ids=one(np.uint32, step_id),
+        free_seq_ids=np.array(free, np.uint32),
+        seq_ids=one(np.uint32, step_id if seq_id is None else seq_id),
         flags=one(np.uint8, FLAG_SAMPLE | FLAG_NEW),
         num_new_tokens=one(np.int32, len(tokens)),
         num_cached=one(np.int32, 0),
@@ -55,6 +65,7 @@ def one_seq_plan(step_id: int, adapter_id: int, kv_pages: np.ndarray) -> StepPla
         logprobs=one(np.int32, 2),
         token_ids=tokens,
         kv_pages=kv_pages.astype(np.int32),
+        grammar_ids=one(np.int32, -1),
     )
 
 
@@ -263,3 +274,37 @@ def test_a_profile_window_of_served_steps_is_written(tmp_path):
         engine.close()
     assert (tmp_path / "prof.txt").read_text().startswith("steps 1..1 (1): device busy")
     assert (tmp_path / "prof.json.gz").stat().st_size > 0
+
+
+def test_grammars_compile_off_the_step_thread_refusals_by_name_drops_in_step_order(tmp_path):
+    engine = EngineEnd(tmp_path, timeout=120)
+    try:
+        engine.send(1, "init", InitConfig(model_path=str(TINY), device="cpu", num_pages=512))
+        assert engine.receive().name == "ready"
+        engine.send(2, "compile_grammar", CompileGrammar(5, "choice", '["yes", "no"]'))
+        compiled = engine.receive()
+        assert (compiled.request_id, compiled.name) == (2, "grammar_compiled")
+        assert compiled.body.grammar_id == 5 and not compiled.body.cached
+        assert compiled.body.compile_ms > 0
+        engine.send(3, "compile_grammar", CompileGrammar(6, "choice", '["yes", "no"]'))
+        again = engine.receive()
+        assert again.body.cached and again.body.compile_ms == 0
+        engine.send(4, "compile_grammar", CompileGrammar(7, "json_schema", '{"not": {}}'))
+        refused = engine.receive()
+        assert (refused.name, refused.body.code) == ("error", "grammar_invalid")
+        assert refused.body.request_id == 4 and "not" in refused.body.message
+        # A step that starts a sequence of grammar 5, then its drop: the drop comes after.
+        step = replace(
+            one_seq_plan(8, -1, np.arange(8, dtype=np.int32)),
+            grammar_ids=np.array([5], np.int32),
+            logprobs=np.array([-1], np.int32),
+        )
+        engine.send(8, "step", step)
+        engine.send(9, "drop_grammar", DropGrammar(5))
+        replies = {m.request_id: m for m in (engine.receive() for _ in range(2))}
+        assert replies[8].name == "step_result" and replies[8].body.grammar_errors.tolist() == [0]
+        assert replies[9].name == "ok"
+        engine.send(10, "shutdown")
+        assert engine.receive().name == "ok"
+    finally:
+        engine.close()

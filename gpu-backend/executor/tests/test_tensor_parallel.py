@@ -4,6 +4,7 @@ fit the same page ids on both ranks, a failing adapter fails on every rank, and 
 that cannot be split is refused by name."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -143,3 +144,36 @@ def test_a_model_that_cannot_be_split_is_refused_by_name():
         TensorShard(0, 0)
     with pytest.raises(TensorParallelUnsupported, match="rank 2 is outside 0..1"):
         TensorShard(2, 2)
+
+
+def _generate_biased(tp: TensorGroup | None, model_path: str) -> list[list[float]]:
+    executor = Executor(replace(_config(), model_path=model_path), tp)
+    requests = [Request(prompt=list(range(3, 30)), max_new_tokens=6, logprobs=0)]
+    out = Driver(executor, chunk_size=8).generate(requests)
+    return [out[0].tokens, out[0].logprobs]
+
+
+def test_row_parallel_biases_are_added_once(tmp_path):
+    """Llama's attention_bias and mlp_bias under TP: q/k/v and gate/up biases split with
+    their rows, o's and down's whole and added after the all-reduce (not once per rank)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=8, num_key_value_heads=2, attention_bias=True, mlp_bias=True,
+    )  # fmt: skip
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    model.save_pretrained(tmp_path)
+    single = _generate_biased(None, str(tmp_path))
+    ranks = run_group(_generate_biased, 2, str(tmp_path))
+    with torch.no_grad():
+        ids = torch.tensor([list(range(3, 30)) + single[0][:-1]])
+        ref = torch.log_softmax(model(input_ids=ids).logits[0], -1)[26:]
+    assert single[0] == ref.argmax(-1).tolist()
+    for tokens, _ in ranks:
+        assert tokens == single[0]
+    np.testing.assert_allclose(ranks[0][1], single[1], atol=2e-4)

@@ -48,6 +48,10 @@ interface AdapterEntry {
   lastUse: number;
   /** position among adapters queued requests need soonest; Infinity = not needed soon */
   wantRank: number;
+  /** takes no new requests until it is idle and evicted for a more wanted adapter (`prefetch`) */
+  draining: boolean;
+  /** staged or loaded since the last admission pass (`admissionPassed`) */
+  fresh: boolean;
 }
 
 /** The executor's host tier, as its `ready` describes it. */
@@ -63,15 +67,19 @@ export interface HostTier {
  */
 export interface PoolRoom {
   /**
-   * Evicts what the policy picks among idle adapters ranked at or after `minRank` and
-   * settled cached KV blocks; false when there is none.
+   * Evicts what the policy picks among idle adapters ranked at or after `minRank` that give
+   * way to another adapter and settled cached KV blocks; false when there is none.
    */
   evictForAdapter(minRank: number): boolean;
   /** Pages cached KV blocks could give back: settled (a load may take them) and in all. */
   reclaimableKv(): { settled: number; all: number };
 }
 
-/** The outcome of trying to get an adapter into the pool now. */
+/**
+ * The outcome of trying to get an adapter into the pool now. pending: its stage or load is
+ * in flight, or the room it needs comes with stages in flight. blocked: no room until
+ * requests finish.
+ */
 export type Readiness = "resident" | "pending" | "blocked";
 
 /**
@@ -98,6 +106,10 @@ export class AdapterManager {
   readonly #pool: PoolRoom | null;
   #completedStep = -1;
   #ops: AdapterOp[] = [];
+  /** the blocked adapter that pinned ones are being drained for (`#drainFor`) */
+  #drainBeneficiary: AdapterEntry | null = null;
+  /** a request could be admitted now: adapters queued requests want may make room (`#givesWay`) */
+  #seatsFree = true;
   readonly #counts = { loads: 0, evictions: 0, hostDrops: 0, hits: 0, misses: 0 };
 
   /** `shared`: the use clock and the pool's eviction policy (the engine's); alone, adapters only. */
@@ -129,6 +141,8 @@ export class AdapterManager {
         lastStep: -1,
         lastUse: 0,
         wantRank: Number.POSITIVE_INFINITY,
+        draining: false,
+        fresh: false,
       };
       this.#byName.set(ref.name, entry);
       this.#byId.set(entry.id, entry);
@@ -173,6 +187,12 @@ export class AdapterManager {
     return this.#entry(name).state === "resident";
   }
 
+  /** Whether a request naming it may be admitted now: resident and not being drained. */
+  isStartable(name: string): boolean {
+    const entry = this.#entry(name);
+    return entry.state === "resident" && !entry.draining;
+  }
+
   /** A step that reads the adapter was sent. */
   usedInStep(name: string, stepId: number): void {
     const entry = this.#entry(name);
@@ -183,6 +203,11 @@ export class AdapterManager {
   /** Every step up to `stepId` has completed. */
   stepCompleted(stepId: number): void {
     this.#completedStep = stepId;
+  }
+
+  /** The scheduler offered every startable request a seat: nothing is fresh any more. */
+  admissionPassed(): void {
+    for (const entry of this.#byName.values()) entry.fresh = false;
   }
 
   /** Ranks adapters by how soon queued requests need them (first = soonest). */
@@ -208,14 +233,45 @@ export class AdapterManager {
       case "staging":
       case "loading":
         return "pending";
-      case "unknown":
-        if (!this.#makeHostRoom(rank)) return "blocked";
+      case "unknown": {
+        const room = this.#makeHostRoom(rank);
+        if (room !== "room") return room;
         entry.state = "staging";
         this.#ops.push({ kind: "stage", adapterId: entry.id, name: entry.name, path: entry.path });
         return "pending";
+      }
       case "staged":
         return this.#load(entry, rank, reservePages) ? "pending" : "blocked";
     }
+  }
+
+  /**
+   * Brings the wanted adapters (`names`, soonest first) one tier closer to the pool, as room
+   * allows (S-LoRA's prefetch). Nothing ranked after a blocked adapter takes room in the
+   * tier it waits for. The first blocked adapter gets its room by draining (`#drainFor`).
+   * Returns whether admission must hold: the pool's pages, not its adapter slots, are short
+   * for that adapter in a unified pool, so each admission would take pages it waits for.
+   * `reservePages(rank)`: KV pages a load for that rank leaves free; `seatsFree`: a queued
+   * request could be admitted now (running below maxNumSeqs).
+   */
+  prefetch(
+    names: readonly string[],
+    reservePages: (rank: number) => number,
+    seatsFree: boolean,
+  ): boolean {
+    this.#seatsFree = seatsFree;
+    let hostOpen = true;
+    let poolOpen = true;
+    let blocked: { entry: AdapterEntry; rank: number } | null = null;
+    for (const [rank, name] of names.entries()) {
+      const entry = this.#entry(name);
+      if (entry.state === "unknown" ? !hostOpen : entry.state === "staged" && !poolOpen) continue;
+      if (this.ensure(name, rank, reservePages(rank)) !== "blocked") continue;
+      if (entry.state === "unknown") hostOpen = false;
+      else poolOpen = false;
+      blocked ??= { entry, rank };
+    }
+    return this.#drainFor(blocked, blocked === null ? 0 : reservePages(blocked.rank));
   }
 
   /** Pool pages held by loads in flight: they become evictable once loaded (nothing pins them). */
@@ -227,14 +283,17 @@ export class AdapterManager {
     return pages;
   }
 
-  /** The idle resident adapter evictOne(minRank) would evict, for the pool's policy to weigh. */
-  idleCandidate(minRank: number): { lastUse: number } | null {
-    return this.#idleVictim(minRank, (e) => e.state === "resident");
+  /** The idle resident adapter evictOne(minRank, forLoad) would evict, for the pool's policy to weigh. */
+  idleCandidate(minRank: number, forLoad = false): { lastUse: number } | null {
+    return this.#idleVictim(minRank, (e) => e.state === "resident" && (!forLoad || this.#givesWay(e)));
   }
 
-  /** Evicts one idle resident adapter ranked at or after `minRank`; false if there is none. */
-  evictOne(minRank: number): boolean {
-    const victim = this.#idleVictim(minRank, (e) => e.state === "resident");
+  /**
+   * Evicts one idle resident adapter ranked at or after `minRank`; false if there is none.
+   * `forLoad`: the room is for another adapter, which only an adapter that gives way makes.
+   */
+  evictOne(minRank: number, forLoad = false): boolean {
+    const victim = this.idleCandidate(minRank, forLoad) as AdapterEntry | null;
     if (victim === null) return false;
     this.#evictFromPool(victim);
     return true;
@@ -257,6 +316,7 @@ export class AdapterManager {
     }
     entry.state = "staged";
     entry.staged = staged;
+    entry.fresh = true;
     entry.lastUse = this.#clock.tick();
     return null;
   }
@@ -310,7 +370,9 @@ export class AdapterManager {
   /** The executor restarted (with `hostTier`): nothing is staged or loaded any more. */
   reset(hostTier: HostTier): void {
     this.#hostTier = hostTier;
+    this.#drainBeneficiary = null;
     for (const entry of [...this.#byName.values()]) {
+      entry.draining = false;
       entry.state = "unknown";
       entry.staged = null;
       entry.lastStep = -1;
@@ -374,35 +436,75 @@ export class AdapterManager {
    * load of `numPages`. Checked before evicting any: evicting some and then giving up drops
    * adapters for nothing, and prefetching would load them again next step, and so on.
    */
-  #canMakeRoom(numPages: number, rank: number, reservePages: number, numInPool: number): boolean {
-    const idle = [...this.#byName.values()].filter(
-      (e) => e.state === "resident" && this.#isIdle(e) && e.wantRank >= rank + 1,
-    );
-    const freed = idle.reduce((sum, e) => sum + (e.staged?.numPages ?? 0), 0);
+  #canMakeRoom(
+    numPages: number,
+    rank: number,
+    reservePages: number,
+    draining: readonly AdapterEntry[] = [],
+  ): boolean {
+    const leaving = this.#idleAfter(rank, (e) => e.state === "resident");
+    for (const e of draining) if (!leaving.includes(e)) leaving.push(e);
+    if (this.#numInPool() - leaving.length >= this.#limits.maxLoras) return false;
+    return this.#pagesSuffice(numPages, reservePages, leaving);
+  }
+
+  /**
+   * Whether a load of `numPages` fits the pool's pages once `leaving` are evicted, with the
+   * cached KV blocks the pool's policy may evict (settled ones for the load itself; all of
+   * them for the KV room it leaves: the running seqs may evict them).
+   */
+  #pagesSuffice(numPages: number, reservePages: number, leaving: readonly AdapterEntry[]): boolean {
+    const freed = leaving.reduce((sum, e) => sum + (e.staged?.numPages ?? 0), 0);
     const kv = this.#pool?.reclaimableKv() ?? { settled: 0, all: 0 };
-    if (numInPool - idle.length >= this.#limits.maxLoras) return false;
     if (this.#pages.adapterRoom() + freed + kv.settled < numPages) return false;
+    // Only a unified pool's adapter pages come out of what KV could have had.
     return !this.#pages.unified || this.#pages.kvRoom() + kv.all + freed - numPages >= reservePages;
+  }
+
+  /** Idle adapters ranked after `rank` that `eligible` accepts: what bringing in rank r may evict. */
+  #idleAfter(rank: number, eligible: (e: AdapterEntry) => boolean): AdapterEntry[] {
+    return [...this.#byName.values()].filter(
+      (e) => eligible(e) && this.#givesWay(e) && this.#isIdle(e) && e.wantRank > rank,
+    );
+  }
+
+  /**
+   * Whether it may leave a tier for another adapter. An adapter queued requests want stays
+   * while it is fresh: brought in since the last admission pass, its requests have not had
+   * their chance yet (Engine.prefetch runs between passes). And it stays while no seat is
+   * free, unless it is draining: the adapter brought in could not run before one of the
+   * running requests ends, and by then the right one to evict (the one wanted last, as
+   * Belady's MIN) may be another that those requests pin now.
+   */
+  #givesWay(entry: AdapterEntry): boolean {
+    if (entry.wantRank === Number.POSITIVE_INFINITY) return true;
+    return !entry.fresh && (this.#seatsFree || entry.draining);
   }
 
   #evictFromPool(entry: AdapterEntry): void {
     this.#pages.freeAdapter(entry.id, null);
     entry.state = "staged";
+    entry.draining = false;
     this.#ops.push({ kind: "drop", adapterId: entry.id, tier: "pool" });
     this.#counts.evictions++;
   }
 
+  #numInPool(): number {
+    let n = 0;
+    for (const e of this.#byName.values()) if (e.state === "resident" || e.state === "loading") n++;
+    return n;
+  }
+
   #load(entry: AdapterEntry, rank: number, reservePages: number): boolean {
     const staged = entry.staged as StagedAdapter;
-    const inPool = (e: AdapterEntry): boolean => e.state === "resident" || e.state === "loading";
-    let numInPool = [...this.#byName.values()].filter(inPool).length;
-    if (!this.#canMakeRoom(staged.numPages, rank, reservePages, numInPool)) return false;
+    if (!this.#canMakeRoom(staged.numPages, rank, reservePages)) return false;
+    let numInPool = this.#numInPool();
     while (numInPool >= this.#limits.maxLoras) {
-      if (!this.evictOne(rank + 1)) return false;
+      if (!this.evictOne(rank + 1, true)) return false;
       numInPool--;
     }
     while (!this.#pages.canAllocateAdapter(staged.numPages)) {
-      if (!(this.#pool?.evictForAdapter(rank + 1) ?? this.evictOne(rank + 1))) return false;
+      if (!(this.#pool?.evictForAdapter(rank + 1) ?? this.evictOne(rank + 1, true))) return false;
     }
     // Only a unified pool's adapter pages come out of what KV could have had (cached KV
     // counts: the running seqs may evict it).
@@ -410,9 +512,10 @@ export class AdapterManager {
       this.#pages.unified &&
       this.#pages.kvRoom() + (this.#pool?.reclaimableKv().all ?? 0) - staged.numPages < reservePages
     ) {
-      if (!this.evictOne(rank + 1)) return false;
+      if (!this.evictOne(rank + 1, true)) return false;
     }
     entry.state = "loading";
+    entry.fresh = true;
     entry.lastUse = this.#clock.tick();
     const pages = this.#pages.allocateAdapter(entry.id, staged.numPages);
     this.#ops.push({ kind: "load", adapterId: entry.id, pages });
@@ -425,26 +528,94 @@ export class AdapterManager {
    * the tier's only owner: an adapter being staged counts at that largest size until its
    * `adapter_staged` says how much it took.
    */
-  #makeHostRoom(rank: number): boolean {
-    const inHost = (e: AdapterEntry): boolean => e.state !== "unknown";
-    const { capacityBytes, maxAdapterBytes } = this.#hostTier;
+  #makeHostRoom(rank: number): "room" | "pending" | "blocked" {
     for (;;) {
-      const entries = [...this.#byName.values()].filter(inHost);
-      const bytes = entries.reduce((sum, e) => sum + (e.staged?.hostBytes ?? maxAdapterBytes), 0);
-      if (entries.length < this.#limits.maxCpuLoras && bytes + maxAdapterBytes <= capacityBytes) {
-        return true;
-      }
+      if (this.#hostHasRoom([])) return "room";
       // Host-only copies go first; an idle resident adapter gives up both tiers.
       const victim =
-        this.#idleVictim(rank + 1, (e) => e.state === "staged") ??
-        this.#idleVictim(rank + 1, (e) => e.state === "resident");
-      if (victim === null) return false;
+        this.#idleVictim(rank + 1, (e) => e.state === "staged" && this.#givesWay(e)) ??
+        this.#idleVictim(rank + 1, (e) => e.state === "resident" && this.#givesWay(e));
+      if (victim === null) {
+        // Stages in flight hold the largest size until their size is known: room may come.
+        const staging = [...this.#byName.values()].some((e) => e.state === "staging");
+        return staging ? "pending" : "blocked";
+      }
       if (victim.state === "resident") this.#pages.freeAdapter(victim.id, null);
       victim.state = "unknown";
+      victim.draining = false;
       victim.staged = null;
       this.#ops.push({ kind: "drop", adapterId: victim.id, tier: "host" });
       this.#counts.hostDrops++;
       this.#forgetIfUnused(victim);
     }
+  }
+
+  /** Whether the host tier has room for one more stage once `leaving` are dropped. */
+  #hostHasRoom(leaving: readonly AdapterEntry[]): boolean {
+    const { capacityBytes, maxAdapterBytes } = this.#hostTier;
+    let count = 0;
+    let bytes = 0;
+    for (const e of this.#byName.values()) {
+      if (e.state === "unknown" || leaving.includes(e)) continue;
+      count++;
+      bytes += e.staged?.hostBytes ?? maxAdapterBytes;
+    }
+    return count < this.#limits.maxCpuLoras && bytes + maxAdapterBytes <= capacityBytes;
+  }
+
+  /**
+   * Room for the most wanted blocked adapter comes from pinned adapters ranked after it:
+   * enough of them (not wanted first, then the least wanted, fewest pins, least recently
+   * used) take no new requests until they are idle and evicted for it, within the longest
+   * remaining run of their requests. Sticky while the same adapter stays the first blocked
+   * one: the choice would otherwise move with LRU clocks and nothing would ever drain.
+   * Returns whether admission must hold (see `prefetch`).
+   */
+  #drainFor(blocked: { entry: AdapterEntry; rank: number } | null, reservePages: number): boolean {
+    if (blocked?.entry !== this.#drainBeneficiary) {
+      for (const e of this.#byName.values()) e.draining = false;
+      this.#drainBeneficiary = blocked?.entry ?? null;
+    }
+    if (blocked === null) return false;
+    const { entry, rank } = blocked;
+    const inHost = entry.state === "unknown";
+    // Queued requests may have moved an adapter ahead of it since: that one is not drained.
+    for (const e of this.#byName.values()) e.draining &&= e.wantRank > rank;
+    const draining = [...this.#byName.values()].filter((e) => e.draining);
+    const candidates = this.#busyAfter(rank).filter((e) => !e.draining);
+    const hasRoom = (): boolean =>
+      inHost
+        ? this.#hostHasRoom([...draining, ...this.#idleAfter(rank, (e) => e.state !== "unknown")])
+        : this.#canMakeRoom((entry.staged as StagedAdapter).numPages, rank, reservePages, draining);
+    for (;;) {
+      if (hasRoom()) return false;
+      const next = candidates.shift();
+      if (next === undefined) break;
+      next.draining = true;
+      draining.push(next);
+    }
+    // Not even every busy adapter after it makes room: adapters more wanted than it hold
+    // the room (their requests go first and free it), or, in a unified pool, KV holds the
+    // pages: then only finishing requests free them, and admissions would take them.
+    for (const e of draining) e.draining = false;
+    if (inHost || !this.#pages.unified) return false;
+    const everyAdapter = [...this.#byName.values()].filter(
+      (e) => e.state === "resident" || e.state === "loading",
+    );
+    return !this.#pagesSuffice(
+      (entry.staged as StagedAdapter).numPages,
+      reservePages,
+      everyAdapter,
+    );
+  }
+
+  /**
+   * Resident adapters ranked after `rank` that requests or steps in flight hold, in the order
+   * to drain them: not wanted first, then the least wanted, fewest pins, least recently used.
+   */
+  #busyAfter(rank: number): AdapterEntry[] {
+    return [...this.#byName.values()]
+      .filter((e) => e.state === "resident" && !this.#isIdle(e) && e.wantRank > rank)
+      .sort((a, b) => b.wantRank - a.wantRank || a.pins - b.pins || a.lastUse - b.lastUse);
   }
 }

@@ -229,7 +229,7 @@ export class PageAllocator {
   }
 
   /**
-   * The prefix cache gives pages up (eviction, invalidation): those no sequence holds are
+   * The prefix cache gives pages up (eviction): those no sequence holds are
    * freed, behind `fence` as in freeSeq; those still held go free when their last holder
    * lets go.
    */

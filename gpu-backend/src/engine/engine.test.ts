@@ -51,14 +51,14 @@ interface Scenario {
   > &
     Partial<Pick<EngineConfig, "poolSharing" | "enablePrefixCaching" | "prefixBlockSize">>;
   numPages: number;
+  /** adapter lora<i> takes (4 + 3i) × this pages: up to most of the pool */
+  adapterScale: number;
   executor: {
     extraHostAdapters: number;
     /** the host tier holds this many of the largest adapter (default 4) */
     hostSlots?: number;
     loadSteps: number;
     crashAtStep: number | undefined;
-    /** this step fails in the executor (and later ones of its seqs) */
-    failAtStep?: number | undefined;
   };
   /** token runs requests may start with (system prompts) */
   prefixes?: number[][];
@@ -88,7 +88,6 @@ const covered = {
   preemptions: 0,
   pipelinedSteps: 0,
   restartsWithCache: 0,
-  failedSteps: 0,
 };
 
 /** The scenario's requests: prompts from prefixes and earlier turns, with arrival steps. */
@@ -139,8 +138,8 @@ function scenarioRequests({ prefixes = [], shapes }: Scenario, model: ModelInfo)
  * what it yields alone, within the step limits, with every page accounted for.
  */
 function serveScenario(scenario: Scenario): void {
-  const { config, numPages, executor } = scenario;
-  const adapterPages = (name: string): number => 4 + Number(name.slice(4)) * 3;
+  const { config, numPages, adapterScale, executor } = scenario;
+  const adapterPages = (name: string): number => (4 + Number(name.slice(4)) * 3) * adapterScale;
   const maxAdapterHostBytes = adapterPages(`lora${MAX_ADAPTER}`) * HOST_BYTES_PER_PAGE;
   const model = testModel({
     numPages,
@@ -170,7 +169,6 @@ function serveScenario(scenario: Scenario): void {
   const outputs = drive(engine, sim, {
     loadSteps: executor.loadSteps,
     crashAtStep: executor.crashAtStep,
-    failAtStep: executor.failAtStep,
     arrivals: accepted.map(({ request, atStep }) => ({
       atStep,
       arrive: () => {
@@ -209,18 +207,7 @@ function serveScenario(scenario: Scenario): void {
   for (const id of tooBig)
     expect(fits(all.find((r) => r.request.id === id)?.request as EngineRequest)).toBe(false);
   const served = accepted.map((r) => r.request).filter(fits);
-  // A failed step fails its requests (what they got so far is still theirs alone).
-  const failed = served.filter((req) => outputs.get(req.id)?.at(-1)?.finishReason === "error");
-  if (executor.failAtStep === undefined) expect(failed).toEqual([]);
-  for (const req of failed) {
-    const tokens = tokensOf(outputs.get(req.id));
-    expect(referenceTokens(req, model).slice(0, tokens.length)).toEqual(tokens);
-  }
-  expectServedAlone(
-    served.filter((req) => !failed.includes(req)),
-    outputs,
-    model,
-  );
+  expectServedAlone(served, outputs, model);
   for (const req of served) {
     const cached = outputs.get(req.id)?.at(-1)?.numCachedTokens;
     if (caching) expect(cached).toBeLessThan(req.promptTokenIds.length);
@@ -241,7 +228,6 @@ function serveScenario(scenario: Scenario): void {
   covered.preemptions += end.preemptions;
   covered.pipelinedSteps += sim.pipelinedSteps;
   if (caching && executor.crashAtStep !== undefined) covered.restartsWithCache++;
-  if (failed.length > 0) covered.failedSteps++;
 }
 
 const scenario: fc.Arbitrary<Scenario> = fc.record({
@@ -265,12 +251,15 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
     prefixBlockSize: fc.integer({ min: 1, max: 5 }),
   }),
   numPages: fc.integer({ min: 90, max: 400 }),
+  adapterScale: fc.oneof(
+    { weight: 3, arbitrary: fc.constant(1) },
+    { weight: 1, arbitrary: fc.integer({ min: 2, max: 12 }) },
+  ),
   executor: fc.record({
     extraHostAdapters: fc.integer({ min: 0, max: 2 }),
     hostSlots: fc.integer({ min: 1, max: 4 }),
     loadSteps: fc.integer({ min: 0, max: 3 }),
     crashAtStep: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined }),
-    failAtStep: fc.option(fc.integer({ min: 0, max: 30 }), { nil: undefined, freq: 4 }),
   }),
   prefixes: fc.array(fc.array(fc.integer({ min: 2, max: 63 }), { minLength: 1, maxLength: 20 }), {
     minLength: 1,
@@ -296,7 +285,7 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
 });
 
 describe("Engine", () => {
-  it("gives each request what it yields alone, under prefix sharing, eviction, pipelining, preemption, adapter churn, restarts and failed steps", () => {
+  it("gives each request what it yields alone, under prefix sharing, eviction, pipelining, preemption, adapter churn and restarts", () => {
     fc.assert(fc.property(scenario, serveScenario), { numRuns: 200 });
     // Each of these happened in some run (a property that never shared a page proves nothing).
     for (const [what, count] of Object.entries(covered)) expect(count, what).toBeGreaterThan(0);
@@ -304,6 +293,71 @@ describe("Engine", () => {
 
   // Counterexamples the property found, kept as cases.
   it.each<Scenario>([
+    {
+      // Admission held for an adapter whose pages an idle adapter wanted sooner held, not
+      // KV: that adapter's request could never start to free them (the e2e pool-pressure
+      // tests hung on it).
+      config: {
+        maxNumSeqs: 1,
+        maxNumBatchedTokens: 1,
+        maxInFlightSteps: 1,
+        maxLoras: 1,
+        prefetchWindow: 2,
+      },
+      numPages: 90,
+      adapterScale: 6,
+      executor: { extraHostAdapters: 1, hostSlots: 2, loadSteps: 0, crashAtStep: undefined },
+      shapes: [
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 2, tenant: 0, ignoreEos: false },
+      ],
+    },
+    {
+      // A drained adapter that queued requests had moved ahead of the one it drained for
+      // stayed drained: its requests could not start, and it could not be evicted.
+      config: {
+        maxNumSeqs: 1,
+        maxNumBatchedTokens: 1,
+        maxInFlightSteps: 1,
+        maxLoras: 1,
+        prefetchWindow: 2,
+        poolSharing: { adapterFraction: 0.05 },
+      },
+      numPages: 90,
+      adapterScale: 1,
+      executor: { extraHostAdapters: 0, hostSlots: 1, loadSteps: 0, crashAtStep: undefined },
+      shapes: [
+        { promptLength: 1, maxTokens: 7, adapter: null, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 3, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 9, maxTokens: 1, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 2, adapter: 0, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 1, ignoreEos: false },
+      ],
+    },
+    {
+      // A freshly loaded adapter was kept for its requests, which the fair-share gate held
+      // back for another tenant's, whose adapter needed its room: neither moved.
+      config: {
+        maxNumSeqs: 1,
+        maxNumBatchedTokens: 1,
+        maxInFlightSteps: 1,
+        maxLoras: 1,
+        prefetchWindow: 2,
+      },
+      numPages: 90,
+      adapterScale: 1,
+      executor: { extraHostAdapters: 0, hostSlots: 1, loadSteps: 0, crashAtStep: 0 },
+      shapes: [
+        { promptLength: 2, maxTokens: 1, adapter: 0, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 1, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: null, tenant: 0, ignoreEos: false },
+        { promptLength: 1, maxTokens: 1, adapter: 0, tenant: 1, ignoreEos: false },
+        { promptLength: 1, maxTokens: 2, adapter: 0, tenant: 2, ignoreEos: false },
+      ],
+    },
     {
       // A split pool (no-unify-mem) whose adapter share holds one of these adapters at a time.
       config: {
@@ -315,6 +369,7 @@ describe("Engine", () => {
         poolSharing: { adapterFraction: 0.05 },
       },
       numPages: 210,
+      adapterScale: 1,
       executor: { extraHostAdapters: 1, loadSteps: 2, crashAtStep: undefined },
       shapes: [
         { promptLength: 8, maxTokens: 4, adapter: 0, tenant: 0, ignoreEos: false },
@@ -333,6 +388,7 @@ describe("Engine", () => {
         prefetchWindow: 1,
       },
       numPages: 90,
+      adapterScale: 1,
       executor: { extraHostAdapters: 1, loadSteps: 1, crashAtStep: undefined },
       shapes: [
         { promptLength: 1, maxTokens: 1, adapter: null, tenant: 2, ignoreEos: false },
@@ -354,6 +410,7 @@ describe("Engine", () => {
         prefetchWindow: 4,
       },
       numPages: 90,
+      adapterScale: 1,
       executor: { extraHostAdapters: 1, loadSteps: 1, crashAtStep: undefined },
       shapes: [
         { promptLength: 20, maxTokens: 1, adapter: 5, tenant: 0, ignoreEos: false },
@@ -373,6 +430,7 @@ describe("Engine", () => {
         prefetchWindow: 2,
       },
       numPages: 90,
+      adapterScale: 1,
       executor: { extraHostAdapters: 0, loadSteps: 3, crashAtStep: 0 },
       shapes: [
         { promptLength: 15, maxTokens: 3, adapter: 0, tenant: 0, ignoreEos: false },

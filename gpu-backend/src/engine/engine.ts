@@ -6,6 +6,7 @@ import { DuplicateRequestError, EngineConfigError, InvalidRequestError } from ".
 import { PoolEviction } from "./eviction.ts";
 import { FairShare } from "./fair-share.ts";
 import type { RequestOutput } from "./output.ts";
+import { Probation } from "./probation.ts";
 import {
   type BlockHasher,
   BlockHashes,
@@ -41,8 +42,11 @@ export interface TenantStats {
 }
 
 export interface EngineStats {
+  /** queued, suspects waiting for their probation included */
   waiting: number;
   running: number;
+  /** suspects of an executor failure not yet past it (Probation): on probation or in line */
+  suspects: number;
   inFlightSteps: number;
   pages: PageStats;
   adapters: AdapterStats & { hitRate: number };
@@ -76,6 +80,7 @@ export class Engine {
   readonly #fairShare: FairShare;
   readonly #cache: PrefixCache;
   readonly #scheduler: Scheduler;
+  readonly #probation = new Probation();
   readonly #hashBlock: BlockHasher;
   #model: ModelInfo;
   readonly #requests = new Map<string, Sequence>();
@@ -164,6 +169,25 @@ export class Engine {
     return seq === undefined ? null : this.#scheduler.finish(seq, reason);
   }
 
+  /** Ends a request now with "error" (the supervisor gave up on it); null if unknown. */
+  fail(id: string, message: string): RequestOutput | null {
+    const seq = this.#requests.get(id);
+    return seq === undefined ? null : this.#scheduler.finish(seq, "error", message);
+  }
+
+  /** The ids of the unfinished requests whose current seq is one of `seqIds` (a step's). */
+  requestIdsOf(seqIds: Uint32Array): string[] {
+    const wanted = new Set(seqIds);
+    return this.#scheduler.running
+      .filter((seq) => seq.seqId !== null && wanted.has(seq.seqId))
+      .map((seq) => seq.req.id);
+  }
+
+  /** The suspect on probation now (Probation), or null. */
+  get probationer(): string | null {
+    return this.#probation.current?.req.id ?? null;
+  }
+
   /**
    * The most prompt + output tokens one request may have for its KV to fit the pool on its
    * own (addRequest refuses more): the engine's one bound on a request's length. The
@@ -186,12 +210,24 @@ export class Engine {
     return { plan, adapterOps: this.#adapters.takeOps(), finished };
   }
 
-  update(result: StepResult, nowMs: number): RequestOutput[] {
-    return this.#scheduler.update(result, nowMs, this.#requests.values());
+  /**
+   * Stage and load ops for queued requests' adapters, without planning a step: call it when
+   * an adapter outcome or a request comes while `canSchedule()` is false, so that an
+   * adapter's load follows its stage at once rather than after the next step's result.
+   */
+  prefetch(): AdapterOp[] {
+    this.#scheduler.prefetch();
+    return this.#adapters.takeOps();
   }
 
-  stepFailed(stepId: number, message: string): RequestOutput[] {
-    return this.#scheduler.stepFailed(stepId, message);
+  update(result: StepResult, nowMs: number): RequestOutput[] {
+    const outputs = this.#scheduler.update(result, nowMs, this.#requests.values());
+    const suspect = this.#probation.current;
+    if (suspect !== null && outputs.some((o) => o.id === suspect.req.id && o.newTokenIds.length)) {
+      this.#probation.passed(suspect);
+      this.#admitNextSuspect();
+    }
+    return outputs;
   }
 
   /**
@@ -231,10 +267,12 @@ export class Engine {
   }
 
   /**
-   * The executor restarted: re-queue everything, forget placements. Returns the requests that
-   * no longer fit a smaller pool, finished with "error" (none when the pool size is the same).
+   * The executor restarted: re-queue everything, forget placements; the unfinished requests
+   * among `suspects` (an executor failure involved them) come back one at a time, on
+   * probation (probation.ts). Returns the requests that no longer fit a smaller pool,
+   * finished with "error" (none when the pool size is the same).
    */
-  executorRestarted(model: ModelInfo): RequestOutput[] {
+  executorRestarted(model: ModelInfo, suspects: readonly string[] = []): RequestOutput[] {
     this.#model = validateModelInfo(model);
     this.#scheduler.reset();
     this.#cache.reset();
@@ -243,13 +281,21 @@ export class Engine {
     const tooBig = [...this.#requests.values()].filter(
       (s) => this.#kvPagesAtMost(s.req) > this.#pages.kvCapacity,
     );
-    return tooBig.map((seq) =>
+    const failed = tooBig.map((seq) =>
       this.#scheduler.finish(
         seq,
         "error",
         `the restarted executor's pool has ${this.#pages.kvCapacity} pages for KV; this request needs ${this.#kvPagesAtMost(seq.req)}`,
       ),
     );
+    for (const id of suspects) {
+      const seq = this.#requests.get(id);
+      if (seq === undefined || seq === this.#probation.current) continue;
+      this.#scheduler.waiting.remove(seq);
+      this.#probation.hold(seq);
+    }
+    this.#admitNextSuspect();
+    return failed;
   }
 
   stats(): EngineStats {
@@ -274,9 +320,15 @@ export class Engine {
         running: running.get(tenant) ?? 0,
       };
     }
+    for (const seq of this.#probation.held) {
+      const tenant = tenants[seq.req.tenant];
+      if (tenant !== undefined) tenant.waiting++;
+    }
+    const suspects = this.#probation.held.length + (this.#probation.current === null ? 0 : 1);
     return {
-      waiting: this.#scheduler.waiting.size,
+      waiting: this.#scheduler.waiting.size + this.#probation.held.length,
       running: this.#scheduler.running.length,
+      suspects,
       inFlightSteps: this.#scheduler.numInFlight,
       pages: this.#pages.stats(),
       adapters: { ...adapters, hitRate: lookups === 0 ? 0 : adapters.hits / lookups },
@@ -307,9 +359,18 @@ export class Engine {
     return victims.map((seq) => this.#scheduler.finish(seq, "error", message));
   }
 
+  /** The next suspect's turn, once the one on probation has passed or left. */
+  #admitNextSuspect(): void {
+    const next = this.#probation.next();
+    if (next !== null) this.#scheduler.waiting.pushFront(next);
+  }
+
   /** Called by the scheduler once a request has released its pages and pin. */
   #forget(seq: Sequence): void {
     this.#requests.delete(seq.req.id);
+    const wasOnProbation = seq === this.#probation.current;
+    this.#probation.forget(seq);
+    if (wasOnProbation) this.#admitNextSuspect();
     if (seq.req.adapter !== null) this.#adapters.unref(seq.req.adapter.name);
     const active = (this.#activeTenants.get(seq.req.tenant) ?? 1) - 1;
     if (active === 0) {

@@ -65,7 +65,7 @@ export class PoolEviction implements PoolRoom {
   #evictOne(minRank: number, forAdapter: boolean, adaptersCount: boolean): "kv" | "adapter" | null {
     const kvCounts = !forAdapter || this.#pages.unified;
     const block = kvCounts ? this.#cache.oldestEvictable(forAdapter) : null;
-    const adapter = adaptersCount ? this.#adapters().idleCandidate(minRank) : null;
+    const adapter = adaptersCount ? this.#adapters().idleCandidate(minRank, forAdapter) : null;
     if (block === null && adapter === null) return null;
     const now = this.#clock.now;
     if (
@@ -77,7 +77,7 @@ export class PoolEviction implements PoolRoom {
       this.#cache.evict(block as NonNullable<typeof block>);
       return "kv";
     }
-    this.#adapters().evictOne(minRank);
+    this.#adapters().evictOne(minRank, forAdapter);
     return "adapter";
   }
 }

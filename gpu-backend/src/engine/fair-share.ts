@@ -11,6 +11,10 @@
  * earn, each at most outputWeight × maxTokens. (The paper's Theorem 4.4 has the same shape.)
  * Prompt cost is charged at first admission, output cost per token served; recomputation
  * after preemption is not charged. fair-share.test.ts checks the bound under skewed loads.
+ * Adapters: a tenant whose queued requests all wait for their adapters is passed over
+ * only while the tenant admitted instead stays, with its prompt charged, within
+ * promptWeight × longest prompt of the waiting tenant's counter (scheduler.ts `#admit`):
+ * the same lead as A's admission at a counter not above B's, so the bound holds.
  *
  * Example:
  *   const vtc = new FairShare(1, 2);

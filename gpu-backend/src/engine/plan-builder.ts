@@ -58,6 +58,7 @@ export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: Planne
     kvPages: new Int32Array(2 * numTokens),
     prefixTokenIds: new Int32Array(numPrefix),
     prefixKvPages: new Int32Array(2 * numPrefix),
+    grammarIds: new Int32Array(n),
   };
   let offset = 0;
   let prefixOffset = 0;
@@ -78,6 +79,7 @@ export function buildStepPlan(stepId: number, freeSeqIds: number[], seqs: Planne
     plan.repetitionPenalty[i] = sampling.repetitionPenalty;
     plan.seed[i] = BigInt(sampling.seed ?? -1);
     plan.logprobs[i] = sampling.logprobs ?? -1;
+    plan.grammarIds[i] = s.seq.req.grammarId ?? -1;
     plan.tokenIds.set(s.tokenIds, offset);
     plan.kvPages.set(s.kvPages, 2 * offset);
     offset += s.numNewTokens;

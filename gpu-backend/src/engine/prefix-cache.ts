@@ -22,8 +22,6 @@ export interface KvBlock {
   lastUse: number;
   /** the newest step sent that writes or reads it: its pages settle once that step completes */
   lastStep: number;
-  /** the step that computes its last token (or a later one): a failure of a step at or before it voids it */
-  writtenBy: number;
 }
 
 export interface PrefixCacheStats {
@@ -146,7 +144,7 @@ export class PrefixCache {
     for (const block of blocks.toReversed()) {
       block.refs--;
       block.lastStep = Math.max(block.lastStep, lastSent ?? -1);
-      // A void block (invalidate) is no longer findable: its pages went with its last holder.
+      // A block from before a restart is no longer findable: its pages went with the pool.
       if (block.refs > 0 || this.#index.get(block.hash) !== block) continue;
       block.lastUse = this.#clock.tick();
       this.#evictable.set(block.hash, block);
@@ -173,7 +171,6 @@ export class PrefixCache {
       refs: 1,
       lastUse: 0,
       lastStep: stepId,
-      writtenBy: stepId,
     };
     this.#index.set(hash, block);
     return block;
@@ -211,23 +208,6 @@ export class PrefixCache {
     for (const block of this.#unsettled) {
       if (block.lastStep <= stepId) this.#unsettled.delete(block);
     }
-  }
-
-  /**
-   * Step `stepId` failed: every block it or a later step in flight writes may hold garbage,
-   * and so may blocks computed from those. Forgets them all and returns them: the seqs that
-   * hold one must be recomputed.
-   */
-  invalidateFrom(stepId: number): Set<KvBlock> {
-    const voided = new Set<KvBlock>();
-    for (const block of this.#index.values()) {
-      if (block.writtenBy < stepId) continue;
-      voided.add(block);
-      if (block.refs === 0) this.#leaveEvictable(block);
-      this.#index.delete(block.hash);
-      this.#pages.unretain(block.pages, this.#fenceOf(block));
-    }
-    return voided;
   }
 
   /** The executor restarted: its pool is gone (the allocator is reset beside this). */

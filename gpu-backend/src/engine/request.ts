@@ -43,8 +43,13 @@ export interface EngineRequest {
   maxTokens: number;
   /** finish "stop" when one is sampled, as EOS does */
   stopTokenIds: number[];
-  /** true: the model's EOS tokens do not finish the request */
+  /** true: the model's EOS tokens do not finish the request (unless it has a grammar) */
   ignoreEos: boolean;
+  /**
+   * A grammar the executor compiled (compile_grammar) that constrains every sample; its
+   * end is an EOS, which then always finishes the request. null = unconstrained.
+   */
+  grammarId: number | null;
   /** absolute ms; still unfinished at this time = finish "deadline"; null = none */
   deadlineMs: number | null;
   /** absolute ms */
@@ -84,6 +89,12 @@ export function validateRequest(req: EngineRequest, model: ModelInfo): void {
     fail(`maxTokens must be a positive integer, got ${req.maxTokens}`);
   }
   if (!Number.isFinite(req.arrivalMs)) fail("arrivalMs must be a finite number");
+  if (
+    req.grammarId !== null &&
+    !(Number.isInteger(req.grammarId) && req.grammarId >= 0 && req.grammarId <= INT32_MAX)
+  ) {
+    fail(`grammarId must be null or an integer in [0, ${INT32_MAX}], got ${req.grammarId}`);
+  }
   if (req.deadlineMs !== null && !Number.isFinite(req.deadlineMs)) {
     fail("deadlineMs must be a finite number or null");
   }

@@ -11,11 +11,12 @@ import type { KvBlock, PrefixCache } from "./prefix-cache.ts";
 import { WaitingQueue } from "./queue.ts";
 import type { Sequence } from "./sequence.ts";
 
+export const GRAMMAR_FAILED =
+  "the output grammar failed while generating (it went past llguidance's per-token limits); simplify the schema";
+
 /** A step sent to the executor and not answered yet. */
 interface InFlightStep {
   stepId: number;
-  /** every seq in the step, in step order */
-  seqIds: Uint32Array;
   /** the seqs asked to sample, in step order: the rows the result must have */
   sampled: number[];
 }
@@ -60,6 +61,10 @@ export class Scheduler {
   readonly #inFlight: InFlightStep[] = [];
   /** seq ids whose executor state the next plan drops */
   #toFree: number[] = [];
+  /** the most wanted waiting adapter needs pages that admissions would take (AdapterManager.prefetch) */
+  #holdAdmission = false;
+  /** the longest prompt of any request so far: fair-share.ts's bound has it (`#admit`) */
+  #longestPrompt = 0;
   #nextStepId = 0;
   #nextSeqId = 0;
   readonly counters: SchedulerCounters = {
@@ -113,22 +118,67 @@ export class Scheduler {
     finished: RequestOutput[];
   } {
     const finished = this.expire(nowMs, unfinished);
-    const window = this.waiting.fairOrder(this.#fairShare, this.#config.prefetchWindow);
-    const wanted = [...new Set(window.flatMap((s) => (s.req.adapter ? [s.req.adapter.name] : [])))];
-    this.#adapters.setWanted(wanted);
+    const wanted = this.#wanted();
     let plan: StepPlan | null = null;
     if (this.canSchedule()) {
       const planned: PlannedSeq[] = [];
       const budget = { tokens: this.#config.maxNumBatchedTokens };
       const short = this.#scheduleRunning(planned, budget);
       // As vLLM: a step short of pages admits nothing, or it would preempt again.
-      if (!short) this.#admit(planned, budget, wanted);
+      if (!short && !this.#holdAdmission) this.#admit(planned, budget, wanted);
+      this.#adapters.admissionPassed();
       if (planned.length > 0) plan = this.#send(planned);
     }
-    // Prefetch: stage and load the adapters queued requests will need, soonest first.
-    const reserve = this.#nextStepKvPages();
-    for (const [rank, name] of wanted.entries()) this.#adapters.ensure(name, rank, reserve);
+    this.#prefetch(wanted);
     return { plan, finished };
+  }
+
+  /**
+   * Stages and loads the adapters queued requests will need, soonest first, without planning
+   * a step: for the moments between steps (an adapter staged or a request queued while the
+   * steps in flight are at their limit), so a load does not wait for the next step's result.
+   */
+  prefetch(): void {
+    this.#prefetch(this.#wanted());
+  }
+
+  /** The adapters of the first prefetchWindow queued requests, soonest first (their ranks). */
+  #wanted(): string[] {
+    const window = this.waiting.fairOrder(this.#fairShare, this.#config.prefetchWindow);
+    const wanted = [...new Set(window.flatMap((s) => (s.req.adapter ? [s.req.adapter.name] : [])))];
+    this.#adapters.setWanted(wanted);
+    return wanted;
+  }
+
+  /**
+   * The adapters wanted by as many requests as seats are free leave the running seqs' next
+   * step's KV alone (loaded now, they serve a request admitted now). Those further back
+   * leave all the KV those seqs may still take: their requests cannot start before one of
+   * the running ends, and pages the running will need would only be taken back from them
+   * (evicted, loaded again later).
+   */
+  #prefetch(wanted: readonly string[]): void {
+    const seats = this.#config.maxNumSeqs - this.running.length;
+    const nextStep = this.#nextStepKvPages();
+    const remaining = this.#remainingKvPages();
+    this.#holdAdmission = this.#adapters.prefetch(
+      wanted,
+      (rank) => (rank < seats ? nextStep : remaining),
+      seats > 0,
+    );
+  }
+
+  /**
+   * KV pages the running seqs may still take, at most: to their maxTokens, less the last
+   * sampled token, which is never fed back.
+   */
+  #remainingKvPages(): number {
+    let tokens = 0;
+    for (const seq of this.running) {
+      const most = seq.numPrompt + seq.req.maxTokens - 1;
+      tokens += Math.max(0, most - seq.numComputed);
+    }
+    return PAGES_PER_TOKEN * tokens;
   }
 
   /** Applies the oldest in-flight step's result; returns one output per request it touched. */
@@ -167,6 +217,12 @@ export class Scheduler {
           `step ${step.stepId} seq ${seqId}: token ${token} is not in the vocabulary`,
         );
       }
+      if (result.grammarErrors[i] === 1) {
+        // The executor's matcher failed (llguidance's per-step limits): its token is an
+        // EOS the grammar did not choose, and the output cannot be trusted to parse.
+        outputs.push(this.finish(seq, "error", GRAMMAR_FAILED));
+        continue;
+      }
       const reason = seq.appendSample(token, logprobs, this.#eosTokenIds);
       this.#fairShare.charge(seq.req.tenant, 0, 1);
       this.#served(seq.req.tenant).outputTokens++;
@@ -176,28 +232,8 @@ export class Scheduler {
     return outputs;
   }
 
-  /**
-   * The oldest in-flight step failed in the executor: its requests finish with "error". The
-   * KV it (and any later step in flight) wrote may be garbage: those cached blocks are
-   * dropped, and the running seqs that read one are recomputed.
-   */
-  stepFailed(stepId: number, message: string): RequestOutput[] {
-    const step = this.#completeOldest(stepId);
-    const outputs: RequestOutput[] = [];
-    for (const seqId of step.seqIds) {
-      const seq = this.#bySeqId.get(seqId);
-      if (seq !== undefined) {
-        outputs.push(this.#end(seq, "error", `step ${stepId}: ${message}`, false));
-      }
-    }
-    const voided = this.#cache.invalidateFrom(stepId);
-    for (const seq of [...this.running]) {
-      if (seq.blocks.some((block) => voided.has(block))) this.#preempt(seq, false);
-    }
-    return outputs;
-  }
-
   add(seq: Sequence): void {
+    this.#longestPrompt = Math.max(this.#longestPrompt, seq.numPrompt);
     this.waiting.push(seq);
   }
 
@@ -305,21 +341,45 @@ export class Scheduler {
     return PAGES_PER_TOKEN * Math.min(tokens, this.#config.maxNumBatchedTokens);
   }
 
-  /** Admits queued requests by fair share (VTC) while seqs, tokens, pages and adapters allow. */
-  #admit(planned: PlannedSeq[], budget: { tokens: number }, wanted: string[]): void {
-    const waitingOnAdapter = new Set<string>();
+  /**
+   * Admits queued requests by fair share (VTC) while seqs, tokens and pages allow: of the
+   * tenant with the smallest counter among those with a request that can start now, its
+   * oldest such request (base model, or adapter resident and not draining). A request
+   * whose adapter is not resident is passed over, wherever it is queued, and never holds
+   * back the others: its adapter is prefetched meanwhile (`#prefetch`), and room it has no
+   * other way to get comes from draining (AdapterManager.prefetch).
+   */
+  #admit(planned: PlannedSeq[], budget: { tokens: number }, wanted: readonly string[]): void {
+    const nothingStartable = new Set<string>();
+    // The smallest counter of a tenant passed over: others go ahead of it by a prompt at most.
+    let passedCounter = Number.POSITIVE_INFINITY;
+    const promptWeight = this.#fairShare.promptWeight;
     while (this.running.length < this.#config.maxNumSeqs && budget.tokens > 0) {
-      const tenant = this.waiting.pickTenant(this.#fairShare, waitingOnAdapter);
+      const tenant = this.waiting.pickTenant(this.#fairShare, nothingStartable);
       if (tenant === null) return;
-      const next = this.#nextReady(tenant, wanted);
-      // No room for an adapter: stop admitting so finishing requests free room for it.
-      if (next === "blocked") return;
-      if (next === null) {
-        waitingOnAdapter.add(tenant);
+      const seq = this.waiting
+        .of(tenant)
+        .find((s) => s.req.adapter === null || this.#adapters.isStartable(s.req.adapter.name));
+      if (seq === undefined) {
+        nothingStartable.add(tenant);
+        passedCounter = Math.min(passedCounter, this.#fairShare.counter(tenant));
         continue;
       }
-      const { seq, rank } = next;
+      // Past a tenant with a smaller counter (its requests all wait for adapters), only while
+      // this one's counter, with this prompt charged, stays within the longest prompt's
+      // worth of it: what admitting in counter order allows anyway, so fair-share.ts's bound
+      // still holds. Beyond that the waiting tenant goes first, once its adapter is in.
+      const charge = seq.charged ? 0 : promptWeight * seq.numPrompt;
+      if (
+        this.#fairShare.counter(tenant) + charge >
+        passedCounter + promptWeight * this.#longestPrompt
+      ) {
+        return;
+      }
       const adapter = seq.req.adapter;
+      // How soon queued requests want its adapter (base -1, before every adapter).
+      const found = adapter === null ? -1 : wanted.indexOf(adapter.name);
+      const rank = adapter !== null && found === -1 ? wanted.length : found;
       const hit = this.#cache.lookup(seq.hashes, seq.tokens);
       const n = Math.min(seq.tokens.length - hit.numTokens, budget.tokens);
       // Pinned and held first, so that making room for the rest of its KV cannot evict its
@@ -349,26 +409,6 @@ export class Scheduler {
       planned.push(this.#plan(seq, n, this.#takePrefix(seq, hit.blocks, hit.numTokens)));
       budget.tokens -= n;
     }
-  }
-
-  /**
-   * The tenant's oldest queued request that can start now (its adapter resident, or none)
-   * and the rank of its adapter (how soon it is wanted; base -1, before every adapter).
-   * Requests whose adapter is still staging or loading are passed over, within the
-   * prefetch window, so that one cold adapter does not hold up the requests queued behind
-   * it on resident ones (vLLM's scheduler passes over LoRA requests it cannot run alike).
-   * null: none can; "blocked": an adapter has no room.
-   */
-  #nextReady(tenant: string, wanted: string[]): { seq: Sequence; rank: number } | "blocked" | null {
-    for (const seq of this.waiting.of(tenant).slice(0, this.#config.prefetchWindow)) {
-      const adapter = seq.req.adapter;
-      if (adapter === null) return { seq, rank: -1 };
-      const found = wanted.indexOf(adapter.name);
-      const rank = found === -1 ? wanted.length : found;
-      const readiness = this.#adapters.ensure(adapter.name, rank, this.#nextStepKvPages());
-      if (readiness !== "pending") return readiness === "blocked" ? "blocked" : { seq, rank };
-    }
-    return null;
   }
 
   /** Tokens the seq could compute now: a prefill chunk's worth, one decode token, or 0. */
@@ -464,7 +504,6 @@ export class Scheduler {
     this.#toFree = [];
     this.#inFlight.push({
       stepId: plan.stepId,
-      seqIds: plan.seqIds,
       sampled: rows.filter((p) => p.flags & StepFlag.sample).map((p) => p.seqId),
     });
     return plan;

@@ -71,10 +71,10 @@ export class Sequence {
     this.tokens.push(tokenId);
     this.pendingSamples--;
     if (logprobs !== null) this.#unsentLogprobs.push(logprobs);
-    if (
-      this.req.stopTokenIds.includes(tokenId) ||
-      (!this.req.ignoreEos && eosTokenIds.includes(tokenId))
-    ) {
+    // A grammar's end is an EOS (all it allows then): it ends the request even with
+    // ignoreEos, or the request would only repeat EOS up to maxTokens.
+    const eosStops = !this.req.ignoreEos || this.req.grammarId !== null;
+    if (this.req.stopTokenIds.includes(tokenId) || (eosStops && eosTokenIds.includes(tokenId))) {
       this.#stopTokenId = tokenId;
       return "stop";
     }

@@ -32,6 +32,7 @@ export function testModel(overrides: Partial<ModelInfo> = {}): ModelInfo {
     device: "cpu",
     modules: { q: [128, 128], k: [128, 64], v: [128, 64], o: [128, 128] },
     eosTokenIds: [EOS],
+    quantization: "none",
     ...overrides,
   };
 }
@@ -113,6 +114,7 @@ export function createRequests(shape: RequestShape): EngineRequest[] {
       maxTokens: shape.maxTokens?.(i) ?? 8,
       stopTokenIds: [],
       ignoreEos: shape.ignoreEos ?? true,
+      grammarId: null,
       deadlineMs: shape.deadlineMs?.(i) ?? null,
       arrivalMs: 0,
     };
@@ -200,8 +202,6 @@ export class SimulatedExecutor {
   #hostBytes = 0;
   readonly #loaded = new Map<number, Int32Array>();
   readonly #queued: StepPlan[] = [];
-  /** seqs of failed steps: the executor's state for them is behind the engine's */
-  readonly #failedSeqs = new Set<number>();
   stepsRun = 0;
   maxSeqsInStep = 0;
   maxTokensInStep = 0;
@@ -285,8 +285,7 @@ export class SimulatedExecutor {
     const plan = this.#queued.shift();
     if (plan === undefined) throw new ContractViolation("no step to run");
     for (const seqId of plan.freeSeqIds) {
-      // A failed step's new seqs are gone already.
-      if (!this.#seqs.delete(seqId) && !this.#failedSeqs.has(seqId)) {
+      if (!this.#seqs.delete(seqId)) {
         throw new ContractViolation(`free of unknown seq ${seqId}`);
       }
     }
@@ -321,6 +320,7 @@ export class SimulatedExecutor {
       topLogprobs: Float32Array.from(
         rows.flatMap((r) => Array.from({ length: r.topCount }, (_, k) => -0.5 - k)),
       ),
+      grammarErrors: new Uint8Array(rows.length),
       forwardMs: 1,
       sampleMs: 0,
     };
@@ -430,29 +430,6 @@ export class SimulatedExecutor {
     return seq.adapterId === -1 ? null : (this.#staged.get(seq.adapterId)?.name ?? null);
   }
 
-  /** Whether the next step will fail: it has a seq of a failed step, whose state is behind. */
-  nextFails(): boolean {
-    const plan = this.#queued[0];
-    return plan?.seqIds.some((seqId) => this.#failedSeqs.has(seqId)) ?? false;
-  }
-
-  /**
-   * Runs the oldest step as one that fails (an executor `error` for it): the pages it would
-   * write hold garbage, its new seqs are gone and its other seqs keep their state from
-   * before it, so later steps of any of them fail too. Returns its step id.
-   */
-  failNext(): number {
-    const plan = this.#queued.shift();
-    if (plan === undefined) throw new ContractViolation("no step to fail");
-    for (const seqId of plan.freeSeqIds) this.#seqs.delete(seqId);
-    for (const page of plan.kvPages) this.#writer.set(page, "garbage");
-    for (const [i, seqId] of plan.seqIds.entries()) {
-      if ((plan.flags[i] as number) & StepFlag.new) this.#seqs.delete(seqId);
-      this.#failedSeqs.add(seqId);
-    }
-    return plan.stepId;
-  }
-
   /** The executor died: every queued step and all state are gone. */
   crash(): void {
     this.#seqs.clear();
@@ -461,7 +438,6 @@ export class SimulatedExecutor {
     this.#hostBytes = 0;
     this.#loaded.clear();
     this.#queued.length = 0;
-    this.#failedSeqs.clear();
   }
 
   #seqFor(seqId: number, flags: number, adapterId: number): SimSeq {
@@ -534,8 +510,8 @@ export interface DriveOptions {
   loadSteps?: number;
   /** the executor dies before running this step; the engine is told it restarted */
   crashAtStep?: number;
-  /** this step fails in the executor (and so do later ones of its seqs) */
-  failAtStep?: number;
+  /** the requests the supervisor names suspects of that crash (probation.ts) */
+  suspects?: string[];
   /** called once this many steps have run (to add requests) */
   arrivals?: { atStep: number; arrive: () => void }[];
   /** every output as it is emitted, with the engine time it was emitted at */
@@ -568,19 +544,12 @@ export function drive(
   let now = 0;
   let steps = 0;
   let crashAt = options.crashAtStep;
-  let failAt = options.failAtStep;
   const pendingLoads: { adapterId: number; dueStep: number }[] = [];
   const arrivals = (options.arrivals ?? []).toSorted((a, b) => a.atStep - b.atStep);
   const runOne = (): void => {
     now += stepMs;
     steps++;
-    if (steps - 1 === failAt || sim.nextFails()) {
-      failAt = undefined;
-      const stepId = sim.failNext();
-      record(engine.stepFailed(stepId, "failed in the executor"));
-    } else {
-      record(engine.update(sim.runNext(), now));
-    }
+    record(engine.update(sim.runNext(), now));
   };
   while (engine.hasUnfinishedRequests() || arrivals.length > 0) {
     if (steps > (options.maxSteps ?? 10_000)) throw new ContractViolation("engine did not finish");
@@ -599,22 +568,25 @@ export function drive(
       crashAt = undefined;
       sim.crash();
       pendingLoads.length = 0;
-      record(engine.executorRestarted(sim.model));
+      record(engine.executorRestarted(sim.model, options.suspects));
     }
     for (const load of pendingLoads.filter((l) => l.dueStep <= steps)) {
       pendingLoads.splice(pendingLoads.indexOf(load), 1);
       engine.adapterLoaded(load.adapterId);
     }
+    const send = (op: AdapterOp): void => {
+      if (op.kind === "stage") record(engine.adapterStaged(sim.stage(op)));
+      else if (op.kind === "load") {
+        sim.load(op);
+        pendingLoads.push({ adapterId: op.adapterId, dueStep: steps + loadSteps });
+      } else sim.drop(op);
+    };
     let planned = false;
+    // As the server's loop: between steps at their limit, adapter work goes on.
+    if (!engine.canSchedule()) for (const op of engine.prefetch()) send(op);
     if (engine.canSchedule()) {
       const step = engine.schedule(now);
-      for (const op of step.adapterOps) {
-        if (op.kind === "stage") record(engine.adapterStaged(sim.stage(op)));
-        else if (op.kind === "load") {
-          sim.load(op);
-          pendingLoads.push({ adapterId: op.adapterId, dueStep: steps + loadSteps });
-        } else sim.drop(op);
-      }
+      for (const op of step.adapterOps) send(op);
       record(step.finished);
       options.afterSchedule?.(step);
       if (step.plan !== null) {

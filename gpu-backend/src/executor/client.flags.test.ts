@@ -47,6 +47,19 @@ describe("the backend's executor flags", () => {
     expect(() => parseServerConfig(["--model", "m", "--stage-threads", "0"], {})).toThrow(
       /--stage-threads \(LORAFLEET_STAGE_THREADS\)/,
     );
+    const grammar = parseServerConfig(
+      ["--model", "m", "--grammar-threads", "2", "--tool-call-parser", "hermes"],
+      { LORAFLEET_GRAMMAR_COMPILE_TIMEOUT_S: "0.5" },
+    );
+    expect([
+      grammar.grammarThreads,
+      grammar.grammarCompileTimeoutS,
+      grammar.toolCallParser,
+    ]).toEqual([2, 0.5, "hermes"]);
+    expect(parseServerConfig(["--model", "m"], {}).toolCallParser).toBe("smollm2");
+    expect(() => parseServerConfig(["--model", "m", "--tool-call-parser", "xml"], {})).toThrow(
+      /--tool-call-parser \(LORAFLEET_TOOL_CALL_PARSER\)/,
+    );
     for (const bad of ["5", "5:0", "a:b", "-1:2"]) {
       expect(() => parseServerConfig(["--model", "m", `--profile-steps=${bad}`], {})).toThrow(
         /--profile-steps \(LORAFLEET_PROFILE_STEPS\): must be FIRST:COUNT/,
@@ -63,6 +76,9 @@ describe("ExecutorClient's executor flags", () => {
         /stageThreads must be an integer >= 1/,
       );
     }
+    expect(() => new ExecutorClient({ grammarCompileTimeoutS: 0 })).toThrow(
+      /grammarCompileTimeoutS must be > 0/,
+    );
     expect(new ExecutorClient({ tensorParallelSize: 2 }).state).toBe("idle");
   });
 
@@ -80,6 +96,8 @@ describe("ExecutorClient's executor flags", () => {
       stageThreads: 3,
       profileSteps: "5:2",
       profileOut: "/tmp/prof",
+      grammarThreads: 6,
+      grammarCompileTimeoutS: 2.5,
       logger: new RecordingLogger(),
     });
     const error = await rejection(client.init(tinyConfig()));
@@ -87,7 +105,8 @@ describe("ExecutorClient's executor flags", () => {
     const [args, ...env] = readFileSync(seen, "utf8").split("\n");
     expect(args).toBe(
       `-m lorafleet_executor --socket ${join(dir, "executor.sock")} --tensor-parallel-size 2` +
-        " --stage-threads 3 --profile-steps 5:2 --profile-out /tmp/prof",
+        " --stage-threads 3 --grammar-threads 6 --grammar-compile-timeout-s 2.5" +
+        " --profile-steps 5:2 --profile-out /tmp/prof",
     );
     expect(env.filter((line) => /^LORAFLEET_(TENSOR|STAGE|PROFILE)/.test(line))).toEqual([]);
     await client.shutdown();

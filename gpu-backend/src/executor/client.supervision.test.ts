@@ -44,9 +44,10 @@ describe.skipIf(!HAVE_TINY)(
     });
 
     it("a hang is found by a step's timeout and, while idle, by the heartbeat", async () => {
-      // stepMs < statsMs, so the step's own timeout is what finds the first hang.
+      // The step's deadline (its floor: a 2-token step) < statsMs, so the step's own
+      // deadline is what finds the first hang.
       const executor = client({
-        timeouts: { stepMs: 400, heartbeatIntervalMs: 200, statsMs: 2_000 },
+        timeouts: { stepFloorMs: 400, heartbeatIntervalMs: 200, statsMs: 2_000 },
       });
       await executor.init(tinyConfig());
       const first = executor.pid as number;

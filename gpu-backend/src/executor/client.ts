@@ -1,16 +1,20 @@
 // ExecutorClient: the engine's handle on the Python executor. It spawns the executor on
 // a Unix socket, does the init handshake, correlates requests and replies, and is the
-// backend's one supervisor of it: a crash (exit), a hang (no reply in time; a `stats`
-// heartbeat covers idle times) or a protocol violation kills the process, fails every
-// call in flight with the retriable ExecutorUnavailable, and starts a new one.
-// Nothing waits forever: every call has a timeout, and calls made while no executor is
-// ready fail at once.
+// backend's one supervisor of it: a crash (exit), a hang (no reply in time: a step's
+// deadline scales with its work, step-deadline.ts; a `stats` heartbeat covers idle times)
+// or a protocol violation kills the process, fails every call in flight with the retriable
+// ExecutorUnavailable, and starts a new one. Nothing waits forever: every call has a
+// timeout, and calls made while no executor is ready fail at once.
 //
 // Restart policy (RestartPolicy): restart k in a row waits initialBackoffMs × 2^(k-1)
 // (at most maxBackoffMs) before it spawns. An executor that ran stableAfterMs before it
-// ended starts the count over; one that fails to start, or dies sooner, adds to it. After
-// maxAttempts restarts in a row the client gives up: state "failed", recover() rejects,
-// and only an explicit restart() starts over.
+// ended starts the count over, and so does a loss charged to requests: one with steps in
+// flight, or a restart the caller asks for because of a step's outcome (the serving loop
+// charges it to the steps' requests, serving/recovery.ts, and fails a request after its
+// second, so these losses are bounded by the requests, not by this count). One that fails
+// to start, or dies sooner with no step in flight, adds to it. After maxAttempts restarts
+// in a row the client gives up: state "failed", recover() rejects, and only an explicit
+// restart() starts over.
 //
 //   const client = new ExecutorClient({ logger });
 //   const model = await client.init(config);        // spawn + handshake
@@ -24,6 +28,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type {
   ExecutorStats,
+  GrammarCompiled,
+  GrammarKind,
   InitConfig,
   ModelInfo,
   StagedAdapter,
@@ -35,16 +41,25 @@ import type { MessageName } from "../protocol/schema.ts";
 import { ExecutorUnavailable } from "./errors.ts";
 import { type ExecutorLogger, ExecutorProcess } from "./executor-process.ts";
 import { REPO_VENV_PYTHON } from "./python-path.ts";
+import { StepDeadlines } from "./step-deadline.ts";
+import { StepWatch } from "./step-watch.ts";
 
 export interface ExecutorTimeouts {
   /** spawn -> the executor connects to the socket (Python + imports) */
   connectMs: number;
   /** init -> ready (model loading; minutes for a large model) */
   initMs: number;
-  /** step -> step_result, counted from sending (steps queue behind each other) */
-  stepMs: number;
+  /** the least time a step may take before it counts as hung (step-deadline.ts) */
+  stepFloorMs: number;
+  /** a step counts as hung after this many times its predicted duration (step-deadline.ts) */
+  stepSlack: number;
   /** stage_adapter / load_adapter / drop_adapter -> reply */
   adapterMs: number;
+  /**
+   * compile_grammar / drop_grammar -> reply; a hang detector only: the executor itself
+   * refuses a compile past its --grammar-compile-timeout-s (grammar_too_complex)
+   */
+  grammarMs: number;
   /** a `stats` heartbeat goes out this often when the executor is ready */
   heartbeatIntervalMs: number;
   /** stats -> stats_result (the executor answers stats even during a step) */
@@ -66,8 +81,10 @@ export interface RestartPolicy {
 const DEFAULT_TIMEOUTS: ExecutorTimeouts = {
   connectMs: 60_000,
   initMs: 600_000,
-  stepMs: 60_000,
+  stepFloorMs: 30_000,
+  stepSlack: 10,
   adapterMs: 300_000,
+  grammarMs: 120_000,
   heartbeatIntervalMs: 5_000,
   statsMs: 30_000,
   shutdownMs: 30_000,
@@ -97,6 +114,10 @@ export interface ExecutorClientOptions {
   profileSteps?: string | undefined;
   /** --profile-out PREFIX: where that profile goes */
   profileOut?: string | undefined;
+  /** --grammar-threads: threads filling a step's grammar masks */
+  grammarThreads?: number | undefined;
+  /** --grammar-compile-timeout-s: a grammar compiling longer is refused */
+  grammarCompileTimeoutS?: number | undefined;
   /** receives the client's events and the child's stdout/stderr lines */
   logger?: ExecutorLogger;
   timeouts?: Partial<ExecutorTimeouts>;
@@ -137,6 +158,10 @@ export class ExecutorClient {
   #failure: Error | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #heartbeatInFlight = false;
+  /** the step cost model: kept across restarts (same model, same device) */
+  #deadlines: StepDeadlines | undefined;
+  /** the steps the current executor has not answered */
+  #steps: StepWatch | undefined;
 
   constructor(options: ExecutorClientOptions = {}) {
     this.#pythonPath = options.pythonPath ?? REPO_VENV_PYTHON;
@@ -200,7 +225,8 @@ export class ExecutorClient {
         return this.#restarting as Promise<ModelInfo>;
       case "ready":
         if (this.#fresh) return Promise.resolve(this.#model as ModelInfo);
-        this.#lost(this.#process as ExecutorProcess, "restart requested");
+        // Asked after a step's outcome the caller could not use: charged to its requests.
+        this.#lost(this.#process as ExecutorProcess, "restart requested", true);
         return this.#restarting as Promise<ModelInfo>;
       case "failed":
         return Promise.reject(this.#failure);
@@ -236,9 +262,34 @@ export class ExecutorClient {
     this.#reply(await this.#call(message, this.#timeouts.adapterMs), "ok");
   }
 
+  /** Rejects with ExecutorRequestError grammar_invalid / grammar_too_complex for a bad one. */
+  async compileGrammar(
+    grammarId: number,
+    kind: GrammarKind,
+    source: string,
+  ): Promise<GrammarCompiled> {
+    const message = { type: "compile_grammar", body: { grammarId, kind, source } } as const;
+    return this.#reply(await this.#call(message, this.#timeouts.grammarMs), "grammar_compiled");
+  }
+
+  async dropGrammar(grammarId: number): Promise<void> {
+    const message = { type: "drop_grammar", body: { grammarId } } as const;
+    this.#reply(await this.#call(message, this.#timeouts.grammarMs), "ok");
+  }
+
+  /** A step's deadline is its StepWatch's (step-deadline.ts), not a fixed timeout. */
   async step(plan: StepPlan): Promise<StepResult> {
-    const reply = await this.#call({ type: "step", body: plan }, this.#timeouts.stepMs);
-    return this.#reply(reply, "step_result");
+    const reply = this.#call({ type: "step", body: plan }, null);
+    const watch = this.#steps;
+    const watched = this.#state === "ready" ? watch?.sent(plan) : undefined;
+    let answered = false;
+    try {
+      const result = this.#reply(await reply, "step_result");
+      answered = true;
+      return result;
+    } finally {
+      if (watched !== undefined) watch?.settled(watched, answered);
+    }
   }
 
   async stats(): Promise<ExecutorStats> {
@@ -261,7 +312,8 @@ export class ExecutorClient {
     if (this.#tempDir !== undefined) rmSync(this.#tempDir, { recursive: true, force: true });
   }
 
-  #call(message: Message, timeoutMs: number): Promise<Decoded> {
+  /** timeoutMs null: the caller watches the call itself (steps) */
+  #call(message: Message, timeoutMs: number | null): Promise<Decoded> {
     const proc = this.#process;
     if (this.#state !== "ready" || proc === undefined) {
       return Promise.reject(
@@ -303,23 +355,32 @@ export class ExecutorClient {
       proc.kill("the executor client is shut down");
       throw new ExecutorUnavailable("the executor client is shut down");
     }
+    this.#deadlines ??= new StepDeadlines(model, {
+      floorMs: this.#timeouts.stepFloorMs,
+      slack: this.#timeouts.stepSlack,
+    });
+    this.#steps = new StepWatch(this.#deadlines, (reason) => proc.kill(reason));
     this.#model = model;
     this.#state = "ready";
     this.#fresh = true;
     this.#readyAt = Date.now();
-    void proc.ended.then((reason) => this.#lost(proc, reason));
+    void proc.ended.then((reason) => this.#lost(proc, reason, proc.endedDuring("step")));
     this.#startHeartbeat();
     this.#log.info({ pid: proc.pid, model }, "executor ready");
     return model;
   }
 
-  /** A ready executor is gone (or is being replaced): fail its calls, start a new one. */
-  #lost(proc: ExecutorProcess, reason: string): void {
+  /**
+   * A ready executor is gone (or is being replaced): fail its calls, start a new one.
+   * `charged`: the loss is charged to the requests of the steps in flight (see the top).
+   */
+  #lost(proc: ExecutorProcess, reason: string, charged: boolean): void {
     if (proc !== this.#process || this.#state !== "ready") return;
     proc.kill(reason);
-    if (Date.now() - this.#readyAt >= this.#policy.stableAfterMs) this.#restartsInARow = 0;
+    const stable = Date.now() - this.#readyAt >= this.#policy.stableAfterMs;
+    if (stable || charged) this.#restartsInARow = 0;
     this.#lastFailure = reason;
-    this.#log.error({ pid: proc.pid }, `executor lost (${reason}); restarting`);
+    this.#log.error({ pid: proc.pid, charged }, `executor lost (${reason}); restarting`);
     void this.#beginRestart().catch(() => {}); // callers see it through recover()
   }
 
@@ -389,6 +450,7 @@ function executorFlags(options: ExecutorClientOptions): string[] {
   const counts = [
     ["--tensor-parallel-size", "tensorParallelSize", options.tensorParallelSize],
     ["--stage-threads", "stageThreads", options.stageThreads],
+    ["--grammar-threads", "grammarThreads", options.grammarThreads],
   ] as const;
   for (const [flag, name, value] of counts) {
     if (value === undefined) continue;
@@ -396,6 +458,11 @@ function executorFlags(options: ExecutorClientOptions): string[] {
       throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
     }
     flags.push(flag, String(value));
+  }
+  const timeout = options.grammarCompileTimeoutS;
+  if (timeout !== undefined) {
+    if (!(timeout > 0)) throw new RangeError(`grammarCompileTimeoutS must be > 0, got ${timeout}`);
+    flags.push("--grammar-compile-timeout-s", String(timeout));
   }
   if (options.profileSteps !== undefined) flags.push("--profile-steps", options.profileSteps);
   if (options.profileOut !== undefined) flags.push("--profile-out", options.profileOut);

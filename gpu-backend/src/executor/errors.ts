@@ -7,11 +7,22 @@ import type { ExecutorErrorCode } from "../protocol/messages.ts";
 export class ExecutorRequestError extends Error {
   override readonly name = "ExecutorRequestError";
   readonly code: ExecutorErrorCode;
+  /** the executor's message, without the code */
+  readonly reason: string;
   readonly retriable = false;
   constructor(code: ExecutorErrorCode, message: string) {
     super(`${code}: ${message}`);
     this.code = code;
+    this.reason = message;
   }
+}
+
+/** Whether the executor refused a grammar (compile_grammar): the request's fault, a 400. */
+export function isGrammarRefusal(error: unknown): error is ExecutorRequestError {
+  return (
+    error instanceof ExecutorRequestError &&
+    (error.code === "grammar_invalid" || error.code === "grammar_too_complex")
+  );
 }
 
 /**

@@ -40,13 +40,15 @@ const REPLY: Partial<Record<MessageName, MessageName>> = {
   step: "step_result",
   stats: "stats_result",
   shutdown: "ok",
+  compile_grammar: "grammar_compiled",
+  drop_grammar: "ok",
 };
 
 interface Pending {
   type: MessageName;
   resolve: (reply: Decoded) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
 
 export class ExecutorProcess {
@@ -57,6 +59,8 @@ export class ExecutorProcess {
   private readonly reader = new FrameReader();
   private nextRequestId = 1;
   private endReason: string | undefined;
+  /** the types of the requests this life's end found unanswered */
+  private readonly pendingAtEnd = new Set<MessageName>();
   private markEnded: (reason: string) => void = () => {};
   private readonly child: ChildProcess;
   private readonly socket: Socket;
@@ -112,13 +116,18 @@ export class ExecutorProcess {
     return this.endReason === undefined;
   }
 
+  /** Whether this life ended with a request of `type` unanswered. */
+  endedDuring(type: MessageName): boolean {
+    return this.pendingAtEnd.has(type);
+  }
+
   /**
    * Sends one request; resolves with its reply, rejects with ExecutorRequestError (the
    * executor refused it), ExecutorUnavailable (this life ended first, or no reply came
    * in `timeoutMs`: then the executor counts as hung and is killed), or BadMessage from
-   * the encoder (nothing was sent).
+   * the encoder (nothing was sent). `timeoutMs` null: the caller keeps the time (steps).
    */
-  request(message: Message, timeoutMs: number): Promise<Decoded> {
+  request(message: Message, timeoutMs: number | null): Promise<Decoded> {
     if (this.endReason !== undefined) {
       return Promise.reject(new ExecutorUnavailable(`executor unavailable: ${this.endReason}`));
     }
@@ -132,9 +141,14 @@ export class ExecutorProcess {
     // 0 stays free: the executor uses it for errors about frames it could not read.
     this.nextRequestId = requestId === 0xffffffff ? 1 : requestId + 1;
     return new Promise<Decoded>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.kill(`hung: no reply to ${message.type} (request ${requestId}) in ${timeoutMs} ms`);
-      }, timeoutMs);
+      const timer =
+        timeoutMs === null
+          ? undefined
+          : setTimeout(() => {
+              this.kill(
+                `hung: no reply to ${message.type} (request ${requestId}) in ${timeoutMs} ms`,
+              );
+            }, timeoutMs);
       this.pending.set(requestId, { type: message.type, resolve, reject, timer });
       this.socket.write(frame);
     });
@@ -194,6 +208,7 @@ export class ExecutorProcess {
     this.socket.destroy();
     const error = new ExecutorUnavailable(`executor unavailable: ${reason}`);
     for (const pending of this.pending.values()) {
+      this.pendingAtEnd.add(pending.type);
       clearTimeout(pending.timer);
       pending.reject(error);
     }

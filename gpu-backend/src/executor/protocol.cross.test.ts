@@ -50,6 +50,6 @@ describe("TS <-> Python codecs", () => {
       types.add(message.type);
       expect(Buffer.from(encodeMessage(requestId, message)).equals(Buffer.from(frame))).toBe(true);
     }
-    expect(types.size).toBe(13);
+    expect(types.size).toBe(16);
   });
 });

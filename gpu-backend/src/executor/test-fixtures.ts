@@ -33,6 +33,7 @@ export const tinyConfig = (modelPath = TINY_MODEL): InitConfig => ({
   hostCacheBytes: 64 << 20,
   loraBackend: "torch",
   cudaGraphs: false,
+  quantization: "auto",
 });
 
 /** A new sequence's greedy prefill of `tokens`, its KV in pages from `firstPage` on. */
@@ -66,7 +67,21 @@ export function prefillPlan(
     kvPages: Int32Array.from({ length: 2 * n }, (_, i) => firstPage + i),
     prefixTokenIds: new Int32Array(0),
     prefixKvPages: new Int32Array(0),
+    grammarIds: Int32Array.of(-1),
   };
+}
+
+/** A shell script in `dir` standing in for the executor's Python; `spawns()` counts its starts. */
+function countedPython(
+  dir: string,
+  name: string,
+  body: string,
+): { path: string; spawns: () => number } {
+  const log = join(dir, `${name}.spawns`);
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\necho spawn >> "${log}"\n${body}\n`);
+  chmodSync(path, 0o755);
+  return { path, spawns: () => readFileSync(log, "utf8").split("\n").filter(Boolean).length };
 }
 
 /**
@@ -77,14 +92,34 @@ export function pythonThatStartsOnce(
   dir: string,
   python = TEST_PYTHON,
 ): { path: string; spawns: () => number } {
-  const log = join(dir, "spawns");
-  const path = join(dir, "python");
-  writeFileSync(
-    path,
-    `#!/bin/sh\necho spawn >> "${log}"\n[ "$(wc -l < "${log}")" -eq 1 ] && exec "${python}" "$@"\nexit 1\n`,
+  const log = join(dir, "python.spawns");
+  return countedPython(
+    dir,
+    "python",
+    `[ "$(wc -l < "${log}")" -eq 1 ] && exec "${python}" "$@"\nexit 1`,
   );
-  chmodSync(path, 0o755);
-  return { path, spawns: () => readFileSync(log, "utf8").split("\n").filter(Boolean).length };
+}
+
+/** A fault of lorafleet_reference/faulty_executor.py. */
+export type ExecutorFault = "hang" | "crash" | "error";
+
+/**
+ * A Python, written into `dir`, that starts the executor with `fault` injected into every
+ * step that starts a sequence whose first token is `token`
+ * (lorafleet_reference/faulty_executor.py); `spawns()` counts the starts.
+ */
+export function pythonWithFault(
+  dir: string,
+  fault: ExecutorFault,
+  token: number,
+  python = TEST_PYTHON,
+): { path: string; spawns: () => number } {
+  // The client runs `python -m lorafleet_executor --socket ...`: the module is swapped.
+  return countedPython(
+    dir,
+    `python-${fault}`,
+    `[ "$1" = "-m" ] && shift 2\nexec "${python}" -m lorafleet_reference.faulty_executor --fault ${fault} --on-token ${token} "$@"`,
+  );
 }
 
 export class RecordingLogger implements ExecutorLogger {

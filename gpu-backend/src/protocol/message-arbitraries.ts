@@ -2,7 +2,7 @@
 
 import fc from "fast-check";
 import type { Message } from "./protocol.ts";
-import { ERROR_CODES, MODULE_NAMES } from "./schema.ts";
+import { ERROR_CODES, GRAMMAR_KINDS, MODULE_NAMES } from "./schema.ts";
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const count = fc.maxSafeNat();
@@ -41,6 +41,7 @@ const stepPlan = fc
       kvPages: i32s(2 * t),
       prefixTokenIds: i32s(p),
       prefixKvPages: i32s(2 * p),
+      grammarIds: i32s(s),
     });
   });
 
@@ -55,6 +56,7 @@ const stepResult = fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 5 }).ch
     topCounts: fc.constant(Int32Array.from(topCounts)),
     topIds: i32s(k),
     topLogprobs: f32s(k),
+    grammarErrors: fc.uint8Array({ minLength: n, maxLength: n }),
     forwardMs: finite,
     sampleMs: finite,
   });
@@ -77,6 +79,7 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
       hostCacheBytes: count,
       loraBackend: fc.constantFrom("triton", "torch" as const),
       cudaGraphs: fc.boolean(),
+      quantization: fc.constantFrom("auto", "fp8" as const),
     }),
   }),
   fc.record({
@@ -102,6 +105,7 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
           Object.fromEntries(MODULE_NAMES.map((m, i) => [m, pairs[i] as [number, number]])),
         ),
       eosTokenIds: fc.array(u32, { maxLength: 4 }),
+      quantization: fc.constantFrom("none", "fp8" as const),
     }),
   }),
   fc.record({
@@ -144,6 +148,15 @@ export const anyMessage: fc.Arbitrary<Message> = fc.oneof(
     type: fc.constant("error" as const),
     body: fc.record({ code: fc.constantFrom(...ERROR_CODES), message: text, requestId: u32 }),
   }),
+  fc.record({
+    type: fc.constant("compile_grammar" as const),
+    body: fc.record({ grammarId: u32, kind: fc.constantFrom(...GRAMMAR_KINDS), source: text }),
+  }),
+  fc.record({
+    type: fc.constant("grammar_compiled" as const),
+    body: fc.record({ grammarId: u32, compileMs: finite, cached: fc.boolean() }),
+  }),
+  fc.record({ type: fc.constant("drop_grammar" as const), body: fc.record({ grammarId: u32 }) }),
   fc.constantFrom(
     { type: "stats" as const, body: {} },
     { type: "shutdown" as const, body: {} },

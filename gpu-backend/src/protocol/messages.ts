@@ -28,6 +28,9 @@ export interface InitConfig {
   hostCacheBytes: number;
   loraBackend: "triton" | "torch";
   cudaGraphs: boolean;
+  /** auto: as the checkpoint is (FP8 checkpoints in FP8); fp8: a dense checkpoint's
+   * projections quantized to FP8 at load */
+  quantization: "auto" | "fp8";
 }
 
 export interface ModelInfo {
@@ -52,6 +55,8 @@ export interface ModelInfo {
   /** module name (q k v o gate up down) -> [in, out] features */
   modules: Record<string, [number, number]>;
   eosTokenIds: number[];
+  /** how the base projections are served: dense, or float8 weights (PROTOCOL.md) */
+  quantization: "none" | "fp8";
 }
 
 export interface StagedAdapter {
@@ -104,6 +109,8 @@ export interface StepPlan {
   prefixTokenIds: Int32Array;
   /** and their K page then V page per token: the start of its page table */
   prefixKvPages: Int32Array;
+  /** a compiled grammar (compile_grammar) constraining the seq's samples; -1 = none */
+  grammarIds: Int32Array;
 }
 
 /** One row per seq that sampled, in step order. */
@@ -116,6 +123,8 @@ export interface StepResult {
   topCounts: Int32Array;
   topIds: Int32Array;
   topLogprobs: Float32Array;
+  /** 1 = the row's grammar failed (its token is an EOS): the request ends with an error */
+  grammarErrors: Uint8Array;
   forwardMs: number;
   sampleMs: number;
 }
@@ -129,6 +138,23 @@ export interface ExecutorStats {
   deviceMemoryBytes: number;
 }
 
+/** What a grammar's source text is (PROTOCOL.md `compile_grammar`). */
+export type GrammarKind = "json_schema" | "regex" | "choice" | "grammar" | "lark";
+
+/** A grammar as the executor compiles it. */
+export interface GrammarSpec {
+  kind: GrammarKind;
+  source: string;
+}
+
+export interface GrammarCompiled {
+  grammarId: number;
+  /** wall ms of the compile; 0 when it was cached */
+  compileMs: number;
+  /** the same grammar was compiled (or compiling) already */
+  cached: boolean;
+}
+
 /** PROTOCOL.md's error codes. */
 export type ExecutorErrorCode =
   | "bad_frame"
@@ -137,4 +163,6 @@ export type ExecutorErrorCode =
   | "adapter_invalid"
   | "page_out_of_range"
   | "capacity"
-  | "internal";
+  | "internal"
+  | "grammar_invalid"
+  | "grammar_too_complex";

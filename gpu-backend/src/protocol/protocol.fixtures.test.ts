@@ -20,8 +20,8 @@ const fixture = (name: string) => good.find(([n]) => n === name)?.[1] as Uint8Ar
 
 describe("shared frame fixtures", () => {
   it("are all there", () => {
-    expect(good.length).toBe(14);
-    expect(bad.length).toBe(25);
+    expect(good.length).toBe(18);
+    expect(bad.length).toBe(27);
   });
 
   it.each(good)("%s decodes and re-encodes to the same bytes", (_, bytes) => {
@@ -62,6 +62,23 @@ describe("shared frame fixtures", () => {
     expect(plan.kvPages.length).toBe(2 * plan.tokenIds.length);
     expect(plan.prefixTokenIds.length).toBe(6);
     expect(plan.prefixKvPages.length).toBe(12);
+    expect([...plan.grammarIds]).toEqual([-1, 0, 2 ** 31 - 1]);
+  });
+
+  it("the grammar messages carry their source and codes", () => {
+    const compile = decodeMessage(fixture("compile_grammar"));
+    if (compile.type !== "compile_grammar") throw new Error(compile.type);
+    expect(compile.body).toEqual({
+      grammarId: 0xffffffff,
+      kind: "json_schema",
+      source: '{"type":"object","properties":{"ü":{"enum":["a\\"b"]}}}',
+    });
+    const error = decodeMessage(fixture("error_grammar"));
+    if (error.type !== "error") throw new Error(error.type);
+    expect(error.body.code).toBe("grammar_invalid");
+    const result = decodeMessage(fixture("step_result"));
+    if (result.type !== "step_result") throw new Error(result.type);
+    expect([...result.body.grammarErrors]).toEqual([0, 1]);
   });
 
   it("step_result keeps NaN and tiny floats; ready keeps large ids", () => {
@@ -73,6 +90,10 @@ describe("shared frame fixtures", () => {
     if (ready.type !== "ready") throw new Error(ready.type);
     expect(ready.body.eosTokenIds).toEqual([2, 0xffffffff]);
     expect(ready.body.modules.down).toEqual([688, 256]);
+    expect(ready.body.quantization).toBe("fp8");
+    const init = decodeMessage(fixture("init"));
+    if (init.type !== "init") throw new Error(init.type);
+    expect(init.body.quantization).toBe("fp8");
   });
 
   it("a stream of every good frame cut at every byte yields the same frames", () => {

@@ -11,6 +11,8 @@ import { decodeFrame, dtypeOf, encodeFrame, type NamedArray, type WireArray } fr
 import type {
   ExecutorErrorCode,
   ExecutorStats,
+  GrammarCompiled,
+  GrammarKind,
   InitConfig,
   ModelInfo,
   StagedAdapter,
@@ -40,6 +42,9 @@ export interface MessageBodies {
   shutdown: Record<string, never>;
   ok: Record<string, never>;
   error: { code: ExecutorErrorCode; message: string; requestId: number };
+  compile_grammar: { grammarId: number; kind: GrammarKind; source: string };
+  grammar_compiled: GrammarCompiled;
+  drop_grammar: { grammarId: number };
 }
 
 export type Message = { [K in MessageName]: { type: K; body: MessageBodies[K] } }[MessageName];

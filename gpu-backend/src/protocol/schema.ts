@@ -13,7 +13,10 @@ export const ERROR_CODES = [
   "page_out_of_range",
   "capacity",
   "internal",
+  "grammar_invalid",
+  "grammar_too_complex",
 ] as const;
+export const GRAMMAR_KINDS = ["json_schema", "regex", "choice", "grammar", "lark"] as const;
 
 /**
  * What a meta field may hold. `count`: an integer 0 … 2^53-1 (sizes, byte counts);
@@ -81,6 +84,7 @@ export const MESSAGES = {
       f("host_cache_bytes", "count"),
       f("lora_backend", { oneOf: ["triton", "torch"] }),
       f("cuda_graphs", "bool"),
+      f("quantization", { oneOf: ["auto", "fp8"] }),
     ],
     arrays: [],
   },
@@ -103,6 +107,7 @@ export const MESSAGES = {
       f("device", "string"),
       f("modules", "modules"),
       f("eos_token_ids", "u32_list"),
+      f("quantization", { oneOf: ["none", "fp8"] }),
     ],
     arrays: [],
   },
@@ -162,6 +167,7 @@ export const MESSAGES = {
         dtype: "i32",
         length: { field: "num_prefix_tokens", times: 2 },
       },
+      perSeq("grammar_ids", "i32"),
     ],
   },
   step_result: {
@@ -179,6 +185,7 @@ export const MESSAGES = {
       perRow("top_counts", "i32"),
       { wire: "top_ids", dtype: "i32", length: "any" },
       { wire: "top_logprobs", dtype: "f32", length: "any" },
+      perRow("grammar_errors", "u8"),
     ],
   },
   stats: { type: 9, fields: [], arrays: [] },
@@ -201,6 +208,17 @@ export const MESSAGES = {
     fields: [f("code", { oneOf: ERROR_CODES }), f("message", "string"), f("request_id", "u32")],
     arrays: [],
   },
+  compile_grammar: {
+    type: 14,
+    fields: [f("grammar_id", "u32"), f("kind", { oneOf: GRAMMAR_KINDS }), f("source", "string")],
+    arrays: [],
+  },
+  grammar_compiled: {
+    type: 15,
+    fields: [f("grammar_id", "u32"), f("compile_ms", "number"), f("cached", "bool")],
+    arrays: [],
+  },
+  drop_grammar: { type: 16, fields: [f("grammar_id", "u32")], arrays: [] },
 } as const satisfies Record<string, MessageSpec>;
 
 export type MessageName = keyof typeof MESSAGES;

@@ -4,6 +4,7 @@ import type { AdapterRegistry } from "../serving/adapter-registry.ts";
 import type { ServingMetrics } from "../serving/metrics.ts";
 import type { ServingLoop } from "../serving/serving-loop.ts";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import type { CallFormat } from "../tool-calls/call-format.ts";
 
 export interface AppContext {
   serving: ServingLoop;
@@ -12,6 +13,8 @@ export interface AppContext {
   metrics: ServingMetrics;
   logger: Logger;
   servedModelName: string;
+  /** how the model writes tool calls (--tool-call-parser) */
+  toolCallFormat: CallFormat;
   /** the shared secret of the gateway and /internal/*; null = those are refused */
   backendSecret: string | null;
   /** engine.unloadAdapter: throws while requests still need the adapter */

@@ -3,13 +3,15 @@
 import { BackendCompletionRequestSchema, type CompletionRequest } from "@lorafleet/api";
 import type { Context } from "hono";
 import type { Admission } from "../serving/admission.ts";
+import { outputConstraint } from "../structured/output-grammar.ts";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AppContext } from "./app-context.ts";
+import { reworded } from "./chat-plan.ts";
 import { awaitFirstOutputs, collectChoices, startChoices, usageOf } from "./choices.ts";
-import { type Caller, encodePrompt, generateRequest } from "./generation-request.ts";
+import { type Caller, encodePrompt, FREE_TEXT, generateRequest } from "./generation-request.ts";
 import { completionId, completionLogprobs, nowSeconds } from "./openai-format.ts";
 import { callerOf, parseBody } from "./parse-body.ts";
-import { streamChoices } from "./stream-choices.ts";
+import { hasNews, streamChoices } from "./stream-choices.ts";
 
 function promptIdsOf(
   prompt: CompletionRequest["prompt"],
@@ -31,14 +33,22 @@ async function startCompletion(
   caller: Caller,
   signal: AbortSignal,
 ) {
+  const constraint = outputConstraint(body);
+  const output =
+    constraint === null ? FREE_TEXT : { grammar: constraint.spec, keepSpecialTokens: false };
   const prompts = promptIdsOf(body.prompt, app.tokenizer, app.serving.admission);
   const logprobs = body.logprobs ?? null;
   // The completions API's default max_tokens is 16.
   const requests = prompts.map((ids) =>
-    generateRequest(body, caller, ids, body.max_tokens ?? 16, logprobs),
+    generateRequest(body, caller, ids, body.max_tokens ?? 16, logprobs, output),
   );
-  const choices = await startChoices(app.serving, requests, body.n ?? 1, signal);
-  return { promptLengths: prompts.map((ids) => ids.length), logprobs, choices };
+  try {
+    const choices = await startChoices(app.serving, requests, body.n ?? 1, signal);
+    return { promptLengths: prompts.map((ids) => ids.length), logprobs, choices };
+  } catch (error) {
+    const origin = constraint && { param: constraint.param, schema: constraint.schema };
+    throw reworded(error, origin);
+  }
 }
 
 /** A whole (non-streamed) text completion; also what /internal/batch answers per item. */
@@ -82,17 +92,19 @@ export function completions(app: AppContext) {
       includeUsage: body.stream_options?.include_usage === true,
       continuousUsage: body.stream_options?.continuous_usage_stats === true,
       promptLengths,
-      logprobs: logprobs !== null,
       opening: [],
-      choiceOf: (index, delta) => {
+      choicesOf: (index, delta) => {
+        if (!hasNews(delta, logprobs !== null)) return [];
         const offset = textLength.get(index) ?? 0;
         textLength.set(index, offset + delta.text.length);
-        return {
-          index,
-          text: delta.text,
-          logprobs: logprobs === null ? null : completionLogprobs(delta.tokens, offset),
-          finish_reason: delta.finishReason,
-        };
+        return [
+          {
+            index,
+            text: delta.text,
+            logprobs: logprobs === null ? null : completionLogprobs(delta.tokens, offset),
+            finish_reason: delta.finishReason,
+          },
+        ];
       },
     });
   };

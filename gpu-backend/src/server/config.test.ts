@@ -34,6 +34,19 @@ describe("parseServerConfig", () => {
     );
   });
 
+  it("serves the checkpoint as it is unless told to quantize it to fp8", () => {
+    expect(parseServerConfig(["--model", "m"], {}).quantization).toBe("auto");
+    expect(parseServerConfig(["--model", "m", "--quantization", "fp8"], {}).quantization).toBe(
+      "fp8",
+    );
+    expect(
+      parseServerConfig(["--model", "m"], { LORAFLEET_QUANTIZATION: "fp8" }).quantization,
+    ).toBe("fp8");
+    expect(() => parseServerConfig(["--model", "m", "--quantization", "int4"], {})).toThrow(
+      /--quantization \(LORAFLEET_QUANTIZATION\)/,
+    );
+  });
+
   it("caches URL downloads under the adapter dir unless told where", () => {
     const base = ["--model", "m", "--adapter-dir", "ad"];
     expect(parseServerConfig(base, {}).adapterCacheDir).toBeUndefined();

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { AdapterUrlPolicy } from "../adapters/url-policy.ts";
 import { MAX_IN_FLIGHT_STEPS } from "../engine/config.ts";
 import { REPO_VENV_PYTHON } from "../executor/python-path.ts";
+import { CALL_FORMAT_NAMES } from "../tool-calls/formats/index.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -52,6 +53,11 @@ const ServerConfigSchema = z.object({
   maxModelLen: nonNegativeInt.default(0),
   /** requests waiting beyond this are refused with 429 */
   maxQueuedRequests: positiveInt.default(1024),
+  /**
+   * the least time a step may run before the executor counts as hung; longer steps get
+   * more, from their work and the measured speed (executor/step-deadline.ts)
+   */
+  stepDeadlineFloorMs: positiveInt.default(30_000),
   /** on SIGTERM, how long running requests may take to finish before they are cut */
   drainTimeoutS: nonNegativeInt.default(30),
   /** request bodies above this many bytes are refused (413) */
@@ -79,6 +85,9 @@ const ServerConfigSchema = z.object({
   backendSecret: z.string().min(16).optional(),
   loraBackend: z.enum(["triton", "torch"]).default("triton"),
   cudaGraphs: flag.default(true),
+  /** fp8: the base's q k v o gate up down weights quantized to float8 at load (README
+   * "FP8"); auto: as the checkpoint is (FP8 checkpoints are served in FP8) */
+  quantization: z.enum(["auto", "fp8"]).default("auto"),
   /** false: the S-LoRA paper's "no-unify-mem" ablation, a pool split statically (below) */
   unifiedPaging: flag.default(true),
   /** with --unified-paging false: the share of pool pages only adapters may hold (the rest: KV) */
@@ -98,6 +107,15 @@ const ServerConfigSchema = z.object({
     .optional(),
   /** where that profile goes: PREFIX.json.gz and PREFIX.txt (with --profile-steps) */
   profileOut: z.string().min(1).optional(),
+  /**
+   * how the model writes tool calls (vLLM's flag): hermes / qwen, llama3_json, mistral, or
+   * smollm2, the default model's format (src/tool-calls/README.md)
+   */
+  toolCallParser: z.enum(CALL_FORMAT_NAMES).default("smollm2"),
+  /** threads that fill a step's grammar masks in the executor; unset: its default (4) */
+  grammarThreads: positiveInt.optional(),
+  /** a grammar whose compile takes longer is refused (400); unset: the executor's 10 s */
+  grammarCompileTimeoutS: z.coerce.number().positive().optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -2,6 +2,7 @@
 // adapter, sampling in the executor's units, tenant and deadline from the gateway.
 import type { LorafleetField } from "@lorafleet/api";
 import type { SamplingParams } from "../engine/index.ts";
+import type { GrammarSpec } from "../protocol/messages.ts";
 import type { Admission } from "../serving/admission.ts";
 import type { GenerateRequest } from "../serving/serving-loop.ts";
 import type { ModelTokenizer, Prompt } from "../tokenizer/tokenizer.ts";
@@ -30,9 +31,18 @@ export interface Caller {
 
 const DIRECT_TENANT = "default";
 
+/** What constrains a request's output, and how its text is decoded. */
+export interface OutputShape {
+  grammar: GrammarSpec | null;
+  /** special tokens kept in the text (a tool-call format opened by one, e.g. [TOOL_CALLS]) */
+  keepSpecialTokens: boolean;
+}
+
+export const FREE_TEXT: OutputShape = { grammar: null, keepSpecialTokens: false };
+
 /**
  * @param logprobs null = none, 0 = sampled token only, n = also the top n
- * @example generateRequest(body, caller, promptIds, 16, null)
+ * @example generateRequest(body, caller, promptIds, 16, null, FREE_TEXT)
  */
 export function generateRequest(
   body: SamplingBody,
@@ -40,6 +50,7 @@ export function generateRequest(
   promptIds: number[],
   maxTokens: number | null,
   logprobs: number | null,
+  output: OutputShape,
 ): Omit<GenerateRequest, "sampling"> & { sampling: SamplingParams } {
   const gateway = caller.lorafleet;
   const sampling: SamplingParams = {
@@ -76,6 +87,8 @@ export function generateRequest(
     stop: body.stop,
     stopTokenIds: body.stop_token_ids ?? [],
     ignoreEos: body.ignore_eos ?? false,
+    grammar: output.grammar,
+    keepSpecialTokens: output.keepSpecialTokens,
     deadlineMs: gateway?.deadline_ms ?? null,
   };
 }

@@ -1,13 +1,12 @@
 // vLLM's adapter endpoints: POST /v1/load_lora_adapter {lora_name, lora_path} registers
-// a PEFT directory under a name (without a path: one the adapter store knows);
+// a PEFT directory under a name (without a path: one the adapter store knows) once the
+// shared adapter rules accept it (400 adapter_invalid with their message otherwise);
 // POST /v1/unload_lora_adapter {lora_name} forgets it once no request needs it.
 // Weights reach the GPU pool when a request first uses the name.
-import { existsSync } from "node:fs";
-import { join } from "node:path";
 import type { Context } from "hono";
 import { z } from "zod";
 import { AdapterInUseError } from "../engine/index.ts";
-import { AdapterBusyError } from "../serving/errors.ts";
+import { AdapterBusyError, AdapterLoadError } from "../serving/errors.ts";
 import type { AppContext } from "./app-context.ts";
 import { ApiError } from "./openai-error.ts";
 import { parseBody } from "./parse-body.ts";
@@ -31,16 +30,13 @@ export function loadLoraAdapter(app: AppContext) {
         param: "lora_name",
       });
     }
-    if (body.lora_path == null) {
-      await app.adapters.resolve(body.lora_name);
-    } else {
-      if (!existsSync(join(body.lora_path, "adapter_config.json"))) {
-        throw new ApiError(400, `no adapter_config.json in ${body.lora_path}`, {
-          param: "lora_path",
-          code: "adapter_invalid",
-        });
-      }
-      app.adapters.register(body.lora_name, body.lora_path);
+    try {
+      if (body.lora_path == null) await app.adapters.resolve(body.lora_name);
+      else await app.adapters.register(body.lora_name, body.lora_path);
+    } catch (error) {
+      if (!(error instanceof AdapterLoadError)) throw error;
+      const param = body.lora_path == null ? "lora_name" : "lora_path";
+      throw new ApiError(400, error.message, { param, code: "adapter_invalid" });
     }
     app.logger.info({ adapter: body.lora_name }, "adapter registered");
     return c.text(`Success: LoRA adapter '${body.lora_name}' added successfully.`);

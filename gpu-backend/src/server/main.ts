@@ -1,20 +1,23 @@
 // The backend's entry: `node gpu-backend/src/server/main.ts --model DIR [flags]`.
 // Reads the config, starts the Python executor, builds engine + serving loop + app,
 // listens, and shuts all of it down on SIGINT/SIGTERM.
-import { serve } from "@hono/node-server";
 import { pino } from "pino";
+import { adapterBaseOf, checkAdapterDirectory } from "../adapters/directory-check.ts";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { ExecutorClient } from "../executor/client.ts";
+import { ExecutorRequestError } from "../executor/errors.ts";
 import type { InitConfig } from "../protocol/messages.ts";
 import { AdapterRegistry } from "../serving/adapter-registry.ts";
 import { Admission, contextLength } from "../serving/admission.ts";
 import { ServingMetrics } from "../serving/metrics.ts";
 import { ServingLoop } from "../serving/serving-loop.ts";
 import { ModelTokenizer } from "../tokenizer/tokenizer.ts";
+import { CALL_FORMATS } from "../tool-calls/formats/index.ts";
 import { createApp } from "./app.ts";
 import { sha256BlockHasher } from "./block-hasher.ts";
 import { ConfigError, describeConfig, parseServerConfig } from "./config.ts";
+import { createHttpServer } from "./http-server.ts";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof parseServerConfig>;
@@ -41,6 +44,7 @@ async function main(): Promise<void> {
     hostCacheBytes: config.hostCacheBytes,
     loraBackend: config.loraBackend,
     cudaGraphs: config.cudaGraphs,
+    quantization: config.quantization,
   };
   const executor = new ExecutorClient({
     ...(config.socket === undefined ? {} : { socketPath: config.socket }),
@@ -49,7 +53,10 @@ async function main(): Promise<void> {
     stageThreads: config.stageThreads,
     profileSteps: config.profileSteps,
     profileOut: config.profileOut,
+    grammarThreads: config.grammarThreads,
+    grammarCompileTimeoutS: config.grammarCompileTimeoutS,
     logger: logger.child({ component: "executor" }),
+    timeouts: { stepFloorMs: config.stepDeadlineFloorMs },
   });
   const model = await executor.init(initConfig);
   logger.info({ model }, "executor ready");
@@ -70,6 +77,8 @@ async function main(): Promise<void> {
     model,
     { hashBlock: sha256BlockHasher(config.model) },
   );
+  // What every adapter must fit (the executor's staging checks the same): this model.
+  const adapterBase = adapterBaseOf(model, config.maxLoraRank);
   const adapters = new AdapterRegistry(
     new AdapterStore({
       dir: config.adapterDir,
@@ -78,6 +87,7 @@ async function main(): Promise<void> {
       // The gateway serves an adapter URL only to the backend it signed it for.
       credential: config.backendSecret,
     }),
+    (dir) => checkAdapterDirectory(dir, adapterBase),
   );
   const metrics = new ServingMetrics();
   const admission = new Admission({
@@ -103,12 +113,16 @@ async function main(): Promise<void> {
     metrics,
     logger: logger.child({ component: "http" }),
     servedModelName: config.servedModelName,
+    toolCallFormat: CALL_FORMATS[config.toolCallParser],
     backendSecret: config.backendSecret ?? null,
     unloadAdapter: (name) => engine.unloadAdapter(name),
     maxBodyBytes: config.maxBodyBytes,
   });
-  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
-    logger.info({ url: `http://${config.host}:${info.port}` }, "listening");
+  const server = createHttpServer(app, config.host);
+  server.listen(config.port, config.host, () => {
+    const address = server.address();
+    const port = typeof address === "object" && address !== null ? address.port : config.port;
+    logger.info({ url: `http://${config.host}:${port}` }, "listening");
   });
 
   let stopping = false;
@@ -135,6 +149,12 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`lorafleet backend failed to start: ${(error as Error).stack ?? error}\n`);
+  // The executor refusing init names what it refuses (a model field, a tensor, a flag):
+  // that line is the whole story, without a stack.
+  const reason =
+    error instanceof ExecutorRequestError
+      ? `the executor refused init: ${error.message}`
+      : ((error as Error).stack ?? String(error));
+  process.stderr.write(`lorafleet backend failed to start: ${reason}\n`);
   process.exit(1);
 });

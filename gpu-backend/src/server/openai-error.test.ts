@@ -1,6 +1,7 @@
 import { BodyNotJsonError, BodyTooLargeError, ChatCompletionRequestSchema } from "@lorafleet/api";
 import { describe, expect, it } from "vitest";
 import { InvalidRequestError } from "../engine/index.ts";
+import { ExecutorRequestError } from "../executor/errors.ts";
 import {
   AdapterStoreUnavailableError,
   AdapterUrlNotAllowedError,
@@ -46,13 +47,13 @@ describe("OpenAI error mapping", () => {
     const refused = ChatCompletionRequestSchema.safeParse({
       model: "m",
       messages: [{ role: "user", content: "hi" }],
-      tools: [{ type: "function" }],
+      logit_bias: { "5": 100 },
     });
     expect(toApiError(refused.error)).toMatchObject({
       status: 400,
       type: "invalid_request_error",
-      message: "tools: tool calling (tools) is not supported by this backend",
-      param: "tools",
+      message: "logit_bias: logit_bias is not supported by this backend",
+      param: "logit_bias",
       code: "unsupported_parameter",
     });
     expect(toApiError(new BodyTooLargeError(64))).toMatchObject({
@@ -65,6 +66,16 @@ describe("OpenAI error mapping", () => {
       message: "the request body is not valid UTF-8",
       code: "invalid_json",
     });
+  });
+
+  it("answers the executor's refusal of a grammar with a 400 in its words", () => {
+    const refused = new ExecutorRequestError("grammar_too_complex", "compiling took longer");
+    expect(toApiError(refused)).toMatchObject({
+      status: 400,
+      message: "compiling took longer",
+      code: "grammar_too_complex",
+    });
+    expect(toApiError(new ExecutorRequestError("internal", "x")).status).toBe(500);
   });
 
   it("hides the message of unexpected errors", () => {

@@ -5,18 +5,20 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { InvalidRequestError } from "../engine/index.ts";
+import { isGrammarRefusal } from "../executor/errors.ts";
 import {
   AdapterBusyError,
   AdapterLoadError,
   AdapterStoreUnavailableError,
   AdapterUrlNotAllowedError,
   BackendUnavailableError,
-  GenerationFailedError,
+  ExecutorFailedError,
   PromptTooLongError,
   QueueFullError,
   TooManyCompletionsError,
   UnknownModelError,
 } from "../serving/errors.ts";
+import { StructuredOutputError } from "../structured/structured-output-error.ts";
 import { ChatTemplateError } from "../tokenizer/chat-template.ts";
 
 export interface OpenAIErrorBody {
@@ -93,6 +95,12 @@ export function toApiError(error: unknown): ApiError {
     const message = error.message.replace(/^request "[^"]*": /, "");
     return new ApiError(400, message, { code: "invalid_value" });
   }
+  if (error instanceof StructuredOutputError) {
+    return new ApiError(400, error.message, { param: error.param, code: error.code });
+  }
+  if (isGrammarRefusal(error)) {
+    return new ApiError(400, error.reason, { code: error.code });
+  }
   if (error instanceof AdapterLoadError) {
     return new ApiError(400, error.message, { param: "model", code: "adapter_invalid" });
   }
@@ -120,8 +128,13 @@ export function toApiError(error: unknown): ApiError {
       headers: { "retry-after": "1" },
     });
   }
-  if (error instanceof GenerationFailedError) {
-    return new ApiError(500, error.message, { type: "server_error", code: "generation_failed" });
+  if (error instanceof ExecutorFailedError) {
+    // x-should-retry: the OpenAI SDKs retry 5xx unless told not to; this one would fail again.
+    return new ApiError(500, error.message, {
+      type: "server_error",
+      code: "executor_failed",
+      headers: { "x-should-retry": "false" },
+    });
   }
   if (error instanceof HTTPException) {
     return new ApiError(error.status as ContentfulStatusCode, error.message);

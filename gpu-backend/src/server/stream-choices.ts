@@ -23,12 +23,15 @@ export interface ChoiceStreamFormat {
   continuousUsage: boolean;
   /** token counts of the prompts, for usage */
   promptLengths: number[];
-  /** whether deltas carry logprobs (then even empty deltas are sent) */
-  logprobs: boolean;
   /** choice objects sent before any delta (chat: the assistant role) */
   opening: unknown[];
-  /** the choice object of one delta */
-  choiceOf: (index: number, delta: GenerationDelta) => unknown;
+  /** the choice objects of one delta, each its own chunk (none: nothing to send) */
+  choicesOf: (index: number, delta: GenerationDelta) => unknown[];
+}
+
+/** Whether a delta has anything to send: text, an end, or logprobs asked for. */
+export function hasNews(delta: GenerationDelta, logprobs: boolean): boolean {
+  return delta.text !== "" || delta.finishReason !== null || logprobs;
 }
 
 /** @example return streamChoices(c, choices, { kind: "chat", model, ... }) */
@@ -64,8 +67,7 @@ export function streamChoices(c: Context, choices: ChoiceStream[], format: Choic
           numCachedTokens: delta.numCachedTokens,
           numOutputTokens: delta.numOutputTokens,
         });
-        if (delta.text === "" && delta.finishReason === null && !format.logprobs) continue;
-        await chunk([format.choiceOf(index, delta)]);
+        for (const choice of format.choicesOf(index, delta)) await chunk([choice]);
       }
     } catch (error) {
       await sse.writeSSE({ data: JSON.stringify(toApiError(error).body) });

@@ -1,8 +1,12 @@
 // Which adapter names this backend can serve and where their PEFT directories are:
 // names registered through /v1/load_lora_adapter, names the adapter store knows
-// (loaded on first use), and the gateway's content-addressed adapters. Each comes with
-// the sha256 of its content, part of the prefix cache's key.
+// (loaded on first use), and the gateway's content-addressed adapters. Each directory is
+// checked by the shared adapter rules (`check`: src/adapters/directory-check.ts) before
+// its name is known, so a bad adapter is refused when it is named, with the message a
+// completion would get, never first at a completion. Each comes with the sha256 of its
+// content, part of the prefix cache's key.
 
+import { AdapterRuleError } from "@lorafleet/api";
 import { adapterContentSha256 } from "../adapters/content-hash.ts";
 import { AdapterDownloadFailed, AdapterUrlRefused } from "../adapters/errors.ts";
 import type { AdapterRef } from "../engine/index.ts";
@@ -22,12 +26,17 @@ export class AdapterRegistry {
   /** the gateway's adapters by `id@sha256`: not listed, not callable by name */
   readonly #remote = new Map<string, AdapterRef>();
   readonly #source: AdapterSource;
+  readonly #check: (dir: string) => Promise<unknown>;
 
-  constructor(source: AdapterSource) {
+  /** `check` throws AdapterRuleError for a directory the adapter rules refuse. */
+  constructor(source: AdapterSource, check: (dir: string) => Promise<unknown>) {
     this.#source = source;
+    this.#check = check;
   }
 
-  register(name: string, path: string): void {
+  /** Registers `name` once its directory passes the rules; throws AdapterLoadError. */
+  async register(name: string, path: string): Promise<void> {
+    await this.#checked(name, path);
     this.#paths.set(name, path);
     this.#shas.delete(name);
   }
@@ -51,8 +60,8 @@ export class AdapterRegistry {
     if (path === undefined) {
       const found = await this.#source.find(name);
       if (found === null) throw new UnknownModelError(`The model \`${name}\` does not exist.`);
+      await this.register(name, found);
       path = found;
-      this.register(name, path);
     }
     // Hashed once per registration: change a registered adapter's files by unloading and
     // loading it again (the engine keeps what it staged under the name until then).
@@ -82,9 +91,20 @@ export class AdapterRegistry {
       if (isTransient(error)) throw new AdapterStoreUnavailableError(message);
       throw new AdapterLoadError(message);
     }
+    await this.#checked(adapter.name, path);
     const ref = { name: key, path, sha256: adapter.sha256 };
     this.#remote.set(key, ref);
     return ref;
+  }
+
+  /** The rules' verdict on `dir`, as the AdapterLoadError (400 adapter_invalid) it is. */
+  async #checked(name: string, dir: string): Promise<void> {
+    try {
+      await this.#check(dir);
+    } catch (error) {
+      if (!(error instanceof AdapterRuleError)) throw error;
+      throw new AdapterLoadError(`adapter ${name}: ${error.message}`);
+    }
   }
 }
 

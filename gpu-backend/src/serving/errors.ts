@@ -65,7 +65,12 @@ export class BackendUnavailableError extends Error {
 export const EXECUTOR_GAVE_UP =
   "the executor crashed and could not be restarted; retry on another backend";
 
-/** The engine or executor failed this request (a step error). */
-export class GenerationFailedError extends Error {
-  override readonly name = "GenerationFailedError";
+/**
+ * The executor failed on this request's steps twice (hang, crash or step error): the
+ * supervisor gave up on it (serving/recovery.ts). A server error, but not one to retry:
+ * the same request would fail the same way.
+ */
+export class ExecutorFailedError extends Error {
+  override readonly name = "ExecutorFailedError";
+  readonly retriable = false;
 }

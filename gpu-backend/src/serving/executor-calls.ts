@@ -1,13 +1,15 @@
 // The loop's "send" and "update": a step plan or adapter op goes to the executor, and
 // its outcome comes back to the engine (engine.update, adapterStaged / adapterLoaded /
-// adapterFailed, stepFailed) and from there to the streams. A refusal (the executor's
-// `error` reply) fails what it concerns; anything else means the executor is lost, which
-// recovery.ts handles. Outcomes from before a loss are dropped (recovery's epoch).
+// adapterFailed) and from there to the streams. An adapter op's refusal (the executor's
+// `error` reply) fails what it concerns. A step that fails in any way (an `error` reply,
+// a result the engine refuses, or the executor lost while it was in flight) means the
+// executor is lost, which recovery.ts handles, told which requests the failed steps held.
+// Outcomes from before a loss are dropped (recovery's epoch).
 import type { Logger } from "pino";
 import type { AdapterOp, Engine } from "../engine/index.ts";
 import { ExecutorRequestError } from "../executor/errors.ts";
 import type { StagedAdapter, StepPlan } from "../protocol/messages.ts";
-import { AdapterLoadError, GenerationFailedError } from "./errors.ts";
+import { AdapterLoadError, ExecutorFailedError } from "./errors.ts";
 import type { ExecutorLink } from "./executor-link.ts";
 import type { ServingMetrics } from "./metrics.ts";
 import type { Recovery } from "./recovery.ts";
@@ -28,18 +30,23 @@ export class ExecutorCalls {
   readonly #deps: ExecutorCallsDeps;
   /** performance.now() of the last step result (step wall times, metrics) */
   #lastStepResultAt = 0;
+  /** the steps sent and not answered: step id -> the ids of the requests in it */
+  readonly #inFlight = new Map<number, string[]>();
 
   constructor(deps: ExecutorCallsDeps) {
     this.#deps = deps;
   }
 
   sendStep(plan: StepPlan): void {
-    const { executor, engine, streams, recovery, metrics, logger, onOutcome } = this.#deps;
+    const { executor, engine, streams, recovery, metrics, onOutcome } = this.#deps;
     const epoch = recovery.epoch;
     const sentAt = performance.now();
+    const requests = engine.requestIdsOf(plan.seqIds);
+    this.#inFlight.set(plan.stepId, requests);
     executor.step(plan).then(
       (result) => {
         if (epoch !== recovery.epoch) return;
+        this.#inFlight.delete(plan.stepId);
         // Steps overlap: this one had the executor to itself from the later of its send
         // and the result before it.
         const now = performance.now();
@@ -47,26 +54,29 @@ export class ExecutorCalls {
         this.#lastStepResultAt = now;
         metrics.stepDone(wallMs, result.forwardMs, result.sampleMs);
         try {
-          streams.deliver(engine.update(result, Date.now()), GenerationFailedError);
+          streams.deliver(engine.update(result, Date.now()), ExecutorFailedError);
         } catch (error) {
           // The engine and executor disagree (e.g. StepResultError): a fresh executor and
-          // re-queued requests put them back in step.
-          recovery.executorLost(error);
+          // re-queued requests put them back in step; this step's requests are charged.
+          this.#lost(error, requests);
+          return;
         }
         onOutcome();
       },
       (error: unknown) => {
         if (epoch !== recovery.epoch) return;
-        if (error instanceof ExecutorRequestError) {
-          logger.error({ err: error, stepId: plan.stepId }, "step failed");
-          const failed = engine.stepFailed(plan.stepId, error.message);
-          streams.deliver(failed, GenerationFailedError);
-          onOutcome();
-        } else {
-          recovery.executorLost(error);
-        }
+        // An `error` reply names the step that failed; a loss, every step in flight.
+        const failed =
+          error instanceof ExecutorRequestError ? requests : [...this.#inFlight.values()].flat();
+        this.#lost(error, failed);
       },
     );
+  }
+
+  /** The executor is lost: `failed` holds the requests of the steps that failed. */
+  #lost(error: unknown, failed: string[]): void {
+    this.#inFlight.clear();
+    this.#deps.recovery.executorLost(error, [...new Set(failed)]);
   }
 
   sendAdapterOp(op: AdapterOp): void {
@@ -83,13 +93,14 @@ export class ExecutorCalls {
         logger.warn({ err: error, adapterId: op.adapterId }, "adapter drop refused");
       } else if (error instanceof ExecutorRequestError) {
         logger.warn({ err: error, adapterId: op.adapterId }, "adapter refused");
-        // Clients see this message: name the adapter, not where this host keeps its files.
+        // Clients see this message, worded as registration words the adapter rules'
+        // (adapter-registry.ts): the adapter's name, never where this host keeps its files.
         const message =
-          op.kind === "stage" ? error.message.replaceAll(op.path, op.name) : error.message;
+          op.kind === "stage" ? error.reason.replaceAll(op.path, op.name) : error.reason;
         streams.deliver(engine.adapterFailed(op.adapterId, message), AdapterLoadError);
         onOutcome();
       } else {
-        recovery.executorLost(error);
+        this.#lost(error, [...this.#inFlight.values()].flat());
       }
     };
     const settled =

@@ -2,13 +2,22 @@
 // calls it makes and the supervisor's state, typed structurally so the real client
 // (src/executor/client.ts) and store (src/adapters/store.ts) plug in as they are.
 import type { ExecutorState } from "../executor/client.ts";
-import type { ModelInfo, StagedAdapter, StepPlan, StepResult } from "../protocol/messages.ts";
+import type {
+  GrammarCompiled,
+  GrammarKind,
+  ModelInfo,
+  StagedAdapter,
+  StepPlan,
+  StepResult,
+} from "../protocol/messages.ts";
 
 export interface ExecutorLink {
   stageAdapter(adapterId: number, path: string): Promise<StagedAdapter>;
   loadAdapter(adapterId: number, pages: Int32Array): Promise<void>;
   dropAdapter(adapterId: number, tier: "pool" | "host"): Promise<void>;
   step(plan: StepPlan): Promise<StepResult>;
+  compileGrammar(grammarId: number, kind: GrammarKind, source: string): Promise<GrammarCompiled>;
+  dropGrammar(grammarId: number): Promise<void>;
 }
 
 /**

@@ -28,9 +28,11 @@ async function drain(stream: GenerationStream) {
   return deltas;
 }
 
+const text = (stops: string[]) => ({ stops, keepSpecialTokens: false });
+
 describe("GenerationStream", () => {
   it("delivers an emoji split over two outputs whole, and leaves the EOS out", async () => {
-    const stream = new GenerationStream("r", tokenizer, [], [], () => {});
+    const stream = new GenerationStream("r", tokenizer, [], text([]), () => {});
     const ids = tokenizer.encode("hi 😀", false);
     stream.push(output(ids.slice(0, 4)));
     stream.push(output([...ids.slice(4), eos], { finishReason: "stop", stopTokenId: eos }));
@@ -41,7 +43,7 @@ describe("GenerationStream", () => {
   });
 
   it("cuts at a stop string spread over outputs and asks the owner to abort", async () => {
-    const stream = new GenerationStream("r", tokenizer, [], ["END"], () => {});
+    const stream = new GenerationStream("r", tokenizer, [], text(["END"]), () => {});
     expect(stream.push(output(tokenizer.encode("abcE", false)))).toBe(false);
     expect(stream.push(output(tokenizer.encode("NDxyz", false)))).toBe(true);
     expect(stream.finished).toBe(true);
@@ -51,7 +53,7 @@ describe("GenerationStream", () => {
   });
 
   it("releases held text when generation ends by length", async () => {
-    const stream = new GenerationStream("r", tokenizer, [], ["END"], () => {});
+    const stream = new GenerationStream("r", tokenizer, [], text(["END"]), () => {});
     stream.push(output(tokenizer.encode("abEN", false), { finishReason: "length" }));
     const deltas = await drain(stream);
     expect(deltas.map((d) => d.text).join("")).toBe("abEN");
@@ -59,7 +61,7 @@ describe("GenerationStream", () => {
   });
 
   it("rejects the reader when the request fails, after what came before", async () => {
-    const stream = new GenerationStream("r", tokenizer, [], [], () => {});
+    const stream = new GenerationStream("r", tokenizer, [], text([]), () => {});
     stream.push(output(tokenizer.encode("ok", false)));
     stream.fail(new Error("executor said no"));
     const iterator = stream[Symbol.asyncIterator]();
@@ -69,11 +71,11 @@ describe("GenerationStream", () => {
 
   it("tells its owner when the reader goes away early, and only then", async () => {
     let cancelled = 0;
-    const stream = new GenerationStream("r", tokenizer, [], [], () => cancelled++);
+    const stream = new GenerationStream("r", tokenizer, [], text([]), () => cancelled++);
     stream.push(output(tokenizer.encode("a", false)));
     for await (const _ of stream) break;
     expect(cancelled).toBe(1);
-    const finished = new GenerationStream("s", tokenizer, [], [], () => cancelled++);
+    const finished = new GenerationStream("s", tokenizer, [], text([]), () => cancelled++);
     finished.push(output([], { finishReason: "length" }));
     await drain(finished);
     await finished[Symbol.asyncIterator]().return?.();
@@ -81,7 +83,7 @@ describe("GenerationStream", () => {
   });
 
   it("says when it has started: first output, failure before any, or the reader leaving", async () => {
-    const served = new GenerationStream("r", tokenizer, [], [], () => {});
+    const served = new GenerationStream("r", tokenizer, [], text([]), () => {});
     let started = false;
     void served.started().then(() => {
       started = true;
@@ -91,11 +93,11 @@ describe("GenerationStream", () => {
     served.push(output(tokenizer.encode("a", false)));
     await served.started();
 
-    const refused = new GenerationStream("r", tokenizer, [], [], () => {});
+    const refused = new GenerationStream("r", tokenizer, [], text([]), () => {});
     refused.fail(new Error("adapter refused"));
     await expect(refused.started()).rejects.toThrow("adapter refused");
 
-    const left = new GenerationStream("r", tokenizer, [], [], () => {});
+    const left = new GenerationStream("r", tokenizer, [], text([]), () => {});
     await left[Symbol.asyncIterator]().return?.();
     await left.started();
   });

@@ -45,17 +45,21 @@ export class GenerationStream implements AsyncIterable<GenerationDelta> {
   readonly #started: Promise<void>;
   #markStarted: (error: Error | null) => void = () => {};
 
+  /**
+   * `text.stops`: stop strings; `text.keepSpecialTokens`: special tokens stay in the text
+   * (a tool-call format that opens its calls with one).
+   */
   constructor(
     id: string,
     tokenizer: ModelTokenizer,
     promptIds: readonly number[],
-    stops: readonly string[],
+    text: { stops: readonly string[]; keepSpecialTokens: boolean },
     onCancel: () => void,
   ) {
     this.id = id;
     this.#tokenizer = tokenizer;
-    this.#detokenizer = new IncrementalDetokenizer(tokenizer, promptIds);
-    this.#stops = new StopMatcher(stops);
+    this.#detokenizer = new IncrementalDetokenizer(tokenizer, promptIds, !text.keepSpecialTokens);
+    this.#stops = new StopMatcher(text.stops);
     this.#onCancel = onCancel;
     this.#started = new Promise<void>((resolve, reject) => {
       this.#markStarted = (error) => (error === null ? resolve() : reject(error));

@@ -31,6 +31,11 @@ export class ServingMetrics {
     help: "requests admitted and running",
     registers: [this.registry],
   });
+  readonly #suspects = new Gauge({
+    name: "lorafleet_suspect_requests",
+    help: "requests an executor failure involved, not yet past it (on probation or in line)",
+    registers: [this.registry],
+  });
   readonly #poolPages = new Gauge({
     name: "lorafleet_pool_pages",
     help: "unified pool pages by use",
@@ -172,6 +177,28 @@ export class ServingMetrics {
     this.#requests.inc({ finish_reason: finishReason });
   }
 
+  readonly #grammarCompileSeconds = new Histogram({
+    name: "lorafleet_grammar_compile_seconds",
+    help: "a grammar's compile in the executor (structured outputs, tool calls); cache hits not counted",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10],
+    registers: [this.registry],
+  });
+  readonly #grammarRequests = new Counter({
+    name: "lorafleet_grammar_requests_total",
+    help: "grammars a request asked for, by result: hit (compiled already), miss (compiled for it), refused",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+
+  grammarCompiled(compileMs: number, cached: boolean): void {
+    this.#grammarRequests.inc({ result: cached ? "hit" : "miss" });
+    if (!cached) this.#grammarCompileSeconds.observe(compileMs / 1000);
+  }
+
+  grammarRefused(): void {
+    this.#grammarRequests.inc({ result: "refused" });
+  }
+
   stepDone(wallMs: number, forwardMs: number, sampleMs: number): void {
     this.#stepSeconds.observe(wallMs / 1000);
     this.#stepExecutorSeconds.observe((forwardMs + sampleMs) / 1000);
@@ -188,6 +215,7 @@ export class ServingMetrics {
   observeEngine(stats: EngineStats): void {
     this.#queueDepth.set(stats.waiting);
     this.#running.set(stats.running);
+    this.#suspects.set(stats.suspects);
     this.#poolPages.set({ use: "kv" }, stats.pages.kv);
     this.#poolPages.set({ use: "adapter" }, stats.pages.adapter);
     this.#poolPages.set({ use: "free" }, stats.pages.free);

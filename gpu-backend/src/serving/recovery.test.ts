@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
+import { adapterBaseOf, checkAdapterDirectory } from "../adapters/directory-check.ts";
 import { AdapterStore } from "../adapters/store.ts";
 import { defaultEngineConfig, Engine } from "../engine/index.ts";
 import { greedy, internBlockHasher } from "../engine/testing.ts";
@@ -38,6 +39,8 @@ const request: GenerateRequest = {
   stop: [],
   stopTokenIds: [],
   ignoreEos: true,
+  grammar: null,
+  keepSpecialTokens: false,
   deadlineMs: null,
 };
 
@@ -66,7 +69,9 @@ describe.skipIf(!HAVE_TINY)("the serving loop losing its executor (tiny model)",
       }),
       executor,
       supervisor: executor,
-      adapters: new AdapterRegistry(new AdapterStore({ dir })),
+      adapters: new AdapterRegistry(new AdapterStore({ dir }), (adapterDir) =>
+        checkAdapterDirectory(adapterDir, adapterBaseOf(model, 16)),
+      ),
       tokenizer: ModelTokenizer.fromDirectory(TINY_MODEL),
       metrics: new ServingMetrics(),
       logger: pino({ level: "silent" }),

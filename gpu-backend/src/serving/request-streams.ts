@@ -5,8 +5,14 @@ import type { Engine, RequestOutput } from "../engine/index.ts";
 import type { GenerationStream } from "./generation-stream.ts";
 import type { ServingMetrics } from "./metrics.ts";
 
+interface Held {
+  stream: GenerationStream;
+  /** what the request holds besides its stream (its grammar), given back when it ends */
+  release: () => void;
+}
+
 export class RequestStreams {
-  readonly #streams = new Map<string, GenerationStream>();
+  readonly #streams = new Map<string, Held>();
   readonly #engine: Engine;
   readonly #metrics: ServingMetrics;
 
@@ -20,9 +26,14 @@ export class RequestStreams {
     return this.#streams.size;
   }
 
-  /** A request the engine has just taken. */
-  add(stream: GenerationStream, nowMs: number): void {
-    this.#streams.set(stream.id, stream);
+  /** Whether request `id` is unfinished. */
+  has(id: string): boolean {
+    return this.#streams.has(id);
+  }
+
+  /** A request the engine has just taken; `release` runs once it ends, however it ends. */
+  add(stream: GenerationStream, nowMs: number, release: () => void = () => {}): void {
+    this.#streams.set(stream.id, { stream, release });
     this.#metrics.requestAdmitted(stream.id, nowMs);
   }
 
@@ -33,8 +44,9 @@ export class RequestStreams {
   deliver(outputs: RequestOutput[], errorKind: new (message: string) => Error): void {
     const now = Date.now();
     for (const output of outputs) {
-      const stream = this.#streams.get(output.id);
-      if (!stream) continue;
+      const held = this.#streams.get(output.id);
+      if (!held) continue;
+      const { stream } = held;
       this.#metrics.tokensOut(output.id, output.newTokenIds.length, now);
       if (output.finishReason === "error") {
         stream.fail(new errorKind(output.error ?? "generation failed"));
@@ -44,6 +56,7 @@ export class RequestStreams {
       }
       if (stream.finished) {
         this.#streams.delete(output.id);
+        held.release();
         this.#metrics.requestFinished(output.id, output.finishReason ?? "stop");
       }
     }
@@ -51,16 +64,20 @@ export class RequestStreams {
 
   /** The client stopped reading: the request ends in the engine too. False if it had ended. */
   cancel(id: string): boolean {
-    if (!this.#streams.delete(id)) return false;
+    const held = this.#streams.get(id);
+    if (held === undefined) return false;
+    this.#streams.delete(id);
     this.#engine.abort(id, "abort");
+    held.release();
     this.#metrics.requestFinished(id, "abort");
     return true;
   }
 
   /** Ends every unfinished request with `error`. */
   failAll(error: Error): void {
-    for (const [id, stream] of this.#streams) {
+    for (const [id, { stream, release }] of this.#streams) {
       this.#engine.abort(id, "abort");
+      release();
       stream.fail(error);
       this.#metrics.requestFinished(id, "error");
     }

@@ -6,14 +6,16 @@
 // drain.ts (SIGTERM), request-streams.ts (deliver).
 import type { Logger } from "pino";
 import type { Engine, SamplingParams } from "../engine/index.ts";
+import type { GrammarSpec } from "../protocol/messages.ts";
 import type { ModelTokenizer } from "../tokenizer/tokenizer.ts";
 import type { AdapterRegistry } from "./adapter-registry.ts";
 import type { Admission, Phase, Seats } from "./admission.ts";
 import { Drain } from "./drain.ts";
-import { BackendUnavailableError, GenerationFailedError } from "./errors.ts";
+import { BackendUnavailableError, ExecutorFailedError } from "./errors.ts";
 import { ExecutorCalls } from "./executor-calls.ts";
 import type { ExecutorLink, ExecutorSupervisor, RemoteAdapter } from "./executor-link.ts";
 import { GenerationStream } from "./generation-stream.ts";
+import { GrammarRegistry } from "./grammar-registry.ts";
 import type { ServingMetrics } from "./metrics.ts";
 import { Recovery } from "./recovery.ts";
 import { RequestStreams } from "./request-streams.ts";
@@ -34,6 +36,10 @@ export interface GenerateRequest {
   stop: string[];
   stopTokenIds: number[];
   ignoreEos: boolean;
+  /** what every sample must follow (structured outputs, tool calls); null = free text */
+  grammar: GrammarSpec | null;
+  /** special tokens stay in the text (a tool-call format opened by one) */
+  keepSpecialTokens: boolean;
   /** absolute ms, null = none */
   deadlineMs: number | null;
 }
@@ -51,6 +57,7 @@ export class ServingLoop {
   readonly #streams: RequestStreams;
   readonly #recovery: Recovery;
   readonly #calls: ExecutorCalls;
+  readonly #grammars: GrammarRegistry;
   readonly #drain = new Drain();
   #nextId = 0;
   #wake: (() => void) | null = null;
@@ -74,8 +81,14 @@ export class ServingLoop {
     this.#tokenizer = deps.tokenizer;
     this.#metrics = deps.metrics;
     this.#streams = new RequestStreams(deps.engine, deps.metrics);
+    this.#grammars = new GrammarRegistry(deps.executor, deps.metrics);
     const poke = () => this.#poke();
-    this.#recovery = new Recovery({ ...deps, streams: this.#streams, onEnd: poke });
+    this.#recovery = new Recovery({
+      ...deps,
+      streams: this.#streams,
+      grammars: this.#grammars,
+      onEnd: poke,
+    });
     this.#calls = new ExecutorCalls({
       ...deps,
       streams: this.#streams,
@@ -121,10 +134,17 @@ export class ServingLoop {
     return this.admission.reserve(this.#streams.size, count, param);
   }
 
+  /** grammars held by unfinished requests (tests: none is left behind) */
+  get heldGrammars(): number {
+    return this.#grammars.size;
+  }
+
   /**
    * Admits a request on one of `seats` and returns its stream. Throws what admission
-   * refuses with, UnknownModelError, AdapterLoadError, AdapterStoreUnavailableError or
-   * the engine's InvalidRequestError before anything is queued.
+   * refuses with, UnknownModelError, AdapterLoadError, AdapterStoreUnavailableError,
+   * the executor's grammar refusal (a 400) or the engine's InvalidRequestError before
+   * anything is queued. A grammar is compiled (or found compiled) first: the request
+   * waits for it, the running batch does not.
    */
   async generate(request: GenerateRequest, seats: Seats): Promise<GenerationStream> {
     const { promptIds } = request;
@@ -138,26 +158,43 @@ export class ServingLoop {
       : request.adapterName === null
         ? null
         : await this.#adapters.resolve(request.adapterName);
+    const grammarId =
+      request.grammar === null ? null : await this.#grammars.acquire(request.grammar);
+    const release = () => {
+      if (grammarId !== null) this.#grammars.release(grammarId);
+    };
     const id = `req-${++this.#nextId}`;
-    const stream = new GenerationStream(id, this.#tokenizer, promptIds, request.stop, () => {
-      if (this.#streams.cancel(id)) this.#poke();
-    });
-    const now = Date.now();
-    this.#engine.addRequest({
+    const stream = new GenerationStream(
       id,
-      tenant: request.tenant,
-      cacheSalt: request.cacheSalt,
-      adapter,
-      promptTokenIds: promptIds,
-      sampling: request.sampling,
-      maxTokens,
-      stopTokenIds: request.stopTokenIds,
-      ignoreEos: request.ignoreEos,
-      deadlineMs: request.deadlineMs,
-      arrivalMs: now,
-    });
+      this.#tokenizer,
+      promptIds,
+      { stops: request.stop, keepSpecialTokens: request.keepSpecialTokens },
+      () => {
+        if (this.#streams.cancel(id)) this.#poke();
+      },
+    );
+    const now = Date.now();
+    try {
+      this.#engine.addRequest({
+        id,
+        tenant: request.tenant,
+        cacheSalt: request.cacheSalt,
+        adapter,
+        promptTokenIds: promptIds,
+        sampling: request.sampling,
+        maxTokens,
+        stopTokenIds: request.stopTokenIds,
+        ignoreEos: request.ignoreEos,
+        grammarId,
+        deadlineMs: request.deadlineMs,
+        arrivalMs: now,
+      });
+    } catch (error) {
+      release();
+      throw error;
+    }
     seats.take();
-    this.#streams.add(stream, now);
+    this.#streams.add(stream, now, release);
     this.#poke();
     return stream;
   }
@@ -168,9 +205,13 @@ export class ServingLoop {
         const { plan, adapterOps, finished } = this.#engine.schedule(Date.now());
         for (const op of adapterOps) this.#calls.sendAdapterOp(op);
         if (plan) this.#calls.sendStep(plan);
-        this.#streams.deliver(finished, GenerationFailedError);
+        this.#streams.deliver(finished, ExecutorFailedError);
         this.#metrics.observeEngine(this.#engine.stats());
         if (plan) continue;
+      } else if (!this.#recovery.recovering) {
+        // Steps in flight at their limit: an adapter staged (or a request queued) meanwhile
+        // gets its load (or stage) now, not after the next step's result.
+        for (const op of this.#engine.prefetch()) this.#calls.sendAdapterOp(op);
       }
       await this.#sleep();
     }

@@ -18,6 +18,7 @@ const REPLACEMENT = "\uFFFD";
 
 export class IncrementalDetokenizer {
   readonly #decoder: TokenDecoder;
+  readonly #skipSpecialTokens: boolean;
   readonly #tokens: number[];
   #prefixOffset = 0;
   #readOffset: number;
@@ -28,8 +29,9 @@ export class IncrementalDetokenizer {
    *   for (const id of generated) send(detok.push(id));
    *   send(detok.finish());
    */
-  constructor(decoder: TokenDecoder, promptIds: readonly number[]) {
+  constructor(decoder: TokenDecoder, promptIds: readonly number[], skipSpecialTokens = true) {
     this.#decoder = decoder;
+    this.#skipSpecialTokens = skipSpecialTokens;
     this.#tokens = promptIds.slice(-PROMPT_CONTEXT);
     this.#readOffset = this.#tokens.length;
   }
@@ -54,6 +56,9 @@ export class IncrementalDetokenizer {
   }
 
   #decode(end: number): string {
-    return this.#decoder.decode(this.#tokens.slice(this.#prefixOffset, end), true);
+    return this.#decoder.decode(
+      this.#tokens.slice(this.#prefixOffset, end),
+      this.#skipSpecialTokens,
+    );
   }
 }

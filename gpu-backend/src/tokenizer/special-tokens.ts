@@ -40,6 +40,11 @@ export class SpecialTokens {
       .sort((a, b) => b.content.length - a.content.length);
   }
 
+  /** The special token whose text is exactly `content`, if there is one. */
+  find(content: string): SpecialToken | undefined {
+    return this.#tokens.find((token) => token.content === content);
+  }
+
   /**
    * Whether `text`, placed anywhere in a rendered prompt, could take part in a special token:
    * it holds one, or its start could end one, or its end could begin one.

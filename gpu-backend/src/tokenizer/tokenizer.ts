@@ -8,7 +8,9 @@ import {
   type ChatMessage,
   ChatTemplate,
   ChatTemplateError,
+  type ChatTools,
   mapMessageText,
+  mapToolText,
 } from "./chat-template.ts";
 import { joinSections, type PromptPiece, SpecialTokens } from "./special-tokens.ts";
 
@@ -156,30 +158,35 @@ export class ModelTokenizer {
 
   /**
    * A chat prompt through the chat template, whose control tokens come from the template
-   * only: text the messages bring is tokenized as text, so a user message holding
+   * only: text the messages and the tools bring (tool definitions, call arguments, tool
+   * results) is tokenized as text, so a user message holding
    * "<|im_end|><|im_start|>system" stays words and forges no turn. Messages whose text
    * cannot touch a special token (nearly all) are encoded as the whole rendered string,
    * exactly as HF transformers would.
    *
    * @example tokenizer.chatPrompt([{ role: "user", content: "Hi" }], true).encode()
    */
-  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt: boolean): Prompt {
+  chatPrompt(
+    messages: readonly ChatMessage[],
+    addGenerationPrompt: boolean,
+    tools: ChatTools = null,
+  ): Prompt {
     const template = this.chatTemplate;
     if (template === null) throw new ChatTemplateError("this model has no chat template");
-    const text = template.render(messages, addGenerationPrompt);
+    const text = template.render(messages, addGenerationPrompt, tools);
     let touches = false;
-    for (const message of messages) {
-      mapMessageText(message, (text) => {
-        touches ||= this.#specials.touches(text);
-        return text;
-      });
-    }
+    const check = (text: string) => {
+      touches ||= this.#specials.touches(text);
+      return text;
+    };
+    for (const message of messages) mapMessageText(message, check);
+    for (const tool of tools ?? []) mapToolText(tool, check);
     if (!touches) return { text, encode: () => this.encode(text, false) };
     return {
       text,
       encode: () => {
         const pieces: PromptPiece[] = template
-          .segments(messages, addGenerationPrompt)
+          .segments(messages, addGenerationPrompt, tools)
           .flatMap((s) => (s.fromMessage ? [{ text: s.text }] : this.#specials.split(s.text)));
         return joinSections(pieces).flatMap((piece) =>
           "special" in piece
@@ -204,6 +211,11 @@ export class ModelTokenizer {
       skip_special_tokens: skipSpecialTokens,
       clean_up_tokenization_spaces: false,
     });
+  }
+
+  /** The id of the special token whose text is `text`, or null (it is text). */
+  specialTokenId(text: string): number | null {
+    return this.#specials.find(text)?.id ?? null;
   }
 
   /** The token's string in the vocabulary, as OpenAI's logprobs `token` field carries it. */

@@ -1,5 +1,11 @@
 import { useRef, useState } from "preact/hooks";
-import { type ChatMessage, type ChatRequest, streamChat } from "../../api/chat.ts";
+import {
+  type ChatMessage,
+  type ChatRequest,
+  streamChat,
+  type ToolCall,
+  withToolCallDelta,
+} from "../../api/chat.ts";
 import { curlSnippet, openaiJsSnippet, openaiPythonSnippet } from "../../api/snippets.ts";
 import { listModels } from "../../api/tenant-api.ts";
 import type { Model } from "../../api/types.ts";
@@ -8,6 +14,70 @@ import { can, clientOf, type Session } from "../session.ts";
 import { useAsync } from "../use-async.ts";
 
 type Params = { maxTokens: number; temperature: number; topP: number; seed: string; stop: string };
+
+/** What the answer must be: JSON of a schema, and the tools it may call (JSON texts, "" = none). */
+type Shape = {
+  schema: string;
+  tools: string;
+  toolChoice: "auto" | "required" | "none";
+  parallel: boolean;
+};
+
+const SCHEMA_EXAMPLE = JSON.stringify(
+  {
+    type: "object",
+    properties: { city: { type: "string", maxLength: 20 }, celsius: { type: "integer" } },
+    required: ["city", "celsius"],
+    additionalProperties: false,
+  },
+  null,
+  2,
+);
+
+const TOOLS_EXAMPLE = JSON.stringify(
+  [
+    {
+      type: "function",
+      function: {
+        name: "get_weather",
+        description: "The weather in a city",
+        parameters: {
+          type: "object",
+          properties: { city: { type: "string", maxLength: 20 } },
+          required: ["city"],
+          additionalProperties: false,
+        },
+      },
+    },
+  ],
+  null,
+  2,
+);
+
+/** The request fields of a shape, or why it cannot be sent (a JSON text that does not parse). */
+function shapeFields(shape: Shape): { fields: Partial<ChatRequest>; problem: string | null } {
+  const fields: Partial<ChatRequest> = {};
+  try {
+    if (shape.schema.trim() !== "") {
+      const schema: unknown = JSON.parse(shape.schema);
+      fields.response_format = { type: "json_schema", json_schema: { name: "answer", schema } };
+    }
+  } catch (error) {
+    return { fields: {}, problem: `The JSON schema is not JSON: ${(error as Error).message}` };
+  }
+  try {
+    if (shape.tools.trim() !== "") {
+      const tools: unknown = JSON.parse(shape.tools);
+      if (!Array.isArray(tools)) return { fields: {}, problem: "The tools must be a JSON list" };
+      fields.tools = tools;
+      fields.tool_choice = shape.toolChoice;
+      if (!shape.parallel) fields.parallel_tool_calls = false;
+    }
+  } catch (error) {
+    return { fields: {}, problem: `The tools are not JSON: ${(error as Error).message}` };
+  }
+  return { fields, problem: null };
+}
 
 const snippetKinds = {
   curl: curlSnippet,
@@ -21,6 +91,7 @@ function requestOf(
   system: string,
   messages: ChatMessage[],
   params: Params,
+  shape: Shape,
 ): ChatRequest {
   const request: ChatRequest = {
     model,
@@ -29,6 +100,7 @@ function requestOf(
     temperature: params.temperature,
     top_p: params.topP,
     stream: true,
+    ...shapeFields(shape).fields,
   };
   if (params.seed.trim() !== "") request.seed = Number(params.seed);
   const stops = params.stop.split("\n").filter((s) => s !== "");
@@ -63,15 +135,23 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
     seed: "",
     stop: "",
   });
+  const [shape, setShape] = useState<Shape>({
+    schema: "",
+    tools: "",
+    toolChoice: "auto",
+    parallel: true,
+  });
   const [streaming, setStreaming] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [usageLine, setUsageLine] = useState("");
   const [snippet, setSnippet] = useState<SnippetKind>("curl");
   const abort = useRef<AbortController | null>(null);
 
+  const { problem } = shapeFields(shape);
+
   async function send(event: Event) {
     event.preventDefault();
-    if (draft.trim() === "" || streaming) return;
+    if (draft.trim() === "" || streaming || problem !== null) return;
     const history: ChatMessage[] = [...messages, { role: "user", content: draft }];
     setMessages([...history, { role: "assistant", content: "" }]);
     setDraft("");
@@ -80,12 +160,21 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
     setStreaming(true);
     abort.current = new AbortController();
     let answer = "";
+    let calls: ToolCall[] = [];
+    const show = () =>
+      setMessages([
+        ...history,
+        { role: "assistant", content: answer, ...(calls.length > 0 ? { tool_calls: calls } : {}) },
+      ]);
     try {
-      const request = requestOf(model, system, history, params);
+      const request = requestOf(model, system, history, params, shape);
       for await (const delta of streamChat(clientOf(session), request, abort.current.signal)) {
         if (delta.kind === "text") {
           answer += delta.text;
-          setMessages([...history, { role: "assistant", content: answer }]);
+          show();
+        } else if (delta.kind === "tool_call") {
+          calls = withToolCallDelta(calls, delta.call);
+          show();
         } else if (delta.usage) {
           setUsageLine(
             `${delta.usage.prompt_tokens} prompt + ${delta.usage.completion_tokens} completion tokens · finish: ${delta.finishReason ?? "?"}`,
@@ -106,7 +195,7 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
     : messages.length > 0
       ? messages
       : [{ role: "user", content: "Hello!" }];
-  const shown = requestOf(model, system, next, params);
+  const shown = requestOf(model, system, next, params, shape);
 
   return (
     <div class="playground">
@@ -119,6 +208,13 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
               <div key={i} class={`message ${m.role}`} data-role={m.role}>
                 <span class="role">{m.role}</span>
                 {m.content}
+                {(m.tool_calls ?? []).map((call, k) => (
+                  <div key={k} class="tool-call" data-testid="tool-call">
+                    <span class="role">call</span>
+                    <code>{call.function.name}</code>
+                    <pre>{call.function.arguments}</pre>
+                  </div>
+                ))}
               </div>
             ))
           )}
@@ -129,6 +225,11 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
           </p>
         )}
         <ErrorNotice error={error} />
+        {problem !== null && (
+          <div class="notice error" role="alert">
+            {problem}
+          </div>
+        )}
         <form class="panel" onSubmit={send}>
           <div class="field">
             <label for="chat-input">Message</label>
@@ -146,7 +247,11 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
             </span>
           </div>
           <div class="row">
-            <button class="primary" type="submit" disabled={streaming || draft.trim() === ""}>
+            <button
+              class="primary"
+              type="submit"
+              disabled={streaming || draft.trim() === "" || problem !== null}
+            >
               {streaming ? "Streaming…" : "Send"}
             </button>
             {streaming && (
@@ -253,6 +358,52 @@ function Chat({ session, models }: { session: Session; models: Model[] }) {
             value={params.stop}
             onInput={(e) => setParams({ ...params, stop: e.currentTarget.value })}
           />
+        </div>
+        <div class="field">
+          <label for="json-schema">JSON schema of the answer (optional)</label>
+          <textarea
+            id="json-schema"
+            value={shape.schema}
+            placeholder={SCHEMA_EXAMPLE}
+            onInput={(e) => setShape({ ...shape, schema: e.currentTarget.value })}
+            aria-describedby="json-schema-hint"
+          />
+          <span id="json-schema-hint" class="hint">
+            Sent as response_format json_schema: the answer always parses and follows it.
+          </span>
+        </div>
+        <div class="field">
+          <label for="tools">tools (optional, a JSON list)</label>
+          <textarea
+            id="tools"
+            value={shape.tools}
+            placeholder={TOOLS_EXAMPLE}
+            onInput={(e) => setShape({ ...shape, tools: e.currentTarget.value })}
+          />
+        </div>
+        <div class="field">
+          <label for="tool-choice">tool_choice</label>
+          <select
+            id="tool-choice"
+            value={shape.toolChoice}
+            onChange={(e) =>
+              setShape({ ...shape, toolChoice: e.currentTarget.value as Shape["toolChoice"] })
+            }
+          >
+            <option value="auto">auto</option>
+            <option value="required">required</option>
+            <option value="none">none</option>
+          </select>
+        </div>
+        <div class="field">
+          <label>
+            <input
+              type="checkbox"
+              checked={shape.parallel}
+              onChange={(e) => setShape({ ...shape, parallel: e.currentTarget.checked })}
+            />{" "}
+            parallel_tool_calls
+          </label>
         </div>
       </aside>
     </div>

@@ -1,49 +1,37 @@
-"""PEFT LoRA adapters: parsed, validated and packed into the pool's page layout on the host.
-
-Everything is checked here, before any byte reaches the pool (PROTOCOL.md "Adapter
-checks"): a bad adapter raises AdapterInvalid naming the problem.
+"""PEFT LoRA adapters: read, checked by the shared rules (adapter_rules.py, the same as
+the gateway's upload and the backend's registration) and packed into the pool's page
+layout on the host. A bad adapter raises AdapterInvalid naming the first rule it breaks,
+before any byte reaches the pool.
 
 Example:
     adapter = parse_adapter(7, "/adapters/tiny-r8", cfg, max_rank=128, dtype=torch.float32)
     adapter.rows.shape  # [num_layers, num_pages, W], ready to copy into pool pages
 """
 
-import json
-import math
-import re
+import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 
 from ..errors import AdapterInvalid
-from .adapter_layout import MODULES, ModuleSpan, adapter_layout
+from .adapter_layout import ModuleSpan, adapter_layout
+from .adapter_rules import (
+    CONFIG,
+    MAX_CONFIG_BYTES,
+    WEIGHTS,
+    AdapterConfig,
+    LoraTensor,
+    check_config,
+    check_lora_tensors,
+    check_values,
+    parse_safetensors_header,
+    safetensors_header_end,
+)
 from .config import ModelConfig
-
-_PARENT = {m: "self_attn" for m in ("q", "k", "v", "o")} | {
-    m: "mlp" for m in ("gate", "up", "down")
-}
-_KEY = re.compile(
-    r"^(?:base_model\.model\.)?model\.layers\.(\d+)\.(?:self_attn|mlp)\."
-    r"(q|k|v|o|gate|up|down)_proj\.lora_(A|B)\.weight$"
-)
-# adapter_config.json fields that change what the adapter computes and that we do not
-# implement: a config that sets any of them is refused by name.
-_REFUSED_IF_SET = (
-    "use_dora",
-    "lora_bias",
-    "modules_to_save",
-    "rank_pattern",
-    "alpha_pattern",
-    "layers_to_transform",
-    "layer_replication",
-    "trainable_token_indices",
-    "use_qalora",
-    "target_parameters",
-    "alora_invocation_tokens",
-    "fan_in_fan_out",
-)
 
 
 @dataclass
@@ -72,13 +60,77 @@ class AdapterFiles:
     weights: dict[tuple[int, str, str], torch.Tensor]  # (layer, module, "A" | "B")
 
 
-def read_adapter_files(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterFiles:
+def packed_bytes(config: AdapterConfig, cfg: ModelConfig, dtype: torch.dtype) -> int:
+    """Host bytes `parse_adapter` packs the adapter into: what a buffer for it holds."""
+    _, num_pages = adapter_layout(config.rank, config.targets, cfg.module_shapes(), cfg.page_width)
+    return cfg.num_layers * num_pages * cfg.page_width * dtype.itemsize
+
+
+def read_adapter_config(path: str | Path, cfg: ModelConfig, max_rank: int) -> AdapterConfig:
+    """adapter_config.json checked by the rules (it gives the packed size: read first)."""
     root = Path(path)
     if not root.is_dir():
         raise AdapterInvalid(f"{root} is not a directory")
-    rank, alpha, use_rslora, targets = _read_config(root, cfg, max_rank)
-    scale = alpha / math.sqrt(rank) if use_rslora else alpha / rank
-    return AdapterFiles(root, rank, scale, targets, _read_weights(root, cfg, rank, targets))
+    config_path = root / CONFIG
+    # Whatever is there is read, bounded (a FIFO holds the stage until written: the
+    # tests hold stages so); the backend's registration takes regular files only.
+    if not config_path.exists() or config_path.is_dir():
+        raise AdapterInvalid(f"{CONFIG} is missing", "missing_file")
+    with config_path.open("rb") as f:
+        return check_config(f.read(MAX_CONFIG_BYTES + 1), max_rank)
+
+
+def read_adapter_files(
+    path: str | Path, cfg: ModelConfig, max_rank: int, config: AdapterConfig | None = None
+) -> AdapterFiles:
+    """`config`: read_adapter_config's, when the caller read it already (it is read once).
+    The weights are views of the file's pages (a private mapping), not copies: packing
+    reads each value from the page cache."""
+    root = Path(path)
+    config = config or read_adapter_config(root, cfg, max_rank)
+    weights_path = root / WEIGHTS
+    if not weights_path.is_file():  # mapped: a regular file only
+        if (root / "adapter_model.bin").exists():
+            raise AdapterInvalid(
+                f"adapter_model.bin is a pickle; only {WEIGHTS} is accepted", "pickle_not_accepted"
+            )
+        raise AdapterInvalid(f"{WEIGHTS} is missing", "missing_file")
+    weights = _read_weights(weights_path, config, cfg)
+    return AdapterFiles(root, config.rank, config.scale, config.targets, weights)
+
+
+def _read_weights(
+    path: Path, config: AdapterConfig, cfg: ModelConfig
+) -> dict[tuple[int, str, str], torch.Tensor]:
+    """The header and values checked by the rules, then every LoRA weight as a view of a
+    private, copy-on-write mapping of the file. The kernel is asked to read the whole file
+    ahead at once, so a file not in the page cache arrives in large reads, not a page fault
+    at a time."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        end = safetensors_header_end(head, size)
+        entries = parse_safetensors_header(head + f.read(end - 8), size)
+        tensors = check_lora_tensors(entries, config, cfg.num_layers, cfg.module_shapes())
+        # Not empty: every LoRA weight has elements, and the tensors tile the data.
+        os.posix_fadvise(f.fileno(), 0, size, os.POSIX_FADV_WILLNEED)
+        mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+    data = np.frombuffer(mapped, np.uint8)[end:]
+    check_values(tensors, data, config.scale)
+    return {(t.layer, t.module, t.side): _tensor(t, data) for t in tensors}
+
+
+_TORCH = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def _tensor(t: LoraTensor, data: np.ndarray) -> torch.Tensor:
+    """A view of the tensor's bytes in the mapping (a copy only where a writer did not
+    align it, rare)."""
+    dtype = _TORCH[t.entry.dtype]
+    raw = data[t.entry.begin : t.entry.end]
+    if raw.ctypes.data % dtype.itemsize:
+        raw = raw.copy()
+    return torch.from_numpy(raw).view(dtype).view(t.entry.shape)
 
 
 def parse_adapter(
@@ -89,9 +141,12 @@ def parse_adapter(
     dtype: torch.dtype,
     pin: bool = False,
     out: torch.Tensor | None = None,
+    config: AdapterConfig | None = None,
 ) -> ParsedAdapter:
-    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes)."""
-    files = read_adapter_files(path, cfg, max_rank)
+    """out: a uint8 buffer to pack the rows into when they fit (its first host_bytes);
+    the rows are then a view of it, and nothing else is allocated for them. config: its
+    read_adapter_config, when the caller read it already (to size `out`)."""
+    files = read_adapter_files(path, cfg, max_rank, config)
     return packed_adapter(adapter_id, files, files.weights, cfg, dtype, pin, out)
 
 
@@ -106,143 +161,12 @@ def packed_adapter(
 ) -> ParsedAdapter:
     """`weights` (all of `files`' or a rank's share) -> the host-tier adapter in `cfg`'s
     page layout, packed straight into (pinned) memory of the pool dtype: one buffer, or
-    the start of `out` (uint8) when it is big enough."""
+    the start of `out` (uint8) when it is big enough. The rules keep every value within
+    fp16's range once scaled, so no pool dtype overflows."""
     rank, scale, targets = files.rank, files.scale, files.targets
     spans, num_pages = adapter_layout(rank, targets, cfg.module_shapes(), cfg.page_width)
     rows = _pack(weights, spans, cfg, num_pages, scale, dtype, pin, out)
-    if not all_finite(rows):
-        check_finite(weights)  # every source value lands in `rows`: name the culprit
-        raise AdapterInvalid(f"{files.root}: weights overflow {dtype} once scaled by {scale:g}")
     return ParsedAdapter(adapter_id, rank, scale, targets, spans, num_pages, rows)
-
-
-def check_finite(weights: dict[tuple[int, str, str], torch.Tensor]) -> None:
-    for (layer, module, kind), tensor in weights.items():
-        if not all_finite(tensor):
-            raise AdapterInvalid(f"layer {layer} {module}_proj lora_{kind} holds non-finite values")
-
-
-def all_finite(tensor: torch.Tensor) -> bool:
-    # One pass that allocates nothing: min and max propagate NaN and are ±inf when any
-    # element is. On the CPU this is ~14x faster than a bit test of the exponents and
-    # ~38x than torch.isfinite (a 7B rank-16 adapter: 1.9 ms), and staging time is an
-    # adapter's cold-start latency.
-    if tensor.numel() == 0:
-        return True
-    low, high = torch.aminmax(tensor)
-    return bool(torch.isfinite(low) & torch.isfinite(high))
-
-
-def _read_config(root: Path, cfg: ModelConfig, max_rank: int) -> tuple[int, float, bool, list]:
-    path = root / "adapter_config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise AdapterInvalid(f"{path} is missing") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AdapterInvalid(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(raw, dict):
-        raise AdapterInvalid(f"{path} is not a JSON object")
-    if raw.get("peft_type") != "LORA":
-        raise AdapterInvalid(f"peft_type is {raw.get('peft_type')!r}, only LORA is served")
-    for field in _REFUSED_IF_SET:
-        if raw.get(field):
-            raise AdapterInvalid(f"{field} is set ({raw[field]!r}); it is not supported")
-    if raw.get("bias", "none") != "none":
-        raise AdapterInvalid(f"bias is {raw['bias']!r}; bias training is not supported")
-    rank, alpha = raw.get("r"), raw.get("lora_alpha")
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise AdapterInvalid(f"r must be a positive integer, got {rank!r}")
-    if rank > max_rank:
-        raise AdapterInvalid(f"rank {rank} exceeds max_lora_rank {max_rank}")
-    if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not math.isfinite(alpha):
-        raise AdapterInvalid(f"lora_alpha must be a finite number, got {alpha!r}")
-    use_rslora = raw.get("use_rslora", False)
-    if not isinstance(use_rslora, bool):
-        raise AdapterInvalid(f"use_rslora must be a boolean, got {use_rslora!r}")
-    return rank, float(alpha), use_rslora, _targets(raw.get("target_modules"), cfg)
-
-
-def _targets(spec: object, cfg: ModelConfig) -> list[str]:
-    if spec == "all-linear":
-        return list(MODULES)
-    if isinstance(spec, str):
-        return _regex_targets(spec, cfg)
-    if not isinstance(spec, list) or not spec:
-        raise AdapterInvalid(f"target_modules must be a non-empty list, got {spec!r}")
-    chosen = set()
-    for name in spec:
-        if not isinstance(name, str) or not name.endswith("_proj") or name[:-5] not in MODULES:
-            raise AdapterInvalid(
-                f"target module {name!r} is not supported "
-                "(q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)"
-            )
-        chosen.add(name[:-5])
-    return [m for m in MODULES if m in chosen]
-
-
-def _regex_targets(pattern: str, cfg: ModelConfig) -> list[str]:
-    # PEFT full-matches a string target against every module's qualified name.
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise AdapterInvalid(f"target_modules regex {pattern!r} is invalid: {e}") from e
-    chosen = []
-    for module in MODULES:
-        names = [f"model.layers.{i}.{_PARENT[module]}.{module}_proj" for i in range(cfg.num_layers)]
-        hits = sum(bool(regex.fullmatch(n)) for n in names)
-        if 0 < hits < len(names):
-            raise AdapterInvalid(f"target_modules {pattern!r} targets {module}_proj in some layers")
-        if hits:
-            chosen.append(module)
-    for other in ("model.embed_tokens", "lm_head"):
-        if regex.fullmatch(other):
-            raise AdapterInvalid(f"target_modules {pattern!r} targets {other}, not supported")
-    if not chosen:
-        raise AdapterInvalid(f"target_modules {pattern!r} matches no supported module")
-    return chosen
-
-
-def _read_weights(
-    root: Path, cfg: ModelConfig, rank: int, targets: list[str]
-) -> dict[tuple[int, str, str], torch.Tensor]:
-    path = root / "adapter_model.safetensors"
-    if not path.exists():
-        if (root / "adapter_model.bin").exists():
-            raise AdapterInvalid("adapter_model.bin is a pickle; only safetensors is accepted")
-        raise AdapterInvalid(f"{path} is missing")
-    weights = {}
-    try:
-        with safe_open(path, framework="pt") as st:
-            for key in st.keys():  # noqa: SIM118 - safe_open has no __iter__
-                match = _KEY.match(key)
-                if not match:
-                    raise AdapterInvalid(f"unexpected tensor {key}")
-                if match[2] not in targets:
-                    raise AdapterInvalid(f"tensor {key}: target_modules does not list it")
-                if int(match[1]) >= cfg.num_layers:
-                    raise AdapterInvalid(
-                        f"tensor {key}: the base model has {cfg.num_layers} layers"
-                    )
-                weights[(int(match[1]), match[2], match[3])] = st.get_tensor(key)
-    except SafetensorError as e:
-        raise AdapterInvalid(f"{path} is not a valid safetensors file: {e}") from e
-    shapes = cfg.module_shapes()
-    for layer in range(cfg.num_layers):
-        for module in targets:
-            fan_in, fan_out = shapes[module]
-            for kind, shape in (("A", (rank, fan_in)), ("B", (fan_out, rank))):
-                name = f"layer {layer} {module}_proj lora_{kind}"
-                tensor = weights.get((layer, module, kind))
-                if tensor is None:
-                    raise AdapterInvalid(f"{name} is missing")
-                if tuple(tensor.shape) != shape:
-                    raise AdapterInvalid(
-                        f"{name} has shape {tuple(tensor.shape)}, the base model needs {shape}"
-                    )
-                if not tensor.is_floating_point():
-                    raise AdapterInvalid(f"{name} has dtype {tensor.dtype}, not floating point")
-    return weights
 
 
 def _pack(
@@ -255,9 +179,6 @@ def _pack(
     pin: bool,
     out: torch.Tensor | None,
 ) -> torch.Tensor:
-    # A few bulk copies per module for all layers at once, not one per layer: staging
-    # runs on threads beside the step loop, and every Python-level operation there is a
-    # turn at the GIL that the step loop waits for.
     width, layers = cfg.page_width, range(cfg.num_layers)
     # The spans tile all pages, so every element is written below: data, then row tails.
     shape = (cfg.num_layers, num_pages * width)
@@ -266,30 +187,45 @@ def _pack(
         rows = out[:nbytes].view(dtype).view(shape)
     else:
         rows = torch.empty(shape, dtype=dtype, pin_memory=pin)
-    for module, span in spans.items():
-        for kind, start, row_pages in (
-            ("A", span.a_start, span.a_row_pages),
-            ("B", span.b_start, span.b_row_pages),
-        ):
-            block = rows[:, start * width : (start + span.rank * row_pages) * width]
-            block = block.view(cfg.num_layers, span.rank, row_pages * width)
-            sources = [weights[(layer, module, kind)] for layer in layers]
-            length = sources[0].shape[1] if kind == "A" else sources[0].shape[0]
-            if kind == "A":  # [r, in] each
-                torch._foreach_copy_(list(block[..., :length].unbind()), sources)
-            else:  # [out, r] each
-                _scaled_transpose(block[..., :length], torch.stack(sources), scale)
-            block[..., length:] = 0
+
+    def pack_layer(layer: int) -> None:
+        row = rows[layer]
+        for module, span in spans.items():
+            for kind, start, row_pages in (
+                ("A", span.a_start, span.a_row_pages),
+                ("B", span.b_start, span.b_row_pages),
+            ):
+                block = row[start * width : (start + span.rank * row_pages) * width]
+                block = block.view(span.rank, row_pages * width)
+                source = weights[(layer, module, kind)]
+                if kind == "A":  # [r, in]
+                    length = source.shape[1]
+                    block[:, :length].copy_(source)
+                else:  # [out, r]
+                    length = source.shape[0]
+                    _scaled_transpose(block[:, :length], source, scale)
+                block[:, length:] = 0
+
+    # Layers in the order the file holds them: packing follows the reads the kernel was
+    # asked for (`_read_weights`), so a file not in the page cache is packed as it arrives.
+    # Layers are disjoint: packed on torch's intra-op threads' worth of threads at once (a
+    # staging worker has a few); memory bandwidth, not one core, is then the bound.
+    order = sorted(layers, key=lambda layer: min(t.data_ptr() for t in _of_layer(weights, layer)))
+    with ThreadPoolExecutor(max(1, min(len(order), torch.get_num_threads()))) as pool:
+        list(pool.map(pack_layer, order))
     return rows.view(cfg.num_layers, num_pages, width)
 
 
+def _of_layer(weights: dict[tuple[int, str, str], torch.Tensor], layer: int) -> list[torch.Tensor]:
+    return [t for (at, _, _), t in weights.items() if at == layer]
+
+
 def _scaled_transpose(out: torch.Tensor, b: torch.Tensor, scale: float) -> None:
-    """out [L, r, n] = scale · bᵀ for b [L, n, r], rounded once to out's dtype. Of the
-    packing's time the transpose is most: numpy's transposing copy is ~2.7x torch's on
-    the CPU."""
+    """out [r, n] = scale · bᵀ for b [n, r], rounded once to out's dtype. Of the packing's
+    time the transpose is most: numpy's transposing copy is ~2.7x torch's on the CPU."""
     if b.dtype == out.dtype and b.element_size() == 2:
-        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().transpose(0, 2, 1)
+        out.view(torch.int16).numpy()[:] = b.view(torch.int16).numpy().T
         if scale != 1:
             out.mul_(scale)  # half times a Python float: fp32 math, one rounding
     else:
-        out.copy_(b.float().transpose(1, 2) * scale)
+        out.copy_(b.float().t() * scale)

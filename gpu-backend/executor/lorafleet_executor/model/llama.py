@@ -1,10 +1,13 @@
 """The Llama-family forward pass over a flattened batch, reading and writing the unified pool.
 
-Per layer: RMSNorm -> fused qkv GEMM (+ LoRA for q/k/v) -> RoPE with K/V written into
-their pool pages -> paged attention -> o GEMM (+ LoRA) -> residual + RMSNorm -> fused
-gate_up GEMM (+ LoRA) -> SwiGLU -> down GEMM (+ LoRA) -> residual (added by the next
-norm). Besides the GEMMs each layer is four launches (kernels/rms_norm.py, rope_kv.py,
-silu_mul.py, attention): at decode batch sizes the torch form's ~35 elementwise launches
+Per layer: RMSNorm -> fused qkv GEMM (+ bias, + LoRA for q/k/v) -> RoPE with K/V written
+into their pool pages -> paged attention -> o GEMM (+ LoRA, + bias) -> residual + RMSNorm
+-> fused gate_up GEMM (+ bias, + LoRA) -> SwiGLU -> down GEMM (+ LoRA, + bias) -> residual
+(added by the next norm). Biases are there when the checkpoint has them (Qwen2's q/k/v,
+Llama's attention_bias and mlp_bias). The four GEMMs are dense or FP8 (linear.py): LoRA
+reads the same activations and adds its delta to their output either way. Besides the
+GEMMs each layer is four launches (kernels/rms_norm.py, rope_kv.py, silu_mul.py,
+attention): at decode batch sizes the torch form's ~35 elementwise launches
 per layer cost about a fifth of the step. Only the rows that sample go through the
 final norm and lm_head.
 
@@ -31,6 +34,7 @@ from ..kernels.rope_kv import rope_write_kv
 from ..kernels.silu_mul import silu_mul
 from .config import ModelConfig
 from .forward_batch import ForwardBatch
+from .linear import project
 from .lora_batch import LoraBatch, LoraGroup
 from .pool import UnifiedPool
 from .rope import rope_tables
@@ -86,7 +90,7 @@ class LlamaModel:
         for index, layer in enumerate(w.layers):
             pool_layer = pool.layer(index)
             x = self._add_norm(hidden, out, layer.input_norm)
-            qkv = F.linear(x, layer.qkv, layer.qkv_bias)
+            qkv = project(x, layer.qkv, layer.qkv_bias)
             self._lora(qkv, x, pool_layer, batch.lora, "qkv")
             q = rope_write_kv(
                 qkv,
@@ -112,15 +116,16 @@ class LlamaModel:
                 max_q=batch.max_q,
                 backend=kernels,
             ).reshape(num_tokens, self.q_size)
-            out = F.linear(attn, layer.o)
+            out = project(attn, layer.o)
             self._lora(out, attn, pool_layer, batch.lora, "o")
-            x = self._add_norm(hidden, self._reduce(out), layer.post_norm)
-            gate_up = F.linear(x, layer.gate_up)
+            out = self._reduce(out, layer.o_bias)
+            x = self._add_norm(hidden, out, layer.post_norm)
+            gate_up = project(x, layer.gate_up, layer.gate_up_bias)
             self._lora(gate_up, x, pool_layer, batch.lora, "gate_up")
             act = silu_mul(gate_up, backend=kernels)
-            out = F.linear(act, layer.down)
+            out = project(act, layer.down)
             self._lora(out, act, pool_layer, batch.lora, "down")
-            out = self._reduce(out)
+            out = self._reduce(out, layer.down_bias)
         if out is not None:
             hidden.add_(out)
         last = rms_norm(hidden[batch.logits_rows], w.norm, cfg.rms_norm_eps, backend=kernels)
@@ -141,9 +146,11 @@ class LlamaModel:
             return self.weights.embed[token_ids]
         return self.tp.embed(self.weights.embed, token_ids, self.vocab_size)
 
-    def _reduce(self, partial: torch.Tensor) -> torch.Tensor:
-        """A row-parallel output: each rank's partial sum -> the sum, on every rank."""
-        return partial if self.tp is None else self.tp.all_reduce(partial)
+    def _reduce(self, partial: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """A row-parallel output: each rank's partial sum -> the sum, on every rank; then
+        its bias, once (added on every rank before the sum it would count N times)."""
+        out = partial if self.tp is None else self.tp.all_reduce(partial)
+        return out if bias is None else out.add_(bias)
 
     def _lora(
         self,

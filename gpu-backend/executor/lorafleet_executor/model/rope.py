@@ -1,4 +1,5 @@
-"""Rotary position embedding tables (Llama RoPE with linear / dynamic-NTK / llama3 scaling).
+"""Rotary position embedding tables (Llama RoPE; linear, llama3 and yarn scaling), as
+transformers computes them (rope_config.py says which types are served and how far).
 
 The table is built once for every position up to max_position; a step gathers its
 rows by token position, so prefill chunks and decode tokens of many sequences
@@ -14,25 +15,19 @@ import math
 
 import torch
 
-from .config import RopeConfig
+from .rope_config import RopeConfig
 
 
-def inverse_frequencies(rope: RopeConfig, head_dim: int, max_position: int) -> torch.Tensor:
+def inverse_frequencies(rope: RopeConfig, head_dim: int) -> torch.Tensor:
     """float32 [head_dim / 2]."""
     exponents = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
-    base = rope.theta
-    if rope.kind == "dynamic" and rope.factor > 1:
-        # vLLM's static form of dynamic NTK: the base that fits max_position (= factor x
-        # the pretraining context) is used at every length.
-        orig = rope.original_max_position or max_position
-        base = base * (rope.factor * max_position / orig - (rope.factor - 1)) ** (
-            head_dim / (head_dim - 2)
-        )
-    inv_freq = 1.0 / (base**exponents)
+    inv_freq = 1.0 / (rope.theta**exponents)
     if rope.kind == "linear":
         inv_freq = inv_freq / rope.factor
     elif rope.kind == "llama3":
         inv_freq = _llama3_scaled(inv_freq, rope)
+    elif rope.kind == "yarn":
+        inv_freq = _yarn_scaled(inv_freq, rope, head_dim)
     return inv_freq
 
 
@@ -50,11 +45,32 @@ def _llama3_scaled(inv_freq: torch.Tensor, rope: RopeConfig) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
+def _yarn_scaled(inv_freq: torch.Tensor, rope: RopeConfig, head_dim: int) -> torch.Tensor:
+    # YaRN (Peng et al., 2023): dimensions that rotate fewer than beta_slow times over the
+    # pretraining context are interpolated (divided by factor), those above beta_fast kept,
+    # a linear ramp between.
+    def correction_dim(rotations: float) -> float:
+        ratio = rope.original_max_position / (rotations * 2 * math.pi)
+        return head_dim * math.log(ratio) / (2 * math.log(rope.theta))
+
+    low, high = correction_dim(rope.beta_fast), correction_dim(rope.beta_slow)
+    if rope.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
+    if low == high:
+        high += 0.001  # transformers' guard against a zero-width ramp
+    ramp = ((torch.arange(head_dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    keep = 1 - ramp
+    return inv_freq / rope.factor * (1 - keep) + inv_freq * keep
+
+
 def rope_tables(
     rope: RopeConfig, head_dim: int, max_position: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin: float32 [max_position, head_dim] (each frequency repeated for both halves)."""
-    inv_freq = inverse_frequencies(rope, head_dim, max_position)
+    """cos, sin: float32 [max_position, head_dim] (each frequency repeated for both halves),
+    times yarn's attention factor (1 otherwise), as transformers scales them."""
+    inv_freq = inverse_frequencies(rope, head_dim)
     angles = torch.outer(torch.arange(max_position, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().to(device), angles.sin().to(device)
+    scale = rope.attention_factor
+    return (angles.cos() * scale).to(device), (angles.sin() * scale).to(device)

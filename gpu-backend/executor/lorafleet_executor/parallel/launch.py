@@ -9,6 +9,7 @@ Example:
 """
 
 import os
+import pickle
 import queue
 import socket
 import subprocess
@@ -80,7 +81,7 @@ def run_group(fn: Callable[..., Any], size: int, *args: Any, timeout: float = 30
             rank, ok, value = results.get(timeout=timeout)
             if not ok:
                 raise RuntimeError(f"rank {rank} failed:\n{value}")
-            by_rank[rank] = value
+            by_rank[rank] = pickle.loads(value)
     except queue.Empty as e:
         raise TimeoutError(f"the group did not finish in {timeout} s") from e
     finally:
@@ -97,7 +98,10 @@ def _rank_main(fn, rank, size, init_method, results, args) -> None:
     try:
         group = TensorGroup.join(rank, size, init_method)
         try:
-            results.put((rank, True, fn(group, *args)))
+            # Pickled here, by value: torch's queue would share a tensor's storage through
+            # a file descriptor this process must still hold when the parent takes it,
+            # and the rank exits right after.
+            results.put((rank, True, pickle.dumps(fn(group, *args))))
         finally:
             group.leave()
     except BaseException:

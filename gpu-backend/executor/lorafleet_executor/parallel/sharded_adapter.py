@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..model.adapters import ParsedAdapter, check_finite, packed_adapter, read_adapter_files
+from ..model.adapters import ParsedAdapter, packed_adapter, read_adapter_files
 from ..model.config import ModelConfig
 from .shard import COLUMN_PARALLEL, TensorShard
 
@@ -37,9 +37,8 @@ def parse_adapter_shard(
     dtype: torch.dtype,
     pin: bool = False,
 ) -> ParsedAdapter:
-    # Checked against the whole model's shapes first, so every rank refuses the same files.
+    # Checked whole (shapes, values) first, so every rank refuses the same files.
     files = read_adapter_files(path, cfg, max_rank)
-    check_finite(files.weights)  # all of it, not only this rank's share
     local = shard.local_config(cfg)
     share = {key: _share(shard, cfg, key[1], key[2], t) for key, t in files.weights.items()}
     return packed_adapter(adapter_id, files, share, local, dtype, pin)

@@ -28,6 +28,9 @@ class InitConfig:
     host_cache_bytes: int = 4 << 30
     lora_backend: str = "triton"  # triton | torch
     cuda_graphs: bool = True
+    # auto: as the checkpoint is (FP8 checkpoints in FP8, others dense); fp8: a dense
+    # checkpoint's projections quantized to FP8 at load
+    quantization: str = "auto"
 
 
 @dataclass
@@ -63,6 +66,7 @@ class StepPlan:
     logprobs: np.ndarray  # i32 [S], -1 none, 0 sampled only, n top-n
     token_ids: np.ndarray  # i32 [T], -1 where FLAG_USE_LAST_SAMPLED stands in
     kv_pages: np.ndarray  # i32 [2T], K page then V page per new token
+    grammar_ids: np.ndarray  # i32 [S], a compiled grammar constraining its samples, -1 = none
     # Prefix caching: for each seq flagged new with num_cached > 0, in step order, its
     # num_cached cached tokens' ids [P] and their K, V pages [2P] (its page table's start).
     prefix_token_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -88,6 +92,7 @@ class StepResult:
     top_counts: np.ndarray  # i32 [N]
     top_ids: np.ndarray  # i32 [sum(top_counts)]
     top_logprobs: np.ndarray  # f32 [sum(top_counts)]
+    grammar_errors: np.ndarray  # u8 [N], 1 = the row's grammar failed (its token is an EOS)
     forward_ms: float = 0.0
     sample_ms: float = 0.0
 
@@ -108,6 +113,25 @@ class LoadAdapter:
 class DropAdapter:
     adapter_id: int
     tier: str  # pool | host
+
+
+@dataclass
+class CompileGrammar:
+    grammar_id: int  # chosen by the engine
+    kind: str  # json_schema | regex | choice | grammar | lark
+    source: str
+
+
+@dataclass
+class GrammarCompiled:
+    grammar_id: int
+    compile_ms: float  # wall ms of the compile (0 when it was cached)
+    cached: bool  # the same grammar was compiled (or compiling) already
+
+
+@dataclass
+class DropGrammar:
+    grammar_id: int
 
 
 @dataclass

@@ -9,8 +9,11 @@ from typing import Any
 import numpy as np
 
 from .messages import (
+    CompileGrammar,
     DropAdapter,
+    DropGrammar,
     ErrorReply,
+    GrammarCompiled,
     InitConfig,
     LoadAdapter,
     StageAdapter,
@@ -35,7 +38,10 @@ ERROR_CODES = (
     "page_out_of_range",
     "capacity",
     "internal",
+    "grammar_invalid",
+    "grammar_too_complex",
 )
+GRAMMAR_KINDS = ("json_schema", "regex", "choice", "grammar", "lark")
 MAX_COUNT = 2**53 - 1
 MAX_U32 = 2**32 - 1
 
@@ -89,6 +95,7 @@ MESSAGES: dict[str, Spec] = {
             *_counts("max_lora_rank", "max_num_seqs", "max_num_batched_tokens", "host_cache_bytes"),
             Field("lora_backend", ("triton", "torch")),
             Field("cuda_graphs", "bool"),
+            Field("quantization", ("auto", "fp8")),
         ),
     ),
     "ready": Spec(
@@ -112,6 +119,7 @@ MESSAGES: dict[str, Spec] = {
             Field("device", "string"),
             Field("modules", "modules"),
             Field("eos_token_ids", "u32_list"),
+            Field("quantization", ("none", "fp8")),
         ),
     ),
     "stage_adapter": Spec(3, (Field("adapter_id", "u32"), Field("path", "string"))),
@@ -156,6 +164,7 @@ MESSAGES: dict[str, Spec] = {
             Array("kv_pages", "i32", ("num_tokens", 2)),
             Array("prefix_token_ids", "i32", ("num_prefix_tokens", 1)),
             Array("prefix_kv_pages", "i32", ("num_prefix_tokens", 2)),
+            _per_seq("grammar_ids", "i32"),
         ),
     ),
     "step_result": Spec(
@@ -173,6 +182,7 @@ MESSAGES: dict[str, Spec] = {
             _per_row("top_counts", "i32"),
             Array("top_ids", "i32"),
             Array("top_logprobs", "f32"),
+            _per_row("grammar_errors", "u8"),
         ),
     ),
     "stats": Spec(9),
@@ -192,6 +202,13 @@ MESSAGES: dict[str, Spec] = {
     "error": Spec(
         13, (Field("code", ERROR_CODES), Field("message", "string"), Field("request_id", "u32"))
     ),
+    "compile_grammar": Spec(
+        14, (Field("grammar_id", "u32"), Field("kind", GRAMMAR_KINDS), Field("source", "string"))
+    ),
+    "grammar_compiled": Spec(
+        15, (Field("grammar_id", "u32"), Field("compile_ms", "number"), Field("cached", "bool"))
+    ),
+    "drop_grammar": Spec(16, (Field("grammar_id", "u32"),)),
 }
 NAME_BY_TYPE = {spec.type: name for name, spec in MESSAGES.items()}
 
@@ -212,4 +229,7 @@ BODY_CLASS: dict[str, type | None] = {
     "shutdown": None,
     "ok": None,
     "error": ErrorReply,
+    "compile_grammar": CompileGrammar,
+    "grammar_compiled": GrammarCompiled,
+    "drop_grammar": DropGrammar,
 }

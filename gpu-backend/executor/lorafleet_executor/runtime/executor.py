@@ -19,11 +19,17 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import torch
 
-from ..errors import BadMessage, UnknownAdapter
+from ..errors import BadMessage, CapacityExceeded, UnknownAdapter
+from ..grammar.cache import GrammarCache
+from ..grammar.limits import GrammarOptions
+from ..grammar.masks import GrammarMasks
+from ..grammar.registry import GrammarRegistry, Reply
+from ..grammar.sequence import SequenceGrammar
+from ..grammar.tokenizer import grammar_tokenizer
 from ..graphs.decode import DecodeGraphs
 from ..graphs.mixed import MixedGraphs
 from ..model.adapter_layout import max_adapter_pages
-from ..model.adapters import parse_adapter
+from ..model.adapters import ParsedAdapter, packed_bytes, parse_adapter, read_adapter_config
 from ..model.config import ModelConfig
 from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
@@ -45,8 +51,9 @@ from ..step.inputs import StepInputs, step_inputs, to_forward_batch
 from ..step.launched import LaunchedStep
 from ..step.plan_checks import StepLimits, check_plan
 from ..step.sequences import SequenceState, SequenceTable
+from .host_buffers import HostBuffers
 from .host_cache import HostCache
-from .init_config import check_init_config, resolve_device, resolve_dtype
+from .init_config import check_init_config, resolve_device, resolve_dtype, resolve_fp8
 from .memory_budget import pages_from_memory
 from .stage_processes import StageProcesses
 from .warm_up import warm_up_eager
@@ -63,9 +70,10 @@ class Executor:
         config: InitConfig,
         tp: "TensorGroup | None" = None,
         stagers: StageProcesses | None = None,
+        grammar: GrammarOptions | None = None,
     ) -> None:
         """`stagers`: worker processes that parse adapters (stage_processes.py); without
-        them `stage_adapter` parses on the calling thread."""
+        them `stage_adapter` parses on the calling thread. `grammar`: the grammar flags."""
         check_init_config(config)
         self.config = config
         self.tp = tp
@@ -75,12 +83,15 @@ class Executor:
         self.cfg = ModelConfig.from_dir(config.model_path)
         # The model this process computes: the whole one, or one rank's narrower share.
         self.local_cfg = self.cfg if tp is None else tp.shard.local_config(self.cfg)
+        self.fp8 = resolve_fp8(config, self.cfg, self.device, self.dtype)
         if tp is None:
-            weights = ModelWeights.load(self.cfg, config.model_path, self.dtype, self.device)
+            weights = ModelWeights.load(
+                self.cfg, config.model_path, self.dtype, self.device, fp8=self.fp8
+            )
         else:
             tp.bind(self.device)
             weights = load_weight_shard(
-                self.cfg, tp.shard, config.model_path, self.dtype, self.device
+                self.cfg, tp.shard, config.model_path, self.dtype, self.device, self.fp8
             )
         on_cuda = self.device.type == "cuda"
         self.model = LlamaModel(
@@ -120,7 +131,11 @@ class Executor:
             self.cfg.vocab_size,
             num_pages,
         )
-        self.host = HostCache(config.host_cache_bytes)
+        # Workers write the buffers on a GPU (shared memory), and loads copy from them
+        # asynchronously (pinned); the host tier keeps each adapter in the buffer it was
+        # packed into.
+        self.buffers = HostBuffers(config.host_cache_bytes, shared=stagers is not None, pin=on_cuda)
+        self.host = HostCache(config.host_cache_bytes, lambda a: self.buffers.give_back(a.rows))
         self.placed: dict[int, PlacedAdapter] = {}
         self.load_stream = torch.cuda.Stream(self.device) if on_cuda else None
         if on_cuda:
@@ -146,6 +161,15 @@ class Executor:
                 )
         self.steps = 0
         self._unwaited: list[LaunchedStep] = []  # launched, maybe not waited for yet
+        self.grammar_options = grammar or GrammarOptions()
+        eos_ids = list(self.cfg.eos_token_ids)
+        self.grammars = GrammarRegistry(
+            GrammarCache(
+                lambda: grammar_tokenizer(config.model_path, self.cfg.vocab_size, eos_ids)
+            ),
+            self.grammar_options.compile_timeout_s,
+        )
+        self.grammar_masks: GrammarMasks | None = None  # made at the first constrained step
 
     def ready_info(self) -> dict:
         cfg = self.cfg
@@ -166,6 +190,7 @@ class Executor:
             "device": self.device.type,
             "modules": {m: list(shape) for m, shape in cfg.module_shapes().items()},
             "eos_token_ids": list(cfg.eos_token_ids),
+            "quantization": "none" if self.fp8 is None else "fp8",
         }
 
     def _max_adapter_host_bytes(self) -> int:
@@ -182,16 +207,7 @@ class Executor:
         return self._agreed(lambda: self._stage_adapter(adapter_id, path))
 
     def _stage_adapter(self, adapter_id: int, path: str) -> StagedAdapter:
-        pin = self.device.type == "cuda"
-        if self.stagers is not None:
-            adapter = self.stagers.parse(
-                adapter_id, path, self.cfg, self.config.max_lora_rank, self.dtype, pin
-            )
-        elif self.tp is None:
-            adapter = parse_adapter(
-                adapter_id, path, self.cfg, self.config.max_lora_rank, self.dtype, pin=pin
-            )
-        else:
+        if self.tp is not None:
             adapter = parse_adapter_shard(
                 adapter_id,
                 path,
@@ -199,9 +215,15 @@ class Executor:
                 self.tp.shard,
                 self.config.max_lora_rank,
                 self.dtype,
-                pin,
+                self.device.type == "cuda",
             )
-        self.host.put(adapter)
+        else:
+            adapter = self._parse_into_host_buffer(adapter_id, path)
+        try:
+            self.host.put(adapter)
+        except CapacityExceeded:
+            self.buffers.give_back(adapter.rows)
+            raise
         return StagedAdapter(
             adapter_id,
             adapter.rank,
@@ -210,6 +232,25 @@ class Executor:
             adapter.num_pages,
             adapter.host_bytes,
         )
+
+    def _parse_into_host_buffer(self, adapter_id: int, path: str) -> ParsedAdapter:
+        """Parsed and packed straight into a buffer of exactly its size (host_buffers.py),
+        by a staging worker when there are some."""
+        max_rank = self.config.max_lora_rank
+        config = read_adapter_config(path, self.cfg, max_rank)  # read once: it says the size
+        buffer = self.buffers.take(packed_bytes(config, self.cfg, self.dtype))
+        try:
+            if self.stagers is not None:
+                live = self.buffers.live_ids()
+                return self.stagers.parse(
+                    adapter_id, path, self.cfg, max_rank, self.dtype, config, buffer, live
+                )
+            return parse_adapter(
+                adapter_id, path, self.cfg, max_rank, self.dtype, out=buffer.data, config=config
+            )
+        except BaseException:
+            self.buffers.give_back(buffer.data)
+            raise
 
     def load_adapter(self, adapter_id: int, pages: np.ndarray) -> None:
         """Host tier -> pool pages; returns once the copy is complete (on every rank)."""
@@ -245,6 +286,14 @@ class Executor:
         self.placed.pop(adapter_id, None)
         if tier == "host":
             self.host.drop(adapter_id)
+
+    def compile_grammar(self, grammar_id: int, kind: str, source: str, reply: Reply) -> None:
+        """Binds `grammar_id` at once and compiles off this thread; `reply` gets the outcome
+        (grammar/registry.py)."""
+        self.grammars.compile(grammar_id, kind, source, reply)
+
+    def drop_grammar(self, grammar_id: int) -> None:
+        self.grammars.drop(grammar_id)
 
     def step(self, plan: StepPlan) -> StepResult:
         return self.launch(plan).wait()
@@ -283,9 +332,10 @@ class Executor:
         return launched
 
     def close(self) -> None:
-        """Stops the staging workers; stages still queued fail."""
+        """Stops the staging workers (stages still queued fail) and the grammar compiles."""
         if self.stagers is not None:
             self.stagers.shutdown()
+        self.grammars.cache.close()
 
     def stats(self) -> dict:
         if self.device.type == "cuda":
@@ -316,12 +366,21 @@ class Executor:
                 prefix_rows.append(np.full(cached, seq.row, np.int64))
                 prefix_positions.append(np.arange(cached, dtype=np.int64))
                 prefix_at += cached
+                grammar_id = int(plan.grammar_ids[i])
+                if grammar_id >= 0:
+                    seq.grammar = SequenceGrammar.start(grammar_id, self.grammars)
             else:
                 seq = self.seqs.get(seq_id)
                 if seq.num_tokens != plan.num_cached[i]:
                     raise BadMessage(
                         f"sequence {seq_id} holds {seq.num_tokens} tokens, "
                         f"the plan says num_cached {plan.num_cached[i]}"
+                    )
+                bound = -1 if seq.grammar is None else seq.grammar.grammar_id
+                if plan.grammar_ids[i] != bound:
+                    raise BadMessage(
+                        f"sequence {seq_id} started with grammar {bound}, "
+                        f"the plan says {plan.grammar_ids[i]}"
                     )
             if (
                 plan.flags[i] & FLAG_USE_LAST_SAMPLED
@@ -405,6 +464,7 @@ class Executor:
             result.seq_ids = plan.seq_ids[rows].astype(np.uint32)
             result.logprobs = np.full(len(rows), np.nan, np.float32)
             result.top_counts = np.zeros(len(rows), np.int32)
+            result.grammar_errors = np.zeros(len(rows), np.uint8)
             tokens = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
         result.tokens = self.tp.broadcast_tokens(tokens).cpu().numpy().astype(np.int32)
         for i, token in zip(rows, result.tokens.tolist(), strict=True):
@@ -449,6 +509,7 @@ class Executor:
                 )
                 for i in rows
             ]
+        grammar_errors = self._apply_grammars(plan, seqs, inputs, logits)
         out = sample(logits, params, histories)
         return LaunchedStep(
             plan.step_id,
@@ -456,8 +517,46 @@ class Executor:
             [seqs[i] for i in rows],
             out,
             np.maximum(params.num_logprobs, 0).astype(np.int32),
+            grammar_errors,
             forward_ms,
         )
+
+    def _apply_grammars(
+        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, logits: torch.Tensor
+    ) -> np.ndarray:
+        """Masks the constrained rows of `logits` (the sampling rows'), in place, before
+        sampling; u8 per sampling row, 1 = its grammar failed. Rows without a grammar cost
+        nothing, and a step without one launches nothing."""
+        rows = inputs.sample_seqs
+        errors = np.zeros(len(rows), np.uint8)
+        constrained = [k for k, i in enumerate(rows) if seqs[i].grammar is not None]
+        if not constrained:
+            return errors
+        # A mask needs every output token before it, also the samples of steps still in
+        # flight; this step's forward is queued already, so the wait overlaps it.
+        self._wait_for_older(keep_last=False)
+        grammars = []
+        for k in constrained:
+            i = int(rows[k])
+            seq, grammar = seqs[i], seqs[i].grammar
+            new = inputs.token_ids[inputs.cu_q[i] : inputs.cu_q[i + 1]].astype(np.int32)
+            if plan.flags[i] & FLAG_USE_LAST_SAMPLED:
+                new[0] = seq.last_sampled  # known now: its step was waited for
+            first = int(plan.num_prompt[i]) + grammar.consumed  # first output not seen yet
+            grammar.feed(
+                np.concatenate([seq.tokens[first:], new[max(0, first - seq.num_tokens) :]])
+            )
+            grammars.append(grammar)
+        if self.grammar_masks is None:
+            self.grammar_masks = GrammarMasks(
+                self.config.max_num_seqs,
+                self.cfg.vocab_size,
+                list(self.cfg.eos_token_ids),
+                self.device,
+                self.grammar_options.mask_threads,
+            )
+        errors[constrained] = self.grammar_masks.apply(logits, constrained, grammars)
+        return errors
 
     def _commit(self, seqs: list[SequenceState], inputs: StepInputs) -> None:
         late = inputs.late
@@ -465,10 +564,10 @@ class Executor:
             {} if late is None else dict(zip(late.at.tolist(), late.rows.tolist(), strict=True))
         )
         for i, seq in enumerate(seqs):
-            start = int(inputs.cu_q[i])
-            if start in late_rows:  # its first token is still on the device
-                late.step.fill_in(seq, seq.num_tokens, late_rows[start])
+            start, position = int(inputs.cu_q[i]), seq.num_tokens
             seq.append(inputs.token_ids[start : inputs.cu_q[i + 1]])
+            if start in late_rows:  # its first token is still on the device
+                late.step.fill_in(seq, position, late_rows[start])
 
 
 def _empty_result(step_id: int) -> StepResult:
@@ -481,4 +580,5 @@ def _empty_result(step_id: int) -> StepResult:
         none,
         none,
         none.astype(np.float32),
+        none.astype(np.uint8),
     )

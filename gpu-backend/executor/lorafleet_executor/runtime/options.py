@@ -8,8 +8,10 @@ Example:
 """
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..grammar.limits import DEFAULT_COMPILE_TIMEOUT_S, DEFAULT_MASK_THREADS, GrammarOptions
 
 DEFAULT_STAGE_THREADS = 4
 DEFAULT_PROFILE_OUT = "lorafleet-steps"
@@ -40,6 +42,7 @@ class ExecutorOptions:
     tensor_parallel_size: int = 1  # ranks (GPUs) of one group; this process is rank 0
     stage_threads: int = DEFAULT_STAGE_THREADS  # adapters staged at once (1 under TP)
     profile: ProfileWindow | None = None  # None: the step profiler is off
+    grammar: GrammarOptions = field(default_factory=GrammarOptions)
 
     def __post_init__(self) -> None:
         for flag, value in (
@@ -82,6 +85,18 @@ def parse_options(argv: list[str] | None = None) -> ExecutorOptions:
         help=f"where the profile goes: PREFIX.json.gz and PREFIX.txt "
         f"(default {DEFAULT_PROFILE_OUT}; needs --profile-steps)",
     )
+    parser.add_argument(
+        "--grammar-threads",
+        type=int,
+        default=DEFAULT_MASK_THREADS,
+        help="threads that fill a step's grammar masks (structured outputs)",
+    )
+    parser.add_argument(
+        "--grammar-compile-timeout-s",
+        type=float,
+        default=DEFAULT_COMPILE_TIMEOUT_S,
+        help="a grammar whose compile takes longer is refused (grammar_too_complex)",
+    )
     args = parser.parse_args(argv)
     if args.profile_out is not None and args.profile_steps is None:
         parser.error("--profile-out: needs --profile-steps")
@@ -96,6 +111,7 @@ def parse_options(argv: list[str] | None = None) -> ExecutorOptions:
             tensor_parallel_size=args.tensor_parallel_size,
             stage_threads=args.stage_threads,
             profile=profile,
+            grammar=GrammarOptions(args.grammar_threads, args.grammar_compile_timeout_s),
         )
     except ValueError as error:
         parser.error(str(error))

@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import BadFrame, BadMessage, ExecutorError
 from ..protocol.codec import decode_message, encode_message
 from ..protocol.frame import HEADER, MAGIC, read_header
-from ..protocol.messages import ErrorReply, Message
+from ..protocol.messages import ErrorReply, GrammarCompiled, Message
 from .options import ExecutorOptions, parse_options
 from .stage_pool import StagePool
 from .step_profiler import StepProfiler
@@ -56,17 +56,38 @@ log = logging.getLogger("lorafleet_executor.runtime.server")
 STEP_POLL_S = 0.0002
 _LAUNCHED_DONE = object()
 
-REQUESTS = {"init", "stage_adapter", "load_adapter", "drop_adapter", "step", "stats", "shutdown"}
+REQUESTS = {
+    "init",
+    "stage_adapter",
+    "load_adapter",
+    "drop_adapter",
+    "step",
+    "stats",
+    "shutdown",
+    "compile_grammar",
+    "drop_grammar",
+}
+
+# (init's config, the tensor-parallel group or None, --stage-threads, the grammar options)
+# -> the executor
+MakeExecutor = Callable[[Any, Any, int, Any], Any]
 
 
 class Server:
     """Serves one engine connection until shutdown, EOF or a bad frame; `run` returns the
     process's exit code."""
 
-    def __init__(self, sock: socket.socket, options: ExecutorOptions, tp: Any = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        options: ExecutorOptions,
+        tp: Any = None,
+        make_executor: MakeExecutor | None = None,
+    ) -> None:
         self.sock = sock
         self.options = options
         self.tp = tp  # parallel.group.TensorGroup of rank 0, or None
+        self.make_executor = make_executor or _make_executor
         # Under tensor parallelism every stage ends in a collective on the `adapters`
         # group (Executor._agreed), and one group's collectives must come in the same
         # order on every rank: stages stay serialized on the adapter thread there.
@@ -125,6 +146,13 @@ class Server:
         elif name == "step":
             self._fan_out(message)
             self.step_queue.put(message)
+        elif name == "compile_grammar":
+            # Bound at once, compiled off this thread; only rank 0 samples, so only it
+            # holds grammars.
+            self._guarded(message, self._compile_grammar)
+        elif name == "drop_grammar":
+            # In order with the steps: a step sent before may still start a sequence of it.
+            self.step_queue.put(message)
         elif name == "stage_adapter" and self.stagers is not None:
             self.stagers.submit(
                 message.body.adapter_id, lambda: self._guarded(message, self._carry_out)
@@ -148,10 +176,26 @@ class Server:
             raise BadMessage("init twice: the executor is already initialized")
         log.info("init: %s", message.body)
         self._fan_out(message)
-        self.executor = _make_executor(message.body, self.tp, self.options.stage_threads)
+        self.executor = self.make_executor(
+            message.body, self.tp, self.options.stage_threads, self.options.grammar
+        )
         info = self.executor.ready_info()
         log.info("ready: %s", info)
         self._send(message, "ready", info)
+
+    def _compile_grammar(self, message: Message) -> None:
+        body = message.body
+
+        def reply(outcome: Any, hit: bool) -> None:
+            if isinstance(outcome, ExecutorError):
+                self._send_error(message.request_id, outcome)
+            else:
+                compile_ms = 0.0 if hit else outcome.compile_ms
+                self._send(
+                    message, "grammar_compiled", GrammarCompiled(body.grammar_id, compile_ms, hit)
+                )
+
+        self.executor.compile_grammar(body.grammar_id, body.kind, body.source, reply)
 
     def _steps(self) -> None:
         """The step thread. It launches a step before it reads the samples of the one
@@ -160,7 +204,10 @@ class Server:
         launched: tuple[Message, Any] | None = None  # (its message, LaunchedStep)
         while True:
             message = self._next_step(launched)
-            if message is not _LAUNCHED_DONE and message is not None:
+            if message is not None and message is not _LAUNCHED_DONE:
+                if message.name == "drop_grammar":
+                    self._guarded(message, self._drop_grammar)
+                    continue
                 if self.profiler is not None:
                     self.profiler.before_launch()
                 try:
@@ -174,6 +221,10 @@ class Server:
             if message is None:
                 return
             launched = None if message is _LAUNCHED_DONE else (message, step)
+
+    def _drop_grammar(self, message: Message) -> None:
+        self.executor.drop_grammar(message.body.grammar_id)
+        self._send(message, "ok", None)
 
     def _next_step(self, launched: tuple[Message, Any] | None) -> Any:
         """The next step message, None at shutdown, or _LAUNCHED_DONE when the launched
@@ -283,7 +334,7 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
+def _make_executor(config: Any, tp: Any, stage_workers: int, grammar: Any) -> Any:
     """The executor of this process: rank 0's share under tensor parallelism, else the
     whole model with `stage_workers` staging processes on a GPU."""
     # Imported here, not at the top: torch takes seconds to import, and the protocol
@@ -291,7 +342,7 @@ def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
     if tp is not None:
         from .worker import make_rank_executor
 
-        return make_rank_executor(config, tp)
+        return make_rank_executor(config, tp, grammar)
     from .executor import Executor
     from .init_config import resolve_device
     from .stage_processes import StageProcesses
@@ -299,7 +350,9 @@ def _make_executor(config: Any, tp: Any, stage_workers: int) -> Any:
     # On a GPU, staging in worker processes keeps its CPU work off the step loop's GIL;
     # on the CPU the steps use every core anyway.
     on_gpu = resolve_device(config.device).type == "cuda"
-    return Executor(config, stagers=StageProcesses(stage_workers) if on_gpu else None)
+    return Executor(
+        config, stagers=StageProcesses(stage_workers) if on_gpu else None, grammar=grammar
+    )
 
 
 def _start_group(size: int, log_level: str) -> Any:
@@ -314,7 +367,10 @@ def _start_group(size: int, log_level: str) -> Any:
     return TensorGroup.join(0, size, init_method)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, make_executor: MakeExecutor | None = None) -> None:
+    """The process: `argv` as the command line; `make_executor` (default: the product's)
+    is a seam for tests only, which wrap the executor to inject faults
+    (lorafleet_reference/faulty_executor.py): nothing a client sends can reach it."""
     options = parse_options(argv)
     logging.basicConfig(
         stream=sys.stderr, level=options.log_level, format="executor %(levelname)s %(message)s"
@@ -330,4 +386,4 @@ def main(argv: list[str] | None = None) -> None:
     tp = _start_group(size, options.log_level) if size > 1 else None
     # os._exit, not sys.exit: a worker may be inside a long torch call, and the engine
     # expects the process gone when this returns (ranks 1..N-1 die with it).
-    _exit(Server(sock, options, tp).run())
+    _exit(Server(sock, options, tp, make_executor).run())

@@ -1,25 +1,25 @@
 """Adapter staging in worker processes, out of the step loop's way.
 
-Reading, checking and packing an adapter is 20-60 ms of CPU work at 7B shapes, and in
-the step loop's process it shares the GIL and the cores with it: on the H100 one staging
-thread doubled an eager decode step and four made it 10x slower
-(bench/gpu/cold_load.py, `while_staging`). Workers parse with `parse_adapter` and pack
-the rows into a transfer buffer of shared memory that this process lends them, one per
-stage in flight and reused (torch.multiprocessing's tensor pickling maps it; a fresh
-segment per adapter cost ~20 ms of creating and first touching its pages at 7B); the
-executor copies the rows out into pinned memory, one bulk copy, and lends the buffer
-again. An adapter bigger than the buffer comes back in fresh shared memory, and the
-buffer grows to it.
+Reading, checking and packing an adapter is CPU work (~10-60 ms at 7B shapes), and in the
+step loop's process it shares the GIL and the cores with it: on the H100 one staging
+thread doubled an eager decode step and four made it 10x slower (bench/gpu/cold_load.py,
+`while_staging`). Workers parse with `parse_adapter` straight into the host-tier buffer
+the executor lends them (host_buffers.py: shared memory, pinned on a GPU), so the rows
+the executor gets back are already where the host tier keeps them: no copy, no
+allocation. Each worker keeps every buffer it was lent mapped (torch.multiprocessing's
+tensor pickling maps a buffer the first time; mapping and first touching a fresh 7B
+segment cost ~20 ms), until the executor no longer holds it.
 
 Example:
     stagers = StageProcesses(workers=2)
-    adapter = stagers.parse(7, "/adapters/a", cfg, max_rank=64, dtype=torch.bfloat16,
-                            pin=True)
+    config = read_adapter_config("/adapters/a", cfg, max_rank=64)
+    buffer = buffers.take(packed_bytes(config, cfg, torch.bfloat16))
+    adapter = stagers.parse(7, "/adapters/a", cfg, 64, torch.bfloat16, config, buffer,
+                            live=buffers.live_ids())
     stagers.shutdown()
 """
 
 import os
-import queue
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -28,8 +28,9 @@ import torch
 import torch.multiprocessing
 
 from ..errors import ExecutorError
-from ..model.adapters import ParsedAdapter, parse_adapter
+from ..model.adapters import AdapterConfig, ParsedAdapter, parse_adapter
 from ..model.config import ModelConfig
+from .host_buffers import HostBuffer
 
 # Workers run below the executor's priority: when cores are short, steps go first.
 WORKER_NICENESS = 5
@@ -41,10 +42,6 @@ class StageProcesses:
             raise ValueError(f"staging needs at least one worker process, got {workers}")
         self.workers = workers
         self._pool = self._start()
-        # (slot, buffer): as many as stages can be in flight (one per staging thread)
-        self._buffers: queue.Queue[tuple[int, torch.Tensor]] = queue.Queue()
-        for slot in range(workers):
-            self._buffers.put((slot, torch.empty(0, dtype=torch.uint8)))
 
     def parse(
         self,
@@ -53,29 +50,24 @@ class StageProcesses:
         cfg: ModelConfig,
         max_rank: int,
         dtype: torch.dtype,
-        pin: bool,
+        config: AdapterConfig,
+        buffer: HostBuffer,
+        live: list[int],
     ) -> ParsedAdapter:
-        """`parse_adapter` in a worker; its AdapterInvalid comes back as raised there."""
+        """`parse_adapter` in a worker (`config`: its adapter_config.json, read already),
+        packed into `buffer` (its rows are a view of it); its AdapterInvalid comes back as
+        raised there. `live`: ids of the buffers the executor still holds; the worker
+        unmaps the others."""
         pool = self._pool
-        slot, buffer = self._buffers.get()
+        args = (adapter_id, path, cfg, max_rank, dtype)
         try:
-            adapter = pool.submit(
-                _parse_into, slot, buffer, adapter_id, path, cfg, max_rank, dtype
-            ).result()
-            packed = adapter.rows
-            if packed.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr():
-                buffer = torch.empty(adapter.host_bytes, dtype=torch.uint8).share_memory_()
-            # Out of the buffer before it is lent again.
-            adapter.rows = torch.empty_like(packed, pin_memory=pin).copy_(packed)
-            return adapter
+            return pool.submit(_parse_into, buffer.id, buffer.data, live, config, *args).result()
         except BrokenProcessPool as error:
             # A worker died (killed, out of memory): the pool is unusable; the next
             # stage gets a fresh one.
             if self._pool is pool:
                 self._pool = self._start()
             raise ExecutorError(f"staging adapter {adapter_id}: a worker died ({error})") from None
-        finally:
-            self._buffers.put((slot, buffer))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -95,15 +87,19 @@ class StageProcesses:
         return pool
 
 
-# In a worker: the buffers lent to it, by slot. Holding one keeps it mapped, so the next
+# In a worker: every buffer lent to it, by id. Holding one keeps it mapped, so the next
 # stage lent the same buffer finds it in torch.multiprocessing's cache instead of mapping
 # and faulting in its pages again.
-_lent: dict[int, torch.Tensor] = {}
+_mapped: dict[int, torch.Tensor] = {}
 
 
-def _parse_into(slot: int, buffer: torch.Tensor, *args) -> ParsedAdapter:
-    _lent[slot] = buffer
-    return parse_adapter(*args, out=buffer)
+def _parse_into(
+    buffer_id: int, buffer: torch.Tensor, live: list[int], config: AdapterConfig, *args
+) -> ParsedAdapter:
+    for gone in set(_mapped) - set(live):
+        del _mapped[gone]
+    _mapped[buffer_id] = buffer
+    return parse_adapter(*args, out=buffer, config=config)
 
 
 def _start_worker(workers: int) -> None:

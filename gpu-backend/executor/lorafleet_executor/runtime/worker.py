@@ -29,13 +29,14 @@ log = logging.getLogger("lorafleet_executor.runtime.worker")
 PR_SET_PDEATHSIG = 1
 
 
-def make_rank_executor(config: Any, group: TensorGroup) -> Any:
-    """One rank's Executor; fails on every rank when it fails on any."""
+def make_rank_executor(config: Any, group: TensorGroup, grammar: Any = None) -> Any:
+    """One rank's Executor; fails on every rank when it fails on any. Only rank 0 samples,
+    so only its `grammar` options matter."""
     from .executor import Executor
 
     executor, error = None, None
     try:
-        executor = Executor(config, group)
+        executor = Executor(config, group, grammar=grammar)
     except Exception as e:
         error = e
     group.agree(error)

@@ -28,6 +28,7 @@ PER_SEQ = (
     "repetition_penalty",
     "seed",
     "logprobs",
+    "grammar_ids",
 )
 
 
@@ -141,6 +142,7 @@ def _check_sampling(plan: StepPlan) -> None:
         f"logprobs must lie in -1..{MAX_TOP_LOGPROBS}": (plan.logprobs >= -1)
         & (plan.logprobs <= MAX_TOP_LOGPROBS),
         "seed must be -1 or >= 0": plan.seed >= -1,
+        "grammar_ids must be -1 or >= 0": plan.grammar_ids >= -1,
     }
     for message, ok in checks.items():
         _require(bool(np.all(ok)), message)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import BadMessage, CapacityExceeded
+from ..grammar.sequence import SequenceGrammar
 from ..model.transfer import to_device
 
 
@@ -29,6 +30,7 @@ class SequenceState:
     # While the last sample is still on the device: (the LaunchedStep that drew it, its
     # row there); last_sampled is None until that step's results come back.
     late: tuple[Any, int] | None = None
+    grammar: SequenceGrammar | None = None  # what constrains its samples, if anything
     _tokens: np.ndarray = field(default_factory=lambda: np.zeros(64, np.int32))
 
     @property

@@ -11,8 +11,11 @@ import numpy as np
 from lorafleet_executor.protocol.codec import decode_message, encode_message
 from lorafleet_executor.protocol.frame import read_frame
 from lorafleet_executor.protocol.messages import (
+    CompileGrammar,
     DropAdapter,
+    DropGrammar,
     ErrorReply,
+    GrammarCompiled,
     InitConfig,
     LoadAdapter,
     StageAdapter,
@@ -20,7 +23,7 @@ from lorafleet_executor.protocol.messages import (
     StepPlan,
     StepResult,
 )
-from lorafleet_executor.protocol.schema import ERROR_CODES, MODULE_NAMES
+from lorafleet_executor.protocol.schema import ERROR_CODES, GRAMMAR_KINDS, MODULE_NAMES
 
 
 def echo() -> None:
@@ -72,6 +75,7 @@ def generate(n: int, seed: int) -> None:
             ints(np.int32, s),
             ints(np.int32, t),
             ints(np.int32, 2 * t),
+            ints(np.int32, s),  # grammar_ids, then the prefix arrays (the dataclass's order)
             *(ints(np.int32, k * p) for p in [int(rng.integers(0, 7))] for k in (1, 2)),
         )
 
@@ -87,6 +91,7 @@ def generate(n: int, seed: int) -> None:
             counts,
             ints(np.int32, k),
             floats(k),
+            ints(np.uint8, rows),
             number(),
             number(),
         )
@@ -104,6 +109,7 @@ def generate(n: int, seed: int) -> None:
             count(),
             "triton",
             bool(rng.integers(0, 2)),
+            ("auto", "fp8")[int(rng.integers(0, 2))],
         ),
         "ready": lambda: {
             **{k: count() for k in ("num_pages", "page_width", "num_layers", "hidden_size")},
@@ -114,6 +120,7 @@ def generate(n: int, seed: int) -> None:
             "device": text(),
             "modules": {m: [count(), count()] for m in MODULE_NAMES},
             "eos_token_ids": [int(x) for x in ints(np.uint32, 3)],
+            "quantization": ("none", "fp8")[int(rng.integers(0, 2))],
         },
         "stage_adapter": lambda: StageAdapter(int(rng.integers(0, 2**32)), text()),
         "adapter_staged": lambda: StagedAdapter(
@@ -138,6 +145,13 @@ def generate(n: int, seed: int) -> None:
         "shutdown": lambda: None,
         "ok": lambda: None,
         "error": lambda: ErrorReply(str(rng.choice(ERROR_CODES)), text(), count() % 2**32),
+        "compile_grammar": lambda: CompileGrammar(
+            int(rng.integers(0, 2**32)), str(rng.choice(GRAMMAR_KINDS)), text()
+        ),
+        "grammar_compiled": lambda: GrammarCompiled(
+            int(rng.integers(0, 2**32)), abs(number()), bool(rng.integers(0, 2))
+        ),
+        "drop_grammar": lambda: DropGrammar(int(rng.integers(0, 2**32))),
     }
     names = list(makers)
     for i in range(n):

@@ -16,8 +16,11 @@ import numpy as np
 from lorafleet_executor.protocol.codec import encode_message
 from lorafleet_executor.protocol.frame import HEADER, MAGIC
 from lorafleet_executor.protocol.messages import (
+    CompileGrammar,
     DropAdapter,
+    DropGrammar,
     ErrorReply,
+    GrammarCompiled,
     InitConfig,
     LoadAdapter,
     StageAdapter,
@@ -55,6 +58,7 @@ def step_plan(num_seqs: int) -> StepPlan:
         kv_pages=rng.integers(0, 1 << 20, 2 * tokens).astype(np.int32),
         prefix_token_ids=rng.integers(0, 32000, 2 * num_seqs).astype(np.int32),
         prefix_kv_pages=rng.integers(0, 1 << 20, 4 * num_seqs).astype(np.int32),
+        grammar_ids=np.array([-1, 0, 2**31 - 1][:num_seqs], np.int32),
     )
 
 
@@ -71,6 +75,7 @@ GOOD = {
         host_cache_bytes=1 << 33,
         lora_backend="torch",
         cuda_graphs=False,
+        quantization="fp8",
     ),
     "ready": {
         "num_pages": 4096,
@@ -97,6 +102,7 @@ GOOD = {
             "down": [688, 256],
         },
         "eos_token_ids": [2, 4294967295],
+        "quantization": "fp8",
     },
     "stage_adapter": StageAdapter(adapter_id=3, path='/cache/adapters/café-"quoted"\n'),
     "adapter_staged": StagedAdapter(
@@ -119,6 +125,7 @@ GOOD = {
         top_counts=np.array([0, 3], np.int32),
         top_ids=np.array([31999, 5, 6], np.int32),
         top_logprobs=np.array([-0.125, -2.5, -1e-7], np.float32),
+        grammar_errors=np.array([0, 1], np.uint8),
         forward_ms=12.375,
         sample_ms=1e-7,
     ),
@@ -135,6 +142,16 @@ GOOD = {
     "ok": None,
     "error": ErrorReply(
         code="adapter_invalid", message="rank 256 > max_lora_rank 128", request_id=9
+    ),
+    "compile_grammar": CompileGrammar(
+        grammar_id=2**32 - 1,
+        kind="json_schema",
+        source='{"type":"object","properties":{"ü":{"enum":["a\\"b"]}}}',
+    ),
+    "grammar_compiled": GrammarCompiled(grammar_id=7, compile_ms=2.375, cached=False),
+    "drop_grammar": DropGrammar(grammar_id=7),
+    "error_grammar": ErrorReply(
+        code="grammar_invalid", message='Unimplemented keys: ["uniqueItems"]', request_id=4
     ),
 }
 
@@ -183,6 +200,12 @@ def bad_frames(good: dict[str, bytes]) -> dict[str, bytes]:
         "bad_message--negative_count": with_meta(good["ready"], lambda m: m.update(num_pages=-1)),
         "bad_message--bool_as_count": with_meta(good["ready"], lambda m: m.update(head_dim=True)),
         "bad_message--enum_value": with_meta(good["drop_adapter"], lambda m: m.update(tier="disk")),
+        "bad_message--grammar_kind": with_meta(
+            good["compile_grammar"], lambda m: m.update(kind="xml_schema")
+        ),
+        "bad_message--quantization_value": with_meta(
+            good["init"], lambda m: m.update(quantization="int4")
+        ),
         "bad_message--modules_missing_one": with_meta(
             good["ready"], lambda m: m["modules"].pop("down")
         ),
@@ -215,7 +238,7 @@ def bad_frames(good: dict[str, bytes]) -> dict[str, bytes]:
 def main() -> None:
     good = {}
     for name, body in GOOD.items():
-        message = name.split("_empty")[0]
+        message = {"step_empty": "step", "error_grammar": "error"}.get(name, name)
         good[name] = encode_message(5, message, body)
     for folder, frames in (("good", good), ("bad", bad_frames(good))):
         (HERE / folder).mkdir(exist_ok=True)

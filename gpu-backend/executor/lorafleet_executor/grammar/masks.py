@@ -1,0 +1,78 @@
+"""Per step, the constrained rows' token masks: filled on the CPU by llguidance's thread
+pool (the GIL released; the executor launches the step's forward first, so this runs
+while the GPU computes it), then applied to the logits in one launch before sampling
+(kernels/token_bitmask.py). Rows without a grammar are not touched, and a step without
+constrained rows never gets here.
+
+A failed matcher's row gets a mask that allows only EOS: the row ends, and the step
+result flags it (`grammar_errors`).
+
+Example:
+    masks = GrammarMasks(max_rows=256, vocab_size=32000, eos_ids=[2], device=device)
+    failed = masks.apply(logits, rows=[0, 3], grammars=[g0, g3])  # u8 per grammar
+"""
+
+import time
+
+import llguidance
+import llguidance.torch
+import numpy as np
+import torch
+
+from ..kernels.token_bitmask import apply_token_bitmask
+from .sequence import SequenceGrammar
+
+
+class GrammarMasks:
+    def __init__(
+        self,
+        max_rows: int,
+        vocab_size: int,
+        eos_ids: list[int],
+        device: torch.device,
+        threads: int,
+    ) -> None:
+        self.device = device
+        words = (vocab_size + 31) // 32
+        pinned = device.type == "cuda"
+        # Two host buffers in turn: a step's copy to the device may still be queued when
+        # the next step fills (it waits for that step's samples, not for the copy).
+        self._host = [
+            torch.zeros(max_rows, words, dtype=torch.int32, pin_memory=pinned) for _ in range(2)
+        ]
+        self._on_device = (
+            torch.zeros(max_rows, words, dtype=torch.int32, device=device) if pinned else None
+        )
+        self._turn = 0
+        self._eos_only = torch.zeros(words, dtype=torch.int32)
+        for eos in eos_ids:
+            if eos < vocab_size:
+                word = self._eos_only[eos // 32].item() | (1 << (eos % 32))
+                self._eos_only[eos // 32] = word - (1 << 32) if word >= 1 << 31 else word
+        self._threads = llguidance.LLExecutor(num_threads=threads)
+        self.last_fill_us = 0.0  # the CPU's share of the last call (benchmarks read it)
+
+    def apply(
+        self, logits: torch.Tensor, rows: list[int], grammars: list[SequenceGrammar]
+    ) -> np.ndarray:
+        """Masks logits rows `rows` [K] by `grammars` [K]; returns u8 [K]: 1 = failed."""
+        started = time.perf_counter()
+        k = len(rows)
+        host = self._host[self._turn][:k]
+        self._turn ^= 1
+        live = [(g.matcher, j) for j, g in enumerate(grammars) if not g.failed]
+        if live:
+            llguidance.torch.fill_next_token_bitmask_par(self._threads, live, host)
+        for j, grammar in enumerate(grammars):
+            grammar.check()
+            if grammar.failed:
+                host[j] = self._eos_only
+        failed = np.array([g.failed for g in grammars], np.uint8)
+        bitmask = host
+        if self._on_device is not None:
+            bitmask = self._on_device[:k]
+            bitmask.copy_(host, non_blocking=True)
+        index = torch.from_numpy(np.asarray(rows, np.int32)).to(self.device, non_blocking=True)
+        apply_token_bitmask(logits, bitmask, index)
+        self.last_fill_us = (time.perf_counter() - started) * 1e6
+        return failed
