@@ -94,17 +94,18 @@ describe("runOpenLoop against the test peer", () => {
   it("sends at trace times regardless of completions (open loop)", async () => {
     peer.log.arrivals.length = 0;
     peer.log.maxConcurrent = 0;
-    // Each reply takes ~20 + 10 × 20 = 220 ms; requests arrive every 30 ms.
-    const requests = Array.from({ length: 8 }, (_, i) => request(i, 0.03 * i, null, 20));
+    // Each reply takes ~20 + 10 × 60 = 620 ms; requests arrive every 30 ms.
+    const requests = Array.from({ length: 8 }, (_, i) => request(i, 0.03 * i, null, 60));
     const records = await run(requests);
     expect(peer.log.maxConcurrent).toBeGreaterThanOrEqual(5);
-    // Lateness stays far below a reply's 220 ms: no send waited for a completion.
+    // Lateness stays well below a reply's 620 ms: no send waited for a completion (the
+    // margin is for a loaded 2-core CI machine, where timers fire late).
     for (const r of records) {
-      expect(r.sentS - r.scheduledS).toBeLessThan(0.08);
+      expect(r.sentS - r.scheduledS).toBeLessThan(0.3);
       expect(r.sentS).toBeGreaterThanOrEqual(r.scheduledS - 0.002);
     }
     const arrivals = peer.log.arrivals.map((a) => a.at);
-    expect((arrivals.at(-1) as number) - (arrivals[0] as number)).toBeLessThan(0.3);
+    expect((arrivals.at(-1) as number) - (arrivals[0] as number)).toBeLessThan(0.21 + 0.3);
   });
 
   it("holds arrivals beyond maxConcurrency until a request ends, and counts the wait", async () => {
