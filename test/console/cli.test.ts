@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { fixturesDir, repoRoot } from "../backend/backend-process.ts";
+import { waitForUsage } from "./stack.ts";
 
 const stack = inject("stack");
 const adapterDir = join(fixturesDir, "adapters/tiny-r8");
@@ -153,6 +154,7 @@ describe("lorafleet CLI against the running stack", () => {
       /\[cli-bot: \d+ prompt \+ [1-8] completion tokens, finish (length|stop)\]/,
     );
 
+    await waitForUsage(stack.url, key, 1);
     const csv = await lorafleet(config, ["usage", "--csv", "--days", "2"]);
     expect(csv.code, csv.stderr).toBe(0);
     const today = new Date().toISOString().slice(0, 10);

@@ -15,6 +15,7 @@ import {
   launchBrowser,
   screenshot,
 } from "./browser.ts";
+import { waitForUsage } from "./stack.ts";
 
 const stack = inject("stack");
 const adapterDir = join(fixturesDir, "adapters/tiny-r8");
@@ -219,6 +220,7 @@ describe.skipIf(!haveChromium)(
     });
 
     it("counts the request in usage, per day and per adapter, and exports CSV", async () => {
+      await waitForUsage(stack.url, issuedKey, 1);
       await openPage(page, "Usage");
       await expect.poll(() => page.getByTestId("total-requests").textContent()).toBe("1");
       await page.locator(`tr[data-model='${adapterName}']`).waitFor();

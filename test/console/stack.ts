@@ -76,3 +76,21 @@ export async function startStack(): Promise<Stack> {
     throw error;
   }
 }
+
+/**
+ * Waits until the tenant of `apiKey` has `requests` usage rows: rows reach D1 through the
+ * usage Queue about a second after their request ends (gateway/README.md "Usage").
+ */
+export async function waitForUsage(url: string, apiKey: string, requests: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const response = await fetch(`${url}/v1/usage`, {
+      headers: { authorization: `Bearer ${apiKey}` },
+    });
+    const usage = (await response.json()) as { requests: number };
+    if (usage.requests >= requests) return;
+    if (Date.now() > deadline)
+      throw new Error(`usage shows ${usage.requests} requests, not ${requests}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

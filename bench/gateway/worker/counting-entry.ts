@@ -1,9 +1,10 @@
 // The gateway Worker as the benchmark runs it: the real entry (gateway/src/index.ts), its
 // bindings wrapped to count each D1 query, KV read and write, Durable Object call, R2
-// operation and Queue message a request makes, split into those started before its response
-// was returned (`onPath`: awaited, or started for waitUntil on the way) and all of them
-// (`total`, waitUntil work that ran after the response included); the usage Queue consumer's
-// own calls are counted apart (`consumer`). GET /__bench/counts answers the counts; POST
+// operation and Queue message a request makes, split into those it started before its
+// response was returned (`onPath`: awaited, or started for waitUntil on the way; counted
+// through that request's own env, so another request's background work running meanwhile is
+// not its) and all of them (`total`, waitUntil work that ran after the response included);
+// the usage Queue consumer's own calls are counted apart (`consumer`). GET /__bench/counts answers the counts; POST
 // /__bench/counts resets them. Nothing else differs from the product.
 
 import type { Env } from "../../../gateway/src/env.ts";
@@ -17,15 +18,15 @@ const onPath: Counts = {};
 const consumer: Counts = {};
 let requests = 0;
 
-/** Calls of the named methods on `target` (and on what `nested` methods return) are counted into `into` as `name`. */
+/** Calls of the named methods on `target` (and on what `nested` methods return) are counted into each of `into` as `name`. */
 function counted<T extends object>(
-  into: Counts,
+  into: Counts[],
   target: T,
   methods: Record<string, string>,
   nested: Record<string, (value: object) => object> = {},
 ): T {
   const count = (name: string) => {
-    into[name] = (into[name] ?? 0) + 1;
+    for (const counts of into) counts[name] = (counts[name] ?? 0) + 1;
   };
   return new Proxy(target, {
     get(t, prop) {
@@ -44,8 +45,8 @@ function counted<T extends object>(
   });
 }
 
-/** `env` with each binding's calls counted into `into`. */
-function wrapEnv(env: Env, into: Counts): Env {
+/** `env` with each binding's calls counted into each of `into`. */
+function wrapEnv(env: Env, into: Counts[]): Env {
   const statement = (s: object): object =>
     counted(
       into,
@@ -77,13 +78,13 @@ function wrapEnv(env: Env, into: Counts): Env {
 }
 
 /** A Durable Object stub whose every method call (an RPC call) is counted. */
-function countedStub(into: Counts, stub: object): object {
+function countedStub(into: Counts[], stub: object): object {
   return new Proxy(stub, {
     get(s, method) {
       const value = Reflect.get(s, method) as unknown;
       if (typeof value !== "function") return value;
       return (...args: unknown[]) => {
-        into.do_calls = (into.do_calls ?? 0) + 1;
+        for (const counts of into) counts.do_calls = (counts.do_calls ?? 0) + 1;
         return Reflect.apply(value, s, args) as unknown;
       };
     },
@@ -103,16 +104,14 @@ export default {
       return Response.json({ requests, onPath, total, consumer });
     }
     requests += 1;
-    const before = { ...total };
-    const response = await gateway.fetch(request, wrapEnv(env, total), ctx);
-    for (const [name, n] of Object.entries(total)) {
-      const made = n - (before[name] ?? 0);
-      if (made > 0) onPath[name] = (onPath[name] ?? 0) + made;
-    }
+    const made: Counts = {};
+    const response = await gateway.fetch(request, wrapEnv(env, [total, made]), ctx);
+    // What this request made so far; what its env makes later counts in `total` only.
+    for (const [name, n] of Object.entries(made)) onPath[name] = (onPath[name] ?? 0) + n;
     return response;
   },
   scheduled: gateway.scheduled,
   queue(batch, env) {
-    return gateway.queue(batch, wrapEnv(env, consumer));
+    return gateway.queue(batch, wrapEnv(env, [consumer]));
   },
 } satisfies ExportedHandler<Env>;
