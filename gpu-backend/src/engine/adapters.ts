@@ -285,7 +285,10 @@ export class AdapterManager {
 
   /** The idle resident adapter evictOne(minRank, forLoad) would evict, for the pool's policy to weigh. */
   idleCandidate(minRank: number, forLoad = false): { lastUse: number } | null {
-    return this.#idleVictim(minRank, (e) => e.state === "resident" && (!forLoad || this.#givesWay(e)));
+    return this.#idleVictim(
+      minRank,
+      (e) => e.state === "resident" && (!forLoad || this.#givesWay(e)),
+    );
   }
 
   /**

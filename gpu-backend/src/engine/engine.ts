@@ -6,13 +6,13 @@ import { DuplicateRequestError, EngineConfigError, InvalidRequestError } from ".
 import { PoolEviction } from "./eviction.ts";
 import { FairShare } from "./fair-share.ts";
 import type { RequestOutput } from "./output.ts";
-import { Probation } from "./probation.ts";
 import {
   type BlockHasher,
   BlockHashes,
   PrefixCache,
   type PrefixCacheStats,
 } from "./prefix-cache.ts";
+import { Probation } from "./probation.ts";
 import { type EngineRequest, validateRequest } from "./request.ts";
 import { Scheduler } from "./scheduler.ts";
 import { Sequence } from "./sequence.ts";
