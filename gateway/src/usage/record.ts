@@ -25,6 +25,30 @@ export type UsageRecord = {
 /** A usage row on its way to D1 (in a Queue message): the record and when it ended. */
 export type UsageRow = { record: UsageRecord; createdAt: number };
 
+const usageColumns = `id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
+  prompt_tokens, completion_tokens, cached_tokens, status, outcome, latency_ms, created_at`;
+
+/** A row as usageInsertMany's JSON carries it: the columns in usageColumns' order. */
+function usageValues(r: UsageRecord, createdAt: number) {
+  return [
+    r.requestKey,
+    r.requestId,
+    r.tenantId,
+    r.keyId,
+    r.endpoint,
+    r.model,
+    r.adapterId,
+    r.backendId,
+    r.promptTokens,
+    r.completionTokens,
+    r.cachedTokens,
+    r.status,
+    r.outcome,
+    r.latencyMs,
+    createdAt,
+  ];
+}
+
 /**
  * The row's insert: the gateway's own request key is the primary key and a second write
  * for the same request is ignored, so a retried write, a redelivered Queue message or a
@@ -37,28 +61,24 @@ export function usageInsert(
   createdAt: number,
 ): D1PreparedStatement {
   return db
-    .prepare(
-      `INSERT OR IGNORE INTO usage (id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
-         prompt_tokens, completion_tokens, cached_tokens, status, outcome, latency_ms, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .bind(
-      r.requestKey,
-      r.requestId,
-      r.tenantId,
-      r.keyId,
-      r.endpoint,
-      r.model,
-      r.adapterId,
-      r.backendId,
-      r.promptTokens,
-      r.completionTokens,
-      r.cachedTokens,
-      r.status,
-      r.outcome,
-      r.latencyMs,
-      createdAt,
-    );
+    .prepare(`INSERT OR IGNORE INTO usage (${usageColumns}) VALUES (${"?, ".repeat(14)}?)`)
+    .bind(...usageValues(r, createdAt));
+}
+
+/**
+ * Many rows' insert as ONE statement (the rows travel as one JSON parameter, unpacked by
+ * SQLite's json_each), ignoring rows already written as usageInsert does. A statement per
+ * row cost the D1 of the local runtime ~0.12 ms a row, in the process that serves
+ * requests: the usage consumer's batch of a second at 500 req/s stalled it ~70 ms.
+ */
+export function usageInsertMany(db: D1Database, rows: UsageRow[]): D1PreparedStatement {
+  const values = usageColumns
+    .split(",")
+    .map((_, i) => `value ->> ${i}`)
+    .join(", ");
+  return db
+    .prepare(`INSERT OR IGNORE INTO usage (${usageColumns}) SELECT ${values} FROM json_each(?)`)
+    .bind(JSON.stringify(rows.map((r) => usageValues(r.record, r.createdAt))));
 }
 
 /** Writes one row now, retrying transient D1 failures (batch lines; the Queue's fallback). */

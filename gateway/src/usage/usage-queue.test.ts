@@ -1,10 +1,11 @@
-// The usage Queue's consumer against the real local D1: rows written in chunked D1 batches,
+// The usage Queue's consumer against the real local D1: rows written in chunks, one D1 statement each,
 // exactly once by the gateway's request key when D1 fails mid-batch, when the consumer dies
 // after a commit but before its acks (the whole batch comes again) and when a message is
 // delivered twice; and the real Queue end to end (producer -> Miniflare's queue -> consumer).
 import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import {
+  defined,
   unique,
   usageRows as usageRowsNow,
   waitForUsageRows,
@@ -58,23 +59,31 @@ async function consume(db: D1Database, delivered: ReturnType<typeof messages>, c
   };
 }
 
-/** The real D1 whose `batch` fails on its `failOn`-th call: before running it, or after it committed. */
-function failingBatchD1(failOn: number, when: "before" | "after") {
+/** The real D1 whose `failOn`-th write (a statement's `run`) fails: before running it, or after it committed. */
+function failingWriteD1(failOn: number, when: "before" | "after") {
   let calls = 0;
-  return new Proxy(env.DB, {
-    get(target, prop) {
-      if (prop !== "batch") {
+  const run = async (statement: D1PreparedStatement) => {
+    calls += 1;
+    if (calls === failOn && when === "before")
+      throw new Error("D1_ERROR: Network connection lost.");
+    const result = await statement.run();
+    if (calls === failOn) throw new Error("consumer killed after the commit, before its acks");
+    return result;
+  };
+  const failing = (statement: D1PreparedStatement): D1PreparedStatement =>
+    new Proxy(statement, {
+      get(target, prop) {
+        if (prop === "run") return () => run(target);
+        if (prop === "bind") return (...values: unknown[]) => failing(target.bind(...values));
         const value = Reflect.get(target, prop) as unknown;
         return typeof value === "function" ? value.bind(target) : value;
-      }
-      return async (statements: D1PreparedStatement[]) => {
-        calls += 1;
-        if (calls === failOn && when === "before")
-          throw new Error("D1_ERROR: Network connection lost.");
-        const result = await target.batch(statements);
-        if (calls === failOn) throw new Error("consumer killed after the commit, before its acks");
-        return result;
-      };
+      },
+    });
+  return new Proxy(env.DB, {
+    get(target, prop) {
+      if (prop === "prepare") return (query: string) => failing(target.prepare(query));
+      const value = Reflect.get(target, prop) as unknown;
+      return typeof value === "function" ? value.bind(target) : value;
     },
   });
 }
@@ -89,7 +98,7 @@ describe("writeUsageBatch", () => {
     const tenantId = unique("tn_q");
     const all = messages(tenantId, range(120));
     // chunks of 50: the second fails before it commits
-    const first = await consume(failingBatchD1(2, "before"), all);
+    const first = await consume(failingWriteD1(2, "before"), all);
     expect(first.acked).toEqual(ids(range(50)));
     expect(first.retried).toEqual(ids(range(120).slice(50)));
     const redelivered = all.filter((m) => first.retried.includes(m.id));
@@ -104,7 +113,7 @@ describe("writeUsageBatch", () => {
     const tenantId = unique("tn_q");
     const all = messages(tenantId, range(80));
     // the second chunk commits, then the consumer dies: none of its messages is acked
-    const killed = await consume(failingBatchD1(2, "after"), all);
+    const killed = await consume(failingWriteD1(2, "after"), all);
     expect(killed.retried).toEqual(ids(range(80).slice(50)));
     // a dead consumer's explicit acks may be lost too: the Queue delivers the batch whole
     expect((await consume(env.DB, all)).acked).toEqual(ids(range(80)));
@@ -119,10 +128,46 @@ describe("writeUsageBatch", () => {
     const tenantId = unique("tn_q");
     // 7 messages of 20 rows: chunks of <= 50 rows are 2 messages each; the 3rd chunk fails
     const all = messages(tenantId, range(7), 20);
-    const first = await consume(failingBatchD1(3, "before"), all);
+    const first = await consume(failingWriteD1(3, "before"), all);
     expect(first).toEqual({ acked: ids(range(4)), retried: ids([4, 5, 6]) });
     await consume(env.DB, all.slice(4));
     expect(tokensOf(await waitForUsageRows(tenantId, 140))).toEqual(range(140));
+  });
+
+  it("writes a chunk as one statement, every column as the record has it", async () => {
+    const tenantId = unique("tn_q");
+    const all = messages(tenantId, range(3), 2);
+    const first = defined(all[0]?.body.rows[0]);
+    first.record = { ...first.record, adapterId: "ad_1", backendId: null, outcome: "invalid" };
+    let statements = 0;
+    const counting = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop === "prepare") statements += 1;
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    expect((await consume(counting, all)).acked).toEqual(ids(range(3)));
+    expect(statements).toBe(1);
+    const rows = await waitForUsageRows(tenantId, 6);
+    expect(rows[0]).toEqual({
+      id: `${tenantId}-req-0`,
+      request_id: "label-0",
+      tenant_id: tenantId,
+      key_id: "key_q",
+      endpoint: "/v1/chat/completions",
+      model: "m",
+      adapter_id: "ad_1",
+      backend_id: null,
+      prompt_tokens: 0,
+      completion_tokens: 1,
+      cached_tokens: 0,
+      status: 200,
+      outcome: "invalid",
+      latency_ms: 3,
+      created_at: 1_000,
+    });
+    expect(rows.map((r) => r.adapter_id)).toEqual(["ad_1", null, null, null, null, null]);
   });
 
   it("counts a message delivered twice, in one batch or in two, once", async () => {

@@ -1,6 +1,6 @@
 import type { Env } from "../env.ts";
 import { retryD1 } from "../storage/d1-retry.ts";
-import { type UsageRow, usageInsert } from "./record.ts";
+import { type UsageRow, usageInsertMany } from "./record.ts";
 
 /** One Queue message: the rows of requests that ended in one isolate within `usageLingerMs`. */
 export type UsageMessage = { rows: UsageRow[] };
@@ -9,8 +9,12 @@ export type UsageMessage = { rows: UsageRow[] };
 export const usageLingerMs = 50;
 /** Rows per message at most (a row is ~350 bytes of JSON; a message may hold 128 KB). */
 export const maxRowsPerMessage = 100;
-/** Rows per D1 batch in the consumer: each chunk is one transaction, acked once it committed. */
-export const usageWriteChunk = 50;
+/**
+ * Rows per D1 statement in the consumer (usageInsertMany): each chunk is one transaction,
+ * acked once it committed. ~150 bytes of JSON a row keeps a chunk's parameter far under
+ * D1's 2 MB for a value.
+ */
+export const usageWriteChunk = 1000;
 
 type OpenMessage = { rows: UsageRow[]; sent: Promise<void> };
 
@@ -57,7 +61,7 @@ async function sendRows(env: Env, rows: UsageRow[]): Promise<void> {
     console.warn(
       JSON.stringify({ level: "warn", event: "usage_queue_error", message: String(error) }),
     );
-    await retryD1(() => env.DB.batch(rows.map((r) => usageInsert(env.DB, r.record, r.createdAt))));
+    await retryD1(() => usageInsertMany(env.DB, rows).run());
   }
 }
 
@@ -84,9 +88,10 @@ export async function writeUsageBatch(
     }
     const part = messages.slice(start, end);
     try {
-      await db.batch(
-        part.flatMap((m) => m.body.rows.map((r) => usageInsert(db, r.record, r.createdAt))),
-      );
+      await usageInsertMany(
+        db,
+        part.flatMap((m) => m.body.rows),
+      ).run();
     } catch (error) {
       console.warn(
         JSON.stringify({
