@@ -1,4 +1,4 @@
-import { base64url, hmacKey } from "../hmac.ts";
+import { hmacTag } from "../hmac.ts";
 
 /**
  * What a backend id claims in a credential: its id and the credential's version. A claim
@@ -28,9 +28,7 @@ export async function backendCredential(
   if (!Number.isSafeInteger(version) || version < 1) {
     throw new Error(`not a credential version: ${version}`);
   }
-  const message = new TextEncoder().encode(`backend:${id}:v${version}`);
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(master), message);
-  return `${id}.v${version}.${base64url(mac)}`;
+  return `${id}.v${version}.${await hmacTag(master, `backend:${id}:v${version}`)}`;
 }
 
 /** The id and version `text` claims, or null when it is not shaped like a backend credential. */

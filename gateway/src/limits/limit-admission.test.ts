@@ -16,7 +16,7 @@ function limited(limits: Partial<TenantLimits>) {
   const app = resolvedChatApp(principal, { body: { max_tokens: 5 } });
   // the isolate's slices: one SliceLimiter per app, as one per isolate
   app.post("/", usageMeter(), limitAdmission(new SliceLimiter()), (c) => {
-    handled.push(c.var.requestId);
+    handled.push(c.get("requestId"));
     return c.json({ usage });
   });
   const limiter = env.LIMITER.get(env.LIMITER.idFromName(principal.tenantId));

@@ -44,10 +44,11 @@ function refused(admission: { code: string; message: string; retryAfterSeconds: 
  */
 export function limitAdmission(slices: SliceLimiter) {
   return createMiddleware<UsageEnv>(async function limitAdmission(c, next) {
-    const { principal, requestKey } = c.var;
+    const principal = c.get("principal");
+    const requestKey = c.get("requestKey");
     const { limits, tenantId } = principal;
     if (!hasLimits(limits)) return next();
-    const { body, estimate } = c.var.inference;
+    const { body, estimate } = c.get("inference");
     const stream = body.stream === true;
     if (!needsExactPath(limits, stream)) {
       if (limits.requestsPerMinute === null && limits.tokensPerMinute === null) return next();
@@ -55,7 +56,7 @@ export function limitAdmission(slices: SliceLimiter) {
         c.executionCtx.waitUntil(work),
       );
       if (!admission.ok) throw refused(admission);
-      c.var.usage.onEnd((tokens) =>
+      c.get("usage").onEnd((tokens) =>
         slices.settle(
           tenantId,
           admission.minute,
@@ -72,7 +73,7 @@ export function limitAdmission(slices: SliceLimiter) {
       limits,
     });
     if (!admission.ok) throw refused(admission);
-    c.var.usage.onEnd((tokens) =>
+    c.get("usage").onEnd((tokens) =>
       limiterFor(c.env, tenantId).settle(requestKey, tokens.promptTokens + tokens.completionTokens),
     );
     await next();

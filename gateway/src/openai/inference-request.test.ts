@@ -22,7 +22,7 @@ function reading() {
       models: createGatewayState().models,
       now: () => now,
     }),
-    (c) => c.json(c.var.inference),
+    (c) => c.json(c.get("inference")),
   );
   return (body: unknown, headers: Record<string, string> = {}) =>
     send(app, "/", { body: JSON.stringify(body), headers });

@@ -61,7 +61,7 @@ export function inferenceRequest(
     const json = await readJson(c.req.raw, bodyLimits.inference);
     const body: InferenceRequest = parseWith(schema, json);
     const deadlineMs = deadline(c.req.header("x-lorafleet-timeout-ms"), now());
-    const target = await models.resolve(c.env, c.var.principal, body.model, (work) =>
+    const target = await models.resolve(c.env, c.get("principal"), body.model, (work) =>
       c.executionCtx.waitUntil(work),
     );
     c.set("inference", {

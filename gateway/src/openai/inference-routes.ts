@@ -71,7 +71,7 @@ async function forwardInference(c: Context<UsageEnv>, state: GatewayState) {
   if (early !== null) return early;
   c.set("upstreamMs", state.now() - started);
   c.set("held", true);
-  const format = c.var.inference.body.stream === true ? "event-stream" : "json";
+  const format = c.get("inference").body.stream === true ? "event-stream" : "json";
   return heldAnswer(answer, format, (reason) => backendCall.abort(reason));
 }
 
@@ -85,8 +85,9 @@ async function answerFromBackend(
   state: GatewayState,
   signal: AbortSignal,
 ): Promise<Response> {
-  const { endpoint, json, body, target, deadlineMs } = c.var.inference;
-  const { principal, requestId } = c.var;
+  const { endpoint, json, body, target, deadlineMs } = c.get("inference");
+  const principal = c.get("principal");
+  const requestId = c.get("requestId");
   const salt = await cacheSalt(c.env.BACKEND_SECRET, principal);
   // A conversation goes where its prefix is cached, within its adapter's home backends.
   const ranked = rankForConversation(
@@ -134,9 +135,9 @@ async function answerFromBackend(
   c.set("upstreamMs", forwarded.waitedMs);
   c.set("backendId", backend.id);
   c.set("answerStatus", response.status);
-  c.var.usage.onEnd(() => state.backends.end(backend.id));
+  c.get("usage").onEnd(() => state.backends.end(backend.id));
 
-  if (response.ok && c.var.inference.body.stream === true && response.body !== null) {
+  if (response.ok && c.get("inference").body.stream === true && response.body !== null) {
     return new Response(response.body, {
       status: 200,
       headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },

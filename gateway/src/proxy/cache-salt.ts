@@ -1,5 +1,5 @@
 import type { Principal } from "../auth/principal.ts";
-import { base64url, hmacKey } from "../hmac.ts";
+import { hmacTag } from "../hmac.ts";
 
 /** Whose requests may share a backend's cached KV: one API key's, or (opted in) a whole tenant's. */
 export type CacheScope = Pick<Principal, "tenantId" | "keyId" | "sharePrefixCache">;
@@ -20,10 +20,5 @@ export async function cacheSalt(master: string, scope: CacheScope): Promise<stri
   const label = scope.sharePrefixCache
     ? `cache-salt:tenant:${scope.tenantId}`
     : `cache-salt:key:${scope.tenantId}:${scope.keyId}`;
-  const mac = await crypto.subtle.sign(
-    "HMAC",
-    await hmacKey(master),
-    new TextEncoder().encode(label),
-  );
-  return base64url(mac);
+  return hmacTag(master, label);
 }

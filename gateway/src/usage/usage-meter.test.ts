@@ -26,7 +26,7 @@ function metered(handler: (c: Context<UsageEnv>) => Response | Promise<Response>
     "/",
     usageMeter({ now: () => t0 + 25 }),
     async (c, next) => {
-      c.var.usage.onEnd((tokens) => {
+      c.get("usage").onEnd((tokens) => {
         ended.push(tokens);
       });
       await next();
@@ -195,7 +195,7 @@ describe("usageMeter", () => {
       // outside the meter: it registers once the meter has ended the request
       async (c: Context<UsageEnv>, next: Next) => {
         await next();
-        c.var.usage.onEnd((tokens) => {
+        c.get("usage").onEnd((tokens) => {
           late.push(tokens);
         });
       },

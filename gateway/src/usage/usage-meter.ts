@@ -63,16 +63,16 @@ function isEventStream(response: Response): boolean {
 export function usageMeter(options: { now?: () => number; sender?: UsageSender } = {}) {
   const { now = Date.now, sender = new UsageSender() } = options;
   return createMiddleware<UsageEnv>(async function usageMeter(c, next) {
-    const { endpoint, body, target } = c.var.inference;
-    const { tenantId, keyId } = c.var.principal;
+    const { endpoint, body, target } = c.get("inference");
+    const { tenantId, keyId } = c.get("principal");
     const listeners: EndListener[] = [];
     let used: TokenUsage | null = null;
     const end = (ending: Ending, tokens: TokenUsage | null) => {
       if (used !== null) return;
       used = tokens ?? noTokens;
       const record: UsageRecord = {
-        requestKey: c.var.requestKey,
-        requestId: c.var.requestId,
+        requestKey: c.get("requestKey"),
+        requestId: c.get("requestId"),
         tenantId,
         keyId,
         endpoint,
@@ -80,7 +80,7 @@ export function usageMeter(options: { now?: () => number; sender?: UsageSender }
         adapterId: target.adapter?.id ?? null,
         ...ending,
         ...used,
-        latencyMs: now() - c.var.startedAt,
+        latencyMs: now() - c.get("startedAt"),
       };
       // One structured line per request; it names the key by id, never the key itself.
       console.log(JSON.stringify({ level: "info", event: "request", ...record }));
@@ -118,9 +118,9 @@ export function usageMeter(options: { now?: () => number; sender?: UsageSender }
       end({ backendId: null, status: c.res.status, outcome: refusalOutcome(c.res.status) }, null);
       return;
     }
-    const backendId = c.var.backendId;
+    const backendId = c.get("backendId");
     // What the backend answered: a held answer (200 at once) may still be refused in-band.
-    const answered = () => c.var.answerStatus ?? c.res.status;
+    const answered = () => c.get("answerStatus") ?? c.res.status;
     const answeredOutcome = (healthy: boolean): UsageRecord["outcome"] =>
       answered() >= 400 ? refusalOutcome(answered()) : healthy ? "ok" : "backend_error";
     if (c.res.body === null) {
@@ -143,7 +143,7 @@ export function usageMeter(options: { now?: () => number; sender?: UsageSender }
       c.res = new Response(meterSse(c.res.body, wanted, endRelayed, clientGone), c.res);
       return;
     }
-    if (!c.var.held) {
+    if (!c.get("held")) {
       // A whole answer: read at once, so it is billed however the client reads it.
       const text = await c.res.text();
       end({ backendId, status: answered(), outcome: answeredOutcome(true) }, usageInJson(text));
