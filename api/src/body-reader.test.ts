@@ -45,6 +45,18 @@ describe("readBodyBytes", () => {
     expect(slow.pulled).toBeLessThanOrEqual(1);
   });
 
+  it("reads a body of declared length whole, and refuses one holding more than the bound whatever it declares", async () => {
+    const body = "x".repeat(64);
+    expect(await readBodyBytes(request(body, { "content-length": "64" }), 64)).toEqual(utf8(body));
+    const lying = request("x".repeat(65), { "content-length": "8" });
+    await expect(readBodyBytes(lying, 64)).rejects.toBeInstanceOf(BodyTooLargeError);
+    // a length that is not a number is not trusted: the body is counted as it streams
+    const slow = chunked(10, 20);
+    const odd = request(slow.body, { "content-length": "20, 20" });
+    await expect(readBodyBytes(odd, 64)).rejects.toBeInstanceOf(BodyTooLargeError);
+    expect(slow.pulled).toBeLessThan(10);
+  });
+
   it("stops reading a streamed body once it passes the bound, and cancels the rest", async () => {
     const slow = chunked(10, 20);
     await expect(readBodyBytes(request(slow.body), 64)).rejects.toBeInstanceOf(BodyTooLargeError);
