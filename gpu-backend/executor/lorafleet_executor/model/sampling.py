@@ -147,7 +147,7 @@ def apply_penalties(logits: torch.Tensor, params: SamplingParams) -> torch.Tenso
     logits = logits.clone()
     if params.any_repetition:
         seen = torch.zeros(n * vocab, dtype=torch.bool, device=device)
-        seen[flat] = True
+        seen.index_fill_(0, flat, True)  # no host scalar to copy up
         seen = seen.view(n, vocab)
         penalized = torch.where(logits > 0, logits / rep[:, None], logits * rep[:, None])
         logits = torch.where(seen, penalized, logits)

@@ -24,7 +24,6 @@ Example:
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from math import prod
 from typing import Any
 
@@ -58,6 +57,8 @@ class Packing:
 
     def add(self, array: np.ndarray, size: int | None = None, pad: Any = 0) -> Slot:
         """`size`: the slot's length, the entries after the array's set to `pad`."""
+        if array.dtype not in TORCH_DTYPES:
+            raise ValueError(f"no device view of {array.dtype}")
         shape = array.shape if size is None else (size, *array.shape[1:])
         if size is not None and len(array) > size:
             raise ValueError(f"{len(array)} entries do not fit a slot of {size}")
@@ -82,12 +83,17 @@ class Uploaded:
         self.data = data  # uint8
 
     def __getitem__(self, slot: Slot) -> torch.Tensor:
-        return self.data[slot.offset : slot.end].view(torch_dtype(slot.dtype)).view(slot.shape)
+        return self.data[slot.offset : slot.end].view(TORCH_DTYPES[slot.dtype]).view(slot.shape)
 
 
-@cache
-def torch_dtype(dtype: np.dtype) -> torch.dtype:
-    return torch.from_numpy(np.empty(0, dtype)).dtype
+TORCH_DTYPES = {
+    np.dtype(numpy): dtype
+    for numpy, dtype in (
+        (np.bool_, torch.bool), (np.uint8, torch.uint8), (np.int8, torch.int8),
+        (np.int16, torch.int16), (np.int32, torch.int32), (np.int64, torch.int64),
+        (np.float16, torch.float16), (np.float32, torch.float32), (np.float64, torch.float64),
+    )
+}  # fmt: skip
 
 
 class StepUpload:
