@@ -50,9 +50,10 @@ def served_decode(model: Path, adapters: list[Path], batch: int, prompt: int, st
     total = prompt + warmup + steps
     # on the GPU the pool takes what gpu_memory_utilization leaves, as served
     pages = 0 if device == "cuda" else 2 * batch * total + 20_000
-    executor = Executor(InitConfig(model_path=str(model), device=device, num_pages=pages,
-                                   gpu_memory_utilization=0.8, max_num_seqs=batch,
-                                   max_num_batched_tokens=batch * prompt, max_lora_rank=64))  # fmt: skip
+    config = InitConfig(model_path=str(model), device=device, num_pages=pages,
+                        gpu_memory_utilization=0.8, max_num_seqs=batch,
+                        max_num_batched_tokens=batch * prompt, max_lora_rank=64)  # fmt: skip
+    executor = Executor(config)
     next_page = 0
     for i, folder in enumerate(adapters):
         staged = executor.stage_adapter(i, str(folder))

@@ -137,7 +137,12 @@ def served(args: argparse.Namespace, device: torch.device) -> dict:
         if label == "lora" and not chosen:
             continue
         runs[label] = served_decode(
-            args.model, chosen, args.batch, args.served_prompt, args.steps, args.warmup,
+            args.model,
+            chosen,
+            args.batch,
+            args.served_prompt,
+            args.steps,
+            args.warmup,
             device.type,
         )
         print(f"served {label}: {runs[label]}", file=sys.stderr, flush=True)

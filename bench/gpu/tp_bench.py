@@ -35,8 +35,8 @@ from lorafleet_executor.model.config import ModelConfig
 from lorafleet_executor.model.forward_batch import ForwardBatch
 from lorafleet_executor.model.llama import LlamaModel
 from lorafleet_executor.model.lora_batch import PlacedAdapter, mixed_segments, pack_lora_batch
-from lorafleet_executor.model.upload import Packing, StepUpload
 from lorafleet_executor.model.pool import UnifiedPool
+from lorafleet_executor.model.upload import Packing, StepUpload
 from lorafleet_executor.model.weights import LayerWeights, ModelWeights
 from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group

@@ -96,14 +96,10 @@ def test_temperature_sharpens_and_draws_follow_the_distribution():
 
 def test_seeded_rows_repeat_whatever_the_batch():
     logits = torch.randn(1, 1000, generator=seeded(4))
-    alone = [
-        sample(logits, params(1, generators=[seeded(42)])).tokens.item()
-        for _ in range(5)
-    ]
+    alone = [sample(logits, params(1, generators=[seeded(42)])).tokens.item() for _ in range(5)]
     batch = logits.repeat(3, 1)
     draws = [
-        sample(batch, params(3, generators=[None, seeded(42), seeded(7)])).tokens
-        for _ in range(5)
+        sample(batch, params(3, generators=[None, seeded(42), seeded(7)])).tokens for _ in range(5)
     ]
     assert [d[1].item() for d in draws] == alone
     # one generator across steps advances: five draws are not all the same token

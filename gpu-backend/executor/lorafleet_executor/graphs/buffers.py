@@ -124,7 +124,10 @@ class StaticLora:
             return lambda sent: None
         n, rank = len(slots), max(a.rank for a in slots)
         tables = {
-            name: [packing.add(t) for t in group_tables(slots, name, self.shapes, self.page_width, n, rank)]
+            name: [
+                packing.add(t)
+                for t in group_tables(slots, name, self.shapes, self.page_width, n, rank)
+            ]
             for name in targeted_groups(slots)
         }
 

@@ -147,7 +147,10 @@ class DecodeGraphs:
                 groups=self.lora.groups,
             )
         return ForwardBatch(
-            **{name: views[name][:size] for name in ("token_ids", "positions", "k_pages", "v_pages")},
+            **{
+                name: views[name][:size]
+                for name in ("token_ids", "positions", "k_pages", "v_pages")
+            },
             k_table=k_table[rows, :context],
             v_table=v_table[rows, :context],
             cu_q=self.cu_q[: size + 1],

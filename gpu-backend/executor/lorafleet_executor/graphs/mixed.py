@@ -111,9 +111,7 @@ class PaddedMixedBatch:
         # the padding rows take one more.
         return tokens // BLOCK + self.max_num_seqs + 1
 
-    def pack(
-        self, inputs: StepInputs, bucket: int, packing: Packing
-    ) -> Callable[[Uploaded], None]:
+    def pack(self, inputs: StepInputs, bucket: int, packing: Packing) -> Callable[[Uploaded], None]:
         """The step's values, its rows padded to `bucket`, into `packing`; the result fills
         the static buffers from the upload."""
         num_tokens = len(inputs.token_ids)
@@ -161,7 +159,10 @@ class PaddedMixedBatch:
             lead_rows=min(size, self.max_num_seqs),
         )
         return ForwardBatch(
-            **{name: views[name][:size] for name in ("token_ids", "positions", "k_pages", "v_pages")},
+            **{
+                name: views[name][:size]
+                for name in ("token_ids", "positions", "k_pages", "v_pages")
+            },
             k_table=self.seqs.k_table[rows],
             v_table=self.seqs.v_table[rows],
             cu_q=views["cu_q"][: pieces + 1],

@@ -66,7 +66,9 @@ def pack_lora_batch(
     targeted = targeted_groups(slots)
     rank = max_rank or max(a.rank for a in slots)
     tables = {
-        name: [packing.add(t) for t in group_tables(slots, name, shapes, page_width, len(slots), rank)]
+        name: [
+            packing.add(t) for t in group_tables(slots, name, shapes, page_width, len(slots), rank)
+        ]
         for name in GROUPS
         if name in targeted
     }
