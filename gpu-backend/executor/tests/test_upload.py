@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lorafleet_executor.fixtures.location import fixtures_root
+from lorafleet_executor.graphs.buffers import Field, StaticArena
 from lorafleet_executor.model.upload import ALIGN, MIN_BYTES, Packing, StepUpload
 from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.executor import Executor
@@ -125,6 +126,23 @@ def test_host_buffers_are_pinned_only_on_a_gpu():
     upload = StepUpload(CPU)
     upload.send(Packing())
     assert not upload.pinned and not upload._hosts[0].is_pinned()
+
+
+def test_a_static_arena_is_filled_by_one_copy_from_its_slots_in_the_upload():
+    fields = {"ids": Field(np.int64, 4), "pages": Field(np.int32, 3, 9), "flags": Field(np.int8, 5)}
+    arena = StaticArena(fields, CPU)
+    assert arena.views["pages"].tolist() == [9, 9, 9]  # padding before any step
+    packing = Packing()
+    before = packing.add(np.array([1, 2, 3], np.int16))  # the arena need not come first
+    fill = arena.pack(
+        packing, {"ids": [5, 6], "pages": np.array([1], np.int32), "flags": [1]}, {"flags": -2}
+    )
+    sent = StepUpload(CPU).send(packing)
+    fill(sent)
+    assert sent[before].tolist() == [1, 2, 3]
+    assert arena.views["ids"].tolist() == [5, 6, 0, 0]
+    assert arena.views["pages"].tolist() == [1, 9, 9]
+    assert arena.views["flags"].tolist() == [1, -2, -2, -2, -2]
 
 
 ROOT = fixtures_root(os.environ)

@@ -3,7 +3,10 @@ buffers, so a step's values go into them before a replay: the 1-D inputs are typ
 of one device arena laid out as the step's upload lays them out (model/upload.py), so
 the step's values, padded on the host, fill all of them with one device-to-device copy
 from the upload; the step's LoRA tables go into the front of padded static ones. What
-lies past a step's values is padding nobody reads.
+lies past a step's values is padding nobody reads. One copy, not one per buffer: for a
+decode step's 7 buffers the host spent 49 us on the arena against 99 us padding each on
+the host and copying it on its own, and 58 us before (a pageable copy and a fill_ each),
+on the CPU, where a copy costs no driver staging or launch (git 9e537b0).
 
 Example:
     arena = StaticArena({**token_fields(256, pool.scratch_page)}, device)
