@@ -23,7 +23,10 @@
 # fp8roofline (FP8 base weights vs bf16 at decode, batch 64 and 128, side by side in one
 # process, pool pages each leaves; bench/gpu/fp8_decode.py), fp8ablations (the ablations'
 # trace, 64 in flight, base and slora on an FP8 base: --quantization fp8), fp8tests (the
-# FP8 GPU tests alone). Parts are whole names: fp8tests is not tests.
+# FP8 GPU tests alone), stepprofile (the executor's decode steps at batch 64, base and on 64
+# adapters of ranks 8-64, launched ahead as served: HtoD copies per step and the GPU's idle
+# fraction between steps; bench/gpu/step_profile.py --model). Parts are whole names:
+# fp8tests is not tests.
 # Each of ablations, bmm, peft and the prefix parts takes a call of its own. Their
 # results go straight to $OUT files (no pipe: a killed pipeline loses its output); logs
 # and profiles come back as $OUT/logs.tgz.
@@ -127,6 +130,17 @@ if has coldload; then
   timeout 300 python3 bench/gpu/stage_bench.py --count 32 --rank 32 --workers 4 --dir /tmp/stage-bench \
     --out "$OUT/stage.json" \
     > "$OUT/stage.log" 2>&1
+fi
+if has stepprofile; then
+  model=/tmp/bench/models/llama-2-7b  # where the ablations part generates it too
+  if [[ ! -f $model/tokenizer.json ]]; then  # make_model.py writes the tokenizer last
+    timeout 300 python3 bench/gpu/make_model.py --shape llama-2-7b --out "$model" \
+      > "$OUT/make_model.log" 2>&1
+  fi
+  timeout 120 python3 bench/gpu/make_adapters.py --model "$model" --out /tmp/step-adapters \
+    --count 64 --ranks 8,16,32,64 --distinct 4 > "$OUT/make_adapters.log" 2>&1
+  timeout 240 python3 bench/gpu/step_profile.py --model "$model" --adapters-dir /tmp/step-adapters \
+    --batch 64 --out "$OUT/step_profile_served.json" > "$OUT/step_profile_served.log" 2>&1
 fi
 if has grammar; then
   model=/tmp/bench/models/llama-2-7b-llama32k

@@ -4,6 +4,8 @@ on one of N adapters (ranks 8-64, q/k/v/o, zipf(1) as the serving benchmark).
 
     python bench/gpu/step_profile.py --out $OUT/step_profile.json --profile $OUT/step.txt
     python bench/gpu/step_profile.py --smoke --out /tmp/step_profile.json   # CPU, seconds
+    python bench/gpu/step_profile.py --model /tmp/llama-2-7b --adapters-dir /tmp/adapters \
+        --out $OUT/step_profile_served.json         # served decode steps (served_steps.py)
 
 For each batch: `step_ms`, the wall time of one eager step (the GPU's work done),
 `host_ms`, the time until forward() returns: the host's share of launching it, and
@@ -11,6 +13,11 @@ For each batch: `step_ms`, the wall time of one eager step (the GPU's work done)
 executor's graphs pad it to a bucket). A step whose host_ms reaches its step_ms is bound
 by the host, not the GPU. --profile writes cProfile's table of the eager mixed step with
 adapters and the torch profiler's kernel table of its graph-free GPU work.
+
+With --model (a folder as make_model.py writes it) it runs the executor's own decode steps
+at --batch instead, base and on the adapters of --adapters-dir, launched ahead as the
+server does: host-to-device copies per step and the GPU's idle fraction between steps
+(served_steps.py; `decode_gpu_idle_fraction` is the lora run's).
 """
 
 import argparse
@@ -23,9 +30,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from lorafleet_executor.model.pool import UnifiedPool
 from roofline import profile_step, random_model, time_decode
 from run_info import REPO, device_folder, run_info
+from served_steps import served_decode
 from shapes import SHAPES
 from tp_bench import Workload, sync_device
 
@@ -78,7 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="result JSON (default bench/results/<device>/)")
     parser.add_argument("--profile", type=Path, help="cProfile table of the mixed LoRA step")
     parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU")
+    parser.add_argument("--model", type=Path, help="served decode steps of this model folder")
+    parser.add_argument("--adapters-dir", type=Path, help="with --model: adapter folders")
+    parser.add_argument("--served-prompt", type=int, default=128, help="with --model")
     args = parser.parse_args(argv)
+    if args.model:
+        device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+        return write(args, served(args, device), "step_profile_served.json", device)
     if args.smoke:
         args.shape, args.adapters, args.batch, args.context = "tiny", 40, 4, 8
         args.prefill_len, args.warmup, args.steps = 8, 1, 2
@@ -111,8 +126,38 @@ def main(argv: list[str] | None = None) -> None:
         "adapters_in_batch": len(work.adapters),
         "runs": runs,
     }
+    write(args, result, "step_profile.json", device)
+
+
+def served(args: argparse.Namespace, device: torch.device) -> dict:
+    adapters = sorted(p for p in (args.adapters_dir or Path()).glob("*/adapter_config.json"))
+    adapters = [p.parent for p in adapters][: args.batch] if args.adapters_dir else []
+    runs = {}
+    for label, chosen in (("base", []), ("lora", adapters)):
+        if label == "lora" and not chosen:
+            continue
+        runs[label] = served_decode(
+            args.model,
+            chosen,
+            args.batch,
+            args.served_prompt,
+            args.steps,
+            args.warmup,
+            device.type,
+        )
+        print(f"served {label}: {runs[label]}", file=sys.stderr, flush=True)
+    return {
+        "bench": "step_profile_served",
+        **run_info(device),
+        "model": str(args.model),
+        "runs": runs,
+        "decode_gpu_idle_fraction": runs.get("lora", runs["base"])["gpu_idle_fraction"],
+    }
+
+
+def write(args: argparse.Namespace, result: dict, name: str, device: torch.device) -> None:
     folder = REPO / "bench" / "results" / device_folder(device)
-    out = args.out or folder / "step_profile.json"
+    out = args.out or folder / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -34,8 +34,9 @@ from lorafleet_executor.model.adapter_layout import MODULES, adapter_layout
 from lorafleet_executor.model.config import ModelConfig
 from lorafleet_executor.model.forward_batch import ForwardBatch
 from lorafleet_executor.model.llama import LlamaModel
-from lorafleet_executor.model.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
+from lorafleet_executor.model.lora_batch import PlacedAdapter, mixed_segments, pack_lora_batch
 from lorafleet_executor.model.pool import UnifiedPool
+from lorafleet_executor.model.upload import Packing, StepUpload
 from lorafleet_executor.model.weights import LayerWeights, ModelWeights
 from lorafleet_executor.parallel.group import TensorGroup
 from lorafleet_executor.parallel.launch import run_group
@@ -163,15 +164,17 @@ class Workload:
             lead_rows, segments = 0, None
             if new_per_seq.max() > 1:  # decode rows first, then runs, as the executor
                 lead_rows, segments = mixed_segments(row_slot, cu_q)
-            lora = build_lora_batch(
+            packing = Packing()
+            made = pack_lora_batch(
                 [self.adapters[a] for a in slot_of],
                 row_slot,
                 segments,
                 self.local.module_shapes(),
                 self.local.page_width,
-                device,
+                packing,
                 lead_rows=lead_rows,
             )
+            lora = made(StepUpload(device).send(packing))  # its own upload: the batch is kept
 
         def dev(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)

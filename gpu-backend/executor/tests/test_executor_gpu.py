@@ -1,8 +1,10 @@
 """The executor on CUDA: bf16 forward with the Triton kernels against HF + PEFT, CUDA-graph
 decode and mixed steps against eager, the side-stream adapter load, pool sizing from
-gpu_memory_utilization, a cached prefix against computing it (bf16 within tolerance).
+gpu_memory_utilization, a cached prefix against computing it (bf16 within tolerance), one
+pinned upload per step (counted in the profiler's trace).
 Skipped (visibly) without a CUDA device."""
 
+import json
 import os
 
 import numpy as np
@@ -14,6 +16,7 @@ from test_model_vs_hf import assert_near_hf
 
 from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.model.lora_batch import GROUPS
+from lorafleet_executor.model.upload import Packing, StepUpload
 from lorafleet_executor.protocol.messages import InitConfig
 from lorafleet_executor.runtime.executor import Executor
 from lorafleet_reference.driver import Driver, Request
@@ -212,3 +215,53 @@ def test_a_cached_prefix_yields_what_computing_it_yields_on_cuda(dtype):
     print(f"{dtype} cached prefix vs computed: max |logprob diff| {worst:.4f}, {agree}/{total}")
     assert worst < (1e-4 if dtype == "float32" else 0.1)
     assert agree >= 0.9 * total
+
+
+def host_to_device_copies(executor: Executor, requests, tmp_path) -> tuple[list, list[str], int]:
+    """(outputs, the HtoD copies the device ran, steps with sequences) of a run profiled
+    after its adapters are loaded."""
+    driver = Driver(executor, chunk_size=16)
+    for i, name in enumerate(ADAPTERS):
+        driver.add_adapter(10 + i, str(ROOT / "adapters" / name))
+    launch, steps = executor.launch, []
+    executor.launch = lambda plan: (steps.append(plan.num_seqs > 0), launch(plan))[1]
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as profile:
+        outputs = driver.generate(requests)
+        torch.cuda.synchronize()
+    trace = tmp_path / "trace.json"
+    profile.export_chrome_trace(str(trace))
+    events = json.loads(trace.read_text())["traceEvents"]
+    copies = [e["name"] for e in events if e.get("cat") == "gpu_memcpy" and "HtoD" in e["name"]]
+    return outputs, copies, sum(steps)
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True], ids=["eager", "graphs"])
+def test_one_pinned_upload_per_step_and_outputs_equal_the_cpu_path(cuda_graphs, tmp_path):
+    """Eager, decode-graph and mixed-graph steps take their inputs from one copy out of
+    pinned memory, and compute what the CPU's torch reference computes (fp32)."""
+    requests = mixed_requests(512, max_new_tokens=12)
+    config = dict(model_path=str(TINY), num_pages=6000, max_num_seqs=16,
+                  max_num_batched_tokens=128, max_lora_rank=64)  # fmt: skip
+    expected = run(Executor(InitConfig(**config, device="cpu")), requests)
+    executor = cuda_executor(dtype="float32", cuda_graphs=cuda_graphs)
+    outputs, copies, steps = host_to_device_copies(executor, requests, tmp_path)
+    for a, b in zip(expected, outputs, strict=True):
+        assert a.tokens == b.tokens
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-3)
+    assert steps > 12
+    assert len(copies) == steps, copies
+    assert all("Pinned" in name for name in copies), copies
+    assert executor.upload.copies == steps
+    assert all(host.is_pinned() for host in executor.upload._hosts if host.numel())
+
+
+def test_step_upload_host_buffers_are_pinned_and_views_land_on_the_device():
+    upload = StepUpload(torch.device("cuda"))
+    packing = Packing()
+    ids = packing.add(np.arange(5, dtype=np.int64))
+    flags = packing.add(np.array([True, False]), size=4, pad=True)
+    sent = upload.send(packing)
+    assert upload.pinned and upload._hosts[0].is_pinned()
+    assert sent[ids].is_cuda and sent[ids].tolist() == [0, 1, 2, 3, 4]
+    assert sent[flags].tolist() == [True, False, True, True]

@@ -59,17 +59,22 @@ def through_padded_batch(executor: Executor, groups_of) -> None:
         buckets[-1],
         executor.config.max_lora_rank,
     )
-    eager = executor._forward
+    eager = executor._pack_forward
 
-    def forward(inputs):
+    def pack_forward(inputs, packing):
         if inputs.max_q == 1:
-            return eager(inputs)
+            return eager(inputs, packing)
         bucket = next(b for b in buckets if b >= len(inputs.token_ids))
-        padded.fill(inputs, bucket)
-        logits = executor.model.forward(executor.pool, padded.batch(bucket, groups_of(inputs)))
-        return logits[: len(inputs.logits_rows)]
+        fill = padded.pack(inputs, bucket, packing)
 
-    executor._forward = forward
+        def forward(sent):
+            fill(sent)
+            batch = padded.batch(bucket, groups_of(inputs))
+            return executor.model.forward(executor.pool, batch)[: len(inputs.logits_rows)]
+
+        return forward
+
+    executor._pack_forward = pack_forward
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,12 @@ from lorafleet_executor.model.sampling import (
     apply_penalties,
     sample,
 )
+from lorafleet_executor.model.upload import Packing, StepUpload
 
 CPU = torch.device("cpu")
 
 
-def params(n, generators=None, **overrides):
+def params(n, generators=None, histories=None, **overrides):
     arrays = {
         "temperature": np.ones(n, np.float32),
         "top_p": np.ones(n, np.float32),
@@ -28,11 +29,9 @@ def params(n, generators=None, **overrides):
     }
     for name, value in overrides.items():
         arrays[name] = np.broadcast_to(np.asarray(value, arrays[name].dtype), (n,)).copy()
-    return SamplingParams.from_arrays(CPU, generators or [None] * n, **arrays)
-
-
-def empty_histories(n):
-    return [TokenHistory(np.zeros(0, np.int64), 0) for _ in range(n)]
+    packing = Packing()
+    made = SamplingParams.pack(packing, generators or [None] * n, histories or [], **arrays)
+    return made(StepUpload(CPU).send(packing))
 
 
 def seeded(seed):
@@ -41,7 +40,7 @@ def seeded(seed):
 
 def test_greedy_is_argmax_and_ignores_masks():
     logits = torch.randn(5, 50, generator=seeded(0))
-    out = sample(logits, params(5, temperature=0.0, top_k=3, top_p=0.2), empty_histories(5))
+    out = sample(logits, params(5, temperature=0.0, top_k=3, top_p=0.2))
     assert torch.equal(out.tokens, logits.argmax(-1))
     assert out.logprobs.isnan().all()
 
@@ -89,7 +88,7 @@ def test_min_p_keeps_tokens_above_a_share_of_the_top_one():
 
 def test_temperature_sharpens_and_draws_follow_the_distribution():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(6000, 1)
-    out = sample(logits, params(6000, temperature=0.5), empty_histories(6000))
+    out = sample(logits, params(6000, temperature=0.5))
     freq = torch.bincount(out.tokens, minlength=4).float() / 6000
     expected = (logits[0] / 0.5).softmax(-1)
     torch.testing.assert_close(freq, expected, atol=0.025, rtol=0)
@@ -97,21 +96,15 @@ def test_temperature_sharpens_and_draws_follow_the_distribution():
 
 def test_seeded_rows_repeat_whatever_the_batch():
     logits = torch.randn(1, 1000, generator=seeded(4))
-    alone = [
-        sample(logits, params(1, generators=[seeded(42)]), empty_histories(1)).tokens.item()
-        for _ in range(5)
-    ]
+    alone = [sample(logits, params(1, generators=[seeded(42)])).tokens.item() for _ in range(5)]
     batch = logits.repeat(3, 1)
     draws = [
-        sample(
-            batch, params(3, generators=[None, seeded(42), seeded(7)]), empty_histories(3)
-        ).tokens
-        for _ in range(5)
+        sample(batch, params(3, generators=[None, seeded(42), seeded(7)])).tokens for _ in range(5)
     ]
     assert [d[1].item() for d in draws] == alone
     # one generator across steps advances: five draws are not all the same token
     gen = seeded(42)
-    series = [sample(logits, params(1, generators=[gen]), empty_histories(1)).tokens.item()
+    series = [sample(logits, params(1, generators=[gen])).tokens.item()
               for _ in range(5)]  # fmt: skip
     assert series[0] == alone[0] and len(set(series)) > 1
 
@@ -138,9 +131,9 @@ def test_penalties_match_a_plain_loop():
     reps, pres, freq = [1.3, 1.0, 0.8, 2.0], [0.5, 1.0, 0.0, -0.5], [0.2, 0.0, 1.5, 0.1]
     got = apply_penalties(
         logits,
-        params(4, repetition_penalty=reps, presence_penalty=pres, frequency_penalty=freq),
-        histories,
-    )
+        params(4, histories=histories, repetition_penalty=reps, presence_penalty=pres,
+               frequency_penalty=freq),
+    )  # fmt: skip
     for row, h in enumerate(histories):
         ref = reference_penalties(
             logits[row], h.tokens.tolist(), h.num_prompt, reps[row], pres[row], freq[row]
@@ -154,9 +147,9 @@ def test_logprobs_are_raw_log_softmax_with_top_n():
     logits[0, 3], logits[0, 20] = 2.0, 1.5  # token 3 is in the history, 20 is not
     out = sample(
         logits,
-        params(3, temperature=[0.0, 1.0, 0.0], repetition_penalty=2.0, logprobs=[0, 4, -1]),
-        [TokenHistory(np.arange(10), 5) for _ in range(3)],
-    )
+        params(3, histories=[TokenHistory(np.arange(10), 5) for _ in range(3)],
+               temperature=[0.0, 1.0, 0.0], repetition_penalty=2.0, logprobs=[0, 4, -1]),
+    )  # fmt: skip
     raw = torch.log_softmax(logits, -1)
     torch.testing.assert_close(out.logprobs[:2], raw[torch.arange(2), out.tokens[:2]])
     assert out.logprobs[2].isnan()

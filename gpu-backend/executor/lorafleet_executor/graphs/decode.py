@@ -8,9 +8,9 @@ the decode attention grid, so short contexts do not pay for the longest one. A s
 with no adapter rows runs a graph without the LoRA kernels (they would launch and exit
 at once: ~0.6 ms a 7B step on the H100). Graphs with LoRA of the smallest context
 bucket are captured at start, the others on first use.
-Graphs read static buffers: the step's inputs are copied into them, the page tables
-are gathered from the sequence table inside the graph, and the LoRA tables are padded
-to (max_num_seqs slots, max_rank).
+Graphs read static buffers (buffers.py): the step's inputs reach them from its one
+upload, the page tables are gathered from the sequence table inside the graph, and the
+LoRA tables are padded to (max_num_seqs slots, max_rank).
 Steps with prefill chunks go to MixedGraphs (mixed.py); both share one memory
 pool of the graphs' intermediate tensors (only one graph replays at a time).
 
@@ -18,19 +18,23 @@ Example:
     graphs = DecodeGraphs(model, pool, seqs, max_num_seqs=256, max_rank=64,
                           memory_pool=torch.cuda.graph_pool_handle())
     if graphs.can_run(inputs):
-        logits = graphs.run(inputs)
+        run = graphs.pack(inputs, packing)
+        logits = run(upload.send(packing))  # after the step's page writes
 """
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
 from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
 from ..model.lora_batch import LoraBatch
 from ..model.pool import UnifiedPool
-from ..model.transfer import to_device
+from ..model.upload import Packing, Uploaded
 from ..step.inputs import StepInputs
 from ..step.sequences import SequenceTable
-from .buffers import StaticLora, StaticTokens, buffer, capture, fill
+from .buffers import Field, StaticArena, StaticLora, capture, token_fields, token_values
 
 
 def batch_buckets(max_num_seqs: int) -> list[int]:
@@ -75,13 +79,18 @@ class DecodeGraphs:
         device = pool.data.device
         size = self.buckets[-1]
 
-        self.tokens = StaticTokens(size, pool)
-        self.seq_rows = buffer(size, torch.int64, device)
-        self.ctx_lens = buffer(size, torch.int32, device, 1)
+        self.arena = StaticArena(
+            {
+                **token_fields(size, pool.scratch_page),
+                "seq_rows": Field(np.int64, size),
+                "ctx_lens": Field(np.int32, size, 1),
+            },
+            device,
+        )
         self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
         self.rows = torch.arange(size, dtype=torch.int64, device=device)
         self.lora = StaticLora(
-            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank, size
+            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank
         )
         # (batch bucket, context bucket, with LoRA) -> (graph, its logits)
         self.graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
@@ -96,8 +105,9 @@ class DecodeGraphs:
             and len(inputs.slots) <= self.num_slots
         )
 
-    def run(self, inputs: StepInputs) -> torch.Tensor:
-        """float32 [N, vocab] logits of the sampling rows."""
+    def pack(self, inputs: StepInputs, packing: Packing) -> Callable[[Uploaded], torch.Tensor]:
+        """The step's inputs into `packing`; the result fills the static buffers from the
+        upload and replays: float32 [N, vocab] logits of the sampling rows."""
         n = len(inputs.seq_rows)
         with_lora = bool(inputs.slots)
         key = (
@@ -105,34 +115,46 @@ class DecodeGraphs:
             next(c for c in self.context_buckets if c >= int(inputs.ctx_lens.max())),
             with_lora,
         )
-        self.tokens.fill(inputs, self.seqs)
-        fill(self.seq_rows, inputs.seq_rows, 0)
-        fill(self.ctx_lens, inputs.ctx_lens, 1)
-        if with_lora:
-            self.lora.fill(inputs.slots, inputs.row_slot)
-        if key not in self.graphs:
-            self._capture(*key)
-        graph, logits = self.graphs[key]
-        graph.replay()
-        return logits[to_device(inputs.logits_rows, logits.device)]
+        values = {**token_values(inputs), "seq_rows": inputs.seq_rows, "ctx_lens": inputs.ctx_lens}
+        fill = self.arena.pack(packing, values)
+        fill_lora = self.lora.pack(inputs.slots, packing)
+        late = None if inputs.late is None else inputs.late.pack(packing)
+        logits_rows = packing.add(inputs.logits_rows)
+
+        def run(sent: Uploaded) -> torch.Tensor:
+            fill(sent)
+            fill_lora(sent)
+            if late is not None:
+                late(sent, self.arena.views["token_ids"])
+            if key not in self.graphs:
+                self._capture(*key)
+            graph, logits = self.graphs[key]
+            graph.replay()
+            return logits[sent[logits_rows]]
+
+        return run
 
     def _batch(self, size: int, context: int, with_lora: bool) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table
-        rows = self.seq_rows[:size]
+        views = self.arena.views
+        rows = views["seq_rows"][:size]
         lora = None
         if with_lora:
             lora = LoraBatch(
-                row_slot=self.lora.batch.row_slot[:size],
+                row_slot=views["row_slot"][:size],
                 segments=None,
                 run_lengths=None,
-                groups=self.lora.batch.groups,
+                groups=self.lora.groups,
             )
         return ForwardBatch(
-            **self.tokens.first(size),
+            **{
+                name: views[name][:size]
+                for name in ("token_ids", "positions", "k_pages", "v_pages")
+            },
             k_table=k_table[rows, :context],
             v_table=v_table[rows, :context],
             cu_q=self.cu_q[: size + 1],
-            ctx_lens=self.ctx_lens[:size],
+            ctx_lens=views["ctx_lens"][:size],
             max_q=1,
             logits_rows=self.rows[:size],
             lora=lora,

@@ -22,8 +22,11 @@ Example:
     graphs = MixedGraphs(model, pool, seqs, max_num_seqs=128, max_num_tokens=2048,
                          max_rank=64, memory_pool=torch.cuda.graph_pool_handle())
     if graphs.can_run(inputs):
-        logits = graphs.run(inputs)
+        run = graphs.pack(inputs, packing)
+        logits = run(upload.send(packing))  # after the step's page writes
 """
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,9 +37,10 @@ from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
 from ..model.lora_batch import GROUPS, LoraBatch, mixed_segments, targeted_groups
 from ..model.pool import UnifiedPool
+from ..model.upload import Packing, Uploaded
 from ..step.inputs import StepInputs
 from ..step.sequences import SequenceTable
-from .buffers import StaticLora, StaticTokens, buffer, capture, fill
+from .buffers import Field, StaticArena, StaticLora, capture, token_fields, token_values
 
 BLOCK = BLOCK_M
 assert BLOCK_T == BLOCK, "attention query tiles and LoRA row tiles are cut alike"
@@ -86,15 +90,20 @@ class PaddedMixedBatch:
         device = pool.data.device
         pieces = self.max_pieces(size)
 
-        self.tokens = StaticTokens(size, pool)
-        self.piece_rows = buffer(pieces, torch.int64, device)  # each pseudo-seq's table row
-        self.cu_q = buffer(pieces + 1, torch.int32, device)
-        self.ctx_lens = buffer(pieces, torch.int32, device)
-        self.seg_starts = buffer(pieces + 1, torch.int32, device)
-        self.seg_slot = buffer(pieces, torch.int32, device, -1)
-        self.logits_rows = buffer(max_num_seqs, torch.int64, device)
+        self.arena = StaticArena(
+            {
+                **token_fields(size, pool.scratch_page),
+                "piece_rows": Field(np.int64, pieces),  # each pseudo-seq's table row
+                "cu_q": Field(np.int32, pieces + 1),
+                "ctx_lens": Field(np.int32, pieces),
+                "seg_starts": Field(np.int32, pieces + 1),
+                "seg_slot": Field(np.int32, pieces, -1),
+                "logits_rows": Field(np.int64, max_num_seqs),
+            },
+            device,
+        )
         self.lora = StaticLora(
-            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank, size
+            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank
         )
 
     def max_pieces(self, tokens: int) -> int:
@@ -102,49 +111,64 @@ class PaddedMixedBatch:
         # the padding rows take one more.
         return tokens // BLOCK + self.max_num_seqs + 1
 
-    def fill(self, inputs: StepInputs, bucket: int) -> None:
-        """Writes the step's pages into the page tables and its values into the buffers,
-        its rows padded to `bucket`."""
+    def pack(self, inputs: StepInputs, bucket: int, packing: Packing) -> Callable[[Uploaded], None]:
+        """The step's values, its rows padded to `bucket`, into `packing`; the result fills
+        the static buffers from the upload."""
         num_tokens = len(inputs.token_ids)
-        self.tokens.fill(inputs, self.seqs)
         cu_q, seq = split_ranges(inputs.cu_q, BLOCK)
         # A piece's context ends at its last query: the sequence's minus the queries after it.
         ctx_lens = inputs.ctx_lens[seq] - (inputs.cu_q[seq + 1] - cu_q[1:])
         # The padding rows: one more piece, attending over themselves (in page-table row 0,
         # any valid pages) and on no adapter; the pieces after it are empty.
         padding = bucket - num_tokens
-        fill(self.cu_q, np.append(cu_q, bucket), bucket)
-        fill(self.ctx_lens, np.append(ctx_lens, padding), 0)
-        fill(self.piece_rows, inputs.seq_rows[seq], 0)
         _, (run_starts, run_slot) = mixed_segments(inputs.row_slot, inputs.cu_q)
         seg_starts, run = split_ranges(run_starts, BLOCK)
-        fill(self.seg_starts, np.append(seg_starts, bucket), bucket)
-        fill(self.seg_slot, run_slot[run], -1)
-        fill(self.logits_rows, inputs.logits_rows, 0)
-        self.lora.fill(inputs.slots, inputs.row_slot)
+        values = {
+            **token_values(inputs),
+            "piece_rows": inputs.seq_rows[seq],
+            "cu_q": np.append(cu_q, bucket),
+            "ctx_lens": np.append(ctx_lens, padding),
+            "seg_starts": np.append(seg_starts, bucket),
+            "seg_slot": run_slot[run],
+            "logits_rows": inputs.logits_rows,
+        }
+        fill = self.arena.pack(packing, values, pads={"cu_q": bucket, "seg_starts": bucket})
+        fill_lora = self.lora.pack(inputs.slots, packing)
+        late = None if inputs.late is None else inputs.late.pack(packing)
+
+        def filled(sent: Uploaded) -> None:
+            fill(sent)
+            fill_lora(sent)
+            if late is not None:
+                late(sent, self.arena.views["token_ids"])
+
+        return filled
 
     def batch(self, size: int, groups: frozenset) -> ForwardBatch:
         """The forward batch of bucket `size` with the LoRA `groups` (names of GROUPS)."""
         pieces = self.max_pieces(size)
-        rows = self.piece_rows[:pieces]
-        static = self.lora.batch
+        views = self.arena.views
+        rows = views["piece_rows"][:pieces]
         lora = LoraBatch(
-            row_slot=static.row_slot[:size],
-            segments=(self.seg_starts[: pieces + 1], self.seg_slot[:pieces]),
+            row_slot=views["row_slot"][:size],
+            segments=(views["seg_starts"][: pieces + 1], views["seg_slot"][:pieces]),
             # pieces of at most BLOCK rows: one row tile each
             run_lengths=np.full(pieces, BLOCK),
-            groups={n: g if n in groups else None for n, g in static.groups.items()},
+            groups={n: g if n in groups else None for n, g in self.lora.groups.items()},
             # the decode rows before the pieces: at most one per sequence
             lead_rows=min(size, self.max_num_seqs),
         )
         return ForwardBatch(
-            **self.tokens.first(size),
+            **{
+                name: views[name][:size]
+                for name in ("token_ids", "positions", "k_pages", "v_pages")
+            },
             k_table=self.seqs.k_table[rows],
             v_table=self.seqs.v_table[rows],
-            cu_q=self.cu_q[: pieces + 1],
-            ctx_lens=self.ctx_lens[:pieces],
+            cu_q=views["cu_q"][: pieces + 1],
+            ctx_lens=views["ctx_lens"][:pieces],
             max_q=BLOCK,
-            logits_rows=self.logits_rows,
+            logits_rows=views["logits_rows"],
             lora=lora if groups else None,
         )
 
@@ -180,16 +204,23 @@ class MixedGraphs:
             and len(inputs.seq_rows) <= self.max_num_seqs
         )
 
-    def run(self, inputs: StepInputs) -> torch.Tensor:
-        """float32 [N, vocab] logits of the sampling rows (valid until the next replay)."""
+    def pack(self, inputs: StepInputs, packing: Packing) -> Callable[[Uploaded], torch.Tensor]:
+        """The step's inputs into `packing`; the result fills the static buffers from the
+        upload and replays: float32 [N, vocab] logits of the sampling rows (valid until
+        the next replay)."""
         bucket = next(b for b in self.buckets if b >= len(inputs.token_ids))
-        self.inputs.fill(inputs, bucket)
+        fill = self.inputs.pack(inputs, bucket, packing)
         key = (bucket, targeted_groups(inputs.slots))
-        if key not in self.graphs:
-            self._capture(*key)
-        graph, logits = self.graphs[key]
-        graph.replay()
-        return logits[: len(inputs.logits_rows)]
+
+        def run(sent: Uploaded) -> torch.Tensor:
+            fill(sent)
+            if key not in self.graphs:
+                self._capture(*key)
+            graph, logits = self.graphs[key]
+            graph.replay()
+            return logits[: len(inputs.logits_rows)]
+
+        return run
 
     def _capture(self, size: int, groups: frozenset) -> None:
         self.graphs[(size, groups)] = capture(

@@ -5,18 +5,20 @@ layer's pool tensor, so the tables do not depend on the layer. Modules are group
 the base GEMMs are fused: (q, k, v), (o), (gate, up), (down).
 
 Example:
-    lora = build_lora_batch([placed_a, placed_b], row_slot, None, cfg.module_shapes(),
-                            cfg.page_width, device)
-    lora.groups["qkv"].a_pages.shape  # [3, 2, max_rank, ceil(hidden / W)]
+    made = pack_lora_batch([placed_a, placed_b], row_slot, None, cfg.module_shapes(),
+                           cfg.page_width, packing)
+    lora = made(upload.send(packing))
+    lora.groups["qkv"].a_pages.shape  # [3, 2, rank, ceil(hidden / W)]
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .adapter_layout import ModuleSpan, pages_per_row
-from .transfer import to_device
+from .upload import Packing, Uploaded
 
 GROUPS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
 
@@ -48,45 +50,49 @@ class LoraBatch:
     lead_rows: int = 0  # rows before the segments (one-token seqs), or a bound of them
 
 
-def build_lora_batch(
+def pack_lora_batch(
     slots: list[PlacedAdapter],
     row_slot: np.ndarray,
     segments: tuple[np.ndarray, np.ndarray] | None,
     shapes: dict[str, tuple[int, int]],
     page_width: int,
-    device: torch.device,
-    num_slots: int | None = None,
+    packing: Packing,
     max_rank: int | None = None,
     lead_rows: int = 0,
-) -> LoraBatch:
-    """num_slots / max_rank pad the tables to fixed shapes (CUDA graphs; max_rank alone
-    keeps the kernels' rank constexpr fixed in eager steps); by default they are as small
-    as this step allows. Groups no slot targets are left out unless num_slots is fixed."""
+) -> Callable[[Uploaded], LoraBatch]:
+    """The step's tables into `packing`; the result makes the batch from the upload.
+    `max_rank` pads the rank dimension (it keeps the kernels' rank constexpr fixed); by
+    default it is this step's largest. Groups no slot targets are left out."""
     targeted = targeted_groups(slots)
-    fixed_slots = num_slots is not None
-    num_slots = num_slots or len(slots)
     rank = max_rank or max(a.rank for a in slots)
-    groups: dict[str, LoraGroup | None] = {}
-    for name in GROUPS:
-        if not fixed_slots and name not in targeted:
-            groups[name] = None
-            continue
-        a_pages, b_pages, ranks = group_tables(slots, name, shapes, page_width, num_slots, rank)
-        groups[name] = LoraGroup(
-            a_pages=to_device(a_pages, device),
-            b_pages=to_device(b_pages, device),
-            ranks=to_device(ranks, device),
-            out_features=[shapes[m][1] for m in GROUPS[name]],
+    tables = {
+        name: [
+            packing.add(t) for t in group_tables(slots, name, shapes, page_width, len(slots), rank)
+        ]
+        for name in GROUPS
+        if name in targeted
+    }
+    row_slot_at = packing.add(row_slot)
+    segments_at = None if segments is None else (packing.add(segments[0]), packing.add(segments[1]))
+
+    def made(sent: Uploaded) -> LoraBatch:
+        groups: dict[str, LoraGroup | None] = dict.fromkeys(GROUPS)
+        for name, (a_pages, b_pages, ranks) in tables.items():
+            groups[name] = LoraGroup(
+                a_pages=sent[a_pages],
+                b_pages=sent[b_pages],
+                ranks=sent[ranks],
+                out_features=[shapes[m][1] for m in GROUPS[name]],
+            )
+        return LoraBatch(
+            row_slot=sent[row_slot_at],
+            segments=None if segments_at is None else (sent[segments_at[0]], sent[segments_at[1]]),
+            groups=groups,
+            run_lengths=None if segments is None else np.diff(segments[0]),
+            lead_rows=lead_rows,
         )
-    return LoraBatch(
-        row_slot=to_device(row_slot, device),
-        segments=None
-        if segments is None
-        else (to_device(segments[0], device), to_device(segments[1], device)),
-        groups=groups,
-        run_lengths=None if segments is None else np.diff(segments[0]),
-        lead_rows=lead_rows,
-    )
+
+    return made
 
 
 def targeted_groups(slots: list[PlacedAdapter]) -> frozenset[str]:

@@ -10,18 +10,38 @@ Logprobs are the raw model's (log-softmax of the logits before any penalty or
 temperature), as vLLM v1's default.
 
 Example:
-    out = sample(logits, params, histories)
+    made = SamplingParams.pack(packing, generators, histories, temperature=..., ...)
+    out = sample(logits, made(upload.send(packing)))
     out.tokens  # int64 [N] on the logits' device
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .transfer import to_device
+from .upload import Packing, Uploaded
 
 MAX_TOP_LOGPROBS = 20
+
+
+@dataclass
+class TokenHistory:
+    """What penalties look at for one row: every token so far, the first num_prompt of
+    which are the prompt."""
+
+    tokens: np.ndarray  # int [n]
+    num_prompt: int
+
+
+@dataclass
+class PenaltyTokens:
+    """The rows' histories, flattened: token j of all is row rows[j]'s."""
+
+    rows: torch.Tensor  # int64 [H]
+    tokens: torch.Tensor  # int64 [H]
+    is_output: torch.Tensor  # bool [H]: past the row's prompt
 
 
 @dataclass
@@ -37,50 +57,62 @@ class SamplingParams:
     repetition_penalty: torch.Tensor  # f32 [N], 1 = off
     generators: list[torch.Generator | None]  # [N], None = the default generator
     num_logprobs: np.ndarray  # int [N]: -1 none, 0 the sampled token's, n also the top n
+    logprobs_asked: torch.Tensor  # bool [N]: num_logprobs >= 0
+    history: PenaltyTokens | None  # only when some row is penalized
     # decided on the host, so that choosing a path costs no device sync
     any_random: bool  # some row has temperature > 0
     any_repetition: bool  # some row has repetition_penalty != 1
     any_penalty: bool  # some row has any penalty
 
     @staticmethod
-    def from_arrays(
-        device: torch.device, generators: list, **arrays: np.ndarray
-    ) -> "SamplingParams":
-        def f32(name: str) -> torch.Tensor:
-            return to_device(np.ascontiguousarray(arrays[name], np.float32), device)
-
-        return SamplingParams(
-            temperature=f32("temperature"),
-            top_p=f32("top_p"),
-            top_k=to_device(arrays["top_k"].astype(np.int64), device),
-            min_p=f32("min_p"),
-            presence_penalty=f32("presence_penalty"),
-            frequency_penalty=f32("frequency_penalty"),
-            repetition_penalty=f32("repetition_penalty"),
-            generators=generators,
-            num_logprobs=np.asarray(arrays["logprobs"]),
-            any_random=bool((arrays["temperature"] > 0).any()),
-            any_repetition=bool((arrays["repetition_penalty"] != 1).any()),
-            any_penalty=any_penalty(
-                arrays["presence_penalty"],
-                arrays["frequency_penalty"],
-                arrays["repetition_penalty"],
-            ),
+    def pack(
+        packing: Packing,
+        generators: list,
+        histories: list[TokenHistory],
+        **arrays: np.ndarray,
+    ) -> Callable[[Uploaded], "SamplingParams"]:
+        """The rows' parameters (and, when some row is penalized, its `histories`, one
+        per row) into `packing`; the result makes the params from the upload."""
+        slots = {
+            name: packing.add(np.ascontiguousarray(arrays[name], np.float32))
+            for name in ("temperature", "top_p", "min_p", "presence_penalty",
+                         "frequency_penalty", "repetition_penalty")
+        }  # fmt: skip
+        slots["top_k"] = packing.add(arrays["top_k"].astype(np.int64))
+        num_logprobs = np.asarray(arrays["logprobs"])
+        asked = packing.add(num_logprobs >= 0)
+        penalized = any_penalty(
+            arrays["presence_penalty"], arrays["frequency_penalty"], arrays["repetition_penalty"]
         )
+        history = None
+        if penalized:
+            lengths = [len(h.tokens) for h in histories]
+            history = (
+                packing.add(np.repeat(np.arange(len(histories), dtype=np.int64), lengths)),
+                packing.add(np.concatenate([h.tokens for h in histories]).astype(np.int64)),
+                packing.add(
+                    np.concatenate([np.arange(len(h.tokens)) >= h.num_prompt for h in histories])
+                ),
+            )
+
+        def made(sent: Uploaded) -> SamplingParams:
+            return SamplingParams(
+                **{name: sent[slot] for name, slot in slots.items()},
+                generators=generators,
+                num_logprobs=num_logprobs,
+                logprobs_asked=sent[asked],
+                history=None if history is None else PenaltyTokens(*(sent[s] for s in history)),
+                any_random=bool((arrays["temperature"] > 0).any()),
+                any_repetition=bool((arrays["repetition_penalty"] != 1).any()),
+                any_penalty=penalized,
+            )
+
+        return made
 
 
 def any_penalty(presence: np.ndarray, frequency: np.ndarray, repetition: np.ndarray) -> bool:
     """Whether some row is penalized (its sampling reads the sequence's token history)."""
     return bool((repetition != 1).any() or (presence != 0).any() or (frequency != 0).any())
-
-
-@dataclass
-class TokenHistory:
-    """What penalties look at for one row: every token so far, the first num_prompt of
-    which are the prompt."""
-
-    tokens: np.ndarray  # int [n]
-    num_prompt: int
 
 
 @dataclass
@@ -91,41 +123,35 @@ class SampleOutput:
     top_logprobs: torch.Tensor  # f32 [N, n_max]; row i's first num_logprobs[i] count
 
 
-def sample(
-    logits: torch.Tensor, params: SamplingParams, histories: list[TokenHistory]
-) -> SampleOutput:
+def sample(logits: torch.Tensor, params: SamplingParams) -> SampleOutput:
     """logits float32 [N, V]."""
     raw_logprobs = torch.log_softmax(logits, dim=-1) if (params.num_logprobs >= 0).any() else None
-    logits = apply_penalties(logits, params, histories)
+    logits = apply_penalties(logits, params)
     greedy = logits.argmax(dim=-1)
     if params.any_random:
         drawn = _draw(_filtered_probs(logits, params), params.generators)
         tokens = torch.where(params.temperature > 0, drawn, greedy)
     else:
         tokens = greedy
-    return _with_logprobs(tokens, raw_logprobs, params.num_logprobs)
+    return _with_logprobs(tokens, raw_logprobs, params)
 
 
-def apply_penalties(
-    logits: torch.Tensor, params: SamplingParams, histories: list[TokenHistory]
-) -> torch.Tensor:
+def apply_penalties(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     rep, pres, freq = params.repetition_penalty, params.presence_penalty, params.frequency_penalty
     if not params.any_penalty:
         return logits
     n, vocab = logits.shape
     device = logits.device
-    rows = np.repeat(np.arange(n), [len(h.tokens) for h in histories])
-    all_tokens = np.concatenate([h.tokens for h in histories]).astype(np.int64)
-    is_output = np.concatenate([np.arange(len(h.tokens)) >= h.num_prompt for h in histories])
-    flat = to_device(rows * vocab + all_tokens, device)
+    history = params.history
+    flat = history.rows * vocab + history.tokens
     logits = logits.clone()
     if params.any_repetition:
         seen = torch.zeros(n * vocab, dtype=torch.bool, device=device)
-        seen[flat] = True
+        seen.index_fill_(0, flat, True)  # no host scalar to copy up
         seen = seen.view(n, vocab)
         penalized = torch.where(logits > 0, logits / rep[:, None], logits * rep[:, None])
         logits = torch.where(seen, penalized, logits)
-    out_flat = flat[to_device(is_output, device)]
+    out_flat = flat[history.is_output]
     counts = torch.zeros(n * vocab, dtype=torch.float32, device=device)
     counts.scatter_add_(0, out_flat, torch.ones_like(out_flat, dtype=torch.float32))
     counts = counts.view(n, vocab)
@@ -159,16 +185,16 @@ def _draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> torc
 
 
 def _with_logprobs(
-    tokens: torch.Tensor, raw_logprobs: torch.Tensor | None, num_logprobs: np.ndarray
+    tokens: torch.Tensor, raw_logprobs: torch.Tensor | None, params: SamplingParams
 ) -> SampleOutput:
     n = tokens.shape[0]
     device = tokens.device
-    top_n = int(num_logprobs.max(initial=0))
+    top_n = int(params.num_logprobs.max(initial=0))
     if raw_logprobs is None:
         nan = torch.full((n,), float("nan"), device=device)
         empty = torch.zeros((n, 0), device=device)
         return SampleOutput(tokens, nan, empty.long(), empty)
-    asked = to_device(num_logprobs >= 0, device)
     chosen = raw_logprobs.gather(1, tokens[:, None])[:, 0]
     top = raw_logprobs.topk(top_n, dim=-1)
-    return SampleOutput(tokens, torch.where(asked, chosen, float("nan")), top.indices, top.values)
+    logprobs = torch.where(params.logprobs_asked, chosen, float("nan"))
+    return SampleOutput(tokens, logprobs, top.indices, top.values)

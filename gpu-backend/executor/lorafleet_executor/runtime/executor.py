@@ -31,11 +31,11 @@ from ..graphs.mixed import MixedGraphs
 from ..model.adapter_layout import max_adapter_pages
 from ..model.adapters import ParsedAdapter, packed_bytes, parse_adapter, read_adapter_config
 from ..model.config import ModelConfig
-from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
 from ..model.lora_batch import PlacedAdapter
 from ..model.pool import UnifiedPool
 from ..model.sampling import SamplingParams, TokenHistory, any_penalty, sample
+from ..model.upload import Packing, StepUpload, Uploaded
 from ..model.weights import ModelWeights
 from ..parallel.sharded_adapter import parse_adapter_shard
 from ..parallel.sharded_weights import load_weight_shard
@@ -47,7 +47,7 @@ from ..protocol.messages import (
     StepPlan,
     StepResult,
 )
-from ..step.inputs import StepInputs, step_inputs, to_forward_batch
+from ..step.inputs import StepInputs, pack_forward_batch, step_inputs
 from ..step.launched import LaunchedStep
 from ..step.plan_checks import StepLimits, check_plan
 from ..step.sequences import SequenceState, SequenceTable
@@ -159,6 +159,9 @@ class Executor:
                     config.max_lora_rank,
                     shared,
                 )
+        # One copy takes a step's inputs up (model/upload.py); the device buffer it fills
+        # is read only by that step's work on this stream.
+        self.upload = StepUpload(self.device)
         self.steps = 0
         self._unwaited: list[LaunchedStep] = []  # launched, maybe not waited for yet
         self.grammar_options = grammar or GrammarOptions()
@@ -319,9 +322,16 @@ class Executor:
         try:
             seqs = self._seq_states(plan, created)
             inputs = step_inputs(plan, seqs, self.placed)
-            logits = self._forward(inputs)
+            packing = Packing()
+            write_pages = self.seqs.pack_writes(inputs.page_writes, packing)
+            forward = self._pack_forward(inputs, packing)
+            sampling = self._pack_sampling(plan, seqs, inputs, packing)
+            sent = self.upload.send(packing)
+            write_pages(sent)
+            logits = forward(sent)
             forward_ms = (time.perf_counter() - started) * 1e3
-            launched = self._sample_on_rank0(plan, seqs, inputs, logits, forward_ms)
+            params = None if sampling is None else sampling(sent)
+            launched = self._sample_on_rank0(plan, seqs, inputs, logits, params, forward_ms)
         except BaseException:
             for seq_id in created:
                 self.seqs.free(seq_id)
@@ -356,15 +366,12 @@ class Executor:
         "Shared pages"): its tokens as their history, its pages as their page table's start."""
         seqs = []
         prefix_at = 0
-        prefix_rows, prefix_positions = [], []
         for i, seq_id in enumerate(plan.seq_ids.tolist()):
             if plan.flags[i] & FLAG_NEW:
                 seq = self.seqs.create(seq_id, self._generator(int(plan.seed[i])))
                 created.append(seq_id)
                 cached = int(plan.num_cached[i])
                 seq.append(plan.prefix_token_ids[prefix_at : prefix_at + cached])
-                prefix_rows.append(np.full(cached, seq.row, np.int64))
-                prefix_positions.append(np.arange(cached, dtype=np.int64))
                 prefix_at += cached
                 grammar_id = int(plan.grammar_ids[i])
                 if grammar_id >= 0:
@@ -389,14 +396,6 @@ class Executor:
             ):
                 raise BadMessage(f"sequence {seq_id} has no sampled token to use")
             seqs.append(seq)
-        if prefix_at > 0:
-            pages = plan.prefix_kv_pages
-            self.seqs.write_pages(
-                np.concatenate(prefix_rows),
-                np.concatenate(prefix_positions),
-                np.ascontiguousarray(pages[0::2], np.int32),
-                np.ascontiguousarray(pages[1::2], np.int32),
-            )
         return seqs
 
     def _generator(self, seed: int) -> torch.Generator | None:
@@ -414,20 +413,52 @@ class Executor:
             launched.wait()
         self._unwaited = [s for s in keep if not s.waited]
 
-    def _forward(self, inputs: StepInputs) -> torch.Tensor:
+    def _pack_forward(
+        self, inputs: StepInputs, packing: Packing
+    ) -> Callable[[Uploaded], torch.Tensor]:
+        """The forward's inputs into `packing`; the result runs it (a graph or eagerly)
+        from the upload, after the step's page writes, and gives the sampling rows' logits."""
         for graphs in (self.decode_graphs, self.mixed_graphs):
             if graphs is not None and graphs.can_run(inputs):
-                return graphs.run(inputs)
+                return graphs.pack(inputs, packing)
         local = self.local_cfg
-        batch: ForwardBatch = to_forward_batch(
+        batch = pack_forward_batch(
             inputs,
             self.seqs,
             local.module_shapes(),
             local.page_width,
-            self.device,
+            packing,
             self.config.max_lora_rank,
         )
-        return self.model.forward(self.pool, batch)
+        return lambda sent: self.model.forward(self.pool, batch(sent))
+
+    def _pack_sampling(
+        self, plan: StepPlan, seqs: list[SequenceState], inputs: StepInputs, packing: Packing
+    ) -> Callable[[Uploaded], SamplingParams] | None:
+        """The sampling rows' parameters into `packing` (None: this rank samples nothing);
+        a penalized step's histories with them (its older steps were waited for)."""
+        rows = inputs.sample_seqs
+        if len(rows) == 0 or (self.tp is not None and self.tp.rank != 0):
+            return None
+        arrays = {
+            name: getattr(plan, name)[rows]
+            for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty",
+                         "frequency_penalty", "repetition_penalty", "logprobs")
+        }  # fmt: skip
+        histories = []
+        if any_penalty(
+            arrays["presence_penalty"], arrays["frequency_penalty"], arrays["repetition_penalty"]
+        ):
+            cu_q = inputs.cu_q
+            histories = [
+                TokenHistory(
+                    np.concatenate([seqs[i].tokens, inputs.token_ids[cu_q[i] : cu_q[i + 1]]]),
+                    int(plan.num_prompt[i]),
+                )
+                for i in rows
+            ]
+        generators = [seqs[i].generator for i in rows]
+        return SamplingParams.pack(packing, generators, histories, **arrays)
 
     def _agreed(self, work: Callable[[], T]) -> T:
         """Runs one adapter request; under TP it fails when any rank's share failed."""
@@ -447,16 +478,18 @@ class Executor:
         seqs: list[SequenceState],
         inputs: StepInputs,
         logits: torch.Tensor,
+        params: SamplingParams | None,
         forward_ms: float,
     ) -> LaunchedStep:
+        """`params`: None where this rank samples nothing (no sampling row, or not rank 0)."""
         if self.tp is None:
-            return self._sample(plan, seqs, inputs, logits, forward_ms)
+            return self._sample(plan, seqs, inputs, logits, params, forward_ms)
         rows = inputs.sample_seqs
         if len(rows) == 0:  # the same on every rank: the plan is the same
             return LaunchedStep.done(_empty_result(plan.step_id))
         # Every rank needs the tokens to go on: under TP a step is read back at once.
         if self.tp.rank == 0:
-            result = self._sample(plan, seqs, inputs, logits, forward_ms).wait()
+            result = self._sample(plan, seqs, inputs, logits, params, forward_ms).wait()
             tokens = torch.from_numpy(result.tokens.astype(np.int64)).to(self.device)
         else:
             # The tokens alone: a worker rank's result only continues its sequences.
@@ -477,40 +510,14 @@ class Executor:
         seqs: list[SequenceState],
         inputs: StepInputs,
         logits: torch.Tensor,
+        params: SamplingParams | None,
         forward_ms: float,
     ) -> LaunchedStep:
         rows = inputs.sample_seqs
-        if len(rows) == 0:
+        if params is None:
             return LaunchedStep.done(_empty_result(plan.step_id))
-        params = SamplingParams.from_arrays(
-            self.device,
-            [seqs[i].generator for i in rows],
-            **{
-                name: getattr(plan, name)[rows]
-                for name in [
-                    "temperature",
-                    "top_p",
-                    "top_k",
-                    "min_p",
-                    "presence_penalty",
-                    "frequency_penalty",
-                    "repetition_penalty",
-                    "logprobs",
-                ]
-            },
-        )
-        histories = []
-        if params.any_penalty:
-            cu_q = inputs.cu_q
-            histories = [
-                TokenHistory(
-                    np.concatenate([seqs[i].tokens, inputs.token_ids[cu_q[i] : cu_q[i + 1]]]),
-                    int(plan.num_prompt[i]),
-                )
-                for i in rows
-            ]
         grammar_errors = self._apply_grammars(plan, seqs, inputs, logits)
-        out = sample(logits, params, histories)
+        out = sample(logits, params)
         return LaunchedStep(
             plan.step_id,
             plan.seq_ids[rows],

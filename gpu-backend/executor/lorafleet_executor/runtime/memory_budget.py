@@ -19,6 +19,7 @@ from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
 from ..model.pool import UnifiedPool, pages_for_budget
 from ..model.sampling import SamplingParams, TokenHistory, sample
+from ..model.upload import Packing, StepUpload
 
 
 def pages_from_memory(
@@ -85,9 +86,13 @@ def _profile_workspace(
     before = torch.cuda.memory_allocated(device)
     logits = model.forward(pool, batch)
     ones = np.ones(num_seqs, np.float32)
-    params = SamplingParams.from_arrays(
-        device,
+    # penalties over one token per row: their buffers are [N, V] regardless
+    histories = [TokenHistory(np.zeros(1, np.int64), 0) for _ in range(num_seqs)]
+    packing = Packing()
+    params = SamplingParams.pack(
+        packing,
         [None] * num_seqs,
+        histories,
         temperature=ones,
         top_p=ones * 0.9,
         top_k=np.full(num_seqs, 50),
@@ -97,9 +102,7 @@ def _profile_workspace(
         repetition_penalty=ones * 1.1,
         logprobs=np.full(num_seqs, 20),
     )
-    # penalties over one token per row: their buffers are [N, V] regardless
-    histories = [TokenHistory(np.zeros(1, np.int64), 0) for _ in range(num_seqs)]
-    sample(logits, params, histories)
+    sample(logits, params(StepUpload(device).send(packing)))
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
     del pool, logits

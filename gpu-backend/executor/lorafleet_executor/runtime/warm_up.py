@@ -11,9 +11,9 @@ import torch
 from ..model.adapter_layout import MODULES, adapter_layout
 from ..model.forward_batch import ForwardBatch
 from ..model.llama import LlamaModel
-from ..model.lora_batch import PlacedAdapter, build_lora_batch, mixed_segments
+from ..model.lora_batch import PlacedAdapter, mixed_segments, pack_lora_batch
 from ..model.pool import UnifiedPool
-from ..model.transfer import to_device
+from ..model.upload import Packing, StepUpload
 
 CHUNK = 16  # new tokens of each of the two prefill sequences
 
@@ -30,25 +30,30 @@ def warm_up_eager(model: LlamaModel, pool: UnifiedPool, max_rank: int) -> None:
     new = np.diff(cu_q)
     row_slot = np.repeat(np.array([0, 0, -1], np.int32), new)
     tokens = int(cu_q[-1])
-    pages = to_device(np.full(tokens, scratch, np.int32), device)
-    table = to_device(np.full((3, CHUNK), scratch, np.int32), device)
     lead_rows, segments = mixed_segments(row_slot, cu_q)
+    packing = Packing()
+    pages = packing.add(np.full(tokens, scratch, np.int32))
+    table = packing.add(np.full((3, CHUNK), scratch, np.int32))
+    positions = packing.add(np.concatenate([np.arange(n) for n in new]))
+    cu_q_at, ctx_lens, logits_rows = (packing.add(a) for a in (cu_q, new, cu_q[1:] - 1))
+    lora = pack_lora_batch(
+        [adapter], row_slot, segments, shapes, pool.page_width, packing,
+        max_rank=max_rank, lead_rows=lead_rows,
+    )  # fmt: skip
+    sent = StepUpload(device).send(packing)
     batch = ForwardBatch(
         token_ids=torch.zeros(tokens, dtype=torch.int64, device=device),
-        positions=to_device(np.concatenate([np.arange(n) for n in new]), device),
-        k_pages=pages,
-        v_pages=pages,
-        k_table=table,
-        v_table=table,
-        cu_q=to_device(cu_q, device),
-        ctx_lens=to_device(new, device),
+        positions=sent[positions],
+        k_pages=sent[pages],
+        v_pages=sent[pages],
+        k_table=sent[table],
+        v_table=sent[table],
+        cu_q=sent[cu_q_at],
+        ctx_lens=sent[ctx_lens],
         max_q=CHUNK,
-        logits_rows=to_device(cu_q[1:] - 1, device),
-        lora=build_lora_batch(
-            [adapter], row_slot, segments, shapes, pool.page_width, device,
-            max_rank=max_rank, lead_rows=lead_rows,
-        ),
-    )  # fmt: skip
+        logits_rows=sent[logits_rows],
+        lora=lora(sent),
+    )
     model.forward(pool, batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

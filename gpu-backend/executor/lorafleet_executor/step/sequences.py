@@ -9,6 +9,7 @@ Example:
     table.free(5)
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 
 from ..errors import BadMessage, CapacityExceeded
 from ..grammar.sequence import SequenceGrammar
-from ..model.transfer import to_device
+from ..model.upload import Packing, Uploaded
 
 
 @dataclass
@@ -50,6 +51,16 @@ class SequenceState:
     def set_token(self, position: int, token: int) -> None:
         """Fills in a token that went into a step from the device before it reached us."""
         self._tokens[position] = token
+
+
+@dataclass
+class PageWrites:
+    """Page-table entries a step sets, all [n]: (rows, positions) get k_pages, v_pages."""
+
+    rows: np.ndarray  # int64
+    positions: np.ndarray  # int64
+    k_pages: np.ndarray  # int32
+    v_pages: np.ndarray  # int32
 
 
 class SequenceTable:
@@ -86,11 +97,15 @@ class SequenceTable:
         if seq is not None:
             self._free_rows.append(seq.row)
 
-    def write_pages(
-        self, rows: np.ndarray, positions: np.ndarray, k_pages: np.ndarray, v_pages: np.ndarray
-    ) -> None:
-        """Sets the K/V page of (row, position) for each new token; all arrays [T]."""
-        device = self.k_table.device
-        index = (to_device(rows, device), to_device(positions, device))
-        self.k_table.index_put_(index, to_device(k_pages, device))
-        self.v_table.index_put_(index, to_device(v_pages, device))
+    def pack_writes(self, writes: PageWrites, packing: Packing) -> Callable[[Uploaded], None]:
+        """`writes` into `packing`; the result sets them in the tables from the upload."""
+        rows, positions, k_pages, v_pages = (
+            packing.add(a) for a in (writes.rows, writes.positions, writes.k_pages, writes.v_pages)
+        )
+
+        def write(sent: Uploaded) -> None:
+            index = (sent[rows], sent[positions])
+            self.k_table.index_put_(index, sent[k_pages])
+            self.v_table.index_put_(index, sent[v_pages])
+
+        return write
