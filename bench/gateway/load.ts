@@ -9,8 +9,11 @@ import { percentile } from "../src/stats.ts";
 
 export type RequestSpec = { url: string; headers: Record<string, string>; body: string };
 
-/** One request: its latency (end of body) and time to first byte, from when it was due. */
-export type Sample = { latencyMs: number; firstByteMs: number; status: number };
+/**
+ * One request: its latency (end of body) and time to first byte, from when it was due;
+ * status 0 with why there was no whole answer (a socket error's code, "cut" mid-body).
+ */
+export type Sample = { latencyMs: number; firstByteMs: number; status: number; failure?: string };
 
 export type LoadResult = {
   samples: Sample[];
@@ -25,15 +28,18 @@ const agent = new Agent({ keepAlive: true, maxSockets: 512 });
 /** A request not ended this long after it was due is given up (status 0): a target that died. */
 const requestTimeoutMs = 30_000;
 
-function send(spec: RequestSpec, due: number): Promise<Sample> {
+/** One request of `spec`, its latency counted from `due` (performance.now() time). */
+export function send(spec: RequestSpec, due: number): Promise<Sample> {
   return new Promise((resolve) => {
     let firstByteMs = Number.NaN;
     let settled = false;
     // status 0: no whole answer (refused, reset, cut mid-body, or timed out)
-    const settle = (status: number) => {
+    const settle = (status: number, failure?: string) => {
       if (settled) return;
       settled = true;
-      resolve({ latencyMs: performance.now() - due, firstByteMs, status });
+      const sample: Sample = { latencyMs: performance.now() - due, firstByteMs, status };
+      if (failure !== undefined) sample.failure = failure;
+      resolve(sample);
     };
     const url = new URL(spec.url);
     const req = request(
@@ -50,11 +56,13 @@ function send(spec: RequestSpec, due: number): Promise<Sample> {
         firstByteMs = performance.now() - due;
         res.on("data", () => {});
         res.on("end", () => settle(res.statusCode ?? 0));
-        res.on("close", () => settle(res.complete ? (res.statusCode ?? 0) : 0));
+        res.on("close", () => (res.complete ? settle(res.statusCode ?? 0) : settle(0, "cut")));
       },
     );
-    req.on("timeout", () => req.destroy(new Error("timed out")));
-    req.on("error", () => settle(0));
+    req.on("timeout", () =>
+      req.destroy(Object.assign(new Error("timed out"), { code: "TIMEOUT" })),
+    );
+    req.on("error", (error: NodeJS.ErrnoException) => settle(0, error.code ?? error.message));
     req.end(spec.body);
   });
 }

@@ -71,7 +71,7 @@ type Point = {
   stream: boolean;
   requests: number;
   errors: number;
-  /** the statuses of the errors (0: refused, reset, cut mid-body or timed out) */
+  /** the statuses of the errors; no answer is "0 <why>": a socket error's code (ECONNRESET...), cut mid-body, TIMEOUT */
   errorStatuses: Record<string, number>;
   achievedRps: number;
   maxSendLagMs: number;
@@ -97,7 +97,11 @@ function pointOf(kind: Point["kind"], x: number, stream: boolean, r: LoadResult)
     stream,
     requests: r.samples.length,
     errors: r.samples.length - ok.length,
-    errorStatuses: countBy(r.samples.filter((s) => s.status !== 200).map((s) => String(s.status))),
+    errorStatuses: countBy(
+      r.samples
+        .filter((s) => s.status !== 200)
+        .map((s) => (s.status === 0 ? `0 ${s.failure}` : String(s.status))),
+    ),
     achievedRps: Math.round((r.samples.length / r.elapsedS) * 10) / 10,
     maxSendLagMs: Math.round(r.maxSendLagMs * 100) / 100,
     latencyMs: latencyOf(ok.map((s) => s.latencyMs)),
