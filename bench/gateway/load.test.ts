@@ -36,3 +36,36 @@ describe("load: why a request had no whole answer", () => {
     expect(await one("/cut")).toMatchObject({ status: 0, failure: "cut" });
   });
 });
+
+// As workerd does (KJ's pipelineTimeout): a connection idle 5 s is closed, with no Keep-Alive
+// header announcing it (an explicit Connection header keeps Node's server from sending one).
+describe("load: keep-alive connections the server is about to close", () => {
+  let idleServer: Server;
+  let url = "";
+  let connections = 0;
+  beforeAll(async () => {
+    idleServer = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.setHeader("connection", "keep-alive").end("ok"));
+    });
+    idleServer.keepAliveTimeout = 5_000;
+    idleServer.on("connection", () => {
+      connections += 1;
+    });
+    await new Promise<void>((resolve) => idleServer.listen(0, "127.0.0.1", resolve));
+    const address = idleServer.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    url = `http://127.0.0.1:${address.port}/`;
+  });
+  afterAll(() => new Promise((resolve) => idleServer.close(resolve)));
+
+  it("reuses a connection idle a moment, and not one idle 4.5 s (the server closes it at 5 s)", async () => {
+    const spec = { url, headers: {}, body: "{}" };
+    expect(await send(spec, performance.now())).toMatchObject({ status: 200 });
+    expect(await send(spec, performance.now())).toMatchObject({ status: 200 });
+    expect(connections).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    expect(await send(spec, performance.now())).toMatchObject({ status: 200 });
+    expect(connections).toBe(2);
+  });
+});

@@ -23,7 +23,15 @@ export type LoadResult = {
   maxSendLagMs: number;
 };
 
-const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+/**
+ * workerd closes a keep-alive connection idle for 5 s (KJ's `pipelineTimeout`) and announces
+ * no Keep-Alive timeout: a request written to one as it closes is reset (ECONNRESET, and a POST
+ * is not retried). As undici does by default, the client lets its idle connections go after 4 s,
+ * before the server would.
+ */
+const keepAliveIdleMs = 4_000;
+
+const agent = new Agent({ keepAlive: true, maxSockets: 512, timeout: keepAliveIdleMs });
 
 /** A request not ended this long after it was due is given up (status 0): a target that died. */
 const requestTimeoutMs = 30_000;
