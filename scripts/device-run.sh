@@ -5,7 +5,7 @@
 #   carry: carry (node22.xz + backend.mjs + the llguidance wheel, from
 #          scripts/bundle-backend.sh), .cache/fixtures/tiny-llama, .cache/fixtures/adapters,
 #          and for `grammar` .cache/grammar/llama32k (bench/grammar/README.md "llama32k")
-#   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]
+#   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]  (tests alone: ~8 min)
 # More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
 # peft (slora vs HF PEFT on the PEFT batch), pressure (the `pressure` scenario: slora vs
 # no-unifymem in a 100,000-page pool that holds a wave of 32 long requests' KV and their
@@ -46,12 +46,18 @@ export LORAFLEET_PYTHON=$(command -v python3) LORAFLEET_FIXTURES=$PWD/.cache/fix
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 
 if has tests; then
-  (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider \
-    --junitxml="$OUT/pytest-gpu.xml" tests/test_kernels_lora.py tests/test_kernels_attention.py \
-    tests/test_kernels_fused.py tests/test_kernels_bmm.py tests/test_executor_gpu.py \
-    tests/test_stage_processes.py tests/test_host_buffers.py tests/test_kernels_token_bitmask.py \
-    tests/test_kernels_fp8.py \
-    tests/test_fp8_gpu.py tests/test_fp8_quality.py) 2>&1 | tail -25 > "$OUT/pytest-gpu.txt"
+  # The executor-level tests first (few, and the ones a change breaks), the kernel grids
+  # after, the host-memory tests last (at 489d089 an H200 run was killed at 420 s while,
+  # by its progress dots, test_host_buffers' GPU test ran: 726 of 761 done). SIGINT at the limit makes pytest stop and still
+  # name what failed (-rf); a test running over 60 s dumps its stack (faulthandler).
+  # Run `tests` in a call of its own.
+  (cd gpu-backend/executor && timeout -s INT 540 python3 -m pytest -q -m gpu -p no:cacheprovider \
+    -rf --tb=short -o faulthandler_timeout=60 --junitxml="$OUT/pytest-gpu.xml" \
+    tests/test_executor_gpu.py tests/test_kernels_token_bitmask.py tests/test_kernels_fp8.py \
+    tests/test_fp8_gpu.py tests/test_fp8_quality.py tests/test_kernels_fused.py \
+    tests/test_kernels_bmm.py tests/test_kernels_attention.py tests/test_kernels_lora.py \
+    tests/test_stage_processes.py tests/test_host_buffers.py) > "$OUT/pytest-gpu.txt" 2>&1
+  tail -40 "$OUT/pytest-gpu.txt"
 fi
 if has fp8tests; then
   (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider -rA \
