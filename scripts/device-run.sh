@@ -48,9 +48,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 if has tests; then
   # The executor-level tests first (few, and the ones a change breaks), the kernel grids
   # after, the host-memory tests last (at 489d089 an H200 run was killed at 420 s while,
-  # by its progress dots, test_host_buffers' GPU test ran: 726 of 761 done). SIGINT at the limit makes pytest stop and still
-  # name what failed (-rf); a test running over 60 s dumps its stack (faulthandler).
-  # Run `tests` in a call of its own.
+  # by its progress dots, test_host_buffers' GPU test ran: 726 of 761 done). SIGINT at
+  # the limit makes pytest stop and still name what failed (-rf); a test running over
+  # 60 s dumps its stack (faulthandler). Run `tests` in a call of its own.
   (cd gpu-backend/executor && timeout -s INT 540 python3 -m pytest -q -m gpu -p no:cacheprovider \
     -rf --tb=short -o faulthandler_timeout=60 --junitxml="$OUT/pytest-gpu.xml" \
     tests/test_executor_gpu.py tests/test_kernels_token_bitmask.py tests/test_kernels_fp8.py \
