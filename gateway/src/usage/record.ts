@@ -27,6 +27,7 @@ export type UsageRow = { record: UsageRecord; createdAt: number };
 
 const usageColumns = `id, request_id, tenant_id, key_id, endpoint, model, adapter_id, backend_id,
   prompt_tokens, completion_tokens, cached_tokens, status, outcome, latency_ms, created_at`;
+const columnIndexes = usageColumns.split(",").map((_, i) => i);
 
 /** A row as usageInsertMany's JSON carries it: the columns in usageColumns' order. */
 function usageValues(r: UsageRecord, createdAt: number) {
@@ -61,7 +62,9 @@ export function usageInsert(
   createdAt: number,
 ): D1PreparedStatement {
   return db
-    .prepare(`INSERT OR IGNORE INTO usage (${usageColumns}) VALUES (${"?, ".repeat(14)}?)`)
+    .prepare(
+      `INSERT OR IGNORE INTO usage (${usageColumns}) VALUES (${columnIndexes.map(() => "?").join(", ")})`,
+    )
     .bind(...usageValues(r, createdAt));
 }
 
@@ -72,10 +75,7 @@ export function usageInsert(
  * requests: the usage consumer's batch of a second at 500 req/s stalled it ~70 ms.
  */
 export function usageInsertMany(db: D1Database, rows: UsageRow[]): D1PreparedStatement {
-  const values = usageColumns
-    .split(",")
-    .map((_, i) => `value ->> ${i}`)
-    .join(", ");
+  const values = columnIndexes.map((i) => `value ->> ${i}`).join(", ");
   return db
     .prepare(`INSERT OR IGNORE INTO usage (${usageColumns}) SELECT ${values} FROM json_each(?)`)
     .bind(JSON.stringify(rows.map((r) => usageValues(r.record, r.createdAt))));
