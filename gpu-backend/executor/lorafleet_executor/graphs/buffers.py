@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..model.lora_batch import GROUPS, LoraGroup, PlacedAdapter, group_tables, targeted_groups
+from ..model.pool import UnifiedPool
 from ..model.upload import Packing, Uploaded
 from ..step.inputs import StepInputs
 
@@ -145,3 +146,42 @@ class StaticLora:
                 static.ranks[:, :n].copy_(sent[ranks])
 
         return fill
+
+
+class StaticInputs:
+    """All of a graph's static inputs: the arena of `fields` and the LoRA tables of up to
+    `num_slots` adapters of rank up to `max_rank`."""
+
+    def __init__(
+        self,
+        fields: dict[str, Field],
+        shapes: dict[str, tuple[int, int]],
+        pool: UnifiedPool,
+        num_slots: int,
+        max_rank: int,
+    ) -> None:
+        device = pool.data.device
+        self.arena = StaticArena(fields, device)
+        self.views = self.arena.views
+        self.lora = StaticLora(shapes, pool.page_width, device, num_slots, max_rank)
+
+    def pack(
+        self,
+        inputs: StepInputs,
+        packing: Packing,
+        values: dict[str, np.ndarray],
+        pads: dict[str, int] | None = None,
+    ) -> Callable[[Uploaded], None]:
+        """`values` (StaticArena.pack), the step's LoRA tables and its late tokens into
+        `packing`; the result fills the static buffers from the upload."""
+        fill = self.arena.pack(packing, values, pads)
+        fill_lora = self.lora.pack(inputs.slots, packing)
+        late = None if inputs.late is None else inputs.late.pack(packing)
+
+        def filled(sent: Uploaded) -> None:
+            fill(sent)
+            fill_lora(sent)
+            if late is not None:  # the sampled tokens of the step before, read on the device
+                late(sent, self.views["token_ids"])
+
+        return filled

@@ -34,7 +34,7 @@ from ..model.pool import UnifiedPool
 from ..model.upload import Packing, Uploaded
 from ..step.inputs import StepInputs
 from ..step.sequences import SequenceTable
-from .buffers import Field, StaticArena, StaticLora, capture, token_fields, token_values
+from .buffers import Field, StaticInputs, capture, token_fields, token_values
 
 
 def batch_buckets(max_num_seqs: int) -> list[int]:
@@ -79,19 +79,19 @@ class DecodeGraphs:
         device = pool.data.device
         size = self.buckets[-1]
 
-        self.arena = StaticArena(
+        self.static = StaticInputs(
             {
                 **token_fields(size, pool.scratch_page),
                 "seq_rows": Field(np.int64, size),
                 "ctx_lens": Field(np.int32, size, 1),
             },
-            device,
+            model.cfg.module_shapes(),
+            pool,
+            max_num_seqs,
+            max_rank,
         )
         self.cu_q = torch.arange(size + 1, dtype=torch.int32, device=device)
         self.rows = torch.arange(size, dtype=torch.int64, device=device)
-        self.lora = StaticLora(
-            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank
-        )
         # (batch bucket, context bucket, with LoRA) -> (graph, its logits)
         self.graphs: dict[tuple[int, int, bool], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.memory_pool = memory_pool
@@ -116,16 +116,11 @@ class DecodeGraphs:
             with_lora,
         )
         values = {**token_values(inputs), "seq_rows": inputs.seq_rows, "ctx_lens": inputs.ctx_lens}
-        fill = self.arena.pack(packing, values)
-        fill_lora = self.lora.pack(inputs.slots, packing)
-        late = None if inputs.late is None else inputs.late.pack(packing)
+        fill = self.static.pack(inputs, packing, values)
         logits_rows = packing.add(inputs.logits_rows)
 
         def run(sent: Uploaded) -> torch.Tensor:
             fill(sent)
-            fill_lora(sent)
-            if late is not None:
-                late(sent, self.arena.views["token_ids"])
             if key not in self.graphs:
                 self._capture(*key)
             graph, logits = self.graphs[key]
@@ -136,7 +131,7 @@ class DecodeGraphs:
 
     def _batch(self, size: int, context: int, with_lora: bool) -> ForwardBatch:
         k_table, v_table = self.seqs.k_table, self.seqs.v_table
-        views = self.arena.views
+        views = self.static.views
         rows = views["seq_rows"][:size]
         lora = None
         if with_lora:
@@ -144,7 +139,7 @@ class DecodeGraphs:
                 row_slot=views["row_slot"][:size],
                 segments=None,
                 run_lengths=None,
-                groups=self.lora.groups,
+                groups=self.static.lora.groups,
             )
         return ForwardBatch(
             **{

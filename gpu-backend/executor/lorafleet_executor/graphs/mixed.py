@@ -40,7 +40,7 @@ from ..model.pool import UnifiedPool
 from ..model.upload import Packing, Uploaded
 from ..step.inputs import StepInputs
 from ..step.sequences import SequenceTable
-from .buffers import Field, StaticArena, StaticLora, capture, token_fields, token_values
+from .buffers import Field, StaticInputs, capture, token_fields, token_values
 
 BLOCK = BLOCK_M
 assert BLOCK_T == BLOCK, "attention query tiles and LoRA row tiles are cut alike"
@@ -87,10 +87,9 @@ class PaddedMixedBatch:
     ) -> None:
         self.seqs = seqs
         self.max_num_seqs = max_num_seqs
-        device = pool.data.device
         pieces = self.max_pieces(size)
 
-        self.arena = StaticArena(
+        self.static = StaticInputs(
             {
                 **token_fields(size, pool.scratch_page),
                 "piece_rows": Field(np.int64, pieces),  # each pseudo-seq's table row
@@ -100,10 +99,10 @@ class PaddedMixedBatch:
                 "seg_slot": Field(np.int32, pieces, -1),
                 "logits_rows": Field(np.int64, max_num_seqs),
             },
-            device,
-        )
-        self.lora = StaticLora(
-            model.cfg.module_shapes(), pool.page_width, device, max_num_seqs, max_rank
+            model.cfg.module_shapes(),
+            pool,
+            max_num_seqs,
+            max_rank,
         )
 
     def max_pieces(self, tokens: int) -> int:
@@ -132,29 +131,21 @@ class PaddedMixedBatch:
             "seg_slot": run_slot[run],
             "logits_rows": inputs.logits_rows,
         }
-        fill = self.arena.pack(packing, values, pads={"cu_q": bucket, "seg_starts": bucket})
-        fill_lora = self.lora.pack(inputs.slots, packing)
-        late = None if inputs.late is None else inputs.late.pack(packing)
-
-        def filled(sent: Uploaded) -> None:
-            fill(sent)
-            fill_lora(sent)
-            if late is not None:
-                late(sent, self.arena.views["token_ids"])
-
-        return filled
+        return self.static.pack(
+            inputs, packing, values, pads={"cu_q": bucket, "seg_starts": bucket}
+        )
 
     def batch(self, size: int, groups: frozenset) -> ForwardBatch:
         """The forward batch of bucket `size` with the LoRA `groups` (names of GROUPS)."""
         pieces = self.max_pieces(size)
-        views = self.arena.views
+        views = self.static.views
         rows = views["piece_rows"][:pieces]
         lora = LoraBatch(
             row_slot=views["row_slot"][:size],
             segments=(views["seg_starts"][: pieces + 1], views["seg_slot"][:pieces]),
             # pieces of at most BLOCK rows: one row tile each
             run_lengths=np.full(pieces, BLOCK),
-            groups={n: g if n in groups else None for n, g in self.lora.groups.items()},
+            groups={n: g if n in groups else None for n, g in self.static.lora.groups.items()},
             # the decode rows before the pieces: at most one per sequence
             lead_rows=min(size, self.max_num_seqs),
         )
