@@ -4,7 +4,8 @@
 # ablations scenario at Llama-2-7B shapes, everything written to $OUT.
 #   carry: carry (node22.xz + backend.mjs + the llguidance wheel, from
 #          scripts/bundle-backend.sh), .cache/fixtures/tiny-llama, .cache/fixtures/adapters,
-#          and for `grammar` .cache/grammar/llama32k (bench/grammar/README.md "llama32k")
+#          and for grammar and stepprofile .cache/grammar/llama32k (bench/grammar/README.md
+#          "llama32k")
 #   LORAFLEET_GIT_SHA=<sha> bash scripts/device-run.sh [tests,kernels,ablations]  (tests alone: ~8 min)
 # More parts (not in the default): bmm (slora vs the bmm baseline, 15 s: bmm is slow),
 # peft (slora vs HF PEFT on the PEFT batch), pressure (the `pressure` scenario: slora vs
@@ -137,23 +138,25 @@ if has coldload; then
     --out "$OUT/stage.json" \
     > "$OUT/stage.log" 2>&1
 fi
-if has stepprofile; then
-  model=/tmp/bench/models/llama-2-7b  # where the ablations part generates it too
-  if [[ ! -f $model/tokenizer.json ]]; then  # make_model.py writes the tokenizer last
+# stepprofile and grammar share one Llama-2-7B-shaped model (random weights) with the
+# llama32k tokenizer, made once (~13 GB; make_model.py writes the tokenizer last).
+llama7b_llama32k() {
+  local model=/tmp/bench/models/llama-2-7b-llama32k
+  if [[ ! -f $model/tokenizer.json ]]; then
     timeout 300 python3 bench/gpu/make_model.py --shape llama-2-7b --out "$model" \
-      > "$OUT/make_model.log" 2>&1
+      --tokenizer-from .cache/grammar/llama32k > "$OUT/make_model.log" 2>&1
   fi
+  echo "$model"
+}
+if has stepprofile; then
+  model=$(llama7b_llama32k)
   timeout 120 python3 bench/gpu/make_adapters.py --model "$model" --out /tmp/step-adapters \
     --count 64 --ranks 8,16,32,64 --distinct 4 > "$OUT/make_adapters.log" 2>&1
   timeout 240 python3 bench/gpu/step_profile.py --model "$model" --adapters-dir /tmp/step-adapters \
     --batch 64 --out "$OUT/step_profile_served.json" > "$OUT/step_profile_served.log" 2>&1
 fi
 if has grammar; then
-  model=/tmp/bench/models/llama-2-7b-llama32k
-  if [[ ! -f $model/tokenizer.json ]]; then  # make_model.py writes the tokenizer last
-    timeout 300 python3 bench/gpu/make_model.py --shape llama-2-7b --out "$model" \
-      --tokenizer-from .cache/grammar/llama32k > "$OUT/make_model_grammar.log" 2>&1
-  fi
+  model=$(llama7b_llama32k)
   timeout 420 python3 bench/gpu/grammar_bench.py --model "$model" --out "$OUT/grammar.json" \
     > "$OUT/grammar.log" 2>&1
 fi
