@@ -24,7 +24,8 @@
 # fp8roofline (FP8 base weights vs bf16 at decode, batch 64 and 128, side by side in one
 # process, pool pages each leaves; bench/gpu/fp8_decode.py), fp8ablations (the ablations'
 # trace, 64 in flight, base and slora on an FP8 base: --quantization fp8), fp8tests (the
-# FP8 GPU tests alone), stepprofile (the executor's decode steps at batch 64, base and on 64
+# FP8 GPU tests alone), exectests (the executor-level GPU tests without the kernel grids,
+# ~4 minutes), stepprofile (the executor's decode steps at batch 64, base and on 64
 # adapters of ranks 8-64, launched ahead as served: HtoD copies per step and the GPU's idle
 # fraction between steps; bench/gpu/step_profile.py --model). Parts are whole names:
 # fp8tests is not tests.
@@ -58,6 +59,16 @@ if has tests; then
     tests/test_fp8_gpu.py tests/test_fp8_quality.py tests/test_kernels_fused.py \
     tests/test_kernels_bmm.py tests/test_kernels_attention.py tests/test_kernels_lora.py \
     tests/test_stage_processes.py tests/test_host_buffers.py) > "$OUT/pytest-gpu.txt" 2>&1
+  tail -40 "$OUT/pytest-gpu.txt"
+fi
+if has exectests; then
+  # The executor-level GPU tests alone (no kernel grids): what a change to the executor
+  # breaks, in a call that leaves time for a benchmark part.
+  (cd gpu-backend/executor && timeout -s INT 280 python3 -m pytest -q -m gpu -p no:cacheprovider \
+    -rf --tb=short -o faulthandler_timeout=60 --junitxml="$OUT/pytest-gpu.xml" \
+    tests/test_executor_gpu.py tests/test_kernels_token_bitmask.py tests/test_fp8_gpu.py \
+    tests/test_fp8_quality.py tests/test_host_buffers.py tests/test_kernels_fp8.py) \
+    > "$OUT/pytest-gpu.txt" 2>&1
   tail -40 "$OUT/pytest-gpu.txt"
 fi
 if has fp8tests; then
