@@ -54,7 +54,8 @@ def test_fp8_base_with_mixed_adapters_matches_fake_fp8_peft(gemm, cuda_graphs, m
     qkv = executor.model.weights.layers[0].qkv
     assert isinstance(qkv, Fp8Weight) and qkv.gemm == gemm and qkv.weight.is_cuda
     assert (executor.decode_graphs is not None) == cuda_graphs
-    assert_near_reference(*mixed_adapter_run(executor, max_new_tokens=24))
+    requests, outputs, reference, names = mixed_adapter_run(executor, max_new_tokens=24)
+    assert_near_reference(reference, requests, outputs, names)
 
 
 def test_a_block_quantized_checkpoint_runs_the_triton_gemm(tmp_path):

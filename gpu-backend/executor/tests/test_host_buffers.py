@@ -1,5 +1,7 @@
 """HostBuffers: the host tier's memory, reused by exact size within the tier's bytes."""
 
+import gc
+
 import pytest
 import torch
 
@@ -65,3 +67,16 @@ def test_on_a_gpu_buffers_are_pinned_once_and_unpinned_when_released():
     buffers.give_back(a.data)
     buffers.take(1 << 20)  # a's half does not fit beside it: released, and unregistered
     assert not a.data.is_pinned()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_buffers_collected_with_their_owner_are_unpinned_so_the_next_owner_pins_again():
+    # Executors made one after another in one process (the GPU tests do): each one's
+    # buffers are registered, and the memory is reused by the next one's.
+    for _ in range(4):
+        buffers = HostBuffers(1 << 21, shared=True, pin=True)
+        taken = [buffers.take(430_080) for _ in range(3)]
+        assert all(b.data.is_pinned() for b in taken)
+        del buffers, taken
+        gc.collect()

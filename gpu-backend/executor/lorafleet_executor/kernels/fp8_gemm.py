@@ -12,8 +12,8 @@ float32, so the result differs from the dequantized reference (backend "torch", 
 path and the tests' oracle) only by summation order and y's rounding.
 
 Backends: "torch" (the reference: dequantize, then matmul), "scaled_mm"
-(`torch._scaled_mm`, cuBLASLt/CUTLASS; per-channel scales only; needs K and N multiples
-of 16) and "triton" (`fp8_gemm_kernel`, either kind of scale).
+(`torch._scaled_mm`, cuBLASLt/CUTLASS; per-channel scales only; a weight whose K or N is
+not a multiple of 16, which cuBLASLt refuses, goes to the Triton kernel) and "triton" (`fp8_gemm_kernel`, either kind of scale).
 
 Example:
     y = fp8_linear(x, w_q, w_scale, block=None, backend="scaled_mm")  # x bf16 [T, K]
@@ -200,6 +200,8 @@ def fp8_matmul(
         return _triton_gemm(x_q, x_scale, w_q, w_scale, block, out_dtype)
     require(block is None, "scaled_mm takes per-channel scales only (block scales: triton)")
     require(x_q.device.type == "cuda", "scaled_mm runs on CUDA only")
+    if w_q.shape[0] % 16 or w_q.shape[1] % 16:  # cuBLASLt's FP8 layout rule: Triton takes the rest
+        return _triton_gemm(x_q, x_scale, w_q, w_scale, None, out_dtype)
     if x_q.shape[0] == 0:
         return torch.empty(0, w_q.shape[0], dtype=out_dtype, device=x_q.device)
     return torch._scaled_mm(

@@ -9,7 +9,11 @@ together stay within the tier's bytes: free ones of other sizes are released fir
 
 On a GPU the buffers are shared memory, which the staging worker processes write
 (stage_processes.py), registered with CUDA once when made: pinned, so a load copies from
-them asynchronously, and never registered again while they are reused.
+them asynchronously, and never registered again while they are reused. A buffer is
+unregistered when released or when collected with its owner: CUDA keeps a registration
+past the memory's unmapping, and the next mapping at that address would then fail to
+register (cudaErrorHostMemoryAlreadyRegistered, seen when a process made executors one
+after another).
 
 Thread-safe: stages run on several threads while the reader drops.
 
@@ -21,6 +25,8 @@ Example:
 """
 
 import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +48,7 @@ class HostBuffers:
         self._lock = threading.Lock()
         self._free: dict[int, list[HostBuffer]] = {}  # by size
         self._in_use: dict[int, HostBuffer] = {}  # by data pointer
+        self._unpin: dict[int, Callable[[], None]] = {}  # by data pointer, pinned buffers
         self._bytes = 0  # in use and free
         self._next_id = 0
 
@@ -89,9 +96,13 @@ class HostBuffers:
         if self.shared:
             data.share_memory_()
         if self.pin and nbytes > 0:
-            error = int(torch.cuda.cudart().cudaHostRegister(data.data_ptr(), nbytes, 0))
+            cudart, pointer = torch.cuda.cudart(), data.data_ptr()
+            error = int(cudart.cudaHostRegister(pointer, nbytes, 0))
             if error != 0:  # cudaSuccess
                 raise RuntimeError(f"cudaHostRegister of {nbytes} bytes failed: {error}")
+            unpin = weakref.finalize(data, cudart.cudaHostUnregister, pointer)
+            unpin.atexit = False  # the process's exit unmaps it, CUDA may be gone by then
+            self._unpin[pointer] = unpin
         return data
 
     def _release_free_until(self, bytes_left: int) -> None:
@@ -101,8 +112,9 @@ class HostBuffers:
             kept = self._free[size]
             while kept and self._bytes > bytes_left:
                 buffer = kept.pop()
-                if self.pin and size > 0:
-                    torch.cuda.cudart().cudaHostUnregister(buffer.data.data_ptr())
+                unpin = self._unpin.pop(buffer.data.data_ptr(), None)
+                if unpin is not None:
+                    unpin()
                 self._bytes -= size
             if not kept:
                 del self._free[size]
