@@ -13,8 +13,8 @@ path and the tests' oracle) only by summation order and y's rounding.
 
 Backends: "torch" (the reference: dequantize, then matmul), "scaled_mm"
 (`torch._scaled_mm`, cuBLASLt/CUTLASS; per-channel scales only; a weight whose K or N is
-not a multiple of 16, which cuBLASLt refuses, goes to the Triton kernel) and "triton" (`fp8_gemm_kernel`, either kind of
-scale).
+not a multiple of 16, which cuBLASLt refuses, goes to the Triton kernel) and "triton"
+(`fp8_gemm_kernel`, either kind of scale).
 
 Example:
     y = fp8_linear(x, w_q, w_scale, block=None, backend="scaled_mm")  # x bf16 [T, K]
