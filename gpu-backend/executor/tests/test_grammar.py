@@ -19,7 +19,7 @@ from lorafleet_executor.fixtures.location import fixtures_root
 from lorafleet_executor.grammar.cache import GrammarCache
 from lorafleet_executor.grammar.masks import GrammarMasks
 from lorafleet_executor.grammar.registry import GrammarRegistry
-from lorafleet_executor.grammar.sequence import SequenceGrammar
+from lorafleet_executor.grammar.sequence import SequenceGrammar, feed_all
 from lorafleet_executor.grammar.tokenizer import grammar_tokenizer
 
 TINY = fixtures_root(os.environ) / "tiny-llama"
@@ -164,6 +164,36 @@ def test_a_sequence_feeds_its_tokens_in_order_and_fails_on_a_refused_one(tokeniz
     assert failed.failed and "unclosed" in failed.error
     with pytest.raises(BadMessage):
         SequenceGrammar.start(99, registry)
+
+
+def test_a_step_feeds_its_rows_at_once_as_it_would_one_by_one(tokenizer):
+    registry = GrammarRegistry(cache_of(tokenizer), timeout_s=10)
+    registry.compile(1, "json_schema", json.dumps(PERSON), lambda *_: None)
+    answer = encode(tokenizer, '{"name": "Al", "age": 42}')
+    refused = encode(tokenizer, "x")[0]
+    # Per row, what each step brings: decode rows one token a step, a recomputed row its
+    # first 4 tokens at once, a row that is refused a token mid-way (then stays failed).
+    feeds = [
+        [answer[:1], *([t] for t in answer[1:])],
+        [answer[:4], *([t] for t in answer[4:])],
+        [answer[:1], answer[1:2], [refused], *([t] for t in answer[3:])],
+    ]
+    steps = max(len(f) for f in feeds)
+    one_by_one = [SequenceGrammar.start(1, registry) for _ in feeds]
+    together = [SequenceGrammar.start(1, registry) for _ in feeds]
+    threads = llguidance.LLExecutor(num_threads=2)
+    for step in range(steps):
+        rows = [r for r, f in enumerate(feeds) if step < len(f)]
+        news = [np.array(feeds[r][step], np.int32) for r in rows]
+        for r, new in zip(rows, news, strict=True):
+            one_by_one[r].feed(new)
+        feed_all([together[r] for r in rows], news, threads)
+        for a, b in zip(one_by_one, together, strict=True):
+            assert (a.consumed, a.failed, a.error) == (b.consumed, b.failed, b.error)
+            if not a.failed:
+                assert a.matcher.compute_bitmask() == b.matcher.compute_bitmask()
+    assert [g.matcher.is_accepting() for g in together[:2]] == [True, True]
+    assert together[2].failed and together[2].consumed == len(answer)
 
 
 def test_masks_forbid_exactly_what_the_grammar_forbids_and_touch_no_other_row(tokenizer):

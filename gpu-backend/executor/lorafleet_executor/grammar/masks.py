@@ -49,7 +49,7 @@ class GrammarMasks:
             if eos < vocab_size:
                 word = self._eos_only[eos // 32].item() | (1 << (eos % 32))
                 self._eos_only[eos // 32] = word - (1 << 32) if word >= 1 << 31 else word
-        self._threads = llguidance.LLExecutor(num_threads=threads)
+        self.threads = llguidance.LLExecutor(num_threads=threads)  # feed_all uses it too
         self.last_fill_us = 0.0  # the CPU's share of the last call (benchmarks read it)
 
     def apply(
@@ -62,7 +62,7 @@ class GrammarMasks:
         self._turn ^= 1
         live = [(g.matcher, j) for j, g in enumerate(grammars) if not g.failed]
         if live:
-            llguidance.torch.fill_next_token_bitmask_par(self._threads, live, host)
+            llguidance.torch.fill_next_token_bitmask_par(self.threads, live, host)
         for j, grammar in enumerate(grammars):
             grammar.check()
             if grammar.failed:

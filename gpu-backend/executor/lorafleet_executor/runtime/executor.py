@@ -24,7 +24,7 @@ from ..grammar.cache import GrammarCache
 from ..grammar.limits import GrammarOptions
 from ..grammar.masks import GrammarMasks
 from ..grammar.registry import GrammarRegistry, Reply
-from ..grammar.sequence import SequenceGrammar
+from ..grammar.sequence import SequenceGrammar, feed_all
 from ..grammar.tokenizer import grammar_tokenizer
 from ..graphs.decode import DecodeGraphs
 from ..graphs.mixed import MixedGraphs
@@ -542,7 +542,7 @@ class Executor:
         # A mask needs every output token before it, also the samples of steps still in
         # flight; this step's forward is queued already, so the wait overlaps it.
         self._wait_for_older(keep_last=False)
-        grammars = []
+        grammars, news = [], []
         for k in constrained:
             i = int(rows[k])
             seq, grammar = seqs[i], seqs[i].grammar
@@ -550,10 +550,8 @@ class Executor:
             if plan.flags[i] & FLAG_USE_LAST_SAMPLED:
                 new[0] = seq.last_sampled  # known now: its step was waited for
             first = int(plan.num_prompt[i]) + grammar.consumed  # first output not seen yet
-            grammar.feed(
-                np.concatenate([seq.tokens[first:], new[max(0, first - seq.num_tokens) :]])
-            )
             grammars.append(grammar)
+            news.append(np.concatenate([seq.tokens[first:], new[max(0, first - seq.num_tokens) :]]))
         if self.grammar_masks is None:
             self.grammar_masks = GrammarMasks(
                 self.config.max_num_seqs,
@@ -562,6 +560,7 @@ class Executor:
                 self.device,
                 self.grammar_options.mask_threads,
             )
+        feed_all(grammars, news, self.grammar_masks.threads)
         errors[constrained] = self.grammar_masks.apply(logits, constrained, grammars)
         return errors
 
