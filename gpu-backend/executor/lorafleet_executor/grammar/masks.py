@@ -35,14 +35,13 @@ class GrammarMasks:
         self.device = device
         words = (vocab_size + 31) // 32
         pinned = device.type == "cuda"
-        # Two host buffers in turn: a step's copy to the device may still be queued when
-        # the next step fills (it waits for that step's samples, not for the copy).
-        self._host = [
-            torch.zeros(max_rows, words, dtype=torch.int32, pin_memory=pinned) for _ in range(2)
-        ]
-        self._on_device = (
-            torch.zeros(max_rows, words, dtype=torch.int32, device=device) if pinned else None
-        )
+        # A step's rows, then their masks, in one buffer: one copy takes both to the device.
+        # Two pinned host buffers in turn: a step's copy may still be queued when the next
+        # step fills (it waits for that step's samples, not for the copy).
+        self._words, self._max_rows = words, max_rows
+        size = max_rows * (1 + words)
+        self._host = [torch.zeros(size, dtype=torch.int32, pin_memory=pinned) for _ in range(2)]
+        self._on_device = torch.zeros(size, dtype=torch.int32, device=device) if pinned else None
         self._turn = 0
         self._eos_only = torch.zeros(words, dtype=torch.int32)
         for eos in eos_ids:
@@ -58,21 +57,28 @@ class GrammarMasks:
         """Masks logits rows `rows` [K] by `grammars` [K]; returns u8 [K]: 1 = failed."""
         started = time.perf_counter()
         k = len(rows)
-        host = self._host[self._turn][:k]
+        host = self._host[self._turn]
         self._turn ^= 1
+        host[:k] = torch.from_numpy(np.asarray(rows, np.int32))
+        masks = self._masks(host, k)
         live = [(g.matcher, j) for j, g in enumerate(grammars) if not g.failed]
         if live:
-            llguidance.torch.fill_next_token_bitmask_par(self.threads, live, host)
+            llguidance.torch.fill_next_token_bitmask_par(self.threads, live, masks)
         for j, grammar in enumerate(grammars):
             grammar.check()
             if grammar.failed:
-                host[j] = self._eos_only
+                masks[j] = self._eos_only
         failed = np.array([g.failed for g in grammars], np.uint8)
-        bitmask = host
-        if self._on_device is not None:
-            bitmask = self._on_device[:k]
-            bitmask.copy_(host, non_blocking=True)
-        index = torch.from_numpy(np.asarray(rows, np.int32)).to(self.device, non_blocking=True)
-        apply_token_bitmask(logits, bitmask, index)
+        sent = host
+        if self._on_device is not None:  # from pinned memory: not waited for
+            end = self._max_rows + k * self._words
+            sent = self._on_device
+            sent[:end].copy_(host[:end], non_blocking=True)
+        apply_token_bitmask(logits, self._masks(sent, k), sent[:k])
         self.last_fill_us = (time.perf_counter() - started) * 1e6
         return failed
+
+    def _masks(self, buffer: torch.Tensor, k: int) -> torch.Tensor:
+        """The [k, words] masks of a buffer laid out as [rows (max_rows) | masks]."""
+        start = self._max_rows
+        return buffer[start : start + k * self._words].view(k, self._words)
