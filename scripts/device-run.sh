@@ -47,29 +47,32 @@ export PYTHONPATH=$pylib:$PWD/gpu-backend/executor PYTHONUNBUFFERED=1
 export LORAFLEET_PYTHON=$(command -v python3) LORAFLEET_FIXTURES=$PWD/.cache/fixtures
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 
+# The GPU tests of `files` under a limit of `seconds`: SIGINT at the limit makes pytest
+# stop and still name what failed (-rf); a test running over 60 s dumps its stack
+# (faulthandler).
+gpu_pytest() {  # <seconds> <files...>
+  local seconds=$1
+  shift
+  (cd gpu-backend/executor && timeout -s INT "$seconds" python3 -m pytest -q -m gpu \
+    -p no:cacheprovider -rf --tb=short -o faulthandler_timeout=60 \
+    --junitxml="$OUT/pytest-gpu.xml" "$@") > "$OUT/pytest-gpu.txt" 2>&1
+  tail -40 "$OUT/pytest-gpu.txt"
+}
+executor_tests=(tests/test_executor_gpu.py tests/test_kernels_token_bitmask.py
+  tests/test_fp8_gpu.py tests/test_fp8_quality.py)
 if has tests; then
   # The executor-level tests first (few, and the ones a change breaks), the kernel grids
   # after, the host-memory tests last (at 489d089 an H200 run was killed at 420 s while,
-  # by its progress dots, test_host_buffers' GPU test ran: 726 of 761 done). SIGINT at
-  # the limit makes pytest stop and still name what failed (-rf); a test running over
-  # 60 s dumps its stack (faulthandler). Run `tests` in a call of its own.
-  (cd gpu-backend/executor && timeout -s INT 540 python3 -m pytest -q -m gpu -p no:cacheprovider \
-    -rf --tb=short -o faulthandler_timeout=60 --junitxml="$OUT/pytest-gpu.xml" \
-    tests/test_executor_gpu.py tests/test_kernels_token_bitmask.py tests/test_kernels_fp8.py \
-    tests/test_fp8_gpu.py tests/test_fp8_quality.py tests/test_kernels_fused.py \
+  # by its progress dots, test_host_buffers' GPU test ran: 726 of 761 done). Run `tests`
+  # in a call of its own.
+  gpu_pytest 540 "${executor_tests[@]}" tests/test_kernels_fp8.py tests/test_kernels_fused.py \
     tests/test_kernels_bmm.py tests/test_kernels_attention.py tests/test_kernels_lora.py \
-    tests/test_stage_processes.py tests/test_host_buffers.py) > "$OUT/pytest-gpu.txt" 2>&1
-  tail -40 "$OUT/pytest-gpu.txt"
+    tests/test_stage_processes.py tests/test_host_buffers.py
 fi
 if has exectests; then
   # The executor-level GPU tests alone (no kernel grids): what a change to the executor
   # breaks, in a call that leaves time for a benchmark part.
-  (cd gpu-backend/executor && timeout -s INT 280 python3 -m pytest -q -m gpu -p no:cacheprovider \
-    -rf --tb=short -o faulthandler_timeout=60 --junitxml="$OUT/pytest-gpu.xml" \
-    tests/test_executor_gpu.py tests/test_kernels_token_bitmask.py tests/test_fp8_gpu.py \
-    tests/test_fp8_quality.py tests/test_host_buffers.py tests/test_kernels_fp8.py) \
-    > "$OUT/pytest-gpu.txt" 2>&1
-  tail -40 "$OUT/pytest-gpu.txt"
+  gpu_pytest 280 "${executor_tests[@]}" tests/test_host_buffers.py tests/test_kernels_fp8.py
 fi
 if has fp8tests; then
   (cd gpu-backend/executor && timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider -rA \
